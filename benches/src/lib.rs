@@ -1,0 +1,1 @@
+//! Benchmarks of Clank (see benches/README.md).

@@ -1,0 +1,178 @@
+//! The one error type of clank-core, with a `kind()` every interface maps the same way.
+
+use std::fmt;
+
+/// What went wrong, coarsely: the part every interface (HTTP, gRPC, Python, Node) maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    NotFound,
+    Conflict,
+    Invalid,
+    Unauthorized,
+    Forbidden,
+    Unavailable,
+    Timeout,
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status this kind maps to in the REST API.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Invalid => 422,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Timeout => 504,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// A stable lowercase code (`not_found`, `conflict`, ...) used in JSON errors and bindings.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A rejected input: which field, which rule, and a message a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[error("{field}: {message}")]
+pub struct InvalidInput {
+    /// Dotted path of the offending field, e.g. `service.health_check_path`.
+    pub field: String,
+    /// Short machine-readable rule name, e.g. `too_long`, `charset`, `reserved`.
+    pub rule: &'static str,
+    /// Human explanation including the offending value where it is safe to show.
+    pub message: String,
+}
+
+impl InvalidInput {
+    pub fn new(field: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Self {
+        InvalidInput {
+            field: field.into(),
+            rule,
+            message: message.into(),
+        }
+    }
+
+    /// Prefix the field path, so nested validators compose (`volumes[2]` + `.mount_path`).
+    pub fn within(mut self, parent: &str) -> Self {
+        self.field = if self.field.is_empty() {
+            parent.to_owned()
+        } else {
+            format!("{parent}.{}", self.field)
+        };
+        self
+    }
+}
+
+/// Errors produced by clank-core and by the stores implementing its traits.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A compare-and-swap write lost a race; the caller re-reads and retries.
+    #[error("write conflict on `{key}`: the record changed since it was read")]
+    WriteConflict { key: String },
+    #[error("illegal deployment transition {from} -> {to}")]
+    IllegalTransition {
+        from: crate::deploy::DeploymentStatus,
+        to: crate::deploy::DeploymentStatus,
+    },
+    #[error("secret: {0}")]
+    Secret(String),
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
+    #[error("corrupt record `{key}`: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Invalid(_) => ErrorKind::Invalid,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Conflict(_) | Error::WriteConflict { .. } | Error::IllegalTransition { .. } => {
+                ErrorKind::Conflict
+            }
+            Error::Secret(_) => ErrorKind::Internal,
+            Error::StoreUnavailable(_) => ErrorKind::Unavailable,
+            Error::Corrupt { .. } | Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    pub fn not_found(what: &'static str, id: impl fmt::Display) -> Self {
+        Error::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+
+    /// The offending field, for errors that have one (JSON `field`, binding attribute).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid(e) => Some(&e.field),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_maps_to_a_distinct_http_status_and_code() {
+        let kinds = [
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::Invalid,
+            ErrorKind::Unauthorized,
+            ErrorKind::Forbidden,
+            ErrorKind::Unavailable,
+            ErrorKind::Timeout,
+            ErrorKind::Internal,
+        ];
+        let statuses: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.http_status()).collect();
+        let codes: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.code()).collect();
+        assert_eq!(statuses.len(), kinds.len());
+        assert_eq!(codes.len(), kinds.len());
+        assert!(kinds.iter().filter(|k| **k != ErrorKind::Internal).all(|k| k.http_status() < 500 || matches!(k, ErrorKind::Unavailable | ErrorKind::Timeout)));
+    }
+
+    #[test]
+    fn invalid_input_is_a_4xx_naming_the_field() {
+        let e: Error = InvalidInput::new("slug", "charset", "must be lowercase").within("project").into();
+        assert_eq!(e.kind().http_status(), 422);
+        assert_eq!(e.field(), Some("project.slug"));
+        assert_eq!(e.to_string(), "project.slug: must be lowercase");
+    }
+}

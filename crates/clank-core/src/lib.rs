@@ -1,0 +1,14 @@
+//! Clank's platform core: the domain model, validation, the deployment lifecycle and its pure
+//! planner, the config cascade, secrets, and the traits every backend implements.
+//!
+//! Architecture invariant: this crate performs no I/O and names no backend. Backends
+//! (`clank-store`, `clank-docker`, `clank-proxy`, ...) depend on it, never the reverse.
+
+pub mod deploy;
+pub mod error;
+pub mod id;
+pub mod store;
+pub mod time;
+
+pub use error::{Error, ErrorKind, InvalidInput, Result};
+pub use time::Timestamp;

@@ -1,0 +1,1 @@
+//! The typed layer over a `Store`: records, secondary indexes and uniqueness.

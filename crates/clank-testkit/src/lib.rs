@@ -1,0 +1,1 @@
+//! Shared test suites and fixtures for Clank backends.

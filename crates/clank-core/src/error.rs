@@ -161,16 +161,25 @@ mod tests {
             ErrorKind::Timeout,
             ErrorKind::Internal,
         ];
-        let statuses: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.http_status()).collect();
+        let statuses: std::collections::BTreeSet<_> =
+            kinds.iter().map(|k| k.http_status()).collect();
         let codes: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.code()).collect();
         assert_eq!(statuses.len(), kinds.len());
         assert_eq!(codes.len(), kinds.len());
-        assert!(kinds.iter().filter(|k| **k != ErrorKind::Internal).all(|k| k.http_status() < 500 || matches!(k, ErrorKind::Unavailable | ErrorKind::Timeout)));
+        assert!(
+            kinds
+                .iter()
+                .filter(|k| **k != ErrorKind::Internal)
+                .all(|k| k.http_status() < 500
+                    || matches!(k, ErrorKind::Unavailable | ErrorKind::Timeout))
+        );
     }
 
     #[test]
     fn invalid_input_is_a_4xx_naming_the_field() {
-        let e: Error = InvalidInput::new("slug", "charset", "must be lowercase").within("project").into();
+        let e: Error = InvalidInput::new("slug", "charset", "must be lowercase")
+            .within("project")
+            .into();
         assert_eq!(e.kind().http_status(), 422);
         assert_eq!(e.field(), Some("project.slug"));
         assert_eq!(e.to_string(), "project.slug: must be lowercase");

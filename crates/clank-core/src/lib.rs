@@ -4,11 +4,19 @@
 //! Architecture invariant: this crate performs no I/O and names no backend. Backends
 //! (`clank-store`, `clank-docker`, `clank-proxy`, ...) depend on it, never the reverse.
 
+pub mod address;
+pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod id;
+pub mod image;
+pub mod model;
+pub mod secret;
 pub mod store;
 pub mod time;
+pub mod validate;
 
+pub use address::{AddressDefaults, EnvironmentAddress, ProjectAddress, ServiceAddress};
 pub use error::{Error, ErrorKind, InvalidInput, Result};
+pub use image::ImageRef;
 pub use time::Timestamp;

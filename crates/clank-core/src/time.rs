@@ -4,7 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 /// Milliseconds since the Unix epoch, UTC. Stored in records and compared by the planner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -78,13 +80,22 @@ mod tests {
     #[test]
     fn displays_rfc3339_utc() {
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(Timestamp(1_795_305_600_123).to_string(), "2026-11-22T00:00:00.123Z");
-        assert_eq!(Timestamp(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(1_795_305_600_123).to_string(),
+            "2026-11-22T00:00:00.123Z"
+        );
+        assert_eq!(
+            Timestamp(951_782_400_000).to_string(),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]
     fn since_never_goes_negative() {
         assert_eq!(Timestamp(5).since(Timestamp(10)), Duration::ZERO);
-        assert_eq!(Timestamp(1500).since(Timestamp(500)), Duration::from_secs(1));
+        assert_eq!(
+            Timestamp(1500).since(Timestamp(500)),
+            Duration::from_secs(1)
+        );
     }
 }

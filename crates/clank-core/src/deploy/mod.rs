@@ -1,5 +1,18 @@
-//! The deployment lifecycle: statuses, the legal transitions, and the pure planner.
+//! The deployment lifecycle: statuses, legal transitions, deadlines, the pure planner and the
+//! cutover that moves a service's ACTIVE pointer.
 
+mod cutover;
+mod deadline;
+mod planner;
 mod status;
 
+pub use cutover::{activate, check_service_invariants};
+pub use deadline::{QUEUE_SLACK, inherits_deadline, phase_timeout, probe_backoff};
+pub use planner::{
+    BuildObservation, Command, HealthObservation, Observed, POLL, Plan, START_POLL, Transition,
+    WorkloadObservation, describe_health_check, plan,
+};
 pub use status::DeploymentStatus;
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,740 @@
-//! The typed layer over a `Store`: records, secondary indexes and uniqueness.
+//! The typed layer over a [`Store`]: records, secondary indexes and uniqueness, written
+//! atomically with compare-and-swap.
+//!
+//! Key layout (all UTF-8, `/`-separated, index values percent-escaped):
+//!
+//! | key                                              | value            |
+//! |--------------------------------------------------|------------------|
+//! | `rec/{table}/{id}`                               | the record, JSON |
+//! | `idx/{table}/{index}/{value}/{sort}/{id}`        | empty            |
+//! | `uniq/{table}/{constraint}/{value}`              | the id           |
+//!
+//! A record and all its index and unique keys change in one transaction conditioned on the
+//! record's version, so indexes never disagree with records, and two writers racing on one
+//! record (or on one unique name) cannot both win.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Condition, Entry, Revision, Scan, Store, Txn};
+use crate::config::{ConfigLayer, Scope};
+use crate::deploy::{self, DeploymentStatus};
+use crate::error::{Error, Result};
+use crate::id::{EnvironmentId, ProjectId, ServiceId, WorkspaceId};
+use crate::model::{
+    ApiToken, Build, Deployment, Environment, Member, Project, Server, Service, Team, User,
+    Workspace,
+};
+use crate::time::Timestamp;
+
+/// One secondary index entry of a record: find records by `value`, ordered by `sort`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub index: &'static str,
+    pub value: String,
+    pub sort: String,
+}
+
+impl IndexEntry {
+    pub fn new(index: &'static str, value: impl ToString, sort: impl ToString) -> Self {
+        IndexEntry {
+            index,
+            value: value.to_string(),
+            sort: sort.to_string(),
+        }
+    }
+}
+
+/// A type the catalog can persist.
+pub trait Record: Serialize + DeserializeOwned + Send + Sync {
+    /// Table name in keys; also the noun in error messages.
+    const TABLE: &'static str;
+    fn id_string(&self) -> String;
+    fn indexes(&self) -> Vec<IndexEntry> {
+        Vec::new()
+    }
+    /// Unique constraints as `(constraint, value)`: no two records may share one.
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// Refuse updates that change what must never change (ids, snapshots, numbers).
+    fn check_update(_old: &Self, _new: &Self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A record as read, with the version to condition the next write on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: Revision,
+}
+
+impl<T> std::ops::Deref for Versioned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// A page of results and the cursor to fetch the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing<T> {
+    pub items: Vec<Versioned<T>>,
+    /// Pass as [`Page::after`] to continue; `None` when this was the last page.
+    pub next: Option<String>,
+}
+
+/// Paging and order of a list request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub limit: Option<usize>,
+    pub after: Option<String>,
+    pub reverse: bool,
+}
+
+impl Page {
+    pub fn first(limit: usize) -> Self {
+        Page {
+            limit: Some(limit),
+            ..Page::default()
+        }
+    }
+
+    pub fn newest(limit: usize) -> Self {
+        Page {
+            limit: Some(limit),
+            after: None,
+            reverse: true,
+        }
+    }
+
+    pub fn all() -> Self {
+        Page::default()
+    }
+}
+
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for ch in value.chars() {
+        match ch {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn record_key<T: Record>(id: &str) -> String {
+    format!("rec/{}/{}", T::TABLE, escape(id))
+}
+
+fn index_prefix<T: Record>(index: &str, value: &str) -> String {
+    format!("idx/{}/{index}/{}/", T::TABLE, escape(value))
+}
+
+fn index_key<T: Record>(e: &IndexEntry, id: &str) -> String {
+    format!(
+        "{}{}/{}",
+        index_prefix::<T>(e.index, &e.value),
+        escape(&e.sort),
+        escape(id)
+    )
+}
+
+fn unique_key<T: Record>(constraint: &str, value: &str) -> String {
+    format!("uniq/{}/{constraint}/{}", T::TABLE, escape(value))
+}
+
+fn encode<T: Record>(rec: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(rec).map_err(|e| Error::Internal(format!("encode {}: {e}", T::TABLE)))
+}
+
+fn decode<T: Record>(entry: Entry) -> Result<Versioned<T>> {
+    let value = serde_json::from_slice(&entry.value).map_err(|e| Error::Corrupt {
+        key: entry.key.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Versioned {
+        value,
+        version: entry.version,
+    })
+}
+
+/// Writes to several records, committed all-or-nothing by [`Catalog::commit`].
+#[derive(Debug, Default)]
+pub struct Batch {
+    txn: Txn,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Insert a new record; fails at commit if the id or a unique value is taken.
+    pub fn create<T: Record>(&mut self, rec: &T) -> Result<&mut Self> {
+        let id = rec.id_string();
+        let key = record_key::<T>(&id);
+        self.txn.conditions.push(Condition::Absent(key.clone()));
+        self.txn.ops.push(super::Op::Put {
+            key,
+            value: encode(rec)?,
+        });
+        for e in rec.indexes() {
+            self.put_empty(index_key::<T>(&e, &id));
+        }
+        for (c, v) in rec.unique() {
+            let key = unique_key::<T>(c, &v);
+            self.txn.conditions.push(Condition::Absent(key.clone()));
+            self.txn.ops.push(super::Op::Put {
+                key,
+                value: id.clone().into_bytes(),
+            });
+        }
+        Ok(self)
+    }
+
+    /// Replace `old` (as read) with `new`; fails at commit if the record changed since.
+    pub fn update<T: Record>(&mut self, old: &Versioned<T>, new: &T) -> Result<&mut Self> {
+        let id = old.value.id_string();
+        if new.id_string() != id {
+            return Err(Error::Internal(format!("{} id cannot change", T::TABLE)));
+        }
+        T::check_update(&old.value, new)?;
+        let key = record_key::<T>(&id);
+        self.txn
+            .conditions
+            .push(Condition::Version(key.clone(), old.version));
+        self.txn.ops.push(super::Op::Put {
+            key,
+            value: encode(new)?,
+        });
+        let (old_idx, new_idx) = (old.value.indexes(), new.indexes());
+        for e in old_idx.iter().filter(|e| !new_idx.contains(e)) {
+            self.txn.ops.push(super::Op::Delete {
+                key: index_key::<T>(e, &id),
+            });
+        }
+        for e in new_idx.iter().filter(|e| !old_idx.contains(e)) {
+            self.put_empty(index_key::<T>(e, &id));
+        }
+        let (old_u, new_u) = (old.value.unique(), new.unique());
+        for (c, v) in old_u.iter().filter(|u| !new_u.contains(u)) {
+            self.txn.ops.push(super::Op::Delete {
+                key: unique_key::<T>(c, v),
+            });
+        }
+        for (c, v) in new_u.iter().filter(|u| !old_u.contains(u)) {
+            let key = unique_key::<T>(c, v);
+            self.txn.conditions.push(Condition::Absent(key.clone()));
+            self.txn.ops.push(super::Op::Put {
+                key,
+                value: id.clone().into_bytes(),
+            });
+        }
+        Ok(self)
+    }
+
+    /// Remove `old` (as read) with its index and unique keys.
+    pub fn delete<T: Record>(&mut self, old: &Versioned<T>) -> &mut Self {
+        let id = old.value.id_string();
+        let key = record_key::<T>(&id);
+        self.txn
+            .conditions
+            .push(Condition::Version(key.clone(), old.version));
+        self.txn.ops.push(super::Op::Delete { key });
+        for e in old.value.indexes() {
+            self.txn.ops.push(super::Op::Delete {
+                key: index_key::<T>(&e, &id),
+            });
+        }
+        for (c, v) in old.value.unique() {
+            self.txn.ops.push(super::Op::Delete {
+                key: unique_key::<T>(c, &v),
+            });
+        }
+        self
+    }
+
+    fn put_empty(&mut self, key: String) {
+        self.txn.ops.push(super::Op::Put { key, value: vec![] });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txn.ops.is_empty()
+    }
+}
+
+/// Typed access to every record of the platform over any [`Store`].
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+}
+
+impl fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Catalog")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Catalog { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub async fn get<T: Record>(&self, id: &str) -> Result<Option<Versioned<T>>> {
+        match self.store.get(&record_key::<T>(id)).await? {
+            Some(entry) => decode(entry).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`Catalog::get`], but a missing record is a `NotFound` error naming it.
+    pub async fn require<T: Record>(&self, id: &str) -> Result<Versioned<T>> {
+        self.get(id)
+            .await?
+            .ok_or_else(|| Error::not_found(T::TABLE, id))
+    }
+
+    /// All records of a table in id order (ids are time-ordered: creation order).
+    pub async fn list<T: Record>(&self, page: Page) -> Result<Listing<T>> {
+        let prefix = format!("rec/{}/", T::TABLE);
+        let entries = self.scan_page(&prefix, &page).await?;
+        let next = next_cursor(&entries, &page);
+        let items = entries.into_iter().map(decode).collect::<Result<_>>()?;
+        Ok(Listing { items, next })
+    }
+
+    /// Records whose `index` has `value`, ordered by the index's sort key.
+    pub async fn find<T: Record>(
+        &self,
+        index: &str,
+        value: &str,
+        page: Page,
+    ) -> Result<Listing<T>> {
+        let prefix = index_prefix::<T>(index, value);
+        let entries = self.scan_page(&prefix, &page).await?;
+        let next = next_cursor(&entries, &page);
+        let mut items = Vec::with_capacity(entries.len());
+        for e in entries {
+            let id = e.key.rsplit('/').next().unwrap_or_default();
+            let id = unescape(id);
+            // Index and record are written in one transaction, so a dangling entry means
+            // corruption, not a race.
+            let rec = self.get::<T>(&id).await?.ok_or_else(|| Error::Corrupt {
+                key: e.key.clone(),
+                reason: format!("index entry points at missing {} `{id}`", T::TABLE),
+            })?;
+            items.push(rec);
+        }
+        Ok(Listing { items, next })
+    }
+
+    /// The record holding `value` under a unique constraint, if any.
+    pub async fn lookup<T: Record>(
+        &self,
+        constraint: &str,
+        value: &str,
+    ) -> Result<Option<Versioned<T>>> {
+        match self.store.get(&unique_key::<T>(constraint, value)).await? {
+            Some(e) => {
+                let id = String::from_utf8(e.value).map_err(|_| Error::Corrupt {
+                    key: e.key.clone(),
+                    reason: "unique entry is not UTF-8".into(),
+                })?;
+                self.get(&id).await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Commit a batch. A lost race on a record is `WriteConflict` (re-read and retry); a taken
+    /// unique value is a `Conflict` naming it.
+    pub async fn commit(&self, batch: Batch) -> Result<Revision> {
+        match self.store.commit(batch.txn).await {
+            Err(Error::WriteConflict { key }) if key.starts_with("uniq/") => {
+                let mut parts = key.splitn(4, '/').skip(1);
+                let (table, constraint, value) = (
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                    unescape(parts.next().unwrap_or_default()),
+                );
+                let shown = value.rsplit(':').next().unwrap_or_default();
+                Err(Error::Conflict(format!(
+                    "a {table} with {constraint} `{shown}` already exists"
+                )))
+            }
+            other => other,
+        }
+    }
+
+    pub async fn create<T: Record>(&self, rec: &T) -> Result<Revision> {
+        let mut b = Batch::new();
+        b.create(rec)?;
+        self.commit(b).await
+    }
+
+    pub async fn update<T: Record>(&self, old: &Versioned<T>, new: &T) -> Result<Revision> {
+        let mut b = Batch::new();
+        b.update(old, new)?;
+        self.commit(b).await
+    }
+
+    async fn scan_page(&self, prefix: &str, page: &Page) -> Result<Vec<Entry>> {
+        let mut scan = Scan::prefix(prefix);
+        scan.limit = page.limit.unwrap_or(usize::MAX);
+        scan.reverse = page.reverse;
+        if let Some(after) = &page.after {
+            if !after.starts_with(prefix) {
+                return Err(crate::InvalidInput::new(
+                    "after",
+                    "cursor",
+                    "the page cursor does not belong to this listing",
+                )
+                .into());
+            }
+            scan.after = Some(after.clone());
+        }
+        self.store.scan(scan).await
+    }
+
+    // ---- Domain operations used by every interface -------------------------------------
+
+    /// A project together with its default `production` environment, in one write.
+    pub async fn create_project(&self, project: &Project, now: Timestamp) -> Result<Environment> {
+        let env = Environment::new(project.id, Environment::DEFAULT, now)?;
+        let mut b = Batch::new();
+        b.create(project)?.create(&env)?;
+        self.commit(b).await?;
+        Ok(env)
+    }
+
+    /// Record a new PENDING deployment and bump the service's deployment counter in the same
+    /// write, so numbers are unique and gapless even under concurrent requests.
+    pub async fn create_deployment(
+        &self,
+        service: &Versioned<Service>,
+        deployment: &Deployment,
+    ) -> Result<Revision> {
+        if deployment.number != service.next_deployment_number
+            || deployment.service_id != service.id
+        {
+            return Err(Error::Conflict(format!(
+                "deployment #{} was prepared from a stale view of service `{}`",
+                deployment.number, service.slug
+            )));
+        }
+        let mut next = service.value.clone();
+        next.next_deployment_number += 1;
+        let mut b = Batch::new();
+        b.update(service, &next)?.create(deployment)?;
+        self.commit(b).await
+    }
+
+    /// A service's deployments, newest first (or oldest first with `page.reverse = false`).
+    pub async fn deployments_of(
+        &self,
+        service: ServiceId,
+        page: Page,
+    ) -> Result<Listing<Deployment>> {
+        self.find("service", &service.to_string(), page).await
+    }
+
+    pub async fn deployments_with_status(
+        &self,
+        status: DeploymentStatus,
+        page: Page,
+    ) -> Result<Listing<Deployment>> {
+        self.find("status", status.as_str(), page).await
+    }
+
+    pub async fn services_in_project(
+        &self,
+        project: ProjectId,
+        page: Page,
+    ) -> Result<Listing<Service>> {
+        self.find("project", &project.to_string(), page).await
+    }
+
+    pub async fn services_in_environment(
+        &self,
+        env: EnvironmentId,
+        page: Page,
+    ) -> Result<Listing<Service>> {
+        self.find("environment", &env.to_string(), page).await
+    }
+
+    pub async fn projects_in(&self, ws: WorkspaceId, page: Page) -> Result<Listing<Project>> {
+        self.find("workspace", &ws.to_string(), page).await
+    }
+
+    /// Persist a cutover: `next` ACTIVE, `previous` SUPERSEDED, the service's pointer moved —
+    /// one conditional write, so at most one deployment of a service is ever ACTIVE.
+    pub async fn activate(
+        &self,
+        service: &Versioned<Service>,
+        next: &Versioned<Deployment>,
+        previous: Option<&Versioned<Deployment>>,
+        now: Timestamp,
+    ) -> Result<Revision> {
+        let mut s = service.value.clone();
+        let mut n = next.value.clone();
+        let mut p = previous.map(|p| p.value.clone());
+        deploy::activate(&mut s, &mut n, p.as_mut(), now)?;
+        let mut b = Batch::new();
+        b.update(service, &s)?.update(next, &n)?;
+        if let (Some(old), Some(new)) = (previous, &p) {
+            b.update(old, new)?;
+        }
+        self.commit(b).await
+    }
+
+    /// Persist a change of a deployment's state (never its snapshot).
+    pub async fn save_deployment(
+        &self,
+        old: &Versioned<Deployment>,
+        new: &Deployment,
+    ) -> Result<Revision> {
+        self.update(old, new).await
+    }
+
+    pub async fn config_layer(&self, scope: Scope) -> Result<Option<Versioned<ConfigLayer>>> {
+        self.get(&scope.to_string()).await
+    }
+}
+
+fn next_cursor(entries: &[Entry], page: &Page) -> Option<String> {
+    match page.limit {
+        Some(limit) if entries.len() == limit => entries.last().map(|e| e.key.clone()),
+        _ => None,
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("%2F", "/").replace("%25", "%")
+}
+
+// ---- Record impls: the tables, their indexes and unique constraints -----------------------
+
+impl Record for Workspace {
+    const TABLE: &'static str = "workspace";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("slug", self.slug.clone())]
+    }
+}
+
+impl Record for User {
+    const TABLE: &'static str = "user";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("email", self.email.to_lowercase())]
+    }
+}
+
+impl Record for Member {
+    const TABLE: &'static str = "member";
+    fn id_string(&self) -> String {
+        format!("{}:{}", self.workspace_id, self.user_id)
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![
+            IndexEntry::new("workspace", self.workspace_id, self.user_id),
+            IndexEntry::new("user", self.user_id, self.workspace_id),
+        ]
+    }
+}
+
+impl Record for Team {
+    const TABLE: &'static str = "team";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![IndexEntry::new("workspace", self.workspace_id, self.id)]
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("slug", format!("{}:{}", self.workspace_id, self.slug))]
+    }
+}
+
+impl Record for Project {
+    const TABLE: &'static str = "project";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![IndexEntry::new("workspace", self.workspace_id, self.id)]
+    }
+    /// Slugs stay taken after a soft delete: volumes and networks are named after them.
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("slug", format!("{}:{}", self.workspace_id, self.slug))]
+    }
+    fn check_update(old: &Self, new: &Self) -> Result<()> {
+        immutable("project", "slug", &old.slug, &new.slug)
+    }
+}
+
+impl Record for Environment {
+    const TABLE: &'static str = "environment";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![IndexEntry::new("project", self.project_id, &self.name)]
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("name", format!("{}:{}", self.project_id, self.name))]
+    }
+}
+
+impl Record for Service {
+    const TABLE: &'static str = "service";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        let mut v = vec![
+            IndexEntry::new("project", self.project_id, self.id),
+            IndexEntry::new("environment", self.environment_id, &self.slug),
+        ];
+        if let Some(server) = self.server_id {
+            v.push(IndexEntry::new("server", server, self.id));
+        }
+        v
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("slug", format!("{}:{}", self.environment_id, self.slug))]
+    }
+    fn check_update(old: &Self, new: &Self) -> Result<()> {
+        immutable("service", "slug", &old.slug, &new.slug)?;
+        if new.next_deployment_number < old.next_deployment_number
+            || new.next_build_number < old.next_build_number
+        {
+            return Err(Error::Internal(
+                "service counters never go backwards".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Zero-padded so lexical key order is numeric order.
+fn sortable(n: u64) -> String {
+    format!("{n:020}")
+}
+
+impl Record for Deployment {
+    const TABLE: &'static str = "deployment";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![
+            IndexEntry::new("service", self.service_id, sortable(self.number)),
+            IndexEntry::new("status", self.state.status.as_str(), self.id),
+        ]
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("number", format!("{}:{}", self.service_id, self.number))]
+    }
+    /// Invariant 1 of DESIGN.md §3: a deployment is immutable once created; only its state moves.
+    fn check_update(old: &Self, new: &Self) -> Result<()> {
+        if old.snapshot != new.snapshot
+            || old.number != new.number
+            || old.service_id != new.service_id
+            || old.trigger != new.trigger
+            || old.created_at != new.created_at
+        {
+            return Err(Error::Conflict(format!(
+                "deployment #{} is immutable: only its status may change",
+                old.number
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Record for Build {
+    const TABLE: &'static str = "build";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![IndexEntry::new(
+            "service",
+            self.service_id,
+            sortable(self.number),
+        )]
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("number", format!("{}:{}", self.service_id, self.number))]
+    }
+}
+
+impl Record for Server {
+    const TABLE: &'static str = "server";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![IndexEntry::new("workspace", self.workspace_id, self.id)]
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("name", format!("{}:{}", self.workspace_id, self.name))]
+    }
+}
+
+impl Record for ApiToken {
+    const TABLE: &'static str = "token";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![
+            IndexEntry::new("workspace", self.workspace_id, self.id),
+            IndexEntry::new("user", self.user_id, self.id),
+        ]
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("hash", self.hash.clone())]
+    }
+}
+
+impl Record for ConfigLayer {
+    const TABLE: &'static str = "config";
+    fn id_string(&self) -> String {
+        self.scope.to_string()
+    }
+}
+
+fn immutable(what: &str, field: &'static str, old: &str, new: &str) -> Result<()> {
+    if old == new {
+        Ok(())
+    } else {
+        Err(crate::InvalidInput::new(
+            field,
+            "immutable",
+            format!("a {what}'s {field} cannot change (it names containers, volumes and networks)"),
+        )
+        .into())
+    }
+}
+
+#[cfg(test)]
+mod tests;

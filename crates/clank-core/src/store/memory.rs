@@ -68,7 +68,11 @@ impl Store for MemoryStore {
                 .map(to_entry)
                 .collect()
         } else {
-            range.take_while(in_prefix).take(scan.limit).map(to_entry).collect()
+            range
+                .take_while(in_prefix)
+                .take(scan.limit)
+                .map(to_entry)
+                .collect()
         };
         Ok(out)
     }

@@ -1,0 +1,94 @@
+//! The one operation that moves a service's ACTIVE pointer, and the invariants it keeps.
+
+use super::DeploymentStatus;
+use crate::error::{Error, Result};
+use crate::model::{Deployment, Service};
+use crate::time::Timestamp;
+
+/// Complete a cutover in memory: `next` (HEALTH_CHECKING) becomes ACTIVE, `previous` (the
+/// service's current ACTIVE, if any) becomes SUPERSEDED, and the service points at `next`.
+///
+/// All three records change together or not at all; the catalog persists them in one
+/// conditional write. Refuses when the service's pointer does not name `previous` (someone
+/// else cut over first), which is how "at most one ACTIVE" survives races.
+pub fn activate(
+    service: &mut Service,
+    next: &mut Deployment,
+    previous: Option<&mut Deployment>,
+    now: Timestamp,
+) -> Result<()> {
+    if next.service_id != service.id {
+        return Err(Error::Internal(format!(
+            "deployment #{} is not a deployment of service `{}`",
+            next.number, service.slug
+        )));
+    }
+    let expected = previous.as_ref().map(|p| p.id);
+    if service.active_deployment != expected {
+        return Err(Error::Conflict(format!(
+            "service `{}` has ACTIVE {:?}, not {:?}: another cutover happened first",
+            service.slug, service.active_deployment, expected
+        )));
+    }
+    if let Some(prev) = previous.as_deref() {
+        if prev.state.status != DeploymentStatus::Active {
+            return Err(Error::Conflict(format!(
+                "deployment #{} is {}, not ACTIVE",
+                prev.number, prev.state.status
+            )));
+        }
+    }
+    // Check both transitions before applying either, so a refusal changes nothing.
+    if !next
+        .state
+        .status
+        .can_transition_to(DeploymentStatus::Active)
+    {
+        return Err(Error::IllegalTransition {
+            from: next.state.status,
+            to: DeploymentStatus::Active,
+        });
+    }
+    next.state.transition(
+        DeploymentStatus::Active,
+        Some("health checks passed; traffic switched".into()),
+        &next.snapshot.settings.clone(),
+        now,
+    )?;
+    if let Some(prev) = previous {
+        let settings = prev.snapshot.settings.clone();
+        prev.state.transition(
+            DeploymentStatus::Superseded,
+            Some(format!("superseded by deployment #{}", next.number)),
+            &settings,
+            now,
+        )?;
+    }
+    service.active_deployment = Some(next.id);
+    service.updated_at = now;
+    Ok(())
+}
+
+/// The service-level invariants of DESIGN.md §3, checked over all of a service's deployments:
+/// at most one ACTIVE, and the service's pointer names exactly that one.
+pub fn check_service_invariants(
+    service: &Service,
+    deployments: &[Deployment],
+) -> Result<(), String> {
+    let active: Vec<_> = deployments
+        .iter()
+        .filter(|d| d.state.status == DeploymentStatus::Active)
+        .collect();
+    if active.len() > 1 {
+        let numbers: Vec<_> = active.iter().map(|d| d.number).collect();
+        return Err(format!("more than one ACTIVE deployment: {numbers:?}"));
+    }
+    let active_id = active.first().map(|d| d.id);
+    if service.active_deployment != active_id {
+        return Err(format!(
+            "service points at {:?} but the ACTIVE deployment is {:?}",
+            service.active_deployment, active_id
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,1030 @@
+//! Table tests for the planner and the cutover, plus a randomized simulation that checks the
+//! lifecycle invariants of DESIGN.md §3 after every step.
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::ResolvedConfig;
+use crate::id::{DeploymentId, EnvironmentId, ProjectId, WorkspaceId};
+use crate::model::{Artifact, CancelRequest, Deployment, Service, ServiceSource, Trigger};
+use crate::time::Timestamp;
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+
+fn image_service() -> Service {
+    Service::new(
+        WorkspaceId::new(),
+        ProjectId::new(),
+        EnvironmentId::new(),
+        "api",
+        ServiceSource::DockerImage {
+            image: "registry.local/shop/api:1.0".parse().unwrap(),
+        },
+        T0,
+    )
+    .unwrap()
+}
+
+fn git_service() -> Service {
+    Service::new(
+        WorkspaceId::new(),
+        ProjectId::new(),
+        EnvironmentId::new(),
+        "web",
+        ServiceSource::Git {
+            repo_url: "https://git.example.com/shop/web.git".into(),
+            branch: "main".into(),
+            dockerfile_path: None,
+            build_context: None,
+        },
+        T0,
+    )
+    .unwrap()
+}
+
+fn new_deployment(service: &mut Service, now: Timestamp) -> Deployment {
+    let d = Deployment::new(
+        service,
+        ResolvedConfig::default(),
+        Trigger::Manual { by: None },
+        now,
+    );
+    service.next_deployment_number += 1;
+    d
+}
+
+/// A deployment of `service` driven through legal transitions up to `status`.
+fn deployment_in(service: &mut Service, status: DeploymentStatus) -> Deployment {
+    use DeploymentStatus::*;
+    let mut d = new_deployment(service, T0);
+    let path: &[DeploymentStatus] = match status {
+        Pending => &[],
+        Building => &[Building],
+        Deploying => &[Deploying],
+        HealthChecking => &[Deploying, HealthChecking],
+        Active => &[Deploying, HealthChecking, Active],
+        Superseded => &[Deploying, HealthChecking, Active, Superseded],
+        Failed => &[Failed],
+        Cancelled => &[Cancelled],
+    };
+    let settings = d.snapshot.settings.clone();
+    for to in path {
+        d.state.transition(*to, None, &settings, T0).unwrap();
+    }
+    d
+}
+
+fn failing(consecutive: u32, last: &str) -> HealthObservation {
+    HealthObservation::Failing {
+        consecutive,
+        last: last.into(),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    git: bool,
+    status: DeploymentStatus,
+    obs: Observed,
+    cancel: bool,
+    /// Milliseconds after T0 at which to plan.
+    at_ms: i64,
+    to: Option<DeploymentStatus>,
+    commands: Vec<Command>,
+    reason_has: &'static str,
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Case {
+            name: "",
+            git: false,
+            status: DeploymentStatus::Pending,
+            obs: Observed::default(),
+            cancel: false,
+            at_ms: 1,
+            to: None,
+            commands: vec![],
+            reason_has: "",
+        }
+    }
+}
+
+#[test]
+fn planner_table() {
+    use DeploymentStatus::*;
+    let prev = DeploymentId::new();
+    let running = || Observed {
+        workload: WorkloadObservation::Running,
+        previous_active: Some(prev),
+        ..Observed::default()
+    };
+    let day = 86_400_000;
+    let cases = vec![
+        Case {
+            name: "pending image deployment starts its workload",
+            to: Some(Deploying),
+            commands: vec![Command::StartWorkload],
+            ..Case::default()
+        },
+        Case {
+            name: "pending git deployment starts a build",
+            git: true,
+            to: Some(Building),
+            commands: vec![Command::StartBuild],
+            ..Case::default()
+        },
+        Case {
+            name: "pending waits while another deployment of the service is in flight",
+            obs: Observed {
+                other_in_flight: Some(1),
+                ..Observed::default()
+            },
+            ..Case::default()
+        },
+        Case {
+            name: "queued deployment is cancelled by a newer request",
+            obs: Observed {
+                newer_queued: Some(7),
+                other_in_flight: Some(1),
+                ..Observed::default()
+            },
+            to: Some(Cancelled),
+            reason_has: "#7",
+            ..Case::default()
+        },
+        Case {
+            name: "pending cancel request cancels",
+            cancel: true,
+            to: Some(Cancelled),
+            ..Case::default()
+        },
+        Case {
+            name: "pending past its deadline fails naming the queue",
+            obs: Observed {
+                other_in_flight: Some(1),
+                ..Observed::default()
+            },
+            at_ms: day,
+            to: Some(Failed),
+            reason_has: "queued behind deployment #1",
+            ..Case::default()
+        },
+        Case {
+            name: "running build is waited on",
+            git: true,
+            status: Building,
+            obs: Observed {
+                build: BuildObservation::Running,
+                ..Observed::default()
+            },
+            ..Case::default()
+        },
+        Case {
+            name: "build lost in a restart is started again",
+            git: true,
+            status: Building,
+            commands: vec![Command::StartBuild],
+            ..Case::default()
+        },
+        Case {
+            name: "failed build fails the deployment with the build's reason",
+            git: true,
+            status: Building,
+            obs: Observed {
+                build: BuildObservation::Failed {
+                    reason: "step 3: npm ci exited 1".into(),
+                },
+                previous_active: Some(prev),
+                ..Observed::default()
+            },
+            to: Some(Failed),
+            reason_has: "npm ci exited 1",
+            ..Case::default()
+        },
+        Case {
+            name: "successful build moves on to deploying",
+            git: true,
+            status: Building,
+            obs: Observed {
+                build: BuildObservation::Succeeded {
+                    image: "clank/web:v1".parse().unwrap(),
+                },
+                ..Observed::default()
+            },
+            to: Some(Deploying),
+            commands: vec![Command::StartWorkload],
+            ..Case::default()
+        },
+        Case {
+            name: "build past build_timeout is cancelled and fails",
+            git: true,
+            status: Building,
+            obs: Observed {
+                build: BuildObservation::Running,
+                ..Observed::default()
+            },
+            at_ms: 601_000,
+            to: Some(Failed),
+            commands: vec![Command::CancelBuild],
+            reason_has: "BUILDING did not finish",
+            ..Case::default()
+        },
+        Case {
+            name: "cancel during build cancels the build",
+            git: true,
+            status: Building,
+            cancel: true,
+            to: Some(Cancelled),
+            commands: vec![Command::CancelBuild],
+            ..Case::default()
+        },
+        Case {
+            name: "deploying with no workload starts it",
+            status: Deploying,
+            commands: vec![Command::StartWorkload],
+            ..Case::default()
+        },
+        Case {
+            name: "starting workload is waited on",
+            status: Deploying,
+            obs: Observed {
+                workload: WorkloadObservation::Starting,
+                ..Observed::default()
+            },
+            ..Case::default()
+        },
+        Case {
+            name: "running workload moves to health checking",
+            status: Deploying,
+            obs: running(),
+            to: Some(HealthChecking),
+            commands: vec![Command::ProbeHealth],
+            ..Case::default()
+        },
+        Case {
+            name: "workload that cannot start fails with the runtime's reason",
+            status: Deploying,
+            obs: Observed {
+                workload: WorkloadObservation::StartFailed {
+                    reason: "image `x:1` not found".into(),
+                },
+                ..Observed::default()
+            },
+            to: Some(Failed),
+            commands: vec![Command::RemoveWorkload],
+            reason_has: "image `x:1` not found",
+            ..Case::default()
+        },
+        Case {
+            name: "workload killed for memory fails naming OOM",
+            status: Deploying,
+            obs: Observed {
+                workload: WorkloadObservation::Exited {
+                    code: Some(137),
+                    oom_killed: true,
+                },
+                ..Observed::default()
+            },
+            to: Some(Failed),
+            commands: vec![Command::RemoveWorkload],
+            reason_has: "OOM",
+            ..Case::default()
+        },
+        Case {
+            name: "deploying past deploy_timeout fails and removes the workload",
+            status: Deploying,
+            obs: Observed {
+                workload: WorkloadObservation::Starting,
+                ..Observed::default()
+            },
+            at_ms: 300_000,
+            to: Some(Failed),
+            commands: vec![Command::RemoveWorkload],
+            ..Case::default()
+        },
+        Case {
+            name: "first health probe runs at once",
+            status: HealthChecking,
+            obs: running(),
+            commands: vec![Command::ProbeHealth],
+            ..Case::default()
+        },
+        Case {
+            name: "failing probe is retried with backoff",
+            status: HealthChecking,
+            obs: Observed {
+                health: failing(2, "HTTP 503"),
+                ..running()
+            },
+            commands: vec![Command::ProbeHealth],
+            ..Case::default()
+        },
+        Case {
+            name: "healthy but not yet routed switches the route",
+            status: HealthChecking,
+            obs: Observed {
+                health: HealthObservation::Passing,
+                ..running()
+            },
+            commands: vec![Command::SwitchRoute],
+            ..Case::default()
+        },
+        Case {
+            name: "healthy and routed becomes active and retires the previous",
+            status: HealthChecking,
+            obs: Observed {
+                health: HealthObservation::Passing,
+                routed_here: true,
+                ..running()
+            },
+            to: Some(Active),
+            commands: vec![Command::RetirePrevious { previous: prev }],
+            ..Case::default()
+        },
+        Case {
+            name: "first deployment becomes active with nothing to retire",
+            status: HealthChecking,
+            obs: Observed {
+                health: HealthObservation::Passing,
+                routed_here: true,
+                previous_active: None,
+                ..running()
+            },
+            to: Some(Active),
+            ..Case::default()
+        },
+        Case {
+            name: "crash during health checks fails with the exit code",
+            status: HealthChecking,
+            obs: Observed {
+                workload: WorkloadObservation::Exited {
+                    code: Some(3),
+                    oom_killed: false,
+                },
+                ..running()
+            },
+            to: Some(Failed),
+            commands: vec![Command::RemoveWorkload],
+            reason_has: "exit code 3",
+            ..Case::default()
+        },
+        Case {
+            name: "health checking that vanished starts the workload again",
+            status: HealthChecking,
+            obs: Observed {
+                workload: WorkloadObservation::Absent,
+                ..running()
+            },
+            commands: vec![Command::StartWorkload],
+            ..Case::default()
+        },
+        Case {
+            name: "health deadline fails with the last probe result",
+            status: HealthChecking,
+            obs: Observed {
+                health: failing(9, "HTTP 503"),
+                ..running()
+            },
+            at_ms: 300_000,
+            to: Some(Failed),
+            commands: vec![Command::RemoveWorkload],
+            reason_has: "failed 9 times, last: HTTP 503",
+            ..Case::default()
+        },
+        Case {
+            name: "deadline after the route switched gives the route back",
+            status: HealthChecking,
+            obs: Observed {
+                health: failing(1, "timed out"),
+                routed_here: true,
+                ..running()
+            },
+            at_ms: 300_000,
+            to: Some(Failed),
+            commands: vec![
+                Command::RestoreRoute { to: Some(prev) },
+                Command::RemoveWorkload,
+            ],
+            ..Case::default()
+        },
+        Case {
+            name: "cancel after the route switched gives the route back",
+            status: HealthChecking,
+            cancel: true,
+            obs: Observed {
+                health: HealthObservation::Passing,
+                routed_here: true,
+                ..running()
+            },
+            to: Some(Cancelled),
+            commands: vec![
+                Command::RestoreRoute { to: Some(prev) },
+                Command::RemoveWorkload,
+            ],
+            ..Case::default()
+        },
+        Case {
+            name: "healthy active keeps being probed",
+            status: Active,
+            obs: Observed {
+                health: HealthObservation::Passing,
+                routed_here: true,
+                ..running()
+            },
+            commands: vec![Command::ProbeHealth],
+            ..Case::default()
+        },
+        Case {
+            name: "crashed active is restarted",
+            status: Active,
+            obs: Observed {
+                workload: WorkloadObservation::Exited {
+                    code: Some(1),
+                    oom_killed: false,
+                },
+                routed_here: true,
+                ..running()
+            },
+            commands: vec![Command::RestartWorkload {
+                reason: "workload exited: exit code 1".into(),
+            }],
+            ..Case::default()
+        },
+        Case {
+            name: "active below the retry count is only probed",
+            status: Active,
+            obs: Observed {
+                health: failing(2, "HTTP 500"),
+                routed_here: true,
+                ..running()
+            },
+            commands: vec![Command::ProbeHealth],
+            ..Case::default()
+        },
+        Case {
+            name: "active failing health_check_retries times is restarted",
+            status: Active,
+            obs: Observed {
+                health: failing(3, "HTTP 500"),
+                routed_here: true,
+                ..running()
+            },
+            commands: vec![Command::RestartWorkload {
+                reason: "health check failed 3 times in a row (last: HTTP 500)".into(),
+            }],
+            ..Case::default()
+        },
+        Case {
+            name: "active that lost its route gets it back",
+            status: Active,
+            obs: Observed {
+                health: HealthObservation::Passing,
+                ..running()
+            },
+            commands: vec![Command::SwitchRoute, Command::ProbeHealth],
+            ..Case::default()
+        },
+        Case {
+            name: "active ignores a cancel request and deadlines",
+            status: Active,
+            cancel: true,
+            at_ms: 10 * day,
+            obs: Observed {
+                health: HealthObservation::Passing,
+                routed_here: true,
+                ..running()
+            },
+            commands: vec![Command::ProbeHealth],
+            ..Case::default()
+        },
+        Case {
+            name: "failed deployment's leftover workload is removed",
+            status: Failed,
+            obs: running(),
+            commands: vec![Command::RemoveWorkload],
+            ..Case::default()
+        },
+        Case {
+            name: "superseded deployment's leftover workload is removed",
+            status: Superseded,
+            obs: running(),
+            commands: vec![Command::RemoveWorkload],
+            ..Case::default()
+        },
+        Case {
+            name: "finished deployment with nothing left does nothing",
+            status: Cancelled,
+            ..Case::default()
+        },
+    ];
+    for case in cases {
+        let mut service = if case.git {
+            git_service()
+        } else {
+            image_service()
+        };
+        let mut d = deployment_in(&mut service, case.status);
+        if case.cancel {
+            d.state.cancel = Some(CancelRequest { at: T0, by: None });
+        }
+        let p = plan(&d, &case.obs, Timestamp(T0.0 + case.at_ms));
+        assert_eq!(
+            p.transition.as_ref().map(|t| t.to),
+            case.to,
+            "{}: transition",
+            case.name
+        );
+        assert_eq!(p.commands, case.commands, "{}: commands", case.name);
+        let reason = p
+            .transition
+            .as_ref()
+            .and_then(|t| t.reason.clone())
+            .unwrap_or_default();
+        assert!(
+            reason.contains(case.reason_has),
+            "{}: reason `{reason}` lacks `{}`",
+            case.name,
+            case.reason_has
+        );
+        if let Some(t) = &p.transition {
+            assert!(
+                case.status.can_transition_to(t.to),
+                "{}: planned an illegal transition",
+                case.name
+            );
+            assert_eq!(
+                p.requeue.is_none(),
+                t.to.is_terminal(),
+                "{}: requeue",
+                case.name
+            );
+        }
+    }
+}
+
+/// Every observation combination the planner can see, for the exhaustive invariant tests.
+fn observation_grid(prev: Option<DeploymentId>) -> Vec<Observed> {
+    let builds = [
+        BuildObservation::NotStarted,
+        BuildObservation::Running,
+        BuildObservation::Succeeded {
+            image: "clank/x:v1".parse().unwrap(),
+        },
+        BuildObservation::Failed {
+            reason: "boom".into(),
+        },
+    ];
+    let workloads = [
+        WorkloadObservation::Absent,
+        WorkloadObservation::Starting,
+        WorkloadObservation::Running,
+        WorkloadObservation::Exited {
+            code: Some(1),
+            oom_killed: false,
+        },
+        WorkloadObservation::StartFailed {
+            reason: "port taken".into(),
+        },
+    ];
+    let healths = [
+        HealthObservation::Unknown,
+        HealthObservation::Passing,
+        failing(5, "HTTP 500"),
+    ];
+    let mut out = Vec::new();
+    for build in &builds {
+        for workload in &workloads {
+            for health in &healths {
+                for routed_here in [false, true] {
+                    for queue in [(None, None), (Some(9), None), (None, Some(1))] {
+                        out.push(Observed {
+                            previous_active: prev,
+                            newer_queued: queue.0,
+                            other_in_flight: queue.1,
+                            build: build.clone(),
+                            workload: workload.clone(),
+                            health: health.clone(),
+                            routed_here,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn deadline_that_passed_while_the_control_plane_was_down_fails_every_in_progress_phase() {
+    let prev = Some(DeploymentId::new());
+    for git in [false, true] {
+        for status in DeploymentStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_in_progress())
+        {
+            let mut service = if git { git_service() } else { image_service() };
+            let d = deployment_in(&mut service, status);
+            let deadline = d
+                .state
+                .deadline
+                .expect("in-progress phases carry a deadline");
+            // A week after the deadline, whatever the world looks like now.
+            let now = deadline.saturating_add(Duration::from_secs(7 * 86_400));
+            for obs in observation_grid(prev) {
+                let p = plan(&d, &obs, now);
+                let t = p
+                    .transition
+                    .unwrap_or_else(|| panic!("{status}: no transition for {obs:?}"));
+                assert_eq!(t.to, DeploymentStatus::Failed, "{status} {obs:?}");
+                assert!(t.reason.unwrap().contains("did not finish in time"));
+            }
+        }
+    }
+}
+
+#[test]
+fn failure_or_cancel_never_touches_the_previous_active() {
+    let prev = DeploymentId::new();
+    for git in [false, true] {
+        for status in DeploymentStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_in_progress())
+        {
+            for cancel in [false, true] {
+                for at in [
+                    T0.saturating_add(Duration::from_millis(1)),
+                    T0.saturating_add(Duration::from_secs(86_400)),
+                ] {
+                    for obs in observation_grid(Some(prev)) {
+                        let mut service = if git { git_service() } else { image_service() };
+                        let mut d = deployment_in(&mut service, status);
+                        if cancel {
+                            d.state.cancel = Some(CancelRequest { at: T0, by: None });
+                        }
+                        let p = plan(&d, &obs, at);
+                        let Some(t) = &p.transition else { continue };
+                        if !matches!(t.to, DeploymentStatus::Failed | DeploymentStatus::Cancelled) {
+                            continue;
+                        }
+                        for c in &p.commands {
+                            match c {
+                                Command::SwitchRoute
+                                | Command::RetirePrevious { .. }
+                                | Command::RestartWorkload { .. } => {
+                                    panic!(
+                                        "{status} -> {}: {c:?} would disturb the running version",
+                                        t.to
+                                    )
+                                }
+                                Command::RestoreRoute { to } => assert_eq!(*to, Some(prev)),
+                                _ => {}
+                            }
+                        }
+                        assert_eq!(
+                            p.commands
+                                .iter()
+                                .any(|c| matches!(c, Command::RestoreRoute { .. })),
+                            obs.routed_here,
+                            "route is given back exactly when it had been switched"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn planner_only_plans_legal_transitions() {
+    for git in [false, true] {
+        for status in DeploymentStatus::ALL {
+            for obs in observation_grid(Some(DeploymentId::new())) {
+                let mut service = if git { git_service() } else { image_service() };
+                let d = deployment_in(&mut service, status);
+                for at_ms in [1, 400_000, 10_000_000] {
+                    if let Some(t) = plan(&d, &obs, Timestamp(T0.0 + at_ms)).transition {
+                        assert!(status.can_transition_to(t.to), "{status} -> {}", t.to);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn transition_records_history_and_stores_an_absolute_deadline() {
+    let mut service = image_service();
+    let mut d = new_deployment(&mut service, T0);
+    assert_eq!(
+        d.state.deadline,
+        Some(T0.saturating_add(
+            phase_timeout(DeploymentStatus::Pending, &d.snapshot.settings).unwrap()
+        ))
+    );
+    let settings = d.snapshot.settings.clone();
+    let t1 = Timestamp(T0.0 + 1_000);
+    d.state
+        .transition(DeploymentStatus::Deploying, None, &settings, t1)
+        .unwrap();
+    assert_eq!(
+        d.state.deadline,
+        Some(t1.saturating_add(Duration::from_secs(300)))
+    );
+    let t2 = Timestamp(T0.0 + 5_000);
+    d.state
+        .transition(DeploymentStatus::HealthChecking, None, &settings, t2)
+        .unwrap();
+    assert_eq!(
+        d.state.deadline,
+        Some(t1.saturating_add(Duration::from_secs(300))),
+        "health checks share the deploy budget"
+    );
+    d.state
+        .transition(DeploymentStatus::Failed, Some("x".into()), &settings, t2)
+        .unwrap();
+    assert_eq!(d.state.deadline, None);
+    let statuses: Vec<_> = d.state.history.iter().map(|h| h.to).collect();
+    assert_eq!(
+        statuses,
+        [
+            DeploymentStatus::Pending,
+            DeploymentStatus::Deploying,
+            DeploymentStatus::HealthChecking,
+            DeploymentStatus::Failed
+        ]
+    );
+    assert_eq!(d.state.reason.as_deref(), Some("x"));
+}
+
+#[test]
+fn illegal_transition_is_refused_and_changes_nothing() {
+    let mut service = image_service();
+    let mut d = deployment_in(&mut service, DeploymentStatus::Failed);
+    let before = d.clone();
+    let settings = d.snapshot.settings.clone();
+    let err = d
+        .state
+        .transition(DeploymentStatus::Active, None, &settings, T0)
+        .unwrap_err();
+    assert!(matches!(err, crate::Error::IllegalTransition { .. }));
+    assert_eq!(d, before);
+}
+
+#[test]
+fn activation_supersedes_the_previous_and_moves_the_pointer() {
+    let mut service = image_service();
+    let mut v1 = deployment_in(&mut service, DeploymentStatus::HealthChecking);
+    activate(&mut service, &mut v1, None, T0).unwrap();
+    let mut v2 = deployment_in(&mut service, DeploymentStatus::HealthChecking);
+    activate(&mut service, &mut v2, Some(&mut v1), T0).unwrap();
+    assert_eq!(v1.state.status, DeploymentStatus::Superseded);
+    assert_eq!(v2.state.status, DeploymentStatus::Active);
+    assert_eq!(service.active_deployment, Some(v2.id));
+    assert!(
+        v1.state
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains(&format!("#{}", v2.number))
+    );
+    check_service_invariants(&service, &[v1, v2]).unwrap();
+}
+
+#[test]
+fn racing_activation_with_a_stale_previous_is_refused_and_changes_nothing() {
+    let mut service = image_service();
+    let mut v1 = deployment_in(&mut service, DeploymentStatus::HealthChecking);
+    let mut v2 = deployment_in(&mut service, DeploymentStatus::HealthChecking);
+    activate(&mut service, &mut v1, None, T0).unwrap();
+    // v2 believes there is no ACTIVE yet: its cutover must not create a second one.
+    let (s_before, v2_before) = (service.clone(), v2.clone());
+    assert!(activate(&mut service, &mut v2, None, T0).is_err());
+    assert_eq!((service.clone(), v2.clone()), (s_before, v2_before));
+    check_service_invariants(&service, &[v1, v2]).unwrap();
+}
+
+#[test]
+fn rollback_is_a_new_deployment_with_the_old_image_and_config() {
+    let mut service = git_service();
+    let mut v1 = deployment_in(&mut service, DeploymentStatus::Building);
+    v1.state.set_image("clank/web:v1".parse().unwrap()).unwrap();
+    v1.snapshot.config = ResolvedConfig::default();
+    let rb = Deployment::rollback_of(&service, &v1, T0).unwrap();
+    assert_ne!(rb.id, v1.id);
+    assert_eq!(rb.number, service.next_deployment_number);
+    assert_eq!(
+        rb.snapshot.artifact,
+        Artifact::Image {
+            image: "clank/web:v1".parse().unwrap()
+        }
+    );
+    assert_eq!(rb.snapshot.config, v1.snapshot.config);
+    assert_eq!(
+        rb.trigger,
+        Trigger::RollbackOf {
+            deployment: v1.id,
+            number: v1.number
+        }
+    );
+    assert!(!rb.needs_build(), "a rollback never rebuilds");
+    assert_eq!(rb.state.status, DeploymentStatus::Pending);
+}
+
+#[test]
+fn rollback_to_a_deployment_that_never_built_is_refused() {
+    let mut service = git_service();
+    let failed = deployment_in(&mut service, DeploymentStatus::Failed);
+    let err = Deployment::rollback_of(&service, &failed, T0).unwrap_err();
+    assert_eq!(err.field(), Some("deployment"));
+}
+
+#[test]
+fn rollback_to_another_services_deployment_is_refused() {
+    let mut a = image_service();
+    let b = image_service();
+    let d = deployment_in(&mut a, DeploymentStatus::Active);
+    assert_eq!(
+        Deployment::rollback_of(&b, &d, T0).unwrap_err().kind(),
+        crate::ErrorKind::Invalid
+    );
+}
+
+#[test]
+fn built_image_cannot_be_replaced_once_set() {
+    let mut service = git_service();
+    let mut d = deployment_in(&mut service, DeploymentStatus::Building);
+    d.state.set_image("clank/web:v1".parse().unwrap()).unwrap();
+    d.state.set_image("clank/web:v1".parse().unwrap()).unwrap();
+    assert!(d.state.set_image("clank/web:v2".parse().unwrap()).is_err());
+}
+
+/// A tiny deterministic PRNG so the simulation needs no dependency and replays exactly.
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Drive one service through thousands of random requests, cancels, crashes, failures, clock
+/// jumps (including multi-day "control plane was down" gaps) with a mini reconciler built on
+/// `plan` + `activate`, checking every invariant after every step.
+#[test]
+fn random_lifecycles_keep_every_invariant() {
+    let mut reached = std::collections::BTreeMap::<DeploymentStatus, usize>::new();
+    for seed in 1..=40u64 {
+        let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut service = if seed % 2 == 0 {
+            git_service()
+        } else {
+            image_service()
+        };
+        let mut deployments: Vec<Deployment> = Vec::new();
+        let mut route: Option<DeploymentId> = None;
+        let mut now = T0;
+        for _step in 0..400 {
+            match rng.below(10) {
+                0 | 1 => deployments.push(new_deployment(&mut service, now)),
+                2 => {
+                    if !deployments.is_empty() {
+                        let i = rng.below(deployments.len() as u64) as usize;
+                        deployments[i].state.cancel = Some(CancelRequest { at: now, by: None });
+                    }
+                }
+                3 => now = now.saturating_add(Duration::from_secs(rng.below(3 * 86_400))),
+                _ => now = now.saturating_add(Duration::from_millis(rng.below(5_000))),
+            }
+            for i in 0..deployments.len() {
+                let d = &deployments[i];
+                let obs = Observed {
+                    previous_active: service.active_deployment.filter(|a| *a != d.id),
+                    newer_queued: deployments
+                        .iter()
+                        .filter(|o| {
+                            o.number > d.number && o.state.status == DeploymentStatus::Pending
+                        })
+                        .map(|o| o.number)
+                        .max(),
+                    other_in_flight: deployments
+                        .iter()
+                        .find(|o| {
+                            o.id != d.id
+                                && o.state.status.is_in_progress()
+                                && o.state.status != DeploymentStatus::Pending
+                        })
+                        .map(|o| o.number),
+                    build: match rng.below(4) {
+                        0 => BuildObservation::Running,
+                        1 => BuildObservation::Failed {
+                            reason: "exit 1".into(),
+                        },
+                        _ => BuildObservation::Succeeded {
+                            image: format!("clank/web:v{}", d.number).parse().unwrap(),
+                        },
+                    },
+                    workload: match rng.below(6) {
+                        0 => WorkloadObservation::Exited {
+                            code: Some(1),
+                            oom_killed: false,
+                        },
+                        1 => WorkloadObservation::Starting,
+                        _ => WorkloadObservation::Running,
+                    },
+                    health: match rng.below(3) {
+                        0 => failing(1, "HTTP 500"),
+                        _ => HealthObservation::Passing,
+                    },
+                    routed_here: route == Some(d.id),
+                };
+                let p = plan(d, &obs, now);
+                let active_before = service.active_deployment;
+                for c in &p.commands {
+                    match c {
+                        Command::SwitchRoute => route = Some(d.id),
+                        Command::RestoreRoute { to } => route = *to,
+                        _ => {}
+                    }
+                }
+                if let Some(t) = p.transition {
+                    if t.to == DeploymentStatus::Active {
+                        let prev_idx = deployments
+                            .iter()
+                            .position(|o| Some(o.id) == service.active_deployment);
+                        let (next, prev) = match prev_idx {
+                            Some(j) if j < i => {
+                                let (a, b) = deployments.split_at_mut(i);
+                                (&mut b[0], Some(&mut a[j]))
+                            }
+                            Some(j) => {
+                                let (a, b) = deployments.split_at_mut(j);
+                                (&mut a[i], Some(&mut b[0]))
+                            }
+                            None => (&mut deployments[i], None),
+                        };
+                        activate(&mut service, next, prev, now).unwrap();
+                    } else {
+                        let d = &mut deployments[i];
+                        let settings = d.snapshot.settings.clone();
+                        if let Some(image) = t.image {
+                            d.state.set_image(image).unwrap();
+                        }
+                        d.state.transition(t.to, t.reason, &settings, now).unwrap();
+                        if matches!(t.to, DeploymentStatus::Failed | DeploymentStatus::Cancelled) {
+                            assert_eq!(
+                                service.active_deployment, active_before,
+                                "seed {seed}: failure moved the ACTIVE pointer"
+                            );
+                        }
+                    }
+                }
+                check_service_invariants(&service, &deployments)
+                    .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            }
+            for d in &deployments {
+                if d.state.status.is_in_progress() {
+                    assert!(
+                        d.state.deadline.is_some_and(|dl| dl > now),
+                        "seed {seed}: #{} {} past its deadline after a reconcile",
+                        d.number,
+                        d.state.status
+                    );
+                }
+                if d.state.status.is_terminal() {
+                    assert_ne!(
+                        route,
+                        Some(d.id),
+                        "seed {seed}: traffic routed to finished #{}",
+                        d.number
+                    );
+                }
+            }
+            for d in &deployments {
+                *reached.entry(d.state.status).or_default() += 1;
+            }
+            let in_flight = deployments
+                .iter()
+                .filter(|d| {
+                    d.state.status.is_in_progress() && d.state.status != DeploymentStatus::Pending
+                })
+                .count();
+            assert!(
+                in_flight <= 1,
+                "seed {seed}: {in_flight} deployments in flight at once"
+            );
+        }
+    }
+    // The simulation must actually exercise the lifecycle, or it proves nothing.
+    for st in DeploymentStatus::ALL {
+        assert!(
+            reached.get(&st).copied().unwrap_or(0) > 0,
+            "no deployment ever reached {st}: {reached:?}"
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! Deployments: an immutable snapshot of what to run, plus the state the reconciler moves.
+//!
+//! The split is the point: `snapshot` is fixed at creation (image or commit, resolved config
+//! with secrets still sealed, limits, health, volumes, endpoint, processes, server), and only
+//! `state` ever changes — through [`DeploymentState::transition`], which enforces the
+//! transition table. The catalog refuses any write that alters a stored snapshot.
+
+use std::collections::BTreeMap;
+
+use crate::config::ResolvedConfig;
+use crate::deploy::{DeploymentStatus, inherits_deadline, phase_timeout};
+use crate::error::{Error, InvalidInput, Result};
+use crate::id::{
+    BuildId, DeploymentId, EnvironmentId, ProjectId, ServerId, ServiceId, UserId, WorkspaceId,
+};
+use crate::image::ImageRef;
+use crate::model::service::{
+    Endpoint, ProcessSpec, Service, ServiceSettings, ServiceSource, VolumeMount,
+};
+use crate::time::Timestamp;
+
+/// Why a deployment exists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    Manual {
+        by: Option<UserId>,
+    },
+    /// A push on the service's branch with `auto_deploy` on.
+    AutoDeploy {
+        commit: String,
+        branch: String,
+    },
+    /// A rollback: a copy of an earlier deployment's image *and* config.
+    RollbackOf {
+        deployment: DeploymentId,
+        number: u64,
+    },
+    /// The exact image and config of a deployment in another environment.
+    PromotionFrom {
+        deployment: DeploymentId,
+        environment: EnvironmentId,
+    },
+}
+
+/// What the deployment runs: a known image, or a commit to build first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Artifact {
+    Image {
+        image: ImageRef,
+    },
+    Build {
+        repo_url: String,
+        git_ref: String,
+        /// Pinned when known (auto-deploy of a push); otherwise the branch head at build time.
+        commit: Option<String>,
+        dockerfile_path: Option<String>,
+        build_context: Option<String>,
+    },
+}
+
+/// Everything needed to run this version, frozen at creation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeploymentSnapshot {
+    pub artifact: Artifact,
+    /// The resolved config cascade, secrets still sealed; decrypted only at workload start.
+    pub config: ResolvedConfig,
+    pub settings: ServiceSettings,
+    pub volumes: Vec<VolumeMount>,
+    pub endpoint: Option<Endpoint>,
+    pub processes: BTreeMap<String, ProcessSpec>,
+    pub server_id: Option<ServerId>,
+}
+
+/// One entry in a deployment's status history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusChange {
+    /// `None` for the creation entry.
+    pub from: Option<DeploymentStatus>,
+    pub to: DeploymentStatus,
+    pub at: Timestamp,
+    pub reason: Option<String>,
+}
+
+/// A request to cancel, recorded so a restarted reconciler still honours it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CancelRequest {
+    pub at: Timestamp,
+    pub by: Option<UserId>,
+}
+
+/// The mutable part of a deployment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeploymentState {
+    pub status: DeploymentStatus,
+    /// When the current status was entered.
+    pub since: Timestamp,
+    /// Absolute time by which the current phase must end; `None` outside in-progress phases.
+    /// Stored so it is enforced across control-plane restarts.
+    pub deadline: Option<Timestamp>,
+    /// Why the deployment failed or was cancelled (or other context of the last change).
+    pub reason: Option<String>,
+    /// The image actually run: the snapshot's, or the one the build produced. Set once.
+    pub image: Option<ImageRef>,
+    pub build_id: Option<BuildId>,
+    pub cancel: Option<CancelRequest>,
+    pub history: Vec<StatusChange>,
+}
+
+impl DeploymentState {
+    /// Move to `to`, enforcing the transition table, recording history and the next deadline.
+    pub fn transition(
+        &mut self,
+        to: DeploymentStatus,
+        reason: Option<String>,
+        settings: &ServiceSettings,
+        now: Timestamp,
+    ) -> Result<()> {
+        if !self.status.can_transition_to(to) {
+            return Err(Error::IllegalTransition {
+                from: self.status,
+                to,
+            });
+        }
+        self.history.push(StatusChange {
+            from: Some(self.status),
+            to,
+            at: now,
+            reason: reason.clone(),
+        });
+        if !inherits_deadline(self.status, to) {
+            self.deadline = phase_timeout(to, settings).map(|t| now.saturating_add(t));
+        }
+        self.status = to;
+        self.since = now;
+        if reason.is_some() {
+            self.reason = reason;
+        }
+        Ok(())
+    }
+
+    /// Record the image the deployment runs. Refuses to change an image once set.
+    pub fn set_image(&mut self, image: ImageRef) -> Result<()> {
+        match &self.image {
+            Some(existing) if *existing != image => Err(Error::Conflict(format!(
+                "deployment image is already `{existing}`; refusing to change it to `{image}`"
+            ))),
+            _ => {
+                self.image = Some(image);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An immutable deployment of a service, numbered per service (#1, #2, …).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub service_id: ServiceId,
+    pub workspace_id: WorkspaceId,
+    pub project_id: ProjectId,
+    pub environment_id: EnvironmentId,
+    pub number: u64,
+    pub trigger: Trigger,
+    pub created_at: Timestamp,
+    pub snapshot: DeploymentSnapshot,
+    pub state: DeploymentState,
+}
+
+impl Deployment {
+    /// A new PENDING deployment of the service as it is now. Takes the service's next number;
+    /// the caller persists the bumped counter in the same write (see the catalog).
+    pub fn new(
+        service: &Service,
+        config: ResolvedConfig,
+        trigger: Trigger,
+        now: Timestamp,
+    ) -> Self {
+        let artifact = match &service.source {
+            ServiceSource::DockerImage { image } | ServiceSource::Template { image, .. } => {
+                Artifact::Image {
+                    image: image.clone(),
+                }
+            }
+            ServiceSource::Git {
+                repo_url,
+                branch,
+                dockerfile_path,
+                build_context,
+            } => Artifact::Build {
+                repo_url: repo_url.clone(),
+                git_ref: branch.clone(),
+                commit: match &trigger {
+                    Trigger::AutoDeploy { commit, .. } => Some(commit.clone()),
+                    _ => None,
+                },
+                dockerfile_path: dockerfile_path.clone(),
+                build_context: build_context.clone(),
+            },
+        };
+        let snapshot = DeploymentSnapshot {
+            artifact,
+            config,
+            settings: service.settings.clone(),
+            volumes: service.volumes.clone(),
+            endpoint: service.endpoint.clone(),
+            processes: service.processes.clone(),
+            server_id: service.server_id,
+        };
+        Self::from_snapshot(service, snapshot, trigger, now)
+    }
+
+    /// A rollback: a **new** deployment whose snapshot copies `earlier`'s image and config.
+    pub fn rollback_of(service: &Service, earlier: &Deployment, now: Timestamp) -> Result<Self> {
+        if earlier.service_id != service.id {
+            return Err(InvalidInput::new(
+                "deployment",
+                "other_service",
+                format!("deployment #{} belongs to another service", earlier.number),
+            )
+            .into());
+        }
+        let snapshot = earlier.runnable_snapshot()?;
+        let trigger = Trigger::RollbackOf {
+            deployment: earlier.id,
+            number: earlier.number,
+        };
+        Ok(Self::from_snapshot(service, snapshot, trigger, now))
+    }
+
+    /// A promotion: `source` (from another environment) deployed unchanged to `service`.
+    pub fn promotion_of(service: &Service, source: &Deployment, now: Timestamp) -> Result<Self> {
+        let mut snapshot = source.runnable_snapshot()?;
+        // The target keeps its own placement; everything that defines the version is copied.
+        snapshot.server_id = service.server_id;
+        let trigger = Trigger::PromotionFrom {
+            deployment: source.id,
+            environment: source.environment_id,
+        };
+        Ok(Self::from_snapshot(service, snapshot, trigger, now))
+    }
+
+    /// This deployment's snapshot pinned to the image it ran, for rollback and promotion.
+    fn runnable_snapshot(&self) -> Result<DeploymentSnapshot> {
+        let image = match (&self.snapshot.artifact, &self.state.image) {
+            (_, Some(image)) | (Artifact::Image { image }, None) => image.clone(),
+            (Artifact::Build { .. }, None) => {
+                return Err(InvalidInput::new(
+                    "deployment",
+                    "no_image",
+                    format!(
+                        "deployment #{} never produced an image (it ended {} before its build finished); there is nothing to run",
+                        self.number, self.state.status
+                    ),
+                )
+                .into());
+            }
+        };
+        let mut snapshot = self.snapshot.clone();
+        snapshot.artifact = Artifact::Image { image };
+        Ok(snapshot)
+    }
+
+    fn from_snapshot(
+        service: &Service,
+        snapshot: DeploymentSnapshot,
+        trigger: Trigger,
+        now: Timestamp,
+    ) -> Self {
+        let image = match &snapshot.artifact {
+            Artifact::Image { image } => Some(image.clone()),
+            Artifact::Build { .. } => None,
+        };
+        let deadline = phase_timeout(DeploymentStatus::Pending, &snapshot.settings)
+            .map(|t| now.saturating_add(t));
+        Deployment {
+            id: DeploymentId::new(),
+            service_id: service.id,
+            workspace_id: service.workspace_id,
+            project_id: service.project_id,
+            environment_id: service.environment_id,
+            number: service.next_deployment_number,
+            trigger,
+            created_at: now,
+            snapshot,
+            state: DeploymentState {
+                status: DeploymentStatus::Pending,
+                since: now,
+                deadline,
+                reason: None,
+                image,
+                build_id: None,
+                cancel: None,
+                history: vec![StatusChange {
+                    from: None,
+                    to: DeploymentStatus::Pending,
+                    at: now,
+                    reason: None,
+                }],
+            },
+        }
+    }
+
+    pub fn status(&self) -> DeploymentStatus {
+        self.state.status
+    }
+
+    /// Whether this deployment must be built before it can run.
+    pub fn needs_build(&self) -> bool {
+        matches!(self.snapshot.artifact, Artifact::Build { .. }) && self.state.image.is_none()
+    }
+}

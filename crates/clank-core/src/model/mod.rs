@@ -1,0 +1,35 @@
+//! The domain model: what users create and what the platform records.
+//!
+//! ```text
+//! Workspace (members with roles; teams group members)
+//! └── Project (slug; private network clank-project-{slug}; soft delete)
+//!     └── Environment (production, staging, previews)
+//!         └── Service (source = image | git | template)
+//!             ├── Builds v1, v2, …      (git services)
+//!             ├── Deployments #1, #2, … (immutable snapshots)
+//!             ├── Config (cascade, see `crate::config`)
+//!             ├── Volumes
+//!             └── Endpoint (one access mode)
+//! Server (the platform host, or a remote machine running clank-agent)
+//! ```
+
+mod build;
+mod deployment;
+mod project;
+mod server;
+mod service;
+mod token;
+mod workspace;
+
+pub use build::{Build, BuildStatus};
+pub use deployment::{
+    Artifact, CancelRequest, Deployment, DeploymentSnapshot, DeploymentState, StatusChange, Trigger,
+};
+pub use project::{Environment, EnvironmentKind, Project};
+pub use server::{Server, ServerKind, ServerStatus, ServerUsage};
+pub use service::{
+    AccessMode, Endpoint, HealthCheck, ProcessSpec, Service, ServiceSettings, ServiceSource,
+    TlsMode, VolumeMount,
+};
+pub use token::ApiToken;
+pub use workspace::{Member, Permission, Role, Team, User, Workspace};

@@ -1,0 +1,182 @@
+//! Workspaces (tenants), their members and roles, and teams.
+
+use std::collections::BTreeSet;
+
+use crate::error::InvalidInput;
+use crate::id::{TeamId, UserId, WorkspaceId};
+use crate::time::Timestamp;
+use crate::validate;
+
+/// The tenant boundary: members, teams, projects and config all belong to one workspace.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub slug: String,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+impl Workspace {
+    pub fn new(name: &str, slug: Option<&str>, now: Timestamp) -> Result<Self, InvalidInput> {
+        let name = validate::validate_display_name("name", name)?.to_owned();
+        let slug = match slug {
+            Some(s) => validate::validate_workspace_slug("slug", s).map(|()| s.to_owned())?,
+            None => validate::slugify("name", &name)?,
+        };
+        Ok(Workspace {
+            id: WorkspaceId::new(),
+            slug,
+            name,
+            created_at: now,
+        })
+    }
+}
+
+/// A person who can sign in. Authentication (tokens) is in [`super::ApiToken`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub email: String,
+    pub created_at: Timestamp,
+}
+
+/// A member's role in a workspace, from the product's role table.
+///
+/// | role      | can                                                                 |
+/// |-----------|---------------------------------------------------------------------|
+/// | Owner     | everything, including deleting the workspace and transferring it    |
+/// | Admin     | servers, projects, services, members; not delete/transfer           |
+/// | Developer | create, configure and deploy services; no servers, members, teams   |
+/// | Viewer    | read-only: projects, services, deployments and their logs           |
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Developer,
+    Admin,
+    Owner,
+}
+
+/// What an action needs. Every API endpoint names exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// See projects, environments, services, deployments, builds, logs, masked config.
+    Read,
+    /// Create/update/delete services and their config, volumes and endpoints.
+    ManageServices,
+    /// Deploy, roll back, cancel, restart, exec.
+    Deploy,
+    /// Create/update/delete projects and environments.
+    ManageProjects,
+    /// Register, update and revoke servers.
+    ManageServers,
+    /// Invite and remove members, change roles (never to or from Owner).
+    ManageMembers,
+    /// Teams, workspace-scope config, workspace settings.
+    ManageTeamSettings,
+    /// Delete the workspace, transfer ownership, billing.
+    OwnWorkspace,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 8] = [
+        Permission::Read,
+        Permission::ManageServices,
+        Permission::Deploy,
+        Permission::ManageProjects,
+        Permission::ManageServers,
+        Permission::ManageMembers,
+        Permission::ManageTeamSettings,
+        Permission::OwnWorkspace,
+    ];
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Developer, Role::Viewer];
+
+    /// The role table, as one `match`: the only place permissions are decided.
+    pub fn allows(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Owner => true,
+            Role::Admin => !matches!(p, OwnWorkspace),
+            Role::Developer => matches!(p, Read | ManageServices | Deploy),
+            Role::Viewer => matches!(p, Read),
+        }
+    }
+}
+
+/// A user's membership in a workspace.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub teams: BTreeSet<TeamId>,
+    pub joined_at: Timestamp,
+}
+
+/// A group of members. Teams own projects and carry a config scope; access stays role-based.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Team {
+    pub id: TeamId,
+    pub workspace_id: WorkspaceId,
+    pub slug: String,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seed's role table, row by row.
+    #[test]
+    fn role_table_matches_the_product_documents() {
+        use Permission::*;
+        let expect = |r: Role, allowed: &[Permission]| {
+            for p in Permission::ALL {
+                assert_eq!(r.allows(p), allowed.contains(&p), "{r:?} {p:?}");
+            }
+        };
+        expect(Role::Owner, &Permission::ALL);
+        expect(
+            Role::Admin,
+            &[
+                Read,
+                ManageServices,
+                Deploy,
+                ManageProjects,
+                ManageServers,
+                ManageMembers,
+                ManageTeamSettings,
+            ],
+        );
+        expect(Role::Developer, &[Read, ManageServices, Deploy]);
+        expect(Role::Viewer, &[Read]);
+    }
+
+    #[test]
+    fn roles_are_ordered_by_power() {
+        assert!(
+            Role::Owner > Role::Admin
+                && Role::Admin > Role::Developer
+                && Role::Developer > Role::Viewer
+        );
+        // A higher role never loses a permission a lower one has.
+        for p in Permission::ALL {
+            for pair in Role::ALL.windows(2) {
+                assert!(
+                    !pair[1].allows(p) || pair[0].allows(p),
+                    "{:?} vs {:?} on {p:?}",
+                    pair[0],
+                    pair[1]
+                );
+            }
+        }
+    }
+}

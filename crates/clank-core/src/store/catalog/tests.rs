@@ -1,0 +1,253 @@
+//! Catalog behaviour over the in-memory store (the contract suite in clank-testkit proves the
+//! same primitives hold on redb and sled).
+
+use std::sync::Arc;
+
+use super::*;
+use crate::config::ResolvedConfig;
+use crate::model::{ServiceSource, Trigger};
+use crate::store::memory::MemoryStore;
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+
+fn catalog() -> Catalog {
+    Catalog::new(Arc::new(MemoryStore::new()))
+}
+
+async fn service_in(cat: &Catalog) -> (Project, Environment, Versioned<Service>) {
+    let ws = WorkspaceId::new();
+    let project = Project::new(ws, "Shop", None, T0).unwrap();
+    let env = cat.create_project(&project, T0).await.unwrap();
+    let svc = Service::new(
+        ws,
+        project.id,
+        env.id,
+        "api",
+        ServiceSource::DockerImage {
+            image: "shop/api:1".parse().unwrap(),
+        },
+        T0,
+    )
+    .unwrap();
+    cat.create(&svc).await.unwrap();
+    let svc = cat.require::<Service>(&svc.id.to_string()).await.unwrap();
+    (project, env, svc)
+}
+
+async fn deploy(cat: &Catalog, service: ServiceId) -> Versioned<Deployment> {
+    loop {
+        let svc = cat.require::<Service>(&service.to_string()).await.unwrap();
+        let d = Deployment::new(
+            &svc,
+            ResolvedConfig::default(),
+            Trigger::Manual { by: None },
+            T0,
+        );
+        match cat.create_deployment(&svc, &d).await {
+            Ok(_) => return cat.require(&d.id.to_string()).await.unwrap(),
+            Err(Error::WriteConflict { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn project_gets_a_production_environment_and_its_slug_is_unique_in_the_workspace() {
+    let cat = catalog();
+    let (project, env, _) = service_in(&cat).await;
+    assert_eq!(env.name, "production");
+    let dup = Project::new(project.workspace_id, "Another shop", Some("shop"), T0).unwrap();
+    let err = cat.create_project(&dup, T0).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict(ref m) if m.contains("`shop`")),
+        "{err}"
+    );
+    assert!(
+        cat.get::<Project>(&dup.id.to_string())
+            .await
+            .unwrap()
+            .is_none(),
+        "refused write left nothing"
+    );
+    // The same slug in another workspace is fine.
+    let other = Project::new(WorkspaceId::new(), "Shop", None, T0).unwrap();
+    cat.create_project(&other, T0).await.unwrap();
+}
+
+#[tokio::test]
+async fn deployments_list_newest_first_and_page_without_gaps() {
+    let cat = catalog();
+    let (_, _, svc) = service_in(&cat).await;
+    for _ in 0..25 {
+        deploy(&cat, svc.id).await;
+    }
+    let first = cat.deployments_of(svc.id, Page::newest(10)).await.unwrap();
+    let numbers: Vec<u64> = first.items.iter().map(|d| d.number).collect();
+    assert_eq!(numbers, (16..=25).rev().collect::<Vec<_>>());
+    let mut seen = numbers;
+    let mut page = Page::newest(10);
+    page.after = first.next;
+    while page.after.is_some() {
+        let l = cat.deployments_of(svc.id, page.clone()).await.unwrap();
+        seen.extend(l.items.iter().map(|d| d.number));
+        page.after = l.next;
+    }
+    assert_eq!(seen, (1..=25).rev().collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn concurrent_deploy_requests_get_unique_gapless_numbers() {
+    let cat = catalog();
+    let (_, _, svc) = service_in(&cat).await;
+    let service_id = svc.id;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let cat = cat.clone();
+            tokio::spawn(async move { deploy(&cat, service_id).await.number })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.unwrap());
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=16).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn status_index_follows_transitions() {
+    let cat = catalog();
+    let (_, _, svc) = service_in(&cat).await;
+    let d = deploy(&cat, svc.id).await;
+    let mut next = d.value.clone();
+    let settings = next.snapshot.settings.clone();
+    next.state
+        .transition(DeploymentStatus::Deploying, None, &settings, T0)
+        .unwrap();
+    cat.save_deployment(&d, &next).await.unwrap();
+    let pending = cat
+        .deployments_with_status(DeploymentStatus::Pending, Page::all())
+        .await
+        .unwrap();
+    let deploying = cat
+        .deployments_with_status(DeploymentStatus::Deploying, Page::all())
+        .await
+        .unwrap();
+    assert!(pending.items.is_empty());
+    assert_eq!(deploying.items.len(), 1);
+}
+
+#[tokio::test]
+async fn deployment_snapshot_cannot_be_rewritten() {
+    let cat = catalog();
+    let (_, _, svc) = service_in(&cat).await;
+    let d = deploy(&cat, svc.id).await;
+    let mut tampered = d.value.clone();
+    tampered.snapshot.settings.memory_limit_mb = 4096;
+    let err = cat.save_deployment(&d, &tampered).await.unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::Conflict);
+    let stored = cat.require::<Deployment>(&d.id.to_string()).await.unwrap();
+    assert_eq!(stored.value, d.value);
+}
+
+#[tokio::test]
+async fn stale_write_loses_and_changes_nothing() {
+    let cat = catalog();
+    let (_, _, svc) = service_in(&cat).await;
+    let mut a = svc.value.clone();
+    a.name = "first".into();
+    cat.update(&svc, &a).await.unwrap();
+    let mut b = svc.value.clone();
+    b.name = "second".into();
+    assert!(matches!(
+        cat.update(&svc, &b).await,
+        Err(Error::WriteConflict { .. })
+    ));
+    assert_eq!(
+        cat.require::<Service>(&svc.id.to_string())
+            .await
+            .unwrap()
+            .name,
+        "first"
+    );
+}
+
+#[tokio::test]
+async fn racing_cutovers_leave_exactly_one_active() {
+    let cat = catalog();
+    let (_, _, svc) = service_in(&cat).await;
+    let mut ready = Vec::new();
+    for _ in 0..2 {
+        let d = deploy(&cat, svc.id).await;
+        let mut n = d.value.clone();
+        let settings = n.snapshot.settings.clone();
+        n.state
+            .transition(DeploymentStatus::Deploying, None, &settings, T0)
+            .unwrap();
+        n.state
+            .transition(DeploymentStatus::HealthChecking, None, &settings, T0)
+            .unwrap();
+        cat.save_deployment(&d, &n).await.unwrap();
+        ready.push(cat.require::<Deployment>(&d.id.to_string()).await.unwrap());
+    }
+    // Both read the service before either writes: only one may win.
+    let svc = cat.require::<Service>(&svc.id.to_string()).await.unwrap();
+    let r1 = cat.activate(&svc, &ready[0], None, T0).await;
+    let r2 = cat.activate(&svc, &ready[1], None, T0).await;
+    assert!(r1.is_ok() && r2.is_err());
+    let active = cat
+        .deployments_with_status(DeploymentStatus::Active, Page::all())
+        .await
+        .unwrap();
+    assert_eq!(active.items.len(), 1);
+    let svc = cat.require::<Service>(&svc.id.to_string()).await.unwrap();
+    assert_eq!(svc.active_deployment, Some(ready[0].id));
+
+    // The second cutover, done properly, supersedes the first.
+    let first = cat
+        .require::<Deployment>(&ready[0].id.to_string())
+        .await
+        .unwrap();
+    cat.activate(&svc, &ready[1], Some(&first), T0)
+        .await
+        .unwrap();
+    let superseded = cat
+        .deployments_with_status(DeploymentStatus::Superseded, Page::all())
+        .await
+        .unwrap();
+    assert_eq!(superseded.items[0].id, ready[0].id);
+    let all: Vec<_> = cat
+        .deployments_of(svc.id, Page::all())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
+    let svc = cat.require::<Service>(&svc.id.to_string()).await.unwrap();
+    deploy::check_service_invariants(&svc, &all).unwrap();
+}
+
+#[tokio::test]
+async fn index_values_with_slashes_cannot_escape_their_prefix() {
+    let cat = catalog();
+    let (_, _, svc) = service_in(&cat).await;
+    // A crafted index value must not match another service's prefix.
+    let listing = cat
+        .find::<Deployment>("service", &format!("{}/0", svc.id), Page::all())
+        .await
+        .unwrap();
+    assert!(listing.items.is_empty());
+    assert!(
+        cat.find::<Deployment>(
+            "service",
+            &svc.id.to_string(),
+            Page {
+                after: Some("rec/x".into()),
+                ..Page::default()
+            }
+        )
+        .await
+        .is_err()
+    );
+}

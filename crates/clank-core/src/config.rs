@@ -14,6 +14,7 @@ use crate::error::{InvalidInput, Result};
 use crate::id::{EnvironmentId, ProjectId, ServiceId, TeamId, WorkspaceId};
 use crate::secret::{Keyring, MASK, SealedSecret, SecretAad, SecretString};
 use crate::time::Timestamp;
+use crate::validate::{validate_env_key, validate_env_value};
 
 // ---------------------------------------------------------------------------------------------
 // Scopes
@@ -312,7 +313,7 @@ impl ResolvedConfig {
 
 /// A value ready to hand to a workload. Only secrets are masked in `Debug`, so logs of the
 /// environment stay useful without leaking.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvValue {
     Plain(String),
     Secret(SecretString),
@@ -444,9 +445,10 @@ impl ConfigChange {
 
 /// Apply a bulk set/unset to a layer, returning the new layer; `layer` is untouched.
 ///
-/// All changes are validated before any is applied, so a request either applies whole or not at
-/// all. Secrets are sealed here, with the layer's scope and the variable name as associated data,
-/// so callers cannot seal a value for the wrong row. `now` stamps `updated_at` (no clock is read).
+/// All changes are validated (keys and values through [`crate::validate`]) before any is
+/// applied, so a request either applies whole or not at all. Secrets are sealed here, with the
+/// layer's scope and the variable name as associated data, so callers cannot seal a value for the
+/// wrong row. `now` stamps `updated_at` (no clock is read).
 pub fn apply_bulk(
     layer: &ConfigLayer,
     changes: &[ConfigChange],
@@ -468,20 +470,13 @@ pub fn apply_bulk(
             )
             .into());
         }
-        if let ConfigChange::Set { key, value } = change {
-            // execve takes NUL-terminated strings: such a value could never reach the workload.
-            let (has_nul, shown) = match value {
-                NewValue::Plain(v) => (v.contains('\0'), format!("value of `{key}`")),
-                NewValue::Secret(s) => (s.expose().contains('\0'), format!("secret `{key}`")),
+        if let ConfigChange::Set { value, .. } = change {
+            // Checked for secrets too: validate_env_value never echoes the value.
+            let value = match value {
+                NewValue::Plain(v) => v.as_str(),
+                NewValue::Secret(s) => s.expose(),
             };
-            if has_nul {
-                return Err(InvalidInput::new(
-                    format!("{field}.value"),
-                    "charset",
-                    format!("{shown} contains a NUL byte, which environment variables cannot hold"),
-                )
-                .into());
-            }
+            validate_env_value(&format!("{field}.value"), value)?;
         }
     }
 
@@ -510,32 +505,6 @@ pub fn apply_bulk(
         }
     }
     Ok(next)
-}
-
-/// Stand-in for `crate::validate::validate_env_key` until that exists: the POSIX portable
-/// environment name charset, which every shell and runtime accepts.
-fn validate_env_key(field: &str, key: &str) -> Result<(), InvalidInput> {
-    let mut bytes = key.bytes();
-    let valid = match bytes.next() {
-        Some(first) => {
-            (first.is_ascii_alphabetic() || first == b'_')
-                && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        }
-        None => false,
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(InvalidInput::new(
-            field,
-            "charset",
-            format!(
-                "`{}` is not a valid variable name: use letters, digits and `_`, \
-                 not starting with a digit",
-                key.escape_debug()
-            ),
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -924,10 +893,11 @@ mod tests {
         let ring = keyring();
         let before = ConfigLayer::new(scopes().service);
         for (bad, rule) in [
-            ("1ABC", "charset"),
+            ("1ABC", "leading_digit"),
             ("A-B", "charset"),
-            ("", "charset"),
+            ("", "empty"),
             ("A=B", "charset"),
+            ("CLANK_SERVICE", "reserved"),
         ] {
             let err = apply_bulk(
                 &before,

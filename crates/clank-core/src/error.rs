@@ -109,8 +109,55 @@ pub enum Error {
     StoreUnavailable(String),
     #[error("corrupt record `{key}`: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A workload runtime (Docker, native processes, a remote agent) refused or failed.
+    #[error("{message}")]
+    Runtime {
+        failure: RuntimeFailure,
+        message: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The distinct ways a runtime operation fails, so callers (and users) can act on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RuntimeFailure {
+    /// The engine (Docker daemon, agent) cannot be reached.
+    EngineUnavailable,
+    /// The image is not present and cannot be pulled.
+    ImageMissing,
+    /// The host port to publish is taken by something else.
+    PortInUse,
+    /// A workload with that name exists but belongs to someone else.
+    NameConflict,
+    /// The workload (or network, volume) does not exist.
+    NotFound,
+    /// The runtime accepted the request but the workload could not start.
+    StartFailed,
+    /// The runtime did not answer in time.
+    Timeout,
+    /// This runtime cannot do what was asked (e.g. network isolation for native processes).
+    Unsupported,
+    Other,
+}
+
+impl Error {
+    pub fn runtime(failure: RuntimeFailure, message: impl Into<String>) -> Self {
+        Error::Runtime {
+            failure,
+            message: message.into(),
+        }
+    }
+
+    /// The runtime failure, for errors that came from a runtime.
+    pub fn runtime_failure(&self) -> Option<RuntimeFailure> {
+        match self {
+            Error::Runtime { failure, .. } => Some(*failure),
+            _ => None,
+        }
+    }
 }
 
 impl Error {
@@ -124,6 +171,14 @@ impl Error {
             Error::Secret(_) => ErrorKind::Internal,
             Error::StoreUnavailable(_) => ErrorKind::Unavailable,
             Error::Corrupt { .. } | Error::Internal(_) => ErrorKind::Internal,
+            Error::Runtime { failure, .. } => match failure {
+                RuntimeFailure::EngineUnavailable => ErrorKind::Unavailable,
+                RuntimeFailure::ImageMissing | RuntimeFailure::NotFound => ErrorKind::NotFound,
+                RuntimeFailure::PortInUse | RuntimeFailure::NameConflict => ErrorKind::Conflict,
+                RuntimeFailure::Timeout => ErrorKind::Timeout,
+                RuntimeFailure::Unsupported => ErrorKind::Invalid,
+                RuntimeFailure::StartFailed | RuntimeFailure::Other => ErrorKind::Internal,
+            },
         }
     }
 

@@ -11,12 +11,13 @@ pub mod error;
 pub mod id;
 pub mod image;
 pub mod model;
+pub mod runtime;
 pub mod secret;
 pub mod store;
 pub mod time;
 pub mod validate;
 
 pub use address::{AddressDefaults, EnvironmentAddress, ProjectAddress, ServiceAddress};
-pub use error::{Error, ErrorKind, InvalidInput, Result};
+pub use error::{Error, ErrorKind, InvalidInput, Result, RuntimeFailure};
 pub use image::ImageRef;
 pub use time::Timestamp;

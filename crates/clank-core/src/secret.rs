@@ -59,6 +59,16 @@ impl SecretString {
     }
 }
 
+/// Equality compares the plaintexts (so specs holding secrets can be compared in tests and
+/// reconcilers). It is not constant-time: never use it to check a credential.
+impl PartialEq for SecretString {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for SecretString {}
+
 impl From<String> for SecretString {
     fn from(value: String) -> Self {
         SecretString::new(value)

@@ -1,0 +1,357 @@
+//! The `Runtime` trait: how the platform runs workloads, whatever runs them (Docker, native
+//! processes, a remote server's agent), plus the plain data it speaks in.
+//!
+//! A workload is one instance (replica) of one process type of one deployment. Runtimes tag
+//! every workload with its [`Owner`], so a restarted control plane finds what it started
+//! ([`Runtime::list`]) and adopts or removes it. All operations are idempotent where the
+//! contract says so, because the reconciler re-runs them after crashes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_core::Stream;
+
+use crate::config::EnvValue;
+use crate::error::Result;
+use crate::id::{DeploymentId, EnvironmentId, ProjectId, ServiceId, WorkspaceId};
+use crate::image::ImageRef;
+use crate::time::Timestamp;
+
+/// Label/metadata key prefix on everything a runtime creates for Clank.
+pub const LABEL_PREFIX: &str = "clank.";
+
+/// Who a workload belongs to. Recorded as labels (`clank.service=<id>`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    pub workspace: WorkspaceId,
+    pub project: ProjectId,
+    pub environment: EnvironmentId,
+    pub service: ServiceId,
+    pub deployment: DeploymentId,
+    /// Process type (`web`, `worker`, ...).
+    pub process: String,
+    pub replica: u32,
+}
+
+impl Owner {
+    /// The owner as `clank.*` labels.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        [
+            ("workspace", self.workspace.to_string()),
+            ("project", self.project.to_string()),
+            ("environment", self.environment.to_string()),
+            ("service", self.service.to_string()),
+            ("deployment", self.deployment.to_string()),
+            ("process", self.process.clone()),
+            ("replica", self.replica.to_string()),
+            ("managed", "true".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("{LABEL_PREFIX}{k}"), v))
+        .collect()
+    }
+
+    /// Read an owner back from labels; `None` if any is missing or malformed (not ours).
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Owner> {
+        let get = |k: &str| labels.get(&format!("{LABEL_PREFIX}{k}"));
+        Some(Owner {
+            workspace: get("workspace")?.parse().ok()?,
+            project: get("project")?.parse().ok()?,
+            environment: get("environment")?.parse().ok()?,
+            service: get("service")?.parse().ok()?,
+            deployment: get("deployment")?.parse().ok()?,
+            process: get("process")?.clone(),
+            replica: get("replica")?.parse().ok()?,
+        })
+    }
+}
+
+/// Which workloads to list: every set field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerFilter {
+    pub workspace: Option<WorkspaceId>,
+    pub project: Option<ProjectId>,
+    pub service: Option<ServiceId>,
+    pub deployment: Option<DeploymentId>,
+}
+
+impl OwnerFilter {
+    pub fn matches(&self, o: &Owner) -> bool {
+        self.workspace.is_none_or(|w| w == o.workspace)
+            && self.project.is_none_or(|p| p == o.project)
+            && self.service.is_none_or(|s| s == o.service)
+            && self.deployment.is_none_or(|d| d == o.deployment)
+    }
+
+    /// The filter as `clank.*` label equalities (for engines that filter by label).
+    pub fn labels(&self) -> Vec<(String, String)> {
+        let mut out = vec![(format!("{LABEL_PREFIX}managed"), "true".to_owned())];
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((format!("{LABEL_PREFIX}{k}"), v));
+            }
+        };
+        add("workspace", self.workspace.map(|x| x.to_string()));
+        add("project", self.project.map(|x| x.to_string()));
+        add("service", self.service.map(|x| x.to_string()));
+        add("deployment", self.deployment.map(|x| x.to_string()));
+        out
+    }
+}
+
+/// Where a workload's port is published on the host, so the platform can probe and proxy it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortBinding {
+    pub host_ip: IpAddr,
+    /// `None` = any free port, chosen by the runtime and reported in [`WorkloadStatus`].
+    pub host_port: Option<u16>,
+}
+
+impl PortBinding {
+    /// Loopback, ephemeral port: reachable by the platform's proxy and prober only.
+    pub fn loopback() -> Self {
+        PortBinding {
+            host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            host_port: None,
+        }
+    }
+}
+
+/// The project network a workload joins, and the names other workloads reach it by.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkAttachment {
+    pub network: String,
+    pub aliases: Vec<String>,
+}
+
+/// What restarts a workload that exits on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    Never,
+    /// Restart on non-zero exit, up to this many times (the reconciler takes over after).
+    OnFailure {
+        max_retries: u32,
+    },
+    #[default]
+    UnlessStopped,
+}
+
+/// Everything a runtime needs to start one workload.
+#[derive(Clone)]
+pub struct WorkloadSpec {
+    /// Unique, runtime-safe name (`clank-shop-production-api-3-web-0`); starting an existing
+    /// name with the same owner is a no-op that returns its status.
+    pub name: String,
+    pub owner: Owner,
+    /// The image (container runtimes). Native runtimes ignore it and need `command`.
+    pub image: Option<ImageRef>,
+    /// Argument vector; `None` = the image's own entrypoint/cmd.
+    pub command: Option<Vec<String>>,
+    /// Environment, secrets already decrypted (only at this point).
+    pub env: Vec<(String, EnvValue)>,
+    pub working_dir: Option<String>,
+    /// The port the application listens on inside the workload.
+    pub port: Option<u16>,
+    pub publish: Option<PortBinding>,
+    pub network: Option<NetworkAttachment>,
+    pub volumes: Vec<crate::model::VolumeMount>,
+    pub cpu_limit: f64,
+    pub memory_limit_mb: u32,
+    pub restart: RestartPolicy,
+}
+
+impl fmt::Debug for WorkloadSpec {
+    // Env values may be secrets: list keys only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkloadSpec")
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("image", &self.image)
+            .field("command", &self.command)
+            .field(
+                "env_keys",
+                &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("port", &self.port)
+            .field("publish", &self.publish)
+            .field("network", &self.network)
+            .field("volumes", &self.volumes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A runtime's handle for a workload (container id, process key).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct WorkloadId(pub String);
+
+impl fmt::Display for WorkloadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a workload is doing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum WorkloadState {
+    Created,
+    Running {
+        started_at: Timestamp,
+    },
+    Restarting,
+    Exited {
+        code: Option<i64>,
+        oom_killed: bool,
+        finished_at: Option<Timestamp>,
+    },
+}
+
+/// A workload as the runtime sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkloadStatus {
+    pub id: WorkloadId,
+    pub name: String,
+    pub owner: Owner,
+    pub state: WorkloadState,
+    pub restart_count: u32,
+    /// Host address of the published port, for probes and the proxy.
+    pub endpoint: Option<SocketAddr>,
+}
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub line: String,
+    pub at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogOptions {
+    /// Keep streaming new lines until the workload exits or the stream is dropped.
+    pub follow: bool,
+    /// Only the last N lines of history (`None` = all).
+    pub tail: Option<usize>,
+}
+
+/// Log lines as they come; ends when the workload stops (follow) or history is exhausted.
+pub type LogStreamBox = Pin<Box<dyn Stream<Item = Result<LogLine>> + Send>>;
+
+/// A command to run inside a workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// Reserved for interactive sessions; runtimes refuse `true` with `Unsupported` for now.
+    pub tty: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct WorkloadStats {
+    /// Percent of one core (200.0 = two cores busy).
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// What a runtime can do, so callers and the contract suite adapt instead of guessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeCapabilities {
+    /// Private per-project networks with name resolution and isolation between projects.
+    pub isolated_networks: bool,
+    /// CPU and memory limits are enforced.
+    pub resource_limits: bool,
+    /// Workloads run from images.
+    pub images: bool,
+}
+
+/// Runs workloads. Implementations: `clank-docker` (Docker Engine), `clank-process` (native
+/// processes), and the daemon's agent client (a remote server).
+///
+/// Contract (checked by `clank_testkit::runtime` for every implementation):
+/// - `start` is idempotent by `spec.name`; a failed start leaves nothing behind.
+/// - `stop` sends a graceful signal, then kills after `grace`; stopping a stopped workload is Ok.
+/// - `remove` stops if needed and is Ok when the workload is already gone.
+/// - `list` finds workloads started by *any* earlier instance of the runtime (adoption).
+/// - Volumes are never removed except by `remove_volume`.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + fmt::Debug {
+    /// A short name for messages: `docker`, `process`, `agent:<server>`.
+    fn name(&self) -> String;
+    fn capabilities(&self) -> RuntimeCapabilities;
+
+    /// Create the network if missing (idempotent).
+    async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
+    /// Remove a network (idempotent). Fails if workloads are still attached.
+    async fn remove_network(&self, name: &str) -> Result<()>;
+    /// Create the named volume if missing (idempotent).
+    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
+    /// Delete a volume and its data. Only ever called on an explicit user request.
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+
+    async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus>;
+    /// `None` if the workload does not exist.
+    async fn inspect(&self, id: &WorkloadId) -> Result<Option<WorkloadStatus>>;
+    async fn stop(&self, id: &WorkloadId, grace: Duration) -> Result<()>;
+    async fn remove(&self, id: &WorkloadId) -> Result<()>;
+    async fn list(&self, filter: &OwnerFilter) -> Result<Vec<WorkloadStatus>>;
+    async fn logs(&self, id: &WorkloadId, options: LogOptions) -> Result<LogStreamBox>;
+    async fn exec(&self, id: &WorkloadId, request: &ExecRequest) -> Result<ExecOutput>;
+    async fn stats(&self, id: &WorkloadId) -> Result<WorkloadStats>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_round_trips_through_labels_and_rejects_foreign_ones() {
+        let o = Owner {
+            workspace: WorkspaceId::new(),
+            project: ProjectId::new(),
+            environment: EnvironmentId::new(),
+            service: ServiceId::new(),
+            deployment: DeploymentId::new(),
+            process: "web".into(),
+            replica: 2,
+        };
+        let labels = o.labels();
+        assert_eq!(Owner::from_labels(&labels), Some(o.clone()));
+        let mut foreign = labels.clone();
+        foreign.insert("clank.service".into(), "not-a-uuid".into());
+        assert_eq!(Owner::from_labels(&foreign), None);
+        let filter = OwnerFilter {
+            service: Some(o.service),
+            ..OwnerFilter::default()
+        };
+        assert!(filter.matches(&o));
+        assert!(
+            !OwnerFilter {
+                service: Some(ServiceId::new()),
+                ..filter
+            }
+            .matches(&o)
+        );
+    }
+}

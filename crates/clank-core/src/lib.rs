@@ -11,6 +11,7 @@ pub mod error;
 pub mod id;
 pub mod image;
 pub mod model;
+pub mod proxy;
 pub mod runtime;
 pub mod secret;
 pub mod store;

@@ -451,6 +451,17 @@ impl Catalog {
         self.find("service", &service.to_string(), page).await
     }
 
+    /// The service's deployments that are in progress or ACTIVE, oldest first.
+    pub async fn live_deployments_of(
+        &self,
+        service: ServiceId,
+    ) -> Result<Vec<Versioned<Deployment>>> {
+        Ok(self
+            .find("service_live", &service.to_string(), Page::all())
+            .await?
+            .items)
+    }
+
     pub async fn deployments_with_status(
         &self,
         status: DeploymentStatus,
@@ -645,10 +656,19 @@ impl Record for Deployment {
         self.id.to_string()
     }
     fn indexes(&self) -> Vec<IndexEntry> {
-        vec![
+        let mut v = vec![
             IndexEntry::new("service", self.service_id, sortable(self.number)),
             IndexEntry::new("status", self.state.status.as_str(), self.id),
-        ]
+        ];
+        // What a reconcile pass of the service must look at: in-progress and ACTIVE ones.
+        if !self.state.status.is_terminal() {
+            v.push(IndexEntry::new(
+                "service_live",
+                self.service_id,
+                sortable(self.number),
+            ));
+        }
+        v
     }
     fn unique(&self) -> Vec<(&'static str, String)> {
         vec![("number", format!("{}:{}", self.service_id, self.number))]

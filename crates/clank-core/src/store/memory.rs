@@ -43,7 +43,8 @@ impl Store for MemoryStore {
     async fn scan(&self, scan: Scan) -> Result<Vec<Entry>> {
         let inner = self.lock();
         let lower = match (&scan.after, scan.reverse) {
-            (Some(after), false) => Bound::Excluded(after.clone()),
+            // A cursor before the prefix is clamped to it, like the persistent stores do.
+            (Some(after), false) if *after >= scan.prefix => Bound::Excluded(after.clone()),
             _ => Bound::Included(scan.prefix.clone()),
         };
         let upper = match (&scan.after, scan.reverse) {

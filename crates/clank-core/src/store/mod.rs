@@ -146,13 +146,15 @@ impl Scan {
 /// Persistence backend contract. Implementations: [`memory::MemoryStore`] here, redb
 /// (the embedded default) and sled in `clank-store`.
 ///
-/// Contract (checked by `clank_testkit::store_contract` for every implementation):
+/// Contract (checked by `clank_testkit::store_contract_tests!` for every implementation):
 /// - `commit` applies all ops or none; if any condition fails it returns
 ///   [`crate::Error::WriteConflict`] naming the first failing key and changes nothing.
 /// - Each successful commit returns a revision greater than every earlier one, and every
 ///   key it put carries that revision as its version.
 /// - When `commit` returns `Ok`, the write is durable: a crash right after loses nothing.
 /// - A transaction that puts and deletes the same key applies ops in order.
+/// - Every successful commit takes a revision, even one with no ops (conditions only).
+/// - A scan's `after` cursor outside the prefix is clamped to the prefix range.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
     async fn get(&self, key: &str) -> Result<Option<Entry>>;

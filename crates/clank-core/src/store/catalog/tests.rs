@@ -135,6 +135,18 @@ async fn status_index_follows_transitions() {
         .unwrap();
     assert!(pending.items.is_empty());
     assert_eq!(deploying.items.len(), 1);
+    assert_eq!(cat.live_deployments_of(svc.id).await.unwrap().len(), 1);
+    let live = cat.require::<Deployment>(&d.id.to_string()).await.unwrap();
+    let mut failed = live.value.clone();
+    failed
+        .state
+        .transition(DeploymentStatus::Failed, Some("x".into()), &settings, T0)
+        .unwrap();
+    cat.save_deployment(&live, &failed).await.unwrap();
+    assert!(
+        cat.live_deployments_of(svc.id).await.unwrap().is_empty(),
+        "finished deployments leave the live index"
+    );
 }
 
 #[tokio::test]

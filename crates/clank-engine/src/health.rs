@@ -1,0 +1,219 @@
+//! Health probes run by the platform from outside the workload (never `curl` inside the
+//! image): HTTP GET where a path is set, TCP connect where only a port is, and "running and
+//! stable" where there is no port.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clank_core::Timestamp;
+use clank_core::model::HealthCheck;
+use clank_core::runtime::{WorkloadState, WorkloadStatus};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The outcome of one probe, with what was seen, for deploy logs and failure reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub healthy: bool,
+    /// `HTTP 200`, `HTTP 503`, `connection refused`, `timed out after 2.0 s`, ...
+    pub detail: String,
+}
+
+impl ProbeOutcome {
+    fn pass(detail: impl Into<String>) -> Self {
+        ProbeOutcome {
+            healthy: true,
+            detail: detail.into(),
+        }
+    }
+
+    fn fail(detail: impl Into<String>) -> Self {
+        ProbeOutcome {
+            healthy: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Probe one workload. `timeout` bounds the whole probe (connect + request + status line).
+pub async fn probe(
+    check: &HealthCheck,
+    workload: &WorkloadStatus,
+    timeout: Duration,
+    now: Timestamp,
+) -> ProbeOutcome {
+    match check {
+        HealthCheck::Http { path, .. } => match workload.endpoint {
+            Some(addr) => http_probe(addr, path, timeout).await,
+            None => ProbeOutcome::fail("the workload publishes no port to probe"),
+        },
+        HealthCheck::Tcp { .. } => match workload.endpoint {
+            Some(addr) => tcp_probe(addr, timeout).await,
+            None => ProbeOutcome::fail("the workload publishes no port to probe"),
+        },
+        HealthCheck::Running { stable_for } => running_probe(workload, *stable_for, now),
+    }
+}
+
+fn running_probe(w: &WorkloadStatus, stable_for: Duration, now: Timestamp) -> ProbeOutcome {
+    match &w.state {
+        WorkloadState::Running { started_at } => {
+            let up = now.since(*started_at);
+            if up >= stable_for {
+                ProbeOutcome::pass(format!("running for {:.1} s", up.as_secs_f64()))
+            } else {
+                ProbeOutcome::fail(format!(
+                    "running for {:.1} s of the {:.1} s required",
+                    up.as_secs_f64(),
+                    stable_for.as_secs_f64()
+                ))
+            }
+        }
+        other => ProbeOutcome::fail(format!("not running ({other:?})")),
+    }
+}
+
+async fn tcp_probe(addr: SocketAddr, timeout: Duration) -> ProbeOutcome {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => ProbeOutcome::pass(format!("TCP connect to {addr} succeeded")),
+        Ok(Err(e)) => ProbeOutcome::fail(format!("TCP connect to {addr}: {e}")),
+        Err(_) => ProbeOutcome::fail(format!(
+            "TCP connect to {addr} timed out after {:.1} s",
+            timeout.as_secs_f64()
+        )),
+    }
+}
+
+/// A minimal HTTP/1.1 GET that reads only the status line: 2xx and 3xx pass (redirects are
+/// not followed, so a redirect loop cannot hang the probe).
+pub async fn http_probe(addr: SocketAddr, path: &str, timeout: Duration) -> ProbeOutcome {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: clank-health/1\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        // The status line fits in the first read in practice; cap what we accept at 1 KiB.
+        let mut buf = Vec::with_capacity(256);
+        let mut chunk = [0u8; 256];
+        while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 1024 {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = match tokio::time::timeout(timeout, attempt).await {
+        Err(_) => {
+            return ProbeOutcome::fail(format!(
+                "GET {path} timed out after {:.1} s",
+                timeout.as_secs_f64()
+            ));
+        }
+        Ok(Err(e)) => return ProbeOutcome::fail(format!("GET {path}: {e}")),
+        Ok(Ok(buf)) => buf,
+    };
+    match parse_status(&buf) {
+        Some(code) if (200..400).contains(&code) => ProbeOutcome::pass(format!("HTTP {code}")),
+        Some(code) => ProbeOutcome::fail(format!("HTTP {code}")),
+        None if buf.is_empty() => {
+            ProbeOutcome::fail(format!("GET {path}: connection closed without a response"))
+        }
+        None => ProbeOutcome::fail(format!("GET {path}: not an HTTP response")),
+    }
+}
+
+fn parse_status(buf: &[u8]) -> Option<u16> {
+    let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&buf[..line_end]).ok()?;
+    let mut parts = line.split(' ');
+    let version = parts.next()?;
+    if !version.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn serve_once(response: &'static [u8]) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b).await;
+                let _ = s.write_all(response).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn http_2xx_and_3xx_pass_4xx_and_5xx_fail() {
+        for (resp, ok, detail) in [
+            (&b"HTTP/1.1 200 OK\r\n\r\n"[..], true, "HTTP 200"),
+            (
+                b"HTTP/1.1 302 Found\r\nLocation: /health\r\n\r\n",
+                true,
+                "HTTP 302",
+            ),
+            (
+                b"HTTP/1.0 503 Service Unavailable\r\n\r\n",
+                false,
+                "HTTP 503",
+            ),
+            (b"HTTP/1.1 404 Not Found\r\n\r\n", false, "HTTP 404"),
+        ] {
+            let addr = serve_once(resp).await;
+            let out = http_probe(addr, "/health", Duration::from_secs(2)).await;
+            assert_eq!((out.healthy, out.detail.as_str()), (ok, detail));
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_response_fails_naming_it() {
+        let addr = serve_once(b"SSH-2.0-OpenSSH\r\n").await;
+        let out = http_probe(addr, "/health", Duration::from_secs(2)).await;
+        assert!(!out.healthy);
+        assert!(
+            out.detail.contains("not an HTTP response"),
+            "{}",
+            out.detail
+        );
+    }
+
+    #[tokio::test]
+    async fn hanging_endpoint_times_out() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _hold = tokio::spawn(async move {
+            let (_s, _) = l.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let out = http_probe(addr, "/health", Duration::from_millis(200)).await;
+        assert!(!out.healthy);
+        assert!(out.detail.contains("timed out"), "{}", out.detail);
+    }
+
+    #[tokio::test]
+    async fn refused_connection_fails() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let out = http_probe(addr, "/health", Duration::from_secs(1)).await;
+        assert!(!out.healthy);
+        let tcp = tcp_probe(addr, Duration::from_secs(1)).await;
+        assert!(!tcp.healthy);
+    }
+}

@@ -1,8 +1,8 @@
 //! Store benchmark: write 100,000 deployment records into the embedded redb store through the
 //! catalog, then read back the newest 50 deployments of one service.
 //!
-//! Run: `cargo bench -p clank-benches --bench store` (env `DEPLOYMENTS`, `SERVICES`,
-//! `BATCH` override the defaults). Numbers are recorded in `benches/README.md`.
+//! Run: `cargo bench -p clank-benches --bench store` (env `DEPLOYMENTS`, `SERVICES` override
+//! the defaults). Numbers are recorded in `benches/README.md`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clank_core::config::ResolvedConfig;
 use clank_core::id::WorkspaceId;
 use clank_core::model::{Deployment, Project, Service, ServiceSource, Trigger};
-use clank_core::store::catalog::{Batch, Catalog, Page, Versioned};
+use clank_core::store::catalog::{Catalog, Page, Versioned};
 use clank_core::{ImageRef, Timestamp};
 use clank_store::RedbStore;
 
@@ -31,7 +31,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = env_or("DEPLOYMENTS", 100_000);
     let services = env_or("SERVICES", 100);
-    let batch_size = env_or("BATCH", 100);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("clank.redb");
     let catalog = Catalog::new(Arc::new(RedbStore::open(&path)?));
@@ -57,8 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         svcs.push(catalog.require::<Service>(&s.id.to_string()).await?);
     }
 
-    // 1. Single durable commits through the real path (counter bump + record + indexes).
-    let singles = total.min(2_000);
+    // 1. One durable commit per deployment, through the real path (counter bump + record +
+    //    index entries + unique key).
+    let singles = total;
     let mut single_lat = Vec::with_capacity(singles);
     let started = Instant::now();
     for i in 0..singles {
@@ -76,50 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let single_total = started.elapsed();
 
-    // 2. The rest in batches of `batch_size` deployments per durable commit.
-    let started = Instant::now();
-    let mut written = singles;
-    while written < total {
-        let n = batch_size.min(total - written);
-        let mut batch = Batch::new();
-        let mut bumped: Vec<(usize, Service)> = Vec::new();
-        for k in 0..n {
-            let idx = (written + k) % services;
-            let base = bumped
-                .iter()
-                .rev()
-                .find(|(i, _)| *i == idx)
-                .map(|(_, s)| s.clone())
-                .unwrap_or_else(|| svcs[idx].value.clone());
-            let d = Deployment::new(
-                &base,
-                ResolvedConfig::default(),
-                Trigger::Manual { by: None },
-                now,
-            );
-            batch.create(&d)?;
-            let mut next = base;
-            next.next_deployment_number += 1;
-            bumped.push((idx, next));
-        }
-        // One counter update per touched service, conditioned on the version read.
-        let mut last: std::collections::BTreeMap<usize, Service> = Default::default();
-        for (i, s) in bumped {
-            last.insert(i, s);
-        }
-        for (i, s) in &last {
-            batch.update(&svcs[*i], s)?;
-        }
-        catalog.commit(batch).await?;
-        for i in last.keys() {
-            svcs[*i] = catalog.require::<Service>(&svcs[*i].id.to_string()).await?;
-        }
-        written += n;
-    }
-    let bulk_total = started.elapsed();
-    let bulk = total - singles;
-
-    // 3. Read back the newest 50 deployments of one service, many times.
+    // 2. Read back the newest 50 deployments of one service, many times.
     let target: &Versioned<Service> = &svcs[services / 2];
     let mut read_lat = Vec::with_capacity(1000);
     let mut last_numbers = Vec::new();
@@ -148,11 +105,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         singles as f64 / single_total.as_secs_f64(),
         percentile(&single_lat, 0.5),
         percentile(&single_lat, 0.99)
-    );
-    println!(
-        "| batched commits ({bulk} in batches of {batch_size}) | {:.0} records/s, {:.1} s total |",
-        bulk as f64 / bulk_total.as_secs_f64(),
-        bulk_total.as_secs_f64()
     );
     println!(
         "| newest 50 of one service (1000 reads) | p50 {:?}, p99 {:?} |",

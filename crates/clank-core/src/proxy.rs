@@ -61,6 +61,11 @@ pub trait Proxy: Send + Sync + fmt::Debug {
     async fn set_route(&self, route: &Route) -> Result<()>;
     /// Stop routing the service (idempotent).
     async fn remove_route(&self, service: ServiceId) -> Result<()>;
+    /// The service's current route, if any.
+    async fn route(&self, service: ServiceId) -> Result<Option<Route>>;
+
     /// The deployment receiving the service's traffic now, if any.
-    async fn routed_to(&self, service: ServiceId) -> Result<Option<DeploymentId>>;
+    async fn routed_to(&self, service: ServiceId) -> Result<Option<DeploymentId>> {
+        Ok(self.route(service).await?.map(|r| r.target.deployment))
+    }
 }

@@ -54,6 +54,21 @@ impl Owner {
         .collect()
     }
 
+    /// Labels for project-level resources (networks, volumes) shared by its workloads.
+    pub fn labels_for_project(
+        workspace: WorkspaceId,
+        project: ProjectId,
+    ) -> BTreeMap<String, String> {
+        [
+            ("workspace", workspace.to_string()),
+            ("project", project.to_string()),
+            ("managed", "true".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("{LABEL_PREFIX}{k}"), v))
+        .collect()
+    }
+
     /// Read an owner back from labels; `None` if any is missing or malformed (not ours).
     pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Owner> {
         let get = |k: &str| labels.get(&format!("{LABEL_PREFIX}{k}"));
@@ -67,6 +82,47 @@ impl Owner {
             replica: get("replica")?.parse().ok()?,
         })
     }
+}
+
+/// Longest workload name: the longest name every runtime takes (the native runtime makes
+/// directories of them, Docker volumes share the limit).
+pub const WORKLOAD_NAME_MAX_LEN: usize = crate::validate::VOLUME_NAME_MAX_LEN;
+
+/// The runtime name of one replica of one process of one deployment:
+/// `clank-{project}--{environment}--{service}--{deployment}--{process}--{replica}`.
+///
+/// Parts are joined with `--`, which slugs may not contain, so two different inputs never give
+/// one name (with a single `-`, project `a-b` + environment `c` and project `a` + environment
+/// `b-c` would collide). Every slug is validated here, before any engine call. A name longer
+/// than [`WORKLOAD_NAME_MAX_LEN`] keeps its readable start and ends in a hash of the whole, so
+/// it stays unique and stable (idempotent starts rely on that). Runtimes find their objects
+/// by labels, never by parsing names.
+pub fn workload_name(
+    project_slug: &str,
+    environment_slug: &str,
+    service_slug: &str,
+    deployment_number: u64,
+    process: &str,
+    replica: u32,
+) -> Result<String, crate::error::InvalidInput> {
+    use crate::validate::validate_slug;
+    validate_slug("project", project_slug)?;
+    validate_slug("environment", environment_slug)?;
+    validate_slug("service", service_slug)?;
+    validate_slug("process", process)?;
+    let full = format!(
+        "clank-{project_slug}--{environment_slug}--{service_slug}--{deployment_number}--{process}--{replica}"
+    );
+    if full.len() <= WORKLOAD_NAME_MAX_LEN {
+        return Ok(full);
+    }
+    // FNV-1a: stable across releases and platforms, unlike std's hasher.
+    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    // Slugs are ASCII, so any byte index is a character boundary.
+    let head = full[..WORKLOAD_NAME_MAX_LEN - 17].trim_end_matches('-');
+    Ok(format!("{head}-{hash:016x}"))
 }
 
 /// Which workloads to list: every set field must match.

@@ -73,7 +73,7 @@ fn running_probe(w: &WorkloadStatus, stable_for: Duration, now: Timestamp) -> Pr
     }
 }
 
-async fn tcp_probe(addr: SocketAddr, timeout: Duration) -> ProbeOutcome {
+pub async fn tcp_probe(addr: SocketAddr, timeout: Duration) -> ProbeOutcome {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(_)) => ProbeOutcome::pass(format!("TCP connect to {addr} succeeded")),
         Ok(Err(e)) => ProbeOutcome::fail(format!("TCP connect to {addr}: {e}")),

@@ -4,6 +4,14 @@
 //!   [`store_contract_tests!`] to instantiate all of them as named tests for a backend.
 //! - [`crash`]: the write protocol of the store crash test, whose child process is this
 //!   package's `clank-store-crash-writer` binary and whose checker is `tests/crash.rs`.
+//! - [`runtime`]: the `Runtime` contract, one public async fn per property, a [`runtime::Fixture`]
+//!   per backend, and [`runtime_contract_tests!`] to instantiate them as named tests.
+//! - [`testapp`]: the busybox HTTP app every runtime test runs (files for native processes; with
+//!   feature `docker`, the `clank-testapp` image built through the Docker API).
+//! - [`http`]: a minimal GET client for probing workloads.
 
 pub mod crash;
+pub mod http;
+pub mod runtime;
 pub mod store;
+pub mod testapp;

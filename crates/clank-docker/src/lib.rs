@@ -1,0 +1,25 @@
+//! Clank's Docker Engine runtime: workloads as containers, through bollard over the local unix
+//! socket, negotiating the API version with the engine (Docker 20.10 speaks 1.41).
+//!
+//! - [`DockerRuntime`] implements `clank_core::runtime::Runtime`: idempotent start by name
+//!   (adopting a container of the same owner, refusing one of another), image presence check
+//!   with a short pull attempt, CPU/memory limits (swap = memory, so the limit is an OOM kill),
+//!   restart policies, ports published on a host address, a project network with DNS
+//!   aliases, named volumes; a failed start leaves no container behind.
+//! - [`naming`]: the names Clank gives containers and networks, and the checks that keep
+//!   anything Docker would refuse or misread away from the engine.
+//! - [`error`]: the single mapping from engine errors to `RuntimeFailure`s.
+//!
+//! Containers carry their `Owner` as `clank.*` labels, so a restarted control plane lists and
+//! controls what an earlier one started. Volumes are never removed except by `remove_volume`.
+
+mod container;
+pub mod error;
+mod logs;
+pub mod naming;
+mod resources;
+mod runtime;
+mod time;
+
+pub use naming::{container_name, project_network_name};
+pub use runtime::{DEFAULT_SOCKET, DockerRuntime};

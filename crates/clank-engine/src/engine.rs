@@ -1,0 +1,904 @@
+//! The `Engine`: the public face of deploys (deploy, rollback, cancel, events, logs) and the
+//! reconciler loop that drives every deployment with the pure planner.
+//!
+//! One reconcile pass per service at a time; a pass observes the world for each live
+//! deployment of the service, asks `clank_core::deploy::plan` what to do, runs the commands
+//! through the `Runtime` and the `Proxy`, and writes the transition with compare-and-swap.
+//! Nothing here decides lifecycle policy — that is all in the planner.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clank_core::config::{self, ConfigLayer, EnvValue, ResolvedConfig, Scope};
+use clank_core::deploy::{
+    self, BuildObservation, Command, DeploymentStatus, HealthObservation, Observed, Plan,
+    WorkloadObservation,
+};
+use clank_core::id::{DeploymentId, ServiceId};
+use clank_core::model::{
+    CancelRequest, Deployment, Environment, ProcessSpec, Project, Service, Trigger, Workspace,
+};
+use clank_core::proxy::{Cutover, Proxy, Route, Target};
+use clank_core::runtime::{OwnerFilter, PortBinding, Runtime, WorkloadState, WorkloadStatus};
+use clank_core::secret::Keyring;
+use clank_core::store::catalog::{Catalog, Page, Versioned};
+use clank_core::{Error, Result, Timestamp};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::events::{DeployLog, Event, EventBus, EventKind, EventStream, LogEntry};
+use crate::health;
+use crate::workloads::workload_specs;
+
+/// Tunables of the engine; the defaults suit a single host.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a stopped workload gets between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// How long in-flight requests to an old version may run after a cutover.
+    pub drain_timeout: Duration,
+    /// Bound on one health probe.
+    pub probe_timeout: Duration,
+    /// Where `web` workloads publish their port (the prober and proxy connect there).
+    pub publish_ip: IpAddr,
+    /// Retry delay after a reconcile pass failed (store or runtime unavailable).
+    pub error_backoff: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            stop_grace: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(2),
+            publish_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            error_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Drives deployments. Cheap to clone; all clones share one engine.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    catalog: Catalog,
+    runtime: Arc<dyn Runtime>,
+    proxy: Arc<dyn Proxy>,
+    keyring: Keyring,
+    config: EngineConfig,
+    events: EventBus,
+    log: DeployLog,
+    wake: tokio::sync::mpsc::UnboundedSender<ServiceId>,
+    wake_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ServiceId>>>,
+    /// What the last probes saw, per deployment (re-learned after a restart by probing).
+    health: Mutex<HashMap<DeploymentId, HealthObservation>>,
+    /// Why a deployment's workloads could not be started, until it is failed.
+    start_failures: Mutex<HashMap<DeploymentId, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    pub fn new(
+        catalog: Catalog,
+        runtime: Arc<dyn Runtime>,
+        proxy: Arc<dyn Proxy>,
+        keyring: Keyring,
+        config: EngineConfig,
+    ) -> Self {
+        let (wake, wake_rx) = tokio::sync::mpsc::unbounded_channel();
+        Engine {
+            inner: Arc::new(Inner {
+                catalog,
+                runtime,
+                proxy,
+                keyring,
+                config,
+                events: EventBus::new(1024),
+                log: DeployLog::default(),
+                wake,
+                wake_rx: Mutex::new(Some(wake_rx)),
+                health: Mutex::new(HashMap::new()),
+                start_failures: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.inner.runtime
+    }
+
+    /// Follow every deployment event from now on.
+    pub fn events(&self) -> EventStream {
+        self.inner.events.subscribe()
+    }
+
+    /// The persisted deploy log of a deployment: every step and probe result.
+    pub async fn deploy_log(&self, deployment: DeploymentId) -> Result<Vec<LogEntry>> {
+        DeployLog::read(self.inner.catalog.store().as_ref(), deployment).await
+    }
+
+    /// Resolve the config cascade for a service as it is now (secrets stay sealed).
+    pub async fn resolve_config(&self, service: &Service) -> Result<ResolvedConfig> {
+        let cat = &self.inner.catalog;
+        let project = cat
+            .require::<Project>(&service.project_id.to_string())
+            .await?;
+        let mut scopes = vec![Scope::Workspace(service.workspace_id)];
+        if let Some(team) = project.team_id {
+            scopes.push(Scope::Team(team));
+        }
+        scopes.push(Scope::Project(service.project_id));
+        scopes.push(Scope::Environment(service.environment_id));
+        scopes.push(Scope::Service(service.id));
+        let mut layers: Vec<ConfigLayer> = Vec::new();
+        for scope in scopes {
+            if let Some(layer) = cat.config_layer(scope).await? {
+                layers.push(layer.value);
+            }
+        }
+        config::resolve(&layers)
+    }
+
+    /// Request a deployment of the service as it is now. Returns it PENDING; the reconciler
+    /// takes it from there.
+    pub async fn deploy(&self, service: ServiceId, trigger: Trigger) -> Result<Deployment> {
+        loop {
+            let svc = self
+                .inner
+                .catalog
+                .require::<Service>(&service.to_string())
+                .await?;
+            self.ensure_deployable(&svc).await?;
+            let config = self.resolve_config(&svc).await?;
+            let d = Deployment::new(&svc, config, trigger.clone(), Timestamp::now());
+            match self.create(&svc, d).await {
+                Err(Error::WriteConflict { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Roll back to an earlier deployment: a new deployment with its image *and* config.
+    pub async fn rollback(&self, service: ServiceId, to: DeploymentId) -> Result<Deployment> {
+        let earlier = self
+            .inner
+            .catalog
+            .require::<Deployment>(&to.to_string())
+            .await?;
+        loop {
+            let svc = self
+                .inner
+                .catalog
+                .require::<Service>(&service.to_string())
+                .await?;
+            self.ensure_deployable(&svc).await?;
+            let d = Deployment::rollback_of(&svc, &earlier, Timestamp::now())?;
+            match self.create(&svc, d).await {
+                Err(Error::WriteConflict { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Ask for an in-progress deployment to be cancelled. The request is stored, so it holds
+    /// across restarts; the reconciler cleans up and marks it CANCELLED.
+    pub async fn cancel(&self, deployment: DeploymentId) -> Result<Deployment> {
+        loop {
+            let d = self
+                .inner
+                .catalog
+                .require::<Deployment>(&deployment.to_string())
+                .await?;
+            if !d.state.status.is_in_progress() {
+                return Err(Error::Conflict(format!(
+                    "deployment #{} is {}; only a deployment in progress can be cancelled",
+                    d.number, d.state.status
+                )));
+            }
+            if d.state.cancel.is_some() {
+                return Ok(d.value);
+            }
+            let mut next = d.value.clone();
+            next.state.cancel = Some(CancelRequest {
+                at: Timestamp::now(),
+                by: None,
+            });
+            match self.inner.catalog.save_deployment(&d, &next).await {
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {
+                    self.wake(next.service_id);
+                    return Ok(next);
+                }
+            }
+        }
+    }
+
+    async fn ensure_deployable(&self, svc: &Service) -> Result<()> {
+        let project = self
+            .inner
+            .catalog
+            .require::<Project>(&svc.project_id.to_string())
+            .await?;
+        if project.is_deleted() {
+            return Err(Error::Conflict(format!(
+                "project `{}` is deleted; its services cannot be deployed",
+                project.slug
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create(&self, svc: &Versioned<Service>, d: Deployment) -> Result<Deployment> {
+        self.inner.catalog.create_deployment(svc, &d).await?;
+        self.publish(&d, EventKind::Created);
+        self.note(
+            &d,
+            format!("deployment #{} requested ({:?})", d.number, d.trigger),
+        )
+        .await;
+        self.wake(d.service_id);
+        Ok(d)
+    }
+
+    /// Schedule a reconcile of the service as soon as possible.
+    pub fn wake(&self, service: ServiceId) {
+        let _ = self.inner.wake.send(service);
+    }
+
+    fn publish(&self, d: &Deployment, kind: EventKind) {
+        self.inner.events.publish(Event {
+            at: Timestamp::now(),
+            service: d.service_id,
+            deployment: d.id,
+            number: d.number,
+            kind,
+        });
+    }
+
+    /// Append to the deploy log and publish it as an event. Log writes never fail a step.
+    async fn note(&self, d: &Deployment, message: String) {
+        debug!(deployment = %d.id, number = d.number, "{message}");
+        let entry = LogEntry {
+            at: Timestamp::now(),
+            message: message.clone(),
+        };
+        if let Err(err) = self
+            .inner
+            .log
+            .append(self.inner.catalog.store().as_ref(), d.id, &[entry])
+            .await
+        {
+            warn!(deployment = %d.id, error = %err, "Could not persist a deploy log line.");
+        }
+        self.publish(d, EventKind::Log { message });
+    }
+
+    /// Run the reconciler until `shutdown` completes: recover first (resume or fail every
+    /// unfinished deployment, remove orphaned workloads), then reconcile on wake-ups and
+    /// requeues. Only one `run` per engine.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let mut wake_rx = lock(&self.inner.wake_rx)
+            .take()
+            .ok_or_else(|| Error::Conflict("the engine is already running".into()))?;
+        let mut due: BTreeMap<ServiceId, Instant> = BTreeMap::new();
+        for service in self.recover().await? {
+            due.insert(service, Instant::now());
+        }
+        let mut running: BTreeSet<ServiceId> = BTreeSet::new();
+        let mut dirty: BTreeSet<ServiceId> = BTreeSet::new();
+        let mut tasks: JoinSet<(ServiceId, Result<Option<Duration>>)> = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let now = Instant::now();
+            let ready: Vec<ServiceId> = due
+                .iter()
+                .filter(|(s, t)| **t <= now && !running.contains(*s))
+                .map(|(s, _)| *s)
+                .collect();
+            for service in ready {
+                due.remove(&service);
+                running.insert(service);
+                let engine = self.clone();
+                tasks.spawn(async move { (service, engine.reconcile(service).await) });
+            }
+            let next_due = due
+                .iter()
+                .filter(|(s, _)| !running.contains(*s))
+                .map(|(_, t)| *t)
+                .min();
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(service) = wake_rx.recv() => {
+                    if running.contains(&service) {
+                        dirty.insert(service);
+                    } else {
+                        due.insert(service, Instant::now());
+                    }
+                }
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    let (service, result) = match joined {
+                        Ok(r) => r,
+                        Err(e) => {
+                            warn!(error = %e, "A reconcile task panicked.");
+                            continue;
+                        }
+                    };
+                    running.remove(&service);
+                    let after = match result {
+                        Ok(requeue) => requeue,
+                        Err(err) => {
+                            warn!(service = %service, error = %err, "Reconcile failed.");
+                            Some(self.inner.config.error_backoff)
+                        }
+                    };
+                    let after = if dirty.remove(&service) { Some(Duration::ZERO) } else { after };
+                    if let Some(after) = after {
+                        let at = Instant::now() + after;
+                        let slot = due.entry(service).or_insert(at);
+                        *slot = (*slot).min(at);
+                    }
+                }
+                _ = sleep_until(next_due), if next_due.is_some() => {}
+            }
+        }
+        // Every step is idempotent and every write is conditional, so stopping mid-pass is
+        // safe: the next run resumes from what the store says.
+        tasks.shutdown().await;
+        lock(&self.inner.wake_rx).replace(wake_rx);
+        Ok(())
+    }
+
+    /// What to reconcile after a (re)start, and orphaned workloads removed on the way.
+    pub async fn recover(&self) -> Result<BTreeSet<ServiceId>> {
+        let cat = &self.inner.catalog;
+        let mut services = BTreeSet::new();
+        for status in DeploymentStatus::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+        {
+            let mut page = Page::first(500);
+            loop {
+                let listing = cat.deployments_with_status(status, page.clone()).await?;
+                services.extend(listing.items.iter().map(|d| d.service_id));
+                match listing.next {
+                    Some(next) => page.after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        // Workloads of deployments that are finished or unknown to this store are orphans
+        // (the control plane died between starting them and recording the outcome). Only
+        // workloads of workspaces this store knows are touched: another platform may share
+        // the engine.
+        for w in self.inner.runtime.list(&OwnerFilter::default()).await? {
+            let ours = cat
+                .get::<Workspace>(&w.owner.workspace.to_string())
+                .await?
+                .is_some();
+            if !ours {
+                continue;
+            }
+            let d = cat
+                .get::<Deployment>(&w.owner.deployment.to_string())
+                .await?;
+            let orphan = d.as_ref().is_none_or(|d| d.state.status.is_terminal());
+            if orphan {
+                info!(workload = %w.name, "Removing orphaned workload.");
+                self.inner.runtime.remove(&w.id).await?;
+            } else {
+                debug!(workload = %w.name, "Adopted workload.");
+            }
+        }
+        Ok(services)
+    }
+
+    /// One reconcile pass over a service's live deployments, oldest first. Returns when to
+    /// look again. Public so embedders and tests can drive the engine step by step.
+    pub async fn reconcile(&self, service: ServiceId) -> Result<Option<Duration>> {
+        let live = self.inner.catalog.live_deployments_of(service).await?;
+        let mut requeue: Option<Duration> = None;
+        for d in live {
+            let after = self.step(service, d.id).await?;
+            requeue = match (requeue, after) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(requeue)
+    }
+
+    async fn step(&self, service_id: ServiceId, id: DeploymentId) -> Result<Option<Duration>> {
+        let cat = &self.inner.catalog;
+        let service = cat.require::<Service>(&service_id.to_string()).await?;
+        let d = cat.require::<Deployment>(&id.to_string()).await?;
+        if d.state.status.is_terminal() {
+            return Ok(None);
+        }
+        let live = cat.live_deployments_of(service_id).await?;
+        let observed = self.observe(&service, &d, &live).await?;
+        let now = Timestamp::now();
+        let plan = deploy::plan(&d, &observed, now);
+        self.execute(&service, &d, &observed, plan, now).await
+    }
+
+    async fn observe(
+        &self,
+        service: &Service,
+        d: &Deployment,
+        live: &[Versioned<Deployment>],
+    ) -> Result<Observed> {
+        let workloads = self.workloads_of(d.id).await?;
+        let expected: u32 = d.snapshot.processes.values().map(|p| p.replicas).sum();
+        let start_failure = lock(&self.inner.start_failures).get(&d.id).cloned();
+        let workload = match start_failure {
+            Some(reason) => WorkloadObservation::StartFailed { reason },
+            None => summarize(&workloads, expected, d.state.status),
+        };
+        let build = if d.needs_build() {
+            BuildObservation::Failed {
+                reason: "this engine has no image builder configured, so git services cannot be built yet".into(),
+            }
+        } else {
+            BuildObservation::NotStarted
+        };
+        let in_flight = |o: &Versioned<Deployment>| {
+            o.id != d.id
+                && matches!(
+                    o.state.status,
+                    DeploymentStatus::Building
+                        | DeploymentStatus::Deploying
+                        | DeploymentStatus::HealthChecking
+                )
+        };
+        let health = lock(&self.inner.health)
+            .get(&d.id)
+            .cloned()
+            .unwrap_or_default();
+        // Routed here means: the route names this deployment *and* (once ACTIVE) still points
+        // at the addresses its web workloads have now — a restarted workload may have moved.
+        let routed_here = match self.inner.proxy.route(service.id).await? {
+            Some(route) if route.target.deployment == d.id => {
+                d.state.status != DeploymentStatus::Active || {
+                    let mut current = web_addrs(&workloads);
+                    let mut routed = route.target.addrs.clone();
+                    current.sort();
+                    routed.sort();
+                    current == routed
+                }
+            }
+            _ => false,
+        };
+        Ok(Observed {
+            previous_active: service.active_deployment.filter(|a| *a != d.id),
+            newer_queued: live
+                .iter()
+                .filter(|o| o.number > d.number && o.state.status == DeploymentStatus::Pending)
+                .map(|o| o.number)
+                .max(),
+            other_in_flight: live.iter().find(|o| in_flight(o)).map(|o| o.number),
+            build,
+            workload,
+            health,
+            routed_here,
+        })
+    }
+
+    async fn workloads_of(&self, deployment: DeploymentId) -> Result<Vec<WorkloadStatus>> {
+        self.inner
+            .runtime
+            .list(&OwnerFilter {
+                deployment: Some(deployment),
+                ..OwnerFilter::default()
+            })
+            .await
+    }
+
+    async fn execute(
+        &self,
+        service: &Versioned<Service>,
+        d: &Versioned<Deployment>,
+        observed: &Observed,
+        plan: Plan,
+        now: Timestamp,
+    ) -> Result<Option<Duration>> {
+        let Plan {
+            transition,
+            commands,
+            requeue,
+        } = plan;
+        // A cutover is recorded before the old version is retired, so a refused write (a
+        // racing cutover) never stops anything.
+        if let Some(t) = transition
+            .as_ref()
+            .filter(|t| t.to == DeploymentStatus::Active)
+        {
+            let previous = match observed.previous_active {
+                Some(p) => Some(
+                    self.inner
+                        .catalog
+                        .require::<Deployment>(&p.to_string())
+                        .await?,
+                ),
+                None => None,
+            };
+            match self
+                .inner
+                .catalog
+                .activate(service, d, previous.as_ref(), now)
+                .await
+            {
+                Err(Error::WriteConflict { .. }) => return Ok(Some(Duration::ZERO)),
+                Err(e) => return Err(e),
+                Ok(_) => self.transitioned(d, t.to, t.reason.clone()).await,
+            }
+            for c in &commands {
+                self.run_command(service, d, c).await?;
+            }
+            return Ok(requeue);
+        }
+        for c in &commands {
+            self.run_command(service, d, c).await?;
+        }
+        if let Some(t) = transition {
+            let mut next = d.value.clone();
+            if let Some(image) = t.image {
+                next.state.set_image(image)?;
+            }
+            let settings = next.snapshot.settings.clone();
+            next.state
+                .transition(t.to, t.reason.clone(), &settings, now)?;
+            match self.inner.catalog.save_deployment(d, &next).await {
+                Err(Error::WriteConflict { .. }) => return Ok(Some(Duration::ZERO)),
+                Err(e) => return Err(e),
+                Ok(_) => self.transitioned(d, t.to, t.reason).await,
+            }
+            if t.to.is_terminal() {
+                self.forget(d.id);
+            }
+        }
+        Ok(requeue)
+    }
+
+    async fn transitioned(&self, d: &Deployment, to: DeploymentStatus, reason: Option<String>) {
+        let from = d.state.status;
+        info!(deployment = %d.id, number = d.number, %from, %to, reason = reason.as_deref().unwrap_or(""), "Deployment transition.");
+        let text = match &reason {
+            Some(r) => format!("{from} → {to}: {r}"),
+            None => format!("{from} → {to}"),
+        };
+        self.note(d, text).await;
+        self.publish(d, EventKind::Transition { from, to, reason });
+    }
+
+    fn forget(&self, id: DeploymentId) {
+        lock(&self.inner.health).remove(&id);
+        lock(&self.inner.start_failures).remove(&id);
+    }
+
+    async fn run_command(&self, service: &Service, d: &Deployment, c: &Command) -> Result<()> {
+        match c {
+            // Builds come with the git-services work; `observe` reports why they cannot run.
+            Command::StartBuild | Command::CancelBuild => Ok(()),
+            Command::StartWorkload => self.start_workloads(service, d).await,
+            Command::ProbeHealth => self.probe(d).await,
+            Command::SwitchRoute => self.switch_route(service, d).await,
+            Command::RestoreRoute { to } => self.restore_route(service, *to).await,
+            Command::RetirePrevious { previous } => {
+                self.note(d, format!("retiring the previous deployment {previous}"))
+                    .await;
+                self.remove_workloads(*previous).await?;
+                self.forget(*previous);
+                Ok(())
+            }
+            Command::RemoveWorkload => {
+                self.remove_workloads(d.id).await?;
+                lock(&self.inner.health).remove(&d.id);
+                Ok(())
+            }
+            Command::RestartWorkload { reason } => {
+                warn!(deployment = %d.id, reason = %reason, "Restarting an ACTIVE deployment's workloads.");
+                self.publish(
+                    d,
+                    EventKind::Restarted {
+                        reason: reason.clone(),
+                    },
+                );
+                self.note(d, format!("restarting: {reason}")).await;
+                self.remove_workloads(d.id).await?;
+                lock(&self.inner.health).remove(&d.id);
+                self.start_workloads(service, d).await
+            }
+        }
+    }
+
+    async fn start_workloads(&self, service: &Service, d: &Deployment) -> Result<()> {
+        let cat = &self.inner.catalog;
+        let project = cat.require::<Project>(&d.project_id.to_string()).await?;
+        let environment = cat
+            .require::<Environment>(&d.environment_id.to_string())
+            .await?;
+        let user_env: Vec<(String, EnvValue)> = d.snapshot.config.to_env(&self.inner.keyring)?;
+        let publish = PortBinding {
+            host_ip: self.inner.config.publish_ip,
+            host_port: None,
+        };
+        let specs = workload_specs(&project, &environment, service, d, &user_env, publish)?;
+        let runtime = &self.inner.runtime;
+        let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
+        let attempt = async {
+            runtime
+                .ensure_network(&project.network_name(), &labels)
+                .await?;
+            for v in &d.snapshot.volumes {
+                runtime.ensure_volume(&v.name, &labels).await?;
+            }
+            for spec in &specs {
+                runtime.start(spec).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        match attempt.await {
+            Ok(()) => {
+                self.note(
+                    d,
+                    format!("started {} workload(s) on {}", specs.len(), runtime.name()),
+                )
+                .await;
+                Ok(())
+            }
+            // The runtime's own refusals (image missing, port taken, ...) fail the deployment
+            // with its message; anything else (engine down) is retried.
+            Err(e @ Error::Runtime { .. })
+                if !matches!(
+                    e.kind(),
+                    clank_core::ErrorKind::Unavailable | clank_core::ErrorKind::Timeout
+                ) =>
+            {
+                self.note(d, format!("could not start: {e}")).await;
+                lock(&self.inner.start_failures).insert(d.id, e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn web_workloads(&self, deployment: DeploymentId) -> Result<Vec<WorkloadStatus>> {
+        Ok(self
+            .workloads_of(deployment)
+            .await?
+            .into_iter()
+            .filter(|w| w.owner.process == ProcessSpec::WEB)
+            .collect())
+    }
+
+    async fn probe(&self, d: &Deployment) -> Result<()> {
+        let check = d.snapshot.settings.health_check();
+        let web = self.web_workloads(d.id).await?;
+        let mut outcome = health::ProbeOutcome {
+            healthy: !web.is_empty(),
+            detail: "no web workload to probe".into(),
+        };
+        for w in &web {
+            outcome =
+                health::probe(&check, w, self.inner.config.probe_timeout, Timestamp::now()).await;
+            if !outcome.healthy {
+                break;
+            }
+        }
+        if web.is_empty()
+            && d.snapshot
+                .processes
+                .get(ProcessSpec::WEB)
+                .is_none_or(|p| p.replicas == 0)
+        {
+            // Worker-only services: running is all there is to check.
+            outcome = health::ProbeOutcome {
+                healthy: true,
+                detail: "no web process; workers running".into(),
+            };
+        }
+        let previous = lock(&self.inner.health)
+            .get(&d.id)
+            .cloned()
+            .unwrap_or_default();
+        let next = if outcome.healthy {
+            HealthObservation::Passing
+        } else {
+            let consecutive = match &previous {
+                HealthObservation::Failing { consecutive, .. } => consecutive + 1,
+                _ => 1,
+            };
+            HealthObservation::Failing {
+                consecutive,
+                last: outcome.detail.clone(),
+            }
+        };
+        // In progress every probe is logged; once ACTIVE only changes are.
+        let changed = std::mem::discriminant(&previous) != std::mem::discriminant(&next);
+        if d.state.status.is_in_progress() || changed {
+            self.note(
+                d,
+                format!(
+                    "health {} {}: {}",
+                    deploy::describe_health_check(&check),
+                    if outcome.healthy { "passed" } else { "failed" },
+                    outcome.detail
+                ),
+            )
+            .await;
+        }
+        lock(&self.inner.health).insert(d.id, next);
+        Ok(())
+    }
+
+    async fn target_of(&self, deployment: DeploymentId) -> Result<Target> {
+        let addrs = web_addrs(&self.workloads_of(deployment).await?);
+        Ok(Target { deployment, addrs })
+    }
+
+    async fn switch_route(&self, service: &Service, d: &Deployment) -> Result<()> {
+        let target = self.target_of(d.id).await?;
+        let now = Timestamp::now();
+        let gate = d
+            .state
+            .deadline
+            .map(|dl| dl.since(now))
+            .unwrap_or(Duration::from_secs(u64::from(
+                d.snapshot.settings.deploy_timeout_s,
+            )));
+        let cutover = Cutover {
+            route: Route {
+                service: service.id,
+                endpoint: d.snapshot.endpoint.clone(),
+                target,
+            },
+            health: d.snapshot.settings.health_check(),
+            gate_timeout: gate,
+            drain_timeout: self.inner.config.drain_timeout,
+        };
+        match self.inner.proxy.cutover(&cutover).await {
+            Ok(report) => {
+                self.note(
+                    d,
+                    format!(
+                        "traffic switched to #{} (drained {} request(s) in {:.1} s, {} cut off)",
+                        d.number,
+                        report.drained_requests,
+                        report.drain_time.as_secs_f64(),
+                        report.abandoned_requests
+                    ),
+                )
+                .await;
+                Ok(())
+            }
+            Err(e @ (Error::Conflict(_) | Error::Runtime { .. })) => {
+                self.note(d, format!("cutover refused: {e}")).await;
+                lock(&self.inner.health).insert(
+                    d.id,
+                    HealthObservation::Failing {
+                        consecutive: 1,
+                        last: e.to_string(),
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn restore_route(&self, service: &Service, to: Option<DeploymentId>) -> Result<()> {
+        match to {
+            Some(previous) => {
+                let prev = self
+                    .inner
+                    .catalog
+                    .require::<Deployment>(&previous.to_string())
+                    .await?;
+                let route = Route {
+                    service: service.id,
+                    endpoint: prev.snapshot.endpoint.clone(),
+                    target: self.target_of(previous).await?,
+                };
+                self.inner.proxy.set_route(&route).await
+            }
+            None => self.inner.proxy.remove_route(service.id).await,
+        }
+    }
+
+    async fn remove_workloads(&self, deployment: DeploymentId) -> Result<()> {
+        for w in self.workloads_of(deployment).await? {
+            self.inner
+                .runtime
+                .stop(&w.id, self.inner.config.stop_grace)
+                .await?;
+            self.inner.runtime.remove(&w.id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Summarise a deployment's workloads for the planner. While a deployment is being brought
+/// up, any restart means it crashed; once ACTIVE the runtime's restart policy handles blips
+/// and only a workload that stays down counts.
+fn summarize(
+    workloads: &[WorkloadStatus],
+    expected: u32,
+    status: DeploymentStatus,
+) -> WorkloadObservation {
+    if workloads.is_empty() {
+        return if expected == 0 {
+            WorkloadObservation::Running
+        } else {
+            WorkloadObservation::Absent
+        };
+    }
+    let bringing_up = status.is_in_progress();
+    for w in workloads {
+        match &w.state {
+            WorkloadState::Exited {
+                code, oom_killed, ..
+            } => {
+                return WorkloadObservation::Exited {
+                    code: *code,
+                    oom_killed: *oom_killed,
+                };
+            }
+            WorkloadState::Restarting if bringing_up => {
+                return WorkloadObservation::Exited {
+                    code: None,
+                    oom_killed: false,
+                };
+            }
+            WorkloadState::Running { .. } if bringing_up && w.restart_count > 0 => {
+                return WorkloadObservation::Exited {
+                    code: None,
+                    oom_killed: false,
+                };
+            }
+            _ => {}
+        }
+    }
+    let running = workloads
+        .iter()
+        .filter(|w| matches!(w.state, WorkloadState::Running { .. }))
+        .count();
+    if running >= expected as usize {
+        WorkloadObservation::Running
+    } else if workloads.len() < expected as usize && !bringing_up {
+        WorkloadObservation::Absent
+    } else {
+        WorkloadObservation::Starting
+    }
+}
+
+/// Host addresses of the `web` workloads, the proxy's targets.
+fn web_addrs(workloads: &[WorkloadStatus]) -> Vec<SocketAddr> {
+    workloads
+        .iter()
+        .filter(|w| w.owner.process == ProcessSpec::WEB)
+        .filter_map(|w| w.endpoint)
+        .collect()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

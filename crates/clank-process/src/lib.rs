@@ -1,0 +1,807 @@
+//! Clank's native-process runtime: each workload is a supervised local process. It is the
+//! embedded default where no container engine is reachable, so the platform still works on a
+//! laptop without Docker.
+//!
+//! [`ProcessRuntime::open`] takes a state directory; everything the runtime knows lives there
+//! (see `layout`), so a new instance opened on the same directory — after the control plane
+//! restarted — finds the processes an earlier one started ([`Runtime::list`]) and controls
+//! them.
+//!
+//! How native processes differ from containers, deliberately:
+//! - **Command, not image.** `spec.command` is the argument vector to run (no shell); `image`
+//!   is ignored. A spec without a command fails with `Unsupported`.
+//! - **Ports.** The process listens on the host: on `publish.host_port` if set, else on a free
+//!   port. Either way it is passed in `PORT`, and the endpoint is `127.0.0.1:<port>`.
+//! - **Environment.** Cleared, then the spec's variables plus `PORT`, a default `PATH` and the
+//!   volume variables below; the control plane's own environment is never inherited.
+//! - **Volumes** are directories `<state_dir>/volumes/<name>/` that outlive workloads. A
+//!   process cannot mount, so `mount_path` is not honoured: each volume's directory is given
+//!   in `CLANK_VOLUME_<NAME>` (see [`volume_env_key`]) and the first one also in `DATA_DIR`
+//!   (unless the spec sets `DATA_DIR`).
+//! - **Working directory**: the spec's `working_dir` if it is an absolute path to an existing
+//!   directory, else the workload's own directory `<state_dir>/workloads/<name>/`.
+//! - **No isolation, no limits.** Workloads share the host's network (so `ensure_network` /
+//!   `remove_network` do nothing) and CPU and memory limits are not enforced; the runtime says
+//!   so in [`Runtime::capabilities`].
+//! - **Ids.** A workload's [`WorkloadId`] is its name, stable across runtime restarts.
+//! - **Logs.** The process writes straight into `stdout.log` / `stderr.log` in its directory,
+//!   so it never depends on the control plane staying up; line times are kept beside them
+//!   (see `logs`). There is no rotation yet: the files grow until the workload is removed.
+//! - **Restarts** follow the spec's policy while the instance that spawned the process runs;
+//!   an adopted process (spawned by an earlier instance) is not a child of this one, so its
+//!   exit code is unknown (`Exited { code: None }`) and it is not restarted.
+//!
+//! One runtime instance owns a state directory at a time (an exclusive lock, released when
+//! the instance is dropped): two supervisors would both restart the same workload.
+
+mod env;
+mod group;
+mod layout;
+mod logs;
+mod meta;
+mod ports;
+mod procfs;
+mod supervisor;
+mod watch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use clank_core::runtime::{
+    ExecOutput, ExecRequest, LogOptions, LogStreamBox, OwnerFilter, Runtime, RuntimeCapabilities,
+    WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats, WorkloadStatus,
+};
+use clank_core::validate::validate_volume_name;
+use clank_core::{Error, InvalidInput, Result, RuntimeFailure, Timestamp};
+use rustix::process::Signal;
+
+pub use env::volume_env_key;
+
+use crate::env::VolumeDir;
+use crate::layout::{Layout, io_error, validate_workload_name};
+use crate::meta::{Leader, Meta, Phase};
+use crate::supervisor::Workload;
+use crate::watch::LogWatch;
+
+/// How long `stop` waits for the supervisor to record an exit it has caused.
+const EXIT_RECORD_WAIT: Duration = Duration::from_secs(2);
+/// The CPU sampling window of `stats`.
+const CPU_SAMPLE: Duration = Duration::from_millis(200);
+
+/// Runs workloads as local processes. See the crate docs for how that differs from containers.
+pub struct ProcessRuntime {
+    shared: Arc<Shared>,
+    /// Held for the instance's lifetime: one runtime per state directory.
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for ProcessRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessRuntime")
+            .field("state_dir", &self.shared.layout.root())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    layout: Layout,
+    /// Workloads this instance spawned, by name.
+    supervised: Mutex<HashMap<String, Arc<Workload>>>,
+    /// One operation at a time per workload name (start, stop and remove must not interleave).
+    name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Made on the first start; `None` if inotify is unavailable.
+    log_watch: OnceLock<Option<Arc<LogWatch>>>,
+}
+
+/// A workload as found: its record and its state right now.
+struct Observed {
+    meta: Meta,
+    state: WorkloadState,
+    supervised: Option<Arc<Workload>>,
+}
+
+impl Observed {
+    fn is_running(&self) -> bool {
+        matches!(
+            self.state,
+            WorkloadState::Running { .. } | WorkloadState::Restarting
+        )
+    }
+
+    fn status(&self) -> WorkloadStatus {
+        WorkloadStatus {
+            id: WorkloadId(self.meta.name.clone()),
+            name: self.meta.name.clone(),
+            owner: self.meta.owner.clone(),
+            state: self.state.clone(),
+            restart_count: self.meta.restart_count,
+            endpoint: self
+                .meta
+                .port
+                .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ProcessRuntime {
+    /// Open (creating if needed) a state directory. Workloads earlier instances started there
+    /// are found by `list` and `inspect` and controlled like this instance's own. Fails with
+    /// `EngineUnavailable` if another instance has the directory open.
+    pub fn open(state_dir: impl AsRef<Path>) -> Result<ProcessRuntime> {
+        let layout = Layout::create(state_dir.as_ref())?;
+        let lock_path = layout.root().join("runtime.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error("open", &lock_path, &e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                Error::runtime(
+                    RuntimeFailure::EngineUnavailable,
+                    format!(
+                        "process runtime: state directory `{}` is in use by another runtime \
+                         instance ({e}); only one may supervise it at a time",
+                        layout.root().display()
+                    ),
+                )
+            },
+        )?;
+        Ok(ProcessRuntime {
+            shared: Arc::new(Shared {
+                layout,
+                supervised: Mutex::new(HashMap::new()),
+                name_locks: Mutex::new(HashMap::new()),
+                log_watch: OnceLock::new(),
+            }),
+            _lock: lock,
+        })
+    }
+
+    /// The (absolute) state directory.
+    pub fn state_dir(&self) -> &Path {
+        self.shared.layout.root()
+    }
+
+    /// The directory holding a volume's data (whether or not it exists yet).
+    pub fn volume_dir(&self, name: &str) -> Result<PathBuf> {
+        validate_volume_name("name", name)?;
+        Ok(self.shared.layout.volume_dir(name))
+    }
+
+    /// The directory of a workload: its record, logs and default working directory.
+    pub fn workload_dir(&self, name: &str) -> Result<PathBuf> {
+        validate_workload_name("name", name)?;
+        Ok(self.shared.layout.workload_dir(name))
+    }
+}
+
+impl Drop for ProcessRuntime {
+    /// Stop supervising but leave the processes running: a new instance adopts them.
+    fn drop(&mut self) {
+        let supervised = std::mem::take(&mut *lock(&self.shared.supervised));
+        for workload in supervised.values() {
+            workload.abandon();
+        }
+        if let Some(Some(watch)) = self.shared.log_watch.get() {
+            watch.stop();
+        }
+    }
+}
+
+impl Shared {
+    async fn lock_name(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let mutex = Arc::clone(lock(&self.name_locks).entry(name.to_owned()).or_default());
+        mutex.lock_owned().await
+    }
+
+    fn log_watch(&self) -> Option<&Arc<LogWatch>> {
+        self.log_watch
+            .get_or_init(|| {
+                LogWatch::start()
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "No inotify; log times come from polling.");
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    fn supervised(&self, name: &str) -> Option<Arc<Workload>> {
+        lock(&self.supervised).get(name).cloned()
+    }
+
+    /// The workload's record and state: from the supervisor if this instance spawned it,
+    /// else from `meta.json` checked against `/proc`.
+    fn observe(&self, name: &str) -> Result<Option<Observed>> {
+        if let Some(w) = self.supervised(name) {
+            let meta = w.meta().clone();
+            let state = match meta.phase {
+                Phase::Running => WorkloadState::Running {
+                    started_at: meta.started_at.unwrap_or(Timestamp::EPOCH),
+                },
+                Phase::Restarting => WorkloadState::Restarting,
+                Phase::Exited => WorkloadState::Exited {
+                    code: meta.exit_code,
+                    oom_killed: false,
+                    finished_at: meta.finished_at,
+                },
+            };
+            return Ok(Some(Observed {
+                meta,
+                state,
+                supervised: Some(w),
+            }));
+        }
+        let Some(meta) = meta::read(&self.layout.meta_path(name))? else {
+            return Ok(None);
+        };
+        let state = if meta.leader.is_some_and(procfs::is_running) {
+            WorkloadState::Running {
+                started_at: meta.started_at.unwrap_or(Timestamp::EPOCH),
+            }
+        } else {
+            // A record that still says "running" outlived its process unobserved (or its pid
+            // now names another process): the exit code and time are unknown.
+            let known = meta.phase != Phase::Running;
+            WorkloadState::Exited {
+                code: meta.exit_code.filter(|_| known),
+                oom_killed: false,
+                finished_at: meta.finished_at.filter(|_| known),
+            }
+        };
+        Ok(Some(Observed {
+            meta,
+            state,
+            supervised: None,
+        }))
+    }
+
+    fn observe_existing(&self, id: &WorkloadId) -> Result<Observed> {
+        let found = if validate_workload_name("id", &id.0).is_ok() {
+            self.observe(&id.0)?
+        } else {
+            None
+        };
+        found.ok_or_else(|| {
+            Error::runtime(
+                RuntimeFailure::NotFound,
+                format!("workload `{id}` not found in the process runtime"),
+            )
+        })
+    }
+
+    /// Every workload in the state directory, by name.
+    fn observe_all(&self) -> Result<Vec<Observed>> {
+        let dir = self.layout.workloads_dir();
+        let entries = std::fs::read_dir(&dir).map_err(|e| io_error("list", &dir, &e))?;
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("list", &dir, &e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if validate_workload_name("name", &name).is_err() {
+                continue;
+            }
+            match self.observe(&name) {
+                Ok(Some(o)) => found.push(o),
+                Ok(None) => {}
+                // One damaged record must not hide every other workload.
+                Err(e) => tracing::warn!(workload = name, error = %e, "Skipping workload."),
+            }
+        }
+        found.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        Ok(found)
+    }
+
+    /// Stop a workload (the caller holds its name lock). Ok if it is already stopped.
+    async fn stop_locked(&self, name: &str, grace: Duration) -> Result<()> {
+        if let Some(w) = self.supervised(name) {
+            let leader = {
+                let mut m = w.meta();
+                m.stop_requested = true;
+                if m.phase == Phase::Restarting {
+                    // The supervisor is in its back-off; it will see the flag and not spawn.
+                    m.phase = Phase::Exited;
+                }
+                supervisor::persist(&self.layout, &m);
+                m.leader.filter(|_| m.phase == Phase::Running)
+            };
+            if let Some(leader) = leader {
+                group::terminate(name, leader, grace).await?;
+                let deadline = tokio::time::Instant::now() + EXIT_RECORD_WAIT;
+                while w.meta().phase == Phase::Running && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            return Ok(());
+        }
+        let path = self.layout.meta_path(name);
+        let Some(mut meta) = meta::read(&path)? else {
+            return Err(Error::runtime(
+                RuntimeFailure::NotFound,
+                format!("workload `{name}` not found in the process runtime"),
+            ));
+        };
+        meta.stop_requested = true;
+        if let Some(leader) = meta.leader {
+            let was_running = procfs::is_running(leader);
+            group::terminate(name, leader, grace).await?;
+            if meta.phase != Phase::Exited {
+                meta.phase = Phase::Exited;
+                if was_running {
+                    // We ended it ourselves, but it is not our child: its code is unknown.
+                    meta.exit_code = None;
+                    meta.finished_at = Some(Timestamp::now());
+                }
+            }
+        }
+        meta::write(&path, &meta)
+    }
+
+    /// Volume directories for a spec, created if missing (as Docker creates named volumes
+    /// on first use).
+    fn prepare_volumes(&self, spec: &WorkloadSpec) -> Result<Vec<VolumeDir>> {
+        spec.volumes
+            .iter()
+            .map(|v| {
+                let dir = self.layout.volume_dir(&v.name);
+                std::fs::create_dir_all(&dir).map_err(|e| io_error("create", &dir, &e))?;
+                Ok(VolumeDir {
+                    name: v.name.clone(),
+                    dir,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Everything about a spec that can be refused before touching anything.
+fn validate_spec(spec: &WorkloadSpec) -> Result<()> {
+    validate_workload_name("spec.name", &spec.name)?;
+    match &spec.command {
+        None => {
+            return Err(Error::runtime(
+                RuntimeFailure::Unsupported,
+                format!(
+                    "workload `{}`: the process runtime runs a command, not an image; give the \
+                     service a start command (the argument vector to run)",
+                    spec.name
+                ),
+            ));
+        }
+        Some(argv) if argv.is_empty() || argv[0].is_empty() => {
+            return Err(InvalidInput::new(
+                "spec.command",
+                "empty",
+                "the command must name a program to run",
+            )
+            .into());
+        }
+        Some(argv) => {
+            if let Some(i) = argv.iter().position(|a| a.contains('\0')) {
+                return Err(InvalidInput::new(
+                    format!("spec.command[{i}]"),
+                    "charset",
+                    "a command argument cannot contain a NUL byte",
+                )
+                .into());
+            }
+        }
+    }
+    env::validate(spec)?;
+    for (i, volume) in spec.volumes.iter().enumerate() {
+        validate_volume_name(&format!("spec.volumes[{i}].name"), &volume.name)?;
+    }
+    Ok(())
+}
+
+/// The spec's working directory if it is usable here, else the workload's own directory.
+fn working_dir(spec: &WorkloadSpec, workload_dir: &Path) -> PathBuf {
+    match spec.working_dir.as_deref().map(Path::new) {
+        Some(dir) if dir.is_absolute() && dir.is_dir() => dir.to_path_buf(),
+        Some(dir) => {
+            tracing::debug!(
+                workload = spec.name,
+                working_dir = %dir.display(),
+                "Working directory is not an existing absolute path here; using the workload's."
+            );
+            workload_dir.to_path_buf()
+        }
+        None => workload_dir.to_path_buf(),
+    }
+}
+
+/// CPU ticks per live process of a workload.
+fn cpu_ticks(leader: Leader) -> HashMap<i32, u64> {
+    let mut ticks: HashMap<i32, u64> = procfs::group_members(leader.pid)
+        .into_iter()
+        .map(|(pid, s)| (pid, s.utime + s.stime))
+        .collect();
+    if let Some(s) = procfs::stat(leader.pid).filter(|s| s.start_ticks == leader.start_ticks) {
+        ticks.insert(leader.pid, s.utime + s.stime);
+    }
+    ticks
+}
+
+#[async_trait::async_trait]
+impl Runtime for ProcessRuntime {
+    fn name(&self) -> String {
+        "process".to_owned()
+    }
+
+    fn capabilities(&self) -> RuntimeCapabilities {
+        RuntimeCapabilities {
+            isolated_networks: false,
+            resource_limits: false,
+            images: false,
+        }
+    }
+
+    /// Nothing to create: native workloads share the host's network (and its loopback).
+    async fn ensure_network(&self, _name: &str, _labels: &BTreeMap<String, String>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Nothing to remove; see [`ensure_network`](Self::ensure_network).
+    async fn remove_network(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        validate_volume_name("name", name)?;
+        let layout = &self.shared.layout;
+        let dir = layout.volume_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| io_error("create", &dir, &e))?;
+        let path = layout.volume_labels_path(name);
+        let json = serde_json::to_vec_pretty(labels)
+            .map_err(|e| Error::Internal(format!("cannot encode volume labels: {e}")))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| io_error("write", &path, &e))
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        validate_volume_name("name", name)?;
+        // As Docker refuses to remove a volume any container (even a stopped one) refers to.
+        let users: Vec<String> = self
+            .shared
+            .observe_all()?
+            .into_iter()
+            .filter(|o| o.meta.volumes.iter().any(|v| v == name))
+            .map(|o| o.meta.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "volume `{name}` is used by workload(s) {}; remove them first",
+                users.join(", ")
+            )));
+        }
+        let layout = &self.shared.layout;
+        let dir = layout.volume_dir(name);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove", &dir, &e)),
+        }
+        let _ = std::fs::remove_file(layout.volume_labels_path(name));
+        Ok(())
+    }
+
+    async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus> {
+        validate_spec(spec)?;
+        let shared = &self.shared;
+        let name = spec.name.as_str();
+        let _guard = shared.lock_name(name).await;
+
+        let previous = shared.observe(name)?;
+        if let Some(found) = &previous {
+            if found.meta.owner != spec.owner {
+                return Err(Error::runtime(
+                    RuntimeFailure::NameConflict,
+                    format!(
+                        "workload name `{name}` is taken by deployment {} (service {}, {} \
+                         replica {}); remove it or choose another name",
+                        found.meta.owner.deployment,
+                        found.meta.owner.service,
+                        found.meta.owner.process,
+                        found.meta.owner.replica
+                    ),
+                ));
+            }
+            if found.is_running() {
+                return Ok(found.status());
+            }
+            // Exited: start it again in place (logs are kept, as `docker start` keeps them).
+            if let Some(w) = &found.supervised {
+                w.abandon();
+                lock(&shared.supervised).remove(name);
+            }
+            if let Some(leader) = found.meta.leader {
+                group::terminate(name, leader, Duration::ZERO).await?;
+            }
+        }
+
+        let port = ports::choose(spec)?;
+        let volumes = shared.prepare_volumes(spec)?;
+        let dir = shared.layout.workload_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|e| io_error("create", &dir, &e))?;
+        // A failed first start leaves nothing behind; a failed restart keeps the old record.
+        let clean_up = || {
+            if previous.is_none() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        };
+        let cwd = working_dir(spec, &dir);
+        let env = env::build(spec, port, &volumes);
+        let stamper = logs::Stamper::new(&shared.layout, name);
+        let (child, leader) =
+            supervisor::spawn(&shared.layout, spec, &env, &cwd).inspect_err(|_| clean_up())?;
+        let meta = Meta {
+            format: meta::FORMAT,
+            name: name.to_owned(),
+            owner: spec.owner.clone(),
+            leader: Some(leader),
+            port,
+            cwd,
+            volumes: spec.volumes.iter().map(|v| v.name.clone()).collect(),
+            restart: spec.restart,
+            restart_count: 0,
+            phase: Phase::Running,
+            started_at: Some(Timestamp::now()),
+            exit_code: None,
+            finished_at: None,
+            stop_requested: false,
+        };
+        if let Err(e) = meta::write(&shared.layout.meta_path(name), &meta) {
+            // Untracked processes are leaks: end it before reporting.
+            group::signal(leader, Signal::KILL);
+            drop(child);
+            clean_up();
+            return Err(e);
+        }
+        tracing::info!(
+            workload = name,
+            pid = leader.pid,
+            ?port,
+            "Workload started."
+        );
+        let workload = supervisor::supervise(
+            shared.layout.clone(),
+            spec.clone(),
+            volumes,
+            meta,
+            child,
+            stamper,
+        );
+        if let Some(watch) = shared.log_watch() {
+            watch.watch(&shared.layout, &workload);
+            // Output written before the watch existed.
+            workload.stamp();
+        }
+        lock(&shared.supervised).insert(name.to_owned(), workload);
+        shared
+            .observe(name)?
+            .map(|o| o.status())
+            .ok_or_else(|| Error::Internal(format!("workload `{name}` vanished after start")))
+    }
+
+    async fn inspect(&self, id: &WorkloadId) -> Result<Option<WorkloadStatus>> {
+        if validate_workload_name("id", &id.0).is_err() {
+            return Ok(None);
+        }
+        Ok(self.shared.observe(&id.0)?.map(|o| o.status()))
+    }
+
+    async fn stop(&self, id: &WorkloadId, grace: Duration) -> Result<()> {
+        self.shared.observe_existing(id)?;
+        let _guard = self.shared.lock_name(&id.0).await;
+        self.shared.stop_locked(&id.0, grace).await
+    }
+
+    async fn remove(&self, id: &WorkloadId) -> Result<()> {
+        if validate_workload_name("id", &id.0).is_err() {
+            return Ok(());
+        }
+        let shared = &self.shared;
+        let name = id.0.as_str();
+        let _guard = shared.lock_name(name).await;
+        let dir = shared.layout.workload_dir(name);
+        if shared.observe(name)?.is_some() {
+            // Like `docker rm -f`: no grace period.
+            shared.stop_locked(name, Duration::ZERO).await?;
+        }
+        if let Some(w) = lock(&shared.supervised).remove(name) {
+            w.abandon();
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove", &dir, &e)),
+        }
+        tracing::info!(workload = name, "Workload removed.");
+        Ok(())
+    }
+
+    async fn list(&self, filter: &OwnerFilter) -> Result<Vec<WorkloadStatus>> {
+        Ok(self
+            .shared
+            .observe_all()?
+            .iter()
+            .filter(|o| filter.matches(&o.meta.owner))
+            .map(Observed::status)
+            .collect())
+    }
+
+    async fn logs(&self, id: &WorkloadId, options: LogOptions) -> Result<LogStreamBox> {
+        let found = self.shared.observe_existing(id)?;
+        // Output of a workload this instance supervises is stamped within one poll; until
+        // then, "now" is the right time for it. For others, undated output stays undated.
+        let recent = found.supervised.is_some().then(Timestamp::now);
+        let shared = Arc::clone(&self.shared);
+        let name = id.0.clone();
+        let is_live = move || {
+            shared
+                .observe(&name)
+                .ok()
+                .flatten()
+                .is_some_and(|o| o.is_running())
+        };
+        logs::stream(
+            &self.shared.layout,
+            &id.0,
+            options.tail,
+            options.follow,
+            recent,
+            is_live,
+        )
+        .await
+    }
+
+    async fn exec(&self, id: &WorkloadId, request: &ExecRequest) -> Result<ExecOutput> {
+        if request.tty {
+            return Err(Error::runtime(
+                RuntimeFailure::Unsupported,
+                "the process runtime runs exec commands without a terminal (tty: false)",
+            ));
+        }
+        let Some((program, args)) = request.command.split_first() else {
+            return Err(
+                InvalidInput::new("request.command", "empty", "name a program to run").into(),
+            );
+        };
+        let found = self.shared.observe_existing(id)?;
+        let leader = match (&found.state, found.meta.leader) {
+            (WorkloadState::Running { .. }, Some(leader)) => leader,
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "workload `{id}` is not running; exec needs a running workload"
+                )));
+            }
+        };
+        // The workload's own environment: rebuilt from the spec if this instance has it, else
+        // read back from the kernel for an adopted process.
+        let env: Vec<(OsString, OsString)> = match &found.supervised {
+            Some(w) => w
+                .env()
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            None => procfs::environ(leader.pid).map_err(|e| {
+                Error::runtime(
+                    RuntimeFailure::Other,
+                    format!("exec in workload `{id}`: cannot read its environment: {e}"),
+                )
+            })?,
+        };
+        let spawned = tokio::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .current_dir(&found.meta.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            // As a shell reports it: 127 not found, 126 not executable.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                let code = if e.kind() == std::io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                };
+                return Ok(ExecOutput {
+                    exit_code: Some(code),
+                    stdout: String::new(),
+                    stderr: format!("exec: `{program}`: {e}\n"),
+                });
+            }
+            Err(e) => {
+                return Err(Error::runtime(
+                    RuntimeFailure::Other,
+                    format!("exec in workload `{id}`: cannot run `{program}`: {e}"),
+                ));
+            }
+        };
+        let pgid = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        match tokio::time::timeout(request.timeout, child.wait_with_output()).await {
+            Ok(Ok(output)) => Ok(ExecOutput {
+                exit_code: Some(supervisor::exit_code(output.status)),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }),
+            Ok(Err(e)) => Err(Error::runtime(
+                RuntimeFailure::Other,
+                format!("exec in workload `{id}`: waiting for `{program}` failed: {e}"),
+            )),
+            Err(_) => {
+                // The leader is killed as its handle drops; this takes whatever it forked.
+                if let Some(pgid) = pgid {
+                    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+                }
+                Err(Error::runtime(
+                    RuntimeFailure::Timeout,
+                    format!(
+                        "exec `{program}` in workload `{id}` did not finish within {:?}; it was \
+                         killed",
+                        request.timeout
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn stats(&self, id: &WorkloadId) -> Result<WorkloadStats> {
+        let found = self.shared.observe_existing(id)?;
+        let leader = match (&found.state, found.meta.leader) {
+            (WorkloadState::Running { .. }, Some(leader)) => leader,
+            // Like a stopped container: nothing running, nothing used.
+            _ => return Ok(WorkloadStats::default()),
+        };
+        let before = cpu_ticks(leader);
+        let started = tokio::time::Instant::now();
+        tokio::time::sleep(CPU_SAMPLE).await;
+        let after = cpu_ticks(leader);
+        let elapsed = started.elapsed().as_secs_f64();
+        // A process born during the sample counts from zero.
+        let used: u64 = after
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+            .sum();
+        let cpu_percent = used as f64 / procfs::ticks_per_second() as f64 / elapsed * 100.0;
+        let memory_bytes = after
+            .keys()
+            .filter_map(|pid| procfs::resident_bytes(*pid))
+            .sum();
+        Ok(WorkloadStats {
+            cpu_percent,
+            memory_bytes,
+            memory_limit_bytes: None,
+        })
+    }
+}

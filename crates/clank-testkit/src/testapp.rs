@@ -1,0 +1,273 @@
+//! The test app every runtime test runs: a tiny HTTP server made of Debian's static busybox
+//! (`nc` plus a shell handler), because no registry is reachable to pull a real one.
+//!
+//! The same two scripts run everywhere: as a native process (`/bin/busybox sh start.sh` in a
+//! directory written by [`write_testapp`]) and in the `FROM scratch` image [`IMAGE`] that
+//! [`docker::ensure_testapp_image`] builds through the Docker API (feature `docker`).
+//!
+//! What the app does (see `testapp/handler.sh` for the routes):
+//! - prints `testapp listening on $PORT` to stdout at start (and its health mode to stderr),
+//!   and one `testapp request GET /path -> status` line per request;
+//! - `GET /health` answers 200 while the file `health.ok` exists in its directory, 503 when it
+//!   does not. `HEALTH=ok|fail|slow` picks the state at start (`slow` sleeps `HEALTH_DELAY`
+//!   seconds, default 3, before answering); at run time exec `rm health.ok` / `touch health.ok`
+//!   in the workload's working directory to flip it;
+//! - with `DATA_DIR` set (a mounted volume), appends a line to `$DATA_DIR/starts.log` at start,
+//!   and `GET /data/write?VALUE` / `GET /data` write and read `$DATA_DIR/data.txt`;
+//! - `GET /log?TOKEN` / `GET /err?TOKEN` print `testapp log TOKEN` to stdout / `testapp err
+//!   TOKEN` to stderr, `GET /env?NAME` echoes a variable, `GET /exit?CODE` makes the app exit
+//!   with `CODE`;
+//! - exits 0 on SIGTERM, even as PID 1 in a container.
+//!
+//! Every command in the scripts goes through `/bin/busybox` explicitly, so the app needs
+//! nothing on `PATH` and the host's other tools never leak into a test.
+
+use std::io;
+use std::path::Path;
+
+/// Where the static busybox is, on the host (Debian's `busybox-static`) and in the image.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// The image [`docker::ensure_testapp_image`] builds.
+pub const IMAGE: &str = "clank-testapp:latest";
+
+/// The port the app listens on unless `PORT` says otherwise (and the one the image exposes).
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Where the image keeps the app's files; its working directory.
+pub const IMAGE_APP_DIR: &str = "/app";
+
+const START_SH: &str = include_str!("testapp/start.sh");
+const HANDLER_SH: &str = include_str!("testapp/handler.sh");
+
+/// One file of the app, relative to the app's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppFile {
+    pub path: &'static str,
+    pub contents: &'static str,
+    pub mode: u32,
+}
+
+/// The app's files. Run it with [`command`] in the directory they are written to.
+pub fn testapp_files() -> Vec<AppFile> {
+    vec![
+        AppFile {
+            path: "start.sh",
+            contents: START_SH,
+            mode: 0o755,
+        },
+        AppFile {
+            path: "handler.sh",
+            contents: HANDLER_SH,
+            mode: 0o755,
+        },
+    ]
+}
+
+/// The argument vector that runs the app from its directory (the native runtime's working
+/// directory; the image's `CMD` is the same with an absolute path).
+pub fn command() -> Vec<String> {
+    vec![BUSYBOX.to_owned(), "sh".to_owned(), "start.sh".to_owned()]
+}
+
+/// Write the app's files into `dir` (created if missing). The app keeps its health state in
+/// that directory, so give every workload its own.
+pub fn write_testapp(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    for file in testapp_files() {
+        let path = dir.join(file.path);
+        std::fs::write(&path, file.contents)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))?;
+    }
+    Ok(())
+}
+
+/// Whether the host has the static busybox the app needs.
+pub fn busybox_available() -> bool {
+    Path::new(BUSYBOX).is_file()
+}
+
+/// 64-bit FNV-1a: a content digest that is stable across Rust versions (unlike `DefaultHasher`),
+/// so an image built by one test binary is recognised by the next.
+#[cfg_attr(not(feature = "docker"), allow(dead_code))]
+fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(state, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(feature = "docker")]
+pub mod docker {
+    //! Building [`super::IMAGE`] through the Docker build API from an in-memory tar context:
+    //! `FROM scratch`, the host's `/bin/busybox` (plus applet symlinks for people who
+    //! `docker exec` into it), and the app in `/app`.
+
+    use std::collections::HashMap;
+    use std::error::Error as StdError;
+
+    use bollard::Docker;
+    use bollard::query_parameters::BuildImageOptions;
+    use futures_util::StreamExt;
+    use tokio::sync::OnceCell;
+
+    use super::{BUSYBOX, DEFAULT_PORT, IMAGE, IMAGE_APP_DIR, fnv1a, testapp_files};
+
+    /// Label on the image recording the digest of what it was built from.
+    pub const DIGEST_LABEL: &str = "clank.testapp.digest";
+
+    /// Applets linked into the image's `/bin`, for humans and for `exec` without a full path.
+    const APPLETS: &[&str] = &[
+        "sh", "cat", "echo", "env", "hostname", "kill", "ls", "mkdir", "nc", "nslookup", "ps",
+        "rm", "sleep", "touch", "wget",
+    ];
+
+    type BoxError = Box<dyn StdError + Send + Sync>;
+
+    static BUILT: OnceCell<String> = OnceCell::const_new();
+
+    /// Make sure [`IMAGE`] exists and matches this build of the app; returns the digest.
+    ///
+    /// Builds at most once per process, and not at all when the engine already has an image
+    /// with the same digest label (so it costs one `inspect` per test binary).
+    pub async fn ensure_testapp_image(docker: &Docker) -> Result<String, BoxError> {
+        BUILT
+            .get_or_try_init(|| build_if_stale(docker))
+            .await
+            .cloned()
+    }
+
+    async fn build_if_stale(docker: &Docker) -> Result<String, BoxError> {
+        let busybox = tokio::task::spawn_blocking(|| std::fs::read(BUSYBOX))
+            .await?
+            .map_err(|e| format!("cannot read {BUSYBOX} (install Debian's busybox-static): {e}"))?;
+        let dockerfile_template = dockerfile("DIGEST");
+        let mut digest = fnv1a(0xcbf2_9ce4_8422_2325, &busybox);
+        digest = fnv1a(digest, dockerfile_template.as_bytes());
+        for f in testapp_files() {
+            digest = fnv1a(digest, f.path.as_bytes());
+            digest = fnv1a(digest, f.contents.as_bytes());
+            digest = fnv1a(digest, &f.mode.to_le_bytes());
+        }
+        let digest = format!("{digest:016x}");
+
+        if let Ok(image) = docker.inspect_image(IMAGE).await {
+            let current = image
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|l| l.get(DIGEST_LABEL).cloned());
+            if current.as_deref() == Some(digest.as_str()) {
+                return Ok(digest);
+            }
+        }
+
+        let context = context_tar(&busybox, &dockerfile(&digest))?;
+        let options = BuildImageOptions {
+            t: Some(IMAGE.to_owned()),
+            rm: true,
+            forcerm: true,
+            labels: Some(HashMap::from([(DIGEST_LABEL.to_owned(), digest.clone())])),
+            ..BuildImageOptions::default()
+        };
+        let mut build = docker.build_image(
+            options,
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        let mut log = String::new();
+        while let Some(step) = build.next().await {
+            match step {
+                Ok(info) => {
+                    if let Some(line) = info.stream {
+                        log.push_str(&line);
+                    }
+                }
+                Err(e) => return Err(format!("building {IMAGE} failed: {e}\n{log}").into()),
+            }
+        }
+        docker
+            .inspect_image(IMAGE)
+            .await
+            .map_err(|e| format!("{IMAGE} is missing right after its build: {e}\n{log}"))?;
+        Ok(digest)
+    }
+
+    fn dockerfile(digest: &str) -> String {
+        format!(
+            "FROM scratch\n\
+             COPY bin/ /bin/\n\
+             COPY app/ {IMAGE_APP_DIR}/\n\
+             WORKDIR {IMAGE_APP_DIR}\n\
+             ENV PATH=/bin PORT={DEFAULT_PORT}\n\
+             EXPOSE {DEFAULT_PORT}\n\
+             LABEL {DIGEST_LABEL}={digest}\n\
+             CMD [\"{BUSYBOX}\", \"sh\", \"{IMAGE_APP_DIR}/start.sh\"]\n"
+        )
+    }
+
+    fn context_tar(busybox: &[u8], dockerfile: &str) -> std::io::Result<Vec<u8>> {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, data: &[u8], mode: u32| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(mode);
+            // A fixed mtime keeps the context byte-identical, so the build cache applies.
+            header.set_mtime(0);
+            header.set_cksum();
+            tar.append_data(&mut header, path, data)
+        };
+        add("Dockerfile", dockerfile.as_bytes(), 0o644)?;
+        add("bin/busybox", busybox, 0o755)?;
+        for f in testapp_files() {
+            add(&format!("app/{}", f.path), f.contents.as_bytes(), f.mode)?;
+        }
+        for applet in APPLETS {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_mode(0o777);
+            header.set_mtime(0);
+            tar.append_link(&mut header, format!("bin/{applet}"), "busybox")?;
+        }
+        tar.into_inner()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_executable_scripts_that_only_call_busybox_by_full_path() {
+        let files = testapp_files();
+        assert_eq!(
+            files.iter().map(|f| f.path).collect::<Vec<_>>(),
+            ["start.sh", "handler.sh"]
+        );
+        assert!(START_SH.contains("testapp listening on $PORT"));
+        assert!(HANDLER_SH.contains("/health"));
+    }
+
+    #[test]
+    fn write_testapp_writes_every_file_with_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("app");
+        write_testapp(&dir).unwrap();
+        for f in testapp_files() {
+            let meta = std::fs::metadata(dir.join(f.path)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, f.mode);
+            assert_eq!(
+                std::fs::read_to_string(dir.join(f.path)).unwrap(),
+                f.contents
+            );
+        }
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        let basis = 0xcbf2_9ce4_8422_2325;
+        assert_eq!(fnv1a(basis, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(basis, b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

@@ -522,57 +522,73 @@ impl Engine {
             commands,
             requeue,
         } = plan;
-        // A cutover is recorded before the old version is retired, so a refused write (a
-        // racing cutover) never stops anything.
-        if let Some(t) = transition
-            .as_ref()
-            .filter(|t| t.to == DeploymentStatus::Active)
-        {
-            let previous = match observed.previous_active {
-                Some(p) => Some(
-                    self.inner
-                        .catalog
-                        .require::<Deployment>(&p.to_string())
-                        .await?,
-                ),
-                None => None,
-            };
-            match self
-                .inner
-                .catalog
-                .activate(service, d, previous.as_ref(), now)
-                .await
-            {
-                Err(Error::WriteConflict { .. }) => return Ok(Some(Duration::ZERO)),
-                Err(e) => return Err(e),
-                Ok(_) => self.transitioned(d, t.to, t.reason.clone()).await,
-            }
+        let Some(t) = transition else {
             for c in &commands {
                 self.run_command(service, d, c).await?;
+            }
+            return Ok(requeue);
+        };
+        // Forward moves are recorded first, so phase times in the history are real and a
+        // refused write (a racing cutover) never starts or retires anything. Moves to a
+        // terminal status clean up first: once terminal a deployment is no longer reconciled,
+        // so a cleanup that fails must leave it in progress to be retried.
+        if !t.to.is_terminal() {
+            if !self.write_transition(service, d, observed, t, now).await? {
+                return Ok(Some(Duration::ZERO));
+            }
+            // Commands act on the deployment as now recorded (e.g. with its built image).
+            let cat = &self.inner.catalog;
+            let service = cat.require::<Service>(&service.id.to_string()).await?;
+            let d = cat.require::<Deployment>(&d.id.to_string()).await?;
+            for c in &commands {
+                self.run_command(&service, &d, c).await?;
             }
             return Ok(requeue);
         }
         for c in &commands {
             self.run_command(service, d, c).await?;
         }
-        if let Some(t) = transition {
+        if !self.write_transition(service, d, observed, t, now).await? {
+            return Ok(Some(Duration::ZERO));
+        }
+        self.forget(d.id);
+        Ok(requeue)
+    }
+
+    /// Persist a planned transition; `false` when a concurrent write got there first.
+    async fn write_transition(
+        &self,
+        service: &Versioned<Service>,
+        d: &Versioned<Deployment>,
+        observed: &Observed,
+        t: deploy::Transition,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let cat = &self.inner.catalog;
+        let written = if t.to == DeploymentStatus::Active {
+            let previous = match observed.previous_active {
+                Some(p) => Some(cat.require::<Deployment>(&p.to_string()).await?),
+                None => None,
+            };
+            cat.activate(service, d, previous.as_ref(), now).await
+        } else {
             let mut next = d.value.clone();
-            if let Some(image) = t.image {
+            if let Some(image) = t.image.clone() {
                 next.state.set_image(image)?;
             }
             let settings = next.snapshot.settings.clone();
             next.state
                 .transition(t.to, t.reason.clone(), &settings, now)?;
-            match self.inner.catalog.save_deployment(d, &next).await {
-                Err(Error::WriteConflict { .. }) => return Ok(Some(Duration::ZERO)),
-                Err(e) => return Err(e),
-                Ok(_) => self.transitioned(d, t.to, t.reason).await,
-            }
-            if t.to.is_terminal() {
-                self.forget(d.id);
+            cat.save_deployment(d, &next).await
+        };
+        match written {
+            Err(Error::WriteConflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+            Ok(_) => {
+                self.transitioned(d, t.to, t.reason).await;
+                Ok(true)
             }
         }
-        Ok(requeue)
     }
 
     async fn transitioned(&self, d: &Deployment, to: DeploymentStatus, reason: Option<String>) {

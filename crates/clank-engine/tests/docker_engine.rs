@@ -323,6 +323,15 @@ async fn deploy_goes_active_serves_and_logs_each_step() {
             .any(|l| l.message.contains("health HTTP GET :8080/health passed")),
         "{log:?}"
     );
+    // The log tells the story in order: each phase is entered before its work is logged.
+    let pos = |needle: &str| {
+        log.iter()
+            .position(|l| l.message.contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` missing: {log:?}"))
+    };
+    assert!(pos("PENDING → DEPLOYING") < pos("started 1 workload"));
+    assert!(pos("DEPLOYING → HEALTH_CHECKING") < pos("health HTTP GET"));
+    assert!(pos("traffic switched") < pos("HEALTH_CHECKING → ACTIVE"));
     // Every transition was published as an event, in order.
     let mut seen = Vec::new();
     while seen.len() < 3 {

@@ -1,0 +1,1 @@
+//! Runnable examples of Clank used as a library; see `deploy.rs`.

@@ -5,6 +5,7 @@
 //! (`clank-store`, `clank-docker`, `clank-proxy`, ...) depend on it, never the reverse.
 
 pub mod address;
+pub mod builder;
 pub mod config;
 pub mod deploy;
 pub mod error;

@@ -45,7 +45,10 @@ impl fmt::Debug for BuildRequest {
             .field("git_ref", &self.git_ref)
             .field("commit", &self.commit)
             .field("tag", &self.tag)
-            .field("credentials", &self.credentials.as_ref().map(|_| "********"))
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "********"),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod id;
 pub mod image;
 pub mod model;
+pub mod procfile;
 pub mod proxy;
 pub mod runtime;
 pub mod secret;

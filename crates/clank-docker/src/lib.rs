@@ -8,11 +8,14 @@
 //!   aliases, named volumes; a failed start leaves no container behind.
 //! - [`naming`]: the names Clank gives containers and networks, and the checks that keep
 //!   anything Docker would refuse or misread away from the engine.
+//! - [`build`]: [`DockerImageBuilder`], the `ImageBuilder` for git services (clone, detect
+//!   the framework, generate a Dockerfile, build through the engine's `/build`).
 //! - [`error`]: the single mapping from engine errors to `RuntimeFailure`s.
 //!
 //! Containers carry their `Owner` as `clank.*` labels, so a restarted control plane lists and
 //! controls what an earlier one started. Volumes are never removed except by `remove_volume`.
 
+pub mod build;
 mod container;
 pub mod error;
 mod logs;
@@ -21,5 +24,6 @@ mod resources;
 mod runtime;
 mod time;
 
+pub use build::DockerImageBuilder;
 pub use naming::{container_name, project_network_name};
 pub use runtime::{DEFAULT_SOCKET, DockerRuntime};

@@ -5,6 +5,12 @@
 //! deployment of the service, asks `clank_core::deploy::plan` what to do, runs the commands
 //! through the `Runtime` and the `Proxy`, and writes the transition with compare-and-swap.
 //! Nothing here decides lifecycle policy — that is all in the planner.
+//!
+//! Builds of git services (with [`Engine::with_builder`]): `StartBuild` records a numbered
+//! `Build` (v1, v2, … per service) and runs the `ImageBuilder` in a task bounded by the
+//! BUILDING deadline (`build_timeout_s`), its log streamed (batched) into the deploy log and events; `observe`
+//! reports the task's state to the planner; `CancelBuild` aborts the task. Build state is in
+//! memory: an engine restarted mid-build sees no build and the planner starts a new one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -12,12 +18,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clank_core::builder::ImageBuilder;
 use clank_core::config::{self, ConfigLayer, EnvValue, ResolvedConfig, Scope};
 use clank_core::deploy::{
     self, BuildObservation, Command, DeploymentStatus, HealthObservation, Observed, Plan,
     WorkloadObservation,
 };
-use clank_core::id::{DeploymentId, ServiceId};
+use clank_core::id::{BuildId, DeploymentId, ServiceId};
 use clank_core::model::{
     CancelRequest, Deployment, Environment, ProcessSpec, Project, Service, Trigger, Workspace,
 };
@@ -25,7 +32,7 @@ use clank_core::proxy::{Cutover, Proxy, Route, Target};
 use clank_core::runtime::{OwnerFilter, PortBinding, Runtime, WorkloadState, WorkloadStatus};
 use clank_core::secret::Keyring;
 use clank_core::store::catalog::{Catalog, Page, Versioned};
-use clank_core::{Error, Result, Timestamp};
+use clank_core::{Error, ImageRef, Result, Timestamp};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -33,6 +40,9 @@ use tracing::{debug, info, warn};
 use crate::events::{DeployLog, Event, EventBus, EventKind, EventStream, LogEntry};
 use crate::health;
 use crate::workloads::workload_specs;
+
+mod builds;
+pub use builds::build_tag;
 
 /// Tunables of the engine; the defaults suit a single host.
 #[derive(Debug, Clone)]
@@ -82,7 +92,29 @@ struct Inner {
     health: Mutex<HashMap<DeploymentId, HealthObservation>>,
     /// Why a deployment's workloads could not be started, until it is failed.
     start_failures: Mutex<HashMap<DeploymentId, String>>,
+    /// Builds git services; `None` fails their deployments with a clear reason.
+    builder: Mutex<Option<Arc<dyn ImageBuilder>>>,
+    /// The build of each deployment in BUILDING, as this engine ran it.
+    builds: Mutex<HashMap<DeploymentId, BuildRun>>,
 }
+
+/// A deployment's build as this engine knows it.
+#[derive(Debug)]
+enum BuildRun {
+    Running {
+        build: BuildId,
+        task: tokio::task::AbortHandle,
+    },
+    Succeeded {
+        image: ImageRef,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// How long build log lines are gathered before they are written as one batch.
+const BUILD_LOG_BATCH: Duration = Duration::from_millis(200);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -110,8 +142,17 @@ impl Engine {
                 wake_rx: Mutex::new(Some(wake_rx)),
                 health: Mutex::new(HashMap::new()),
                 start_failures: Mutex::new(HashMap::new()),
+                builder: Mutex::new(None),
+                builds: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Build git services with `builder` (without one, their deployments fail with a reason
+    /// saying so). Set it before `run`.
+    pub fn with_builder(self, builder: Arc<dyn ImageBuilder>) -> Self {
+        *lock(&self.inner.builder) = Some(builder);
+        self
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -273,6 +314,12 @@ impl Engine {
 
     /// Append to the deploy log and publish it as an event. Log writes never fail a step.
     async fn note(&self, d: &Deployment, message: String) {
+        self.persist_note(d, message.clone()).await;
+        self.publish(d, EventKind::Log { message });
+    }
+
+    /// Append to the deploy log only (for what is also published as its own event).
+    async fn persist_note(&self, d: &Deployment, message: String) {
         debug!(deployment = %d.id, number = d.number, "{message}");
         let entry = LogEntry {
             at: Timestamp::now(),
@@ -286,7 +333,6 @@ impl Engine {
         {
             warn!(deployment = %d.id, error = %err, "Could not persist a deploy log line.");
         }
-        self.publish(d, EventKind::Log { message });
     }
 
     /// Run the reconciler until `shutdown` completes: recover first (resume or fail every
@@ -450,12 +496,24 @@ impl Engine {
             Some(reason) => WorkloadObservation::StartFailed { reason },
             None => summarize(&workloads, expected, d.state.status),
         };
-        let build = if d.needs_build() {
+        let has_builder = lock(&self.inner.builder).is_some();
+        let build = if !d.needs_build() {
+            BuildObservation::NotStarted
+        } else if !has_builder {
             BuildObservation::Failed {
                 reason: "this engine has no image builder configured, so git services cannot be built yet".into(),
             }
         } else {
-            BuildObservation::NotStarted
+            match lock(&self.inner.builds).get(&d.id) {
+                None => BuildObservation::NotStarted,
+                Some(BuildRun::Running { .. }) => BuildObservation::Running,
+                Some(BuildRun::Succeeded { image }) => BuildObservation::Succeeded {
+                    image: image.clone(),
+                },
+                Some(BuildRun::Failed { reason }) => BuildObservation::Failed {
+                    reason: reason.clone(),
+                },
+            }
         };
         let in_flight = |o: &Versioned<Deployment>| {
             o.id != d.id
@@ -598,19 +656,23 @@ impl Engine {
             Some(r) => format!("{from} → {to}: {r}"),
             None => format!("{from} → {to}"),
         };
-        self.note(d, text).await;
+        // Followers get the Transition event; the log keeps the line for later readers.
+        self.persist_note(d, text).await;
         self.publish(d, EventKind::Transition { from, to, reason });
     }
 
     fn forget(&self, id: DeploymentId) {
         lock(&self.inner.health).remove(&id);
         lock(&self.inner.start_failures).remove(&id);
+        if let Some(BuildRun::Running { task, .. }) = lock(&self.inner.builds).remove(&id) {
+            task.abort();
+        }
     }
 
     async fn run_command(&self, service: &Service, d: &Deployment, c: &Command) -> Result<()> {
         match c {
-            // Builds come with the git-services work; `observe` reports why they cannot run.
-            Command::StartBuild | Command::CancelBuild => Ok(()),
+            Command::StartBuild => self.start_build(d).await,
+            Command::CancelBuild => self.cancel_build(d).await,
             Command::StartWorkload => self.start_workloads(service, d).await,
             Command::ProbeHealth => self.probe(d).await,
             Command::SwitchRoute => self.switch_route(service, d).await,
@@ -655,6 +717,7 @@ impl Engine {
             host_port: None,
         };
         let specs = workload_specs(&project, &environment, service, d, &user_env, publish)?;
+        let specs = self.apply_procfile(d, specs).await?;
         let runtime = &self.inner.runtime;
         let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
         let attempt = async {

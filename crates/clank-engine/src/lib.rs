@@ -12,7 +12,7 @@ pub mod health;
 mod routes;
 mod workloads;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, build_tag};
 pub use events::{Event, EventKind, EventStream, LogEntry};
 pub use routes::{RouteTable, gate_probe};
 pub use workloads::workload_specs;

@@ -36,6 +36,7 @@ fn git_service() -> Service {
             branch: "main".into(),
             dockerfile_path: None,
             build_context: None,
+            credentials_secret: None,
         },
         T0,
     )

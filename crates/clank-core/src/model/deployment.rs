@@ -57,6 +57,9 @@ pub enum Artifact {
         commit: Option<String>,
         dockerfile_path: Option<String>,
         build_context: Option<String>,
+        /// The config secret holding the repository's access token (see `ServiceSource::Git`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credentials_secret: Option<String>,
     },
 }
 
@@ -189,6 +192,7 @@ impl Deployment {
                 branch,
                 dockerfile_path,
                 build_context,
+                credentials_secret,
             } => Artifact::Build {
                 repo_url: repo_url.clone(),
                 git_ref: branch.clone(),
@@ -198,6 +202,7 @@ impl Deployment {
                 },
                 dockerfile_path: dockerfile_path.clone(),
                 build_context: build_context.clone(),
+                credentials_secret: credentials_secret.clone(),
             },
         };
         let snapshot = DeploymentSnapshot {

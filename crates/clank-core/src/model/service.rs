@@ -24,6 +24,11 @@ pub enum ServiceSource {
         dockerfile_path: Option<String>,
         /// Build context inside the repository (default: the root).
         build_context: Option<String>,
+        /// Name of a config secret (set on the service or a scope above it) holding an access
+        /// token for a private repository. The token reaches git only through its environment,
+        /// never its arguments or a log line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credentials_secret: Option<String>,
     },
     /// A one-click template (image + defaults), recorded so upgrades know where it came from.
     Template {
@@ -46,9 +51,13 @@ impl ServiceSource {
                 branch,
                 dockerfile_path,
                 build_context,
+                credentials_secret,
             } => {
                 validate::validate_git_url("source.repo_url", repo_url)?;
                 validate::validate_git_ref("source.branch", branch)?;
+                if let Some(key) = credentials_secret {
+                    validate::validate_env_key("source.credentials_secret", key)?;
+                }
                 for (field, path) in [
                     ("source.dockerfile_path", dockerfile_path),
                     ("source.build_context", build_context),
@@ -622,6 +631,32 @@ mod tests {
         s.settings.is_public = false;
         s.endpoint = Some(Endpoint::TailscaleHttps { https_port: 443 });
         assert_eq!(s.validate().unwrap_err().rule, "not_public");
+    }
+
+    #[test]
+    fn git_credentials_name_a_config_key_and_older_records_still_parse() {
+        let old: ServiceSource = serde_json::from_str(
+            r#"{"type":"git","repo_url":"https://example.com/a/b.git","branch":"main","dockerfile_path":null,"build_context":null}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            &old,
+            ServiceSource::Git {
+                credentials_secret: None,
+                ..
+            }
+        ));
+        let bad = ServiceSource::Git {
+            repo_url: "https://example.com/a/b.git".into(),
+            branch: "main".into(),
+            dockerfile_path: None,
+            build_context: None,
+            credentials_secret: Some("git token".into()),
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "source.credentials_secret"
+        );
     }
 
     #[test]

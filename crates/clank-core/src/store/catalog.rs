@@ -442,6 +442,31 @@ impl Catalog {
         self.commit(b).await
     }
 
+    /// Record a new build and bump the service's build counter in the same write, so build
+    /// numbers (v1, v2, …) are unique and gapless per service, like deployment numbers.
+    pub async fn create_build(
+        &self,
+        service: &Versioned<Service>,
+        build: &Build,
+    ) -> Result<Revision> {
+        if build.number != service.next_build_number || build.service_id != service.id {
+            return Err(Error::Conflict(format!(
+                "build v{} was prepared from a stale view of service `{}`",
+                build.number, service.slug
+            )));
+        }
+        let mut next = service.value.clone();
+        next.next_build_number += 1;
+        let mut b = Batch::new();
+        b.update(service, &next)?.create(build)?;
+        self.commit(b).await
+    }
+
+    /// A service's builds, newest first (or oldest first with `page.reverse = false`).
+    pub async fn builds_of(&self, service: ServiceId, page: Page) -> Result<Listing<Build>> {
+        self.find("service", &service.to_string(), page).await
+    }
+
     /// A service's deployments, newest first (or oldest first with `page.reverse = false`).
     pub async fn deployments_of(
         &self,

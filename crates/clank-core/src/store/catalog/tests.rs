@@ -263,3 +263,41 @@ async fn index_values_with_slashes_cannot_escape_their_prefix() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn builds_are_numbered_per_service_with_the_counter_bumped_in_the_same_write() {
+    use crate::id::BuildId;
+    use crate::model::{Build, BuildStatus};
+    let cat = catalog();
+    let (_, _, svc) = service_in(&cat).await;
+    let build = |svc: &Service| Build {
+        id: BuildId::new(),
+        service_id: svc.id,
+        number: svc.next_build_number,
+        repo_url: "https://example.com/acme/shop.git".into(),
+        git_ref: "main".into(),
+        commit_sha: None,
+        dockerfile: None,
+        procfile: None,
+        framework: None,
+        image: None,
+        status: BuildStatus::Running,
+        failure: None,
+        started_at: T0,
+        finished_at: None,
+    };
+    let v1 = build(&svc);
+    cat.create_build(&svc, &v1).await.unwrap();
+    // A writer holding the old view of the service loses and writes nothing.
+    let stale = build(&svc);
+    assert!(cat.create_build(&svc, &stale).await.is_err());
+    let svc = cat.require::<Service>(&svc.id.to_string()).await.unwrap();
+    assert_eq!(svc.next_build_number, 2);
+    let v2 = build(&svc);
+    assert_eq!(v2.number, 2);
+    cat.create_build(&svc, &v2).await.unwrap();
+    let listed = cat.builds_of(svc.id, Page::newest(10)).await.unwrap();
+    let numbers: Vec<u64> = listed.items.iter().map(|b| b.number).collect();
+    assert_eq!(numbers, [2, 1]);
+    assert_eq!(listed.items[1].version_label(), "v1");
+}

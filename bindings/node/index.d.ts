@@ -1,0 +1,274 @@
+// Hand-maintained types of index.js; test/index.test.js checks they declare exactly what the
+// module exports (classes and their methods).
+//
+// Records keep the platform's JSON field names (snake_case), the same as the REST API and the
+// Python binding. Timestamps are milliseconds since the Unix epoch; ids are UUID strings.
+
+export type RuntimeName = 'auto' | 'docker' | 'process';
+
+export type DeploymentStatus =
+  | 'PENDING'
+  | 'BUILDING'
+  | 'DEPLOYING'
+  | 'HEALTH_CHECKING'
+  | 'ACTIVE'
+  | 'SUPERSEDED'
+  | 'FAILED'
+  | 'CANCELLED';
+
+export interface Workspace {
+  id: string;
+  slug: string;
+  name: string;
+  created_at: number;
+}
+
+export interface Project {
+  id: string;
+  workspace_id: string;
+  team_id: string | null;
+  name: string;
+  slug: string;
+  created_at: number;
+  deleted_at: number | null;
+}
+
+export interface Environment {
+  id: string;
+  project_id: string;
+  name: string;
+  kind: string;
+  created_at: number;
+}
+
+export interface ProcessSpec {
+  command?: string[] | null;
+  replicas?: number;
+}
+
+export interface VolumeMount {
+  name: string;
+  mount_path: string;
+}
+
+export interface ServiceSettings {
+  port?: number | null;
+  health_check_path?: string;
+  health_check_interval_s?: number;
+  health_check_retries?: number;
+  build_timeout_s?: number;
+  deploy_timeout_s?: number;
+  cpu_limit?: number;
+  memory_limit_mb?: number;
+  auto_deploy?: boolean;
+  is_public?: boolean;
+}
+
+export type ServiceSource =
+  | { type: 'docker_image'; image: string }
+  | {
+      type: 'git';
+      repo_url: string;
+      branch: string;
+      dockerfile_path?: string | null;
+      build_context?: string | null;
+    }
+  | { type: 'template'; template: string; version: string; image: string };
+
+export interface Service {
+  id: string;
+  workspace_id: string;
+  project_id: string;
+  environment_id: string;
+  slug: string;
+  name: string;
+  source: ServiceSource;
+  settings: Required<ServiceSettings>;
+  server_id: string | null;
+  volumes: VolumeMount[];
+  endpoint: Record<string, unknown> | null;
+  processes: Record<string, Required<ProcessSpec>>;
+  active_deployment: string | null;
+  next_deployment_number: number;
+  next_build_number: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A variable set at one scope; a secret's value is always "********". */
+export interface ConfigVar {
+  key: string;
+  value: string;
+  secret: boolean;
+  updated_at: number;
+}
+
+/** A variable after the cascade, with its provenance (`"<level>:<id>"` scopes). */
+export interface ResolvedVar {
+  key: string;
+  value: string;
+  secret: boolean;
+  source: string;
+  overridden: string[];
+}
+
+export interface StatusChange {
+  from: DeploymentStatus | null;
+  to: DeploymentStatus;
+  at: number;
+  reason: string | null;
+}
+
+export interface Deployment {
+  id: string;
+  service_id: string;
+  number: number;
+  status: DeploymentStatus;
+  reason: string | null;
+  trigger: { kind: string; [key: string]: unknown };
+  artifact: { kind: string; [key: string]: unknown };
+  image: string | null;
+  created_at: number;
+  deadline: number | null;
+  history: StatusChange[];
+  /** The resolved config frozen into the deployment, secrets masked. */
+  config: ResolvedVar[];
+  settings: Required<ServiceSettings>;
+  processes: Record<string, Required<ProcessSpec>>;
+  volumes: VolumeMount[];
+  endpoint: Record<string, unknown> | null;
+  cancel_requested: boolean;
+}
+
+export interface LogEntry {
+  at: number;
+  message: string;
+}
+
+interface EventBase {
+  at: number;
+  /** The service's id. */
+  service: string;
+  /** The deployment's id. */
+  deployment: string;
+  number: number;
+}
+
+export type Event =
+  | (EventBase & { type: 'created' })
+  | (EventBase & {
+      type: 'transition';
+      from: DeploymentStatus;
+      to: DeploymentStatus;
+      reason: string | null;
+    })
+  | (EventBase & { type: 'log'; message: string })
+  | (EventBase & { type: 'restarted'; reason: string });
+
+/** Exactly one scope, by address. */
+export type ConfigScope =
+  | { workspace: string }
+  | { project: string }
+  | { environment: string }
+  | { service: string };
+
+export type SetConfigOptions = ConfigScope & {
+  values?: Record<string, string | number | boolean>;
+  secrets?: Record<string, string>;
+  unset?: string | string[];
+};
+
+export interface CreateServiceOptions {
+  image?: string;
+  source?: ServiceSource;
+  name?: string;
+  settings?: ServiceSettings;
+  volumes?: VolumeMount[];
+  endpoint?: Record<string, unknown>;
+  processes?: Record<string, ProcessSpec>;
+  /** Short for one `web` process running this argument vector. */
+  command?: string[];
+}
+
+export interface ServiceChanges {
+  name?: string;
+  source?: ServiceSource;
+  settings?: ServiceSettings;
+  volumes?: VolumeMount[];
+  endpoint?: Record<string, unknown> | null;
+  processes?: Record<string, ProcessSpec>;
+  serverId?: string | null;
+}
+
+export type ErrorCode =
+  | 'not_found'
+  | 'conflict'
+  | 'invalid'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'unavailable'
+  | 'timeout'
+  | 'internal';
+
+/** Every rejection of this module. */
+export declare class ClankError extends Error {
+  constructor(message: string, code?: ErrorCode, field?: string | null);
+  readonly code: ErrorCode;
+  /** The offending input field (for InvalidInput), else null. */
+  readonly field: string | null;
+}
+export declare class NotFound extends ClankError {}
+export declare class Conflict extends ClankError {}
+export declare class InvalidInput extends ClankError {}
+export declare class Unauthorized extends ClankError {}
+export declare class Forbidden extends ClankError {}
+export declare class Unavailable extends ClankError {}
+export declare class Timeout extends ClankError {}
+export declare class Internal extends ClankError {}
+
+/** Events from the moment `Platform.events()` was called. */
+export declare class Events implements AsyncIterableIterator<Event> {
+  next(): Promise<IteratorResult<Event, undefined>>;
+  return(): Promise<IteratorResult<Event, undefined>>;
+  close(): void;
+  [Symbol.asyncIterator](): Events;
+}
+
+/** A Clank platform on the embedded defaults (redb store + Docker or native processes). */
+export declare class Platform {
+  private constructor();
+  static open(dataDir: string, options?: { runtime?: RuntimeName }): Promise<Platform>;
+  /** The runtime running workloads: 'docker' or 'process'. */
+  readonly runtime: string;
+  close(): Promise<void>;
+
+  ensureWorkspace(slug: string): Promise<Workspace>;
+  listWorkspaces(): Promise<Workspace[]>;
+  createProject(name: string, options?: { slug?: string; workspace?: string }): Promise<Project>;
+  getProject(project: string): Promise<Project>;
+  listProjects(options?: { workspace?: string; includeDeleted?: boolean }): Promise<Project[]>;
+  deleteProject(project: string): Promise<Project>;
+  createEnvironment(project: string, name: string): Promise<Environment>;
+  listEnvironments(project: string): Promise<Environment[]>;
+
+  createService(environment: string, slug: string, options: CreateServiceOptions): Promise<Service>;
+  getService(service: string): Promise<Service>;
+  updateService(service: string, changes: ServiceChanges): Promise<Service>;
+  listServices(environment: string): Promise<Service[]>;
+
+  setConfig(options: SetConfigOptions): Promise<ConfigVar[]>;
+  config(scope: ConfigScope): Promise<ConfigVar[]>;
+  resolvedConfig(service: string): Promise<ResolvedVar[]>;
+
+  deploy(service: string): Promise<Deployment>;
+  rollback(service: string, number: number): Promise<Deployment>;
+  cancel(service: string, number: number): Promise<Deployment>;
+  deployment(service: string, number: number): Promise<Deployment>;
+  deployments(service: string, options?: { limit?: number; before?: number }): Promise<Deployment[]>;
+  deployLog(service: string, number: number): Promise<LogEntry[]>;
+  /** Until ACTIVE or finished; rejects with Conflict after `timeout` seconds (default 300). */
+  wait(service: string, number: number, options?: { timeout?: number }): Promise<Deployment>;
+  /** `host:port` where the deployment's web workloads listen now. */
+  endpoints(service: string, number: number): Promise<string[]>;
+  events(service?: string | null): Events;
+}

@@ -1,0 +1,262 @@
+'use strict';
+// Clank from Node: the deployment platform with Promises.
+//
+//   const clank = require('./bindings/node');
+//   const p = await clank.Platform.open('./clank-data');
+//   await p.createProject('Shop', { slug: 'shop' });
+//   await p.createService('shop', 'api', { image: 'nginx:1.27' });
+//   const events = p.events('shop/api');            // before the deploy: nothing is missed
+//   const d = await p.deploy('shop/api');
+//   for await (const e of events) { if (e.number === d.number && e.to === 'ACTIVE') break; }
+//   await p.close();
+//
+// Method and option names are camelCase; records keep the platform's JSON field names
+// (`created_at`, `health_check_path`, ...), the same as the REST API and the Python binding.
+// Every rejection is a `ClankError` subclass with `code` and `field`. Secrets are always shown
+// as "********". The native module (`clank.node`, built by build.sh) is private.
+
+const native = require('./clank.node');
+
+const ERROR_MARKER = 'clank-error:';
+
+class ClankError extends Error {
+  constructor(message, code = 'internal', field = null) {
+    super(message);
+    this.name = this.constructor.name;
+    this.code = code;
+    this.field = field;
+  }
+}
+class NotFound extends ClankError {}
+class Conflict extends ClankError {}
+class InvalidInput extends ClankError {}
+class Unauthorized extends ClankError {}
+class Forbidden extends ClankError {}
+class Unavailable extends ClankError {}
+class Timeout extends ClankError {}
+class Internal extends ClankError {}
+
+const ERROR_CLASSES = {
+  not_found: NotFound,
+  conflict: Conflict,
+  invalid: InvalidInput,
+  unauthorized: Unauthorized,
+  forbidden: Forbidden,
+  unavailable: Unavailable,
+  timeout: Timeout,
+  internal: Internal,
+};
+
+// The one place native errors become ClankErrors (the native side encodes kind and field).
+function toClankError(err) {
+  if (err instanceof ClankError) return err;
+  const text = err && typeof err.message === 'string' ? err.message : String(err);
+  if (text.startsWith(ERROR_MARKER)) {
+    const { code, field, message } = JSON.parse(text.slice(ERROR_MARKER.length));
+    const Class = ERROR_CLASSES[code] || Internal;
+    return new Class(message, code, field === undefined ? null : field);
+  }
+  return new Internal(text, 'internal', null);
+}
+
+async function guard(promise) {
+  try {
+    return await promise;
+  } catch (err) {
+    throw toClankError(err);
+  }
+}
+
+function target(t = {}) {
+  const given = ['workspace', 'project', 'environment', 'service'].filter((k) => t[k] != null);
+  if (given.length !== 1) {
+    throw new InvalidInput(
+      'name exactly one of workspace, project, environment or service',
+      'invalid',
+      'target',
+    );
+  }
+  return { [given[0]]: t[given[0]] };
+}
+
+/** Events from the moment `Platform.events()` was called; an async iterator. */
+class Events {
+  constructor(subscription) {
+    this._native = subscription;
+  }
+
+  /** The next event, or `null` once closed. */
+  async next() {
+    const raw = await guard(this._native.next());
+    return raw === null ? { done: true, value: undefined } : { done: false, value: JSON.parse(raw) };
+  }
+
+  /** Stop following (also what `break` in `for await` does). */
+  async return() {
+    this._native.close();
+    return { done: true, value: undefined };
+  }
+
+  close() {
+    this._native.close();
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+
+class Platform {
+  constructor(nativePlatform) {
+    this._native = nativePlatform;
+  }
+
+  /** Open (or create) the platform in `dataDir`; `runtime`: 'auto' | 'docker' | 'process'. */
+  static async open(dataDir, options = {}) {
+    const { runtime = 'auto' } = options;
+    return new Platform(await guard(native.open(String(dataDir), runtime)));
+  }
+
+  /** The runtime running workloads: 'docker' or 'process'. */
+  get runtime() {
+    return this._native.runtime;
+  }
+
+  /** Stop the engine (idempotent); running workloads keep running. */
+  async close() {
+    await guard(this._native.close());
+  }
+
+  async _call(request) {
+    return JSON.parse(await guard(this._native.call(JSON.stringify(request))));
+  }
+
+  // ---- Workspaces, projects, environments ----
+  ensureWorkspace(slug) {
+    return this._call({ op: 'ensure_workspace', slug });
+  }
+  listWorkspaces() {
+    return this._call({ op: 'list_workspaces' });
+  }
+  createProject(name, options = {}) {
+    const { slug = null, workspace = 'default' } = options;
+    return this._call({ op: 'create_project', workspace, name, slug });
+  }
+  getProject(project) {
+    return this._call({ op: 'get_project', project });
+  }
+  listProjects(options = {}) {
+    const { workspace = 'default', includeDeleted = false } = options;
+    return this._call({ op: 'list_projects', workspace, include_deleted: includeDeleted });
+  }
+  deleteProject(project) {
+    return this._call({ op: 'delete_project', project });
+  }
+  createEnvironment(project, name) {
+    return this._call({ op: 'create_environment', project, name });
+  }
+  listEnvironments(project) {
+    return this._call({ op: 'list_environments', project });
+  }
+
+  // ---- Services ----
+  async createService(environment, slug, options = {}) {
+    const { image, source, name, settings, volumes, endpoint, command } = options;
+    let { processes } = options;
+    if ((image == null) === (source == null)) {
+      throw new InvalidInput('give exactly one of image or source', 'invalid', 'source');
+    }
+    if (command != null) {
+      if (processes != null) throw new InvalidInput('give command or processes, not both', 'invalid', 'command');
+      processes = { web: { command: [...command], replicas: 1 } };
+    }
+    const spec = { slug, source: source != null ? source : { type: 'docker_image', image } };
+    if (name != null) spec.name = name;
+    if (settings != null) spec.settings = settings;
+    if (volumes != null) spec.volumes = volumes;
+    if (endpoint != null) spec.endpoint = endpoint;
+    if (processes != null) spec.processes = processes;
+    return this._call({ op: 'create_service', environment, spec });
+  }
+  getService(service) {
+    return this._call({ op: 'get_service', service });
+  }
+  /** Change name, source, settings, volumes, endpoint, processes or server_id (next deploy). */
+  updateService(service, changes) {
+    const patch = { ...changes };
+    if ('serverId' in patch) {
+      patch.server_id = patch.serverId;
+      delete patch.serverId;
+    }
+    return this._call({ op: 'update_service', service, patch });
+  }
+  listServices(environment) {
+    return this._call({ op: 'list_services', environment });
+  }
+
+  // ---- Config ----
+  /** Set plain `values`, sealed `secrets` and remove `unset` keys at one scope, all or nothing. */
+  async setConfig(options) {
+    const { values = {}, secrets = {}, unset = [] } = options || {};
+    const tgt = target(options);
+    const changes = [
+      ...Object.entries(values).map(([key, value]) => ({ key, value: String(value), secret: false })),
+      ...Object.entries(secrets).map(([key, value]) => ({ key, value: String(value), secret: true })),
+      ...[].concat(unset).map((key) => ({ key, value: null })),
+    ];
+    return this._call({ op: 'set_config', target: tgt, changes });
+  }
+  async config(scope) {
+    return this._call({ op: 'get_config', target: target(scope) });
+  }
+  resolvedConfig(service) {
+    return this._call({ op: 'resolved_config', service });
+  }
+
+  // ---- Deployments ----
+  deploy(service) {
+    return this._call({ op: 'deploy', service });
+  }
+  rollback(service, number) {
+    return this._call({ op: 'rollback', service, number });
+  }
+  cancel(service, number) {
+    return this._call({ op: 'cancel', service, number });
+  }
+  deployment(service, number) {
+    return this._call({ op: 'get_deployment', service, number });
+  }
+  deployments(service, options = {}) {
+    const { limit = 20, before = null } = options;
+    return this._call({ op: 'list_deployments', service, limit, before });
+  }
+  deployLog(service, number) {
+    return this._call({ op: 'deploy_log', service, number });
+  }
+  /** Wait until ACTIVE or finished; rejects with Conflict after `timeout` seconds. */
+  wait(service, number, options = {}) {
+    const { timeout = 300 } = options;
+    return this._call({ op: 'wait', service, number, timeout_s: Number(timeout) });
+  }
+  endpoints(service, number) {
+    return this._call({ op: 'endpoints', service, number });
+  }
+  /** Follow events from now on, of one service or of all (`for await (const e of ...)`). */
+  events(service = null) {
+    return new Events(this._native.subscribe(service));
+  }
+}
+
+module.exports = {
+  Platform,
+  Events,
+  ClankError,
+  NotFound,
+  Conflict,
+  InvalidInput,
+  Unauthorized,
+  Forbidden,
+  Unavailable,
+  Timeout,
+  Internal,
+};

@@ -1,0 +1,302 @@
+"""Clank from Python: the deployment platform as an asyncio API.
+
+    import asyncio, clank
+
+    async def main():
+        async with await clank.Platform.open("./clank-data") as p:
+            await p.create_project("Shop", slug="shop")
+            await p.create_service("shop", "api", image="nginx:1.27")
+            await p.set_config(service="shop/api", values={"MODE": "prod"}, secrets={"TOKEN": "s3cr3t"})
+            events = p.events("shop/api")
+            d = await p.deploy("shop/api")
+            async for e in events:
+                print(e["type"], e.get("to", e.get("message")))
+                if e["number"] == d["number"] and e.get("to") in ("ACTIVE", "FAILED"):
+                    break
+
+    asyncio.run(main())
+
+Addresses are ``workspace/project/environment/service`` with short forms: ``shop/api`` is
+workspace ``default``, environment ``production``. Every method raises a :class:`ClankError`
+subclass; secrets are shown as ``"********"`` in everything returned. Scripts without asyncio
+use :mod:`clank.sync`, which has the same methods, blocking.
+
+The engine (which moves deployments along) runs in the background from :meth:`Platform.open`
+until :meth:`Platform.close`; workloads keep running after it, and the next ``open`` on the same
+data directory adopts them. Work happens on a native thread pool with the GIL released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, Iterable, List, Mapping, Optional, Union
+
+from . import _native, _requests
+from .errors import (
+    ClankError,
+    Conflict,
+    Forbidden,
+    Internal,
+    InvalidInput,
+    NotFound,
+    Timeout,
+    Unauthorized,
+    Unavailable,
+)
+from .types import (
+    ConfigVar,
+    Deployment,
+    Environment,
+    Event,
+    LogEntry,
+    Project,
+    ResolvedVar,
+    Service,
+    Workspace,
+)
+
+__all__ = [
+    "Platform",
+    "Events",
+    "ClankError",
+    "NotFound",
+    "Conflict",
+    "InvalidInput",
+    "Unauthorized",
+    "Forbidden",
+    "Unavailable",
+    "Timeout",
+    "Internal",
+]
+
+__version__ = "0.1.0"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Events:
+    """An async iterator of :class:`~clank.types.Event` s, from the moment it was created.
+
+    Ends when closed (:meth:`aclose`, or leaving ``async with``). Iterating with a timeout:
+    ``await events.next(timeout=5)`` raises the builtin :class:`TimeoutError`.
+    """
+
+    def __init__(self, native: _native.EventSubscription) -> None:
+        self._native = native
+
+    def __aiter__(self) -> "Events":
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self.next()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def next(self, timeout: Optional[float] = None) -> Optional[Event]:
+        """The next event, or ``None`` once closed."""
+        raw = await self._native.next(timeout)
+        return None if raw is None else json.loads(raw)
+
+    async def aclose(self) -> None:
+        self._native.close()
+
+    async def __aenter__(self) -> "Events":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Platform:
+    """A Clank platform on the embedded defaults (redb store + Docker or native processes)."""
+
+    def __init__(self, native: _native.NativePlatform) -> None:
+        # Use `await Platform.open(...)`.
+        self._native = native
+
+    @classmethod
+    async def open(cls, data_dir: PathLike, runtime: str = "auto") -> "Platform":
+        """Open (or create) the platform in ``data_dir``.
+
+        ``runtime``: ``"docker"``, ``"process"`` (native processes), or ``"auto"``: Docker
+        when an engine answers, native processes otherwise.
+        """
+        return cls(await _native.open(os.fspath(data_dir), runtime))
+
+    @property
+    def runtime(self) -> str:
+        """The runtime running workloads: ``"docker"`` or ``"process"``."""
+        return self._native.runtime
+
+    async def close(self) -> None:
+        """Stop the engine (idempotent). Running workloads keep running."""
+        # The native close blocks (GIL released) until the engine loop returns: off the loop.
+        await asyncio.get_running_loop().run_in_executor(None, self._native.close)
+
+    async def __aenter__(self) -> "Platform":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, request: _requests.Request) -> Any:
+        return json.loads(await self._native.call(json.dumps(request)))
+
+    # ---- Workspaces, projects, environments ------------------------------------------------
+
+    async def ensure_workspace(self, slug: str) -> Workspace:
+        """The workspace with this slug, created if missing."""
+        return await self._call({"op": "ensure_workspace", "slug": slug})
+
+    async def list_workspaces(self) -> List[Workspace]:
+        return await self._call({"op": "list_workspaces"})
+
+    async def create_project(
+        self, name: str, *, slug: Optional[str] = None, workspace: str = "default"
+    ) -> Project:
+        """A project (with its ``production`` environment); the slug defaults from the name."""
+        return await self._call(
+            {"op": "create_project", "workspace": workspace, "name": name, "slug": slug}
+        )
+
+    async def get_project(self, project: str) -> Project:
+        return await self._call({"op": "get_project", "project": project})
+
+    async def list_projects(
+        self, workspace: str = "default", *, include_deleted: bool = False
+    ) -> List[Project]:
+        return await self._call(
+            {"op": "list_projects", "workspace": workspace, "include_deleted": include_deleted}
+        )
+
+    async def delete_project(self, project: str) -> Project:
+        """Soft delete: nothing running is stopped, no volume is touched."""
+        return await self._call({"op": "delete_project", "project": project})
+
+    async def create_environment(self, project: str, name: str) -> Environment:
+        return await self._call({"op": "create_environment", "project": project, "name": name})
+
+    async def list_environments(self, project: str) -> List[Environment]:
+        return await self._call({"op": "list_environments", "project": project})
+
+    # ---- Services ---------------------------------------------------------------------------
+
+    async def create_service(
+        self,
+        environment: str,
+        slug: str,
+        *,
+        image: Optional[str] = None,
+        source: Optional[Mapping[str, Any]] = None,
+        name: Optional[str] = None,
+        settings: Optional[Mapping[str, Any]] = None,
+        volumes: Optional[Iterable[Mapping[str, str]]] = None,
+        endpoint: Optional[Mapping[str, Any]] = None,
+        processes: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        command: Optional[Iterable[str]] = None,
+    ) -> Service:
+        """A service in ``environment`` (``"shop"`` = ``shop``'s production environment).
+
+        Give ``image=`` for an image service or ``source=`` (``{"type": "git", ...}``).
+        ``command=`` is short for one ``web`` process running that argument vector.
+        """
+        return await self._call(
+            _requests.create_service(
+                environment, slug, image, source, name, settings, volumes, endpoint, processes, command
+            )
+        )
+
+    async def get_service(self, service: str) -> Service:
+        return await self._call({"op": "get_service", "service": service})
+
+    async def update_service(self, service: str, **changes: Any) -> Service:
+        """Change ``name``, ``source``, ``settings``, ``volumes``, ``endpoint``, ``processes``
+        or ``server_id``; applies from the next deploy."""
+        return await self._call(_requests.update_service(service, changes))
+
+    async def list_services(self, environment: str) -> List[Service]:
+        return await self._call({"op": "list_services", "environment": environment})
+
+    # ---- Config -----------------------------------------------------------------------------
+
+    async def set_config(
+        self,
+        *,
+        workspace: Optional[str] = None,
+        project: Optional[str] = None,
+        environment: Optional[str] = None,
+        service: Optional[str] = None,
+        values: Optional[Mapping[str, str]] = None,
+        secrets: Optional[Mapping[str, str]] = None,
+        unset: Iterable[str] = (),
+    ) -> List[ConfigVar]:
+        """Set plain ``values``, sealed ``secrets`` and remove ``unset`` keys at one scope (name
+        exactly one of ``workspace=``, ``project=``, ``environment=``, ``service=``), all or
+        nothing. Returns the scope's variables, secrets masked."""
+        tgt = _requests.target(workspace, project, environment, service)
+        return await self._call(_requests.set_config(tgt, values, secrets, unset))
+
+    async def config(
+        self,
+        *,
+        workspace: Optional[str] = None,
+        project: Optional[str] = None,
+        environment: Optional[str] = None,
+        service: Optional[str] = None,
+    ) -> List[ConfigVar]:
+        """The variables set at one scope, secrets masked."""
+        tgt = _requests.target(workspace, project, environment, service)
+        return await self._call({"op": "get_config", "target": tgt})
+
+    async def resolved_config(self, service: str) -> List[ResolvedVar]:
+        """What a deploy of the service would get now, each value with its source scope."""
+        return await self._call({"op": "resolved_config", "service": service})
+
+    # ---- Deployments ------------------------------------------------------------------------
+
+    async def deploy(self, service: str) -> Deployment:
+        """Start a deployment of the service as it is now (returns it PENDING)."""
+        return await self._call({"op": "deploy", "service": service})
+
+    async def rollback(self, service: str, number: int) -> Deployment:
+        """A new deployment with deployment ``number``'s image *and* config."""
+        return await self._call({"op": "rollback", "service": service, "number": number})
+
+    async def cancel(self, service: str, number: int) -> Deployment:
+        return await self._call({"op": "cancel", "service": service, "number": number})
+
+    async def deployment(self, service: str, number: int) -> Deployment:
+        return await self._call({"op": "get_deployment", "service": service, "number": number})
+
+    async def deployments(
+        self, service: str, *, limit: int = 20, before: Optional[int] = None
+    ) -> List[Deployment]:
+        """Newest first; ``before`` continues from a deployment number (exclusive)."""
+        return await self._call(
+            {"op": "list_deployments", "service": service, "limit": limit, "before": before}
+        )
+
+    async def deploy_log(self, service: str, number: int) -> List[LogEntry]:
+        """Every step and probe result of a deployment, as persisted."""
+        return await self._call({"op": "deploy_log", "service": service, "number": number})
+
+    async def wait(self, service: str, number: int, *, timeout: float = 300.0) -> Deployment:
+        """Wait until the deployment is ACTIVE or finished; :class:`Conflict` after ``timeout``."""
+        return await self._call(
+            {"op": "wait", "service": service, "number": number, "timeout_s": float(timeout)}
+        )
+
+    async def endpoints(self, service: str, number: int) -> List[str]:
+        """``host:port`` where the deployment's web workloads listen now (empty once stopped)."""
+        return await self._call({"op": "endpoints", "service": service, "number": number})
+
+    def events(self, service: Optional[str] = None) -> Events:
+        """Follow events from now on, of one service or of all: ``async for e in p.events()``.
+
+        Create it *before* the action whose events you want. An unknown service raises
+        :class:`NotFound` from the first iteration."""
+        return Events(self._native.subscribe(service))
+

@@ -1,0 +1,203 @@
+"""The same platform for scripts, without asyncio: every method blocks (with the GIL released,
+so other Python threads run meanwhile) and is safe to call from several threads at once.
+
+    from clank.sync import Platform
+
+    with Platform.open("./clank-data") as p:
+        d = p.deploy("shop/api")
+        print(p.wait("shop/api", d["number"])["status"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable, List, Mapping, Optional
+
+from . import _native, _requests
+from . import PathLike
+from .types import (
+    ConfigVar,
+    Deployment,
+    Environment,
+    Event,
+    LogEntry,
+    Project,
+    ResolvedVar,
+    Service,
+    Workspace,
+)
+
+__all__ = ["Platform", "Events"]
+
+
+class Events:
+    """An iterator of :class:`~clank.types.Event` s; ends when closed (``close()`` or ``with``)."""
+
+    def __init__(self, native: _native.EventSubscription) -> None:
+        self._native = native
+
+    def __iter__(self) -> "Events":
+        return self
+
+    def __next__(self) -> Event:
+        event = self.next()
+        if event is None:
+            raise StopIteration
+        return event
+
+    def next(self, timeout: Optional[float] = None) -> Optional[Event]:
+        """The next event, or ``None`` once closed; builtin :class:`TimeoutError` after
+        ``timeout`` seconds."""
+        raw = self._native.next_blocking(timeout)
+        return None if raw is None else json.loads(raw)
+
+    def close(self) -> None:
+        self._native.close()
+
+    def __enter__(self) -> "Events":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Platform:
+    """Blocking twin of :class:`clank.Platform`; see there for each method."""
+
+    def __init__(self, native: _native.NativePlatform) -> None:
+        self._native = native
+
+    @classmethod
+    def open(cls, data_dir: PathLike, runtime: str = "auto") -> "Platform":
+        return cls(_native.open_blocking(os.fspath(data_dir), runtime))
+
+    @property
+    def runtime(self) -> str:
+        return self._native.runtime
+
+    def close(self) -> None:
+        self._native.close()
+
+    def __enter__(self) -> "Platform":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, request: _requests.Request) -> Any:
+        return json.loads(self._native.call_blocking(json.dumps(request)))
+
+    def ensure_workspace(self, slug: str) -> Workspace:
+        return self._call({"op": "ensure_workspace", "slug": slug})
+
+    def list_workspaces(self) -> List[Workspace]:
+        return self._call({"op": "list_workspaces"})
+
+    def create_project(
+        self, name: str, *, slug: Optional[str] = None, workspace: str = "default"
+    ) -> Project:
+        return self._call({"op": "create_project", "workspace": workspace, "name": name, "slug": slug})
+
+    def get_project(self, project: str) -> Project:
+        return self._call({"op": "get_project", "project": project})
+
+    def list_projects(self, workspace: str = "default", *, include_deleted: bool = False) -> List[Project]:
+        return self._call(
+            {"op": "list_projects", "workspace": workspace, "include_deleted": include_deleted}
+        )
+
+    def delete_project(self, project: str) -> Project:
+        return self._call({"op": "delete_project", "project": project})
+
+    def create_environment(self, project: str, name: str) -> Environment:
+        return self._call({"op": "create_environment", "project": project, "name": name})
+
+    def list_environments(self, project: str) -> List[Environment]:
+        return self._call({"op": "list_environments", "project": project})
+
+    def create_service(
+        self,
+        environment: str,
+        slug: str,
+        *,
+        image: Optional[str] = None,
+        source: Optional[Mapping[str, Any]] = None,
+        name: Optional[str] = None,
+        settings: Optional[Mapping[str, Any]] = None,
+        volumes: Optional[Iterable[Mapping[str, str]]] = None,
+        endpoint: Optional[Mapping[str, Any]] = None,
+        processes: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        command: Optional[Iterable[str]] = None,
+    ) -> Service:
+        return self._call(
+            _requests.create_service(
+                environment, slug, image, source, name, settings, volumes, endpoint, processes, command
+            )
+        )
+
+    def get_service(self, service: str) -> Service:
+        return self._call({"op": "get_service", "service": service})
+
+    def update_service(self, service: str, **changes: Any) -> Service:
+        return self._call(_requests.update_service(service, changes))
+
+    def list_services(self, environment: str) -> List[Service]:
+        return self._call({"op": "list_services", "environment": environment})
+
+    def set_config(
+        self,
+        *,
+        workspace: Optional[str] = None,
+        project: Optional[str] = None,
+        environment: Optional[str] = None,
+        service: Optional[str] = None,
+        values: Optional[Mapping[str, str]] = None,
+        secrets: Optional[Mapping[str, str]] = None,
+        unset: Iterable[str] = (),
+    ) -> List[ConfigVar]:
+        tgt = _requests.target(workspace, project, environment, service)
+        return self._call(_requests.set_config(tgt, values, secrets, unset))
+
+    def config(
+        self,
+        *,
+        workspace: Optional[str] = None,
+        project: Optional[str] = None,
+        environment: Optional[str] = None,
+        service: Optional[str] = None,
+    ) -> List[ConfigVar]:
+        tgt = _requests.target(workspace, project, environment, service)
+        return self._call({"op": "get_config", "target": tgt})
+
+    def resolved_config(self, service: str) -> List[ResolvedVar]:
+        return self._call({"op": "resolved_config", "service": service})
+
+    def deploy(self, service: str) -> Deployment:
+        return self._call({"op": "deploy", "service": service})
+
+    def rollback(self, service: str, number: int) -> Deployment:
+        return self._call({"op": "rollback", "service": service, "number": number})
+
+    def cancel(self, service: str, number: int) -> Deployment:
+        return self._call({"op": "cancel", "service": service, "number": number})
+
+    def deployment(self, service: str, number: int) -> Deployment:
+        return self._call({"op": "get_deployment", "service": service, "number": number})
+
+    def deployments(self, service: str, *, limit: int = 20, before: Optional[int] = None) -> List[Deployment]:
+        return self._call({"op": "list_deployments", "service": service, "limit": limit, "before": before})
+
+    def deploy_log(self, service: str, number: int) -> List[LogEntry]:
+        return self._call({"op": "deploy_log", "service": service, "number": number})
+
+    def wait(self, service: str, number: int, *, timeout: float = 300.0) -> Deployment:
+        return self._call({"op": "wait", "service": service, "number": number, "timeout_s": float(timeout)})
+
+    def endpoints(self, service: str, number: int) -> List[str]:
+        return self._call({"op": "endpoints", "service": service, "number": number})
+
+    def events(self, service: Optional[str] = None) -> Events:
+        """Follow events from now on (a blocking iterator); create it before the action."""
+        return Events(self._native.subscribe(service))
+

@@ -1,0 +1,696 @@
+//! `clank`, the command-line client of the Clank daemon. Human output by default, `--json`
+//! everywhere; addresses as `project/service` (workspace from the context, environment
+//! `production`) or in full, `workspace/project/environment/service`.
+
+mod client;
+
+use std::process::ExitCode;
+
+use clank_core::address::{AddressDefaults, EnvironmentAddress, ProjectAddress, ServiceAddress};
+use clap::{Parser, Subcommand};
+use client::{CliError, Client, Context};
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clank",
+    version,
+    about = "Deploy and run services on a Clank platform."
+)]
+struct Cli {
+    /// The daemon's URL (default: the saved context, else http://127.0.0.1:7070).
+    #[arg(long, env = "CLANK_URL", global = true)]
+    url: Option<String>,
+    /// An API token (default: the saved context).
+    #[arg(long, env = "CLANK_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print the daemon's JSON instead of a human summary.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the first workspace and its Owner on a fresh daemon; saves the token.
+    Init {
+        #[arg(long, default_value = "default")]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Save a URL and token as the context for later commands.
+    Login {
+        #[arg(long)]
+        token: String,
+    },
+    /// Who the token belongs to.
+    Whoami,
+    /// Projects.
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Environments of a project.
+    #[command(subcommand)]
+    Env(EnvCmd),
+    /// Services.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Config variables and secrets.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Deploy a service as it is now.
+    Deploy {
+        address: String,
+        /// Follow phases and logs until ACTIVE or FAILED (exit 1 unless ACTIVE).
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Roll back to an earlier deployment (its image and its config).
+    Rollback {
+        address: String,
+        number: u64,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a deployment in progress.
+    Cancel { address: String, number: u64 },
+    /// A service's current state and recent deployments.
+    Status { address: String },
+    /// The deploy log of a deployment.
+    Log { address: String, number: u64 },
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCmd {
+    List,
+    Create {
+        name: String,
+        #[arg(long)]
+        slug: Option<String>,
+    },
+    /// Soft delete: nothing running is stopped, no volume is removed.
+    Delete {
+        project: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EnvCmd {
+    List { project: String },
+    Create { project: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCmd {
+    /// Services of `project` or `project/environment`.
+    List {
+        environment: String,
+    },
+    /// Create a service from a container image.
+    Create {
+        address: String,
+        #[arg(long)]
+        image: String,
+        #[arg(long)]
+        port: Option<u16>,
+        /// Health check path; "" for a TCP check.
+        #[arg(long)]
+        health_path: Option<String>,
+    },
+    Show {
+        address: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Variables set on the service, or the resolved cascade with `--resolved`.
+    List {
+        address: String,
+        #[arg(long)]
+        resolved: bool,
+    },
+    /// Set `KEY=VALUE` pairs on the service.
+    Set {
+        address: String,
+        #[arg(required = true)]
+        pairs: Vec<String>,
+        /// Store the values as encrypted secrets (never shown again).
+        #[arg(long)]
+        secret: bool,
+    },
+    Unset {
+        address: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    Create {
+        name: String,
+        #[arg(long)]
+        role: Option<String>,
+    },
+    List,
+}
+
+struct App {
+    client: Client,
+    json: bool,
+    defaults: AddressDefaults,
+}
+
+fn input(e: clank_core::InvalidInput) -> CliError {
+    CliError::new(e.to_string(), 2)
+}
+
+impl App {
+    fn service(&self, s: &str) -> Result<ServiceAddress, CliError> {
+        ServiceAddress::parse(s, &self.defaults).map_err(input)
+    }
+
+    fn service_path(&self, s: &str) -> Result<String, CliError> {
+        let a = self.service(s)?;
+        let [w, p, e, s] = a.segments();
+        Ok(format!(
+            "/v1/workspaces/{w}/projects/{p}/environments/{e}/services/{s}"
+        ))
+    }
+
+    fn project_path(&self, s: &str) -> Result<String, CliError> {
+        let a = ProjectAddress::parse(s, &self.defaults).map_err(input)?;
+        let [w, p] = a.segments();
+        Ok(format!("/v1/workspaces/{w}/projects/{p}"))
+    }
+
+    fn env_path(&self, s: &str) -> Result<String, CliError> {
+        let a = EnvironmentAddress::parse(s, &self.defaults)
+            .or_else(|_| {
+                ProjectAddress::parse(s, &self.defaults)
+                    .and_then(|p| p.environment(&self.defaults.environment))
+            })
+            .map_err(input)?;
+        let [w, p, e] = a.segments();
+        Ok(format!("/v1/workspaces/{w}/projects/{p}/environments/{e}"))
+    }
+
+    fn ws_path(&self) -> String {
+        format!("/v1/workspaces/{}", self.defaults.workspace)
+    }
+
+    #[allow(clippy::print_stdout)]
+    fn show(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
+        } else {
+            println!("{}", human(value));
+        }
+    }
+
+    /// Follow a deployment's events; Ok(true) when it ended ACTIVE.
+    #[allow(clippy::print_stdout)]
+    async fn follow(&self, service_path: &str, number: u64) -> Result<bool, CliError> {
+        let mut last = String::new();
+        let json = self.json;
+        self.client
+            .sse(
+                &format!("{service_path}/deployments/{number}/events"),
+                |name, data| {
+                    if json {
+                        println!("{}", json!({ "event": name, "data": data }));
+                    }
+                    match name {
+                        "status" => {
+                            // What happened before we connected, so the output never depends on timing.
+                            for h in data["history"].as_array().into_iter().flatten() {
+                                if let (Some(from), Some(to)) =
+                                    (h["from"].as_str(), h["to"].as_str())
+                                {
+                                    let reason = h["reason"]
+                                        .as_str()
+                                        .map(|r| format!(": {r}"))
+                                        .unwrap_or_default();
+                                    if !json {
+                                        println!("#{number} {from} → {to}{reason}");
+                                    }
+                                }
+                            }
+                            last = data["status"].as_str().unwrap_or_default().to_owned();
+                        }
+                        "transition" => {
+                            let (from, to) = (
+                                data["from"].as_str().unwrap_or("?"),
+                                data["to"].as_str().unwrap_or("?"),
+                            );
+                            let reason = data["reason"]
+                                .as_str()
+                                .map(|r| format!(": {r}"))
+                                .unwrap_or_default();
+                            if !json {
+                                println!("#{number} {from} → {to}{reason}");
+                            }
+                            last = to.to_owned();
+                        }
+                        "log" if !json => println!(
+                            "#{number}   {}",
+                            data["message"].as_str().unwrap_or_default()
+                        ),
+                        _ => {}
+                    }
+                },
+            )
+            .await?;
+        if last.is_empty()
+            || !matches!(
+                last.as_str(),
+                "ACTIVE" | "FAILED" | "CANCELLED" | "SUPERSEDED"
+            )
+        {
+            // The stream ended early (daemon restart): read the outcome.
+            let d: Value = self
+                .client
+                .get(&format!("{service_path}/deployments/{number}"))
+                .await?;
+            last = d["status"].as_str().unwrap_or_default().to_owned();
+        }
+        if !json {
+            println!("#{number} is {last}");
+        }
+        Ok(last == "ACTIVE")
+    }
+}
+
+fn deployment_line(d: &Value) -> String {
+    format!(
+        "#{:<4} {:<16} {}",
+        d["number"],
+        d["status"].as_str().unwrap_or("?"),
+        d["reason"].as_str().unwrap_or("")
+    )
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let mut ctx = Context::load();
+    let url = cli
+        .url
+        .clone()
+        .or(ctx.url.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:7070".into());
+    let token = cli.token.clone().or(ctx.token.clone());
+    let defaults = AddressDefaults {
+        workspace: ctx.workspace.clone().unwrap_or_else(|| "default".into()),
+        ..AddressDefaults::default()
+    };
+    let app = App {
+        client: Client::new(url.clone(), token),
+        json: cli.json,
+        defaults,
+    };
+    match cli.command {
+        Command::Init {
+            workspace,
+            name,
+            email,
+        } => {
+            let v: Value = app
+                .client
+                .post(
+                    "/v1/init",
+                    &json!({ "workspace": workspace, "name": name, "email": email }),
+                )
+                .await?;
+            ctx = Context {
+                url: Some(url),
+                token: v["token"].as_str().map(str::to_owned),
+                workspace: Some(workspace.clone()),
+            };
+            ctx.save()?;
+            app.show(&v, |_| {
+                format!(
+                    "workspace `{workspace}` created; you are its Owner. Token saved to {}",
+                    Context::path().display()
+                )
+            });
+        }
+        Command::Login { token } => {
+            let who: Value = Client::new(url.clone(), Some(token.clone()))
+                .get("/v1/whoami")
+                .await?;
+            ctx = Context {
+                url: Some(url),
+                token: Some(token),
+                workspace: who["workspace"].as_str().map(str::to_owned),
+            };
+            ctx.save()?;
+            app.show(&who, |w| {
+                format!(
+                    "logged in to workspace `{}` as {}",
+                    w["workspace"].as_str().unwrap_or("?"),
+                    w["role"].as_str().unwrap_or("?")
+                )
+            });
+        }
+        Command::Whoami => {
+            let v: Value = app.client.get("/v1/whoami").await?;
+            app.show(&v, |w| {
+                format!(
+                    "{} in `{}` ({})",
+                    w["user"],
+                    w["workspace"].as_str().unwrap_or("?"),
+                    w["role"].as_str().unwrap_or("?")
+                )
+            });
+        }
+        Command::Project(cmd) => match cmd {
+            ProjectCmd::List => {
+                let v: Value = app
+                    .client
+                    .get(&format!("{}/projects", app.ws_path()))
+                    .await?;
+                app.show(&v, |v| {
+                    lines(v, |p| {
+                        format!(
+                            "{:<24} {}",
+                            p["slug"].as_str().unwrap_or(""),
+                            p["name"].as_str().unwrap_or("")
+                        )
+                    })
+                });
+            }
+            ProjectCmd::Create { name, slug } => {
+                let v: Value = app
+                    .client
+                    .post(
+                        &format!("{}/projects", app.ws_path()),
+                        &json!({ "name": name, "slug": slug }),
+                    )
+                    .await?;
+                app.show(&v, |p| {
+                    format!(
+                        "project `{}` created (network {})",
+                        p["slug"].as_str().unwrap_or(""),
+                        format_args!("clank-project-{}", p["slug"].as_str().unwrap_or(""))
+                    )
+                });
+            }
+            ProjectCmd::Delete { project } => {
+                let v: Value = app.client.delete(&app.project_path(&project)?).await?;
+                app.show(&v, |p| {
+                    format!(
+                        "project `{}` deleted (soft: containers and volumes untouched)",
+                        p["slug"].as_str().unwrap_or("")
+                    )
+                });
+            }
+        },
+        Command::Env(cmd) => match cmd {
+            EnvCmd::List { project } => {
+                let v: Value = app
+                    .client
+                    .get(&format!("{}/environments", app.project_path(&project)?))
+                    .await?;
+                app.show(&v, |v| {
+                    lines(v, |e| e["name"].as_str().unwrap_or("").to_owned())
+                });
+            }
+            EnvCmd::Create { project, name } => {
+                let v: Value = app
+                    .client
+                    .post(
+                        &format!("{}/environments", app.project_path(&project)?),
+                        &json!({ "name": name }),
+                    )
+                    .await?;
+                app.show(&v, |e| {
+                    format!("environment `{}` created", e["name"].as_str().unwrap_or(""))
+                });
+            }
+        },
+        Command::Service(cmd) => match cmd {
+            ServiceCmd::List { environment } => {
+                let v: Value = app
+                    .client
+                    .get(&format!("{}/services", app.env_path(&environment)?))
+                    .await?;
+                app.show(&v, |v| {
+                    lines(v, |s| {
+                        format!(
+                            "{:<20} active: {}",
+                            s["slug"].as_str().unwrap_or(""),
+                            s["active_deployment"]
+                        )
+                    })
+                });
+            }
+            ServiceCmd::Create {
+                address,
+                image,
+                port,
+                health_path,
+            } => {
+                let a = app.service(&address)?;
+                let [w, p, e, s] = a.segments();
+                let mut settings = serde_json::Map::new();
+                if let Some(port) = port {
+                    settings.insert("port".into(), json!(port));
+                }
+                if let Some(h) = health_path {
+                    settings.insert("health_check_path".into(), json!(h));
+                }
+                let body = json!({ "slug": s, "source": { "type": "docker_image", "image": image }, "settings": settings });
+                let v: Value = app
+                    .client
+                    .post(
+                        &format!("/v1/workspaces/{w}/projects/{p}/environments/{e}/services"),
+                        &body,
+                    )
+                    .await?;
+                app.show(&v, |_| format!("service `{a}` created"));
+            }
+            ServiceCmd::Show { address } => {
+                let v: Value = app.client.get(&app.service_path(&address)?).await?;
+                app.show(&v, |s| serde_json::to_string_pretty(s).unwrap_or_default());
+            }
+        },
+        Command::Config(cmd) => match cmd {
+            ConfigCmd::List { address, resolved } => {
+                let path = app.service_path(&address)?;
+                let v: Value = app
+                    .client
+                    .get(&format!(
+                        "{path}/config{}",
+                        if resolved { "/resolved" } else { "" }
+                    ))
+                    .await?;
+                app.show(&v, |v| {
+                    lines(v, |c| {
+                        let source = c["source"]
+                            .as_str()
+                            .map(|s| format!("  (from {})", s.split(':').next().unwrap_or(s)))
+                            .unwrap_or_default();
+                        format!(
+                            "{}={}{source}",
+                            c["key"].as_str().unwrap_or(""),
+                            c["value"].as_str().unwrap_or("")
+                        )
+                    })
+                });
+            }
+            ConfigCmd::Set {
+                address,
+                pairs,
+                secret,
+            } => {
+                let mut changes = Vec::new();
+                for pair in &pairs {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .ok_or_else(|| CliError::new(format!("`{pair}` is not KEY=VALUE"), 2))?;
+                    changes.push(json!({ "key": k, "value": v, "secret": secret }));
+                }
+                let v: Value = app
+                    .client
+                    .patch(
+                        &format!("{}/config", app.service_path(&address)?),
+                        &json!({ "changes": changes }),
+                    )
+                    .await?;
+                app.show(&v, |_| {
+                    format!(
+                        "{} variable(s) set; they apply from the next deploy",
+                        pairs.len()
+                    )
+                });
+            }
+            ConfigCmd::Unset { address, keys } => {
+                let changes: Vec<_> = keys
+                    .iter()
+                    .map(|k| json!({ "key": k, "unset": true }))
+                    .collect();
+                let v: Value = app
+                    .client
+                    .patch(
+                        &format!("{}/config", app.service_path(&address)?),
+                        &json!({ "changes": changes }),
+                    )
+                    .await?;
+                app.show(&v, |_| format!("{} variable(s) unset", keys.len()));
+            }
+        },
+        Command::Deploy { address, follow } => {
+            let path = app.service_path(&address)?;
+            let d: Value = app
+                .client
+                .post(&format!("{path}/deployments"), &json!({}))
+                .await?;
+            let number = d["number"].as_u64().unwrap_or_default();
+            if !follow {
+                app.show(&d, |d| {
+                    format!(
+                        "deployment #{} requested ({})",
+                        d["number"],
+                        d["status"].as_str().unwrap_or("")
+                    )
+                });
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Ok(if app.follow(&path, number).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Rollback {
+            address,
+            number,
+            follow,
+        } => {
+            let path = app.service_path(&address)?;
+            let d: Value = app
+                .client
+                .post(&format!("{path}/deployments/{number}/rollback"), &json!({}))
+                .await?;
+            let new = d["number"].as_u64().unwrap_or_default();
+            if !follow {
+                app.show(&d, |d| {
+                    format!(
+                        "rollback to #{number} requested as deployment #{}",
+                        d["number"]
+                    )
+                });
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Ok(if app.follow(&path, new).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Cancel { address, number } => {
+            let path = app.service_path(&address)?;
+            let d: Value = app
+                .client
+                .post(&format!("{path}/deployments/{number}/cancel"), &json!({}))
+                .await?;
+            app.show(&d, |d| format!("cancel of #{} requested", d["number"]));
+        }
+        Command::Status { address } => {
+            let path = app.service_path(&address)?;
+            let s: Value = app.client.get(&path).await?;
+            let ds: Value = app
+                .client
+                .get(&format!("{path}/deployments?limit=5"))
+                .await?;
+            let all = json!({ "service": s, "deployments": ds });
+            app.show(&all, |v| {
+                let mut out = format!(
+                    "{} ({})\n",
+                    app.service(&address)
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                    v["service"]["source"]["image"].as_str().unwrap_or("git")
+                );
+                out.push_str(&lines(&v["deployments"], deployment_line));
+                out
+            });
+        }
+        Command::Log { address, number } => {
+            let path = app.service_path(&address)?;
+            let v: Value = app
+                .client
+                .get(&format!("{path}/deployments/{number}/log"))
+                .await?;
+            app.show(&v, |v| {
+                lines(v, |l| l["message"].as_str().unwrap_or("").to_owned())
+            });
+        }
+        Command::Token(cmd) => match cmd {
+            TokenCmd::Create { name, role } => {
+                let v: Value = app
+                    .client
+                    .post(
+                        &format!("{}/tokens", app.ws_path()),
+                        &json!({ "name": name, "role": role }),
+                    )
+                    .await?;
+                app.show(&v, |t| {
+                    format!(
+                        "{}\n(shown once; store it now)",
+                        t["token"].as_str().unwrap_or("")
+                    )
+                });
+            }
+            TokenCmd::List => {
+                let v: Value = app.client.get(&format!("{}/tokens", app.ws_path())).await?;
+                app.show(&v, |v| {
+                    lines(v, |t| {
+                        format!(
+                            "{:<14} {:<20} {}{}",
+                            t["prefix"].as_str().unwrap_or(""),
+                            t["name"].as_str().unwrap_or(""),
+                            t["role"].as_str().unwrap_or(""),
+                            if t["revoked"].as_bool() == Some(true) {
+                                " (revoked)"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                });
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lines(v: &Value, f: impl Fn(&Value) -> String) -> String {
+    v.as_array()
+        .map(|a| a.iter().map(f).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("clank: {e}");
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The `clank` binary against a real daemon (in-process, loopback, real Docker): init, create,
+//! configure, deploy with `--follow` (exit 0 on ACTIVE, non-zero on FAILED), roll back, status,
+//! log, `--json` output, and input errors with their exit codes.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use clank_core::runtime::{OwnerFilter, Runtime};
+use clank_daemon::DaemonConfig;
+use clank_testkit::runtime::skip_or_fail;
+use serde_json::Value;
+
+async fn clank(url: &str, config: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_clank"))
+        .args(args)
+        .env("CLANK_URL", url)
+        .env("CLANK_CONFIG", config)
+        .env_remove("CLANK_TOKEN")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn cleanup() {
+    let Ok(docker) = clank_docker::DockerRuntime::connect().await else {
+        return;
+    };
+    for w in docker
+        .list(&OwnerFilter::default())
+        .await
+        .unwrap_or_default()
+    {
+        if w.name.starts_with("clank-cli-shop--") {
+            let _ = docker.remove(&w.id).await;
+        }
+    }
+    let _ = docker.remove_network("clank-project-cli-shop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_drives_the_whole_lifecycle_and_reports_failures_by_exit_code() {
+    let docker = match clank_docker::DockerRuntime::connect().await {
+        Ok(d) => d,
+        Err(e) => {
+            let _: Option<()> = skip_or_fail("a Docker Engine", &e.to_string());
+            return;
+        }
+    };
+    clank_testkit::testapp::docker::ensure_testapp_image(docker.client())
+        .await
+        .unwrap();
+    cleanup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = DaemonConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        runtime: "docker".into(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(clank_daemon::serve(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    let ctx = dir.path().join("context.json");
+
+    let o = clank(
+        &url,
+        &ctx,
+        &[
+            "init",
+            "--workspace",
+            "acme",
+            "--name",
+            "Ada",
+            "--email",
+            "ada@example.com",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let mode = std::fs::metadata(&ctx).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o077,
+        0,
+        "the saved token is owner-only"
+    );
+
+    for args in [
+        vec!["project", "create", "CLI Shop", "--slug", "cli-shop"],
+        vec![
+            "service",
+            "create",
+            "cli-shop/web",
+            "--image",
+            "clank-testapp:latest",
+        ],
+        vec!["config", "set", "cli-shop/web", "GREETING=one"],
+        vec![
+            "config",
+            "set",
+            "cli-shop/web",
+            "TOKEN=hunter2-secret",
+            "--secret",
+        ],
+    ] {
+        let o = clank(&url, &ctx, &args).await;
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    let o = clank(
+        &url,
+        &ctx,
+        &["config", "list", "cli-shop/web", "--resolved"],
+    )
+    .await;
+    let out = text(&o);
+    assert!(
+        out.contains("GREETING=one") && out.contains("TOKEN=********") && !out.contains("hunter2"),
+        "{out}"
+    );
+
+    let o = clank(&url, &ctx, &["deploy", "cli-shop/web", "--follow"]).await;
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("PENDING → DEPLOYING")
+            && out.contains("HEALTH_CHECKING → ACTIVE")
+            && out.contains("#1 is ACTIVE"),
+        "{out}"
+    );
+
+    let o = clank(
+        &url,
+        &ctx,
+        &["config", "set", "cli-shop/web", "GREETING=two"],
+    )
+    .await;
+    assert!(o.status.success());
+    let o = clank(&url, &ctx, &["deploy", "cli-shop/web", "--follow"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = clank(&url, &ctx, &["rollback", "cli-shop/web", "1", "--follow"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = clank(&url, &ctx, &["--json", "status", "cli-shop/web"]).await;
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(v["deployments"][0]["number"], 3);
+    assert_eq!(v["deployments"][0]["status"], "ACTIVE");
+    let greeting = v["deployments"][0]["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "GREETING")
+        .unwrap()
+        .clone();
+    assert_eq!(greeting["value"], "one");
+
+    let o = clank(&url, &ctx, &["log", "cli-shop/web", "3"]).await;
+    assert!(text(&o).contains("traffic switched to #3"), "{}", text(&o));
+
+    // A deploy that fails exits non-zero and says why.
+    let o = clank(
+        &url,
+        &ctx,
+        &[
+            "service",
+            "create",
+            "cli-shop/broken",
+            "--image",
+            "clank-missing-image:v1",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tokio::time::timeout(
+        Duration::from_secs(120),
+        clank(&url, &ctx, &["deploy", "cli-shop/broken", "--follow"]),
+    )
+    .await
+    .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAILED") && out.contains("clank-missing-image"),
+        "{out}"
+    );
+
+    // Input errors: named, exit code 2; unknown things: exit code 4.
+    let o = clank(&url, &ctx, &["deploy", "../etc/web"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = clank(&url, &ctx, &["status", "cli-shop/nope"]).await;
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let o = clank(&url, &ctx, &["config", "set", "cli-shop/web", "not-a-pair"]).await;
+    assert_eq!(o.status.code(), Some(2));
+
+    let _ = stop.send(());
+    let _ = daemon.await;
+    cleanup().await;
+}

@@ -1,0 +1,133 @@
+//! Authentication (API tokens: shown once, stored as a SHA-256 hash) and authorization (the
+//! role table in `clank_core::model::Role::allows`, checked by every handler).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use clank_core::Timestamp;
+use clank_core::id::{TokenId, UserId, WorkspaceId};
+use clank_core::model::{ApiToken, Member, Permission, Role, Workspace};
+use clank_core::store::catalog::Catalog;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+
+/// Who is calling: resolved from the bearer token on every request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub workspace: Workspace,
+    pub user: UserId,
+    pub token: TokenId,
+    /// The effective role: the token's, never more than the member's current one.
+    pub role: Role,
+}
+
+impl Principal {
+    /// Refuse with 403 unless the role allows `p`.
+    pub fn require(&self, p: Permission) -> ApiResult<()> {
+        if self.role.allows(p) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "your role ({:?}) does not allow {p:?}",
+                self.role
+            )))
+        }
+    }
+
+    /// Paths name a workspace; a token only ever sees its own. Another workspace is 404, not
+    /// 403, so tokens cannot probe which workspaces exist.
+    pub fn in_workspace(&self, slug: &str) -> ApiResult<()> {
+        if self.workspace.slug == slug {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!("workspace `{slug}` not found")))
+        }
+    }
+}
+
+/// A new random token (`clank_` + 43 base64url chars = 256 bits) and its stored hash.
+pub fn new_token() -> (String, String) {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!(
+        "clank_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Build the stored record of a token for `user` in `workspace` with `role`.
+pub fn token_record(
+    workspace: WorkspaceId,
+    user: UserId,
+    name: &str,
+    role: Role,
+    hash: String,
+    token: &str,
+) -> ApiToken {
+    ApiToken {
+        id: TokenId::new(),
+        workspace_id: workspace,
+        user_id: user,
+        name: name.to_owned(),
+        role,
+        prefix: token.chars().take(12).collect(),
+        hash,
+        created_at: Timestamp::now(),
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn authenticate(catalog: &Catalog, header: Option<&str>) -> ApiResult<Principal> {
+    let token = header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>`"))?;
+    // Looking up by the hash means the comparison happens on hashes inside the store: the
+    // token itself is never compared byte by byte, so timing reveals nothing about it.
+    let record = catalog
+        .lookup::<ApiToken>("hash", &hash_token(token))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+    if !record.is_usable(Timestamp::now()) {
+        return Err(ApiError::unauthorized("the token is expired or revoked"));
+    }
+    let member = catalog
+        .get::<Member>(&format!("{}:{}", record.workspace_id, record.user_id))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the token's user is no longer a member"))?;
+    let workspace = catalog
+        .require::<Workspace>(&record.workspace_id.to_string())
+        .await?;
+    Ok(Principal {
+        workspace: workspace.value,
+        user: record.user_id,
+        token: record.id,
+        role: record.role.min(member.role),
+    })
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        authenticate(state.platform.catalog(), header).await
+    }
+}

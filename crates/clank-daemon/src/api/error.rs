@@ -1,0 +1,125 @@
+//! JSON errors: every failure is `{"code", "message", "field"}` with the status its kind maps
+//! to, so clients handle one shape. Internal errors never leak details a user can't act on.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use clank_core::{Error, ErrorKind};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field: Option<String>,
+}
+
+/// An error as the API answers it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+                field: None,
+            },
+        }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.body.field = Some(field.into());
+        self
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let kind = e.kind();
+        let status =
+            StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = if kind == ErrorKind::Internal {
+            tracing::error!(error = %e, "Internal error answering a request.");
+            "internal error; the daemon's log has the details".to_owned()
+        } else {
+            e.to_string()
+        };
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: kind.code().to_owned(),
+                message,
+                field: e.field().map(str::to_owned),
+            },
+        }
+    }
+}
+
+impl From<clank_core::InvalidInput> for ApiError {
+    fn from(e: clank_core::InvalidInput) -> Self {
+        ApiError::from(Error::from(e))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let text = r.body_text();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                status,
+                "payload_too_large",
+                "the request body is larger than the 1 MiB limit",
+            );
+        }
+        // serde's messages name the offending field (`unknown field `prot``, `missing field
+        // `slug``, `...at line 1 column 9` with a path for nested data).
+        let field = text
+            .split('`')
+            .nth(1)
+            .filter(|_| text.contains("field `"))
+            .map(str::to_owned)
+            .or_else(|| {
+                text.split(": ")
+                    .nth(1)
+                    .and_then(|p| p.split(':').next())
+                    .filter(|p| !p.contains(' '))
+                    .map(str::to_owned)
+            });
+        let status = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            status
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        let mut e = ApiError::new(status, "invalid", text);
+        e.body.field = field;
+        e
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

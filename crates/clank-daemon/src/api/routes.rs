@@ -1,0 +1,928 @@
+//! Handlers: each checks the workspace and the permission first, then calls the platform.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clank_core::address::{EnvironmentAddress, ProjectAddress, ServiceAddress};
+use clank_core::config::{ConfigChange, ConfigVarView, ResolvedVarView};
+use clank_core::deploy::DeploymentStatus;
+use clank_core::id::{TokenId, UserId};
+use clank_core::model::{
+    ApiToken, Environment, Member, Permission, Project, Role, Service, Trigger, User, Workspace,
+};
+use clank_core::store::catalog::{Batch, Page};
+use clank_core::{InvalidInput, Timestamp};
+use clank_engine::{EventKind, LogEntry};
+use clank_platform::{ConfigTarget, DeploymentView, ServicePatch, ServiceSpec};
+use futures_util::{Stream, StreamExt};
+
+use super::AppState;
+use super::auth::{Principal, new_token, token_record};
+use super::error::{ApiError, ApiResult};
+
+/// `Json` whose rejections answer in our error format.
+pub(super) struct Body<T>(T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Body(Json::<T>::from_request(req, state).await?.0))
+    }
+}
+
+pub(super) fn routes() -> Router<AppState> {
+    let svc = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}";
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/init", post(init))
+        .route("/v1/whoami", get(whoami))
+        .route(
+            "/v1/workspaces/{ws}/members",
+            get(list_members).post(add_member),
+        )
+        .route(
+            "/v1/workspaces/{ws}/tokens",
+            get(list_tokens).post(create_token),
+        )
+        .route(
+            "/v1/workspaces/{ws}/tokens/{id}",
+            axum::routing::delete(revoke_token),
+        )
+        .route(
+            "/v1/workspaces/{ws}/config",
+            get(workspace_config).patch(set_workspace_config),
+        )
+        .route(
+            "/v1/workspaces/{ws}/projects",
+            get(list_projects).post(create_project),
+        )
+        .route(
+            "/v1/workspaces/{ws}/projects/{p}",
+            get(get_project).delete(delete_project),
+        )
+        .route(
+            "/v1/workspaces/{ws}/projects/{p}/config",
+            get(project_config).patch(set_project_config),
+        )
+        .route(
+            "/v1/workspaces/{ws}/projects/{p}/environments",
+            get(list_environments).post(create_environment),
+        )
+        .route(
+            "/v1/workspaces/{ws}/projects/{p}/environments/{e}/config",
+            get(environment_config).patch(set_environment_config),
+        )
+        .route(
+            "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services",
+            get(list_services).post(create_service),
+        )
+        .route(svc, get(get_service).patch(update_service))
+        .route(
+            &format!("{svc}/config"),
+            get(service_config).patch(set_service_config),
+        )
+        .route(&format!("{svc}/config/resolved"), get(resolved_config))
+        .route(
+            &format!("{svc}/deployments"),
+            get(list_deployments).post(deploy),
+        )
+        .route(&format!("{svc}/deployments/{{n}}"), get(get_deployment))
+        .route(&format!("{svc}/deployments/{{n}}/cancel"), post(cancel))
+        .route(&format!("{svc}/deployments/{{n}}/rollback"), post(rollback))
+        .route(&format!("{svc}/deployments/{{n}}/log"), get(deploy_log))
+        .route(&format!("{svc}/deployments/{{n}}/events"), get(follow))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+// ---- Bootstrap, members, tokens ----------------------------------------------------------
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitRequest {
+    workspace: String,
+    name: String,
+    email: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct TokenCreated {
+    /// Shown once; only its hash is stored.
+    token: String,
+    id: TokenId,
+    role: Role,
+}
+
+fn validate_email(email: &str) -> ApiResult<String> {
+    let e = email.trim().to_lowercase();
+    let ok = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(e)
+    } else {
+        Err(InvalidInput::new(
+            "email",
+            "format",
+            format!("`{}` is not an email address", email.escape_debug()),
+        )
+        .into())
+    }
+}
+
+/// Create the first workspace and its Owner. Only possible while no user exists.
+async fn init(
+    State(st): State<AppState>,
+    Body(req): Body<InitRequest>,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    let cat = st.platform.catalog();
+    if !cat.list::<User>(Page::first(1)).await?.items.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "already initialised: ask an Owner or Admin for a token",
+        ));
+    }
+    let email = validate_email(&req.email)?;
+    let name = clank_core::validate::validate_display_name("name", &req.name)?.to_owned();
+    let ws = Workspace::new(&req.workspace, Some(&req.workspace), Timestamp::now())?;
+    let user = User {
+        id: UserId::new(),
+        name,
+        email,
+        created_at: Timestamp::now(),
+    };
+    let member = Member {
+        workspace_id: ws.id,
+        user_id: user.id,
+        role: Role::Owner,
+        teams: Default::default(),
+        joined_at: Timestamp::now(),
+    };
+    let (token, hash) = new_token();
+    let record = token_record(ws.id, user.id, "init", Role::Owner, hash, &token);
+    let mut b = Batch::new();
+    b.create(&ws)?
+        .create(&user)?
+        .create(&member)?
+        .create(&record)?;
+    cat.commit(b).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token,
+            id: record.id,
+            role: Role::Owner,
+        }),
+    ))
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WhoAmI {
+    workspace: String,
+    user: UserId,
+    role: Role,
+}
+
+async fn whoami(p: Principal) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        workspace: p.workspace.slug.clone(),
+        user: p.user,
+        role: p.role,
+    })
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMember {
+    name: String,
+    email: String,
+    role: Role,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct MemberCreated {
+    user: User,
+    role: Role,
+    token: String,
+}
+
+/// Add a user to the workspace with a role, returning their first token (shown once).
+async fn add_member(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+    Body(req): Body<AddMember>,
+) -> ApiResult<(StatusCode, Json<MemberCreated>)> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::ManageMembers)?;
+    if req.role == Role::Owner {
+        p.require(Permission::OwnWorkspace)?;
+    }
+    let email = validate_email(&req.email)?;
+    let name = clank_core::validate::validate_display_name("name", &req.name)?.to_owned();
+    let user = User {
+        id: UserId::new(),
+        name,
+        email,
+        created_at: Timestamp::now(),
+    };
+    let member = Member {
+        workspace_id: p.workspace.id,
+        user_id: user.id,
+        role: req.role,
+        teams: Default::default(),
+        joined_at: Timestamp::now(),
+    };
+    let (token, hash) = new_token();
+    let record = token_record(p.workspace.id, user.id, "first", req.role, hash, &token);
+    let mut b = Batch::new();
+    b.create(&user)?.create(&member)?.create(&record)?;
+    st.platform.catalog().commit(b).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(MemberCreated {
+            user,
+            role: req.role,
+            token,
+        }),
+    ))
+}
+
+async fn list_members(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<Vec<Member>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    let l = st
+        .platform
+        .catalog()
+        .find::<Member>("workspace", &p.workspace.id.to_string(), Page::all())
+        .await?;
+    Ok(Json(l.items.into_iter().map(|m| m.value).collect()))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    #[serde(default)]
+    role: Option<Role>,
+}
+
+/// A token for yourself, with at most your own role.
+async fn create_token(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+    Body(req): Body<NewToken>,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    let role = req.role.unwrap_or(p.role);
+    if role > p.role {
+        return Err(ApiError::forbidden(format!(
+            "a token cannot have more than your role ({:?})",
+            p.role
+        ))
+        .field("role"));
+    }
+    let name = clank_core::validate::validate_display_name("name", &req.name)?;
+    let (token, hash) = new_token();
+    let record = token_record(p.workspace.id, p.user, name, role, hash, &token);
+    st.platform.catalog().create(&record).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token,
+            id: record.id,
+            role,
+        }),
+    ))
+}
+
+#[derive(Debug, serde::Serialize)]
+struct TokenInfo {
+    id: TokenId,
+    name: String,
+    prefix: String,
+    role: Role,
+    created_at: Timestamp,
+    revoked: bool,
+}
+
+async fn list_tokens(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<Vec<TokenInfo>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    let l = st
+        .platform
+        .catalog()
+        .find::<ApiToken>("user", &p.user.to_string(), Page::all())
+        .await?;
+    Ok(Json(
+        l.items
+            .into_iter()
+            .map(|t| TokenInfo {
+                id: t.id,
+                name: t.name.clone(),
+                prefix: t.prefix.clone(),
+                role: t.role,
+                created_at: t.created_at,
+                revoked: t.revoked_at.is_some(),
+            })
+            .collect(),
+    ))
+}
+
+async fn revoke_token(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    p.in_workspace(&ws)?;
+    let id: TokenId = id.parse()?;
+    let cat = st.platform.catalog();
+    let t = cat
+        .get::<ApiToken>(&id.to_string())
+        .await?
+        .filter(|t| t.workspace_id == p.workspace.id)
+        .ok_or_else(|| ApiError::not_found(format!("token `{id}` not found")))?;
+    if t.user_id != p.user {
+        p.require(Permission::ManageMembers)?;
+    }
+    let mut next = t.value.clone();
+    next.revoked_at.get_or_insert(Timestamp::now());
+    cat.update(&t, &next).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- Projects and environments -------------------------------------------------------------
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    name: String,
+    #[serde(default)]
+    slug: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListProjects {
+    #[serde(default)]
+    include_deleted: bool,
+}
+
+async fn list_projects(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+    Query(q): Query<ListProjects>,
+) -> ApiResult<Json<Vec<Project>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform.list_projects(&ws, q.include_deleted).await?,
+    ))
+}
+
+async fn create_project(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+    Body(req): Body<NewProject>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::ManageProjects)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            st.platform
+                .create_project(&ws, &req.name, req.slug.as_deref())
+                .await?,
+        ),
+    ))
+}
+
+fn project_addr(ws: &str, p: &str) -> ApiResult<ProjectAddress> {
+    Ok(ProjectAddress::new(ws, p)?)
+}
+
+fn env_addr(ws: &str, p: &str, e: &str) -> ApiResult<EnvironmentAddress> {
+    Ok(EnvironmentAddress::new(ws, p, e)?)
+}
+
+fn service_addr(ws: &str, p: &str, e: &str, s: &str) -> ApiResult<ServiceAddress> {
+    Ok(ServiceAddress::new(ws, p, e, s)?)
+}
+
+async fn get_project(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj)): Path<(String, String)>,
+) -> ApiResult<Json<Project>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform.project(&project_addr(&ws, &proj)?).await?.value,
+    ))
+}
+
+async fn delete_project(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj)): Path<(String, String)>,
+) -> ApiResult<Json<Project>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::ManageProjects)?;
+    Ok(Json(
+        st.platform
+            .delete_project(&project_addr(&ws, &proj)?)
+            .await?,
+    ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEnvironment {
+    name: String,
+}
+
+async fn list_environments(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<Environment>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .list_environments(&project_addr(&ws, &proj)?)
+            .await?,
+    ))
+}
+
+async fn create_environment(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj)): Path<(String, String)>,
+    Body(req): Body<NewEnvironment>,
+) -> ApiResult<(StatusCode, Json<Environment>)> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::ManageProjects)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            st.platform
+                .create_environment(&project_addr(&ws, &proj)?, &req.name)
+                .await?,
+        ),
+    ))
+}
+
+// ---- Services ----------------------------------------------------------------------------
+
+async fn list_services(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e)): Path<(String, String, String)>,
+) -> ApiResult<Json<Vec<Service>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .list_services(&env_addr(&ws, &proj, &e)?)
+            .await?,
+    ))
+}
+
+async fn create_service(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e)): Path<(String, String, String)>,
+    Body(spec): Body<ServiceSpec>,
+) -> ApiResult<(StatusCode, Json<Service>)> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::ManageServices)?;
+    if spec.server_id.is_some() {
+        p.require(Permission::ManageServers)?;
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            st.platform
+                .create_service(&env_addr(&ws, &proj, &e)?, spec)
+                .await?,
+        ),
+    ))
+}
+
+type SvcPath = Path<(String, String, String, String)>;
+
+async fn get_service(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+) -> ApiResult<Json<Service>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .service(&service_addr(&ws, &proj, &e, &s)?)
+            .await?
+            .value,
+    ))
+}
+
+async fn update_service(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Body(patch): Body<ServicePatch>,
+) -> ApiResult<Json<Service>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::ManageServices)?;
+    if patch.server_id.is_some() {
+        p.require(Permission::ManageServers)?;
+    }
+    Ok(Json(
+        st.platform
+            .update_service(&service_addr(&ws, &proj, &e, &s)?, patch)
+            .await?,
+    ))
+}
+
+// ---- Config ------------------------------------------------------------------------------
+
+/// One change in a bulk config request: set (`value`, optionally `secret`) or `unset`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
+    secret: bool,
+    #[serde(default)]
+    unset: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigRequest {
+    changes: Vec<ChangeBody>,
+}
+
+fn changes(req: ConfigRequest) -> ApiResult<Vec<ConfigChange>> {
+    req.changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| match (c.unset, c.value) {
+            (true, None) if !c.secret => Ok(ConfigChange::unset(c.key)),
+            (true, _) => Err(InvalidInput::new(
+                format!("changes[{i}]"),
+                "conflict",
+                "an unset takes no value or secret flag",
+            )
+            .into()),
+            (false, Some(v)) if c.secret => Ok(ConfigChange::set_secret(c.key, v)),
+            (false, Some(v)) => Ok(ConfigChange::set_plain(c.key, v)),
+            (false, None) => Err(InvalidInput::new(
+                format!("changes[{i}].value"),
+                "required",
+                "a set needs a value (or `\"unset\": true`)",
+            )
+            .into()),
+        })
+        .collect()
+}
+
+async fn read_config(
+    p: &Principal,
+    st: &AppState,
+    target: ConfigTarget,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.require(Permission::Read)?;
+    Ok(Json(st.platform.config(&target).await?))
+}
+
+async fn write_config(
+    p: &Principal,
+    st: &AppState,
+    target: ConfigTarget,
+    needs: Permission,
+    req: ConfigRequest,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.require(needs)?;
+    let changes = changes(req)?;
+    Ok(Json(st.platform.set_config(&target, &changes).await?))
+}
+
+async fn workspace_config(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.in_workspace(&ws)?;
+    read_config(&p, &st, ConfigTarget::Workspace(ws)).await
+}
+
+async fn set_workspace_config(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+    Body(req): Body<ConfigRequest>,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.in_workspace(&ws)?;
+    write_config(
+        &p,
+        &st,
+        ConfigTarget::Workspace(ws),
+        Permission::ManageTeamSettings,
+        req,
+    )
+    .await
+}
+
+async fn project_config(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.in_workspace(&ws)?;
+    read_config(&p, &st, ConfigTarget::Project(project_addr(&ws, &proj)?)).await
+}
+
+async fn set_project_config(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj)): Path<(String, String)>,
+    Body(req): Body<ConfigRequest>,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.in_workspace(&ws)?;
+    write_config(
+        &p,
+        &st,
+        ConfigTarget::Project(project_addr(&ws, &proj)?),
+        Permission::ManageProjects,
+        req,
+    )
+    .await
+}
+
+async fn environment_config(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e)): Path<(String, String, String)>,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.in_workspace(&ws)?;
+    read_config(
+        &p,
+        &st,
+        ConfigTarget::Environment(env_addr(&ws, &proj, &e)?),
+    )
+    .await
+}
+
+async fn set_environment_config(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e)): Path<(String, String, String)>,
+    Body(req): Body<ConfigRequest>,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.in_workspace(&ws)?;
+    write_config(
+        &p,
+        &st,
+        ConfigTarget::Environment(env_addr(&ws, &proj, &e)?),
+        Permission::ManageProjects,
+        req,
+    )
+    .await
+}
+
+async fn service_config(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.in_workspace(&ws)?;
+    read_config(
+        &p,
+        &st,
+        ConfigTarget::Service(service_addr(&ws, &proj, &e, &s)?),
+    )
+    .await
+}
+
+async fn set_service_config(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Body(req): Body<ConfigRequest>,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    p.in_workspace(&ws)?;
+    write_config(
+        &p,
+        &st,
+        ConfigTarget::Service(service_addr(&ws, &proj, &e, &s)?),
+        Permission::ManageServices,
+        req,
+    )
+    .await
+}
+
+async fn resolved_config(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+) -> ApiResult<Json<Vec<ResolvedVarView>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .resolved_config(&service_addr(&ws, &proj, &e, &s)?)
+            .await?,
+    ))
+}
+
+// ---- Deployments -------------------------------------------------------------------------
+
+async fn deploy(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Deploy)?;
+    let d = st
+        .platform
+        .deploy(
+            &service_addr(&ws, &proj, &e, &s)?,
+            Trigger::Manual { by: Some(p.user) },
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(d)))
+}
+
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListDeployments {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    before: Option<u64>,
+}
+
+async fn list_deployments(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Query(q): Query<ListDeployments>,
+) -> ApiResult<Json<Vec<DeploymentView>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .deployments(
+                &service_addr(&ws, &proj, &e, &s)?,
+                q.limit.unwrap_or(20),
+                q.before,
+            )
+            .await?,
+    ))
+}
+
+type DeployPath = Path<(String, String, String, String, u64)>;
+
+async fn get_deployment(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<Json<DeploymentView>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .deployment(&service_addr(&ws, &proj, &e, &s)?, n)
+            .await?,
+    ))
+}
+
+async fn cancel(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<Json<DeploymentView>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Deploy)?;
+    Ok(Json(
+        st.platform
+            .cancel(&service_addr(&ws, &proj, &e, &s)?, n)
+            .await?,
+    ))
+}
+
+async fn rollback(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Deploy)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            st.platform
+                .rollback(&service_addr(&ws, &proj, &e, &s)?, n)
+                .await?,
+        ),
+    ))
+}
+
+async fn deploy_log(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<Json<Vec<LogEntry>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .deploy_log(&service_addr(&ws, &proj, &e, &s)?, n)
+            .await?,
+    ))
+}
+
+fn settled(status: DeploymentStatus) -> bool {
+    status == DeploymentStatus::Active || status.is_terminal()
+}
+
+/// Server-Sent Events for one deployment: its current status first, then every event until
+/// it is ACTIVE or finished, then the stream ends.
+async fn follow(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    let addr = service_addr(&ws, &proj, &e, &s)?;
+    // Subscribe before reading the status, so no transition falls between the two.
+    let events = st.platform.events();
+    let current = st.platform.deployment(&addr, n).await?;
+    let id = current.id;
+    let first = SseEvent::default()
+        .event("status")
+        .json_data(&current)
+        .unwrap_or_default();
+    let done_already = settled(current.status);
+    // Ends right after the event that settles the deployment (or at once if it already is):
+    // a follower never waits for an event that will not come.
+    let rest = futures_util::stream::unfold(
+        (events, done_already),
+        move |(mut events, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let ev = events.next().await?;
+                if ev.deployment != id {
+                    continue;
+                }
+                let finished = matches!(&ev.kind, EventKind::Transition { to, .. } if settled(*to));
+                let name = match &ev.kind {
+                    EventKind::Transition { .. } => "transition",
+                    EventKind::Log { .. } => "log",
+                    EventKind::Created => "created",
+                    EventKind::Restarted { .. } => "restarted",
+                };
+                let sse = SseEvent::default()
+                    .event(name)
+                    .json_data(&ev)
+                    .unwrap_or_default();
+                return Some((Ok(sse), (events, finished)));
+            }
+        },
+    );
+    let stream = futures_util::stream::once(std::future::ready(Ok(first))).chain(rest);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

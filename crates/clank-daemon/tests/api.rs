@@ -1,0 +1,737 @@
+//! The real daemon, in-process on a loopback port with a fresh data directory, driven over
+//! HTTP: the whole lifecycle on the real Docker Engine, the role matrix on every endpoint,
+//! authentication, bad input, cross-tenant isolation, and secret masking (in every response
+//! and in the log output of the run).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use clank_daemon::DaemonConfig;
+use clank_testkit::runtime::skip_or_fail;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Everything the daemon logs during this test binary, to prove secrets never reach it.
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer_buf = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(clank_daemon::log_filter("debug"))
+            .with_writer(move || LogWriter(writer_buf.clone()))
+            .try_init();
+        buf
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+impl Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Daemon {
+    addr: SocketAddr,
+    http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+    /// Every response body seen, to check secrets never appear in any.
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    async fn start() -> Option<Daemon> {
+        captured_logs();
+        if let Err(e) = clank_docker::DockerRuntime::connect().await {
+            return skip_or_fail("a Docker Engine", &e.to_string());
+        }
+        let docker = clank_docker::DockerRuntime::connect().await.unwrap();
+        clank_testkit::testapp::docker::ensure_testapp_image(docker.client())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = DaemonConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            runtime: "docker".into(),
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            clank_daemon::serve(config, listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let d = Daemon {
+            addr,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+            bodies: Default::default(),
+        };
+        for _ in 0..100 {
+            if d.http.get(d.url("/v1/health")).send().await.is_ok() {
+                return Some(d);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("daemon did not come up");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        self.bodies.lock().unwrap().push(text.clone());
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn ok(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(Some(token), method.clone(), path, body).await;
+        assert!(s.is_success(), "{method} {path} → {s}: {v}");
+        v
+    }
+
+    async fn init(&self) -> String {
+        let (s, v) = self
+            .call(
+                None,
+                Method::POST,
+                "/v1/init",
+                Some(json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = self.task.take().unwrap().await;
+    }
+}
+
+const SVC: &str = "/v1/workspaces/acme/projects/shop/environments/production/services/web";
+
+async fn service_with_project(d: &Daemon, owner: &str) {
+    d.ok(
+        owner,
+        Method::POST,
+        "/v1/workspaces/acme/projects",
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    let body = json!({"slug": "web", "source": {"type": "docker_image", "image": "clank-testapp:latest"}, "settings": {"health_check_interval_s": 1}});
+    d.ok(
+        owner,
+        Method::POST,
+        "/v1/workspaces/acme/projects/shop/environments/production/services",
+        Some(body),
+    )
+    .await;
+}
+
+async fn wait_status(d: &Daemon, token: &str, n: u64, want: &str) -> Value {
+    for _ in 0..600 {
+        let v = d
+            .ok(token, Method::GET, &format!("{SVC}/deployments/{n}"), None)
+            .await;
+        if v["status"] == want {
+            return v;
+        }
+        if ["FAILED", "CANCELLED", "SUPERSEDED"].contains(&v["status"].as_str().unwrap())
+            && v["status"] != want
+        {
+            panic!("deployment #{n} ended {}: {}", v["status"], v["reason"]);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("deployment #{n} never became {want}");
+}
+
+async fn cleanup_containers(project_network_suffix: &str) {
+    let docker = clank_docker::DockerRuntime::connect().await.unwrap();
+    use clank_core::runtime::{OwnerFilter, Runtime};
+    let _ = project_network_suffix;
+    // The daemon's data directory is gone with the test; remove what its workspace started.
+    let all = docker
+        .list(&OwnerFilter::default())
+        .await
+        .unwrap_or_default();
+    for w in all
+        .into_iter()
+        .filter(|w| w.name.starts_with("clank-shop--"))
+    {
+        let _ = docker.remove(&w.id).await;
+    }
+    let _ = docker.remove_network("clank-project-shop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_lifecycle_over_http_with_secrets_masked_everywhere() {
+    let Some(d) = Daemon::start().await else {
+        return;
+    };
+    cleanup_containers("shop").await;
+    let owner = d.init().await;
+    service_with_project(&d, &owner).await;
+    let secret = "s3cr3t-value-7f1c9a";
+    let changes = json!({"changes": [{"key": "GREETING", "value": "one"}, {"key": "API_KEY", "value": secret, "secret": true}]});
+    let vars = d
+        .ok(
+            &owner,
+            Method::PATCH,
+            &format!("{SVC}/config"),
+            Some(changes),
+        )
+        .await;
+    assert!(
+        vars.as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["key"] == "API_KEY" && v["value"] == "********")
+    );
+    d.ok(
+        &owner,
+        Method::PATCH,
+        "/v1/workspaces/acme/projects/shop/config",
+        Some(json!({"changes": [{"key": "REGION", "value": "eu"}]})),
+    )
+    .await;
+    let resolved = d
+        .ok(&owner, Method::GET, &format!("{SVC}/config/resolved"), None)
+        .await;
+    let region = resolved
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["key"] == "REGION")
+        .unwrap();
+    assert!(
+        region["source"].as_str().unwrap().starts_with("project:"),
+        "provenance: {region}"
+    );
+
+    let v1 = d
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{SVC}/deployments"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(v1["number"], 1);
+    let v1 = wait_status(&d, &owner, 1, "ACTIVE").await;
+    let cfg = serde_json::to_string(&v1["config"]).unwrap();
+    assert!(cfg.contains("********") && !cfg.contains(secret));
+
+    // Follow a second deploy over SSE from request to ACTIVE.
+    d.ok(
+        &owner,
+        Method::PATCH,
+        &format!("{SVC}/config"),
+        Some(json!({"changes": [{"key": "GREETING", "value": "two"}]})),
+    )
+    .await;
+    d.ok(
+        &owner,
+        Method::POST,
+        &format!("{SVC}/deployments"),
+        Some(json!({})),
+    )
+    .await;
+    let sse = d
+        .http
+        .get(d.url(&format!("{SVC}/deployments/2/events")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), StatusCode::OK);
+    let text = tokio::time::timeout(Duration::from_secs(60), sse.text())
+        .await
+        .expect("the stream ends at ACTIVE")
+        .unwrap();
+    assert!(text.contains("event: status"), "{text}");
+    assert!(text.contains("\"to\":\"ACTIVE\""), "{text}");
+    d.bodies.lock().unwrap().push(text);
+
+    let rb = d
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{SVC}/deployments/1/rollback"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(rb["trigger"]["kind"], "rollback_of");
+    let n = rb["number"].as_u64().unwrap();
+    let v3 = wait_status(&d, &owner, n, "ACTIVE").await;
+    let greeting = v3["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["key"] == "GREETING")
+        .unwrap();
+    assert_eq!(greeting["value"], "one", "rollback restored v1's config");
+    let log = d
+        .ok(
+            &owner,
+            Method::GET,
+            &format!("{SVC}/deployments/{n}/log"),
+            None,
+        )
+        .await;
+    assert!(log.as_array().unwrap().iter().any(|l| {
+        l["message"]
+            .as_str()
+            .unwrap()
+            .contains("HEALTH_CHECKING → ACTIVE")
+    }));
+    let list = d
+        .ok(
+            &owner,
+            Method::GET,
+            &format!("{SVC}/deployments?limit=2"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["number"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![3, 2]
+    );
+
+    // Cancel of a finished deployment is a 409 with a reason.
+    let (s, v) = d
+        .call(
+            Some(&owner),
+            Method::POST,
+            &format!("{SVC}/deployments/1/cancel"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+
+    for body in d.bodies.lock().unwrap().iter() {
+        assert!(
+            !body.contains(secret),
+            "a response leaked the secret: {body}"
+        );
+    }
+    let logs = String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned();
+    assert!(!logs.is_empty(), "log capture works");
+    let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
+    assert!(
+        leaks.is_empty(),
+        "the log output leaked the secret:\n{}",
+        leaks.join("\n")
+    );
+    d.stop().await;
+    cleanup_containers("shop").await;
+}
+
+/// (method, path, body, permission needed). Paths use the test's workspace and names.
+fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permission)> {
+    use clank_core::model::Permission::*;
+    let ws = "/v1/workspaces/acme";
+    let p = format!("{ws}/projects/shop");
+    let e = format!("{p}/environments/production");
+    let cfg = json!({"changes": [{"key": "X", "value": "1"}]});
+    vec![
+        (Method::GET, format!("{ws}/projects"), None, Read),
+        (
+            Method::POST,
+            format!("{ws}/projects"),
+            Some(json!({"name": "Other"})),
+            ManageProjects,
+        ),
+        (Method::GET, p.clone(), None, Read),
+        (Method::GET, format!("{p}/environments"), None, Read),
+        (
+            Method::POST,
+            format!("{p}/environments"),
+            Some(json!({"name": "staging"})),
+            ManageProjects,
+        ),
+        (Method::GET, format!("{ws}/config"), None, Read),
+        (
+            Method::PATCH,
+            format!("{ws}/config"),
+            Some(cfg.clone()),
+            ManageTeamSettings,
+        ),
+        (
+            Method::PATCH,
+            format!("{p}/config"),
+            Some(cfg.clone()),
+            ManageProjects,
+        ),
+        (
+            Method::PATCH,
+            format!("{e}/config"),
+            Some(cfg.clone()),
+            ManageProjects,
+        ),
+        (Method::GET, format!("{e}/services"), None, Read),
+        (
+            Method::POST,
+            format!("{e}/services"),
+            Some(
+                json!({"slug": "api", "source": {"type": "docker_image", "image": "clank-testapp:latest"}}),
+            ),
+            ManageServices,
+        ),
+        (Method::GET, SVC.into(), None, Read),
+        (
+            Method::PATCH,
+            SVC.into(),
+            Some(json!({"name": "Web"})),
+            ManageServices,
+        ),
+        (Method::GET, format!("{SVC}/config"), None, Read),
+        (
+            Method::PATCH,
+            format!("{SVC}/config"),
+            Some(cfg),
+            ManageServices,
+        ),
+        (Method::GET, format!("{SVC}/config/resolved"), None, Read),
+        (Method::GET, format!("{SVC}/deployments"), None, Read),
+        (
+            Method::POST,
+            format!("{SVC}/deployments/1/cancel"),
+            Some(json!({})),
+            Deploy,
+        ),
+        (
+            Method::POST,
+            format!("{SVC}/deployments/1/rollback"),
+            Some(json!({})),
+            Deploy,
+        ),
+        (Method::GET, format!("{ws}/members"), None, Read),
+        (
+            Method::POST,
+            format!("{ws}/members"),
+            Some(json!({"name": "New", "email": "new-{role}@example.com", "role": "viewer"})),
+            ManageMembers,
+        ),
+        (Method::DELETE, format!("{p}"), None, ManageProjects),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_matrix_is_enforced_on_every_endpoint() {
+    use clank_core::model::Role;
+    let Some(d) = Daemon::start().await else {
+        return;
+    };
+    let owner = d.init().await;
+    service_with_project(&d, &owner).await;
+    let mut tokens = vec![(Role::Owner, owner.clone())];
+    for (role, name) in [
+        (Role::Admin, "admin"),
+        (Role::Developer, "developer"),
+        (Role::Viewer, "viewer"),
+    ] {
+        let v = d
+            .ok(
+                &owner,
+                Method::POST,
+                "/v1/workspaces/acme/members",
+                Some(json!({"name": name, "email": format!("{name}@example.com"), "role": name})),
+            )
+            .await;
+        tokens.push((role, v["token"].as_str().unwrap().to_owned()));
+    }
+    // Viewer and Developer first, so the destructive calls of Admin/Owner come last.
+    tokens.reverse();
+    let mut checked = 0;
+    for (role, token) in &tokens {
+        for (method, path, body, needs) in endpoints() {
+            let body = body.map(|b| {
+                serde_json::from_str::<Value>(
+                    &b.to_string()
+                        .replace("{role}", &format!("{role:?}").to_lowercase()),
+                )
+                .unwrap()
+            });
+            let (status, v) = d.call(Some(token), method.clone(), &path, body).await;
+            if role.allows(needs) {
+                assert_ne!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{role:?} {method} {path} should be allowed: {v}"
+                );
+                assert_ne!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{role:?} {method} {path}: {v}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{role:?} {method} {path} must be refused: {v}"
+                );
+                assert_eq!(v["code"], "forbidden");
+            }
+            assert!(
+                status.as_u16() < 500,
+                "{role:?} {method} {path} → {status}: {v}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4 * endpoints().len());
+    // Only an Owner may create another Owner.
+    let admin = &tokens.iter().find(|(r, _)| *r == Role::Admin).unwrap().1;
+    let (s, _) = d
+        .call(
+            Some(admin),
+            Method::POST,
+            "/v1/workspaces/acme/members",
+            Some(json!({"name": "x", "email": "x@example.com", "role": "owner"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_and_tenant_isolation() {
+    let Some(d) = Daemon::start().await else {
+        return;
+    };
+    let owner = d.init().await;
+    let (s, v) = d
+        .call(None, Method::GET, "/v1/workspaces/acme/projects", None)
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let (s, _) = d
+        .call(
+            Some("clank_not-a-real-token"),
+            Method::GET,
+            "/v1/workspaces/acme/projects",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // A second init is refused.
+    let (s, _) = d
+        .call(
+            None,
+            Method::POST,
+            "/v1/init",
+            Some(json!({"workspace": "evil", "name": "E", "email": "e@example.com"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // Another workspace's paths are 404 for this token, never 403 (no probing).
+    let (s, _) = d
+        .call(
+            Some(&owner),
+            Method::GET,
+            "/v1/workspaces/other/projects",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A revoked token stops working at once.
+    let t = d
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/workspaces/acme/tokens",
+            Some(json!({"name": "ci", "role": "viewer"})),
+        )
+        .await;
+    let ci = t["token"].as_str().unwrap();
+    d.ok(ci, Method::GET, "/v1/workspaces/acme/projects", None)
+        .await;
+    let (s, _) = d
+        .call(
+            Some(&owner),
+            Method::DELETE,
+            &format!("/v1/workspaces/acme/tokens/{}", t["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = d
+        .call(Some(ci), Method::GET, "/v1/workspaces/acme/projects", None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // A token cannot be minted above its holder's role.
+    let viewer = d
+        .ok(
+            &owner,
+            Method::POST,
+            "/v1/workspaces/acme/tokens",
+            Some(json!({"name": "v", "role": "viewer"})),
+        )
+        .await;
+    let (s, v) = d
+        .call(
+            viewer["token"].as_str(),
+            Method::POST,
+            "/v1/workspaces/acme/tokens",
+            Some(json!({"name": "up", "role": "owner"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (StatusCode::FORBIDDEN, Some("role"))
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_4xx_naming_the_field_and_changes_nothing() {
+    let Some(d) = Daemon::start().await else {
+        return;
+    };
+    let owner = d.init().await;
+    let projects = "/v1/workspaces/acme/projects";
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"name": "Shop", "slug": "../etc"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "slug",
+        ),
+        (
+            json!({"name": "Shop", "slug": "a/b"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "slug",
+        ),
+        (
+            json!({"name": "Shop", "slug": "$(reboot)"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "slug",
+        ),
+        (
+            json!({"name": "Shop", "colour": "red"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+        ),
+        (
+            json!({"slug": "shop"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            json!({"name": "\u{0}"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (s, v) = d
+            .call(Some(&owner), Method::POST, projects, Some(body.clone()))
+            .await;
+        assert_eq!(s, status, "{body} → {v}");
+        assert_eq!(v["field"].as_str(), Some(field), "{body} → {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let listed = d.ok(&owner, Method::GET, projects, None).await;
+    assert_eq!(listed, json!([]), "refused requests created nothing");
+    d.ok(
+        &owner,
+        Method::POST,
+        projects,
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    let services = "/v1/workspaces/acme/projects/shop/environments/production/services";
+    for (body, field) in [
+        (
+            json!({"slug": "web", "source": {"type": "docker_image", "image": "--privileged"}}),
+            "source",
+        ),
+        (
+            json!({"slug": "web", "source": {"type": "git", "repo_url": "ext::sh -c touch% /tmp/pwned", "branch": "main"}}),
+            "source.repo_url",
+        ),
+        (
+            json!({"slug": "web", "source": {"type": "git", "repo_url": "https://example.com/r.git", "branch": "--upload-pack=touch /tmp/x"}}),
+            "source.branch",
+        ),
+        (
+            json!({"slug": "web", "source": {"type": "docker_image", "image": "nginx"}, "settings": {"port": 0}}),
+            "settings.port",
+        ),
+        (
+            json!({"slug": "web", "source": {"type": "docker_image", "image": "nginx"}, "volumes": [{"name": "data", "mount_path": "/var/../../etc"}]}),
+            "volumes[0].mount_path",
+        ),
+    ] {
+        let (s, v) = d
+            .call(Some(&owner), Method::POST, services, Some(body.clone()))
+            .await;
+        assert!(s.is_client_error(), "{body} → {s} {v}");
+        assert!(
+            v["field"]
+                .as_str()
+                .is_some_and(|f| f.starts_with(field.split('.').next().unwrap())),
+            "{body} → {v}"
+        );
+    }
+    assert_eq!(d.ok(&owner, Method::GET, services, None).await, json!([]));
+    // Oversized bodies are refused before parsing.
+    let huge = "x".repeat(2 << 20);
+    let (s, v) = d
+        .call(
+            Some(&owner),
+            Method::POST,
+            projects,
+            Some(json!({"name": huge})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    // Unknown deployment and unknown service are 404s.
+    let (s, _) = d
+        .call(Some(&owner), Method::GET, &format!("{services}/nope"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    d.stop().await;
+}

@@ -1,0 +1,370 @@
+//! The build context: the directory to build, the Dockerfile to use (the repository's, or one
+//! generated for the detected framework), and the tar sent to the Docker build API.
+//!
+//! Nothing outside the checkout reaches the tar: paths are resolved and checked against the
+//! checkout, symlinks are stored as links (never followed) and a symlink whose target leaves
+//! the build context fails the build naming it. `.git` is never sent; `.dockerignore` is
+//! honoured for the common patterns (`name`, `dir/`, `*.log`, `**/tmp`, `!keep`). Every entry
+//! has a fixed mtime and owner, so an unchanged checkout gives a byte-identical context and
+//! the build cache applies.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::detect::{self, App};
+use super::dockerfile;
+
+/// Where the Dockerfile used is placed in the tar (the `dockerfile` build option).
+pub const DOCKERFILE_IN_CONTEXT: &str = ".clank.Dockerfile";
+
+/// Largest build context accepted (it is held in memory while uploaded).
+pub const MAX_CONTEXT_BYTES: u64 = 1 << 30;
+
+/// What the build needs from the checkout.
+#[derive(Debug)]
+pub struct Prepared {
+    pub tar: Vec<u8>,
+    pub dockerfile: String,
+    /// Set when the Dockerfile was generated.
+    pub app: Option<App>,
+    pub procfile: Option<String>,
+    /// Things worth a line in the build log (skipped submodules, ignored files).
+    pub notes: Vec<String>,
+}
+
+/// Prepare the context of `checkout`: `build_context` and `dockerfile_path` are relative to
+/// the repository root. `Err` is a reason a user can act on.
+pub fn prepare(
+    checkout: &Path,
+    build_context: Option<&str>,
+    dockerfile_path: Option<&str>,
+    port: u16,
+) -> Result<Prepared, String> {
+    let root = checkout
+        .canonicalize()
+        .map_err(|e| format!("the checkout is unreadable: {e}"))?;
+    let context = match build_context {
+        Some(rel) => inside(&root, rel, "build_context")?,
+        None => root.clone(),
+    };
+    if !context.is_dir() {
+        return Err(format!(
+            "build_context `{}` is not a directory in the repository",
+            build_context.unwrap_or(".")
+        ));
+    }
+    let mut notes = Vec::new();
+    let (dockerfile, app) = match dockerfile_path {
+        Some(rel) => {
+            let path = inside(&root, rel, "dockerfile_path")?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("dockerfile_path `{rel}` cannot be read: {e}"))?;
+            (text, None)
+        }
+        None if context.join("Dockerfile").is_file() => {
+            let path = inside(&context, "Dockerfile", "Dockerfile")?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("the Dockerfile cannot be read: {e}"))?;
+            (text, None)
+        }
+        None => {
+            let app = detect::detect(&context)?;
+            notes.push(format!(
+                "no Dockerfile: detected a {} app, using a generated Dockerfile",
+                app.framework()
+            ));
+            (dockerfile::render(&app, port), Some(app))
+        }
+    };
+    let procfile = std::fs::symlink_metadata(context.join("Procfile"))
+        .ok()
+        .filter(|m| m.is_file() && m.len() < 64 * 1024)
+        .and_then(|_| std::fs::read_to_string(context.join("Procfile")).ok());
+    if root.join(".gitmodules").is_file() {
+        notes.push(
+            "the repository lists submodules (.gitmodules); they are not checked out".to_owned(),
+        );
+    }
+    let ignore =
+        Ignore::parse(&std::fs::read_to_string(context.join(".dockerignore")).unwrap_or_default());
+    let tar = tar_context(&context, &dockerfile, &ignore, &mut notes)?;
+    Ok(Prepared {
+        tar,
+        dockerfile,
+        app,
+        procfile,
+        notes,
+    })
+}
+
+/// `root/rel`, resolved, and refused unless it stays inside `root` (symlinks included).
+fn inside(root: &Path, rel: &str, field: &str) -> Result<PathBuf, String> {
+    let candidate = root.join(rel);
+    let resolved = candidate
+        .canonicalize()
+        .map_err(|_| format!("{field} `{rel}` does not exist in the repository"))?;
+    if !resolved.starts_with(root) {
+        return Err(format!(
+            "{field} `{rel}` resolves outside the repository (through a symlink); refusing it"
+        ));
+    }
+    Ok(resolved)
+}
+
+/// A minimal `.dockerignore`: patterns in order, the last match wins.
+#[derive(Debug, Default)]
+pub struct Ignore {
+    rules: Vec<(bool, String)>,
+}
+
+impl Ignore {
+    pub fn parse(text: &str) -> Ignore {
+        let rules = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (negate, pat) = match l.strip_prefix('!') {
+                    Some(p) => (true, p.trim()),
+                    None => (false, l),
+                };
+                let pat = pat.trim_start_matches("./").trim_start_matches('/');
+                (negate, pat.trim_end_matches('/').to_owned())
+            })
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
+        Ignore { rules }
+    }
+
+    /// Whether `path` (relative, `/`-separated) is excluded. A pattern matching a directory
+    /// excludes everything below it.
+    pub fn excludes(&self, path: &str) -> bool {
+        let mut excluded = false;
+        for (negate, pat) in &self.rules {
+            let hit =
+                glob(pat, path) || path.match_indices('/').any(|(i, _)| glob(pat, &path[..i]));
+            if hit {
+                excluded = !negate;
+            }
+        }
+        excluded
+    }
+}
+
+/// `*` (not across `/`), `?`, and `**` (any number of segments) over a whole path.
+fn glob(pat: &str, path: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) if rest.first() == Some(&b'*') => {
+                let rest = rest[1..].strip_prefix(b"/").unwrap_or(&rest[1..]);
+                (0..=s.len()).any(|i| (i == 0 || s[i - 1] == b'/') && go(rest, &s[i..]))
+                    || go(rest, s)
+            }
+            Some((b'*', rest)) => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                .any(|i| go(rest, &s[i..])),
+            Some((b'?', rest)) => s.first().is_some_and(|c| *c != b'/') && go(rest, &s[1..]),
+            Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
+        }
+    }
+    go(pat.as_bytes(), path.as_bytes())
+}
+
+fn tar_context(
+    context: &Path,
+    dockerfile: &str,
+    ignore: &Ignore,
+    notes: &mut Vec<String>,
+) -> Result<Vec<u8>, String> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.mode(tar::HeaderMode::Deterministic);
+    let io = |e: std::io::Error| format!("building the context archive failed: {e}");
+    let mut h = header(tar::EntryType::Regular, 0o644, dockerfile.len() as u64);
+    tar.append_data(&mut h, DOCKERFILE_IN_CONTEXT, dockerfile.as_bytes())
+        .map_err(io)?;
+    let mut total: u64 = 0;
+    let mut ignored = 0usize;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel_dir) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(context.join(&rel_dir))
+            .map_err(io)?
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            let rel = rel_dir.join(&name);
+            let Some(rel_str) = rel.to_str().map(str::to_owned) else {
+                return Err(format!(
+                    "`{}` has a name that is not UTF-8; rename it",
+                    rel.display()
+                ));
+            };
+            if rel_dir.as_os_str().is_empty() && name == ".git" || rel_str == DOCKERFILE_IN_CONTEXT
+            {
+                continue;
+            }
+            if ignore.excludes(&rel_str) {
+                ignored += 1;
+                continue;
+            }
+            let meta = entry.metadata().map_err(io)?; // does not follow symlinks
+            let ft = meta.file_type();
+            if ft.is_symlink() {
+                let target = std::fs::read_link(entry.path()).map_err(io)?;
+                if escapes(&rel_dir, &target) {
+                    return Err(format!(
+                        "symlink `{rel_str}` points outside the build context (to `{}`); \
+                         refusing to build it",
+                        target.display()
+                    ));
+                }
+                let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+                tar.append_link(&mut h, &rel, &target).map_err(io)?;
+            } else if ft.is_dir() {
+                let mut h = header(tar::EntryType::Directory, 0o755, 0);
+                tar.append_data(&mut h, &rel, std::io::empty())
+                    .map_err(io)?;
+                stack.push(rel);
+            } else if ft.is_file() {
+                use std::os::unix::fs::PermissionsExt;
+                total += meta.len();
+                if total > MAX_CONTEXT_BYTES {
+                    return Err(format!(
+                        "the build context is larger than {} MiB; exclude what the image does \
+                         not need with a .dockerignore",
+                        MAX_CONTEXT_BYTES >> 20
+                    ));
+                }
+                let mode = if meta.permissions().mode() & 0o111 != 0 {
+                    0o755
+                } else {
+                    0o644
+                };
+                let mut h = header(tar::EntryType::Regular, mode, meta.len());
+                let file = std::fs::File::open(entry.path()).map_err(io)?;
+                tar.append_data(&mut h, &rel, file).map_err(io)?;
+            }
+            // Sockets, fifos and devices cannot come from git; skip anything else silently.
+        }
+    }
+    if ignored > 0 {
+        notes.push(format!("{ignored} path(s) excluded by .dockerignore"));
+    }
+    tar.into_inner().map_err(io)
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+/// Whether a symlink in `dir` (relative to the context) with `target` leaves the context.
+fn escapes(dir: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return true;
+    }
+    let mut depth: i64 = dir.components().count() as i64;
+    for c in target.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return true,
+        }
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(tar: &[u8]) -> Vec<String> {
+        let mut a = tar::Archive::new(tar);
+        a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn dockerignore_patterns() {
+        let ig = Ignore::parse("# c\nnode_modules/\n*.log\n**/tmp\n/secret\n!keep.log\n");
+        assert!(ig.excludes("node_modules"));
+        assert!(ig.excludes("node_modules/a/b.js"));
+        assert!(ig.excludes("x.log"));
+        assert!(!ig.excludes("dir/x.log"), "`*` does not cross `/`");
+        assert!(ig.excludes("a/b/tmp/c"));
+        assert!(ig.excludes("secret"));
+        assert!(!ig.excludes("keep.log"), "negation re-includes");
+        assert!(!ig.excludes("src/main.js"));
+    }
+
+    #[test]
+    fn symlinks_leaving_the_context_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink("../Dockerfile", dir.path().join("sub/ok")).unwrap();
+        let p = prepare(dir.path(), None, None, 8080).unwrap();
+        assert!(entries(&p.tar).contains(&"sub/ok".to_owned()));
+        std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("sub/evil")).unwrap();
+        let err = prepare(dir.path(), None, None, 8080).unwrap_err();
+        assert!(err.contains("symlink `sub/evil` points outside"), "{err}");
+        std::fs::remove_file(dir.path().join("sub/evil")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("abs")).unwrap();
+        assert!(prepare(dir.path(), None, None, 8080).is_err());
+    }
+
+    #[test]
+    fn paths_resolving_outside_the_repository_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::os::unix::fs::symlink("../Dockerfile", repo.join("df")).unwrap();
+        std::os::unix::fs::symlink("..", repo.join("up")).unwrap();
+        let err = prepare(&repo, None, Some("df"), 8080).unwrap_err();
+        assert!(err.contains("outside the repository"), "{err}");
+        let err = prepare(&repo, Some("up"), None, 8080).unwrap_err();
+        assert!(err.contains("outside the repository"), "{err}");
+    }
+
+    #[test]
+    fn context_is_deterministic_skips_git_and_honours_dockerignore() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join(".git/objects")).unwrap();
+        std::fs::write(p.join(".git/HEAD"), "ref").unwrap();
+        std::fs::write(p.join("index.html"), "<h1>hi</h1>").unwrap();
+        std::fs::write(p.join("debug.log"), "x").unwrap();
+        std::fs::write(p.join(".dockerignore"), "*.log\n").unwrap();
+        std::fs::write(p.join("Procfile"), "web: busybox httpd -f\n").unwrap();
+        let a = prepare(p, None, None, 8080).unwrap();
+        let names = entries(&a.tar);
+        assert_eq!(
+            names,
+            [
+                DOCKERFILE_IN_CONTEXT,
+                ".dockerignore",
+                "Procfile",
+                "index.html"
+            ]
+        );
+        assert_eq!(a.app, Some(App::Static));
+        assert_eq!(a.procfile.as_deref(), Some("web: busybox httpd -f\n"));
+        // Touching a file (a new clone) changes nothing in the archive.
+        std::fs::write(p.join("index.html"), "<h1>hi</h1>").unwrap();
+        assert_eq!(prepare(p, None, None, 8080).unwrap().tar, a.tar);
+    }
+}

@@ -1,0 +1,159 @@
+//! The embedded defaults: everything in one data directory, no external service needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clank_core::Result;
+use clank_core::runtime::Runtime;
+use clank_core::secret::{KeyId, Keyring};
+use clank_core::store::catalog::Catalog;
+use clank_core::{Error, InvalidInput, RuntimeFailure};
+use clank_engine::{Engine, EngineConfig, RouteTable};
+use clank_store::RedbStore;
+use tracing::{info, warn};
+
+use crate::Platform;
+
+/// Which runtime runs workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeChoice {
+    /// Docker when an engine answers, native processes otherwise.
+    #[default]
+    Auto,
+    Docker,
+    Process,
+}
+
+impl RuntimeChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeChoice::Auto => "auto",
+            RuntimeChoice::Docker => "docker",
+            RuntimeChoice::Process => "process",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `auto`, `docker` or `process` (what the bindings and the CLI accept).
+impl std::str::FromStr for RuntimeChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(RuntimeChoice::Auto),
+            "docker" => Ok(RuntimeChoice::Docker),
+            "process" => Ok(RuntimeChoice::Process),
+            other => Err(InvalidInput::new(
+                "runtime",
+                "one_of",
+                format!("unknown runtime `{other}`: expected `auto`, `docker` or `process`"),
+            )
+            .into()),
+        }
+    }
+}
+
+/// Where and how an embedded platform runs.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    pub data_dir: PathBuf,
+    pub runtime: RuntimeChoice,
+    pub engine: EngineConfig,
+}
+
+impl EmbeddedOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EmbeddedOptions {
+            data_dir: data_dir.into(),
+            runtime: RuntimeChoice::Auto,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::StoreUnavailable(format!("{what} `{}`: {e}", path.display()))
+}
+
+/// The keyring sealing secrets at rest: read from `path`, or generated and written there
+/// (owner-only, created exclusively so two starts cannot race to different keys).
+pub fn load_or_create_keyring(path: &Path) -> Result<Keyring> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read_to_string(path) {
+        Ok(text) => return text.parse(),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io("read keyring", path, e));
+        }
+        Err(_) => {}
+    }
+    let ring = Keyring::new(KeyId::new("k1")?, Keyring::generate_key()?);
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => f,
+        // Someone else created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return load_or_create_keyring(path);
+        }
+        Err(e) => return Err(io("create keyring", path, e)),
+    };
+    f.write_all(ring.export().expose().as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io("write keyring", path, e))?;
+    Ok(ring)
+}
+
+async fn runtime(options: &EmbeddedOptions) -> Result<Arc<dyn Runtime>> {
+    let process = || -> Result<Arc<dyn Runtime>> {
+        Ok(Arc::new(clank_process::ProcessRuntime::open(
+            options.data_dir.join("processes"),
+        )?))
+    };
+    match options.runtime {
+        RuntimeChoice::Process => process(),
+        RuntimeChoice::Docker => Ok(Arc::new(clank_docker::DockerRuntime::connect().await?)),
+        RuntimeChoice::Auto => match clank_docker::DockerRuntime::connect().await {
+            Ok(docker) => {
+                info!(socket = %docker.socket(), "Running workloads on the Docker Engine.");
+                Ok(Arc::new(docker))
+            }
+            Err(e) if e.runtime_failure() == Some(RuntimeFailure::EngineUnavailable) => {
+                warn!(error = %e, "No Docker Engine reachable: running workloads as native processes.");
+                process()
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+impl Platform {
+    /// A platform on the embedded defaults in `options.data_dir`: `clank.redb`, `keyring`,
+    /// and (native runtime) `processes/`.
+    pub async fn open(options: EmbeddedOptions) -> Result<Platform> {
+        std::fs::create_dir_all(&options.data_dir)
+            .map_err(|e| io("create data directory", &options.data_dir, e))?;
+        let store = RedbStore::open(options.data_dir.join("clank.redb"))?;
+        let catalog = Catalog::new(Arc::new(store));
+        let keyring = load_or_create_keyring(&options.data_dir.join("keyring"))?;
+        let runtime = runtime(&options).await?;
+        let proxy = Arc::new(RouteTable::new(options.engine.probe_timeout));
+        let engine = Engine::new(
+            catalog.clone(),
+            runtime,
+            proxy,
+            keyring.clone(),
+            options.engine.clone(),
+        );
+        Ok(Platform::new(catalog, engine, keyring))
+    }
+}

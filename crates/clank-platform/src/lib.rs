@@ -1,0 +1,635 @@
+//! The Clank platform as one object: every operation a user has, addressed the way users
+//! address things (`workspace/project/environment/service`), over the catalog and the deploy
+//! engine. The daemon's REST API, the CLI (through it) and the Python and Node bindings are all
+//! thin layers over [`Platform`]; embedders can use it directly.
+//!
+//! [`Platform::open`] starts from the embedded defaults: a redb store and a keyring in a data
+//! directory, the Docker Engine when one answers, native processes otherwise.
+
+mod embedded;
+mod ops;
+mod views;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clank_core::address::{AddressDefaults, EnvironmentAddress, ProjectAddress, ServiceAddress};
+use clank_core::config::{self, ConfigChange, ConfigLayer, ConfigVarView, ResolvedVarView, Scope};
+use clank_core::id::ServerId;
+use clank_core::model::{
+    Deployment, Endpoint, Environment, ProcessSpec, Project, Service, ServiceSettings,
+    ServiceSource, Trigger, VolumeMount, Workspace,
+};
+use clank_core::runtime::OwnerFilter;
+use clank_core::secret::Keyring;
+use clank_core::store::catalog::{Catalog, Page, Versioned};
+use clank_core::{Error, InvalidInput, Result, Timestamp};
+use clank_engine::{Engine, EventStream, LogEntry};
+
+pub use embedded::{EmbeddedOptions, RuntimeChoice, load_or_create_keyring};
+pub use ops::{ChangeRef, Request, Subscription, TargetRef};
+pub use views::DeploymentView;
+
+/// What a new service looks like; everything but `slug` and `source` has the documented default.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub slug: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub source: ServiceSource,
+    #[serde(default)]
+    pub settings: ServiceSettings,
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default)]
+    pub endpoint: Option<Endpoint>,
+    /// Process types; default: one `web` replica running the image's own command.
+    #[serde(default)]
+    pub processes: Option<BTreeMap<String, ProcessSpec>>,
+    #[serde(default)]
+    pub server_id: Option<ServerId>,
+}
+
+/// A change to a service; absent fields stay as they are. Changes apply from the next deploy.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub source: Option<ServiceSource>,
+    #[serde(default)]
+    pub settings: Option<ServiceSettings>,
+    #[serde(default)]
+    pub volumes: Option<Vec<VolumeMount>>,
+    /// `Some(None)` removes the endpoint.
+    #[serde(default, with = "double_option")]
+    pub endpoint: Option<Option<Endpoint>>,
+    #[serde(default)]
+    pub processes: Option<BTreeMap<String, ProcessSpec>>,
+    /// `Some(None)` moves the service back to the platform host.
+    #[serde(default, with = "double_option")]
+    pub server_id: Option<Option<ServerId>>,
+}
+
+/// Distinguish "field absent" from "field null" for patches.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// Where a config variable is set, by address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigTarget {
+    Workspace(String),
+    Project(ProjectAddress),
+    Environment(EnvironmentAddress),
+    Service(ServiceAddress),
+}
+
+/// The platform: catalog + engine + keyring, addressed by slugs.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    catalog: Catalog,
+    engine: Engine,
+    keyring: Keyring,
+    defaults: AddressDefaults,
+}
+
+impl Platform {
+    pub fn new(catalog: Catalog, engine: Engine, keyring: Keyring) -> Self {
+        Platform {
+            catalog,
+            engine,
+            keyring,
+            defaults: AddressDefaults::default(),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn defaults(&self) -> &AddressDefaults {
+        &self.defaults
+    }
+
+    /// Run the deploy engine until `shutdown` completes.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        self.engine.run(shutdown).await
+    }
+
+    /// Run the deploy engine on a background task of the current tokio runtime until the
+    /// returned handle is stopped or dropped: for embedders without a main loop of their own
+    /// (the Python and Node bindings). Panics outside a tokio runtime, like `tokio::spawn`.
+    pub fn spawn_engine(&self) -> EngineTask {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let platform = self.clone();
+        let task = tokio::spawn(async move {
+            let result = platform
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "The deploy engine stopped.");
+            }
+            result
+        });
+        EngineTask {
+            shutdown: std::sync::Mutex::new(Some(tx)),
+            task: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// The workspace short addresses name (`default` unless configured), created if missing.
+    pub async fn ensure_default_workspace(&self) -> Result<Workspace> {
+        let slug = self.defaults.workspace.clone();
+        self.ensure_workspace(&slug).await
+    }
+
+    /// Follow deployment events.
+    pub fn events(&self) -> EventStream {
+        self.engine.events()
+    }
+
+    // ---- Addresses ----------------------------------------------------------------------
+
+    pub fn parse_service(&self, s: &str) -> Result<ServiceAddress> {
+        Ok(ServiceAddress::parse(s, &self.defaults)?)
+    }
+
+    pub fn parse_environment(&self, s: &str) -> Result<EnvironmentAddress> {
+        Ok(EnvironmentAddress::parse(s, &self.defaults)?)
+    }
+
+    pub fn parse_project(&self, s: &str) -> Result<ProjectAddress> {
+        Ok(ProjectAddress::parse(s, &self.defaults)?)
+    }
+
+    pub async fn workspace(&self, slug: &str) -> Result<Versioned<Workspace>> {
+        self.catalog
+            .lookup::<Workspace>("slug", slug)
+            .await?
+            .ok_or_else(|| Error::not_found("workspace", slug))
+    }
+
+    pub async fn project(&self, addr: &ProjectAddress) -> Result<Versioned<Project>> {
+        let ws = self.workspace(addr.workspace()).await?;
+        self.catalog
+            .lookup::<Project>("slug", &format!("{}:{}", ws.id, addr.project()))
+            .await?
+            .ok_or_else(|| Error::not_found("project", addr))
+    }
+
+    pub async fn environment(
+        &self,
+        addr: &EnvironmentAddress,
+    ) -> Result<(Versioned<Project>, Versioned<Environment>)> {
+        let project = self.project(addr.project_address()).await?;
+        let env = self
+            .catalog
+            .lookup::<Environment>("name", &format!("{}:{}", project.id, addr.environment()))
+            .await?
+            .ok_or_else(|| Error::not_found("environment", addr))?;
+        Ok((project, env))
+    }
+
+    pub async fn service(&self, addr: &ServiceAddress) -> Result<Versioned<Service>> {
+        let (_, env) = self.environment(addr.environment_address()).await?;
+        self.catalog
+            .lookup::<Service>("slug", &format!("{}:{}", env.id, addr.service()))
+            .await?
+            .ok_or_else(|| Error::not_found("service", addr))
+    }
+
+    // ---- Workspaces, projects, environments ------------------------------------------------
+
+    pub async fn create_workspace(&self, name: &str, slug: Option<&str>) -> Result<Workspace> {
+        let ws = Workspace::new(name, slug, Timestamp::now())?;
+        self.catalog.create(&ws).await?;
+        Ok(ws)
+    }
+
+    /// The workspace with this slug, created (named after it) if missing.
+    pub async fn ensure_workspace(&self, slug: &str) -> Result<Workspace> {
+        if let Some(ws) = self.catalog.lookup::<Workspace>("slug", slug).await? {
+            return Ok(ws.value);
+        }
+        match self.create_workspace(slug, Some(slug)).await {
+            Err(Error::Conflict(_)) => Ok(self.workspace(slug).await?.value),
+            other => other,
+        }
+    }
+
+    pub async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        Ok(values(
+            self.catalog.list::<Workspace>(Page::all()).await?.items,
+        ))
+    }
+
+    /// A project with its `production` environment.
+    pub async fn create_project(
+        &self,
+        workspace: &str,
+        name: &str,
+        slug: Option<&str>,
+    ) -> Result<Project> {
+        let ws = self.workspace(workspace).await?;
+        let project = Project::new(ws.id, name, slug, Timestamp::now())?;
+        self.catalog
+            .create_project(&project, Timestamp::now())
+            .await?;
+        Ok(project)
+    }
+
+    /// Projects of a workspace; soft-deleted ones only when asked.
+    pub async fn list_projects(
+        &self,
+        workspace: &str,
+        include_deleted: bool,
+    ) -> Result<Vec<Project>> {
+        let ws = self.workspace(workspace).await?;
+        let all = values(self.catalog.projects_in(ws.id, Page::all()).await?.items);
+        Ok(all
+            .into_iter()
+            .filter(|p| include_deleted || !p.is_deleted())
+            .collect())
+    }
+
+    /// Soft delete: the project is marked, nothing running is stopped, no volume is touched.
+    pub async fn delete_project(&self, addr: &ProjectAddress) -> Result<Project> {
+        loop {
+            let p = self.project(addr).await?;
+            if p.is_deleted() {
+                return Ok(p.value);
+            }
+            let mut next = p.value.clone();
+            next.deleted_at = Some(Timestamp::now());
+            match self.catalog.update(&p, &next).await {
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(next),
+            }
+        }
+    }
+
+    pub async fn create_environment(
+        &self,
+        project: &ProjectAddress,
+        name: &str,
+    ) -> Result<Environment> {
+        let p = self.project(project).await?;
+        live(&p)?;
+        let env = Environment::new(p.id, name, Timestamp::now())?;
+        self.catalog.create(&env).await?;
+        Ok(env)
+    }
+
+    pub async fn list_environments(&self, project: &ProjectAddress) -> Result<Vec<Environment>> {
+        let p = self.project(project).await?;
+        Ok(values(
+            self.catalog
+                .find::<Environment>("project", &p.id.to_string(), Page::all())
+                .await?
+                .items,
+        ))
+    }
+
+    // ---- Services ---------------------------------------------------------------------------
+
+    pub async fn create_service(
+        &self,
+        env: &EnvironmentAddress,
+        spec: ServiceSpec,
+    ) -> Result<Service> {
+        let (project, environment) = self.environment(env).await?;
+        live(&project)?;
+        let now = Timestamp::now();
+        let mut service = Service::new(
+            project.workspace_id,
+            project.id,
+            environment.id,
+            &spec.slug,
+            spec.source,
+            now,
+        )?;
+        if let Some(name) = spec.name {
+            service.name = name;
+        }
+        service.settings = spec.settings;
+        service.volumes = spec.volumes;
+        service.endpoint = spec.endpoint;
+        if let Some(processes) = spec.processes {
+            service.processes = processes;
+        }
+        service.server_id = spec.server_id;
+        service.validate()?;
+        self.catalog.create(&service).await?;
+        Ok(service)
+    }
+
+    pub async fn update_service(
+        &self,
+        addr: &ServiceAddress,
+        patch: ServicePatch,
+    ) -> Result<Service> {
+        loop {
+            let current = self.service(addr).await?;
+            let mut next = current.value.clone();
+            if let Some(name) = &patch.name {
+                next.name = name.clone();
+            }
+            if let Some(source) = &patch.source {
+                next.source = source.clone();
+            }
+            if let Some(settings) = &patch.settings {
+                next.settings = settings.clone();
+            }
+            if let Some(volumes) = &patch.volumes {
+                next.volumes = volumes.clone();
+            }
+            if let Some(endpoint) = &patch.endpoint {
+                next.endpoint = endpoint.clone();
+            }
+            if let Some(processes) = &patch.processes {
+                next.processes = processes.clone();
+            }
+            if let Some(server) = &patch.server_id {
+                next.server_id = *server;
+            }
+            next.updated_at = Timestamp::now();
+            next.validate()?;
+            match self.catalog.update(&current, &next).await {
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(next),
+            }
+        }
+    }
+
+    pub async fn list_services(&self, env: &EnvironmentAddress) -> Result<Vec<Service>> {
+        let (_, environment) = self.environment(env).await?;
+        Ok(values(
+            self.catalog
+                .services_in_environment(environment.id, Page::all())
+                .await?
+                .items,
+        ))
+    }
+
+    // ---- Config -----------------------------------------------------------------------------
+
+    async fn scope(&self, target: &ConfigTarget) -> Result<Scope> {
+        Ok(match target {
+            ConfigTarget::Workspace(slug) => Scope::Workspace(self.workspace(slug).await?.id),
+            ConfigTarget::Project(a) => Scope::Project(self.project(a).await?.id),
+            ConfigTarget::Environment(a) => Scope::Environment(self.environment(a).await?.1.id),
+            ConfigTarget::Service(a) => Scope::Service(self.service(a).await?.id),
+        })
+    }
+
+    /// Apply set/unset changes to one scope, all or nothing. Returns the scope's variables,
+    /// secrets masked.
+    pub async fn set_config(
+        &self,
+        target: &ConfigTarget,
+        changes: &[ConfigChange],
+    ) -> Result<Vec<ConfigVarView>> {
+        let scope = self.scope(target).await?;
+        loop {
+            let current = self.catalog.config_layer(scope).await?;
+            let base = current
+                .as_ref()
+                .map(|c| c.value.clone())
+                .unwrap_or_else(|| ConfigLayer::new(scope));
+            let next = config::apply_bulk(&base, changes, &self.keyring, Timestamp::now())?;
+            let written = match &current {
+                Some(cur) => self.catalog.update(cur, &next).await,
+                None => self.catalog.create(&next).await,
+            };
+            match written {
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(next.view()),
+            }
+        }
+    }
+
+    /// The variables set at one scope, secrets masked.
+    pub async fn config(&self, target: &ConfigTarget) -> Result<Vec<ConfigVarView>> {
+        let scope = self.scope(target).await?;
+        Ok(self
+            .catalog
+            .config_layer(scope)
+            .await?
+            .map(|l| l.value.view())
+            .unwrap_or_default())
+    }
+
+    /// What a deploy of the service would get now, each value with the scope it came from.
+    pub async fn resolved_config(&self, addr: &ServiceAddress) -> Result<Vec<ResolvedVarView>> {
+        let service = self.service(addr).await?;
+        Ok(self.engine.resolve_config(&service).await?.view())
+    }
+
+    // ---- Deployments ------------------------------------------------------------------------
+
+    pub async fn deploy(&self, addr: &ServiceAddress, trigger: Trigger) -> Result<DeploymentView> {
+        let service = self.service(addr).await?;
+        Ok(DeploymentView::from(
+            &self.engine.deploy(service.id, trigger).await?,
+        ))
+    }
+
+    /// Roll back to deployment `number`: a new deployment with its image and config.
+    pub async fn rollback(&self, addr: &ServiceAddress, number: u64) -> Result<DeploymentView> {
+        let (service, target) = self.deployment_record(addr, number).await?;
+        Ok(DeploymentView::from(
+            &self.engine.rollback(service.id, target.id).await?,
+        ))
+    }
+
+    pub async fn cancel(&self, addr: &ServiceAddress, number: u64) -> Result<DeploymentView> {
+        let (_, d) = self.deployment_record(addr, number).await?;
+        Ok(DeploymentView::from(&self.engine.cancel(d.id).await?))
+    }
+
+    pub async fn deployment(&self, addr: &ServiceAddress, number: u64) -> Result<DeploymentView> {
+        Ok(DeploymentView::from(
+            &self.deployment_record(addr, number).await?.1.value,
+        ))
+    }
+
+    /// Newest first; `before` continues from a deployment number (exclusive).
+    pub async fn deployments(
+        &self,
+        addr: &ServiceAddress,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<DeploymentView>> {
+        let service = self.service(addr).await?;
+        let limit = limit.clamp(1, 500);
+        let mut page = Page::newest(limit);
+        if let Some(n) = before {
+            // Index sort keys are the zero-padded number (see the catalog's key layout).
+            page.after = Some(format!("idx/deployment/service/{}/{n:020}", service.id));
+        }
+        let listing = self.catalog.deployments_of(service.id, page).await?;
+        Ok(listing
+            .items
+            .iter()
+            .map(|d| DeploymentView::from(&d.value))
+            .collect())
+    }
+
+    pub async fn deploy_log(&self, addr: &ServiceAddress, number: u64) -> Result<Vec<LogEntry>> {
+        let (_, d) = self.deployment_record(addr, number).await?;
+        self.engine.deploy_log(d.id).await
+    }
+
+    /// Wait until deployment `number` is ACTIVE or finished, up to `timeout`.
+    pub async fn wait(
+        &self,
+        addr: &ServiceAddress,
+        number: u64,
+        timeout: Duration,
+    ) -> Result<DeploymentView> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let d = self.deployment(addr, number).await?;
+            let settled =
+                d.status == clank_core::deploy::DeploymentStatus::Active || d.status.is_terminal();
+            if settled {
+                return Ok(d);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Conflict(format!(
+                    "deployment #{number} of `{addr}` is still {} after {:.0} s",
+                    d.status,
+                    timeout.as_secs_f64()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Where deployment `number`'s published (`web`) workloads listen on the host, as the
+    /// runtime reports them now, sorted; empty once they are stopped.
+    pub async fn endpoints(&self, addr: &ServiceAddress, number: u64) -> Result<Vec<SocketAddr>> {
+        let (_, d) = self.deployment_record(addr, number).await?;
+        let filter = OwnerFilter {
+            deployment: Some(d.id),
+            ..OwnerFilter::default()
+        };
+        let mut found: Vec<SocketAddr> = self
+            .engine
+            .runtime()
+            .list(&filter)
+            .await?
+            .iter()
+            .filter_map(|w| w.endpoint)
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    async fn deployment_record(
+        &self,
+        addr: &ServiceAddress,
+        number: u64,
+    ) -> Result<(Versioned<Service>, Versioned<Deployment>)> {
+        let service = self.service(addr).await?;
+        let d = self
+            .catalog
+            .lookup::<Deployment>("number", &format!("{}:{number}", service.id))
+            .await?
+            .ok_or_else(|| Error::not_found("deployment", format!("{addr}#{number}")))?;
+        Ok((service, d))
+    }
+}
+
+/// The deploy engine running in the background ([`Platform::spawn_engine`]); dropping it
+/// signals the engine to stop without waiting. Workloads keep running either way.
+#[derive(Debug)]
+pub struct EngineTask {
+    shutdown: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<Result<()>>>>,
+}
+
+impl EngineTask {
+    fn signal(&self) {
+        let sender = self
+            .shutdown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(tx) = sender {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Stop the engine and wait (up to `timeout`) for its loop to return; idempotent. The
+    /// engine's own error, if it had stopped on one, is returned once.
+    pub async fn stop(&self, timeout: Duration) -> Result<()> {
+        self.signal();
+        let Some(task) = self.task.lock().await.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(Error::Internal(format!(
+                "the deploy engine panicked: {join}"
+            ))),
+            Err(_) => Err(Error::Internal(format!(
+                "the deploy engine did not stop within {:.0} s",
+                timeout.as_secs_f64()
+            ))),
+        }
+    }
+}
+
+impl Drop for EngineTask {
+    fn drop(&mut self) {
+        self.signal();
+    }
+}
+
+fn values<T>(items: Vec<Versioned<T>>) -> Vec<T> {
+    items.into_iter().map(|v| v.value).collect()
+}
+
+/// Refuse to add to a soft-deleted project.
+fn live(p: &Project) -> Result<()> {
+    if p.is_deleted() {
+        return Err(InvalidInput::new(
+            "project",
+            "deleted",
+            format!("project `{}` is deleted", p.slug),
+        )
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! Every platform operation as data: a [`Request`] (JSON `{"op": "get_service", ...}`) that
+//! [`Platform::execute`] answers with a JSON value. The Python and Node bindings call the
+//! platform only through this, so both expose exactly the same operations with the same
+//! argument names, the same views (secrets masked) and the same errors; their public APIs,
+//! written in the host languages, turn it back into idiomatic calls.
+
+use std::time::Duration;
+
+use clank_core::config::ConfigChange;
+use clank_core::id::ServiceId;
+use clank_core::model::Trigger;
+use clank_core::{Error, InvalidInput, Result};
+use clank_engine::{Event, EventStream};
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{ConfigTarget, Platform, ServicePatch, ServiceSpec};
+
+/// Where a config change applies, by address: `{"service": "demo/hello"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetRef {
+    Workspace(String),
+    Project(String),
+    Environment(String),
+    Service(String),
+}
+
+/// One config edit: `value` set (as a secret when `secret`), or `null` to unset the key.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRef {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+impl std::fmt::Debug for ChangeRef {
+    /// Never prints a value: it may be a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeRef")
+            .field("key", &self.key)
+            .field("set", &self.value.is_some())
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// One platform operation. Addresses are strings in the platform's address syntax
+/// (`project/service` means workspace `default`, environment `production`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    EnsureWorkspace {
+        slug: String,
+    },
+    ListWorkspaces,
+    CreateProject {
+        #[serde(default = "default_workspace")]
+        workspace: String,
+        name: String,
+        #[serde(default)]
+        slug: Option<String>,
+    },
+    GetProject {
+        project: String,
+    },
+    ListProjects {
+        #[serde(default = "default_workspace")]
+        workspace: String,
+        #[serde(default)]
+        include_deleted: bool,
+    },
+    DeleteProject {
+        project: String,
+    },
+    CreateEnvironment {
+        project: String,
+        name: String,
+    },
+    ListEnvironments {
+        project: String,
+    },
+    CreateService {
+        environment: String,
+        spec: ServiceSpec,
+    },
+    GetService {
+        service: String,
+    },
+    UpdateService {
+        service: String,
+        patch: ServicePatch,
+    },
+    ListServices {
+        environment: String,
+    },
+    SetConfig {
+        target: TargetRef,
+        changes: Vec<ChangeRef>,
+    },
+    GetConfig {
+        target: TargetRef,
+    },
+    ResolvedConfig {
+        service: String,
+    },
+    Deploy {
+        service: String,
+    },
+    Rollback {
+        service: String,
+        number: u64,
+    },
+    Cancel {
+        service: String,
+        number: u64,
+    },
+    GetDeployment {
+        service: String,
+        number: u64,
+    },
+    ListDeployments {
+        service: String,
+        #[serde(default = "default_limit")]
+        limit: usize,
+        #[serde(default)]
+        before: Option<u64>,
+    },
+    DeployLog {
+        service: String,
+        number: u64,
+    },
+    Wait {
+        service: String,
+        number: u64,
+        timeout_s: f64,
+    },
+    Endpoints {
+        service: String,
+        number: u64,
+    },
+}
+
+fn default_workspace() -> String {
+    "default".to_owned()
+}
+
+fn default_limit() -> usize {
+    20
+}
+
+fn json<T: Serialize>(v: T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::Internal(format!("serialize response: {e}")))
+}
+
+impl Request {
+    /// Parse a JSON request; anything malformed is [`InvalidInput`] on field `request`.
+    pub fn from_json(s: &str) -> Result<Request> {
+        serde_json::from_str(s)
+            .map_err(|e| InvalidInput::new("request", "json", format!("bad request: {e}")).into())
+    }
+}
+
+impl Platform {
+    fn target(&self, t: &TargetRef) -> Result<ConfigTarget> {
+        Ok(match t {
+            TargetRef::Workspace(slug) => ConfigTarget::Workspace(slug.clone()),
+            TargetRef::Project(a) => ConfigTarget::Project(self.parse_project(a)?),
+            TargetRef::Environment(a) => ConfigTarget::Environment(self.parse_environment(a)?),
+            TargetRef::Service(a) => ConfigTarget::Service(self.parse_service(a)?),
+        })
+    }
+
+    /// Run one operation; the answer is the operation's view as JSON (secrets masked).
+    pub async fn execute(&self, request: Request) -> Result<Value> {
+        match request {
+            Request::EnsureWorkspace { slug } => json(self.ensure_workspace(&slug).await?),
+            Request::ListWorkspaces => json(self.list_workspaces().await?),
+            Request::CreateProject {
+                workspace,
+                name,
+                slug,
+            } => json(
+                self.create_project(&workspace, &name, slug.as_deref())
+                    .await?,
+            ),
+            Request::GetProject { project } => {
+                json(self.project(&self.parse_project(&project)?).await?.value)
+            }
+            Request::ListProjects {
+                workspace,
+                include_deleted,
+            } => json(self.list_projects(&workspace, include_deleted).await?),
+            Request::DeleteProject { project } => {
+                json(self.delete_project(&self.parse_project(&project)?).await?)
+            }
+            Request::CreateEnvironment { project, name } => json(
+                self.create_environment(&self.parse_project(&project)?, &name)
+                    .await?,
+            ),
+            Request::ListEnvironments { project } => json(
+                self.list_environments(&self.parse_project(&project)?)
+                    .await?,
+            ),
+            Request::CreateService { environment, spec } => json(
+                self.create_service(&self.parse_environment(&environment)?, spec)
+                    .await?,
+            ),
+            Request::GetService { service } => {
+                json(self.service(&self.parse_service(&service)?).await?.value)
+            }
+            Request::UpdateService { service, patch } => json(
+                self.update_service(&self.parse_service(&service)?, patch)
+                    .await?,
+            ),
+            Request::ListServices { environment } => json(
+                self.list_services(&self.parse_environment(&environment)?)
+                    .await?,
+            ),
+            Request::SetConfig { target, changes } => {
+                let changes: Vec<ConfigChange> = changes
+                    .into_iter()
+                    .map(|c| match (c.value, c.secret) {
+                        (Some(v), true) => ConfigChange::set_secret(c.key, v),
+                        (Some(v), false) => ConfigChange::set_plain(c.key, v),
+                        (None, _) => ConfigChange::unset(c.key),
+                    })
+                    .collect();
+                json(self.set_config(&self.target(&target)?, &changes).await?)
+            }
+            Request::GetConfig { target } => json(self.config(&self.target(&target)?).await?),
+            Request::ResolvedConfig { service } => {
+                json(self.resolved_config(&self.parse_service(&service)?).await?)
+            }
+            Request::Deploy { service } => json(
+                self.deploy(&self.parse_service(&service)?, Trigger::Manual { by: None })
+                    .await?,
+            ),
+            Request::Rollback { service, number } => json(
+                self.rollback(&self.parse_service(&service)?, number)
+                    .await?,
+            ),
+            Request::Cancel { service, number } => {
+                json(self.cancel(&self.parse_service(&service)?, number).await?)
+            }
+            Request::GetDeployment { service, number } => json(
+                self.deployment(&self.parse_service(&service)?, number)
+                    .await?,
+            ),
+            Request::ListDeployments {
+                service,
+                limit,
+                before,
+            } => json(
+                self.deployments(&self.parse_service(&service)?, limit, before)
+                    .await?,
+            ),
+            Request::DeployLog { service, number } => json(
+                self.deploy_log(&self.parse_service(&service)?, number)
+                    .await?,
+            ),
+            Request::Wait {
+                service,
+                number,
+                timeout_s,
+            } => {
+                let timeout = Duration::try_from_secs_f64(timeout_s).map_err(|_| {
+                    InvalidInput::new(
+                        "timeout_s",
+                        "range",
+                        format!(
+                            "timeout must be a non-negative number of seconds, not {timeout_s}"
+                        ),
+                    )
+                })?;
+                json(
+                    self.wait(&self.parse_service(&service)?, number, timeout)
+                        .await?,
+                )
+            }
+            Request::Endpoints { service, number } => {
+                let found = self
+                    .endpoints(&self.parse_service(&service)?, number)
+                    .await?;
+                json(found.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+            }
+        }
+    }
+
+    /// [`Platform::execute`] from and to JSON text: what the bindings call.
+    pub async fn execute_json(&self, request: &str) -> Result<String> {
+        let value = self.execute(Request::from_json(request)?).await?;
+        Ok(value.to_string())
+    }
+
+    /// Follow events from now on, of one service (by address) or of all services. The
+    /// subscription starts here; the address is resolved by the first [`Subscription::next`]
+    /// (which fails if the service does not exist).
+    pub fn subscribe(&self, service: Option<&str>) -> Subscription {
+        Subscription {
+            platform: self.clone(),
+            stream: self.events(),
+            service: service.map(|a| ServiceFilter::Address(a.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum ServiceFilter {
+    Address(String),
+    Id(ServiceId),
+}
+
+/// Events as they happen (see [`Platform::subscribe`]). A follower that falls more than the
+/// engine's buffer behind skips the lost events; the deploy log keeps the full record.
+pub struct Subscription {
+    platform: Platform,
+    stream: EventStream,
+    service: Option<ServiceFilter>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The next event; `None` once the engine is gone. Cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<Event>> {
+        let wanted = match &self.service {
+            None => None,
+            Some(ServiceFilter::Id(id)) => Some(*id),
+            Some(ServiceFilter::Address(a)) => {
+                let addr = self.platform.parse_service(a)?;
+                let id = self.platform.service(&addr).await?.id;
+                self.service = Some(ServiceFilter::Id(id));
+                Some(id)
+            }
+        };
+        loop {
+            match self.stream.next().await {
+                None => return Ok(None),
+                Some(e) if wanted.is_none_or(|id| id == e.service) => return Ok(Some(e)),
+                Some(_) => {}
+            }
+        }
+    }
+}

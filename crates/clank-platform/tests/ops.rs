@@ -1,0 +1,227 @@
+//! The platform's data-level API (what the Python and Node bindings call): requests as JSON,
+//! errors keeping their kind and field, event subscriptions by address, and endpoints of a
+//! deployment, on the embedded defaults with native processes (no Docker needed).
+
+use std::time::Duration;
+
+use clank_core::ErrorKind;
+use clank_platform::{EmbeddedOptions, Platform, RuntimeChoice};
+use clank_testkit::{http, testapp};
+use serde_json::{Value, json};
+
+async fn open(dir: &std::path::Path) -> Platform {
+    let mut options = EmbeddedOptions::new(dir.join("data"));
+    options.runtime = RuntimeChoice::Process;
+    let p = Platform::open(options).await.expect("open");
+    p.ensure_workspace("default")
+        .await
+        .expect("default workspace");
+    p
+}
+
+async fn call(p: &Platform, request: Value) -> clank_core::Result<Value> {
+    let answer = p.execute_json(&request.to_string()).await?;
+    Ok(serde_json::from_str(&answer).expect("answers are JSON"))
+}
+
+#[test]
+fn runtime_choice_parses_its_three_names_and_names_the_field_otherwise() {
+    for choice in [
+        RuntimeChoice::Auto,
+        RuntimeChoice::Docker,
+        RuntimeChoice::Process,
+    ] {
+        assert_eq!(choice.as_str().parse::<RuntimeChoice>().unwrap(), choice);
+    }
+    let e = "kubernetes".parse::<RuntimeChoice>().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+    assert_eq!(e.field(), Some("runtime"));
+}
+
+#[tokio::test]
+async fn requests_answer_with_views_and_errors_keep_kind_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path()).await;
+
+    let project = call(
+        &p,
+        json!({"op": "create_project", "name": "Shop", "slug": "shop"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(project["slug"], "shop");
+    let service = call(
+        &p,
+        json!({"op": "create_service", "environment": "shop", "spec": {
+            "slug": "api",
+            "source": {"type": "docker_image", "image": "nginx:1.27"},
+            "settings": {"health_check_interval_s": 1},
+        }}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(service["settings"]["health_check_interval_s"], 1);
+    assert_eq!(
+        service["settings"]["port"], 8080,
+        "unset settings keep their defaults"
+    );
+    let got = call(&p, json!({"op": "get_service", "service": "shop/api"}))
+        .await
+        .unwrap();
+    assert_eq!(got, service);
+
+    let vars = call(
+        &p,
+        json!({"op": "set_config", "target": {"service": "shop/api"}, "changes": [
+            {"key": "MODE", "value": "prod"},
+            {"key": "TOKEN", "value": "s3cr3t-value", "secret": true},
+        ]}),
+    )
+    .await
+    .unwrap();
+    let resolved = call(&p, json!({"op": "resolved_config", "service": "shop/api"}))
+        .await
+        .unwrap();
+    for answer in [&vars, &resolved] {
+        let text = answer.to_string();
+        assert!(!text.contains("s3cr3t-value"), "secret leaked: {text}");
+        assert!(text.contains("********"));
+    }
+    let unset = call(
+        &p,
+        json!({"op": "set_config", "target": {"service": "shop/api"}, "changes": [
+            {"key": "MODE", "value": null},
+        ]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unset.as_array().unwrap().len(), 1);
+
+    let cases = [
+        (
+            json!({"op": "get_service", "service": "shop/nope"}),
+            ErrorKind::NotFound,
+            None,
+        ),
+        (
+            json!({"op": "create_project", "name": "Shop", "slug": "shop"}),
+            ErrorKind::Conflict,
+            None,
+        ),
+        (
+            json!({"op": "create_project", "name": "Bad", "slug": "Bad Slug"}),
+            ErrorKind::Invalid,
+            Some("slug"),
+        ),
+        (
+            json!({"op": "get_service", "service": "api"}),
+            ErrorKind::Invalid,
+            Some("address"),
+        ),
+        (
+            json!({"op": "no_such_op"}),
+            ErrorKind::Invalid,
+            Some("request"),
+        ),
+        (
+            json!({"op": "wait", "service": "shop/api", "number": 1, "timeout_s": -1.0}),
+            ErrorKind::Invalid,
+            Some("timeout_s"),
+        ),
+    ];
+    for (request, kind, field) in cases {
+        let e = call(&p, request.clone()).await.unwrap_err();
+        assert_eq!((e.kind(), e.field()), (kind, field), "{request}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_follows_one_service_and_endpoints_reach_its_workload() {
+    if !testapp::busybox_available() {
+        eprintln!(
+            "SKIPPED: {} missing (Debian's busybox-static)",
+            testapp::BUSYBOX
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path()).await;
+    let app = dir.path().join("app");
+    testapp::write_testapp(&app).unwrap();
+    let start = app.join("start.sh").to_string_lossy().into_owned();
+    call(
+        &p,
+        json!({"op": "create_project", "name": "Demo", "slug": "demo"}),
+    )
+    .await
+    .unwrap();
+    for slug in ["web", "other"] {
+        call(
+            &p,
+            json!({"op": "create_service", "environment": "demo", "spec": {
+                "slug": slug,
+                "source": {"type": "docker_image", "image": testapp::IMAGE},
+                "settings": {"health_check_interval_s": 1},
+                "processes": {"web": {"command": [testapp::BUSYBOX, "sh", start]}},
+            }}),
+        )
+        .await
+        .unwrap();
+    }
+    let mut missing = p.subscribe(Some("demo/missing"));
+    assert_eq!(
+        missing.next().await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    let mut web = p.subscribe(Some("demo/web"));
+    let engine = p.spawn_engine();
+    call(&p, json!({"op": "deploy", "service": "demo/other"}))
+        .await
+        .unwrap();
+    let d = call(&p, json!({"op": "deploy", "service": "demo/web"}))
+        .await
+        .unwrap();
+    let web_id = d["service_id"].as_str().unwrap().to_owned();
+    let active = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let e = web.next().await.unwrap().expect("stream open");
+            assert_eq!(e.service.to_string(), web_id, "only demo/web's events");
+            if let clank_engine::EventKind::Transition { to, .. } = e.kind {
+                assert!(!to.is_terminal(), "deployment ended {to}");
+                if to == clank_core::deploy::DeploymentStatus::Active {
+                    return e.number;
+                }
+            }
+        }
+    })
+    .await
+    .expect("ACTIVE within 60 s");
+
+    let endpoints = call(
+        &p,
+        json!({"op": "endpoints", "service": "demo/web", "number": active}),
+    )
+    .await
+    .unwrap();
+    let [addr] = endpoints.as_array().unwrap().as_slice() else {
+        panic!("one web replica: {endpoints}");
+    };
+    let addr = addr.as_str().unwrap().parse().unwrap();
+    let health = http::get(addr, "/health", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(health.status, 200);
+
+    engine.stop(Duration::from_secs(10)).await.unwrap();
+    engine.stop(Duration::from_secs(10)).await.unwrap(); // idempotent
+    // Leave nothing running: the native runtime's workloads are processes of this test.
+    let runtime = p.engine().runtime().clone();
+    let all = runtime
+        .list(&clank_core::runtime::OwnerFilter::default())
+        .await
+        .unwrap();
+    for w in all {
+        runtime.remove(&w.id).await.unwrap();
+    }
+}

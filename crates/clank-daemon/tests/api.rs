@@ -453,7 +453,7 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
             Some(json!({"name": "New", "email": "new-{role}@example.com", "role": "viewer"})),
             ManageMembers,
         ),
-        (Method::DELETE, format!("{p}"), None, ManageProjects),
+        (Method::DELETE, p.clone(), None, ManageProjects),
     ]
 }
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clank_core::Result;
+use clank_core::builder::ImageBuilder;
 use clank_core::runtime::Runtime;
 use clank_core::secret::{KeyId, Keyring};
 use clank_core::store::catalog::Catalog;
@@ -113,27 +114,38 @@ pub fn load_or_create_keyring(path: &Path) -> Result<Keyring> {
     Ok(ring)
 }
 
-async fn runtime(options: &EmbeddedOptions) -> Result<Arc<dyn Runtime>> {
-    let process = || -> Result<Arc<dyn Runtime>> {
-        Ok(Arc::new(clank_process::ProcessRuntime::open(
-            options.data_dir.join("processes"),
-        )?))
-    };
+/// The runtime, and the image builder for git services when the runtime is Docker (native
+/// processes have no images to build).
+async fn runtime(
+    options: &EmbeddedOptions,
+) -> Result<(Arc<dyn Runtime>, Option<Arc<dyn ImageBuilder>>)> {
+    let docker =
+        |d: clank_docker::DockerRuntime| -> (Arc<dyn Runtime>, Option<Arc<dyn ImageBuilder>>) {
+            let builder = clank_docker::DockerImageBuilder::new(d.client().clone())
+                .with_work_dir(options.data_dir.join("builds"));
+            (Arc::new(d), Some(Arc::new(builder)))
+        };
     match options.runtime {
-        RuntimeChoice::Process => process(),
-        RuntimeChoice::Docker => Ok(Arc::new(clank_docker::DockerRuntime::connect().await?)),
+        RuntimeChoice::Process => Ok((process_runtime(options)?, None)),
+        RuntimeChoice::Docker => Ok(docker(clank_docker::DockerRuntime::connect().await?)),
         RuntimeChoice::Auto => match clank_docker::DockerRuntime::connect().await {
-            Ok(docker) => {
-                info!(socket = %docker.socket(), "Running workloads on the Docker Engine.");
-                Ok(Arc::new(docker))
+            Ok(d) => {
+                info!(socket = %d.socket(), "Running workloads on the Docker Engine.");
+                Ok(docker(d))
             }
             Err(e) if e.runtime_failure() == Some(RuntimeFailure::EngineUnavailable) => {
                 warn!(error = %e, "No Docker Engine reachable: running workloads as native processes.");
-                process()
+                Ok((process_runtime(options)?, None))
             }
             Err(e) => Err(e),
         },
     }
+}
+
+fn process_runtime(options: &EmbeddedOptions) -> Result<Arc<dyn Runtime>> {
+    Ok(Arc::new(clank_process::ProcessRuntime::open(
+        options.data_dir.join("processes"),
+    )?))
 }
 
 impl Platform {
@@ -145,15 +157,18 @@ impl Platform {
         let store = RedbStore::open(options.data_dir.join("clank.redb"))?;
         let catalog = Catalog::new(Arc::new(store));
         let keyring = load_or_create_keyring(&options.data_dir.join("keyring"))?;
-        let runtime = runtime(&options).await?;
+        let (runtime, builder) = runtime(&options).await?;
         let proxy = Arc::new(RouteTable::new(options.engine.probe_timeout));
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             catalog.clone(),
             runtime,
             proxy,
             keyring.clone(),
             options.engine.clone(),
         );
+        if let Some(builder) = builder {
+            engine = engine.with_builder(builder);
+        }
         Ok(Platform::new(catalog, engine, keyring))
     }
 }

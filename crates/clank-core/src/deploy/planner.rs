@@ -233,8 +233,11 @@ fn plan_building(obs: &Observed) -> Plan {
 fn plan_deploying(obs: &Observed) -> Plan {
     use DeploymentStatus::*;
     match &obs.workload {
-        WorkloadObservation::Absent => Plan::run(vec![Command::StartWorkload], START_POLL),
-        WorkloadObservation::Starting => Plan::wait(START_POLL),
+        // Start is idempotent, so a workload left created-but-not-started (the control plane
+        // died between create and start) is started again rather than waited on.
+        WorkloadObservation::Absent | WorkloadObservation::Starting => {
+            Plan::run(vec![Command::StartWorkload], START_POLL)
+        }
         WorkloadObservation::Running => Plan::go(HealthChecking, None, vec![Command::ProbeHealth]),
         WorkloadObservation::StartFailed { reason } => Plan::go(
             Failed,
@@ -272,10 +275,9 @@ fn plan_health_checking(d: &Deployment, obs: &Observed, now: Timestamp) -> Plan 
         }
         // Gone while being checked (removed by hand, engine restarted): start it again;
         // the deadline bounds how long this may go on.
-        WorkloadObservation::Absent => {
+        WorkloadObservation::Absent | WorkloadObservation::Starting => {
             return Plan::run(vec![Command::StartWorkload], START_POLL);
         }
-        WorkloadObservation::Starting => return Plan::wait(START_POLL),
         WorkloadObservation::Running => {}
     }
     match &obs.health {

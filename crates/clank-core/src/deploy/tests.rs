@@ -247,12 +247,13 @@ fn planner_table() {
             ..Case::default()
         },
         Case {
-            name: "starting workload is waited on",
+            name: "workload left created but not started is started again",
             status: Deploying,
             obs: Observed {
                 workload: WorkloadObservation::Starting,
                 ..Observed::default()
             },
+            commands: vec![Command::StartWorkload],
             ..Case::default()
         },
         Case {

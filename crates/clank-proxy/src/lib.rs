@@ -1,0 +1,457 @@
+//! clank-proxy: Clank's reverse proxy, the `clank_core::proxy::Proxy` the engine drives at
+//! cutover.
+//!
+//! - HTTP/1.1 on hyper with streaming bodies both ways and upgrade (WebSocket) passthrough;
+//!   upstream connections pooled by hyper-util's client (keep-alive, never one per request).
+//! - The route table is an immutable snapshot replaced as a whole on every change and read once
+//!   per request, so keep-alive clients move to the new target on their next request and the
+//!   listening socket never closes on a change.
+//! - `cutover` = health gate over the pooled client, atomic swap, drain of the old target
+//!   (in-flight requests counted per target; at the drain timeout the rest are answered 504).
+//!   Upgraded tunnels are not counted in flight: they get a grace period equal to the drain
+//!   timeout after their target is retired, then are closed.
+//! - `pause`/`resume` hold a service's new requests (up to `pause_timeout`, then 503) for
+//!   stop-first cutovers.
+//! - The table is persisted to `state_file` and restored at start, so a standalone proxy keeps
+//!   serving while the control plane restarts.
+//! - Access log on the `clank_proxy::access` tracing target; Prometheus text from
+//!   [`ClankProxy::metrics_text`] or the admin listener's `/metrics`.
+//!
+//! - TLS with rustls (ring provider): SNI certificate selection from BYO PEM certificates,
+//!   HTTP/2 or HTTP/1.1 by ALPN, HTTP→HTTPS redirect (308) for `public_direct` endpoints.
+//!
+//! - ACME HTTP-01 responder: [`ClankProxy::set_acme_challenge`] makes the proxy answer the
+//!   CA's validation requests itself (any host, plain HTTP, exempt from the HTTPS redirect).
+//!
+//! Not yet here: the ACME client (ordering, persistence and renewal with instant-acme; today
+//! certificates are brought as PEM), TLS-ALPN-01, and the endpoint modes beyond routing
+//! (tailscale, cloudflared, byo publishing).
+
+mod cidr;
+mod config;
+mod error;
+mod forward;
+mod metrics;
+mod persist;
+mod probe;
+mod server;
+mod table;
+mod tls;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use clank_core::id::{DeploymentId, ServiceId};
+use clank_core::proxy::{Cutover, CutoverReport, Proxy, Route};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use cidr::IpNet;
+pub use config::ProxyConfig;
+pub use error::ProxyError;
+pub use tls::TlsCertificate;
+
+use forward::Shared;
+use table::Table;
+
+/// The reverse proxy. Cheap to clone; clones share the route table and the listeners.
+#[derive(Debug, Clone)]
+pub struct ClankProxy {
+    shared: Arc<Shared>,
+    /// Serialises table changes (build, swap, persist) so they land in call order.
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ClankProxy {
+    /// A proxy with the routes restored from `config.state_file` if it exists. Serves nothing
+    /// until [`ClankProxy::serve`] (or [`run`]) is given a listener.
+    pub fn new(config: ProxyConfig) -> Result<Self, ProxyError> {
+        config.validate()?;
+        let routes = match &config.state_file {
+            Some(path) => persist::load(path)?,
+            None => BTreeMap::new(),
+        };
+        if !routes.is_empty() {
+            tracing::info!(routes = routes.len(), "route table restored");
+        }
+        let table = Table::build(
+            routes,
+            &Table::default(),
+            &config.host_aliases,
+            config.fallback_service,
+        );
+        let certs = Arc::new(tls::CertStore::default());
+        for c in &config.tls_certificates {
+            certs.insert(&c.domains, tls::load_files(c)?);
+        }
+        let shared = Shared {
+            client: forward::build_client(&config),
+            https_port: config.https_port.or(config.tls_listen.map(|a| a.port())),
+            certs,
+            acme_tokens: RwLock::new(HashMap::new()),
+            config,
+            table: RwLock::new(Arc::new(table)),
+            metrics: Arc::default(),
+            pauses: Mutex::new(HashMap::new()),
+            paused_count: AtomicUsize::new(0),
+        };
+        Ok(ClankProxy {
+            shared: Arc::new(shared),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.shared.config
+    }
+
+    /// Serve proxied traffic on `listener` until `shutdown` is cancelled; open connections
+    /// then finish their current request before this returns.
+    pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) {
+        server::serve_proxy(self.shared.clone(), listener, shutdown).await;
+    }
+
+    /// Serve TLS on `listener` until `shutdown`: SNI picks the certificate, ALPN the protocol.
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), ProxyError> {
+        let config = tls::server_config(self.shared.certs.clone())?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        server::serve_tls(self.shared.clone(), listener, acceptor, shutdown).await;
+        Ok(())
+    }
+
+    /// Serve `cert_pem` (chain, leaf first) with `key_pem` for `domains` (exact names or
+    /// `*.example.com`), replacing what those names had. Takes effect at the next handshake.
+    pub fn add_certificate(
+        &self,
+        domains: &[String],
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<(), ProxyError> {
+        let key = tls::certified_key(cert_pem, key_pem).map_err(ProxyError::Config)?;
+        self.shared.certs.insert(domains, key);
+        Ok(())
+    }
+
+    /// Stop serving a certificate for `domain`; returns whether it had one.
+    pub fn remove_certificate(&self, domain: &str) -> bool {
+        self.shared.certs.remove(domain)
+    }
+
+    /// Answer ACME HTTP-01 validation requests for `token` (`GET
+    /// /.well-known/acme-challenge/{token}`, any host, plain HTTP, never redirected) with
+    /// `key_authorization`, until removed. What an ACME client calls before `set_ready`.
+    pub fn set_acme_challenge(&self, token: &str, key_authorization: &str) {
+        let mut tokens = match self.shared.acme_tokens.write() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        tokens.insert(token.to_owned(), key_authorization.to_owned());
+    }
+
+    /// Stop answering `token`; returns whether it was being answered.
+    pub fn remove_acme_challenge(&self, token: &str) -> bool {
+        let mut tokens = match self.shared.acme_tokens.write() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        tokens.remove(token).is_some()
+    }
+
+    /// The names a certificate is served for, sorted.
+    pub fn certificate_names(&self) -> Vec<String> {
+        self.shared.certs.names()
+    }
+
+    /// Serve `/metrics`, `/routes` and `/healthz` on `listener` until `shutdown`.
+    pub async fn serve_admin(&self, listener: TcpListener, shutdown: CancellationToken) {
+        server::serve_admin(self.shared.clone(), listener, shutdown).await;
+    }
+
+    /// Prometheus text exposition of the proxy's counters.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// Responses sent with a status in `class` (1 = 1xx ... 5 = 5xx).
+    pub fn responses(&self, class: usize) -> u64 {
+        self.shared.metrics.responses(class)
+    }
+
+    /// Every route, by service.
+    pub fn routes(&self) -> Vec<Route> {
+        self.shared.current().routes().into_values().collect()
+    }
+
+    /// Requests in flight to `deployment`'s target, if it is routed.
+    pub fn in_flight(&self, deployment: DeploymentId) -> Option<u64> {
+        self.shared
+            .current()
+            .services
+            .values()
+            .find(|e| e.target.deployment == deployment)
+            .map(|e| e.target.inflight())
+    }
+
+    /// Replace the whole table with `routes` (idempotent: applying the same set twice changes
+    /// nothing, and unchanged targets keep their in-flight counts). No gate, no drain.
+    pub async fn apply(&self, routes: Vec<Route>) -> Result<(), ProxyError> {
+        let desired = routes.into_iter().map(|r| (r.service, r)).collect();
+        self.replace(|_| desired).await.map(|_| ())
+    }
+
+    /// Hold new requests to `service` until [`ClankProxy::resume`] (each held at most
+    /// `pause_timeout`, then 503). Requests already running continue.
+    pub fn pause(&self, service: ServiceId) {
+        let mut pauses = self.shared.lock_pauses();
+        let tx = pauses
+            .entry(service)
+            .or_insert_with(|| watch::Sender::new(false));
+        if !tx.send_replace(true) {
+            self.shared.paused_count.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Release held requests; they re-read the route table, so they reach the new target.
+    pub fn resume(&self, service: ServiceId) {
+        let mut pauses = self.shared.lock_pauses();
+        if let Some(tx) = pauses.remove(&service)
+            && tx.send_replace(false)
+        {
+            self.shared.paused_count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Build the next table from the current routes, swap it in and persist it. Returns the
+    /// previous table (for draining).
+    async fn replace(
+        &self,
+        change: impl FnOnce(BTreeMap<ServiceId, Route>) -> BTreeMap<ServiceId, Route>,
+    ) -> Result<Arc<Table>, ProxyError> {
+        let _writer = self.writer.lock().await;
+        let previous = self.shared.current();
+        let routes = change(previous.routes());
+        let next = Table::build(
+            routes,
+            &previous,
+            &self.shared.config.host_aliases,
+            self.shared.config.fallback_service,
+        );
+        // Persist first: if the disk refuses, the change is refused and nothing moved.
+        if let Some(path) = &self.shared.config.state_file {
+            persist::save(path.clone(), next.routes()).await?;
+        }
+        {
+            let mut table = match self.shared.table.write() {
+                Ok(t) => t,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *table = Arc::new(next);
+        }
+        self.shared
+            .metrics
+            .route_changes
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(previous)
+    }
+
+    async fn gate(&self, cutover: &Cutover) -> clank_core::Result<()> {
+        let deadline = tokio::time::Instant::now() + cutover.gate_timeout;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let out = probe::gate_probe(
+                &self.shared.client,
+                &cutover.health,
+                &cutover.route.target.addrs,
+                self.shared.config.probe_timeout,
+            )
+            .await;
+            if out.healthy {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + delay >= deadline {
+                return Err(clank_core::Error::Conflict(format!(
+                    "new target of deployment {} did not pass the health gate within {:.1} s: {}",
+                    cutover.route.target.deployment,
+                    cutover.gate_timeout.as_secs_f64(),
+                    out.detail
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn current(&self) -> Arc<Table> {
+        match self.table.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn lock_pauses(&self) -> std::sync::MutexGuard<'_, HashMap<ServiceId, watch::Sender<bool>>> {
+        match self.pauses.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Proxy for ClankProxy {
+    async fn cutover(&self, cutover: &Cutover) -> clank_core::Result<CutoverReport> {
+        let service = cutover.route.service;
+        if let Err(e) = self.gate(cutover).await {
+            self.shared
+                .metrics
+                .cutovers_failed
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%service, error = %e, "cutover refused: health gate failed");
+            return Err(e);
+        }
+        let route = cutover.route.clone();
+        let previous = self
+            .replace(move |mut routes| {
+                routes.insert(route.service, route);
+                routes
+            })
+            .await?;
+        let old = previous.services.get(&service).map(|e| e.target.clone());
+        let current = self.shared.current();
+        let new_target = current.services.get(&service).map(|e| e.target.clone());
+        let mut report = CutoverReport {
+            previous: old.as_ref().map(|t| t.deployment),
+            ..CutoverReport::default()
+        };
+        // Same target as before (an idempotent repeat): nothing to drain.
+        if let Some(old) = old.filter(|o| !new_target.as_ref().is_some_and(|n| Arc::ptr_eq(o, n))) {
+            let started = tokio::time::Instant::now();
+            report.drained_requests = old.inflight();
+            let drained = old.wait_idle(started + cutover.drain_timeout).await;
+            if !drained {
+                report.abandoned_requests = old.inflight();
+                old.abandon.cancel();
+                // Let the cancelled requests answer (504) before reporting.
+                old.wait_idle(tokio::time::Instant::now() + Duration::from_secs(1))
+                    .await;
+            }
+            report.drain_time = started.elapsed();
+            // WebSocket policy: tunnels to the retired target get one more drain period.
+            let grace = cutover.drain_timeout;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                old.close_upgrades.cancel();
+            });
+        }
+        self.shared
+            .metrics
+            .cutovers_ok
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            %service,
+            deployment = %cutover.route.target.deployment,
+            previous = ?report.previous,
+            drained = report.drained_requests,
+            abandoned = report.abandoned_requests,
+            drain_ms = u64::try_from(report.drain_time.as_millis()).unwrap_or(u64::MAX),
+            "cutover done"
+        );
+        Ok(report)
+    }
+
+    async fn set_route(&self, route: &Route) -> clank_core::Result<()> {
+        let route = route.clone();
+        self.replace(move |mut routes| {
+            routes.insert(route.service, route);
+            routes
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_route(&self, service: ServiceId) -> clank_core::Result<()> {
+        self.replace(move |mut routes| {
+            routes.remove(&service);
+            routes
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn route(&self, service: ServiceId) -> clank_core::Result<Option<Route>> {
+        Ok(self
+            .shared
+            .current()
+            .services
+            .get(&service)
+            .map(|e| e.route.clone()))
+    }
+}
+
+/// Run a standalone proxy: bind `config.listen` (and `admin_listen`), serve until `shutdown`
+/// completes, then finish open requests. What the `clank-proxy` binary calls.
+pub async fn run(
+    config: ProxyConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ProxyError> {
+    let proxy = ClankProxy::new(config)?;
+    let listen = proxy.config().listen;
+    let listener = bind(listen).await?;
+    let stop = CancellationToken::new();
+    let admin = match proxy.config().admin_listen {
+        Some(addr) => {
+            let admin_listener = bind(addr).await?;
+            let proxy = proxy.clone();
+            let stop = stop.clone();
+            Some(tokio::spawn(async move {
+                proxy.serve_admin(admin_listener, stop).await;
+            }))
+        }
+        None => None,
+    };
+    let tls = match proxy.config().tls_listen {
+        Some(addr) => {
+            let tls_listener = bind(addr).await?;
+            let proxy = proxy.clone();
+            let stop = stop.clone();
+            tracing::info!(%addr, "clank-proxy TLS listening");
+            Some(tokio::spawn(async move {
+                if let Err(e) = proxy.serve_tls(tls_listener, stop).await {
+                    tracing::error!(error = %e, "TLS listener failed");
+                }
+            }))
+        }
+        None => None,
+    };
+    tracing::info!(%listen, "clank-proxy listening");
+    let serving = proxy.serve(listener, stop.clone());
+    tokio::pin!(serving);
+    tokio::select! {
+        () = &mut serving => {}
+        () = shutdown => {
+            stop.cancel();
+            serving.await;
+        }
+    }
+    stop.cancel();
+    for task in [admin, tls].into_iter().flatten() {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ProxyError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ProxyError::Bind { addr, source })
+}

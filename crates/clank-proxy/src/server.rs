@@ -1,0 +1,214 @@
+//! Listeners: the accept loops for plain HTTP, TLS (HTTP/1.1 or HTTP/2 by ALPN) and the admin
+//! endpoint, each connection served by hyper with upgrades, and a graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::forward::{ProxyBody, Shared, full};
+
+/// Accept until `shutdown` is cancelled, then let open connections finish their current
+/// request (hyper's graceful shutdown) and return once they have.
+pub(crate) async fn serve_proxy(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_read_timeout)
+        .max_buf_size(shared.config.max_header_bytes)
+        .keep_alive(true);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin or stop serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(serve_connection(shared, builder, stream, peer, shutdown));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    builder: http1::Builder,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    serve_http1(shared, builder, TokioIo::new(stream), peer, false, shutdown).await;
+}
+
+async fn serve_http1<I>(
+    shared: Arc<Shared>,
+    builder: http1::Builder,
+    io: I,
+    peer: SocketAddr,
+    tls: bool,
+    shutdown: CancellationToken,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| shared.clone().handle(peer, tls, req));
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Header timeouts, resets and malformed requests end here; they are the client's doing.
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The TLS listener: handshake (bounded by the header timeout, so a silent client cannot hold
+/// a slot), then HTTP/2 if ALPN chose it, HTTP/1.1 otherwise.
+pub(crate) async fn serve_tls(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_read_timeout)
+        .max_buf_size(shared.config.max_header_bytes)
+        .keep_alive(true);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(shared.config.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(shared.config.header_read_timeout))
+        .keep_alive_timeout(shared.config.header_read_timeout);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        let (h1, h2) = (h1.clone(), h2.clone());
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let timeout = shared.config.header_read_timeout;
+            let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            if is_h2 {
+                let service = service_fn(move |req| shared.clone().handle(peer, true, req));
+                let conn = h2.serve_connection(TokioIo::new(tls), service);
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = shutdown.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
+                }
+            } else {
+                serve_http1(shared, h1, TokioIo::new(tls), peer, true, shutdown).await;
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// The admin listener: `GET /metrics` (Prometheus text), `GET /routes` (JSON), `GET /healthz`.
+pub(crate) async fn serve_admin(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin(&shared, &req)) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+fn admin(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let (status, body) = match req.uri().path() {
+        "/metrics" => (StatusCode::OK, shared.metrics.render()),
+        "/routes" => {
+            let routes: Vec<_> = shared.current().routes().into_values().collect();
+            match serde_json::to_string_pretty(&routes) {
+                Ok(json) => (StatusCode::OK, json),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    };
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res
+}

@@ -1,0 +1,126 @@
+//! TLS termination with rustls on the `ring` provider (the one provider for the whole
+//! workspace: aws-lc-rs costs minutes of C build, and two providers make rustls panic).
+//! Certificates are selected by SNI from an in-memory store (exact name, then one-label
+//! wildcard); ALPN offers `h2` and `http/1.1`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::ProxyError;
+use crate::table::normalise_host;
+
+/// A certificate the user brings (PEM files), served for `domains`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCertificate {
+    /// Names (or `*.example.com` wildcards) this certificate is served for.
+    pub domains: Vec<String>,
+    /// The chain, leaf first.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The SNI-indexed certificates; cheap to read on every handshake, replaced per name.
+#[derive(Debug, Default)]
+pub(crate) struct CertStore {
+    by_name: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl CertStore {
+    pub(crate) fn insert(&self, domains: &[String], key: Arc<CertifiedKey>) {
+        let mut map = match self.by_name.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        for d in domains {
+            map.insert(normalise_host(d), key.clone());
+        }
+    }
+
+    pub(crate) fn remove(&self, domain: &str) -> bool {
+        let mut map = match self.by_name.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.remove(&normalise_host(domain)).is_some()
+    }
+
+    pub(crate) fn names(&self) -> Vec<String> {
+        let map = match self.by_name.read() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let mut names: Vec<String> = map.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn lookup(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let map = match self.by_name.read() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let name = normalise_host(name);
+        if let Some(k) = map.get(&name) {
+            return Some(k.clone());
+        }
+        // `*.example.com` covers exactly one label: `a.example.com`, not `a.b.example.com`.
+        let (_, parent) = name.split_once('.')?;
+        map.get(&format!("*.{parent}")).cloned()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // No SNI (an IP literal or an old client): nothing to select by, the handshake fails.
+        hello.server_name().and_then(|n| self.lookup(n))
+    }
+}
+
+/// Parse a PEM chain and key into a signing-ready certificate.
+pub(crate) fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("certificate PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the PEM".into());
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key PEM: {e}"))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("private key: {e}"))?;
+    Ok(Arc::new(CertifiedKey::new(certs, signing)))
+}
+
+pub(crate) fn load_files(c: &TlsCertificate) -> Result<Arc<CertifiedKey>, ProxyError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| ProxyError::Config(format!("{}: {e}", p.display())))
+    };
+    certified_key(&read(&c.cert_file)?, &read(&c.key_file)?)
+        .map_err(|e| ProxyError::Config(format!("{}: {e}", c.cert_file.display())))
+}
+
+pub(crate) fn server_config(
+    store: Arc<CertStore>,
+) -> Result<Arc<rustls::ServerConfig>, ProxyError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProxyError::Config(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

@@ -4,293 +4,24 @@
 //!
 //! Outside CI these tests skip (loudly) when no engine is reachable; with `CI` set they fail.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use clank_core::config::{ConfigChange, ConfigLayer, Scope, apply_bulk};
 use clank_core::deploy::DeploymentStatus;
-use clank_core::id::{DeploymentId, ServiceId, WorkspaceId};
-use clank_core::model::{Deployment, Project, Service, ServiceSource, Trigger, Workspace};
+use clank_core::model::{Service, ServiceSource, Trigger};
 use clank_core::proxy::Proxy;
 use clank_core::runtime::{OwnerFilter, Runtime};
-use clank_core::secret::{KeyId, Keyring};
-use clank_core::store::catalog::{Catalog, Versioned};
 use clank_core::{ImageRef, Timestamp};
-use clank_docker::DockerRuntime;
-use clank_engine::{Engine, EngineConfig, EventKind, RouteTable};
-use clank_store::RedbStore;
+use clank_engine::EventKind;
 use clank_testkit::http;
-use clank_testkit::runtime::skip_or_fail;
 use clank_testkit::testapp;
+use common::Platform;
 use futures_util::StreamExt;
-use tokio::task::JoinHandle;
-
-struct Platform {
-    catalog: Catalog,
-    keyring: Keyring,
-    runtime: Arc<DockerRuntime>,
-    routes: Arc<RouteTable>,
-    engine: Engine,
-    loop_task: Option<JoinHandle<()>>,
-    workspace: WorkspaceId,
-    network: String,
-    service: ServiceId,
-    _dir: tempfile::TempDir,
-}
-
-async fn docker() -> Option<Arc<DockerRuntime>> {
-    let runtime = match DockerRuntime::connect().await {
-        Ok(r) => r,
-        Err(e) => return skip_or_fail("a Docker Engine", &e.to_string()),
-    };
-    if let Err(e) = testapp::docker::ensure_testapp_image(runtime.client()).await {
-        panic!("could not build the test app image: {e}");
-    }
-    Some(Arc::new(runtime))
-}
-
-fn engine_config() -> EngineConfig {
-    EngineConfig {
-        stop_grace: Duration::from_secs(2),
-        probe_timeout: Duration::from_secs(3),
-        ..EngineConfig::default()
-    }
-}
-
-impl Platform {
-    /// A fresh store with one workspace, project and `web` service on the test app image.
-    async fn new(tweak: impl FnOnce(&mut Service)) -> Option<Platform> {
-        let runtime = docker().await?;
-        let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path().join("clank.redb")).unwrap();
-        let catalog = Catalog::new(Arc::new(store));
-        let now = Timestamp::now();
-        let ws = Workspace::new("Engine tests", Some("engine-tests"), now).unwrap();
-        catalog.create(&ws).await.unwrap();
-        // Project slugs name Docker networks: unique per test so parallel tests never share.
-        let slug = format!("e2e-{}", &uuid_suffix());
-        let project = Project::new(ws.id, "E2E", Some(&slug), now).unwrap();
-        let env = catalog.create_project(&project, now).await.unwrap();
-        let mut service = Service::new(
-            ws.id,
-            project.id,
-            env.id,
-            "web",
-            ServiceSource::DockerImage {
-                image: testapp::IMAGE.parse().unwrap(),
-            },
-            now,
-        )
-        .unwrap();
-        service.settings.health_check_interval_s = 1;
-        service.settings.deploy_timeout_s = 20;
-        tweak(&mut service);
-        service.validate().unwrap();
-        catalog.create(&service).await.unwrap();
-        let keyring = Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap());
-        let routes = Arc::new(RouteTable::default());
-        let engine = Engine::new(
-            catalog.clone(),
-            runtime.clone(),
-            routes.clone(),
-            keyring.clone(),
-            engine_config(),
-        );
-        let mut p = Platform {
-            catalog,
-            keyring,
-            runtime,
-            routes,
-            engine,
-            loop_task: None,
-            workspace: ws.id,
-            network: project.network_name(),
-            service: service.id,
-            _dir: dir,
-        };
-        p.start_loop();
-        Some(p)
-    }
-
-    fn start_loop(&mut self) {
-        let engine = self.engine.clone();
-        self.loop_task = Some(tokio::spawn(async move {
-            engine.run(std::future::pending()).await.unwrap();
-        }));
-    }
-
-    /// Simulate the control plane dying: the loop is aborted mid-flight and every in-memory
-    /// piece (engine, route table, runtime client) is thrown away; only the store survives.
-    async fn crash_and_restart(&mut self) {
-        if let Some(t) = self.loop_task.take() {
-            t.abort();
-            let _ = t.await;
-        }
-        self.runtime = Arc::new(DockerRuntime::connect().await.unwrap());
-        self.routes = Arc::new(RouteTable::default());
-        self.engine = Engine::new(
-            self.catalog.clone(),
-            self.runtime.clone(),
-            self.routes.clone(),
-            self.keyring.clone(),
-            engine_config(),
-        );
-        self.start_loop();
-    }
-
-    async fn set_env(&self, key: &str, value: &str) {
-        let scope = Scope::Service(self.service);
-        let current = self.catalog.config_layer(scope).await.unwrap();
-        let base = current
-            .as_ref()
-            .map(|v| v.value.clone())
-            .unwrap_or_else(|| ConfigLayer::new(scope));
-        let next = apply_bulk(
-            &base,
-            &[ConfigChange::set_plain(key, value)],
-            &self.keyring,
-            Timestamp::now(),
-        )
-        .unwrap();
-        match current {
-            Some(cur) => self.catalog.update(&cur, &next).await.unwrap(),
-            None => self.catalog.create(&next).await.unwrap(),
-        };
-    }
-
-    async fn deploy(&self) -> Deployment {
-        self.engine
-            .deploy(self.service, Trigger::Manual { by: None })
-            .await
-            .unwrap()
-    }
-
-    async fn get(&self, id: DeploymentId) -> Versioned<Deployment> {
-        self.catalog
-            .require::<Deployment>(&id.to_string())
-            .await
-            .unwrap()
-    }
-
-    async fn wait_for(
-        &self,
-        id: DeploymentId,
-        want: DeploymentStatus,
-        within: Duration,
-    ) -> Deployment {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let d = self.get(id).await.value;
-            if d.state.status == want {
-                return d;
-            }
-            if d.state.status.is_terminal() || tokio::time::Instant::now() > deadline {
-                let log = self.engine.deploy_log(id).await.unwrap_or_default();
-                let lines: Vec<_> = log.iter().map(|l| l.message.as_str()).collect();
-                panic!(
-                    "deployment #{} is {} ({:?}), wanted {want}; log:\n{}",
-                    d.number,
-                    d.state.status,
-                    d.state.reason,
-                    lines.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn service(&self) -> Service {
-        self.catalog
-            .require::<Service>(&self.service.to_string())
-            .await
-            .unwrap()
-            .value
-    }
-
-    async fn web_endpoint(&self, d: DeploymentId) -> SocketAddr {
-        let ws = self
-            .runtime
-            .list(&OwnerFilter {
-                deployment: Some(d),
-                ..OwnerFilter::default()
-            })
-            .await
-            .unwrap();
-        ws.iter()
-            .find(|w| w.owner.process == "web")
-            .and_then(|w| w.endpoint)
-            .expect("web endpoint")
-    }
-
-    /// Retiring an old version (graceful stop, then remove) follows its supersession.
-    async fn wait_until_retired(&self, d: DeploymentId, within: Duration) {
-        let deadline = tokio::time::Instant::now() + within;
-        while self.containers_of(d).await != 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "workloads of {d} still exist after {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn containers_of(&self, d: DeploymentId) -> usize {
-        self.runtime
-            .list(&OwnerFilter {
-                deployment: Some(d),
-                ..OwnerFilter::default()
-            })
-            .await
-            .unwrap()
-            .len()
-    }
-
-    async fn cleanup(self) {
-        // Drop does the work, so a panicking test cleans up too.
-    }
-}
-
-impl Drop for Platform {
-    /// Remove every workload and the network this test created, even when the test panicked:
-    /// on a fresh thread with its own runtime and client, since Drop cannot await.
-    fn drop(&mut self) {
-        if let Some(t) = self.loop_task.take() {
-            t.abort();
-        }
-        let workspace = self.workspace;
-        let network = self.network.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let Ok(runtime) = DockerRuntime::connect().await else {
-                    return;
-                };
-                let filter = OwnerFilter {
-                    workspace: Some(workspace),
-                    ..OwnerFilter::default()
-                };
-                for w in runtime.list(&filter).await.unwrap_or_default() {
-                    let _ = runtime.remove(&w.id).await;
-                }
-                let _ = runtime.remove_network(&network).await;
-            });
-        })
-        .join();
-    }
-}
-
-fn uuid_suffix() -> String {
-    let id = clank_core::id::ServiceId::new().to_string();
-    id[id.len() - 10..].to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_goes_active_serves_and_logs_each_step() {
-    let Some(p) = Platform::new(|_| {}).await else {
+    let Some(p) = Platform::image_service(|_| {}).await else {
         return;
     };
     let mut events = p.engine.events();
@@ -351,12 +82,11 @@ async fn deploy_goes_active_serves_and_logs_each_step() {
             DeploymentStatus::Active
         ]
     );
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redeploy_supersedes_the_previous_and_retires_its_workloads() {
-    let Some(p) = Platform::new(|_| {}).await else {
+    let Some(p) = Platform::image_service(|_| {}).await else {
         return;
     };
     let v1 = p.deploy().await;
@@ -378,12 +108,11 @@ async fn redeploy_supersedes_the_previous_and_retires_its_workloads() {
             .deployment,
         v2.id
     );
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_redeploy_leaves_the_previous_version_serving() {
-    let Some(p) = Platform::new(|s| s.settings.deploy_timeout_s = 5).await else {
+    let Some(p) = Platform::image_service(|s| s.settings.deploy_timeout_s = 5).await else {
         return;
     };
     let v1 = p.deploy().await;
@@ -424,12 +153,11 @@ async fn failing_redeploy_leaves_the_previous_version_serving() {
         0,
         "the failed version leaves nothing running"
     );
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_restores_the_image_and_the_config_of_the_earlier_deployment() {
-    let Some(p) = Platform::new(|_| {}).await else {
+    let Some(p) = Platform::image_service(|_| {}).await else {
         return;
     };
     p.set_env("GREETING", "one").await;
@@ -475,12 +203,11 @@ async fn rollback_restores_the_image_and_the_config_of_the_earlier_deployment() 
         format!("{:?}", resolved.get("GREETING").unwrap().value),
         format!("{:?}", clank_core::config::ConfigValue::Plain("two".into()))
     );
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_during_health_checks_cleans_up_and_keeps_the_previous() {
-    let Some(p) = Platform::new(|_| {}).await else {
+    let Some(p) = Platform::image_service(|_| {}).await else {
         return;
     };
     let v1 = p.deploy().await;
@@ -507,12 +234,11 @@ async fn cancel_during_health_checks_cleans_up_and_keeps_the_previous() {
     // Cancelling a finished deployment is refused with a reason.
     let err = p.engine.cancel(v1.id).await.unwrap_err();
     assert_eq!(err.kind(), clank_core::ErrorKind::Conflict);
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_image_fails_with_the_image_named_and_nothing_left() {
-    let Some(p) = Platform::new(|s| {
+    let Some(p) = Platform::image_service(|s| {
         s.source = ServiceSource::DockerImage {
             image: "clank-no-such-image:v404".parse::<ImageRef>().unwrap(),
         };
@@ -528,12 +254,11 @@ async fn missing_image_fails_with_the_image_named_and_nothing_left() {
     let reason = failed.state.reason.unwrap();
     assert!(reason.contains("clank-no-such-image"), "{reason}");
     assert_eq!(p.containers_of(d.id).await, 0);
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_looping_workload_fails_with_its_exit_code() {
-    let Some(p) = Platform::new(|s| {
+    let Some(p) = Platform::image_service(|s| {
         s.processes.get_mut("web").unwrap().command = Some(vec![
             testapp::BUSYBOX.into(),
             "sh".into(),
@@ -555,13 +280,12 @@ async fn crash_looping_workload_fails_with_its_exit_code() {
         "{reason}"
     );
     assert_eq!(p.containers_of(d.id).await, 0);
-    p.cleanup().await;
 }
 
 /// Kill the control plane when the deployment enters `phase`, restart, and check the outcome:
 /// the deployment still ends ACTIVE, with exactly one container, and the old one superseded.
 async fn recovers_after_dying_in(phase: DeploymentStatus) {
-    let Some(mut p) = Platform::new(|s| s.settings.deploy_timeout_s = 30).await else {
+    let Some(mut p) = Platform::image_service(|s| s.settings.deploy_timeout_s = 30).await else {
         return;
     };
     let v1 = p.deploy().await;
@@ -603,7 +327,6 @@ async fn recovers_after_dying_in(phase: DeploymentStatus) {
     // The fresh route table was rebuilt to point at the new version.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(p.routes.routed_to(p.service).await.unwrap(), Some(v2.id));
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,7 +351,7 @@ async fn control_plane_killed_after_activation_keeps_serving_the_new_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_that_passed_while_down_fails_the_deployment_at_restart() {
-    let Some(mut p) = Platform::new(|_| {}).await else {
+    let Some(mut p) = Platform::image_service(|_| {}).await else {
         return;
     };
     if let Some(t) = p.loop_task.take() {
@@ -658,12 +381,11 @@ async fn deadline_that_passed_while_down_fails_the_deployment_at_restart() {
             .unwrap()
             .contains("DEPLOYING did not finish in time")
     );
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphaned_workloads_of_finished_deployments_are_removed_at_restart() {
-    let Some(mut p) = Platform::new(|_| {}).await else {
+    let Some(mut p) = Platform::image_service(|_| {}).await else {
         return;
     };
     let v1 = p.deploy().await;
@@ -694,12 +416,11 @@ async fn orphaned_workloads_of_finished_deployments_are_removed_at_restart() {
     assert_eq!(p.containers_of(v1.id).await, 1);
     p.crash_and_restart().await;
     p.wait_until_retired(v1.id, Duration::from_secs(10)).await;
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_of_each_process_type_start_and_only_web_is_routed() {
-    let Some(p) = Platform::new(|s| {
+    let Some(p) = Platform::image_service(|s| {
         s.processes.get_mut("web").unwrap().replicas = 2;
         s.processes.insert(
             "worker".into(),
@@ -752,12 +473,11 @@ async fn replicas_of_each_process_type_start_and_only_web_is_routed() {
             200
         );
     }
-    p.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_deployment_failing_health_checks_is_restarted() {
-    let Some(p) = Platform::new(|s| s.settings.health_check_retries = 2).await else {
+    let Some(p) = Platform::image_service(|s| s.settings.health_check_retries = 2).await else {
         return;
     };
     let d = p.deploy().await;
@@ -849,5 +569,4 @@ async fn active_deployment_failing_health_checks_is_restarted() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    p.cleanup().await;
 }

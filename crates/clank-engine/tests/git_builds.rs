@@ -7,396 +7,23 @@
 //!
 //! Outside CI these tests skip (loudly) when no engine is reachable; with `CI` set they fail.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use clank_core::config::{ConfigChange, ConfigLayer, Scope, apply_bulk};
+use clank_core::config::ConfigChange;
 use clank_core::deploy::DeploymentStatus;
-use clank_core::id::{DeploymentId, ServiceId, WorkspaceId};
-use clank_core::model::{
-    Build, BuildStatus, Deployment, Project, Service, ServiceSource, Trigger, Workspace,
-};
+use clank_core::id::ServiceId;
+use clank_core::model::{Build, BuildStatus, Service, ServiceSource};
 use clank_core::proxy::Proxy;
-use clank_core::runtime::{OwnerFilter, Runtime};
-use clank_core::secret::{KeyId, Keyring};
-use clank_core::store::catalog::{Catalog, Page};
-use clank_core::{ImageRef, Timestamp};
-use clank_docker::{DockerImageBuilder, DockerRuntime};
-use clank_engine::{Engine, EngineConfig, RouteTable};
-use clank_store::RedbStore;
 use clank_testkit::gitrepo::TestRepo;
 use clank_testkit::runtime::skip_or_fail;
 use clank_testkit::{http, interpreters, testapp};
-use tokio::task::JoinHandle;
+use common::Platform;
 
 /// Builds on the test app image, so no registry is needed; `hello.txt` changes per version.
 const DOCKERFILE: &str =
     "FROM clank-testapp:latest\nCOPY hello.txt /app/hello.txt\nRUN echo built\n";
-
-struct Platform {
-    catalog: Catalog,
-    keyring: Keyring,
-    base_images: Option<Vec<(String, String)>>,
-    runtime: Arc<DockerRuntime>,
-    routes: Arc<RouteTable>,
-    engine: Engine,
-    loop_task: Option<JoinHandle<()>>,
-    workspace: WorkspaceId,
-    network: String,
-    project_slug: String,
-    service: ServiceId,
-    _dir: tempfile::TempDir,
-}
-
-async fn docker() -> Option<Arc<DockerRuntime>> {
-    let runtime = match DockerRuntime::connect().await {
-        Ok(r) => r,
-        Err(e) => return skip_or_fail("a Docker Engine", &e.to_string()),
-    };
-    if let Err(e) = testapp::docker::ensure_testapp_image(runtime.client()).await {
-        panic!("could not build the test app image: {e}");
-    }
-    Some(Arc::new(runtime))
-}
-
-impl Platform {
-    /// A git service `web` on `repo_url`, built by a `DockerImageBuilder` (unless `builder`
-    /// is `None`) with `base_images` overrides.
-    async fn new(
-        repo_url: &str,
-        builder: Option<&[(&str, &str)]>,
-        tweak: impl FnOnce(&mut Service),
-    ) -> Option<Platform> {
-        let runtime = docker().await?;
-        let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(dir.path().join("clank.redb")).unwrap();
-        let catalog = Catalog::new(Arc::new(store));
-        let now = Timestamp::now();
-        let ws = Workspace::new("Git tests", Some("git-tests"), now).unwrap();
-        catalog.create(&ws).await.unwrap();
-        let id = ServiceId::new().to_string();
-        let slug = format!("git-{}", &id[id.len() - 10..]);
-        let project = Project::new(ws.id, "Git", Some(&slug), now).unwrap();
-        let env = catalog.create_project(&project, now).await.unwrap();
-        let mut service = Service::new(
-            ws.id,
-            project.id,
-            env.id,
-            "web",
-            ServiceSource::Git {
-                repo_url: repo_url.to_owned(),
-                branch: "main".into(),
-                dockerfile_path: None,
-                build_context: None,
-                credentials_secret: None,
-            },
-            now,
-        )
-        .unwrap();
-        service.settings.health_check_interval_s = 1;
-        service.settings.deploy_timeout_s = 30;
-        service.settings.build_timeout_s = 120;
-        service.settings.cpu_limit = 1.0;
-        tweak(&mut service);
-        // No `validate` here: one test stores a source validation would refuse, to prove the
-        // builder refuses it too.
-        catalog.create(&service).await.unwrap();
-        let keyring = Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap());
-        let routes = Arc::new(RouteTable::default());
-        let base_images: Option<Vec<(String, String)>> = builder.map(|images| {
-            images
-                .iter()
-                .map(|(a, i)| ((*a).to_owned(), (*i).to_owned()))
-                .collect()
-        });
-        let engine = engine(
-            &catalog,
-            &runtime,
-            &routes,
-            &keyring,
-            base_images.as_deref(),
-        );
-        let mut p = Platform {
-            catalog,
-            keyring,
-            base_images,
-            runtime,
-            routes,
-            engine,
-            loop_task: None,
-            workspace: ws.id,
-            network: project.network_name(),
-            project_slug: slug,
-            service: service.id,
-            _dir: dir,
-        };
-        p.start_loop();
-        Some(p)
-    }
-
-    fn start_loop(&mut self) {
-        let engine = self.engine.clone();
-        self.loop_task = Some(tokio::spawn(async move {
-            engine.run(std::future::pending()).await.unwrap();
-        }));
-    }
-
-    /// The control plane dies: the loop is aborted and every in-memory piece is replaced;
-    /// only the store survives.
-    async fn crash_and_restart(&mut self) {
-        if let Some(t) = self.loop_task.take() {
-            t.abort();
-            let _ = t.await;
-        }
-        self.runtime = Arc::new(DockerRuntime::connect().await.unwrap());
-        self.routes = Arc::new(RouteTable::default());
-        self.engine = engine(
-            &self.catalog,
-            &self.runtime,
-            &self.routes,
-            &self.keyring,
-            self.base_images.as_deref(),
-        );
-        self.start_loop();
-    }
-
-    async fn set_config(&self, change: ConfigChange) {
-        let scope = Scope::Service(self.service);
-        let current = self.catalog.config_layer(scope).await.unwrap();
-        let base = current
-            .as_ref()
-            .map(|v| v.value.clone())
-            .unwrap_or_else(|| ConfigLayer::new(scope));
-        let next = apply_bulk(&base, &[change], &self.keyring, Timestamp::now()).unwrap();
-        match current {
-            Some(cur) => self.catalog.update(&cur, &next).await.unwrap(),
-            None => self.catalog.create(&next).await.unwrap(),
-        };
-    }
-
-    async fn deploy(&self) -> Deployment {
-        self.engine
-            .deploy(self.service, Trigger::Manual { by: None })
-            .await
-            .unwrap()
-    }
-
-    async fn get(&self, id: DeploymentId) -> Deployment {
-        self.catalog
-            .require::<Deployment>(&id.to_string())
-            .await
-            .unwrap()
-            .value
-    }
-
-    async fn log_of(&self, id: DeploymentId) -> Vec<String> {
-        self.engine
-            .deploy_log(id)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|l| l.message)
-            .collect()
-    }
-
-    async fn wait_for(
-        &self,
-        id: DeploymentId,
-        want: DeploymentStatus,
-        within: Duration,
-    ) -> Deployment {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let d = self.get(id).await;
-            if d.state.status == want {
-                return d;
-            }
-            if d.state.status.is_terminal() || tokio::time::Instant::now() > deadline {
-                panic!(
-                    "deployment #{} is {} ({:?}), wanted {want}; log:\n{}",
-                    d.number,
-                    d.state.status,
-                    d.state.reason,
-                    self.log_of(id).await.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn builds(&self) -> Vec<Build> {
-        let mut items: Vec<Build> = self
-            .catalog
-            .builds_of(self.service, Page::all())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|v| v.value)
-            .collect();
-        items.sort_by_key(|b| b.number);
-        items
-    }
-
-    async fn active(&self) -> Option<DeploymentId> {
-        self.catalog
-            .require::<Service>(&self.service.to_string())
-            .await
-            .unwrap()
-            .active_deployment
-    }
-
-    async fn web_endpoint(&self, d: DeploymentId) -> SocketAddr {
-        self.runtime
-            .list(&OwnerFilter {
-                deployment: Some(d),
-                ..OwnerFilter::default()
-            })
-            .await
-            .unwrap()
-            .iter()
-            .find(|w| w.owner.process == "web")
-            .and_then(|w| w.endpoint)
-            .expect("web endpoint")
-    }
-
-    async fn containers_of(&self, d: DeploymentId) -> usize {
-        self.runtime
-            .list(&OwnerFilter {
-                deployment: Some(d),
-                ..OwnerFilter::default()
-            })
-            .await
-            .unwrap()
-            .len()
-    }
-
-    /// Docker stops a build's step when its client disconnects: wait for that.
-    async fn wait_until_no_container_runs(&self, command: &str) {
-        let docker = self.runtime.client();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let running = docker
-                .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
-                .await
-                .unwrap();
-            let found = running
-                .iter()
-                .any(|c| c.command.as_deref().unwrap_or_default().contains(command));
-            if !found {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "a build container running `{command}` is still there"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// (process type, container command) of each of the deployment's workloads, sorted.
-    async fn commands(&self, d: DeploymentId) -> Vec<(String, Vec<String>)> {
-        let mut out = Vec::new();
-        let all = self
-            .runtime
-            .list(&OwnerFilter {
-                deployment: Some(d),
-                ..OwnerFilter::default()
-            })
-            .await
-            .unwrap();
-        for w in all {
-            let c = self
-                .runtime
-                .client()
-                .inspect_container(&w.id.0, None)
-                .await
-                .unwrap();
-            out.push((w.owner.process.clone(), c.config.unwrap().cmd.unwrap()));
-        }
-        out.sort();
-        out
-    }
-
-    fn image(&self, n: u64) -> ImageRef {
-        clank_engine::build_tag(&self.project_slug, "web", n).unwrap()
-    }
-}
-
-fn engine(
-    catalog: &Catalog,
-    runtime: &Arc<DockerRuntime>,
-    routes: &Arc<RouteTable>,
-    keyring: &Keyring,
-    base_images: Option<&[(String, String)]>,
-) -> Engine {
-    let config = EngineConfig {
-        stop_grace: Duration::from_secs(2),
-        probe_timeout: Duration::from_secs(3),
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(
-        catalog.clone(),
-        runtime.clone(),
-        routes.clone(),
-        keyring.clone(),
-        config,
-    );
-    match base_images {
-        Some(images) => {
-            let mut b =
-                DockerImageBuilder::new(runtime.client().clone()).allow_local_repositories(true);
-            for (arg, image) in images {
-                b = b.with_base_image(arg, image).unwrap();
-            }
-            engine.with_builder(Arc::new(b))
-        }
-        None => engine,
-    }
-}
-
-impl Drop for Platform {
-    /// Remove the test's workloads, network and built images, even after a panic.
-    fn drop(&mut self) {
-        if let Some(t) = self.loop_task.take() {
-            t.abort();
-        }
-        let workspace = self.workspace;
-        let network = self.network.clone();
-        let images: Vec<String> = (1..=8).map(|n| self.image(n).to_string()).collect();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let Ok(runtime) = DockerRuntime::connect().await else {
-                    return;
-                };
-                let filter = OwnerFilter {
-                    workspace: Some(workspace),
-                    ..OwnerFilter::default()
-                };
-                for w in runtime.list(&filter).await.unwrap_or_default() {
-                    let _ = runtime.remove(&w.id).await;
-                }
-                let _ = runtime.remove_network(&network).await;
-                for image in images {
-                    let _ = runtime
-                        .client()
-                        .remove_image(
-                            &image,
-                            None::<bollard::query_parameters::RemoveImageOptions>,
-                            None,
-                        )
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 fn build_secs(b: &Build) -> f64 {
     b.finished_at
@@ -407,7 +34,7 @@ fn build_secs(b: &Build) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_dockerfile_builds_and_deploys_and_a_no_change_rebuild_hits_the_cache() {
     let repo = TestRepo::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "v1\n")]);
-    let Some(p) = Platform::new(&repo.url(), Some(&[]), |_| {}).await else {
+    let Some(p) = Platform::git(&repo.url(), Some(&[]), |_| {}).await else {
         return;
     };
     let d = p.deploy().await;
@@ -476,7 +103,7 @@ async fn repository_dockerfile_builds_and_deploys_and_a_no_change_rebuild_hits_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_build_fails_the_deployment_and_the_previous_keeps_serving() {
     let repo = TestRepo::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "v1\n")]);
-    let Some(p) = Platform::new(&repo.url(), Some(&[]), |_| {}).await else {
+    let Some(p) = Platform::git(&repo.url(), Some(&[]), |_| {}).await else {
         return;
     };
     let v1 = p.deploy().await;
@@ -529,7 +156,7 @@ async fn failing_build_fails_the_deployment_and_the_previous_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_past_its_timeout_is_stopped_and_fails_the_deployment() {
     let repo = TestRepo::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "v1\n")]);
-    let Some(p) = Platform::new(&repo.url(), Some(&[]), |_| {}).await else {
+    let Some(p) = Platform::git(&repo.url(), Some(&[]), |_| {}).await else {
         return;
     };
     let v1 = p.deploy().await;
@@ -595,7 +222,7 @@ async fn control_plane_restarted_mid_build_starts_a_new_build_and_closes_the_old
         ),
         ("hello.txt", "v1\n"),
     ]);
-    let Some(mut p) = Platform::new(&repo.url(), Some(&[]), |_| {}).await else {
+    let Some(mut p) = Platform::git(&repo.url(), Some(&[]), |_| {}).await else {
         return;
     };
     let d = p.deploy().await;
@@ -628,7 +255,7 @@ async fn control_plane_restarted_mid_build_starts_a_new_build_and_closes_the_old
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_during_a_build_stops_it_and_marks_the_build_cancelled() {
     let repo = TestRepo::new(&[("Dockerfile", "FROM clank-testapp:latest\nRUN sleep 293\n")]);
-    let Some(p) = Platform::new(&repo.url(), Some(&[]), |_| {}).await else {
+    let Some(p) = Platform::git(&repo.url(), Some(&[]), |_| {}).await else {
         return;
     };
     let d = p.deploy().await;
@@ -669,7 +296,7 @@ async fn option_like_ref_is_refused_and_runs_nothing() {
     let evil = format!("--upload-pack=touch {}", marker.display());
     let url = repo.url();
     // Stored without validation (which refuses it), as if an older version had let it in.
-    let Some(p) = Platform::new(&url, Some(&[]), |s| {
+    let Some(p) = Platform::git(&url, Some(&[]), |s| {
         s.source = ServiceSource::Git {
             repo_url: url.clone(),
             branch: evil.clone(),
@@ -698,7 +325,7 @@ async fn option_like_ref_is_refused_and_runs_nothing() {
 async fn unreachable_repository_fails_with_a_precise_reason() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}/missing.git", dir.path().display());
-    let Some(p) = Platform::new(&url, Some(&[]), |_| {}).await else {
+    let Some(p) = Platform::git(&url, Some(&[]), |_| {}).await else {
         return;
     };
     let d = p.deploy().await;
@@ -727,7 +354,7 @@ async fn repository_token_comes_from_a_config_secret_and_stays_out_of_logs() {
             credentials_secret: Some("GIT_TOKEN".into()),
         };
     };
-    let Some(p) = Platform::new(&url, Some(&[]), with_secret).await else {
+    let Some(p) = Platform::git(&url, Some(&[]), with_secret).await else {
         return;
     };
     // Not set yet: the build cannot start, and says which secret is missing.
@@ -761,7 +388,7 @@ async fn repository_token_comes_from_a_config_secret_and_stays_out_of_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_release_command_fails_the_deployment_before_cutover() {
     let repo = TestRepo::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "v1\n")]);
-    let Some(p) = Platform::new(&repo.url(), Some(&[]), |_| {}).await else {
+    let Some(p) = Platform::git(&repo.url(), Some(&[]), |_| {}).await else {
         return;
     };
     let v1 = p.deploy().await;
@@ -805,7 +432,7 @@ async fn failing_release_command_fails_the_deployment_before_cutover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_without_a_builder_fails_git_deployments_saying_why() {
     let repo = TestRepo::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "v1\n")]);
-    let Some(p) = Platform::new(&repo.url(), None, |_| {}).await else {
+    let Some(p) = Platform::git(&repo.url(), None, |_| {}).await else {
         return;
     };
     let d = p.deploy().await;
@@ -832,7 +459,7 @@ async fn procfile_process_types_run_their_commands_and_scale_independently() {
         ("hello.txt", "v1\n"),
         ("Procfile", procfile),
     ]);
-    let Some(p) = Platform::new(&repo.url(), Some(&[]), |s| {
+    let Some(p) = Platform::git(&repo.url(), Some(&[]), |s| {
         s.processes.get_mut("web").unwrap().replicas = 2;
         s.processes.insert(
             "worker".into(),
@@ -948,7 +575,7 @@ async fn deploy_detected(p: &Platform, framework: &str, want_body: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_repository_without_dockerfile_is_detected_built_and_deployed() {
-    let Some(rt) = docker().await else {
+    let Some(rt) = common::docker().await else {
         return;
     };
     match interpreters::ensure_node_image(rt.client()).await {
@@ -978,7 +605,7 @@ async fn node_repository_without_dockerfile_is_detected_built_and_deployed() {
         ("server.js", NODE_SERVER),
     ]);
     let base = [("NODE_IMAGE", interpreters::NODE_IMAGE)];
-    let Some(p) = Platform::new(&repo.url(), Some(&base), |_| {}).await else {
+    let Some(p) = Platform::git(&repo.url(), Some(&base), |_| {}).await else {
         return;
     };
     deploy_detected(&p, "node", "built by npm run build").await;
@@ -986,7 +613,7 @@ async fn node_repository_without_dockerfile_is_detected_built_and_deployed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_repository_without_dockerfile_is_detected_built_and_deployed() {
-    let Some(rt) = docker().await else {
+    let Some(rt) = common::docker().await else {
         return;
     };
     match interpreters::ensure_python_image(rt.client()).await {
@@ -1002,7 +629,7 @@ async fn python_repository_without_dockerfile_is_detected_built_and_deployed() {
         ("app.py", PYTHON_APP),
     ]);
     let base = [("PYTHON_IMAGE", interpreters::PYTHON_IMAGE)];
-    let Some(p) = Platform::new(&repo.url(), Some(&base), |_| {}).await else {
+    let Some(p) = Platform::git(&repo.url(), Some(&base), |_| {}).await else {
         return;
     };
     deploy_detected(&p, "python", "hello from python 3.11").await;
@@ -1013,7 +640,7 @@ async fn static_site_without_dockerfile_is_served_by_httpd() {
     let repo = TestRepo::new(&[("index.html", "<h1>static ok</h1>\n")]);
     // The test app image carries a static busybox, which has httpd.
     let base = [("STATIC_IMAGE", testapp::IMAGE)];
-    let Some(p) = Platform::new(&repo.url(), Some(&base), |s| {
+    let Some(p) = Platform::git(&repo.url(), Some(&base), |s| {
         s.settings.health_check_path = "/".into();
     })
     .await
@@ -1025,7 +652,7 @@ async fn static_site_without_dockerfile_is_served_by_httpd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_page_app_is_built_with_node_and_served_statically() {
-    let Some(rt) = docker().await else {
+    let Some(rt) = common::docker().await else {
         return;
     };
     match interpreters::ensure_node_image(rt.client()).await {
@@ -1058,7 +685,7 @@ async fn single_page_app_is_built_with_node_and_served_statically() {
         ("NODE_IMAGE", interpreters::NODE_IMAGE),
         ("STATIC_IMAGE", testapp::IMAGE),
     ];
-    let Some(p) = Platform::new(&repo.url(), Some(&base), |s| {
+    let Some(p) = Platform::git(&repo.url(), Some(&base), |s| {
         s.settings.health_check_path = "/".into();
     })
     .await

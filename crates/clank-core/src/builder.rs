@@ -74,4 +74,8 @@ pub type BuildLog = Box<dyn FnMut(String) + Send>;
 #[async_trait::async_trait]
 pub trait ImageBuilder: Send + Sync + fmt::Debug {
     async fn build(&self, request: &BuildRequest, log: BuildLog) -> Result<BuildOutput>;
+
+    /// Remove an image this builder produced. A missing image is `Ok` (idempotent); an image
+    /// a workload still uses is left in place with a `Conflict`.
+    async fn remove_image(&self, image: &ImageRef) -> Result<()>;
 }

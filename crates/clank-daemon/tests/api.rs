@@ -449,6 +449,13 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
         (Method::GET, format!("{ws}/members"), None, Read),
         (
             Method::POST,
+            format!("{ws}/webhook-secret"),
+            None,
+            ManageTeamSettings,
+        ),
+        (Method::GET, format!("{e}/services?limit=1"), None, Read),
+        (
+            Method::POST,
             format!("{ws}/members"),
             Some(json!({"name": "New", "email": "new-{role}@example.com", "role": "viewer"})),
             ManageMembers,

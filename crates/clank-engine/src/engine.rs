@@ -57,6 +57,9 @@ pub struct EngineConfig {
     pub publish_ip: IpAddr,
     /// Retry delay after a reconcile pass failed (store or runtime unavailable).
     pub error_backoff: Duration,
+    /// How many of a git service's newest deployments keep their built images (so they can
+    /// be rolled back to); older build images are pruned after each cutover.
+    pub image_retention: usize,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +70,7 @@ impl Default for EngineConfig {
             probe_timeout: Duration::from_secs(2),
             publish_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             error_backoff: Duration::from_secs(1),
+            image_retention: 10,
         }
     }
 }
@@ -591,6 +595,7 @@ impl Engine {
         // terminal status clean up first: once terminal a deployment is no longer reconciled,
         // so a cleanup that fails must leave it in progress to be retried.
         if !t.to.is_terminal() {
+            let activated = t.to == DeploymentStatus::Active;
             if !self.write_transition(service, d, observed, t, now).await? {
                 return Ok(Some(Duration::ZERO));
             }
@@ -600,6 +605,12 @@ impl Engine {
             let d = cat.require::<Deployment>(&d.id.to_string()).await?;
             for c in &commands {
                 self.run_command(&service, &d, c).await?;
+            }
+            if activated && service.source.needs_build() {
+                // Housekeeping: a failure to prune never fails or delays the deployment.
+                if let Err(err) = self.prune_images(&service).await {
+                    warn!(service = %service.id, error = %err, "Pruning old build images failed.");
+                }
             }
             return Ok(requeue);
         }

@@ -706,3 +706,48 @@ async fn single_page_app_is_built_with_node_and_served_statically() {
         "client-side routes get the app: {deep:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_images_beyond_the_retention_are_pruned_and_retained_ones_roll_back() {
+    let repo = TestRepo::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "v1\n")]);
+    let Some(mut p) = Platform::git(&repo.url(), Some(&[]), |_| {}).await else {
+        return;
+    };
+    p.image_retention = 2;
+    p.crash_and_restart().await;
+    let docker = p.runtime.client().clone();
+    let exists = |image: clank_core::ImageRef| {
+        let docker = docker.clone();
+        async move { docker.inspect_image(&image.to_string()).await.is_ok() }
+    };
+    let mut deployments = Vec::new();
+    for _ in 0..3 {
+        let d = p.deploy().await;
+        p.wait_for(d.id, DeploymentStatus::Active, Duration::from_secs(120))
+            .await;
+        deployments.push(d);
+    }
+    // #1's image is outside the newest two deployments: pruned once #3 went ACTIVE.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while exists(p.image(1)).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "v1 image not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        exists(p.image(2)).await && exists(p.image(3)).await,
+        "retained images kept"
+    );
+    // Rolling back to a retained deployment works (its image is still there).
+    let rb = p
+        .engine
+        .rollback(p.service, deployments[1].id)
+        .await
+        .unwrap();
+    let active = p
+        .wait_for(rb.id, DeploymentStatus::Active, Duration::from_secs(60))
+        .await;
+    assert_eq!(active.state.image, Some(p.image(2)));
+}

@@ -9,6 +9,7 @@
 mod embedded;
 mod ops;
 mod views;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -31,6 +32,7 @@ use clank_engine::{Engine, EventStream, LogEntry};
 pub use embedded::{EmbeddedOptions, RuntimeChoice, load_or_create_keyring};
 pub use ops::{ChangeRef, Request, Subscription, TargetRef};
 pub use views::DeploymentView;
+pub use webhook::{PushDeployment, WebhookSecret, normalize_repo_url};
 
 /// What a new service looks like; everything but `slug` and `source` has the documented default.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -388,6 +390,27 @@ impl Platform {
                 Ok(_) => return Ok(next),
             }
         }
+    }
+
+    /// One page of an environment's services in slug order, and the cursor of the next page
+    /// (`None` on the last). The cursor is opaque: pass it back as `after`.
+    pub async fn list_services_page(
+        &self,
+        env: &EnvironmentAddress,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<(Vec<Service>, Option<String>)> {
+        let (_, environment) = self.environment(env).await?;
+        let page = Page {
+            limit: Some(limit),
+            after,
+            reverse: false,
+        };
+        let listing = self
+            .catalog
+            .services_in_environment(environment.id, page)
+            .await?;
+        Ok((values(listing.items), listing.next))
     }
 
     pub async fn list_services(&self, env: &EnvironmentAddress) -> Result<Vec<Service>> {

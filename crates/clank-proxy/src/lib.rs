@@ -20,13 +20,19 @@
 //! - TLS with rustls (ring provider): SNI certificate selection from BYO PEM certificates,
 //!   HTTP/2 or HTTP/1.1 by ALPN, HTTP→HTTPS redirect (308) for `public_direct` endpoints.
 //!
-//! - ACME HTTP-01 responder: [`ClankProxy::set_acme_challenge`] makes the proxy answer the
-//!   CA's validation requests itself (any host, plain HTTP, exempt from the HTTPS redirect).
+//! - ACME responders: [`ClankProxy::set_acme_challenge`] answers HTTP-01 validation requests
+//!   (any host, plain HTTP, exempt from the HTTPS redirect);
+//!   [`ClankProxy::set_tls_alpn_challenge`] answers TLS-ALPN-01 handshakes (`acme-tls/1`) on
+//!   the TLS listeners with the challenge certificate and closes them.
 //!
-//! Not yet here: the ACME client (ordering, persistence and renewal with instant-acme; today
-//! certificates are brought as PEM), TLS-ALPN-01, and the endpoint modes beyond routing
-//! (tailscale, cloudflared, byo publishing).
+//! - ACME client ([`acme`]): [`AcmeManager`] orders certificates for routed `public_direct`
+//!   names over HTTP-01 or TLS-ALPN-01, persists account and certificates, renews in the last
+//!   third of the lifetime and backs off across restarts.
+//!
+//! Not yet here: wildcard certificates (DNS-01), and the endpoint modes beyond routing (tailscale, cloudflared,
+//! byo publishing).
 
+pub mod acme;
 mod cidr;
 mod config;
 mod error;
@@ -51,6 +57,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use acme::{AcmeConfig, AcmeManager};
 pub use cidr::IpNet;
 pub use config::ProxyConfig;
 pub use error::ProxyError;
@@ -164,6 +171,25 @@ impl ClankProxy {
             Err(p) => p.into_inner(),
         };
         tokens.remove(token).is_some()
+    }
+
+    /// Answer TLS-ALPN-01 validation handshakes (ALPN `acme-tls/1`, SNI `domain`) on the TLS
+    /// listeners with a challenge certificate for `key_authorization_digest` (SHA-256 of the
+    /// key authorization), until removed. Ordinary handshakes are unaffected.
+    pub fn set_tls_alpn_challenge(
+        &self,
+        domain: &str,
+        key_authorization_digest: &[u8],
+    ) -> Result<(), ProxyError> {
+        let key = tls::alpn_challenge_key(domain, key_authorization_digest)
+            .map_err(ProxyError::Config)?;
+        self.shared.certs.set_alpn_challenge(domain, Some(key));
+        Ok(())
+    }
+
+    /// Stop answering TLS-ALPN-01 for `domain`; returns whether it was being answered.
+    pub fn remove_tls_alpn_challenge(&self, domain: &str) -> bool {
+        self.shared.certs.set_alpn_challenge(domain, None)
     }
 
     /// The names a certificate is served for, sorted.

@@ -137,7 +137,14 @@ pub(crate) async fn serve_tls(
                     return;
                 }
             };
-            let is_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            let alpn = tls.get_ref().1.alpn_protocol();
+            if alpn == Some(crate::tls::ACME_TLS_ALPN) {
+                // A TLS-ALPN-01 validation: the handshake was the answer; no HTTP follows.
+                let mut tls = tls;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                return;
+            }
+            let is_h2 = alpn == Some(b"h2".as_slice());
             if is_h2 {
                 let service = service_fn(move |req| shared.clone().handle(peer, true, req));
                 let conn = h2.serve_connection(TokioIo::new(tls), service);

@@ -35,7 +35,12 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 #[derive(Debug, Default)]
 pub(crate) struct CertStore {
     by_name: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// TLS-ALPN-01 challenge certificates by name, served only to `acme-tls/1` handshakes.
+    alpn_challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
 }
+
+/// The ALPN protocol of TLS-ALPN-01 validation handshakes (RFC 8737).
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 impl CertStore {
     pub(crate) fn insert(&self, domains: &[String], key: Arc<CertifiedKey>) {
@@ -54,6 +59,17 @@ impl CertStore {
             Err(p) => p.into_inner(),
         };
         map.remove(&normalise_host(domain)).is_some()
+    }
+
+    pub(crate) fn set_alpn_challenge(&self, domain: &str, key: Option<Arc<CertifiedKey>>) -> bool {
+        let mut map = match self.alpn_challenges.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        match key {
+            Some(k) => map.insert(normalise_host(domain), k).is_some(),
+            None => map.remove(&normalise_host(domain)).is_some(),
+        }
     }
 
     pub(crate) fn names(&self) -> Vec<String> {
@@ -83,6 +99,18 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            // A validation handshake gets the challenge certificate or nothing (RFC 8737 §3).
+            let name = normalise_host(hello.server_name()?);
+            let map = match self.alpn_challenges.read() {
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
+            };
+            return map.get(&name).cloned();
+        }
         // No SNI (an IP literal or an old client): nothing to select by, the handshake fails.
         hello.server_name().and_then(|n| self.lookup(n))
     }
@@ -105,6 +133,27 @@ pub(crate) fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Certi
     Ok(Arc::new(CertifiedKey::new(certs, signing)))
 }
 
+/// The self-signed TLS-ALPN-01 certificate for `domain` carrying the `acmeIdentifier`
+/// extension (the SHA-256 digest of the key authorization), RFC 8737 §3.
+pub(crate) fn alpn_challenge_key(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, String> {
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()])
+        .map_err(|e| format!("challenge certificate: {e}"))?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let key = rcgen::KeyPair::generate().map_err(|e| format!("challenge key: {e}"))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| format!("challenge certificate: {e}"))?;
+    let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signing = provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| format!("challenge key: {e}"))?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
+}
+
 pub(crate) fn load_files(c: &TlsCertificate) -> Result<Arc<CertifiedKey>, ProxyError> {
     let read = |p: &Path| {
         std::fs::read(p).map_err(|e| ProxyError::Config(format!("{}: {e}", p.display())))
@@ -121,6 +170,7 @@ pub(crate) fn server_config(
         .map_err(|e| ProxyError::Config(format!("TLS: {e}")))?
         .with_no_client_auth()
         .with_cert_resolver(store);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // `acme-tls/1` last: only validation clients offer it, and they get no HTTP.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     Ok(Arc::new(config))
 }

@@ -267,3 +267,115 @@ async fn public_endpoints_redirect_plain_http_to_https_except_acme_challenges() 
     let (s, _, _) = get_once(p.addr, "lan.test", "/").await.unwrap();
     assert_eq!(s, StatusCode::OK);
 }
+
+/// Accepts any certificate and skips the handshake signature check, keeping what was served:
+/// webpki refuses the critical `acmeIdentifier` extension of TLS-ALPN-01 certificates, which
+/// only an ACME validator needs to read.
+#[derive(Debug, Default)]
+struct Captured(std::sync::Mutex<Option<Vec<u8>>>);
+
+impl ServerCertVerifier for Captured {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.0.lock().unwrap() = Some(end_entity.to_vec());
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// An `acme-tls/1` handshake: the negotiated protocol and the certificate served.
+async fn acme_tls_handshake(
+    addr: std::net::SocketAddr,
+    sni: &str,
+) -> Result<(Option<Vec<u8>>, Vec<u8>), std::io::Error> {
+    let captured = Arc::new(Captured::default());
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(captured.clone())
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    let tls = connector
+        .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
+        .await?;
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let cert = captured.0.lock().unwrap().take().unwrap_or_default();
+    Ok((alpn, cert))
+}
+
+#[tokio::test]
+async fn tls_alpn01_handshakes_get_the_challenge_certificate_and_others_the_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = self_signed(dir.path(), "a", &["a.test"]);
+    let p = start_proxy(ProxyConfig {
+        tls_certificates: vec![TlsCertificate {
+            domains: vec!["a.test".into()],
+            cert_file: crt.clone(),
+            key_file: key,
+        }],
+        ..ProxyConfig::default()
+    })
+    .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = listener.local_addr().unwrap();
+    let (proxy, stop) = (p.proxy.clone(), CancellationToken::new());
+    let s = stop.clone();
+    tokio::spawn(async move { proxy.serve_tls(listener, s).await });
+
+    // No challenge set: an `acme-tls/1` handshake gets no certificate at all.
+    assert!(acme_tls_handshake(tls_addr, "a.test").await.is_err());
+
+    let digest = [7u8; 32];
+    p.proxy.set_tls_alpn_challenge("a.test", &digest).unwrap();
+    let (alpn, served) = acme_tls_handshake(tls_addr, "a.test").await.unwrap();
+    assert_eq!(alpn.as_deref(), Some(b"acme-tls/1".as_slice()));
+    assert_ne!(served, leaf_pem_der(&crt));
+    // The acmeIdentifier extension carries the digest as an OCTET STRING (04 20 ...).
+    let mut octets = vec![0x04, 0x20];
+    octets.extend_from_slice(&digest);
+    assert!(served.windows(octets.len()).any(|w| w == octets));
+
+    // Ordinary clients still get the real certificate meanwhile.
+    let tls = connect(tls_addr, "a.test", &[b"h2", b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref(),
+        leaf_pem_der(&crt)
+    );
+
+    assert!(p.proxy.remove_tls_alpn_challenge("a.test"));
+    assert!(acme_tls_handshake(tls_addr, "a.test").await.is_err());
+    stop.cancel();
+}

@@ -4,7 +4,9 @@
 
 pub mod auth;
 pub mod error;
+pub mod openapi;
 mod routes;
+mod webhooks;
 
 use std::sync::Arc;
 

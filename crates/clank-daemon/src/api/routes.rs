@@ -23,7 +23,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::AppState;
 use super::auth::{Principal, new_token, token_record};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody};
 
 /// `Json` whose rejections answer in our error format.
 pub(super) struct Body<T>(T);
@@ -43,8 +43,16 @@ pub(super) fn routes() -> Router<AppState> {
     let svc = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}";
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(super::openapi::serve))
         .route("/v1/init", post(init))
         .route("/v1/whoami", get(whoami))
+        .route("/v1/webhooks/github", post(super::webhooks::github))
+        .route("/v1/webhooks/gitlab", post(super::webhooks::gitlab))
+        .route("/v1/webhooks/gitea", post(super::webhooks::gitea))
+        .route(
+            "/v1/workspaces/{ws}/webhook-secret",
+            post(super::webhooks::rotate_secret),
+        )
         .route(
             "/v1/workspaces/{ws}/members",
             get(list_members).post(add_member),
@@ -102,13 +110,34 @@ pub(super) fn routes() -> Router<AppState> {
         .route(&format!("{svc}/deployments/{{n}}/events"), get(follow))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "system",
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(()),
+)]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
 // ---- Bootstrap, members, tokens ----------------------------------------------------------
 
-#[derive(Debug, serde::Deserialize)]
+/// `clank_core::model::Role` as the OpenAPI document shows it (clank-core has no utoipa).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum RoleName {
+    Viewer,
+    Developer,
+    Admin,
+    Owner,
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InitRequest {
     workspace: String,
@@ -143,6 +172,17 @@ fn validate_email(email: &str) -> ApiResult<String> {
 }
 
 /// Create the first workspace and its Owner. Only possible while no user exists.
+#[utoipa::path(
+    post,
+    path = "/v1/init",
+    tag = "system",
+    request_body = InitRequest,
+    responses(
+        (status = 201, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(()),
+)]
 async fn init(
     State(st): State<AppState>,
     Body(req): Body<InitRequest>,
@@ -196,6 +236,16 @@ struct WhoAmI {
     role: Role,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/whoami",
+    tag = "system",
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn whoami(p: Principal) -> Json<WhoAmI> {
     Json(WhoAmI {
         workspace: p.workspace.slug.clone(),
@@ -204,11 +254,12 @@ async fn whoami(p: Principal) -> Json<WhoAmI> {
     })
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddMember {
     name: String,
     email: String,
+    #[schema(value_type = RoleName)]
     role: Role,
 }
 
@@ -220,6 +271,20 @@ struct MemberCreated {
 }
 
 /// Add a user to the workspace with a role, returning their first token (shown once).
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/members",
+    tag = "members",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+    ),
+    request_body = AddMember,
+    responses(
+        (status = 201, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn add_member(
     p: Principal,
     State(st): State<AppState>,
@@ -261,6 +326,19 @@ async fn add_member(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/members",
+    tag = "members",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_members(
     p: Principal,
     State(st): State<AppState>,
@@ -276,15 +354,30 @@ async fn list_members(
     Ok(Json(l.items.into_iter().map(|m| m.value).collect()))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
     #[serde(default)]
+    #[schema(value_type = Option<RoleName>)]
     role: Option<Role>,
 }
 
 /// A token for yourself, with at most your own role.
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/tokens",
+    tag = "members",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+    ),
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_token(
     p: Principal,
     State(st): State<AppState>,
@@ -325,6 +418,19 @@ struct TokenInfo {
     revoked: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/tokens",
+    tag = "members",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_tokens(
     p: Principal,
     State(st): State<AppState>,
@@ -352,6 +458,20 @@ async fn list_tokens(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/workspaces/{ws}/tokens/{id}",
+    tag = "members",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("id" = String, Path, description = "token id"),
+    ),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn revoke_token(
     p: Principal,
     State(st): State<AppState>,
@@ -376,7 +496,7 @@ async fn revoke_token(
 
 // ---- Projects and environments -------------------------------------------------------------
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewProject {
     name: String,
@@ -391,6 +511,20 @@ struct ListProjects {
     include_deleted: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects",
+    tag = "projects",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("include_deleted" = Option<bool>, Query, description = "include soft-deleted projects"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_projects(
     p: Principal,
     State(st): State<AppState>,
@@ -404,6 +538,20 @@ async fn list_projects(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects",
+    tag = "projects",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+    ),
+    request_body = NewProject,
+    responses(
+        (status = 201, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_project(
     p: Principal,
     State(st): State<AppState>,
@@ -434,6 +582,20 @@ fn service_addr(ws: &str, p: &str, e: &str, s: &str) -> ApiResult<ServiceAddress
     Ok(ServiceAddress::new(ws, p, e, s)?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}",
+    tag = "projects",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_project(
     p: Principal,
     State(st): State<AppState>,
@@ -446,6 +608,20 @@ async fn get_project(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/workspaces/{ws}/projects/{p}",
+    tag = "projects",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn delete_project(
     p: Principal,
     State(st): State<AppState>,
@@ -460,12 +636,26 @@ async fn delete_project(
     ))
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewEnvironment {
     name: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments",
+    tag = "environments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_environments(
     p: Principal,
     State(st): State<AppState>,
@@ -480,6 +670,21 @@ async fn list_environments(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments",
+    tag = "environments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+    ),
+    request_body = NewEnvironment,
+    responses(
+        (status = 201, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_environment(
     p: Principal,
     State(st): State<AppState>,
@@ -500,20 +705,90 @@ async fn create_environment(
 
 // ---- Services ----------------------------------------------------------------------------
 
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListServices {
+    /// Page size (1..=1000). Without it (and without `after`) every service is returned.
+    #[serde(default)]
+    limit: Option<usize>,
+    /// The `X-Next-Cursor` of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// Services of an environment in slug order. Paginated with `?limit=` (and `?after=` the
+/// previous page's `X-Next-Cursor` header, absent on the last page).
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("limit" = Option<usize>, Query, description = "page size, 1..=1000; without `limit` and `after` every service"),
+        ("after" = Option<String>, Query, description = "the previous page's `X-Next-Cursor`"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_services(
     p: Principal,
     State(st): State<AppState>,
     Path((ws, proj, e)): Path<(String, String, String)>,
-) -> ApiResult<Json<Vec<Service>>> {
+    Query(q): Query<ListServices>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    use base64::Engine as _;
     p.in_workspace(&ws)?;
     p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform
-            .list_services(&env_addr(&ws, &proj, &e)?)
-            .await?,
-    ))
+    let env = env_addr(&ws, &proj, &e)?;
+    if q.limit.is_none() && q.after.is_none() {
+        return Ok(Json(st.platform.list_services(&env).await?).into_response());
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(InvalidInput::new("limit", "range", "`limit` is between 1 and 1000").into());
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let after = match q.after {
+        None => None,
+        Some(c) => Some(
+            b64.decode(c.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| InvalidInput::new("after", "cursor", "not a page cursor"))?,
+        ),
+    };
+    let (items, next) = st.platform.list_services_page(&env, limit, after).await?;
+    let mut resp = Json(items).into_response();
+    if let Some(next) = next
+        && let Ok(v) = axum::http::HeaderValue::from_str(&b64.encode(next))
+    {
+        resp.headers_mut().insert("x-next-cursor", v);
+    }
+    Ok(resp)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+    ),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 201, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create_service(
     p: Principal,
     State(st): State<AppState>,
@@ -537,6 +812,22 @@ async fn create_service(
 
 type SvcPath = Path<(String, String, String, String)>;
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_service(
     p: Principal,
     State(st): State<AppState>,
@@ -552,6 +843,23 @@ async fn get_service(
     ))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn update_service(
     p: Principal,
     State(st): State<AppState>,
@@ -573,7 +881,7 @@ async fn update_service(
 // ---- Config ------------------------------------------------------------------------------
 
 /// One change in a bulk config request: set (`value`, optionally `secret`) or `unset`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeBody {
     key: String,
@@ -585,7 +893,7 @@ struct ChangeBody {
     unset: bool,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConfigRequest {
     changes: Vec<ChangeBody>,
@@ -636,6 +944,19 @@ async fn write_config(
     Ok(Json(st.platform.set_config(&target, &changes).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/config",
+    tag = "config",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn workspace_config(
     p: Principal,
     State(st): State<AppState>,
@@ -645,6 +966,20 @@ async fn workspace_config(
     read_config(&p, &st, ConfigTarget::Workspace(ws)).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/workspaces/{ws}/config",
+    tag = "config",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+    ),
+    request_body = ConfigRequest,
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn set_workspace_config(
     p: Principal,
     State(st): State<AppState>,
@@ -662,6 +997,20 @@ async fn set_workspace_config(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/config",
+    tag = "config",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn project_config(
     p: Principal,
     State(st): State<AppState>,
@@ -671,6 +1020,21 @@ async fn project_config(
     read_config(&p, &st, ConfigTarget::Project(project_addr(&ws, &proj)?)).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/workspaces/{ws}/projects/{p}/config",
+    tag = "config",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+    ),
+    request_body = ConfigRequest,
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn set_project_config(
     p: Principal,
     State(st): State<AppState>,
@@ -688,6 +1052,21 @@ async fn set_project_config(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/config",
+    tag = "config",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn environment_config(
     p: Principal,
     State(st): State<AppState>,
@@ -702,6 +1081,22 @@ async fn environment_config(
     .await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/config",
+    tag = "config",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+    ),
+    request_body = ConfigRequest,
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn set_environment_config(
     p: Principal,
     State(st): State<AppState>,
@@ -719,6 +1114,22 @@ async fn set_environment_config(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/config",
+    tag = "config",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn service_config(
     p: Principal,
     State(st): State<AppState>,
@@ -733,6 +1144,23 @@ async fn service_config(
     .await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/config",
+    tag = "config",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    request_body = ConfigRequest,
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn set_service_config(
     p: Principal,
     State(st): State<AppState>,
@@ -750,6 +1178,22 @@ async fn set_service_config(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/config/resolved",
+    tag = "config",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn resolved_config(
     p: Principal,
     State(st): State<AppState>,
@@ -766,6 +1210,22 @@ async fn resolved_config(
 
 // ---- Deployments -------------------------------------------------------------------------
 
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    responses(
+        (status = 202, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn deploy(
     p: Principal,
     State(st): State<AppState>,
@@ -792,6 +1252,24 @@ struct ListDeployments {
     before: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("limit" = Option<usize>, Query, description = "at most this many, newest first (default 20)"),
+        ("before" = Option<u64>, Query, description = "only deployments numbered below this"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_deployments(
     p: Principal,
     State(st): State<AppState>,
@@ -813,6 +1291,23 @@ async fn list_deployments(
 
 type DeployPath = Path<(String, String, String, String, u64)>;
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_deployment(
     p: Principal,
     State(st): State<AppState>,
@@ -827,6 +1322,23 @@ async fn get_deployment(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/cancel",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn cancel(
     p: Principal,
     State(st): State<AppState>,
@@ -841,6 +1353,23 @@ async fn cancel(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/rollback",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 202, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn rollback(
     p: Principal,
     State(st): State<AppState>,
@@ -858,6 +1387,23 @@ async fn rollback(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/log",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn deploy_log(
     p: Principal,
     State(st): State<AppState>,
@@ -878,6 +1424,23 @@ fn settled(status: DeploymentStatus) -> bool {
 
 /// Server-Sent Events for one deployment: its current status first, then every event until
 /// it is ACTIVE or finished, then the stream ends.
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/events",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events of the deployment", content_type = "text/event-stream"),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn follow(
     p: Principal,
     State(st): State<AppState>,

@@ -111,6 +111,35 @@ fn engine_line(line: &str) -> Option<String> {
 
 #[async_trait::async_trait]
 impl ImageBuilder for DockerImageBuilder {
+    async fn remove_image(&self, image: &clank_core::ImageRef) -> Result<()> {
+        use bollard::query_parameters::RemoveImageOptions;
+        let options = RemoveImageOptions {
+            force: false,
+            noprune: false,
+            ..RemoveImageOptions::default()
+        };
+        match self
+            .docker
+            .remove_image(&image.to_string(), Some(options), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) => Err(clank_core::Error::Conflict(format!(
+                "image `{image}` is still in use: {message}"
+            ))),
+            Err(e) => Err(clank_core::Error::runtime(
+                clank_core::RuntimeFailure::Other,
+                format!("removing image `{image}`: {e}"),
+            )),
+        }
+    }
+
     async fn build(&self, request: &BuildRequest, mut log: BuildLog) -> Result<BuildOutput> {
         let started = Instant::now();
         let source = git::GitSource {

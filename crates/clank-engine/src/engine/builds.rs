@@ -36,7 +36,7 @@ use clank_core::{Error, ImageRef, Result, Timestamp, procfile};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{BUILD_LOG_BATCH, BuildRun, Engine, lock};
 
@@ -386,6 +386,47 @@ impl Engine {
             }
         }
         self.wake(d.service_id);
+    }
+
+    /// Remove the images of this service's builds that no retained deployment runs: the
+    /// newest `image_retention` deployments (and the ACTIVE one) keep theirs, so rolling back
+    /// to any of them always works. Images still in use are left alone.
+    pub(super) async fn prune_images(&self, service: &Service) -> Result<()> {
+        let Some(builder) = lock(&self.inner.builder).clone() else {
+            return Ok(());
+        };
+        let cat = &self.inner.catalog;
+        let retention = self.inner.config.image_retention.max(1);
+        let recent = cat
+            .deployments_of(service.id, Page::newest(retention))
+            .await?;
+        let mut keep: std::collections::BTreeSet<String> = recent
+            .items
+            .iter()
+            .filter_map(|d| d.state.image.as_ref().map(ToString::to_string))
+            .collect();
+        if let Some(active) = service.active_deployment {
+            if let Some(d) = cat.get::<Deployment>(&active.to_string()).await? {
+                keep.extend(d.state.image.as_ref().map(ToString::to_string));
+            }
+        }
+        for build in cat.builds_of(service.id, Page::all()).await?.items {
+            let Some(image) = build
+                .image
+                .as_ref()
+                .filter(|i| !keep.contains(&i.to_string()))
+            else {
+                continue;
+            };
+            match builder.remove_image(image).await {
+                Ok(()) => debug!(image = %image, "Pruned an old build image."),
+                Err(Error::Conflict(reason)) => {
+                    debug!(image = %image, %reason, "Build image still in use; kept.")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn cancel_build(&self, d: &Deployment) -> Result<()> {

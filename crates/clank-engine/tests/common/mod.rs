@@ -28,6 +28,8 @@ pub(crate) struct Platform {
     pub catalog: Catalog,
     pub keyring: Keyring,
     pub base_images: Option<Vec<(String, String)>>,
+    /// `EngineConfig::image_retention` of the next engine (`crash_and_restart` applies it).
+    pub image_retention: usize,
     pub runtime: Arc<DockerRuntime>,
     pub routes: Arc<RouteTable>,
     pub engine: Engine,
@@ -111,11 +113,13 @@ impl Platform {
             &routes,
             &keyring,
             base_images.as_deref(),
+            EngineConfig::default().image_retention,
         );
         let mut p = Platform {
             catalog,
             keyring,
             base_images,
+            image_retention: EngineConfig::default().image_retention,
             runtime,
             routes,
             engine,
@@ -152,7 +156,9 @@ impl Platform {
             &self.routes,
             &self.keyring,
             self.base_images.as_deref(),
+            self.image_retention,
         );
+
         self.start_loop();
     }
 
@@ -324,8 +330,10 @@ fn engine(
     routes: &Arc<RouteTable>,
     keyring: &Keyring,
     base_images: Option<&[(String, String)]>,
+    image_retention: usize,
 ) -> Engine {
     let config = EngineConfig {
+        image_retention,
         stop_grace: Duration::from_secs(2),
         probe_timeout: Duration::from_secs(3),
         ..EngineConfig::default()

@@ -81,6 +81,22 @@ enum Command {
     Status { address: String },
     /// The deploy log of a deployment.
     Log { address: String, number: u64 },
+    /// The running service's own output (stdout and stderr).
+    Logs {
+        address: String,
+        /// Keep streaming new lines.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only the last N lines of history.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+    /// Run a command in the running service: `clank exec shop/web -- ls /data`.
+    Exec {
+        address: String,
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -634,6 +650,47 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             app.show(&v, |v| {
                 lines(v, |l| l["message"].as_str().unwrap_or("").to_owned())
             });
+        }
+        Command::Logs {
+            address,
+            follow,
+            tail,
+        } => {
+            let path = app.service_path(&address)?;
+            let json = app.json;
+            app.client
+                .sse(
+                    &format!("{path}/logs?follow={follow}&tail={tail}"),
+                    |name, data| {
+                        #[allow(clippy::print_stdout)]
+                        if json {
+                            println!("{}", json!({ "event": name, "data": data }));
+                        } else if name == "line" {
+                            println!("{}", data["line"].as_str().unwrap_or_default());
+                        }
+                    },
+                )
+                .await?;
+        }
+        Command::Exec { address, command } => {
+            let path = app.service_path(&address)?;
+            let v: Value = app
+                .client
+                .post(&format!("{path}/exec"), &json!({ "command": command }))
+                .await?;
+            if app.json {
+                app.show(&v, |_| String::new());
+            } else {
+                #[allow(clippy::print_stdout, clippy::print_stderr)]
+                {
+                    print!("{}", v["stdout"].as_str().unwrap_or_default());
+                    eprint!("{}", v["stderr"].as_str().unwrap_or_default());
+                }
+            }
+            let code = v["exit_code"].as_i64().unwrap_or(1);
+            return Ok(ExitCode::from(
+                u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+            ));
         }
         Command::Token(cmd) => match cmd {
             TokenCmd::Create { name, role } => {

@@ -167,6 +167,53 @@ async fn cli_drives_the_whole_lifecycle_and_reports_failures_by_exit_code() {
     let o = clank(&url, &ctx, &["log", "cli-shop/web", "3"]).await;
     assert!(text(&o).contains("traffic switched to #3"), "{}", text(&o));
 
+    // The running service: its output, and a command run inside it (argv, exit code kept).
+    let o = clank(&url, &ctx, &["logs", "cli-shop/web", "--tail", "50"]).await;
+    assert!(
+        o.status.success() && text(&o).contains("testapp listening on"),
+        "{}",
+        text(&o)
+    );
+    let o = clank(
+        &url,
+        &ctx,
+        &[
+            "exec",
+            "cli-shop/web",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo $GREETING",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "one",
+        "exec runs in the rolled-back config"
+    );
+    let o = clank(
+        &url,
+        &ctx,
+        &[
+            "exec",
+            "cli-shop/web",
+            "--",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "exit 7",
+        ],
+    )
+    .await;
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "exec passes the command's exit code through"
+    );
+
     // A deploy that fails exits non-zero and says why.
     let o = clank(
         &url,

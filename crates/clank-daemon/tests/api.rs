@@ -433,6 +433,13 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
             ManageServices,
         ),
         (Method::GET, format!("{SVC}/config/resolved"), None, Read),
+        (Method::GET, format!("{SVC}/logs?tail=1"), None, Read),
+        (
+            Method::POST,
+            format!("{SVC}/exec"),
+            Some(json!({"command": ["/bin/busybox", "true"]})),
+            Deploy,
+        ),
         (Method::GET, format!("{SVC}/deployments"), None, Read),
         (
             Method::POST,

@@ -579,6 +579,86 @@ impl Platform {
         Ok(found)
     }
 
+    /// The `web` workload (replica 0, or the first process) of the service's ACTIVE
+    /// deployment: where `logs` and `exec` go.
+    async fn active_workload(
+        &self,
+        addr: &ServiceAddress,
+    ) -> Result<clank_core::runtime::WorkloadStatus> {
+        let service = self.service(addr).await?;
+        let active = service.active_deployment.ok_or_else(|| {
+            Error::Conflict(format!(
+                "service `{addr}` has no ACTIVE deployment to read from"
+            ))
+        })?;
+        let filter = OwnerFilter {
+            deployment: Some(active),
+            ..OwnerFilter::default()
+        };
+        let mut workloads = self.engine.runtime().list(&filter).await?;
+        workloads.sort_by(|a, b| {
+            (
+                a.owner.process != ProcessSpec::WEB,
+                &a.owner.process,
+                a.owner.replica,
+            )
+                .cmp(&(
+                    b.owner.process != ProcessSpec::WEB,
+                    &b.owner.process,
+                    b.owner.replica,
+                ))
+        });
+        workloads
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::not_found("workload", format!("{addr} (ACTIVE deployment)")))
+    }
+
+    /// The running service's own output (stdout and stderr), the last `tail` lines and then,
+    /// with `follow`, new lines as they come.
+    pub async fn logs(
+        &self,
+        addr: &ServiceAddress,
+        follow: bool,
+        tail: Option<usize>,
+    ) -> Result<clank_core::runtime::LogStreamBox> {
+        let w = self.active_workload(addr).await?;
+        let options = clank_core::runtime::LogOptions { follow, tail };
+        self.engine.runtime().logs(&w.id, options).await
+    }
+
+    /// Run a command (argument vector, no shell) in the running service.
+    pub async fn exec(
+        &self,
+        addr: &ServiceAddress,
+        command: Vec<String>,
+        timeout: Duration,
+    ) -> Result<clank_core::runtime::ExecOutput> {
+        if command.first().is_none_or(|c| c.is_empty()) {
+            return Err(InvalidInput::new(
+                "command",
+                "empty",
+                "a command needs at least a program name",
+            )
+            .into());
+        }
+        if command.iter().any(|a| a.contains('\0')) {
+            return Err(InvalidInput::new(
+                "command",
+                "nul",
+                "command arguments cannot contain NUL bytes",
+            )
+            .into());
+        }
+        let w = self.active_workload(addr).await?;
+        let request = clank_core::runtime::ExecRequest {
+            command,
+            tty: false,
+            timeout,
+        };
+        self.engine.runtime().exec(&w.id, &request).await
+    }
+
     async fn deployment_record(
         &self,
         addr: &ServiceAddress,

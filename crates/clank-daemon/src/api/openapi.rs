@@ -51,6 +51,8 @@ use super::{routes, webhooks};
         routes::rollback,
         routes::deploy_log,
         routes::follow,
+        routes::service_logs,
+        routes::service_exec,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

@@ -108,6 +108,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route(&format!("{svc}/deployments/{{n}}/rollback"), post(rollback))
         .route(&format!("{svc}/deployments/{{n}}/log"), get(deploy_log))
         .route(&format!("{svc}/deployments/{{n}}/events"), get(follow))
+        .route(&format!("{svc}/logs"), get(service_logs))
+        .route(&format!("{svc}/exec"), post(service_exec))
 }
 
 #[utoipa::path(
@@ -1488,4 +1490,114 @@ async fn follow(
     );
     let stream = futures_util::stream::once(std::future::ready(Ok(first))).chain(rest);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+// ---- The running service: logs and exec ----------------------------------------------------
+
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    #[serde(default)]
+    tail: Option<usize>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/logs",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("follow" = Option<bool>, Query, description = "keep streaming new lines"),
+        ("tail" = Option<usize>, Query, description = "only the last N lines of history"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events, one `line` event per log line", content_type = "text/event-stream"),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+/// The running service's output (its ACTIVE deployment's web workload) as Server-Sent Events.
+async fn service_logs(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    let tail = q.tail.map(|t| t.min(10_000));
+    let lines = st
+        .platform
+        .logs(&service_addr(&ws, &proj, &e, &s)?, q.follow, tail)
+        .await?;
+    let stream = lines.map(|line| {
+        Ok(match line {
+            Ok(l) => SseEvent::default()
+                .event("line")
+                .json_data(&l)
+                .unwrap_or_default(),
+            Err(err) => SseEvent::default().event("error").data(err.to_string()),
+        })
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// A command to run in the service: an argument vector, never a shell string.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ExecBody {
+    command: Vec<String>,
+    /// Seconds before the command is abandoned (default 30, at most 600).
+    #[serde(default)]
+    timeout_s: Option<u64>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct ExecResult {
+    exit_code: Option<i64>,
+    stdout: String,
+    stderr: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/exec",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    request_body = ExecBody,
+    responses(
+        (status = 200, description = "the command ran", body = ExecResult),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+/// Run a command in the running service (non-interactive).
+async fn service_exec(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Body(req): Body<ExecBody>,
+) -> ApiResult<Json<ExecResult>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Deploy)?;
+    let timeout = Duration::from_secs(req.timeout_s.unwrap_or(30).clamp(1, 600));
+    let out = st
+        .platform
+        .exec(&service_addr(&ws, &proj, &e, &s)?, req.command, timeout)
+        .await?;
+    Ok(Json(ExecResult {
+        exit_code: out.exit_code,
+        stdout: out.stdout,
+        stderr: out.stderr,
+    }))
 }

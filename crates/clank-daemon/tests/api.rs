@@ -182,10 +182,9 @@ async fn wait_status(d: &Daemon, token: &str, n: u64, want: &str) -> Value {
     panic!("deployment #{n} never became {want}");
 }
 
-async fn cleanup_containers(project_network_suffix: &str) {
+async fn cleanup_containers() {
     let docker = clank_docker::DockerRuntime::connect().await.unwrap();
     use clank_core::runtime::{OwnerFilter, Runtime};
-    let _ = project_network_suffix;
     // The daemon's data directory is gone with the test; remove what its workspace started.
     let all = docker
         .list(&OwnerFilter::default())
@@ -205,7 +204,7 @@ async fn full_lifecycle_over_http_with_secrets_masked_everywhere() {
     let Some(d) = Daemon::start().await else {
         return;
     };
-    cleanup_containers("shop").await;
+    cleanup_containers().await;
     let owner = d.init().await;
     service_with_project(&d, &owner).await;
     let secret = "s3cr3t-value-7f1c9a";
@@ -364,7 +363,7 @@ async fn full_lifecycle_over_http_with_secrets_masked_everywhere() {
         leaks.join("\n")
     );
     d.stop().await;
-    cleanup_containers("shop").await;
+    cleanup_containers().await;
 }
 
 /// (method, path, body, permission needed). Paths use the test's workspace and names.

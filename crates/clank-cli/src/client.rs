@@ -156,6 +156,20 @@ impl Client {
             .await
     }
 
+    /// PUT a binary body (`application/octet-stream`).
+    pub(crate) async fn put_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, CliError> {
+        self.send(
+            self.request(reqwest::Method::PUT, path)
+                .header("content-type", "application/octet-stream")
+                .body(body),
+        )
+        .await
+    }
+
     pub(crate) async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         self.send(self.request(reqwest::Method::DELETE, path)).await
     }

@@ -100,6 +100,23 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Remote servers (their agents dial out to the daemon's agent endpoint).
+    #[command(subcommand)]
+    Server(ServerCmd),
+    /// The workspace's audit log, newest first (Admin and Owner only).
+    Audit {
+        /// At most this many events (1..=1000).
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+        /// Only events older than this event id (the last id of the previous page).
+        #[arg(long)]
+        before: Option<String>,
+    },
+    /// Print a shell completion script: `clank completions bash > ~/.local/share/bash-completion/completions/clank`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +182,28 @@ enum ConfigCmd {
         address: String,
         #[arg(required = true)]
         keys: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerCmd {
+    /// Register a server; prints its one-time join token and the agent command to run.
+    Add { name: String },
+    /// Servers with their connection, heartbeat usage and agent version.
+    List,
+    /// One server in detail.
+    Show { name: String },
+    /// A fresh join token (re-enrollment of a reinstalled machine).
+    JoinToken { name: String },
+    /// Cut a server off: its agent is refused from now on.
+    Revoke { name: String },
+    /// Offer a new agent binary to every agent (Owner only); agents verify, swap, restart.
+    Release {
+        /// The version the agents will report.
+        #[arg(long)]
+        version: String,
+        /// Path of the agent binary.
+        binary: std::path::PathBuf,
     },
 }
 
@@ -313,6 +352,57 @@ fn deployment_line(d: &Value) -> String {
         d["number"],
         d["status"].as_str().unwrap_or("?"),
         d["reason"].as_str().unwrap_or("")
+    )
+}
+
+/// One audit event as a line: when, who, what, on what, how it ended.
+fn audit_line(e: &Value) -> String {
+    let actor = match e["actor"]["kind"].as_str() {
+        Some("webhook") => format!("webhook:{}", e["actor"]["provider"].as_str().unwrap_or("?")),
+        _ => format!(
+            "{} ({})",
+            e["actor"]["user_id"].as_str().unwrap_or("?"),
+            e["actor"]["token_name"].as_str().unwrap_or("?")
+        ),
+    };
+    let outcome = match e["outcome"]["result"].as_str() {
+        Some("failed") => format!(
+            "failed {} {}",
+            e["outcome"]["status"],
+            e["outcome"]["code"].as_str().unwrap_or("")
+        ),
+        other => other.unwrap_or("?").to_owned(),
+    };
+    format!(
+        "{}  {:<22} {:<40} {:<12} {actor}",
+        e["at"]
+            .as_i64()
+            .map(format_millis)
+            .unwrap_or_else(|| "?".into()),
+        e["action"].as_str().unwrap_or(""),
+        e["target"].as_str().unwrap_or(""),
+        outcome,
+    )
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC (civil-from-days, no time crate).
+fn format_millis(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
     )
 }
 
@@ -727,8 +817,128 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 });
             }
         },
+        Command::Server(cmd) => server(&app, cmd).await?,
+        Command::Audit { limit, before } => {
+            let mut path = format!("{}/audit?limit={limit}", app.ws_path());
+            if let Some(b) = before {
+                path.push_str(&format!("&before={}", url_escape(&b)));
+            }
+            let v: Value = app.client.get(&path).await?;
+            app.show(&v, |v| {
+                if v.as_array().is_some_and(Vec::is_empty) {
+                    "no audit events".to_owned()
+                } else {
+                    lines(v, audit_line)
+                }
+            });
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "clank", &mut std::io::stdout());
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn server_line(s: &Value) -> String {
+    let usage = &s["usage"];
+    let gib = |b: &Value| b.as_u64().unwrap_or(0) as f64 / f64::from(1u32 << 30);
+    format!(
+        "{:<16} {:<20} cpu {:>5.1}%  mem {:.1}/{:.1} GiB  disk {:.0}/{:.0} GiB  agent {}",
+        s["name"].as_str().unwrap_or(""),
+        s["status"].as_str().unwrap_or(""),
+        usage["cpu_percent"].as_f64().unwrap_or(0.0),
+        gib(&usage["memory_used_bytes"]),
+        gib(&usage["memory_total_bytes"]),
+        gib(&usage["disk_used_bytes"]),
+        gib(&usage["disk_total_bytes"]),
+        s["kind"]["agent_version"].as_str().unwrap_or("-"),
+    )
+}
+
+async fn server(app: &App, cmd: ServerCmd) -> Result<(), CliError> {
+    let base = format!("{}/servers", app.ws_path());
+    let joined = |v: &Value| {
+        format!(
+            "server {} registered.\njoin token (shown once): {}\non the server run:\n  \
+             clank-agent --control-plane http://<this-host>:7443 --join-token {}",
+            v["server"]["name"].as_str().unwrap_or(""),
+            v["join_token"].as_str().unwrap_or(""),
+            v["join_token"].as_str().unwrap_or(""),
+        )
+    };
+    match cmd {
+        ServerCmd::Add { name } => {
+            let v: Value = app.client.post(&base, &json!({ "name": name })).await?;
+            app.show(&v, joined);
+        }
+        ServerCmd::List => {
+            let v: Value = app.client.get(&base).await?;
+            app.show(&v, |v| {
+                if v.as_array().is_some_and(Vec::is_empty) {
+                    "no servers".to_owned()
+                } else {
+                    lines(v, server_line)
+                }
+            });
+        }
+        ServerCmd::Show { name } => {
+            let v: Value = app
+                .client
+                .get(&format!("{base}/{}", url_escape(&name)))
+                .await?;
+            app.show(&v, server_line);
+        }
+        ServerCmd::JoinToken { name } => {
+            let v: Value = app
+                .client
+                .post(
+                    &format!("{base}/{}/join-token", url_escape(&name)),
+                    &json!({}),
+                )
+                .await?;
+            app.show(&v, joined);
+        }
+        ServerCmd::Revoke { name } => {
+            let v: Value = app
+                .client
+                .post(&format!("{base}/{}/revoke", url_escape(&name)), &json!({}))
+                .await?;
+            app.show(&v, |s| {
+                format!("revoked {}", s["name"].as_str().unwrap_or(""))
+            });
+        }
+        ServerCmd::Release { version, binary } => {
+            let bytes = std::fs::read(&binary)
+                .map_err(|e| CliError::new(format!("read `{}`: {e}", binary.display()), 2))?;
+            let path = format!(
+                "{}/agent-release?version={}",
+                app.ws_path(),
+                url_escape(&version)
+            );
+            let v: Value = app.client.put_bytes(&path, bytes).await?;
+            app.show(&v, |r| {
+                format!(
+                    "offered agent {} (sha256 {})",
+                    r["version"].as_str().unwrap_or(""),
+                    r["sha256"].as_str().unwrap_or("")
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Percent-escape a query value (anything but unreserved characters).
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn lines(v: &Value, f: impl Fn(&Value) -> String) -> String {

@@ -64,6 +64,9 @@ async fn cli_drives_the_whole_lifecycle_and_reports_failures_by_exit_code() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
         runtime: "docker".into(),
+        proxy: None,
+        agent_listen: Some("127.0.0.1:0".parse().unwrap()),
+        agent_tls: true,
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -249,7 +252,94 @@ async fn cli_drives_the_whole_lifecycle_and_reports_failures_by_exit_code() {
     let o = clank(&url, &ctx, &["config", "set", "cli-shop/web", "not-a-pair"]).await;
     assert_eq!(o.status.code(), Some(2));
 
+    // The audit log: newest first, as lines or JSON, with no secret value in either.
+    let o = clank(&url, &ctx, &["audit", "--limit", "200"]).await;
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("deployment.rollback")
+            && out.contains("acme/cli-shop/production/web#1")
+            && out.contains("config.set")
+            && out.contains("project.create")
+            && !out.contains("hunter2"),
+        "{out}"
+    );
+    let o = clank(&url, &ctx, &["--json", "audit", "-n", "3"]).await;
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    let all = clank(&url, &ctx, &["--json", "audit", "-n", "1000"]).await;
+    let all: Value = serde_json::from_slice(&all.stdout).unwrap();
+    let secret_set = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["details"]["changes"][0]["key"] == "TOKEN")
+        .unwrap_or_else(|| panic!("no audit event of the secret set: {all}"));
+    assert_eq!(secret_set["details"]["changes"][0]["secret"], true);
+    assert!(!all.to_string().contains("hunter2"));
+    let o = clank(&url, &ctx, &["audit", "--limit", "0"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    // Remote servers: registered with a one-time join token, listed, revoked.
+    let o = clank(&url, &ctx, &["server", "add", "edge-1"]).await;
+    let out = text(&o);
+    assert!(
+        o.status.success()
+            && out.contains("clank-join-")
+            && out.contains("clank-agent --control-plane"),
+        "{out}"
+    );
+    let o = clank(&url, &ctx, &["--json", "server", "list"]).await;
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(v[0]["name"], "edge-1");
+    assert_eq!(v[0]["status"], "awaiting_enrollment");
+    assert!(
+        !v.to_string().contains("clank-join-"),
+        "the join token is shown once: {v}"
+    );
+    let o = clank(&url, &ctx, &["server", "revoke", "edge-1"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = clank(&url, &ctx, &["server", "show", "nope"]).await;
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let o = clank(&url, &ctx, &["server", "add", "Bad Name"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
     let _ = stop.send(());
     let _ = daemon.await;
     cleanup().await;
+}
+
+#[tokio::test]
+async fn completions_name_every_subcommand_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("context.json");
+    // No daemon listens there: completions never connect.
+    let url = "http://127.0.0.1:9";
+    let o = clank(url, &ctx, &["completions", "bash"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let bash = String::from_utf8_lossy(&o.stdout);
+    for word in [
+        "deploy",
+        "rollback",
+        "audit",
+        "config",
+        "completions",
+        "--json",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks `{word}`");
+    }
+    assert!(bash.contains("complete -F"), "a bash completion function");
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let o = clank(url, &ctx, &["completions", shell]).await;
+        assert!(o.status.success(), "{shell}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("rollback"),
+            "{shell}"
+        );
+    }
+    let o = clank(url, &ctx, &["completions", "tcsh"]).await;
+    assert_eq!(o.status.code(), Some(2), "clap refuses an unknown shell");
+    assert!(!ctx.exists(), "completions write no context");
 }

@@ -82,6 +82,8 @@ typed_id! {
     ServerId => "server",
     /// An API token.
     TokenId => "token",
+    /// One immutable record of the audit log.
+    AuditEventId => "audit event",
 }
 
 #[cfg(test)]

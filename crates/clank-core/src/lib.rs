@@ -8,6 +8,7 @@ pub mod address;
 pub mod builder;
 pub mod config;
 pub mod deploy;
+pub mod endpoint;
 pub mod error;
 pub mod id;
 pub mod image;

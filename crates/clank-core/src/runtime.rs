@@ -375,6 +375,40 @@ pub trait Runtime: Send + Sync + fmt::Debug {
     async fn logs(&self, id: &WorkloadId, options: LogOptions) -> Result<LogStreamBox>;
     async fn exec(&self, id: &WorkloadId, request: &ExecRequest) -> Result<ExecOutput>;
     async fn stats(&self, id: &WorkloadId) -> Result<WorkloadStats>;
+
+    /// Run a platform health probe from the workload's own host. `None` (the default): the
+    /// runtime runs on this host, and the caller probes [`WorkloadStatus::endpoint`] itself.
+    /// A remote server's runtime probes there, where the published address means something.
+    async fn probe(
+        &self,
+        _workload: &WorkloadStatus,
+        _check: &crate::model::HealthCheck,
+        _timeout: Duration,
+    ) -> Result<Option<ProbeResult>> {
+        Ok(None)
+    }
+}
+
+/// The outcome of one health probe, with what was seen (`HTTP 200`, `connection refused`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeResult {
+    pub healthy: bool,
+    pub detail: String,
+}
+
+/// Where deployments with a `server_id` run: each remote server's runtime and proxy (its
+/// agent's). Deployments without one use the engine's own runtime and proxy.
+pub trait Placement: Send + Sync + fmt::Debug {
+    /// The runtime and proxy of server `id`; `NotFound` when no such server is enrolled.
+    fn remote(
+        &self,
+        id: crate::id::ServerId,
+    ) -> Result<(
+        std::sync::Arc<dyn Runtime>,
+        std::sync::Arc<dyn crate::proxy::Proxy>,
+    )>;
+    /// Servers whose agent is connected now (recovery sweeps list their workloads).
+    fn connected(&self) -> Vec<crate::id::ServerId>;
 }
 
 #[cfg(test)]

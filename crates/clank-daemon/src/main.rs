@@ -1,7 +1,8 @@
 //! `clank-daemon`: the control plane binary, a thin main over `clank_daemon::run`.
 //!
-//! Usage: `clank-daemon [--config clank.json]`; `CLANK_LISTEN`, `CLANK_DATA`, `CLANK_RUNTIME`
-//! override the file. Stops gracefully on SIGINT/SIGTERM.
+//! Usage: `clank-daemon [--config clank.json]`; `CLANK_LISTEN`, `CLANK_DATA`, `CLANK_RUNTIME`,
+//! `CLANK_PROXY_LISTEN`, `CLANK_PROXY_TLS_LISTEN` override the file. Stops gracefully on
+//! SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ async fn main() -> ExitCode {
                 #[allow(clippy::print_stdout)]
                 {
                     println!(
-                        "usage: clank-daemon [--config FILE.json]\n  env: CLANK_LISTEN (127.0.0.1:7070), CLANK_DATA (./clank-data), CLANK_RUNTIME (auto|docker|process), CLANK_LOG"
+                        "usage: clank-daemon [--config FILE.json]\n  env: CLANK_LISTEN (127.0.0.1:7070), CLANK_DATA (./clank-data), CLANK_RUNTIME (auto|docker|process),\n       CLANK_PROXY_LISTEN (127.0.0.1:8080, or off), CLANK_PROXY_TLS_LISTEN, CLANK_PROXY_ACME_*, CLANK_LOG"
                     );
                 }
                 return ExitCode::SUCCESS;

@@ -40,6 +40,8 @@ impl Write for LogWriter {
 
 struct Daemon {
     addr: SocketAddr,
+    /// The embedded proxy's HTTP address, when it runs.
+    proxy_addr: Option<SocketAddr>,
     http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -50,6 +52,11 @@ struct Daemon {
 
 impl Daemon {
     async fn start() -> Option<Daemon> {
+        Daemon::start_with(false).await
+    }
+
+    /// With `proxy`, the embedded proxy serves on a loopback port of its own.
+    async fn start_with(proxy: bool) -> Option<Daemon> {
         captured_logs();
         if let Err(e) = clank_docker::DockerRuntime::connect().await {
             return skip_or_fail("a Docker Engine", &e.to_string());
@@ -63,12 +70,24 @@ impl Daemon {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_owned(),
             runtime: "docker".into(),
+            proxy: proxy.then(clank_daemon::default_proxy_config),
+            agent_listen: None,
+            agent_tls: true,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let mut proxy_listeners = clank_daemon::ProxyListeners::default();
+        if proxy {
+            proxy_listeners.http =
+                Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let proxy_addr = proxy_listeners
+            .http
+            .as_ref()
+            .map(|l| l.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            clank_daemon::serve(config, listener, async move {
+            clank_daemon::serve_with_proxy(config, listener, proxy_listeners, async move {
                 let _ = stopped.await;
             })
             .await
@@ -76,6 +95,7 @@ impl Daemon {
         });
         let d = Daemon {
             addr,
+            proxy_addr,
             http: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
@@ -466,6 +486,8 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
             Some(json!({"name": "New", "email": "new-{role}@example.com", "role": "viewer"})),
             ManageMembers,
         ),
+        (Method::GET, format!("{ws}/audit"), None, ReadAudit),
+        (Method::GET, format!("{ws}/audit?limit=5"), None, ReadAudit),
         (Method::DELETE, p.clone(), None, ManageProjects),
     ]
 }
@@ -747,4 +769,346 @@ async fn bad_input_is_a_4xx_naming_the_field_and_changes_nothing() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     d.stop().await;
+}
+
+/// The audit log's view of one event, for comparing sequences.
+fn audit_row(e: &Value) -> (String, String, String) {
+    (
+        e["action"].as_str().unwrap().to_owned(),
+        e["target"].as_str().unwrap().to_owned(),
+        e["outcome"]["result"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_records_each_change_in_order_with_actor_outcome_and_no_secret() {
+    let Some(d) = Daemon::start().await else {
+        return;
+    };
+    let owner = d.init().await;
+    let ws = "/v1/workspaces/acme";
+    let svc = format!("{ws}/projects/ledger/environments/production/services/web");
+    d.ok(
+        &owner,
+        Method::POST,
+        &format!("{ws}/projects"),
+        Some(json!({"name": "Ledger"})),
+    )
+    .await;
+    d.ok(
+        &owner,
+        Method::POST,
+        &format!("{ws}/projects/ledger/environments"),
+        Some(json!({"name": "staging"})),
+    )
+    .await;
+    d.ok(
+        &owner,
+        Method::POST,
+        &format!("{ws}/projects/ledger/environments/production/services"),
+        Some(json!({"slug": "web", "source": {"type": "docker_image", "image": "clank-testapp:latest"}})),
+    )
+    .await;
+    let secret = "audit-s3cr3t-41d9e2";
+    d.ok(
+        &owner,
+        Method::PATCH,
+        &format!("{svc}/config"),
+        Some(json!({"changes": [
+            {"key": "API_KEY", "value": secret, "secret": true},
+            {"key": "GREETING", "value": "hello"},
+        ]})),
+    )
+    .await;
+    d.ok(
+        &owner,
+        Method::PATCH,
+        &svc,
+        Some(json!({"name": "Web front"})),
+    )
+    .await;
+    let dev = d
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{ws}/members"),
+            Some(json!({"name": "Dev", "email": "dev@example.com", "role": "developer"})),
+        )
+        .await;
+    let dev_token = dev["token"].as_str().unwrap().to_owned();
+    let dev_user = dev["user"]["id"].as_str().unwrap().to_owned();
+    // A Developer may not change project config: recorded as denied, under their name.
+    let (s, _) = d
+        .call(
+            Some(&dev_token),
+            Method::PATCH,
+            &format!("{ws}/projects/ledger/config"),
+            Some(json!({"changes": [{"key": "REGION", "value": "eu"}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let deployed = d
+        .ok(
+            &dev_token,
+            Method::POST,
+            &format!("{svc}/deployments"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(deployed["number"], 1);
+    // Cancelling a deployment that does not exist fails: recorded with its status and code.
+    let (s, _) = d
+        .call(
+            Some(&owner),
+            Method::POST,
+            &format!("{svc}/deployments/9/cancel"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Developers cannot read the audit log.
+    let (s, v) = d
+        .call(Some(&dev_token), Method::GET, &format!("{ws}/audit"), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["code"], "forbidden");
+
+    let (s, raw) = {
+        let resp = d
+            .http
+            .get(d.url(&format!("{ws}/audit")))
+            .bearer_auth(&owner)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    };
+    assert_eq!(s, StatusCode::OK, "{raw}");
+    assert!(
+        !raw.contains(secret),
+        "the audit log leaked a secret: {raw}"
+    );
+    d.bodies.lock().unwrap().push(raw.clone());
+    let events: Vec<Value> = serde_json::from_str(&raw).unwrap();
+    let rows: Vec<_> = events.iter().map(audit_row).collect();
+    let row = |a: &str, t: &str, o: &str| (a.to_owned(), t.to_owned(), o.to_owned());
+    let expected = vec![
+        row(
+            "deployment.cancel",
+            "acme/ledger/production/web#9",
+            "failed",
+        ),
+        row(
+            "deployment.create",
+            "acme/ledger/production/web",
+            "succeeded",
+        ),
+        row("config.set", "acme/ledger", "denied"),
+        row("member.create", "acme/members/dev@example.com", "succeeded"),
+        row("service.update", "acme/ledger/production/web", "succeeded"),
+        row("config.set", "acme/ledger/production/web", "succeeded"),
+        row("service.create", "acme/ledger/production/web", "succeeded"),
+        row("environment.create", "acme/ledger/staging", "succeeded"),
+        row("project.create", "acme/ledger", "succeeded"),
+        row("workspace.init", "acme", "succeeded"),
+    ];
+    assert_eq!(rows, expected, "newest first");
+
+    // Actors: the owner's init token for their calls, the developer's own for theirs.
+    let owner_user = events.last().unwrap()["actor"]["user_id"].clone();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["actor"]["kind"], "token", "{e}");
+        // The deploy (1) and the refused config change (2) were the developer's.
+        if i == 1 || i == 2 {
+            assert_eq!(e["actor"]["user_id"], dev_user.as_str(), "{e}");
+            assert_eq!(e["actor"]["token_name"], "first", "{e}");
+        } else {
+            assert_eq!(e["actor"]["user_id"], owner_user, "{e}");
+            assert_eq!(e["actor"]["token_name"], "init", "{e}");
+        }
+        assert!(e["at"].as_i64().unwrap() > 0 && e["id"].is_string());
+    }
+    assert_eq!(events[0]["outcome"]["status"], 404);
+    assert_eq!(events[0]["outcome"]["code"], "not_found");
+    assert_eq!(events[1]["details"]["number"], 1);
+    assert_eq!(events[4]["details"]["fields"], json!(["name"]));
+    // The secret is its key and a flag; the plain value is kept.
+    assert_eq!(
+        events[5]["details"]["changes"],
+        json!([
+            {"key": "API_KEY", "op": "set", "secret": true},
+            {"key": "GREETING", "op": "set", "secret": false, "value": "hello"},
+        ])
+    );
+
+    // Paging: `limit`, then `before` the last id seen, continues without overlap.
+    let first = d
+        .ok(&owner, Method::GET, &format!("{ws}/audit?limit=3"), None)
+        .await;
+    let first = first.as_array().unwrap();
+    assert_eq!(first.len(), 3);
+    let last_id = first[2]["id"].as_str().unwrap();
+    let next = d
+        .ok(
+            &owner,
+            Method::GET,
+            &format!("{ws}/audit?limit=3&before={last_id}"),
+            None,
+        )
+        .await;
+    let next: Vec<_> = next.as_array().unwrap().iter().map(audit_row).collect();
+    assert_eq!(next, expected[3..6]);
+
+    // Bad paging input is a 422 naming the field; unknown parameters are refused.
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=abc", "limit"),
+        ("before=../etc", "before"),
+        ("colour=red", "colour"),
+    ] {
+        let (s, v) = d
+            .call(
+                Some(&owner),
+                Method::GET,
+                &format!("{ws}/audit?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {v}");
+        assert_eq!(v["field"], field, "{query}: {v}");
+    }
+
+    // A workspace's audit log is its own: another tenant's path is 404.
+    let (s, _) = d
+        .call(
+            Some(&owner),
+            Method::GET,
+            "/v1/workspaces/other/audit",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let docker = clank_docker::DockerRuntime::connect().await.unwrap();
+    d.stop().await;
+    use clank_core::runtime::{OwnerFilter, Runtime};
+    for w in docker
+        .list(&OwnerFilter::default())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|w| w.name.starts_with("clank-ledger--"))
+    {
+        let _ = docker.remove(&w.id).await;
+    }
+    let _ = docker.remove_network("clank-project-ledger").await;
+}
+
+/// One request through the embedded proxy with `host` as the Host header.
+async fn via_proxy(proxy: SocketAddr, host: &str, path: &str) -> (StatusCode, String) {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{proxy}{path}"))
+        .header(reqwest::header::HOST, host)
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_proxy_serves_a_deployed_service_by_its_domain_and_persists_the_route() {
+    let Some(d) = Daemon::start_with(true).await else {
+        return;
+    };
+    let proxy = d.proxy_addr.unwrap();
+    let owner = d.init().await;
+    let ws = "/v1/workspaces/acme";
+    let svc = format!("{ws}/projects/edge/environments/production/services/web");
+    d.ok(
+        &owner,
+        Method::POST,
+        &format!("{ws}/projects"),
+        Some(json!({"name": "Edge"})),
+    )
+    .await;
+    let spec = json!({
+        "slug": "web",
+        "source": {"type": "docker_image", "image": "clank-testapp:latest"},
+        "settings": {"health_check_interval_s": 1},
+        "endpoint": {"mode": "public_direct", "domains": ["web.edge.test"]},
+    });
+    d.ok(
+        &owner,
+        Method::POST,
+        &format!("{ws}/projects/edge/environments/production/services"),
+        Some(spec),
+    )
+    .await;
+    d.ok(
+        &owner,
+        Method::PATCH,
+        &format!("{svc}/config"),
+        Some(json!({"changes": [{"key": "GREETING", "value": "through-the-proxy"}]})),
+    )
+    .await;
+
+    // Before any deployment the host is unknown to the proxy.
+    let (s, _) = via_proxy(proxy, "web.edge.test", "/").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    d.ok(
+        &owner,
+        Method::POST,
+        &format!("{svc}/deployments"),
+        Some(json!({})),
+    )
+    .await;
+    let mut active = false;
+    for _ in 0..600 {
+        let v = d
+            .ok(&owner, Method::GET, &format!("{svc}/deployments/1"), None)
+            .await;
+        match v["status"].as_str().unwrap() {
+            "ACTIVE" => {
+                active = true;
+                break;
+            }
+            "FAILED" | "CANCELLED" => panic!("deployment failed: {v}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(active, "deployment #1 never became ACTIVE");
+
+    let (s, body) = via_proxy(proxy, "web.edge.test", "/env?GREETING").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body.trim(), "through-the-proxy");
+    // Host matching ignores case and port; other hosts are not routed.
+    let (s, body) = via_proxy(proxy, "WEB.edge.test:8080", "/").await;
+    assert_eq!((s, body.trim()), (StatusCode::OK, "testapp"));
+    let (s, _) = via_proxy(proxy, "other.edge.test", "/").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The route table is persisted in the data directory.
+    let routes = std::fs::read_to_string(d._dir.path().join(clank_daemon::ROUTES_FILE)).unwrap();
+    assert!(routes.contains("web.edge.test"), "{routes}");
+
+    let docker = clank_docker::DockerRuntime::connect().await.unwrap();
+    d.stop().await;
+    // Stopped with the daemon.
+    assert!(
+        tokio::net::TcpStream::connect(proxy).await.is_err(),
+        "the proxy stops with the daemon"
+    );
+    use clank_core::runtime::{OwnerFilter, Runtime};
+    for w in docker
+        .list(&OwnerFilter::default())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|w| w.name.starts_with("clank-edge--"))
+    {
+        let _ = docker.remove(&w.id).await;
+    }
+    let _ = docker.remove_network("clank-project-edge").await;
 }

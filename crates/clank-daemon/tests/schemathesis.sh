@@ -14,7 +14,7 @@ ST="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/st"
 DATA="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 URL="http://127.0.0.1:$PORT"
-CLANK_RUNTIME=process CLANK_DATA="$DATA" CLANK_LISTEN="127.0.0.1:$PORT" CLANK_LOG=warn "$BIN" &
+CLANK_RUNTIME=process CLANK_DATA="$DATA" CLANK_LISTEN="127.0.0.1:$PORT" CLANK_PROXY_LISTEN=127.0.0.1:0 CLANK_AGENT_LISTEN=127.0.0.1:0 CLANK_LOG=warn "$BIN" &
 PID=$!
 trap 'kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$DATA"' EXIT
 for _ in $(seq 100); do curl -fs "$URL/v1/health" >/dev/null && break; sleep 0.1; done

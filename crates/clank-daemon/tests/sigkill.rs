@@ -30,6 +30,8 @@ async fn start(data: &Path, addr: SocketAddr) -> Proc {
         .env("CLANK_LISTEN", addr.to_string())
         .env("CLANK_RUNTIME", "docker")
         .env("CLANK_LOG", "warn")
+        // Many daemons start here: the proxy takes any free port.
+        .env("CLANK_PROXY_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -33,6 +33,9 @@ impl Daemon {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_owned(),
             runtime: "process".into(),
+            proxy: None,
+            agent_listen: None,
+            agent_tls: true,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -257,6 +260,34 @@ async fn github_push_deploys_matching_services_with_the_commit_pinned() {
     for slug in ["docs", "manual", "other"] {
         assert!(d.deployments(slug).await.is_empty(), "{slug} was deployed");
     }
+    // The audit log names the forge as the actor of each deploy it triggered.
+    let owner = d.owner.clone();
+    let (s, audit) = d
+        .call(
+            Some(&owner),
+            Method::GET,
+            "/v1/workspaces/acme/audit?limit=2",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{audit}");
+    let mut targets: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["action"], "deployment.create", "{e}");
+            assert_eq!(e["actor"], json!({"kind": "webhook", "provider": "github"}));
+            assert_eq!(e["details"]["commit"], COMMIT, "{e}");
+            assert_eq!(e["outcome"]["result"], "succeeded", "{e}");
+            e["target"].as_str().unwrap()
+        })
+        .collect();
+    targets.sort_unstable();
+    assert_eq!(
+        targets,
+        ["acme/shop/production/api", "acme/shop/production/web"]
+    );
 
     // Ping answers 200 and deploys nothing.
     let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;

@@ -26,4 +26,4 @@ mod time;
 
 pub use build::DockerImageBuilder;
 pub use naming::{container_name, project_network_name};
-pub use runtime::{DEFAULT_SOCKET, DockerRuntime};
+pub use runtime::{DEFAULT_SOCKET, DockerRuntime, SCOPE_LABEL};

@@ -51,7 +51,14 @@ pub struct DockerRuntime {
     /// Serialises `ensure_network` per name inside this process; see [`crate::resources`]
     /// for the cross-process race.
     pub(crate) network_locks: Arc<StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Which Clank node owns the workloads: `None` for the control plane's own host, a
+    /// server id for an agent. One engine may hold both (a test machine, an agent on the
+    /// platform host); each runtime lists and adopts only its own.
+    scope: Option<String>,
 }
+
+/// Label naming the node (agent server) a container belongs to; absent on the platform host's.
+pub const SCOPE_LABEL: &str = "clank.scope";
 
 impl DockerRuntime {
     /// Connect to the local engine: the `unix://` socket in `DOCKER_HOST`, else
@@ -110,12 +117,19 @@ impl DockerRuntime {
             socket: path.to_owned(),
             pull_timeout: DEFAULT_PULL_TIMEOUT,
             network_locks: Arc::default(),
+            scope: None,
         })
     }
 
     /// How long `start` may spend pulling a missing image (default 20 s).
     pub fn with_pull_timeout(mut self, timeout: Duration) -> Self {
         self.pull_timeout = timeout;
+        self
+    }
+
+    /// Own only workloads labelled `clank.scope=<scope>` (an agent passes its server id).
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
         self
     }
 
@@ -312,11 +326,13 @@ impl DockerRuntime {
             name: Some(spec.name.clone()),
             ..CreateContainerOptions::default()
         };
-        let created = match self
-            .docker
-            .create_container(Some(options), create_body(spec, &image))
-            .await
-        {
+        let mut body = create_body(spec, &image);
+        if let Some(scope) = &self.scope {
+            body.labels
+                .get_or_insert_default()
+                .insert(SCOPE_LABEL.to_owned(), scope.clone());
+        }
+        let created = match self.docker.create_container(Some(options), body).await {
             Ok(created) => created,
             // Lost a race with a concurrent start of the same name: adopt (or refuse) it. The
             // engine reserves the name before the winner's container can be inspected, so
@@ -439,11 +455,14 @@ impl DockerRuntime {
     }
 
     async fn list_containers(&self, filter: &OwnerFilter) -> Result<Vec<WorkloadStatus>> {
-        let labels = filter
+        let mut labels: Vec<String> = filter
             .labels()
             .into_iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        if let Some(scope) = &self.scope {
+            labels.push(format!("{SCOPE_LABEL}={scope}"));
+        }
         let options = ListContainersOptions {
             all: true,
             filters: Some(HashMap::from([("label".to_owned(), labels)])),
@@ -455,8 +474,16 @@ impl DockerRuntime {
             .await
             .map_err(|e| engine_error(e, Subject::Container, ""))?;
         // The summary lacks exit codes, OOM flags, restart counts and times: inspect each.
+        let unscoped = self.scope.is_none();
         let inspections = summaries
             .iter()
+            // The host's own runtime leaves agents' workloads alone.
+            .filter(|s| {
+                !unscoped
+                    || s.labels
+                        .as_ref()
+                        .is_none_or(|l| !l.contains_key(SCOPE_LABEL))
+            })
             .filter_map(|s| s.id.as_deref())
             .map(|id| self.status(id));
         let mut out = Vec::new();

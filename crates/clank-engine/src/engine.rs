@@ -24,15 +24,17 @@ use clank_core::deploy::{
     self, BuildObservation, Command, DeploymentStatus, HealthObservation, Observed, Plan,
     WorkloadObservation,
 };
-use clank_core::id::{BuildId, DeploymentId, ServiceId};
+use clank_core::id::{BuildId, DeploymentId, ServerId, ServiceId};
 use clank_core::model::{
     CancelRequest, Deployment, Environment, ProcessSpec, Project, Service, Trigger, Workspace,
 };
 use clank_core::proxy::{Cutover, Proxy, Route, Target};
-use clank_core::runtime::{OwnerFilter, PortBinding, Runtime, WorkloadState, WorkloadStatus};
+use clank_core::runtime::{
+    OwnerFilter, Placement, PortBinding, Runtime, WorkloadState, WorkloadStatus,
+};
 use clank_core::secret::Keyring;
 use clank_core::store::catalog::{Catalog, Page, Versioned};
-use clank_core::{Error, ImageRef, Result, Timestamp};
+use clank_core::{Error, ImageRef, Result, RuntimeFailure, Timestamp};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -100,6 +102,15 @@ struct Inner {
     builder: Mutex<Option<Arc<dyn ImageBuilder>>>,
     /// The build of each deployment in BUILDING, as this engine ran it.
     builds: Mutex<HashMap<DeploymentId, BuildRun>>,
+    /// Remote servers' runtimes and proxies; `None` = everything runs on this host.
+    placement: Mutex<Option<Arc<dyn Placement>>>,
+}
+
+/// Where one deployment runs: the runtime holding its workloads and the proxy routing it.
+#[derive(Debug, Clone)]
+pub(crate) struct Placed {
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) proxy: Arc<dyn Proxy>,
 }
 
 /// A deployment's build as this engine knows it.
@@ -148,6 +159,7 @@ impl Engine {
                 start_failures: Mutex::new(HashMap::new()),
                 builder: Mutex::new(None),
                 builds: Mutex::new(HashMap::new()),
+                placement: Mutex::new(None),
             }),
         }
     }
@@ -159,8 +171,54 @@ impl Engine {
         self
     }
 
+    /// Run deployments that name a `server_id` through `placement` (the agents' runtimes and
+    /// proxies). Without one they fail with a reason saying so. Set it before `run`.
+    pub fn with_placement(self, placement: Arc<dyn Placement>) -> Self {
+        *lock(&self.inner.placement) = Some(placement);
+        self
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
+    }
+
+    /// The runtime and proxy of `server` (`None` = this host).
+    pub(crate) fn placed_on(&self, server: Option<ServerId>) -> Result<Placed> {
+        let Some(id) = server else {
+            return Ok(Placed {
+                runtime: self.inner.runtime.clone(),
+                proxy: self.inner.proxy.clone(),
+            });
+        };
+        let placement = lock(&self.inner.placement).clone();
+        match placement {
+            Some(p) => {
+                let (runtime, proxy) = p.remote(id)?;
+                Ok(Placed { runtime, proxy })
+            }
+            None => Err(Error::runtime(
+                RuntimeFailure::Unsupported,
+                format!("server {id}: this platform runs nothing on remote servers"),
+            )),
+        }
+    }
+
+    /// The runtime of `server` (`None` = this host): where its deployments' workloads are.
+    pub fn runtime_on(&self, server: Option<ServerId>) -> Result<Arc<dyn Runtime>> {
+        Ok(self.placed_on(server)?.runtime)
+    }
+
+    /// Where deployment `id` runs. Reads the deployment only when remote servers exist.
+    pub(crate) async fn placed(&self, id: DeploymentId) -> Result<Placed> {
+        if lock(&self.inner.placement).is_none() {
+            return self.placed_on(None);
+        }
+        let d = self
+            .inner
+            .catalog
+            .require::<Deployment>(&id.to_string())
+            .await?;
+        self.placed_on(d.snapshot.server_id)
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
@@ -436,7 +494,24 @@ impl Engine {
         // (the control plane died between starting them and recording the outcome). Only
         // workloads of workspaces this store knows are touched: another platform may share
         // the engine.
-        for w in self.inner.runtime.list(&OwnerFilter::default()).await? {
+        let remote: Vec<ServerId> = lock(&self.inner.placement)
+            .clone()
+            .map(|p| p.connected())
+            .unwrap_or_default();
+        let mut runtimes = vec![self.inner.runtime.clone()];
+        for server in remote {
+            runtimes.push(self.placed_on(Some(server))?.runtime);
+        }
+        for runtime in runtimes {
+            self.remove_orphans(runtime.as_ref()).await?;
+        }
+        Ok(services)
+    }
+
+    /// Remove workloads whose deployment is finished or unknown to this store.
+    async fn remove_orphans(&self, runtime: &dyn Runtime) -> Result<()> {
+        let cat = &self.inner.catalog;
+        for w in runtime.list(&OwnerFilter::default()).await? {
             let ours = cat
                 .get::<Workspace>(&w.owner.workspace.to_string())
                 .await?
@@ -449,13 +524,13 @@ impl Engine {
                 .await?;
             let orphan = d.as_ref().is_none_or(|d| d.state.status.is_terminal());
             if orphan {
-                info!(workload = %w.name, "Removing orphaned workload.");
-                self.inner.runtime.remove(&w.id).await?;
+                info!(workload = %w.name, runtime = %runtime.name(), "Removing orphaned workload.");
+                runtime.remove(&w.id).await?;
             } else {
                 debug!(workload = %w.name, "Adopted workload.");
             }
         }
-        Ok(services)
+        Ok(())
     }
 
     /// One reconcile pass over a service's live deployments, oldest first. Returns when to
@@ -534,7 +609,14 @@ impl Engine {
             .unwrap_or_default();
         // Routed here means: the route names this deployment *and* (once ACTIVE) still points
         // at the addresses its web workloads have now — a restarted workload may have moved.
-        let routed_here = match self.inner.proxy.route(service.id).await? {
+        // A server that is gone (revoked, or no remote servers here) routes nothing; starting
+        // the deployment then fails with the reason.
+        let route = match self.placed_on(d.snapshot.server_id) {
+            Ok(placed) => placed.proxy.route(service.id).await?,
+            Err(e) if unplaceable(&e) => None,
+            Err(e) => return Err(e),
+        };
+        let routed_here = match route {
             Some(route) if route.target.deployment == d.id => {
                 d.state.status != DeploymentStatus::Active || {
                     let mut current = web_addrs(&workloads);
@@ -562,7 +644,12 @@ impl Engine {
     }
 
     async fn workloads_of(&self, deployment: DeploymentId) -> Result<Vec<WorkloadStatus>> {
-        self.inner
+        let placed = match self.placed(deployment).await {
+            Ok(placed) => placed,
+            Err(e) if unplaceable(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        placed
             .runtime
             .list(&OwnerFilter {
                 deployment: Some(deployment),
@@ -723,13 +810,14 @@ impl Engine {
             .require::<Environment>(&d.environment_id.to_string())
             .await?;
         let user_env: Vec<(String, EnvValue)> = d.snapshot.config.to_env(&self.inner.keyring)?;
-        let publish = PortBinding {
+        let default = PortBinding {
             host_ip: self.inner.config.publish_ip,
             host_port: None,
         };
+        let publish = crate::workloads::web_publish(&project, service, d, default)?;
         let specs = workload_specs(&project, &environment, service, d, &user_env, publish)?;
         let specs = self.apply_procfile(d, specs).await?;
-        let runtime = &self.inner.runtime;
+        let runtime = &self.placed_on(d.snapshot.server_id)?.runtime;
         let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
         let attempt = async {
             runtime
@@ -780,13 +868,20 @@ impl Engine {
     async fn probe(&self, d: &Deployment) -> Result<()> {
         let check = d.snapshot.settings.health_check();
         let web = self.web_workloads(d.id).await?;
+        let runtime = self.placed_on(d.snapshot.server_id)?.runtime;
         let mut outcome = health::ProbeOutcome {
             healthy: !web.is_empty(),
             detail: "no web workload to probe".into(),
         };
         for w in &web {
-            outcome =
-                health::probe(&check, w, self.inner.config.probe_timeout, Timestamp::now()).await;
+            let timeout = self.inner.config.probe_timeout;
+            outcome = match runtime.probe(w, &check, timeout).await? {
+                Some(remote) => health::ProbeOutcome {
+                    healthy: remote.healthy,
+                    detail: remote.detail,
+                },
+                None => health::probe(&check, w, timeout, Timestamp::now()).await,
+            };
             if !outcome.healthy {
                 break;
             }
@@ -862,7 +957,8 @@ impl Engine {
             gate_timeout: gate,
             drain_timeout: self.inner.config.drain_timeout,
         };
-        match self.inner.proxy.cutover(&cutover).await {
+        let proxy = self.placed_on(d.snapshot.server_id)?.proxy;
+        match proxy.cutover(&cutover).await {
             Ok(report) => {
                 self.note(
                     d,
@@ -893,6 +989,8 @@ impl Engine {
     }
 
     async fn restore_route(&self, service: &Service, to: Option<DeploymentId>) -> Result<()> {
+        // The proxy of the server the service is on now: where a cutover moved the route.
+        let proxy = self.placed_on(service.server_id)?.proxy;
         match to {
             Some(previous) => {
                 let prev = self
@@ -905,22 +1003,26 @@ impl Engine {
                     endpoint: prev.snapshot.endpoint.clone(),
                     target: self.target_of(previous).await?,
                 };
-                self.inner.proxy.set_route(&route).await
+                proxy.set_route(&route).await
             }
-            None => self.inner.proxy.remove_route(service.id).await,
+            None => proxy.remove_route(service.id).await,
         }
     }
 
     async fn remove_workloads(&self, deployment: DeploymentId) -> Result<()> {
+        let runtime = self.placed(deployment).await?.runtime;
         for w in self.workloads_of(deployment).await? {
-            self.inner
-                .runtime
-                .stop(&w.id, self.inner.config.stop_grace)
-                .await?;
-            self.inner.runtime.remove(&w.id).await?;
+            runtime.stop(&w.id, self.inner.config.stop_grace).await?;
+            runtime.remove(&w.id).await?;
         }
         Ok(())
     }
+}
+
+/// The server a deployment names cannot run anything (unknown, revoked, or this platform has
+/// no remote servers): nothing of it runs there, and starting it fails with the reason.
+fn unplaceable(e: &Error) -> bool {
+    matches!(e, Error::NotFound { .. }) || e.runtime_failure() == Some(RuntimeFailure::Unsupported)
 }
 
 /// Summarise a deployment's workloads for the planner. While a deployment is being brought

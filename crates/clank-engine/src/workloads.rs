@@ -1,6 +1,7 @@
 //! From a deployment's snapshot to the workloads a runtime starts: names, owners, environment.
 
 use clank_core::config::EnvValue;
+use clank_core::endpoint::{self, EndpointContext};
 use clank_core::model::{Deployment, Environment, ProcessSpec, Project, Service};
 use clank_core::runtime::{
     NetworkAttachment, Owner, PortBinding, RestartPolicy, WorkloadSpec, workload_name,
@@ -30,6 +31,32 @@ fn injected_env(
     env.into_iter()
         .map(|(k, v)| (k, EnvValue::Plain(v)))
         .collect()
+}
+
+/// Where a deployment's `web` workloads publish their port: the host address and port of a
+/// `byo_proxy` endpoint (from its endpoint plan; the user's proxy connects there), otherwise
+/// `default` (the platform's address, any free port, reached only by the prober and proxy).
+pub(crate) fn web_publish(
+    project: &Project,
+    service: &Service,
+    d: &Deployment,
+    default: PortBinding,
+) -> Result<PortBinding> {
+    let snap = &d.snapshot;
+    let (Some(endpoint), Some(port), true) =
+        (&snap.endpoint, snap.settings.port, snap.settings.is_public)
+    else {
+        return Ok(default);
+    };
+    let plan = endpoint::plan(
+        endpoint,
+        &EndpointContext {
+            service_alias: service.slug.clone(),
+            network: project.network_name(),
+            container_port: port,
+        },
+    )?;
+    Ok(plan.host_publish().unwrap_or(default))
 }
 
 /// Every workload of a deployment: `replicas` instances of each process type. Only `web`

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clank_core::Result;
 use clank_core::builder::ImageBuilder;
+use clank_core::proxy::Proxy;
 use clank_core::runtime::Runtime;
 use clank_core::secret::{KeyId, Keyring};
 use clank_core::store::catalog::Catalog;
@@ -66,6 +67,12 @@ pub struct EmbeddedOptions {
     pub data_dir: PathBuf,
     pub runtime: RuntimeChoice,
     pub engine: EngineConfig,
+    /// The proxy the engine cuts over (the daemon's embedded `clank_proxy::ClankProxy`);
+    /// `None` keeps routes in an in-memory `RouteTable` that serves no traffic.
+    pub proxy: Option<Arc<dyn Proxy>>,
+    /// Remote servers: `Some` opens the fleet registry (the daemon serves its gRPC endpoint
+    /// to agents); `None` runs everything on this host.
+    pub fleet: Option<clank_fleet::FleetConfig>,
 }
 
 impl EmbeddedOptions {
@@ -74,6 +81,8 @@ impl EmbeddedOptions {
             data_dir: data_dir.into(),
             runtime: RuntimeChoice::Auto,
             engine: EngineConfig::default(),
+            proxy: None,
+            fleet: None,
         }
     }
 }
@@ -158,7 +167,10 @@ impl Platform {
         let catalog = Catalog::new(Arc::new(store));
         let keyring = load_or_create_keyring(&options.data_dir.join("keyring"))?;
         let (runtime, builder) = runtime(&options).await?;
-        let proxy = Arc::new(RouteTable::new(options.engine.probe_timeout));
+        let proxy: Arc<dyn Proxy> = match &options.proxy {
+            Some(p) => p.clone(),
+            None => Arc::new(RouteTable::new(options.engine.probe_timeout)),
+        };
         let mut engine = Engine::new(
             catalog.clone(),
             runtime,
@@ -169,6 +181,13 @@ impl Platform {
         if let Some(builder) = builder {
             engine = engine.with_builder(builder);
         }
-        Ok(Platform::new(catalog, engine, keyring))
+        let platform = Platform::new(catalog.clone(), engine, keyring.clone());
+        Ok(match &options.fleet {
+            Some(config) => {
+                let fleet = clank_fleet::Fleet::open(catalog, keyring, config.clone()).await?;
+                platform.with_fleet(fleet)
+            }
+            None => platform,
+        })
     }
 }

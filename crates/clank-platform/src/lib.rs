@@ -8,6 +8,7 @@
 
 mod embedded;
 mod ops;
+mod servers;
 mod views;
 mod webhook;
 
@@ -31,6 +32,7 @@ use clank_engine::{Engine, EventStream, LogEntry};
 
 pub use embedded::{EmbeddedOptions, RuntimeChoice, load_or_create_keyring};
 pub use ops::{ChangeRef, Request, Subscription, TargetRef};
+pub use servers::NewServer;
 pub use views::DeploymentView;
 pub use webhook::{PushDeployment, WebhookSecret, normalize_repo_url};
 
@@ -114,6 +116,8 @@ pub struct Platform {
     engine: Engine,
     keyring: Keyring,
     defaults: AddressDefaults,
+    /// Remote servers and their agents; `None` when this platform runs none.
+    fleet: Option<clank_fleet::Fleet>,
 }
 
 impl Platform {
@@ -123,7 +127,21 @@ impl Platform {
             engine,
             keyring,
             defaults: AddressDefaults::default(),
+            fleet: None,
         }
+    }
+
+    /// Run services with a `server_id` on the remote servers of `fleet` (also hands the
+    /// engine the fleet's placement).
+    pub fn with_fleet(mut self, fleet: clank_fleet::Fleet) -> Self {
+        self.engine = self.engine.clone().with_placement(fleet.placement());
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// The remote servers' registry, if this platform has one.
+    pub fn fleet(&self) -> Option<&clank_fleet::Fleet> {
+        self.fleet.as_ref()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -348,6 +366,9 @@ impl Platform {
             service.processes = processes;
         }
         service.server_id = spec.server_id;
+        if let Some(server) = service.server_id {
+            self.check_server(project.workspace_id, server).await?;
+        }
         service.validate()?;
         self.catalog.create(&service).await?;
         Ok(service)
@@ -380,6 +401,9 @@ impl Platform {
                 next.processes = processes.clone();
             }
             if let Some(server) = &patch.server_id {
+                if let Some(id) = server {
+                    self.check_server(current.workspace_id, *id).await?;
+                }
                 next.server_id = *server;
             }
             next.updated_at = Timestamp::now();
@@ -584,7 +608,10 @@ impl Platform {
     async fn active_workload(
         &self,
         addr: &ServiceAddress,
-    ) -> Result<clank_core::runtime::WorkloadStatus> {
+    ) -> Result<(
+        clank_core::runtime::WorkloadStatus,
+        std::sync::Arc<dyn clank_core::runtime::Runtime>,
+    )> {
         let service = self.service(addr).await?;
         let active = service.active_deployment.ok_or_else(|| {
             Error::Conflict(format!(
@@ -595,7 +622,12 @@ impl Platform {
             deployment: Some(active),
             ..OwnerFilter::default()
         };
-        let mut workloads = self.engine.runtime().list(&filter).await?;
+        let deployment = self
+            .catalog
+            .require::<Deployment>(&active.to_string())
+            .await?;
+        let runtime = self.engine.runtime_on(deployment.snapshot.server_id)?;
+        let mut workloads = runtime.list(&filter).await?;
         workloads.sort_by(|a, b| {
             (
                 a.owner.process != ProcessSpec::WEB,
@@ -608,10 +640,11 @@ impl Platform {
                     b.owner.replica,
                 ))
         });
-        workloads
+        let w = workloads
             .into_iter()
             .next()
-            .ok_or_else(|| Error::not_found("workload", format!("{addr} (ACTIVE deployment)")))
+            .ok_or_else(|| Error::not_found("workload", format!("{addr} (ACTIVE deployment)")))?;
+        Ok((w, runtime))
     }
 
     /// The running service's own output (stdout and stderr), the last `tail` lines and then,
@@ -622,9 +655,9 @@ impl Platform {
         follow: bool,
         tail: Option<usize>,
     ) -> Result<clank_core::runtime::LogStreamBox> {
-        let w = self.active_workload(addr).await?;
+        let (w, runtime) = self.active_workload(addr).await?;
         let options = clank_core::runtime::LogOptions { follow, tail };
-        self.engine.runtime().logs(&w.id, options).await
+        runtime.logs(&w.id, options).await
     }
 
     /// Run a command (argument vector, no shell) in the running service.
@@ -650,13 +683,13 @@ impl Platform {
             )
             .into());
         }
-        let w = self.active_workload(addr).await?;
+        let (w, runtime) = self.active_workload(addr).await?;
         let request = clank_core::runtime::ExecRequest {
             command,
             tty: false,
             timeout,
         };
-        self.engine.runtime().exec(&w.id, &request).await
+        runtime.exec(&w.id, &request).await
     }
 
     async fn deployment_record(

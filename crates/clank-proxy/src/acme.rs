@@ -81,12 +81,14 @@ impl AcmeConfig {
 }
 
 /// The ACME challenge type to answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Challenge {
     /// `GET /.well-known/acme-challenge/{token}` on the plain listener (port 80 in production).
     #[default]
+    #[serde(rename = "http-01")]
     Http01,
     /// A handshake with ALPN `acme-tls/1` on the TLS listener (port 443 in production).
+    #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
 }
 

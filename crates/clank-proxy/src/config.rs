@@ -18,6 +18,10 @@ use crate::tls::TlsCertificate;
 pub struct ProxyConfig {
     /// The plain-HTTP listener.
     pub listen: SocketAddr,
+    /// The LAN listener: plain HTTP for `lan_only` endpoints, never redirected. When it is
+    /// set, `lan_only` names are served only here and every other route only on the public
+    /// listeners; when unset, `lan_only` names are served on `listen`.
+    pub lan_listen: Option<SocketAddr>,
     /// The TLS listener (rustls, SNI certificate selection, HTTP/2 or HTTP/1.1 by ALPN).
     pub tls_listen: Option<SocketAddr>,
     /// The port HTTP→HTTPS redirects point at; `tls_listen`'s port if unset.
@@ -65,6 +69,74 @@ pub struct ProxyConfig {
     pub host_aliases: BTreeMap<String, ServiceId>,
     /// The service receiving requests whose host matches nothing; unknown hosts get 404 if unset.
     pub fallback_service: Option<ServiceId>,
+    /// The `tailscale` CLI run for `tailscale_https` endpoints (a bare name is looked up on
+    /// `PATH`).
+    pub tailscale_binary: PathBuf,
+    /// Automatic certificates: when set, [`crate::run`] (the `clank-proxy` binary) keeps every
+    /// routed `public_direct` name with ACME TLS certified. Embedders start an
+    /// [`crate::AcmeManager`] themselves.
+    pub acme: Option<AcmeSettings>,
+}
+
+/// The ACME part of the config file (the serialisable face of [`crate::AcmeConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSettings {
+    /// The CA's directory (`https://acme-v02.api.letsencrypt.org/directory`).
+    pub directory_url: String,
+    /// Account, certificates and retry state (owner-only files).
+    pub state_dir: PathBuf,
+    /// Contact URIs for the account (`mailto:ops@example.com`).
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// Trust only this CA (PEM) for the directory's HTTPS (private or test CAs).
+    #[serde(default)]
+    pub server_root: Option<PathBuf>,
+    /// `http-01` (answered on `listen`, port 80 in production) or `tls-alpn-01` (on
+    /// `tls_listen`, port 443).
+    #[serde(default)]
+    pub challenge: crate::acme::Challenge,
+    /// The longest pause between passes over the routed names.
+    #[serde(
+        rename = "check_interval_ms",
+        with = "ms",
+        default = "default_check_interval"
+    )]
+    pub check_interval: Duration,
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl AcmeSettings {
+    pub fn to_acme_config(&self) -> crate::AcmeConfig {
+        crate::AcmeConfig {
+            contact: self.contact.clone(),
+            server_root: self.server_root.clone(),
+            challenge: self.challenge,
+            check_interval: self.check_interval,
+            ..crate::AcmeConfig::new(self.directory_url.clone(), self.state_dir.clone())
+        }
+    }
+
+    fn validate(&self) -> Result<(), crate::ProxyError> {
+        let bad =
+            |field: &str, why: &str| Err(crate::ProxyError::Config(format!("{field}: {why}")));
+        if !self.directory_url.starts_with("https://") {
+            return bad(
+                "acme.directory_url",
+                "must be an https:// URL (ACME requires HTTPS)",
+            );
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return bad("acme.state_dir", "must not be empty");
+        }
+        if self.check_interval.is_zero() {
+            return bad("acme.check_interval_ms", "must be greater than zero");
+        }
+        Ok(())
+    }
 }
 
 impl Default for ProxyConfig {
@@ -88,6 +160,9 @@ impl Default for ProxyConfig {
             state_file: None,
             host_aliases: BTreeMap::new(),
             fallback_service: None,
+            lan_listen: None,
+            tailscale_binary: PathBuf::from("tailscale"),
+            acme: None,
         }
     }
 }
@@ -105,7 +180,65 @@ impl ProxyConfig {
                 "timeouts must be greater than zero".into(),
             ));
         }
+        if let Some(acme) = &self.acme {
+            acme.validate()?;
+        }
         Ok(())
+    }
+
+    /// Apply the `CLANK_PROXY_ACME_*` variables (looked up through `var`) over the file's
+    /// `acme` section: `DIRECTORY_URL` (turns ACME on), `STATE_DIR`, `CONTACT` (comma-separated),
+    /// `SERVER_ROOT`, `CHALLENGE` (`http-01` / `tls-alpn-01`). Errors name the variable.
+    pub fn with_acme_env(
+        mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::ProxyError> {
+        const PREFIX: &str = "CLANK_PROXY_ACME_";
+        let get = |name: &str| var(&format!("{PREFIX}{name}")).filter(|v| !v.is_empty());
+        let url = get("DIRECTORY_URL");
+        if url.is_none() && self.acme.is_none() {
+            return Ok(self);
+        }
+        let mut acme = match (self.acme.take(), url) {
+            (Some(mut a), Some(url)) => {
+                a.directory_url = url;
+                a
+            }
+            (Some(a), None) => a,
+            (None, Some(url)) => AcmeSettings {
+                directory_url: url,
+                state_dir: PathBuf::new(),
+                contact: Vec::new(),
+                server_root: None,
+                challenge: crate::acme::Challenge::default(),
+                check_interval: default_check_interval(),
+            },
+            (None, None) => return Ok(self),
+        };
+        if let Some(dir) = get("STATE_DIR") {
+            acme.state_dir = PathBuf::from(dir);
+        }
+        if let Some(contact) = get("CONTACT") {
+            acme.contact = contact.split(',').map(|c| c.trim().to_owned()).collect();
+        }
+        if let Some(root) = get("SERVER_ROOT") {
+            acme.server_root = Some(PathBuf::from(root));
+        }
+        if let Some(challenge) = get("CHALLENGE") {
+            acme.challenge = serde_json::from_value(serde_json::Value::String(challenge.clone()))
+                .map_err(|_| {
+                crate::ProxyError::Config(format!(
+                    "{PREFIX}CHALLENGE: `{challenge}` is not `http-01` or `tls-alpn-01`"
+                ))
+            })?;
+        }
+        if acme.state_dir.as_os_str().is_empty() {
+            return Err(crate::ProxyError::Config(format!(
+                "{PREFIX}STATE_DIR (or acme.state_dir): required when ACME is on"
+            )));
+        }
+        self.acme = Some(acme);
+        Ok(self)
     }
 }
 
@@ -121,5 +254,127 @@ mod ms {
     ) -> Result<Duration, D::Error> {
         let ms = <u64 as serde::Deserialize>::deserialize(d)?;
         Ok(Duration::from_millis(ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn acme_stays_off_without_a_directory_url() {
+        let c = ProxyConfig::default()
+            .with_acme_env(env(&[("CLANK_PROXY_ACME_STATE_DIR", "/var/lib/acme")]))
+            .unwrap();
+        assert_eq!(c.acme, None);
+    }
+
+    #[test]
+    fn acme_env_turns_acme_on_with_every_setting() {
+        let c = ProxyConfig::default()
+            .with_acme_env(env(&[
+                ("CLANK_PROXY_ACME_DIRECTORY_URL", "https://ca.example/dir"),
+                ("CLANK_PROXY_ACME_STATE_DIR", "/var/lib/clank/acme"),
+                (
+                    "CLANK_PROXY_ACME_CONTACT",
+                    "mailto:a@example.com, mailto:b@example.com",
+                ),
+                ("CLANK_PROXY_ACME_SERVER_ROOT", "/etc/ca.pem"),
+                ("CLANK_PROXY_ACME_CHALLENGE", "tls-alpn-01"),
+            ]))
+            .unwrap();
+        let acme = c.acme.unwrap();
+        assert_eq!(acme.directory_url, "https://ca.example/dir");
+        assert_eq!(acme.state_dir, PathBuf::from("/var/lib/clank/acme"));
+        assert_eq!(
+            acme.contact,
+            ["mailto:a@example.com", "mailto:b@example.com"]
+        );
+        assert_eq!(acme.server_root, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(acme.challenge, crate::acme::Challenge::TlsAlpn01);
+    }
+
+    #[test]
+    fn acme_env_overrides_the_file_and_bad_values_name_the_variable() {
+        let file: ProxyConfig = serde_json::from_str(
+            r#"{"acme": {"directory_url": "https://file.example/dir", "state_dir": "/s", "check_interval_ms": 500}}"#,
+        )
+        .unwrap();
+        let acme = file.acme.clone().unwrap();
+        assert_eq!(acme.check_interval, Duration::from_millis(500));
+        assert_eq!(acme.challenge, crate::acme::Challenge::Http01);
+        let c = file
+            .clone()
+            .with_acme_env(env(&[(
+                "CLANK_PROXY_ACME_DIRECTORY_URL",
+                "https://env.example/dir",
+            )]))
+            .unwrap();
+        assert_eq!(c.acme.unwrap().directory_url, "https://env.example/dir");
+
+        let err = file
+            .with_acme_env(env(&[("CLANK_PROXY_ACME_CHALLENGE", "dns-01")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("CLANK_PROXY_ACME_CHALLENGE"),
+            "{err}"
+        );
+        let err = ProxyConfig::default()
+            .with_acme_env(env(&[(
+                "CLANK_PROXY_ACME_DIRECTORY_URL",
+                "https://ca.example/dir",
+            )]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("CLANK_PROXY_ACME_STATE_DIR"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn acme_settings_are_validated_naming_the_field() {
+        let c = ProxyConfig {
+            acme: Some(AcmeSettings {
+                directory_url: "http://insecure.example/dir".into(),
+                state_dir: PathBuf::from("/s"),
+                contact: Vec::new(),
+                server_root: None,
+                challenge: crate::acme::Challenge::Http01,
+                check_interval: Duration::from_secs(1),
+            }),
+            ..ProxyConfig::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("acme.directory_url"), "{err}");
+        let unknown = serde_json::from_str::<ProxyConfig>(
+            r#"{"acme": {"directory_url": "https://x/dir", "state_dir": "/s", "statedir": 1}}"#,
+        )
+        .unwrap_err();
+        assert!(unknown.to_string().contains("statedir"), "{unknown}");
+    }
+
+    #[test]
+    fn lan_listen_and_tailscale_binary_come_from_the_file() {
+        let c: ProxyConfig = serde_json::from_str(
+            r#"{"lan_listen": "192.168.1.10:80", "tailscale_binary": "/usr/local/bin/tailscale"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.lan_listen, Some("192.168.1.10:80".parse().unwrap()));
+        assert_eq!(
+            c.tailscale_binary,
+            PathBuf::from("/usr/local/bin/tailscale")
+        );
+        assert_eq!(
+            ProxyConfig::default().tailscale_binary,
+            PathBuf::from("tailscale")
+        );
     }
 }

@@ -20,13 +20,19 @@ pub enum ProxyError {
     Config(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("ACME: {0}")]
+    Acme(#[from] crate::acme::AcmeError),
+    /// An external command an endpoint mode drives (`tailscale serve`) failed.
+    #[error("`{command}`: {message}")]
+    Command { command: String, message: String },
 }
 
 impl ProxyError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ProxyError::Bind { .. } => ErrorKind::Unavailable,
+            ProxyError::Bind { .. } | ProxyError::Command { .. } => ErrorKind::Unavailable,
             ProxyError::Config(_) => ErrorKind::Invalid,
+            ProxyError::Acme(e) => e.kind(),
             ProxyError::State { .. } | ProxyError::Io(_) => ErrorKind::Internal,
         }
     }
@@ -34,6 +40,10 @@ impl ProxyError {
 
 impl From<ProxyError> for clank_core::Error {
     fn from(e: ProxyError) -> Self {
-        clank_core::Error::Internal(e.to_string())
+        match e {
+            // The route was left untouched; the message (tailscale's stderr) says what to fix.
+            ProxyError::Command { .. } => clank_core::Error::Conflict(e.to_string()),
+            e => clank_core::Error::Internal(e.to_string()),
+        }
     }
 }

@@ -33,6 +33,17 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 pub(crate) type UpstreamClient = Client<HttpConnector, ProxyBody>;
 
+/// Which listener a request arrived on: it decides which routes it may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The public plain-HTTP listener (redirects `public_direct` names to HTTPS).
+    Plain,
+    /// The public TLS listener.
+    Tls,
+    /// The LAN listener: plain HTTP, only `lan_only` routes, never redirected.
+    Lan,
+}
+
 /// State shared by the listener tasks and the `Proxy` implementation.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -223,12 +234,18 @@ fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
 
 impl Shared {
     /// Look the host up and count the request on its target, under one table read.
-    fn route(&self, host: &str) -> Option<(ServiceId, InflightGuard, bool)> {
+    fn route(&self, host: &str, listener: Listener) -> Option<(ServiceId, InflightGuard, bool)> {
         let table = match self.table.read() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let (service, target, https_only) = table.lookup(host)?;
+        let on_lan = match (listener, self.config.lan_listen.is_some()) {
+            (Listener::Lan, _) => Some(true),
+            (_, true) => Some(false),
+            // No LAN listener configured: every route is served on the public listeners.
+            (_, false) => None,
+        };
+        let (service, target, https_only) = table.lookup(host, on_lan)?;
         let guard = InflightGuard::new(target.clone(), self.metrics.clone());
         Some((service, guard, https_only))
     }
@@ -285,7 +302,7 @@ impl Shared {
     pub(crate) async fn handle(
         self: Arc<Self>,
         peer: SocketAddr,
-        tls: bool,
+        listener: Listener,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let host = request_host(&req).unwrap_or_default();
@@ -298,7 +315,7 @@ impl Shared {
                     req.uri().path().to_owned(),
                 )
             });
-        let (res, upstream) = self.dispatch(peer, tls, &host, req).await;
+        let (res, upstream) = self.dispatch(peer, listener, &host, req).await;
         let status = res.status().as_u16();
         self.metrics.record_status(status);
         if let Some((started, method, path)) = log {
@@ -319,16 +336,17 @@ impl Shared {
     async fn dispatch(
         &self,
         peer: SocketAddr,
-        tls: bool,
+        listener: Listener,
         host: &str,
         mut req: Request<Incoming>,
     ) -> (Response<ProxyBody>, Option<http::uri::Authority>) {
+        let tls = listener == Listener::Tls;
         if let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE_PREFIX)
             && let Some(res) = self.acme_response(token)
         {
             return (res, None);
         }
-        let Some((service, mut guard, https_only)) = self.route(host) else {
+        let Some((service, mut guard, https_only)) = self.route(host, listener) else {
             return (
                 plain(StatusCode::NOT_FOUND, "no route for this host\n"),
                 None,
@@ -354,7 +372,7 @@ impl Shared {
                 );
             }
             // Re-read the table: the route has usually moved while we waited.
-            match self.route(host) {
+            match self.route(host, listener) {
                 Some((_, g, _)) => guard = g,
                 None => {
                     return (

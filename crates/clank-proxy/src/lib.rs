@@ -29,8 +29,15 @@
 //!   names over HTTP-01 or TLS-ALPN-01, persists account and certificates, renews in the last
 //!   third of the lifetime and backs off across restarts.
 //!
-//! Not yet here: wildcard certificates (DNS-01), and the endpoint modes beyond routing (tailscale, cloudflared,
-//! byo publishing).
+//! - Endpoint modes (planned by `clank_core::endpoint`): `public_direct` on the public
+//!   listeners with TLS and the redirect; `lan_only` on the LAN listener (`lan_listen`, plain
+//!   HTTP, never redirected, and kept off the public listeners); `tailscale_https` by running
+//!   `tailscale serve` ([`TailscaleServe`]) before the swap of each cutover that moves the
+//!   service (a failure refuses the cutover and leaves the old route) and `... off` when the
+//!   route goes. `byo_proxy` (a published port) is applied by the engine; `cloudflare_tunnel`
+//!   is a connector workload planned in core, not started by anything yet.
+//!
+//! Not yet here: wildcard certificates (DNS-01).
 
 pub mod acme;
 mod cidr;
@@ -42,6 +49,7 @@ mod persist;
 mod probe;
 mod server;
 mod table;
+mod tailscale;
 mod tls;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,7 +59,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use clank_core::endpoint::TailscaleServePlan;
 use clank_core::id::{DeploymentId, ServiceId};
+use clank_core::model::Endpoint;
 use clank_core::proxy::{Cutover, CutoverReport, Proxy, Route};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -59,8 +69,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use acme::{AcmeConfig, AcmeManager};
 pub use cidr::IpNet;
-pub use config::ProxyConfig;
+pub use config::{AcmeSettings, ProxyConfig};
 pub use error::ProxyError;
+pub use tailscale::TailscaleServe;
 pub use tls::TlsCertificate;
 
 use forward::Shared;
@@ -120,7 +131,25 @@ impl ClankProxy {
     /// Serve proxied traffic on `listener` until `shutdown` is cancelled; open connections
     /// then finish their current request before this returns.
     pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) {
-        server::serve_proxy(self.shared.clone(), listener, shutdown).await;
+        server::serve_proxy(
+            self.shared.clone(),
+            listener,
+            forward::Listener::Plain,
+            shutdown,
+        )
+        .await;
+    }
+
+    /// Serve the LAN listener on `listener` until `shutdown`: plain HTTP, `lan_only` routes
+    /// only, no redirect. Give it the socket bound to `config.lan_listen`.
+    pub async fn serve_lan(&self, listener: TcpListener, shutdown: CancellationToken) {
+        server::serve_proxy(
+            self.shared.clone(),
+            listener,
+            forward::Listener::Lan,
+            shutdown,
+        )
+        .await;
     }
 
     /// Serve TLS on `listener` until `shutdown`: SNI picks the certificate, ALPN the protocol.
@@ -317,6 +346,78 @@ impl ClankProxy {
     }
 }
 
+/// The `tailscale serve` mapping a route asks for: the plan and the address it points at (the
+/// first address of the target; an unspecified address means this host's loopback).
+fn tailscale_of(route: Option<&Route>) -> Option<(TailscaleServePlan, Option<SocketAddr>)> {
+    let route = route?;
+    let Some(Endpoint::TailscaleHttps { https_port }) = &route.endpoint else {
+        return None;
+    };
+    let upstream = route.target.addrs.first().map(|a| {
+        let mut a = *a;
+        if a.ip().is_unspecified() {
+            a.set_ip(match a.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        a
+    });
+    Some((
+        TailscaleServePlan {
+            https_port: *https_port,
+        },
+        upstream,
+    ))
+}
+
+impl ClankProxy {
+    fn tailscale(&self) -> TailscaleServe {
+        TailscaleServe::new(self.shared.config.tailscale_binary.clone())
+    }
+
+    fn current_route(&self, service: ServiceId) -> Option<Route> {
+        self.shared
+            .current()
+            .services
+            .get(&service)
+            .map(|e| e.route.clone())
+    }
+
+    /// Before `new` replaces `old`: point `tailscale serve` at the new target when the mapping
+    /// changes. An error here refuses the change, so the old route keeps serving.
+    async fn tailscale_before(&self, old: Option<&Route>, new: &Route) -> clank_core::Result<()> {
+        let Some((plan, upstream)) = tailscale_of(Some(new)) else {
+            return Ok(());
+        };
+        if tailscale_of(old) == Some((plan, upstream)) {
+            return Ok(()); // Route repair of an unchanged route: nothing to run.
+        }
+        let Some(upstream) = upstream else {
+            return Err(clank_core::Error::Conflict(format!(
+                "tailscale_https endpoint of service {}: deployment {} has no address to serve",
+                new.service, new.target.deployment
+            )));
+        };
+        self.tailscale().add(&plan, upstream).await?;
+        Ok(())
+    }
+
+    /// After `old` was replaced by `new` (or removed): turn off a tailnet port no longer used.
+    /// Best effort: the route change already happened, so a failure is logged, not returned.
+    async fn tailscale_after(&self, old: Option<&Route>, new: Option<&Route>) {
+        let Some((old_plan, _)) = tailscale_of(old) else {
+            return;
+        };
+        if tailscale_of(new).is_some_and(|(p, _)| p == old_plan) {
+            return;
+        }
+        if let Err(e) = self.tailscale().remove(&old_plan).await {
+            tracing::warn!(https_port = old_plan.https_port, error = %e, "could not turn tailscale serve off");
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn current(&self) -> Arc<Table> {
         match self.table.read() {
@@ -345,6 +446,15 @@ impl Proxy for ClankProxy {
             tracing::warn!(%service, error = %e, "cutover refused: health gate failed");
             return Err(e);
         }
+        let before = self.current_route(service);
+        if let Err(e) = self.tailscale_before(before.as_ref(), &cutover.route).await {
+            self.shared
+                .metrics
+                .cutovers_failed
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%service, error = %e, "cutover refused: tailscale serve failed");
+            return Err(e);
+        }
         let route = cutover.route.clone();
         let previous = self
             .replace(move |mut routes| {
@@ -352,6 +462,9 @@ impl Proxy for ClankProxy {
                 routes
             })
             .await?;
+        let old_route = previous.services.get(&service).map(|e| e.route.clone());
+        self.tailscale_after(old_route.as_ref(), Some(&cutover.route))
+            .await;
         let old = previous.services.get(&service).map(|e| e.target.clone());
         let current = self.shared.current();
         let new_target = current.services.get(&service).map(|e| e.target.clone());
@@ -396,21 +509,29 @@ impl Proxy for ClankProxy {
     }
 
     async fn set_route(&self, route: &Route) -> clank_core::Result<()> {
-        let route = route.clone();
-        self.replace(move |mut routes| {
-            routes.insert(route.service, route);
-            routes
-        })
-        .await?;
+        let before = self.current_route(route.service);
+        self.tailscale_before(before.as_ref(), route).await?;
+        let new = route.clone();
+        let previous = self
+            .replace(move |mut routes| {
+                routes.insert(new.service, new);
+                routes
+            })
+            .await?;
+        let old = previous.services.get(&route.service).map(|e| &e.route);
+        self.tailscale_after(old, Some(route)).await;
         Ok(())
     }
 
     async fn remove_route(&self, service: ServiceId) -> clank_core::Result<()> {
-        self.replace(move |mut routes| {
-            routes.remove(&service);
-            routes
-        })
-        .await?;
+        let previous = self
+            .replace(move |mut routes| {
+                routes.remove(&service);
+                routes
+            })
+            .await?;
+        let old = previous.services.get(&service).map(|e| &e.route);
+        self.tailscale_after(old, None).await;
         Ok(())
     }
 
@@ -459,6 +580,28 @@ pub async fn run(
         }
         None => None,
     };
+    let lan = match proxy.config().lan_listen {
+        Some(addr) => {
+            let lan_listener = bind(addr).await?;
+            let proxy = proxy.clone();
+            let stop = stop.clone();
+            tracing::info!(%addr, "clank-proxy LAN listening");
+            Some(tokio::spawn(async move {
+                proxy.serve_lan(lan_listener, stop).await;
+            }))
+        }
+        None => None,
+    };
+    // Started once every listener is bound, so the CA's validation finds them answering.
+    let acme = match &proxy.config().acme {
+        Some(settings) => {
+            let manager = AcmeManager::new(proxy.clone(), settings.to_acme_config())?;
+            let stop = stop.clone();
+            tracing::info!(directory = %settings.directory_url, "ACME on: routed public_direct names are certified automatically");
+            Some(tokio::spawn(async move { manager.run(stop).await }))
+        }
+        None => None,
+    };
     tracing::info!(%listen, "clank-proxy listening");
     let serving = proxy.serve(listener, stop.clone());
     tokio::pin!(serving);
@@ -470,7 +613,7 @@ pub async fn run(
         }
     }
     stop.cancel();
-    for task in [admin, tls].into_iter().flatten() {
+    for task in [admin, tls, lan, acme].into_iter().flatten() {
         let _ = task.await;
     }
     Ok(())

@@ -13,13 +13,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::forward::{ProxyBody, Shared, full};
+use crate::forward::{Listener, ProxyBody, Shared, full};
 
 /// Accept until `shutdown` is cancelled, then let open connections finish their current
 /// request (hyper's graceful shutdown) and return once they have.
 pub(crate) async fn serve_proxy(
     shared: Arc<Shared>,
     listener: TcpListener,
+    kind: Listener,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
@@ -45,7 +46,9 @@ pub(crate) async fn serve_proxy(
         let shared = shared.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
-        tracker.spawn(serve_connection(shared, builder, stream, peer, shutdown));
+        tracker.spawn(serve_connection(
+            shared, builder, stream, peer, kind, shutdown,
+        ));
     }
     tracker.close();
     tracker.wait().await;
@@ -56,10 +59,11 @@ async fn serve_connection(
     builder: http1::Builder,
     stream: TcpStream,
     peer: SocketAddr,
+    kind: Listener,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    serve_http1(shared, builder, TokioIo::new(stream), peer, false, shutdown).await;
+    serve_http1(shared, builder, TokioIo::new(stream), peer, kind, shutdown).await;
 }
 
 async fn serve_http1<I>(
@@ -67,12 +71,12 @@ async fn serve_http1<I>(
     builder: http1::Builder,
     io: I,
     peer: SocketAddr,
-    tls: bool,
+    kind: Listener,
     shutdown: CancellationToken,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| shared.clone().handle(peer, tls, req));
+    let service = service_fn(move |req| shared.clone().handle(peer, kind, req));
     let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -146,7 +150,8 @@ pub(crate) async fn serve_tls(
             }
             let is_h2 = alpn == Some(b"h2".as_slice());
             if is_h2 {
-                let service = service_fn(move |req| shared.clone().handle(peer, true, req));
+                let service =
+                    service_fn(move |req| shared.clone().handle(peer, Listener::Tls, req));
                 let conn = h2.serve_connection(TokioIo::new(tls), service);
                 tokio::pin!(conn);
                 let result = tokio::select! {
@@ -160,7 +165,7 @@ pub(crate) async fn serve_tls(
                     tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
                 }
             } else {
-                serve_http1(shared, h1, TokioIo::new(tls), peer, true, shutdown).await;
+                serve_http1(shared, h1, TokioIo::new(tls), peer, Listener::Tls, shutdown).await;
             }
         });
     }

@@ -114,6 +114,8 @@ pub(crate) struct Entry {
     pub(crate) target: Arc<TargetState>,
     /// A `public_direct` endpoint: served over HTTPS, plain HTTP is redirected.
     https_only: bool,
+    /// A `lan_only` endpoint: served on the LAN listener when there is one.
+    lan_only: bool,
 }
 
 /// One immutable version of the routes.
@@ -175,12 +177,14 @@ impl Table {
                 }
             }
             let https_only = matches!(route.endpoint, Some(Endpoint::PublicDirect { .. }));
+            let lan_only = matches!(route.endpoint, Some(Endpoint::LanOnly { .. }));
             services.insert(
                 service,
                 Entry {
                     route,
                     target,
                     https_only,
+                    lan_only,
                 },
             );
         }
@@ -195,11 +199,18 @@ impl Table {
     }
 
     /// The service serving `host` (already normalised), its current target, and whether it
-    /// is HTTPS-only.
-    pub(crate) fn lookup(&self, host: &str) -> Option<(ServiceId, &Arc<TargetState>, bool)> {
+    /// is HTTPS-only. `on_lan` = `Some(true)` on the LAN listener (only `lan_only` routes),
+    /// `Some(false)` on a public listener when a LAN listener exists (no `lan_only` routes:
+    /// they must not leak onto the public address), `None` when there is no LAN listener.
+    pub(crate) fn lookup(
+        &self,
+        host: &str,
+        on_lan: Option<bool>,
+    ) -> Option<(ServiceId, &Arc<TargetState>, bool)> {
         let service = self.hosts.get(host).copied().or(self.fallback)?;
         self.services
             .get(&service)
+            .filter(|e| on_lan.is_none_or(|lan| e.lan_only == lan))
             .map(|e| (service, &e.target, e.https_only))
     }
 

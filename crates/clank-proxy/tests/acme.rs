@@ -615,3 +615,79 @@ async fn a_failed_order_backs_off_and_the_backoff_survives_a_restart() {
     );
     assert_eq!(restarted.state(DOMAIN).unwrap().retry.failures, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_with_an_acme_directory_certifies_its_restored_public_routes() {
+    let (http_port, tls_port) = (free_port(), free_port());
+    let Some(pebble) = start_pebble(http_port, tls_port, None, 0).await else {
+        return;
+    };
+    let backend = backend("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("routes.json");
+    // The route table a control plane left behind; the binary restores it at start.
+    {
+        let proxy = clank_proxy::ClankProxy::new(ProxyConfig {
+            state_file: Some(state_file.clone()),
+            ..ProxyConfig::default()
+        })
+        .unwrap();
+        let mut r = route(ServiceId::new(), DOMAIN, vec![backend.addr]);
+        r.endpoint = Some(Endpoint::PublicDirect {
+            domains: vec![DOMAIN.into()],
+            tls: TlsMode::Acme,
+        });
+        proxy.apply(vec![r]).await.unwrap();
+    }
+    let config_path = dir.path().join("proxy.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec(&serde_json::json!({
+            "listen": format!("127.0.0.1:{http_port}"),
+            "tls_listen": format!("127.0.0.1:{tls_port}"),
+            "state_file": state_file,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let acme_dir = dir.path().join("acme");
+    let log = dir.path().join("clank-proxy.log");
+    // ACME is switched on by the environment alone, as a service manager would.
+    let _proxy = Command::new(env!("CARGO_BIN_EXE_clank-proxy"))
+        .arg("--config")
+        .arg(&config_path)
+        .env("CLANK_PROXY_ACME_DIRECTORY_URL", &pebble.directory_url)
+        .env("CLANK_PROXY_ACME_STATE_DIR", &acme_dir)
+        .env("CLANK_PROXY_ACME_SERVER_ROOT", pebble.ca_pem())
+        .env("CLANK_PROXY_ACME_CONTACT", "mailto:ops@example.com")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the clank-proxy binary starts");
+
+    let tls_addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let root = pebble.issuing_root().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        if acme_dir
+            .join("certs")
+            .join(DOMAIN)
+            .join("cert.pem")
+            .exists()
+            && let Ok(body) =
+                https_get(tls_addr, DOMAIN, std::slice::from_ref(&root), DOMAIN, "/").await
+        {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no certificate served within 60 s\n--- clank-proxy\n{}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            pebble.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(body.ends_with("app"), "{body}");
+    assert_eq!(mode(&acme_dir.join("account.json")), 0o600);
+}

@@ -48,6 +48,9 @@ impl RedbStore {
     /// the file open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path: Arc<Path> = Arc::from(path.as_ref());
+        if !path.exists() {
+            create_atomically(&path)?;
+        }
         let db = Database::create(&path).map_err(|e| backend_error(&path, "open", None, e))?;
         // Create both tables up front so readers never meet a missing table.
         let wtx = db
@@ -256,4 +259,41 @@ impl Store for RedbStore {
         })
         .await
     }
+}
+
+/// Make a new, empty database next to `path` and rename it into place, so a crash while
+/// creating it never leaves a half-written file that later refuses to open.
+fn create_atomically(path: &Path) -> Result<()> {
+    let tmp = std::path::PathBuf::from(format!("{}.creating", path.display()));
+    let io = |what: &str, e: std::io::Error| {
+        clank_core::Error::StoreUnavailable(format!("redb {}: {what}: {e}", path.display()))
+    };
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove leftover", e)),
+        _ => {}
+    }
+    {
+        let db = Database::create(&tmp).map_err(|e| backend_error(path, "create", None, e))?;
+        let wtx = db
+            .begin_write()
+            .map_err(|e| backend_error(path, "create: begin write", None, e))?;
+        {
+            wtx.open_table(DATA)
+                .map_err(|e| backend_error(path, "create: data table", None, e))?;
+            wtx.open_table(META)
+                .map_err(|e| backend_error(path, "create: meta table", None, e))?;
+        }
+        wtx.commit()
+            .map_err(|e| backend_error(path, "create: commit", None, e))?;
+    }
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io("sync", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("rename into place", e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io("sync directory", e))?;
+    }
+    Ok(())
 }

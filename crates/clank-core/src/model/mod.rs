@@ -11,8 +11,10 @@
 //!             ├── Volumes
 //!             └── Endpoint (one access mode)
 //! Server (the platform host, or a remote machine running clank-agent)
+//! AuditEvent (who changed what in a workspace, and how it ended; never altered)
 //! ```
 
+mod audit;
 mod build;
 mod deployment;
 mod project;
@@ -21,6 +23,7 @@ mod service;
 mod token;
 mod workspace;
 
+pub use audit::{Actor, AuditEvent, AuditOutcome};
 pub use build::{Build, BuildStatus};
 pub use deployment::{
     Artifact, CancelRequest, Deployment, DeploymentSnapshot, DeploymentState, StatusChange, Trigger,

@@ -49,6 +49,8 @@ pub struct User {
 /// | Admin     | servers, projects, services, members; not delete/transfer           |
 /// | Developer | create, configure and deploy services; no servers, members, teams   |
 /// | Viewer    | read-only: projects, services, deployments and their logs           |
+///
+/// The audit log is Admin and Owner only.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -80,10 +82,12 @@ pub enum Permission {
     ManageTeamSettings,
     /// Delete the workspace, transfer ownership, billing.
     OwnWorkspace,
+    /// Read the workspace's audit log (who changed what).
+    ReadAudit,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::Read,
         Permission::ManageServices,
         Permission::Deploy,
@@ -92,6 +96,7 @@ impl Permission {
         Permission::ManageMembers,
         Permission::ManageTeamSettings,
         Permission::OwnWorkspace,
+        Permission::ReadAudit,
     ];
 }
 
@@ -154,6 +159,7 @@ mod tests {
                 ManageServers,
                 ManageMembers,
                 ManageTeamSettings,
+                ReadAudit,
             ],
         );
         expect(Role::Developer, &[Read, ManageServices, Deploy]);

@@ -23,10 +23,10 @@ use super::{Condition, Entry, Revision, Scan, Store, Txn};
 use crate::config::{ConfigLayer, Scope};
 use crate::deploy::{self, DeploymentStatus};
 use crate::error::{Error, Result};
-use crate::id::{EnvironmentId, ProjectId, ServiceId, WorkspaceId};
+use crate::id::{AuditEventId, EnvironmentId, ProjectId, ServiceId, WorkspaceId};
 use crate::model::{
-    ApiToken, Build, Deployment, Environment, Member, Project, Server, Service, Team, User,
-    Workspace,
+    ApiToken, AuditEvent, Build, Deployment, Environment, Member, Project, Server, Service, Team,
+    User, Workspace,
 };
 use crate::time::Timestamp;
 
@@ -545,6 +545,30 @@ impl Catalog {
         self.update(old, new).await
     }
 
+    /// Append an event to the audit log.
+    pub async fn record_audit(&self, event: &AuditEvent) -> Result<Revision> {
+        self.create(event).await
+    }
+
+    /// A workspace's audit log, newest first: at most `limit` events older than `before`
+    /// (an event id, exclusive). One reverse scan of the time-ordered index.
+    pub async fn audit_events(
+        &self,
+        ws: WorkspaceId,
+        limit: usize,
+        before: Option<AuditEventId>,
+    ) -> Result<Vec<AuditEvent>> {
+        let mut page = Page::newest(limit);
+        page.after = before.map(|id| {
+            let id = id.to_string();
+            index_key::<AuditEvent>(&IndexEntry::new("workspace", ws, &id), &id)
+        });
+        let l = self
+            .find::<AuditEvent>("workspace", &ws.to_string(), page)
+            .await?;
+        Ok(l.items.into_iter().map(|v| v.value).collect())
+    }
+
     pub async fn config_layer(&self, scope: Scope) -> Result<Option<Versioned<ConfigLayer>>> {
         self.get(&scope.to_string()).await
     }
@@ -758,6 +782,20 @@ impl Record for ApiToken {
     }
     fn unique(&self) -> Vec<(&'static str, String)> {
         vec![("hash", self.hash.clone())]
+    }
+}
+
+/// Audit events are append-only: indexed by workspace in id (= time) order, never updated.
+impl Record for AuditEvent {
+    const TABLE: &'static str = "audit";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![IndexEntry::new("workspace", self.workspace_id, self.id)]
+    }
+    fn check_update(_old: &Self, _new: &Self) -> Result<()> {
+        Err(Error::Conflict("audit events are immutable".into()))
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Principal {
     pub workspace: Workspace,
     pub user: UserId,
     pub token: TokenId,
+    /// The token's name, for the audit log.
+    pub token_name: String,
     /// The effective role: the token's, never more than the member's current one.
     pub role: Role,
 }
@@ -33,6 +35,15 @@ impl Principal {
                 "your role ({:?}) does not allow {p:?}",
                 self.role
             )))
+        }
+    }
+
+    /// This caller as the audit log names them.
+    pub fn actor(&self) -> clank_core::model::Actor {
+        clank_core::model::Actor::Token {
+            token_id: self.token,
+            token_name: self.token_name.clone(),
+            user_id: self.user,
         }
     }
 
@@ -113,6 +124,7 @@ async fn authenticate(catalog: &Catalog, header: Option<&str>) -> ApiResult<Prin
         workspace: workspace.value,
         user: record.user_id,
         token: record.id,
+        token_name: record.name.clone(),
         role: record.role.min(member.role),
     })
 }

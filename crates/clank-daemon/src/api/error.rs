@@ -2,7 +2,7 @@
 //! to, so clients handle one shape. Internal errors never leak details a user can't act on.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clank_core::{Error, ErrorKind};
@@ -38,6 +38,14 @@ impl ApiError {
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.body.field = Some(field.into());
         self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &str {
+        &self.body.code
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -94,18 +102,7 @@ impl From<JsonRejection> for ApiError {
         }
         // serde's messages name the offending field (`unknown field `prot``, `missing field
         // `slug``, `...at line 1 column 9` with a path for nested data).
-        let field = text
-            .split('`')
-            .nth(1)
-            .filter(|_| text.contains("field `"))
-            .map(str::to_owned)
-            .or_else(|| {
-                text.split(": ")
-                    .nth(1)
-                    .and_then(|p| p.split(':').next())
-                    .filter(|p| !p.contains(' '))
-                    .map(str::to_owned)
-            });
+        let field = field_of(&text);
         let status = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             status
         } else {
@@ -113,6 +110,31 @@ impl From<JsonRejection> for ApiError {
         };
         let mut e = ApiError::new(status, "invalid", text);
         e.body.field = field;
+        e
+    }
+}
+
+/// The field serde names in a deserialization message: `unknown field `x``, `missing field
+/// `y``, or the path before the first `: ` (`limit: invalid digit found in string`).
+fn field_of(text: &str) -> Option<String> {
+    text.split('`')
+        .nth(1)
+        .filter(|_| text.contains("field `"))
+        .map(str::to_owned)
+        .or_else(|| {
+            text.split(": ")
+                .nth(1)
+                .and_then(|p| p.split(':').next())
+                .filter(|p| !p.contains(' '))
+                .map(str::to_owned)
+        })
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        let text = r.body_text();
+        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", text.clone());
+        e.body.field = field_of(&text);
         e
     }
 }

@@ -2,10 +2,12 @@
 //! (`/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}`), JSON in and out,
 //! bearer-token auth and the role table on every endpoint.
 
+mod audit;
 pub mod auth;
 pub mod error;
 pub mod openapi;
 mod routes;
+mod servers;
 mod webhooks;
 
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{routes, webhooks};
+use super::{audit, routes, servers, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,13 @@ use super::{routes, webhooks};
         webhooks::gitlab,
         webhooks::gitea,
         webhooks::rotate_secret,
+        audit::list,
+        servers::list,
+        servers::create,
+        servers::get,
+        servers::join_token,
+        servers::revoke,
+        servers::offer_release,
         routes::list_members,
         routes::add_member,
         routes::list_tokens,

@@ -20,13 +20,15 @@ use clank_core::{InvalidInput, Timestamp};
 use clank_engine::{EventKind, LogEntry};
 use clank_platform::{ConfigTarget, DeploymentView, ServicePatch, ServiceSpec};
 use futures_util::{Stream, StreamExt};
+use serde_json::json;
 
 use super::AppState;
+use super::audit::{self, Change, audited, config_details, record_call};
 use super::auth::{Principal, new_token, token_record};
 use super::error::{ApiError, ApiResult, ErrorBody};
 
 /// `Json` whose rejections answer in our error format.
-pub(super) struct Body<T>(T);
+pub(super) struct Body<T>(pub(super) T);
 
 impl<T, S> axum::extract::FromRequest<S> for Body<T>
 where
@@ -36,6 +38,25 @@ where
     type Rejection = ApiError;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         Ok(Body(Json::<T>::from_request(req, state).await?.0))
+    }
+}
+
+/// `Query` whose rejections answer in our error format (422 naming the field).
+pub(super) struct Params<T>(pub(super) T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Params(
+            Query::<T>::from_request_parts(parts, state).await?.0,
+        ))
     }
 }
 
@@ -52,6 +73,29 @@ pub(super) fn routes() -> Router<AppState> {
         .route(
             "/v1/workspaces/{ws}/webhook-secret",
             post(super::webhooks::rotate_secret),
+        )
+        .route("/v1/workspaces/{ws}/audit", get(super::audit::list))
+        .route(
+            "/v1/workspaces/{ws}/servers",
+            get(super::servers::list).post(super::servers::create),
+        )
+        .route(
+            "/v1/workspaces/{ws}/servers/{name}",
+            get(super::servers::get),
+        )
+        .route(
+            "/v1/workspaces/{ws}/servers/{name}/join-token",
+            post(super::servers::join_token),
+        )
+        .route(
+            "/v1/workspaces/{ws}/servers/{name}/revoke",
+            post(super::servers::revoke),
+        )
+        .route(
+            "/v1/workspaces/{ws}/agent-release",
+            axum::routing::put(super::servers::offer_release).layer(
+                axum::extract::DefaultBodyLimit::max(super::servers::AGENT_BINARY_LIMIT),
+            ),
         )
         .route(
             "/v1/workspaces/{ws}/members",
@@ -221,6 +265,20 @@ async fn init(
         .create(&member)?
         .create(&record)?;
     cat.commit(b).await?;
+    let actor = clank_core::model::Actor::Token {
+        token_id: record.id,
+        token_name: record.name.clone(),
+        user_id: user.id,
+    };
+    let change = Change::new("workspace.init", &ws.slug).details(json!({"owner": user.email}));
+    audit::record(
+        &st,
+        ws.id,
+        actor,
+        change,
+        clank_core::model::AuditOutcome::Succeeded,
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {
@@ -294,6 +352,19 @@ async fn add_member(
     Body(req): Body<AddMember>,
 ) -> ApiResult<(StatusCode, Json<MemberCreated>)> {
     p.in_workspace(&ws)?;
+    let change = Change::new(
+        "member.create",
+        format!("{ws}/members/{}", req.email.trim()),
+    )
+    .details(json!({"role": req.role}));
+    audited(&st, &p, change, create_member(&p, &st, req)).await
+}
+
+async fn create_member(
+    p: &Principal,
+    st: &AppState,
+    req: AddMember,
+) -> ApiResult<(StatusCode, Json<MemberCreated>)> {
     p.require(Permission::ManageMembers)?;
     if req.role == Role::Owner {
         p.require(Permission::OwnWorkspace)?;
@@ -387,6 +458,16 @@ async fn create_token(
     Body(req): Body<NewToken>,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     p.in_workspace(&ws)?;
+    let change = Change::new("token.create", format!("{ws}/tokens/{}", req.name))
+        .details(json!({"role": req.role.unwrap_or(p.role)}));
+    audited(&st, &p, change, issue_token(&p, &st, req)).await
+}
+
+async fn issue_token(
+    p: &Principal,
+    st: &AppState,
+    req: NewToken,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     p.require(Permission::Read)?;
     let role = req.role.unwrap_or(p.role);
     if role > p.role {
@@ -480,6 +561,11 @@ async fn revoke_token(
     Path((ws, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     p.in_workspace(&ws)?;
+    let change = Change::new("token.revoke", format!("{ws}/tokens/{id}"));
+    audited(&st, &p, change, revoke_token_record(&p, &st, &id)).await
+}
+
+async fn revoke_token_record(p: &Principal, st: &AppState, id: &str) -> ApiResult<StatusCode> {
     let id: TokenId = id.parse()?;
     let cat = st.platform.catalog();
     let t = cat
@@ -531,7 +617,7 @@ async fn list_projects(
     p: Principal,
     State(st): State<AppState>,
     Path(ws): Path<String>,
-    Query(q): Query<ListProjects>,
+    Params(q): Params<ListProjects>,
 ) -> ApiResult<Json<Vec<Project>>> {
     p.in_workspace(&ws)?;
     p.require(Permission::Read)?;
@@ -561,15 +647,24 @@ async fn create_project(
     Body(req): Body<NewProject>,
 ) -> ApiResult<(StatusCode, Json<Project>)> {
     p.in_workspace(&ws)?;
-    p.require(Permission::ManageProjects)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            st.platform
-                .create_project(&ws, &req.name, req.slug.as_deref())
-                .await?,
-        ),
-    ))
+    let slug = req
+        .slug
+        .clone()
+        .or_else(|| clank_core::validate::slugify("name", &req.name).ok())
+        .unwrap_or_else(|| req.name.clone());
+    let change = Change::new("project.create", format!("{ws}/{slug}"));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageProjects)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(
+                st.platform
+                    .create_project(&ws, &req.name, req.slug.as_deref())
+                    .await?,
+            ),
+        ))
+    })
+    .await
 }
 
 fn project_addr(ws: &str, p: &str) -> ApiResult<ProjectAddress> {
@@ -630,12 +725,16 @@ async fn delete_project(
     Path((ws, proj)): Path<(String, String)>,
 ) -> ApiResult<Json<Project>> {
     p.in_workspace(&ws)?;
-    p.require(Permission::ManageProjects)?;
-    Ok(Json(
-        st.platform
-            .delete_project(&project_addr(&ws, &proj)?)
-            .await?,
-    ))
+    let change = Change::new("project.delete", format!("{ws}/{proj}"));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageProjects)?;
+        Ok(Json(
+            st.platform
+                .delete_project(&project_addr(&ws, &proj)?)
+                .await?,
+        ))
+    })
+    .await
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
@@ -694,15 +793,19 @@ async fn create_environment(
     Body(req): Body<NewEnvironment>,
 ) -> ApiResult<(StatusCode, Json<Environment>)> {
     p.in_workspace(&ws)?;
-    p.require(Permission::ManageProjects)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            st.platform
-                .create_environment(&project_addr(&ws, &proj)?, &req.name)
-                .await?,
-        ),
-    ))
+    let change = Change::new("environment.create", format!("{ws}/{proj}/{}", req.name));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageProjects)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(
+                st.platform
+                    .create_environment(&project_addr(&ws, &proj)?, &req.name)
+                    .await?,
+            ),
+        ))
+    })
+    .await
 }
 
 // ---- Services ----------------------------------------------------------------------------
@@ -741,7 +844,7 @@ async fn list_services(
     p: Principal,
     State(st): State<AppState>,
     Path((ws, proj, e)): Path<(String, String, String)>,
-    Query(q): Query<ListServices>,
+    Params(q): Params<ListServices>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     use base64::Engine as _;
@@ -798,18 +901,22 @@ async fn create_service(
     Body(spec): Body<ServiceSpec>,
 ) -> ApiResult<(StatusCode, Json<Service>)> {
     p.in_workspace(&ws)?;
-    p.require(Permission::ManageServices)?;
-    if spec.server_id.is_some() {
-        p.require(Permission::ManageServers)?;
-    }
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            st.platform
-                .create_service(&env_addr(&ws, &proj, &e)?, spec)
-                .await?,
-        ),
-    ))
+    let change = Change::new("service.create", format!("{ws}/{proj}/{e}/{}", spec.slug));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageServices)?;
+        if spec.server_id.is_some() {
+            p.require(Permission::ManageServers)?;
+        }
+        Ok((
+            StatusCode::CREATED,
+            Json(
+                st.platform
+                    .create_service(&env_addr(&ws, &proj, &e)?, spec)
+                    .await?,
+            ),
+        ))
+    })
+    .await
 }
 
 type SvcPath = Path<(String, String, String, String)>;
@@ -869,15 +976,36 @@ async fn update_service(
     Body(patch): Body<ServicePatch>,
 ) -> ApiResult<Json<Service>> {
     p.in_workspace(&ws)?;
-    p.require(Permission::ManageServices)?;
-    if patch.server_id.is_some() {
-        p.require(Permission::ManageServers)?;
-    }
-    Ok(Json(
-        st.platform
-            .update_service(&service_addr(&ws, &proj, &e, &s)?, patch)
-            .await?,
-    ))
+    let change = Change::new("service.update", format!("{ws}/{proj}/{e}/{s}"))
+        .details(json!({ "fields": patch_fields(&patch) }));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageServices)?;
+        if patch.server_id.is_some() {
+            p.require(Permission::ManageServers)?;
+        }
+        Ok(Json(
+            st.platform
+                .update_service(&service_addr(&ws, &proj, &e, &s)?, patch)
+                .await?,
+        ))
+    })
+    .await
+}
+
+/// The settings a patch changes, by name (the audit log's details).
+fn patch_fields(patch: &ServicePatch) -> Vec<&'static str> {
+    [
+        ("name", patch.name.is_some()),
+        ("source", patch.source.is_some()),
+        ("settings", patch.settings.is_some()),
+        ("volumes", patch.volumes.is_some()),
+        ("endpoint", patch.endpoint.is_some()),
+        ("processes", patch.processes.is_some()),
+        ("server_id", patch.server_id.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
 }
 
 // ---- Config ------------------------------------------------------------------------------
@@ -941,9 +1069,24 @@ async fn write_config(
     needs: Permission,
     req: ConfigRequest,
 ) -> ApiResult<Json<Vec<ConfigVarView>>> {
-    p.require(needs)?;
-    let changes = changes(req)?;
-    Ok(Json(st.platform.set_config(&target, &changes).await?))
+    let target_name = match &target {
+        ConfigTarget::Workspace(ws) => ws.clone(),
+        ConfigTarget::Project(a) => a.to_string(),
+        ConfigTarget::Environment(a) => a.to_string(),
+        ConfigTarget::Service(a) => a.to_string(),
+    };
+    let changes = changes(req);
+    let details = match &changes {
+        Ok(c) => config_details(c),
+        Err(_) => serde_json::Value::Null,
+    };
+    let change = Change::new("config.set", target_name).details(details);
+    audited(st, p, change, async {
+        p.require(needs)?;
+        let changes = changes?;
+        Ok(Json(st.platform.set_config(&target, &changes).await?))
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -1234,15 +1377,23 @@ async fn deploy(
     Path((ws, proj, e, s)): SvcPath,
 ) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
     p.in_workspace(&ws)?;
-    p.require(Permission::Deploy)?;
-    let d = st
-        .platform
-        .deploy(
-            &service_addr(&ws, &proj, &e, &s)?,
-            Trigger::Manual { by: Some(p.user) },
-        )
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(d)))
+    let result = async {
+        p.require(Permission::Deploy)?;
+        let d = st
+            .platform
+            .deploy(
+                &service_addr(&ws, &proj, &e, &s)?,
+                Trigger::Manual { by: Some(p.user) },
+            )
+            .await?;
+        Ok((StatusCode::ACCEPTED, Json(d)))
+    }
+    .await;
+    let number = result.as_ref().ok().map(|(_, d)| d.number);
+    let change = Change::new("deployment.create", format!("{ws}/{proj}/{e}/{s}"))
+        .details(json!({ "number": number }));
+    record_call(&st, &p, change, &result).await;
+    result
 }
 
 #[derive(Debug, serde::Deserialize, Default)]
@@ -1276,7 +1427,7 @@ async fn list_deployments(
     p: Principal,
     State(st): State<AppState>,
     Path((ws, proj, e, s)): SvcPath,
-    Query(q): Query<ListDeployments>,
+    Params(q): Params<ListDeployments>,
 ) -> ApiResult<Json<Vec<DeploymentView>>> {
     p.in_workspace(&ws)?;
     p.require(Permission::Read)?;
@@ -1347,12 +1498,16 @@ async fn cancel(
     Path((ws, proj, e, s, n)): DeployPath,
 ) -> ApiResult<Json<DeploymentView>> {
     p.in_workspace(&ws)?;
-    p.require(Permission::Deploy)?;
-    Ok(Json(
-        st.platform
-            .cancel(&service_addr(&ws, &proj, &e, &s)?, n)
-            .await?,
-    ))
+    let change = Change::new("deployment.cancel", format!("{ws}/{proj}/{e}/{s}#{n}"));
+    audited(&st, &p, change, async {
+        p.require(Permission::Deploy)?;
+        Ok(Json(
+            st.platform
+                .cancel(&service_addr(&ws, &proj, &e, &s)?, n)
+                .await?,
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -1378,15 +1533,23 @@ async fn rollback(
     Path((ws, proj, e, s, n)): DeployPath,
 ) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
     p.in_workspace(&ws)?;
-    p.require(Permission::Deploy)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(
-            st.platform
-                .rollback(&service_addr(&ws, &proj, &e, &s)?, n)
-                .await?,
-        ),
-    ))
+    let result = async {
+        p.require(Permission::Deploy)?;
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(
+                st.platform
+                    .rollback(&service_addr(&ws, &proj, &e, &s)?, n)
+                    .await?,
+            ),
+        ))
+    }
+    .await;
+    let number = result.as_ref().ok().map(|(_, d)| d.number);
+    let change = Change::new("deployment.rollback", format!("{ws}/{proj}/{e}/{s}#{n}"))
+        .details(json!({ "number": number }));
+    record_call(&st, &p, change, &result).await;
+    result
 }
 
 #[utoipa::path(
@@ -1526,7 +1689,7 @@ async fn service_logs(
     p: Principal,
     State(st): State<AppState>,
     Path((ws, proj, e, s)): SvcPath,
-    Query(q): Query<LogsQuery>,
+    Params(q): Params<LogsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     p.in_workspace(&ws)?;
     p.require(Permission::Read)?;
@@ -1589,15 +1752,21 @@ async fn service_exec(
     Body(req): Body<ExecBody>,
 ) -> ApiResult<Json<ExecResult>> {
     p.in_workspace(&ws)?;
-    p.require(Permission::Deploy)?;
-    let timeout = Duration::from_secs(req.timeout_s.unwrap_or(30).clamp(1, 600));
-    let out = st
-        .platform
-        .exec(&service_addr(&ws, &proj, &e, &s)?, req.command, timeout)
-        .await?;
-    Ok(Json(ExecResult {
-        exit_code: out.exit_code,
-        stdout: out.stdout,
-        stderr: out.stderr,
-    }))
+    // The program only: arguments may carry credentials.
+    let change = Change::new("service.exec", format!("{ws}/{proj}/{e}/{s}"))
+        .details(json!({ "program": req.command.first() }));
+    audited(&st, &p, change, async {
+        p.require(Permission::Deploy)?;
+        let timeout = Duration::from_secs(req.timeout_s.unwrap_or(30).clamp(1, 600));
+        let out = st
+            .platform
+            .exec(&service_addr(&ws, &proj, &e, &s)?, req.command, timeout)
+            .await?;
+        Ok(Json(ExecResult {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }))
+    })
+    .await
 }

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use clank_core::model::{Permission, Workspace};
+use clank_core::model::{Actor, AuditOutcome, Permission, Workspace};
 use clank_platform::PushDeployment;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -22,6 +22,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::audit::{Change, audited, record};
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
 
@@ -31,6 +32,17 @@ enum Forge {
     GitHub,
     GitLab,
     Gitea,
+}
+
+impl Forge {
+    /// As the audit log names the actor (`webhook:github`).
+    fn name(self) -> &'static str {
+        match self {
+            Forge::GitHub => "github",
+            Forge::GitLab => "gitlab",
+            Forge::Gitea => "gitea",
+        }
+    }
 }
 
 /// What a verified push created.
@@ -75,22 +87,26 @@ pub(super) async fn rotate_secret(
     Path(ws): Path<String>,
 ) -> ApiResult<(StatusCode, Json<WebhookSecretCreated>)> {
     p.in_workspace(&ws)?;
-    p.require(Permission::ManageTeamSettings)?;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = hex::encode(bytes);
-    st.platform.set_webhook_secret(&ws, &secret).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(WebhookSecretCreated {
-            secret,
-            endpoints: [
-                "/v1/webhooks/github",
-                "/v1/webhooks/gitlab",
-                "/v1/webhooks/gitea",
-            ],
-        }),
-    ))
+    let change = Change::new("webhook_secret.rotate", &ws);
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageTeamSettings)?;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let secret = hex::encode(bytes);
+        st.platform.set_webhook_secret(&ws, &secret).await?;
+        Ok((
+            StatusCode::CREATED,
+            Json(WebhookSecretCreated {
+                secret,
+                endpoints: [
+                    "/v1/webhooks/github",
+                    "/v1/webhooks/gitlab",
+                    "/v1/webhooks/gitea",
+                ],
+            }),
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -332,6 +348,21 @@ async fn receive(
                 .platform
                 .deploy_push(ws.id, &urls, branch, commit)
                 .await?;
+            for d in &result.deployments {
+                let change = Change::new(
+                    "deployment.create",
+                    format!("{}/{}/{}/{}", ws.slug, d.project, d.environment, d.service),
+                )
+                .details(serde_json::json!({
+                    "number": d.number,
+                    "branch": branch,
+                    "commit": commit,
+                }));
+                let actor = Actor::Webhook {
+                    provider: forge.name().to_owned(),
+                };
+                record(st, ws.id, actor, change, AuditOutcome::Succeeded).await;
+            }
             tracing::info!(
                 workspace = %ws.slug,
                 branch,

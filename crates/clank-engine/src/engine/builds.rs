@@ -528,7 +528,10 @@ impl Engine {
         .pop()
         .ok_or_else(|| "the release command has no workload".to_owned())?;
         spec.restart = RestartPolicy::Never;
-        let runtime = &self.inner.runtime;
+        let runtime = &self
+            .placed_on(d.snapshot.server_id)
+            .map_err(cannot)?
+            .runtime;
         let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
         runtime
             .ensure_network(&project.network_name(), &labels)
@@ -581,7 +584,7 @@ impl Engine {
 
     /// Stop and remove the deployment's release workload, if any.
     async fn remove_release(&self, d: &Deployment) -> Result<()> {
-        let runtime = &self.inner.runtime;
+        let runtime = &self.placed_on(d.snapshot.server_id)?.runtime;
         let filter = OwnerFilter {
             deployment: Some(d.id),
             ..OwnerFilter::default()

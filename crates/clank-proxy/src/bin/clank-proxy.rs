@@ -5,6 +5,11 @@
 //! `ProxyConfig` (durations in `*_ms` fields). `--threads 1` runs a single-threaded runtime
 //! (what the benchmark pins to one core). Logs go to stderr, filtered by `RUST_LOG` (default
 //! `info` without the per-request access log; `RUST_LOG=info,clank_proxy::access=info` adds it).
+//!
+//! Automatic TLS: an `acme` section in the config (`directory_url`, `state_dir`, ...) or
+//! `CLANK_PROXY_ACME_DIRECTORY_URL` + `CLANK_PROXY_ACME_STATE_DIR` (also `_CONTACT`,
+//! `_SERVER_ROOT`, `_CHALLENGE`) start the ACME client: every routed `public_direct` name with
+//! ACME TLS gets its certificate ordered, stored and renewed.
 
 use std::process::ExitCode;
 
@@ -46,6 +51,13 @@ fn main() -> ExitCode {
             }
         },
         None => ProxyConfig::default(),
+    };
+    let config = match config.with_acme_env(|name| std::env::var(name).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("clank-proxy: {e}");
+            return ExitCode::from(2);
+        }
     };
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -301,3 +301,45 @@ async fn builds_are_numbered_per_service_with_the_counter_bumped_in_the_same_wri
     assert_eq!(numbers, [2, 1]);
     assert_eq!(listed.items[1].version_label(), "v1");
 }
+
+#[tokio::test]
+async fn audit_log_lists_newest_first_per_workspace_pages_by_id_and_is_immutable() {
+    use crate::model::{Actor, AuditEvent, AuditOutcome};
+    let cat = catalog();
+    let (ws, other) = (WorkspaceId::new(), WorkspaceId::new());
+    let event = |ws: WorkspaceId, action: &str| AuditEvent {
+        id: AuditEventId::new(),
+        at: T0,
+        workspace_id: ws,
+        actor: Actor::Webhook {
+            provider: "github".into(),
+        },
+        action: action.into(),
+        target: "acme/shop".into(),
+        outcome: AuditOutcome::Succeeded,
+        details: serde_json::Value::Null,
+    };
+    let mut written = Vec::new();
+    for i in 0..5 {
+        let e = event(ws, &format!("a.{i}"));
+        cat.record_audit(&e).await.unwrap();
+        cat.record_audit(&event(other, "elsewhere")).await.unwrap();
+        written.push(e);
+    }
+    let actions = |l: Vec<AuditEvent>| l.into_iter().map(|e| e.action).collect::<Vec<_>>();
+    let newest = cat.audit_events(ws, 3, None).await.unwrap();
+    assert_eq!(actions(newest.clone()), ["a.4", "a.3", "a.2"]);
+    let older = cat.audit_events(ws, 3, Some(newest[2].id)).await.unwrap();
+    assert_eq!(actions(older), ["a.1", "a.0"]);
+
+    let stored = cat
+        .require::<AuditEvent>(&written[0].id.to_string())
+        .await
+        .unwrap();
+    let mut changed = written[0].clone();
+    changed.outcome = AuditOutcome::Denied;
+    assert!(matches!(
+        cat.update(&stored, &changed).await,
+        Err(Error::Conflict(_))
+    ));
+}

@@ -1,0 +1,199 @@
+//! Remote servers: register (the join token is shown once), list with live state and usage,
+//! re-issue a join token, revoke; and offering a new agent binary to every agent.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use clank_core::model::Permission;
+use clank_fleet::ServerView;
+use clank_platform::NewServer;
+use serde_json::json;
+
+use super::AppState;
+use super::audit::{Change, audited};
+use super::auth::Principal;
+use super::error::{ApiResult, ErrorBody};
+use super::routes::{Body, Params};
+
+/// Largest agent binary accepted by `PUT /v1/workspaces/{ws}/agent-release`.
+pub(super) const AGENT_BINARY_LIMIT: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewServerBody {
+    /// A slug, unique in the workspace.
+    name: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/servers",
+    tag = "servers",
+    params(("ws" = String, Path, description = "workspace slug")),
+    responses(
+        (status = 200, description = "servers with live state (connected, usage, generations)", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn list(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+) -> ApiResult<Json<Vec<ServerView>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(st.platform.servers(&ws).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/servers",
+    tag = "servers",
+    params(("ws" = String, Path, description = "workspace slug")),
+    request_body = NewServerBody,
+    responses(
+        (status = 201, description = "the server and its one-time join token", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn create(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+    Body(req): Body<NewServerBody>,
+) -> ApiResult<(StatusCode, Json<NewServer>)> {
+    p.in_workspace(&ws)?;
+    let change = Change::new("server.create", format!("{ws}/servers/{}", req.name));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageServers)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(st.platform.create_server(&ws, &req.name).await?),
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/servers/{name}",
+    tag = "servers",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("name" = String, Path, description = "server name"),
+    ),
+    responses(
+        (status = 200, description = "the server with live state", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn get(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, name)): Path<(String, String)>,
+) -> ApiResult<Json<ServerView>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(st.platform.server_view(&ws, &name).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/servers/{name}/join-token",
+    tag = "servers",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("name" = String, Path, description = "server name"),
+    ),
+    responses(
+        (status = 200, description = "a fresh one-time join token (re-enrollment)", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn join_token(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, name)): Path<(String, String)>,
+) -> ApiResult<Json<NewServer>> {
+    p.in_workspace(&ws)?;
+    let change = Change::new("server.join_token", format!("{ws}/servers/{name}"));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageServers)?;
+        Ok(Json(st.platform.server_join_token(&ws, &name).await?))
+    })
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/servers/{name}/revoke",
+    tag = "servers",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("name" = String, Path, description = "server name"),
+    ),
+    responses(
+        (status = 200, description = "the revoked server; its agent is cut off", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn revoke(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, name)): Path<(String, String)>,
+) -> ApiResult<Json<ServerView>> {
+    p.in_workspace(&ws)?;
+    let change = Change::new("server.revoke", format!("{ws}/servers/{name}"));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageServers)?;
+        Ok(Json(st.platform.revoke_server(&ws, &name).await?))
+    })
+    .await
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReleaseQuery {
+    /// The version the agents will report.
+    version: String,
+}
+
+#[utoipa::path(
+    put,
+    path = "/v1/workspaces/{ws}/agent-release",
+    tag = "servers",
+    params(("ws" = String, Path, description = "workspace slug"), ReleaseQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the agent binary"),
+    responses(
+        (status = 200, description = "offered to every agent; its SHA-256", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn offer_release(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+    Params(q): Params<ReleaseQuery>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    p.in_workspace(&ws)?;
+    let change = Change::new("agent.release", format!("{ws}/agent-release"))
+        .details(json!({"version": q.version, "bytes": body.len()}));
+    audited(&st, &p, change, async {
+        // Every agent of the platform runs what is offered: owners only.
+        p.require(Permission::OwnWorkspace)?;
+        let sha256 = st
+            .platform
+            .offer_agent_update(&q.version, body.to_vec())
+            .await?;
+        Ok(Json(json!({"version": q.version, "sha256": sha256})))
+    })
+    .await
+}

@@ -1,0 +1,807 @@
+//! The control plane's side of remote servers.
+//!
+//! A server is registered with a one-time join token; its agent dials out, exchanges the token
+//! for a long-lived credential ([`identity`]), then holds one gRPC session ([`session`]).
+//! Each server has a **desired state**: every network, volume and workload it should hold,
+//! numbered by a generation and persisted (sealed: workload environments carry decrypted
+//! secrets). The engine never sends commands; [`AgentRuntime`] edits the desired state and
+//! waits until the agent reports having applied that generation, so re-delivery and restarts
+//! of either side converge instead of duplicating work.
+//!
+//! Sessions are fenced by a lease epoch: every accepted session gets a higher one, the
+//! previous session of the same server is cut, and the agent refuses instructions from an
+//! older epoch or after its lease lapsed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use clank_core::Timestamp;
+use clank_core::error::{Error, Result, RuntimeFailure};
+use clank_core::id::{ServerId, WorkspaceId};
+use clank_core::model::{Server, ServerKind, ServerStatus, ServerUsage};
+use clank_core::proxy::Proxy;
+use clank_core::runtime::{Placement, Runtime};
+use clank_core::secret::{Keyring, SecretAad};
+use clank_core::store::catalog::{Catalog, Page, Versioned};
+use clank_proto::v1;
+use prost::Message as _;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+pub mod identity;
+mod remote;
+mod session;
+pub mod tls;
+
+use identity::{AgentIdentity, CREDENTIAL_PREFIX, JOIN_PREFIX};
+pub use remote::{AgentProxy, AgentRuntime};
+pub use session::FleetService;
+
+/// Timings of the agent protocol.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// How long an agent may act on a lease without a renewal (renewed every third of it).
+    pub lease_ttl: Duration,
+    /// A session with no message (heartbeat) for this long is dropped as disconnected.
+    pub heartbeat_timeout: Duration,
+    /// How long a desired-state change may take to be applied and reported by the agent.
+    pub apply_timeout: Duration,
+    /// How long a call (inspect, exec, probe, proxy) may take.
+    pub call_timeout: Duration,
+    /// How long a join token stays valid.
+    pub join_token_ttl: Duration,
+    /// How often the server record is written from heartbeats (live values are in memory).
+    pub persist_heartbeat_every: Duration,
+    /// The agent endpoint's certificate fingerprint, handed out with join tokens for agents
+    /// to pin (`None`: the endpoint is plain HTTP/2 behind something that secures it).
+    pub endpoint_fingerprint: Option<String>,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            lease_ttl: Duration::from_secs(15),
+            heartbeat_timeout: Duration::from_secs(30),
+            apply_timeout: Duration::from_secs(120),
+            call_timeout: Duration::from_secs(30),
+            join_token_ttl: Duration::from_secs(3600),
+            persist_heartbeat_every: Duration::from_secs(30),
+            endpoint_fingerprint: None,
+        }
+    }
+}
+
+/// A server as the API shows it: the stored record plus what its live session says.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerView {
+    #[serde(flatten)]
+    pub server: Server,
+    pub connected: bool,
+    /// Fingerprint of the running agent binary (changes with a self-update).
+    pub agent_binary_sha256: Option<String>,
+    /// Generation of the desired state, and the newest one the agent reported applied.
+    pub desired_generation: u64,
+    pub applied_generation: u64,
+    pub lease_epoch: u64,
+    pub workloads: usize,
+    pub last_update: Option<UpdateOutcome>,
+}
+
+/// What an agent reported about an offered update.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UpdateOutcome {
+    pub version: String,
+    pub ok: bool,
+    pub message: String,
+}
+
+/// An agent binary offered to every agent.
+#[derive(Debug, Clone)]
+pub(crate) struct Release {
+    pub(crate) version: String,
+    pub(crate) sha256: String,
+    pub(crate) binary: Arc<Vec<u8>>,
+}
+
+/// Everything a server should hold. Compared whole: an edit that changes nothing is not a
+/// new generation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Desired {
+    pub(crate) generation: u64,
+    pub(crate) networks: BTreeMap<String, HashMap<String, String>>,
+    pub(crate) volumes: BTreeMap<String, HashMap<String, String>>,
+    pub(crate) workloads: BTreeMap<String, v1::DesiredWorkload>,
+}
+
+impl Desired {
+    pub(crate) fn to_proto(&self, epoch: u64) -> v1::DesiredState {
+        v1::DesiredState {
+            epoch,
+            generation: self.generation,
+            networks: self
+                .networks
+                .iter()
+                .map(|(name, labels)| v1::Network {
+                    name: name.clone(),
+                    labels: labels.clone(),
+                })
+                .collect(),
+            volumes: self
+                .volumes
+                .iter()
+                .map(|(name, labels)| v1::Volume {
+                    name: name.clone(),
+                    labels: labels.clone(),
+                })
+                .collect(),
+            workloads: self.workloads.values().cloned().collect(),
+        }
+    }
+
+    fn from_proto(p: v1::DesiredState) -> Self {
+        Desired {
+            generation: p.generation,
+            networks: p.networks.into_iter().map(|n| (n.name, n.labels)).collect(),
+            volumes: p.volumes.into_iter().map(|v| (v.name, v.labels)).collect(),
+            workloads: p
+                .workloads
+                .into_iter()
+                .filter_map(|w| Some((w.spec.as_ref()?.name.clone(), w)))
+                .collect(),
+        }
+    }
+}
+
+/// What the agent last reported for its current session.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Observation {
+    pub(crate) epoch: u64,
+    pub(crate) generation: u64,
+    pub(crate) workloads: Vec<v1::WorkloadStatus>,
+    pub(crate) errors: Vec<v1::WorkloadError>,
+}
+
+/// A live session: where to send control messages, and the calls awaiting replies.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub(crate) epoch: u64,
+    pub(crate) tx: mpsc::Sender<std::result::Result<v1::ControlMessage, tonic::Status>>,
+    pub(crate) calls: Arc<Calls>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    next: AtomicU64,
+    pub(crate) pending: StdMutex<HashMap<u64, mpsc::UnboundedSender<v1::reply::Result>>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct LiveInfo {
+    pub(crate) session: Option<Session>,
+    pub(crate) usage: Option<ServerUsage>,
+    pub(crate) last_seen: Option<Timestamp>,
+    pub(crate) last_persisted: Option<Timestamp>,
+    pub(crate) agent_version: Option<String>,
+    pub(crate) binary_sha256: Option<String>,
+    pub(crate) update: Option<UpdateOutcome>,
+}
+
+/// One server's in-memory state.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) id: ServerId,
+    /// Loaded on first use; the lock is held across the store write and the send, so
+    /// generations reach the agent in order.
+    pub(crate) desired: tokio::sync::Mutex<Option<Desired>>,
+    pub(crate) live: StdMutex<LiveInfo>,
+    pub(crate) observed: watch::Sender<Observation>,
+}
+
+impl Slot {
+    pub(crate) fn session(&self) -> Option<Session> {
+        lock(&self.live).session.clone()
+    }
+}
+
+pub(crate) fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The control plane's registry of remote servers. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) catalog: Catalog,
+    pub(crate) keyring: Keyring,
+    pub(crate) config: FleetConfig,
+    pub(crate) slots: StdMutex<HashMap<ServerId, Arc<Slot>>>,
+    /// Servers that may run workloads (enrolled or awaiting enrollment, not revoked).
+    pub(crate) placeable: StdMutex<HashSet<ServerId>>,
+    pub(crate) release: StdMutex<Option<Release>>,
+    /// Set by [`Fleet::close`]: sessions end and new ones are refused.
+    pub(crate) closing: watch::Sender<bool>,
+}
+
+fn unavailable(server: ServerId, what: &str) -> Error {
+    Error::runtime(
+        RuntimeFailure::EngineUnavailable,
+        format!("server {server}: {what}"),
+    )
+}
+
+impl Fleet {
+    /// Open the registry over the platform's catalog and keyring.
+    pub async fn open(catalog: Catalog, keyring: Keyring, config: FleetConfig) -> Result<Fleet> {
+        let mut placeable = HashSet::new();
+        let mut page = Page::first(500);
+        loop {
+            let listing = catalog.list::<Server>(page.clone()).await?;
+            for s in &listing.items {
+                if matches!(s.kind, ServerKind::Agent { .. }) && s.status != ServerStatus::Revoked {
+                    placeable.insert(s.id);
+                }
+            }
+            match listing.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        let fleet = Fleet {
+            inner: Arc::new(Inner {
+                catalog,
+                keyring,
+                config,
+                slots: StdMutex::new(HashMap::new()),
+                placeable: StdMutex::new(placeable.clone()),
+                release: StdMutex::new(None),
+                closing: watch::Sender::new(false),
+            }),
+        };
+        // Nothing is connected right after a start, whatever the records said at the crash.
+        for id in placeable {
+            fleet.persist_status(id, ServerStatus::Disconnected).await?;
+        }
+        Ok(fleet)
+    }
+
+    /// End every session (agents reconnect to the next control plane) and refuse new ones:
+    /// the first step of a graceful shutdown.
+    pub async fn close(&self) {
+        self.inner.closing.send_replace(true);
+        let slots: Vec<Arc<Slot>> = lock(&self.inner.slots).values().cloned().collect();
+        for slot in slots {
+            let session = lock(&slot.live).session.take();
+            if let Some(s) = session {
+                lock(&s.calls.pending).clear();
+                let _ =
+                    s.tx.send(Err(tonic::Status::unavailable(
+                        "the control plane is shutting down",
+                    )))
+                    .await;
+            }
+        }
+    }
+
+    pub fn config(&self) -> &FleetConfig {
+        &self.inner.config
+    }
+
+    /// The engine's view: each server's runtime and proxy.
+    pub fn placement(&self) -> Arc<dyn Placement> {
+        Arc::new(self.clone())
+    }
+
+    /// The gRPC service agents connect to.
+    pub fn service(&self) -> FleetService {
+        FleetService::new(self.clone())
+    }
+
+    pub(crate) fn slot(&self, id: ServerId) -> Arc<Slot> {
+        lock(&self.inner.slots)
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    id,
+                    desired: tokio::sync::Mutex::new(None),
+                    live: StdMutex::new(LiveInfo::default()),
+                    observed: watch::Sender::new(Observation::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// Register a remote server in `workspace`; returns it and its one-time join token
+    /// (shown once: only its hash is kept).
+    pub async fn create_server(
+        &self,
+        workspace: WorkspaceId,
+        name: &str,
+    ) -> Result<(Server, String)> {
+        clank_core::validate::validate_slug("name", name)?;
+        let now = Timestamp::now();
+        let server = Server {
+            id: ServerId::new(),
+            workspace_id: workspace,
+            name: name.to_owned(),
+            kind: ServerKind::Agent {
+                identity: None,
+                agent_version: None,
+            },
+            status: ServerStatus::AwaitingEnrollment,
+            last_heartbeat: None,
+            usage: None,
+            created_at: now,
+        };
+        let token = identity::new_token(JOIN_PREFIX)?;
+        let ident = AgentIdentity {
+            server_id: server.id,
+            workspace_id: workspace,
+            join_hash: Some(identity::token_hash(&token)),
+            join_expires_at: now.saturating_add(self.inner.config.join_token_ttl),
+            credential_hash: None,
+            epoch: 0,
+            generation: 0,
+            desired: None,
+        };
+        let mut batch = clank_core::store::catalog::Batch::new();
+        batch.create(&server)?.create(&ident)?;
+        self.inner.catalog.commit(batch).await?;
+        lock(&self.inner.placeable).insert(server.id);
+        info!(server = %server.id, name, "Registered a remote server; awaiting enrollment.");
+        Ok((server, token))
+    }
+
+    /// A fresh join token for `server` (re-enrollment, e.g. a reinstalled machine). The old
+    /// credential keeps working until the new token is used.
+    pub async fn new_join_token(&self, server: ServerId) -> Result<String> {
+        let token = identity::new_token(JOIN_PREFIX)?;
+        let expires = Timestamp::now().saturating_add(self.inner.config.join_token_ttl);
+        self.update_identity(server, |i| {
+            if i.credential_hash.is_none() && i.join_hash.is_none() && i.epoch > 0 {
+                return Err(Error::Conflict(format!("server {server} is revoked")));
+            }
+            i.join_hash = Some(identity::token_hash(&token));
+            i.join_expires_at = expires;
+            Ok(())
+        })
+        .await?;
+        Ok(token)
+    }
+
+    /// Cut a server off: its credential and any join token stop working, its session is
+    /// closed, and nothing is placed on it any more. Its workloads keep running there.
+    pub async fn revoke(&self, server: ServerId) -> Result<Server> {
+        self.update_identity(server, |i| {
+            i.credential_hash = None;
+            i.join_hash = None;
+            // A revoked identity never goes back to "awaiting enrollment".
+            i.epoch = i.epoch.max(1);
+            Ok(())
+        })
+        .await?;
+        lock(&self.inner.placeable).remove(&server);
+        let slot = self.slot(server);
+        let session = lock(&slot.live).session.take();
+        if let Some(s) = session {
+            let _ =
+                s.tx.send(Err(tonic::Status::permission_denied(
+                    "this server's credential was revoked",
+                )))
+                .await;
+        }
+        warn!(server = %server, "Revoked a remote server's credential.");
+        self.persist_status(server, ServerStatus::Revoked).await?;
+        Ok(self
+            .inner
+            .catalog
+            .require::<Server>(&server.to_string())
+            .await?
+            .value)
+    }
+
+    /// Servers of a workspace with their live state.
+    pub async fn servers(&self, workspace: WorkspaceId) -> Result<Vec<ServerView>> {
+        let listing = self
+            .inner
+            .catalog
+            .find::<Server>("workspace", &workspace.to_string(), Page::all())
+            .await?;
+        let mut out = Vec::with_capacity(listing.items.len());
+        for s in listing.items {
+            out.push(self.view(s.value).await?);
+        }
+        Ok(out)
+    }
+
+    /// One server with its live state.
+    pub async fn server(&self, id: ServerId) -> Result<ServerView> {
+        let s = self
+            .inner
+            .catalog
+            .require::<Server>(&id.to_string())
+            .await?;
+        self.view(s.value).await
+    }
+
+    async fn view(&self, mut server: Server) -> Result<ServerView> {
+        let slot = self.slot(server.id);
+        let ident = self
+            .inner
+            .catalog
+            .get::<AgentIdentity>(&server.id.to_string())
+            .await?;
+        let (connected, binary, update) = {
+            let live = lock(&slot.live);
+            if let Some(u) = live.usage {
+                server.usage = Some(u);
+            }
+            if live.last_seen.is_some() {
+                server.last_heartbeat = live.last_seen;
+            }
+            (
+                live.session.is_some(),
+                live.binary_sha256.clone(),
+                live.update.clone(),
+            )
+        };
+        let observed = slot.observed.borrow().clone();
+        Ok(ServerView {
+            server,
+            connected,
+            agent_binary_sha256: binary,
+            desired_generation: ident.as_ref().map_or(0, |i| i.generation),
+            applied_generation: observed.generation,
+            lease_epoch: ident.as_ref().map_or(0, |i| i.epoch),
+            workloads: observed.workloads.len(),
+            last_update: update,
+        })
+    }
+
+    /// Offer `binary` (version `version`) to every agent; connected ones fetch it, verify
+    /// its SHA-256, swap themselves and restart. Returns the checksum.
+    pub async fn offer_update(&self, version: &str, binary: Vec<u8>) -> Result<String> {
+        use sha2::Digest;
+        if version.is_empty() || version.len() > 64 {
+            return Err(clank_core::InvalidInput::new(
+                "version",
+                "length",
+                "must be 1 to 64 characters",
+            )
+            .into());
+        }
+        if binary.is_empty() {
+            return Err(clank_core::InvalidInput::new("binary", "non_empty", "is empty").into());
+        }
+        let sha256 = hex::encode(sha2::Sha256::digest(&binary));
+        let release = Release {
+            version: version.to_owned(),
+            sha256: sha256.clone(),
+            binary: Arc::new(binary),
+        };
+        *lock(&self.inner.release) = Some(release.clone());
+        let slots: Vec<Arc<Slot>> = lock(&self.inner.slots).values().cloned().collect();
+        for slot in slots {
+            let session = slot.session();
+            let running = lock(&slot.live).binary_sha256.clone();
+            if let Some(s) = session
+                && running.as_deref() != Some(sha256.as_str())
+            {
+                let _ = s.tx.send(Ok(offer_message(&release))).await;
+            }
+        }
+        info!(version, sha256 = %sha256, "Offered an agent update.");
+        Ok(sha256)
+    }
+
+    // ---- Desired state --------------------------------------------------------------------
+
+    async fn load_desired(&self, server: ServerId) -> Result<Desired> {
+        let ident = self
+            .inner
+            .catalog
+            .require::<AgentIdentity>(&server.to_string())
+            .await?;
+        let Some(sealed) = &ident.desired else {
+            return Ok(Desired {
+                generation: ident.generation,
+                ..Desired::default()
+            });
+        };
+        let text = self.inner.keyring.open(sealed, &desired_aad(server))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.expose())
+            .map_err(|e| corrupt(server, e))?;
+        let proto = v1::DesiredState::decode(bytes.as_slice()).map_err(|e| corrupt(server, e))?;
+        Ok(Desired::from_proto(proto))
+    }
+
+    async fn persist_desired(&self, server: ServerId, d: &Desired) -> Result<()> {
+        let bytes = d.to_proto(0).encode_to_vec();
+        let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let sealed = self.inner.keyring.seal(&text, &desired_aad(server))?;
+        let generation = d.generation;
+        self.update_identity(server, |i| {
+            i.generation = generation;
+            i.desired = Some(sealed.clone());
+            Ok(())
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Change server `server`'s desired state with `edit`, persist it, and send it to the
+    /// agent if one is connected. Returns the generation holding the change.
+    pub(crate) async fn edit_desired(
+        &self,
+        server: ServerId,
+        edit: impl FnOnce(&mut Desired),
+    ) -> Result<u64> {
+        let slot = self.slot(server);
+        let mut guard = slot.desired.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_desired(server).await?);
+        }
+        let Some(current) = guard.as_mut() else {
+            return Err(Error::Internal("desired state not loaded".into()));
+        };
+        let mut next = current.clone();
+        edit(&mut next);
+        if next == *current {
+            return Ok(current.generation);
+        }
+        next.generation = current.generation + 1;
+        self.persist_desired(server, &next).await?;
+        *current = next;
+        if let Some(s) = slot.session() {
+            let msg = v1::ControlMessage {
+                body: Some(v1::control_message::Body::Desired(
+                    current.to_proto(s.epoch),
+                )),
+            };
+            let _ = s.tx.send(Ok(msg)).await;
+        }
+        Ok(current.generation)
+    }
+
+    /// Wait until the agent reports generation `generation` applied.
+    pub(crate) async fn wait_applied(
+        &self,
+        server: ServerId,
+        generation: u64,
+    ) -> Result<Observation> {
+        let slot = self.slot(server);
+        let mut rx = slot.observed.subscribe();
+        let wait = rx.wait_for(|o| o.generation >= generation);
+        match tokio::time::timeout(self.inner.config.apply_timeout, wait).await {
+            Ok(Ok(o)) => Ok(o.clone()),
+            Ok(Err(_)) => Err(unavailable(server, "the fleet is shutting down")),
+            Err(_) => Err(Error::runtime(
+                RuntimeFailure::Timeout,
+                format!(
+                    "server {server}: the agent did not report generation {generation} applied \
+                     within {:?}",
+                    self.inner.config.apply_timeout
+                ),
+            )),
+        }
+    }
+
+    /// Send the whole desired state to a session that just started. An agent that applied a
+    /// newer generation than this control plane knows (a restored backup) gets the current
+    /// state under a generation above its own, so it applies it.
+    pub(crate) async fn send_desired(
+        &self,
+        slot: &Slot,
+        session: &Session,
+        agent_generation: u64,
+    ) -> Result<()> {
+        let mut guard = slot.desired.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_desired(slot.id).await?);
+        }
+        let Some(current) = guard.as_mut() else {
+            return Err(Error::Internal("desired state not loaded".into()));
+        };
+        if agent_generation > current.generation {
+            current.generation = agent_generation + 1;
+            self.persist_desired(slot.id, current).await?;
+        }
+        let msg = v1::ControlMessage {
+            body: Some(v1::control_message::Body::Desired(
+                current.to_proto(session.epoch),
+            )),
+        };
+        session
+            .tx
+            .send(Ok(msg))
+            .await
+            .map_err(|_| unavailable(slot.id, "the session closed"))
+    }
+
+    // ---- Calls ----------------------------------------------------------------------------
+
+    /// Send a call to the server's agent; replies arrive on the returned channel (one, or
+    /// many ending in `end` for log streams).
+    pub(crate) async fn call(
+        &self,
+        server: ServerId,
+        method: v1::call::Method,
+    ) -> Result<(u64, mpsc::UnboundedReceiver<v1::reply::Result>)> {
+        let slot = self.slot(server);
+        let session = slot
+            .session()
+            .ok_or_else(|| unavailable(server, "the agent is not connected"))?;
+        let id = session.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&session.calls.pending).insert(id, tx);
+        let msg = v1::ControlMessage {
+            body: Some(v1::control_message::Body::Call(v1::Call {
+                call_id: id,
+                method: Some(method),
+            })),
+        };
+        if session.tx.send(Ok(msg)).await.is_err() {
+            lock(&session.calls.pending).remove(&id);
+            return Err(unavailable(server, "the agent's session closed"));
+        }
+        Ok((id, rx))
+    }
+
+    /// A call answered by one reply.
+    pub(crate) async fn call_once(
+        &self,
+        server: ServerId,
+        method: v1::call::Method,
+        timeout: Duration,
+    ) -> Result<v1::reply::Result> {
+        let (id, mut rx) = self.call(server, method).await?;
+        let reply = tokio::time::timeout(timeout, rx.recv()).await;
+        let slot = self.slot(server);
+        if let Some(s) = slot.session() {
+            lock(&s.calls.pending).remove(&id);
+        }
+        match reply {
+            Ok(Some(v1::reply::Result::Error(e))) => Err(e.into()),
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(unavailable(
+                server,
+                "the agent disconnected before answering",
+            )),
+            Err(_) => Err(Error::runtime(
+                RuntimeFailure::Timeout,
+                format!("server {server}: the agent did not answer within {timeout:?}"),
+            )),
+        }
+    }
+
+    // ---- Records --------------------------------------------------------------------------
+
+    pub(crate) async fn update_identity(
+        &self,
+        server: ServerId,
+        mut edit: impl FnMut(&mut AgentIdentity) -> Result<()>,
+    ) -> Result<Versioned<AgentIdentity>> {
+        let cat = &self.inner.catalog;
+        loop {
+            let old = cat.require::<AgentIdentity>(&server.to_string()).await?;
+            let mut new = old.value.clone();
+            edit(&mut new)?;
+            match cat.update(&old, &new).await {
+                Ok(version) => {
+                    return Ok(Versioned {
+                        value: new,
+                        version,
+                    });
+                }
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(crate) async fn update_server(
+        &self,
+        server: ServerId,
+        mut edit: impl FnMut(&mut Server),
+    ) -> Result<()> {
+        let cat = &self.inner.catalog;
+        loop {
+            let old = cat.require::<Server>(&server.to_string()).await?;
+            let mut new = old.value.clone();
+            edit(&mut new);
+            if new == old.value {
+                return Ok(());
+            }
+            match cat.update(&old, &new).await {
+                Ok(_) => return Ok(()),
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(crate) async fn persist_status(
+        &self,
+        server: ServerId,
+        status: ServerStatus,
+    ) -> Result<()> {
+        self.update_server(server, |s| {
+            // Revoked is final; a session ending after a revoke does not undo it.
+            if s.status != ServerStatus::Revoked {
+                s.status = status;
+            }
+        })
+        .await
+    }
+
+    /// The credential's identity, or why it is refused.
+    pub(crate) async fn authenticate(
+        &self,
+        credential: &str,
+    ) -> std::result::Result<AgentIdentity, tonic::Status> {
+        if !credential.starts_with(CREDENTIAL_PREFIX) {
+            return Err(tonic::Status::unauthenticated("not an agent credential"));
+        }
+        let hash = identity::token_hash(credential);
+        match self
+            .inner
+            .catalog
+            .lookup::<AgentIdentity>("credential", &hash)
+            .await
+        {
+            Ok(Some(i)) => Ok(i.value),
+            Ok(None) => Err(tonic::Status::unauthenticated(
+                "unknown or revoked agent credential",
+            )),
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        }
+    }
+}
+
+pub(crate) fn offer_message(r: &Release) -> v1::ControlMessage {
+    v1::ControlMessage {
+        body: Some(v1::control_message::Body::Update(v1::UpdateOffer {
+            version: r.version.clone(),
+            sha256: r.sha256.clone(),
+            size: r.binary.len() as u64,
+        })),
+    }
+}
+
+fn desired_aad(server: ServerId) -> SecretAad {
+    SecretAad::new("agent-desired-state", server.to_string())
+}
+
+fn corrupt(server: ServerId, e: impl std::fmt::Display) -> Error {
+    Error::Corrupt {
+        key: format!("agent_identity/{server}"),
+        reason: format!("desired state: {e}"),
+    }
+}
+
+impl Placement for Fleet {
+    fn remote(&self, id: ServerId) -> Result<(Arc<dyn Runtime>, Arc<dyn Proxy>)> {
+        if !lock(&self.inner.placeable).contains(&id) {
+            return Err(Error::not_found("server", id));
+        }
+        Ok((
+            Arc::new(AgentRuntime::new(self.clone(), id)),
+            Arc::new(AgentProxy::new(self.clone(), id)),
+        ))
+    }
+
+    fn connected(&self) -> Vec<ServerId> {
+        lock(&self.inner.slots)
+            .values()
+            .filter(|s| s.session().is_some())
+            .map(|s| s.id)
+            .collect()
+    }
+}

@@ -394,6 +394,8 @@ struct Agent {
     child: Option<tokio::process::Child>,
     control_plane: String,
     fingerprint: String,
+    /// Where the server's own proxy listens, if it runs one.
+    proxy: Option<SocketAddr>,
 }
 
 impl Agent {
@@ -410,6 +412,7 @@ impl Agent {
             child: None,
             control_plane,
             fingerprint,
+            proxy: None,
         }
     }
 
@@ -421,6 +424,11 @@ impl Agent {
             .arg(self.dir.path().join("state"))
             .arg("--fingerprint")
             .arg(&self.fingerprint)
+            .args(
+                self.proxy
+                    .iter()
+                    .flat_map(|p| ["--proxy-listen".to_owned(), p.to_string()]),
+            )
             .env("CLANK_AGENT_HEARTBEAT_S", "1")
             .env("CLANK_AGENT_BACKOFF_MAX_S", "1")
             .env("CLANK_AGENT_UPDATE_ROLLBACK_S", "20")
@@ -516,6 +524,20 @@ async fn settle_to_one(
     seen
 }
 
+/// GET `path` with `Host: host` through a proxy; the whole response.
+async fn via_proxy(proxy: SocketAddr, host: &str, path: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
 async fn remove_scoped(docker: &clank_docker::DockerRuntime, server: &str) {
     use clank_core::runtime::{OwnerFilter, Runtime};
     let scoped = docker.clone().with_scope(server.to_owned());
@@ -583,6 +605,8 @@ async fn two_agents_enroll_deploy_redeploy_and_rollback_each_on_its_own_server()
     let (id_b, token_b) = cp.add_server(&owner, "beta").await;
     let (url, fp) = (cp.agent_url(), cp.fingerprint());
     let (mut a, mut b) = (Agent::new(url.clone(), fp.clone()), Agent::new(url, fp));
+    let proxy_a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    a.proxy = Some(proxy_a);
     a.spawn(Some(&token_a));
     b.spawn(Some(&token_b));
     for name in ["alpha", "beta"] {
@@ -606,6 +630,13 @@ async fn two_agents_enroll_deploy_redeploy_and_rollback_each_on_its_own_server()
     assert!(identity.starts_with(&id_a), "{identity}");
 
     cp.service_on(&owner, "web", &id_a, "one").await;
+    cp.ok(
+        &owner,
+        Method::PATCH,
+        &format!("{}/services/web", cp.env()),
+        Some(json!({"endpoint": {"mode": "public_direct", "domains": ["web.remote.test"]}})),
+    )
+    .await;
     cp.service_on(&owner, "api", &id_b, "api-one").await;
     let web1 = cp.deploy(&owner, "web").await;
     let api1 = cp.deploy(&owner, "api").await;
@@ -660,6 +691,9 @@ async fn two_agents_enroll_deploy_redeploy_and_rollback_each_on_its_own_server()
     cp.wait_status(&owner, "web", web1, "SUPERSEDED", within)
         .await;
     assert_eq!(cp.printenv(&owner, "web", "GREETING").await, "two");
+    // The server's own proxy switched its traffic to the new version at the cutover.
+    let through = via_proxy(proxy_a, "web.remote.test", "/env?GREETING").await;
+    assert!(through.contains("two"), "{through}");
     let settled = settle_to_one(&docker, &id_a, "clank-agent-pair--production--web--").await;
     assert_eq!(
         settled.len(),

@@ -339,7 +339,7 @@ impl Fleet {
             usage: None,
             created_at: now,
         };
-        let token = identity::new_token(JOIN_PREFIX)?;
+        let token = identity::new_token(JOIN_PREFIX);
         let ident = AgentIdentity {
             server_id: server.id,
             workspace_id: workspace,
@@ -361,12 +361,20 @@ impl Fleet {
     /// A fresh join token for `server` (re-enrollment, e.g. a reinstalled machine). The old
     /// credential keeps working until the new token is used.
     pub async fn new_join_token(&self, server: ServerId) -> Result<String> {
-        let token = identity::new_token(JOIN_PREFIX)?;
+        let record = self
+            .inner
+            .catalog
+            .require::<Server>(&server.to_string())
+            .await?;
+        if record.status == ServerStatus::Revoked {
+            return Err(Error::Conflict(format!(
+                "server `{}` is revoked; register a new server instead",
+                record.name
+            )));
+        }
+        let token = identity::new_token(JOIN_PREFIX);
         let expires = Timestamp::now().saturating_add(self.inner.config.join_token_ttl);
         self.update_identity(server, |i| {
-            if i.credential_hash.is_none() && i.join_hash.is_none() && i.epoch > 0 {
-                return Err(Error::Conflict(format!("server {server} is revoked")));
-            }
             i.join_hash = Some(identity::token_hash(&token));
             i.join_expires_at = expires;
             Ok(())
@@ -381,8 +389,6 @@ impl Fleet {
         self.update_identity(server, |i| {
             i.credential_hash = None;
             i.join_hash = None;
-            // A revoked identity never goes back to "awaiting enrollment".
-            i.epoch = i.epoch.max(1);
             Ok(())
         })
         .await?;
@@ -640,7 +646,10 @@ impl Fleet {
             .ok_or_else(|| unavailable(server, "the agent is not connected"))?;
         let id = session.calls.next.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&session.calls.pending).insert(id, tx);
+        // A cancel is answered by the end of the call it cancels, never by a reply of its own.
+        if !matches!(method, v1::call::Method::Cancel(_)) {
+            lock(&session.calls.pending).insert(id, tx);
+        }
         let msg = v1::ControlMessage {
             body: Some(v1::control_message::Body::Call(v1::Call {
                 call_id: id,

@@ -227,8 +227,11 @@ impl Runtime for AgentRuntime {
                     other => Err(unexpected(&other)),
                 };
                 if tx.send(item).await.is_err() {
-                    // The reader went away: stop the agent's follow.
+                    // The reader went away: stop the agent's follow and forget the call.
                     let _ = fleet.call(server, Method::Cancel(call)).await;
+                    if let Some(s) = fleet.slot(server).session() {
+                        crate::lock(&s.calls.pending).remove(&call);
+                    }
                     break;
                 }
             }

@@ -131,8 +131,7 @@ impl clank_proto::AgentControl for FleetService {
         if Timestamp::now() > ident.join_expires_at {
             return Err(refuse("expired"));
         }
-        let credential =
-            identity::new_token(CREDENTIAL_PREFIX).map_err(|e| Status::internal(e.to_string()))?;
+        let credential = identity::new_token(CREDENTIAL_PREFIX);
         let cred_hash = identity::token_hash(&credential);
         // Conditional on the record as read: two agents racing with one token, one wins.
         let mut new = ident.value.clone();

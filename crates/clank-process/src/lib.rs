@@ -129,6 +129,9 @@ impl Observed {
     }
 }
 
+/// Tries (20 ms apart) to take the state directory's lock before reporting it in use.
+const LOCK_ATTEMPTS: u32 = 100;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -146,18 +149,29 @@ impl ProcessRuntime {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io_error("open", &lock_path, &e))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |e| {
-                Error::runtime(
-                    RuntimeFailure::EngineUnavailable,
-                    format!(
-                        "process runtime: state directory `{}` is in use by another runtime \
+        // A lock held only for a moment is not a competing instance: a process forked by
+        // another thread shares the descriptor until it execs, and a dropped instance's last
+        // task may still be finishing. Wait briefly before calling it in use.
+        let mut attempt = 0;
+        let locked = loop {
+            match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Err(rustix::io::Errno::WOULDBLOCK) if attempt < LOCK_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
+        locked.map_err(|e| {
+            Error::runtime(
+                RuntimeFailure::EngineUnavailable,
+                format!(
+                    "process runtime: state directory `{}` is in use by another runtime \
                          instance ({e}); only one may supervise it at a time",
-                        layout.root().display()
-                    ),
-                )
-            },
-        )?;
+                    layout.root().display()
+                ),
+            )
+        })?;
         Ok(ProcessRuntime {
             shared: Arc::new(Shared {
                 layout,

@@ -7,6 +7,8 @@
 //! desired states. It reports:
 //!
 //! - the control plane's RSS and CPU while it holds the N sessions idle (heartbeats only);
+//! Sessions run over TLS with the pinned self-signed certificate, as the daemon serves them.
+//!
 //! - the time for one desired-state change to every server (a network added through each
 //!   server's `AgentRuntime`, the path the engine uses) to be applied and reported by all N.
 //!
@@ -69,7 +71,11 @@ fn main() {
         .build()
         .unwrap();
     if let Some(i) = args.iter().position(|a| a == "--agents") {
-        rt.block_on(agents(args[i + 1].clone(), args[i + 2].clone()));
+        rt.block_on(agents(
+            args[i + 1].clone(),
+            args[i + 2].clone(),
+            args[i + 3].clone(),
+        ));
     } else {
         rt.block_on(control_plane());
     }
@@ -98,10 +104,14 @@ async fn control_plane() {
     }
     let token_file = dir.path().join("tokens");
     std::fs::write(&token_file, tokens).unwrap();
+    // TLS as the daemon serves it; the simulated agents pin the fingerprint like real ones.
+    let tls = clank_fleet::tls::EndpointTls::load_or_create(dir.path(), &["localhost".to_owned()])
+        .unwrap();
+    let fingerprint = tls.fingerprint.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let url = format!("https://{}", listener.local_addr().unwrap());
     let service = fleet.service();
-    tokio::spawn(async move { service.serve(listener, None, std::future::pending()).await });
+    tokio::spawn(async move { service.serve(listener, Some(&tls), std::future::pending()).await });
     let rss_before = rss_kib();
 
     let started = Instant::now();
@@ -109,6 +119,7 @@ async fn control_plane() {
         .arg("--agents")
         .arg(&url)
         .arg(&token_file)
+        .arg(&fingerprint)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -167,7 +178,7 @@ async fn control_plane() {
 }
 
 /// The simulated agents: enroll, hold a session, heartbeat, acknowledge desired states.
-async fn agents(url: String, token_file: String) {
+async fn agents(url: String, token_file: String, fingerprint: String) {
     let tokens: Vec<String> = std::fs::read_to_string(token_file)
         .unwrap()
         .lines()
@@ -177,11 +188,12 @@ async fn agents(url: String, token_file: String) {
     let mut set = tokio::task::JoinSet::new();
     for (i, token) in tokens.into_iter().enumerate() {
         let url = url.clone();
+        let fingerprint = fingerprint.clone();
         let acks = acks.clone();
         set.spawn(async move {
             // Spread the connection storm a little, as real agents starting at once would.
             tokio::time::sleep(Duration::from_millis((i % 100) as u64 * 10)).await;
-            if let Err(e) = one_agent(&url, &token, &acks).await {
+            if let Err(e) = one_agent(&url, &fingerprint, &token, &acks).await {
                 eprintln!("simulated agent {i}: {e}");
             }
         });
@@ -189,12 +201,13 @@ async fn agents(url: String, token_file: String) {
     while set.join_next().await.is_some() {}
 }
 
-async fn one_agent(url: &str, token: &str, acks: &AtomicUsize) -> Result<(), String> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
+async fn one_agent(
+    url: &str,
+    fingerprint: &str,
+    token: &str,
+    acks: &AtomicUsize,
+) -> Result<(), String> {
+    let channel = clank_agent::connect(url, Some(fingerprint)).await?;
     let mut client = clank_proto::AgentControlClient::new(channel);
     let enrolled = client
         .enroll(v1::EnrollRequest {

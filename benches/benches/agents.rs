@@ -111,7 +111,11 @@ async fn control_plane() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let service = fleet.service();
-    tokio::spawn(async move { service.serve(listener, Some(&tls), std::future::pending()).await });
+    tokio::spawn(async move {
+        service
+            .serve(listener, Some(&tls), std::future::pending())
+            .await
+    });
     let rss_before = rss_kib();
 
     let started = Instant::now();

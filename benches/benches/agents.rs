@@ -4,11 +4,10 @@
 //! daemon runs it) registers N servers, then spawns this binary again as the simulated
 //! agents: N lightweight clients in one process, each with its own TCP connection, enrolling
 //! with its own join token, holding a session, heartbeating every 5 s and acknowledging
-//! desired states. It reports:
+//! desired states. Sessions run over TLS with the pinned self-signed certificate, as the
+//! daemon serves them. It reports:
 //!
 //! - the control plane's RSS and CPU while it holds the N sessions idle (heartbeats only);
-//! Sessions run over TLS with the pinned self-signed certificate, as the daemon serves them.
-//!
 //! - the time for one desired-state change to every server (a network added through each
 //!   server's `AgentRuntime`, the path the engine uses) to be applied and reported by all N.
 //!

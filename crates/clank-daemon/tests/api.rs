@@ -71,7 +71,8 @@ impl Daemon {
             data_dir: dir.path().to_owned(),
             runtime: "docker".into(),
             proxy: proxy.then(clank_daemon::default_proxy_config),
-            agent_listen: None,
+            // The remote-servers endpoints exist (the role matrix covers them).
+            agent_listen: Some("127.0.0.1:0".parse().unwrap()),
             agent_tls: true,
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
@@ -129,7 +130,14 @@ impl Daemon {
         if let Some(b) = body {
             r = r.json(&b);
         }
-        let resp = r.send().await.unwrap();
+        // A server that answered early (413 before reading a huge body) closes that
+        // connection; a request racing onto it is retried once on a fresh one.
+        let retry = r.try_clone().unwrap();
+        let resp = match r.send().await {
+            Ok(resp) => resp,
+            Err(e) if e.is_request() => retry.send().await.unwrap(),
+            Err(e) => panic!("{e}"),
+        };
         let status = resp.status();
         let text = resp.text().await.unwrap();
         self.bodies.lock().unwrap().push(text.clone());
@@ -488,6 +496,32 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
         ),
         (Method::GET, format!("{ws}/audit"), None, ReadAudit),
         (Method::GET, format!("{ws}/audit?limit=5"), None, ReadAudit),
+        (Method::GET, format!("{ws}/servers"), None, Read),
+        (
+            Method::POST,
+            format!("{ws}/servers"),
+            Some(json!({"name": "srv-{role}"})),
+            ManageServers,
+        ),
+        (Method::GET, format!("{ws}/servers/edge"), None, Read),
+        (
+            Method::POST,
+            format!("{ws}/servers/edge/join-token"),
+            None,
+            ManageServers,
+        ),
+        (
+            Method::POST,
+            format!("{ws}/servers/edge/revoke"),
+            None,
+            ManageServers,
+        ),
+        (
+            Method::PUT,
+            format!("{ws}/agent-release?version=1"),
+            None,
+            OwnWorkspace,
+        ),
         (Method::DELETE, p.clone(), None, ManageProjects),
     ]
 }
@@ -500,6 +534,13 @@ async fn role_matrix_is_enforced_on_every_endpoint() {
     };
     let owner = d.init().await;
     service_with_project(&d, &owner).await;
+    d.ok(
+        &owner,
+        Method::POST,
+        "/v1/workspaces/acme/servers",
+        Some(json!({"name": "edge"})),
+    )
+    .await;
     let mut tokens = vec![(Role::Owner, owner.clone())];
     for (role, name) in [
         (Role::Admin, "admin"),

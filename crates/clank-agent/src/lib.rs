@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     pub(crate) calls: calls::Calls,
     pub(crate) stop: CancellationToken,
     pub(crate) restart: StdMutex<Option<PathBuf>>,
+    /// Checksums of offered binaries that failed verification or their check run.
+    pub(crate) refused_updates: StdMutex<std::collections::HashSet<String>>,
 }
 
 pub(crate) fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -370,6 +372,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Stop {
         calls: calls::Calls::default(),
         stop: shutdown.clone(),
         restart: StdMutex::new(None),
+        refused_updates: StdMutex::new(std::collections::HashSet::new()),
         config,
     });
     if let Ok(Some(version)) = state.pending_update() {

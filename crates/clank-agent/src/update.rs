@@ -41,7 +41,9 @@ fn new_path(exe: &Path) -> PathBuf {
 }
 
 pub(crate) fn start(shared: Arc<Shared>, offer: v1::UpdateOffer) {
-    if offer.sha256 == shared.binary_sha256 {
+    // Already running it, or already refused it (it is offered again at every reconnect).
+    if offer.sha256 == shared.binary_sha256 || lock(&shared.refused_updates).contains(&offer.sha256)
+    {
         return;
     }
     tokio::spawn(async move {
@@ -58,6 +60,7 @@ pub(crate) fn start(shared: Arc<Shared>, offer: v1::UpdateOffer) {
             info!(version = %version, "Agent update installed; restarting.");
         } else {
             warn!(version = %version, reason = %message, "Agent update refused.");
+            lock(&shared.refused_updates).insert(offer.sha256.clone());
         }
         shared
             .send_up(Up::UpdateResult(v1::UpdateResult {
@@ -67,13 +70,10 @@ pub(crate) fn start(shared: Arc<Shared>, offer: v1::UpdateOffer) {
             }))
             .await;
         if let Ok(path) = outcome {
-            // Let the result reach the control plane before the session goes.
+            // Let the result reach the control plane before the session goes; the session
+            // loop sees the restart request at its next heartbeat tick.
             tokio::time::sleep(Duration::from_millis(300)).await;
             *lock(&shared.restart) = Some(path);
-            // Wakes the session loop, which sees the restart request.
-            shared
-                .send_up(Up::Heartbeat(v1::Heartbeat::default()))
-                .await;
         }
     });
 }

@@ -53,12 +53,7 @@ impl ControlPlane {
     async fn new(project: &str) -> (ControlPlane, tempfile::TempDir) {
         let data = tempfile::tempdir().unwrap();
         remove_named(&format!("clank-{project}--")).await;
-        if let Ok(docker) = clank_docker::DockerRuntime::connect().await {
-            let _ = docker
-                .client()
-                .remove_network(&format!("clank-project-{project}"))
-                .await;
-        }
+        remove_networks(&format!("clank-project-{project}")).await;
         let mut cp = ControlPlane::start(
             data.path(),
             SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -560,6 +555,29 @@ async fn project(cp: &ControlPlane, token: &str) {
     .await;
 }
 
+/// Remove every network named `name` (by id: an interrupted run may have left duplicates).
+async fn remove_networks(name: &str) {
+    let Ok(docker) = clank_docker::DockerRuntime::connect().await else {
+        return;
+    };
+    let filters = std::collections::HashMap::from([("name".to_owned(), vec![name.to_owned()])]);
+    let found = docker
+        .client()
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .unwrap_or_default();
+    for n in found
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+    {
+        if let Some(id) = n.id {
+            let _ = docker.client().remove_network(&id).await;
+        }
+    }
+}
+
 /// Remove containers left by an earlier, interrupted run of a test.
 async fn remove_named(prefix: &str) {
     let Ok(docker) = clank_docker::DockerRuntime::connect().await else {
@@ -638,10 +656,13 @@ async fn two_agents_enroll_deploy_redeploy_and_rollback_each_on_its_own_server()
     )
     .await;
     cp.service_on(&owner, "api", &id_b, "api-one").await;
-    let web1 = cp.deploy(&owner, "web").await;
-    let api1 = cp.deploy(&owner, "api").await;
+    // One after the other: both agents share this machine's Docker engine (on real servers
+    // each has its own), and two processes creating one project network at the same instant
+    // briefly leave two networks of that name.
     let within = Duration::from_secs(60);
+    let web1 = cp.deploy(&owner, "web").await;
     cp.wait_status(&owner, "web", web1, "ACTIVE", within).await;
+    let api1 = cp.deploy(&owner, "api").await;
     cp.wait_status(&owner, "api", api1, "ACTIVE", within).await;
     // Each service runs on its own server's agent, probed there, and nowhere else.
     assert_eq!(

@@ -859,12 +859,16 @@ fn server_line(s: &Value) -> String {
 async fn server(app: &App, cmd: ServerCmd) -> Result<(), CliError> {
     let base = format!("{}/servers", app.ws_path());
     let joined = |v: &Value| {
+        let token = v["join_token"].as_str().unwrap_or("");
+        // TLS endpoints come with the certificate fingerprint the agent pins.
+        let (scheme, pin) = match v["control_plane_fingerprint"].as_str() {
+            Some(f) => ("https", format!(" --fingerprint {f}")),
+            None => ("http", String::new()),
+        };
         format!(
-            "server {} registered.\njoin token (shown once): {}\non the server run:\n  \
-             clank-agent --control-plane http://<this-host>:7443 --join-token {}",
+            "server {} registered.\njoin token (shown once): {token}\non the server run:\n  \
+             clank-agent --control-plane {scheme}://<this-host>:<agent port>{pin} --join-token {token}",
             v["server"]["name"].as_str().unwrap_or(""),
-            v["join_token"].as_str().unwrap_or(""),
-            v["join_token"].as_str().unwrap_or(""),
         )
     };
     match cmd {

@@ -287,7 +287,8 @@ async fn cli_drives_the_whole_lifecycle_and_reports_failures_by_exit_code() {
     assert!(
         o.status.success()
             && out.contains("clank-join-")
-            && out.contains("clank-agent --control-plane"),
+            && out.contains("clank-agent --control-plane https://")
+            && out.contains("--fingerprint sha256:"),
         "{out}"
     );
     let o = clank(&url, &ctx, &["--json", "server", "list"]).await;

@@ -103,7 +103,6 @@ pub(crate) struct Shared {
     pub(crate) state: StateDir,
     pub(crate) server_id: String,
     pub(crate) credential: String,
-    pub(crate) fingerprint: Option<String>,
     pub(crate) runtime: Arc<dyn Runtime>,
     /// The server's proxy: `clank-proxy` serving routed services, or (no listen address) the
     /// engine's in-memory route table, which still health-gates cutovers from this host.
@@ -132,6 +131,15 @@ impl Shared {
         lease
             .filter(|l| tokio::time::Instant::now() < l.valid_until)
             .map(|l| l.epoch)
+    }
+
+    /// A new channel to the control plane (TLS pinned when configured).
+    pub(crate) async fn channel(&self) -> Result<tonic::transport::Channel, String> {
+        connect(
+            &self.config.control_plane,
+            self.config.fingerprint.as_deref(),
+        )
+        .await
     }
 
     pub(crate) async fn send_up(&self, body: Up) {
@@ -319,7 +327,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Stop {
         (None, Err(e)) => return Stop::Fatal(exit::CONFIG, e),
     };
     let config = AgentConfig {
-        fingerprint: fingerprint.clone(),
+        fingerprint,
         ..config
     };
     let identity = tokio::select! {
@@ -361,7 +369,6 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Stop {
         state: state.clone(),
         server_id: identity.server_id.clone(),
         credential: identity.credential.clone(),
-        fingerprint,
         runtime: Arc::new(runtime),
         proxy,
         lease: StdMutex::new(None),
@@ -413,9 +420,7 @@ enum SessionError {
 
 /// One session: Hello, then serve the control plane until the stream ends.
 async fn session(shared: &Arc<Shared>) -> Result<(), SessionError> {
-    let channel = connect(&shared.config.control_plane, shared.fingerprint.as_deref())
-        .await
-        .map_err(SessionError::Retry)?;
+    let channel = shared.channel().await.map_err(SessionError::Retry)?;
     let (tx, rx) = mpsc::channel::<v1::AgentMessage>(256);
     let hello = v1::Hello {
         agent_version: VERSION.to_owned(),

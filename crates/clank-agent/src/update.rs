@@ -128,8 +128,7 @@ async fn install(shared: &Shared, offer: &v1::UpdateOffer) -> Result<PathBuf, St
 async fn download(shared: &Shared, offer: &v1::UpdateOffer, to: &Path) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let channel =
-        crate::connect(&shared.config.control_plane, shared.fingerprint.as_deref()).await?;
+    let channel = shared.channel().await?;
     let req = crate::authorize(
         tonic::Request::new(v1::FetchUpdateRequest {
             sha256: offer.sha256.clone(),

@@ -208,17 +208,14 @@ impl Engine {
         Ok(self.placed_on(server)?.runtime)
     }
 
-    /// Where deployment `id` runs. Reads the deployment only when remote servers exist.
-    pub(crate) async fn placed(&self, id: DeploymentId) -> Result<Placed> {
-        if lock(&self.inner.placement).is_none() {
-            return self.placed_on(None);
+    /// Where `d` runs; `None` when its server cannot run anything (unknown, revoked, or no
+    /// remote servers here): nothing of it runs there, and starting it fails with the reason.
+    fn placed_for(&self, d: &Deployment) -> Result<Option<Placed>> {
+        match self.placed_on(d.snapshot.server_id) {
+            Ok(placed) => Ok(Some(placed)),
+            Err(e) if unplaceable(&e) => Ok(None),
+            Err(e) => Err(e),
         }
-        let d = self
-            .inner
-            .catalog
-            .require::<Deployment>(&id.to_string())
-            .await?;
-        self.placed_on(d.snapshot.server_id)
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
@@ -568,7 +565,7 @@ impl Engine {
         d: &Deployment,
         live: &[Versioned<Deployment>],
     ) -> Result<Observed> {
-        let workloads = self.workloads_of(d.id).await?;
+        let workloads = self.workloads_of(d).await?;
         let expected: u32 = d.snapshot.processes.values().map(|p| p.replicas).sum();
         let start_failure = lock(&self.inner.start_failures).get(&d.id).cloned();
         let workload = match start_failure {
@@ -609,12 +606,10 @@ impl Engine {
             .unwrap_or_default();
         // Routed here means: the route names this deployment *and* (once ACTIVE) still points
         // at the addresses its web workloads have now — a restarted workload may have moved.
-        // A server that is gone (revoked, or no remote servers here) routes nothing; starting
-        // the deployment then fails with the reason.
-        let route = match self.placed_on(d.snapshot.server_id) {
-            Ok(placed) => placed.proxy.route(service.id).await?,
-            Err(e) if unplaceable(&e) => None,
-            Err(e) => return Err(e),
+        // A server that is gone routes nothing.
+        let route = match self.placed_for(d)? {
+            Some(placed) => placed.proxy.route(service.id).await?,
+            None => None,
         };
         let routed_here = match route {
             Some(route) if route.target.deployment == d.id => {
@@ -643,16 +638,14 @@ impl Engine {
         })
     }
 
-    async fn workloads_of(&self, deployment: DeploymentId) -> Result<Vec<WorkloadStatus>> {
-        let placed = match self.placed(deployment).await {
-            Ok(placed) => placed,
-            Err(e) if unplaceable(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+    async fn workloads_of(&self, d: &Deployment) -> Result<Vec<WorkloadStatus>> {
+        let Some(placed) = self.placed_for(d)? else {
+            return Ok(Vec::new());
         };
         placed
             .runtime
             .list(&OwnerFilter {
-                deployment: Some(deployment),
+                deployment: Some(d.id),
                 ..OwnerFilter::default()
             })
             .await
@@ -778,12 +771,17 @@ impl Engine {
             Command::RetirePrevious { previous } => {
                 self.note(d, format!("retiring the previous deployment {previous}"))
                     .await;
-                self.remove_workloads(*previous).await?;
+                let prev = self
+                    .inner
+                    .catalog
+                    .require::<Deployment>(&previous.to_string())
+                    .await?;
+                self.remove_workloads(&prev).await?;
                 self.forget(*previous);
                 Ok(())
             }
             Command::RemoveWorkload => {
-                self.remove_workloads(d.id).await?;
+                self.remove_workloads(d).await?;
                 lock(&self.inner.health).remove(&d.id);
                 Ok(())
             }
@@ -796,7 +794,7 @@ impl Engine {
                     },
                 );
                 self.note(d, format!("restarting: {reason}")).await;
-                self.remove_workloads(d.id).await?;
+                self.remove_workloads(d).await?;
                 lock(&self.inner.health).remove(&d.id);
                 self.start_workloads(service, d).await
             }
@@ -856,9 +854,9 @@ impl Engine {
         }
     }
 
-    async fn web_workloads(&self, deployment: DeploymentId) -> Result<Vec<WorkloadStatus>> {
+    async fn web_workloads(&self, d: &Deployment) -> Result<Vec<WorkloadStatus>> {
         Ok(self
-            .workloads_of(deployment)
+            .workloads_of(d)
             .await?
             .into_iter()
             .filter(|w| w.owner.process == ProcessSpec::WEB)
@@ -867,15 +865,19 @@ impl Engine {
 
     async fn probe(&self, d: &Deployment) -> Result<()> {
         let check = d.snapshot.settings.health_check();
-        let web = self.web_workloads(d.id).await?;
-        let runtime = self.placed_on(d.snapshot.server_id)?.runtime;
+        let web = self.web_workloads(d).await?;
+        let runtime = self.placed_for(d)?.map(|p| p.runtime);
         let mut outcome = health::ProbeOutcome {
             healthy: !web.is_empty(),
             detail: "no web workload to probe".into(),
         };
         for w in &web {
             let timeout = self.inner.config.probe_timeout;
-            outcome = match runtime.probe(w, &check, timeout).await? {
+            let remote = match &runtime {
+                Some(r) => r.probe(w, &check, timeout).await?,
+                None => None,
+            };
+            outcome = match remote {
                 Some(remote) => health::ProbeOutcome {
                     healthy: remote.healthy,
                     detail: remote.detail,
@@ -932,13 +934,16 @@ impl Engine {
         Ok(())
     }
 
-    async fn target_of(&self, deployment: DeploymentId) -> Result<Target> {
-        let addrs = web_addrs(&self.workloads_of(deployment).await?);
-        Ok(Target { deployment, addrs })
+    async fn target_of(&self, d: &Deployment) -> Result<Target> {
+        let addrs = web_addrs(&self.workloads_of(d).await?);
+        Ok(Target {
+            deployment: d.id,
+            addrs,
+        })
     }
 
     async fn switch_route(&self, service: &Service, d: &Deployment) -> Result<()> {
-        let target = self.target_of(d.id).await?;
+        let target = self.target_of(d).await?;
         let now = Timestamp::now();
         let gate = d
             .state
@@ -1001,7 +1006,7 @@ impl Engine {
                 let route = Route {
                     service: service.id,
                     endpoint: prev.snapshot.endpoint.clone(),
-                    target: self.target_of(previous).await?,
+                    target: self.target_of(&prev).await?,
                 };
                 proxy.set_route(&route).await
             }
@@ -1009,18 +1014,23 @@ impl Engine {
         }
     }
 
-    async fn remove_workloads(&self, deployment: DeploymentId) -> Result<()> {
-        let runtime = self.placed(deployment).await?.runtime;
-        for w in self.workloads_of(deployment).await? {
-            runtime.stop(&w.id, self.inner.config.stop_grace).await?;
-            runtime.remove(&w.id).await?;
+    async fn remove_workloads(&self, d: &Deployment) -> Result<()> {
+        let Some(placed) = self.placed_for(d)? else {
+            return Ok(());
+        };
+        for w in self.workloads_of(d).await? {
+            placed
+                .runtime
+                .stop(&w.id, self.inner.config.stop_grace)
+                .await?;
+            placed.runtime.remove(&w.id).await?;
         }
         Ok(())
     }
 }
 
 /// The server a deployment names cannot run anything (unknown, revoked, or this platform has
-/// no remote servers): nothing of it runs there, and starting it fails with the reason.
+/// no remote servers).
 fn unplaceable(e: &Error) -> bool {
     matches!(e, Error::NotFound { .. }) || e.runtime_failure() == Some(RuntimeFailure::Unsupported)
 }

@@ -17,7 +17,7 @@ pub const JOIN_PREFIX: &str = "clank-join-";
 /// Prefix of agent credentials.
 pub const CREDENTIAL_PREFIX: &str = "clank-agent-";
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AgentIdentity {
     pub(crate) server_id: ServerId,
     pub(crate) workspace_id: WorkspaceId,

@@ -25,7 +25,7 @@ use clank_core::model::{Server, ServerKind, ServerStatus, ServerUsage};
 use clank_core::proxy::Proxy;
 use clank_core::runtime::{Placement, Runtime};
 use clank_core::secret::{Keyring, SecretAad};
-use clank_core::store::catalog::{Catalog, Page, Versioned};
+use clank_core::store::catalog::{Catalog, Page};
 use clank_proto::v1;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
@@ -138,6 +138,13 @@ impl Desired {
                 })
                 .collect(),
             workloads: self.workloads.values().cloned().collect(),
+        }
+    }
+
+    /// The whole state as the message a session sends.
+    pub(crate) fn message(&self, epoch: u64) -> v1::ControlMessage {
+        v1::ControlMessage {
+            body: Some(v1::control_message::Body::Desired(self.to_proto(epoch))),
         }
     }
 
@@ -542,6 +549,20 @@ impl Fleet {
         .map(drop)
     }
 
+    /// The server's desired state in `slot` (its locked `desired`), read from the store the
+    /// first time.
+    async fn loaded<'a>(
+        &self,
+        slot: &'a mut Option<Desired>,
+        server: ServerId,
+    ) -> Result<&'a mut Desired> {
+        if slot.is_none() {
+            *slot = Some(self.load_desired(server).await?);
+        }
+        slot.as_mut()
+            .ok_or_else(|| Error::Internal("desired state not loaded".into()))
+    }
+
     /// Change server `server`'s desired state with `edit`, persist it, and send it to the
     /// agent if one is connected. Returns the generation holding the change.
     pub(crate) async fn edit_desired(
@@ -551,12 +572,7 @@ impl Fleet {
     ) -> Result<u64> {
         let slot = self.slot(server);
         let mut guard = slot.desired.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.load_desired(server).await?);
-        }
-        let Some(current) = guard.as_mut() else {
-            return Err(Error::Internal("desired state not loaded".into()));
-        };
+        let current = self.loaded(&mut guard, server).await?;
         let mut next = current.clone();
         edit(&mut next);
         if next == *current {
@@ -566,12 +582,7 @@ impl Fleet {
         self.persist_desired(server, &next).await?;
         *current = next;
         if let Some(s) = slot.session() {
-            let msg = v1::ControlMessage {
-                body: Some(v1::control_message::Body::Desired(
-                    current.to_proto(s.epoch),
-                )),
-            };
-            let _ = s.tx.send(Ok(msg)).await;
+            let _ = s.tx.send(Ok(current.message(s.epoch))).await;
         }
         Ok(current.generation)
     }
@@ -609,24 +620,14 @@ impl Fleet {
         agent_generation: u64,
     ) -> Result<()> {
         let mut guard = slot.desired.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.load_desired(slot.id).await?);
-        }
-        let Some(current) = guard.as_mut() else {
-            return Err(Error::Internal("desired state not loaded".into()));
-        };
+        let current = self.loaded(&mut guard, slot.id).await?;
         if agent_generation > current.generation {
             current.generation = agent_generation + 1;
             self.persist_desired(slot.id, current).await?;
         }
-        let msg = v1::ControlMessage {
-            body: Some(v1::control_message::Body::Desired(
-                current.to_proto(session.epoch),
-            )),
-        };
         session
             .tx
-            .send(Ok(msg))
+            .send(Ok(current.message(session.epoch)))
             .await
             .map_err(|_| unavailable(slot.id, "the session closed"))
     }
@@ -695,24 +696,9 @@ impl Fleet {
     pub(crate) async fn update_identity(
         &self,
         server: ServerId,
-        mut edit: impl FnMut(&mut AgentIdentity) -> Result<()>,
-    ) -> Result<Versioned<AgentIdentity>> {
-        let cat = &self.inner.catalog;
-        loop {
-            let old = cat.require::<AgentIdentity>(&server.to_string()).await?;
-            let mut new = old.value.clone();
-            edit(&mut new)?;
-            match cat.update(&old, &new).await {
-                Ok(version) => {
-                    return Ok(Versioned {
-                        value: new,
-                        version,
-                    });
-                }
-                Err(Error::WriteConflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        edit: impl FnMut(&mut AgentIdentity) -> Result<()>,
+    ) -> Result<AgentIdentity> {
+        self.inner.catalog.modify(&server.to_string(), edit).await
     }
 
     pub(crate) async fn update_server(
@@ -720,20 +706,14 @@ impl Fleet {
         server: ServerId,
         mut edit: impl FnMut(&mut Server),
     ) -> Result<()> {
-        let cat = &self.inner.catalog;
-        loop {
-            let old = cat.require::<Server>(&server.to_string()).await?;
-            let mut new = old.value.clone();
-            edit(&mut new);
-            if new == old.value {
-                return Ok(());
-            }
-            match cat.update(&old, &new).await {
-                Ok(_) => return Ok(()),
-                Err(Error::WriteConflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        self.inner
+            .catalog
+            .modify::<Server>(&server.to_string(), |s| {
+                edit(s);
+                Ok(())
+            })
+            .await
+            .map(drop)
     }
 
     pub(crate) async fn persist_status(

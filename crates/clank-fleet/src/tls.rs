@@ -7,8 +7,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use base64::Engine as _;
 use clank_core::error::{Error, Result};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
 
 /// The endpoint's certificate and key (PEM) and the fingerprint agents pin.
@@ -34,20 +35,8 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
 
 /// `sha256:<hex>` of the first certificate in `pem`.
 pub fn fingerprint_of_pem(pem: &str) -> Result<String> {
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| Error::Internal(format!("agent endpoint certificate: {e}")))?;
-    if der.is_empty() {
-        return Err(Error::Internal(
-            "agent endpoint certificate: no CERTIFICATE block".into(),
-        ));
-    }
     Ok(format!("sha256:{}", hex::encode(Sha256::digest(&der))))
 }
 
@@ -89,7 +78,7 @@ impl EndpointTls {
                 .and_then(|()| f.sync_all())
                 .map_err(|e| io("write", path, e))?;
         }
-        let fingerprint = format!("sha256:{}", hex::encode(Sha256::digest(cert.der())));
+        let fingerprint = fingerprint_of_pem(&cert_pem)?;
         Ok(EndpointTls {
             cert_pem,
             key_pem,

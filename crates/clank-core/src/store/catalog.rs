@@ -391,6 +391,29 @@ impl Catalog {
         self.commit(b).await
     }
 
+    /// Read record `id`, apply `edit`, and write it conditioned on the version read, again
+    /// from the read when another writer won the race. No write when `edit` changes nothing.
+    /// Returns the record as stored.
+    pub async fn modify<T: Record + Clone + PartialEq>(
+        &self,
+        id: &str,
+        mut edit: impl FnMut(&mut T) -> Result<()>,
+    ) -> Result<T> {
+        loop {
+            let old = self.require::<T>(id).await?;
+            let mut new = old.value.clone();
+            edit(&mut new)?;
+            if new == old.value {
+                return Ok(new);
+            }
+            match self.update(&old, &new).await {
+                Ok(_) => return Ok(new),
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn scan_page(&self, prefix: &str, page: &Page) -> Result<Vec<Entry>> {
         let mut scan = Scan::prefix(prefix);
         scan.limit = page.limit.unwrap_or(usize::MAX);

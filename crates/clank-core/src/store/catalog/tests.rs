@@ -343,3 +343,36 @@ async fn audit_log_lists_newest_first_per_workspace_pages_by_id_and_is_immutable
         Err(Error::Conflict(_))
     ));
 }
+
+#[tokio::test]
+async fn modify_writes_only_a_change_and_a_refused_edit_writes_nothing() {
+    let cat = catalog();
+    let (_, _, svc) = service_in(&cat).await;
+    let id = svc.id.to_string();
+    let same: Service = cat.modify(&id, |_| Ok(())).await.unwrap();
+    assert_eq!(same, svc.value);
+    assert_eq!(
+        cat.require::<Service>(&id).await.unwrap().version,
+        svc.version,
+        "an edit that changes nothing writes nothing"
+    );
+    let renamed: Service = cat
+        .modify(&id, |s: &mut Service| {
+            s.name = "Renamed".into();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let stored = cat.require::<Service>(&id).await.unwrap();
+    assert_eq!(stored.name, "Renamed");
+    assert_eq!(stored.value, renamed);
+    assert_ne!(stored.version, svc.version);
+    let refused = cat
+        .modify(&id, |s: &mut Service| {
+            s.name = "Never".into();
+            Err(crate::Error::Conflict("no".into()))
+        })
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(cat.require::<Service>(&id).await.unwrap().name, "Renamed");
+}

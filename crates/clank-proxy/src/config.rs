@@ -36,12 +36,13 @@ pub struct ProxyConfig {
     /// TCP connect to an upstream address; past it the request is answered 504.
     #[serde(rename = "connect_timeout_ms", with = "ms")]
     pub connect_timeout: Duration,
-    /// A client must send a complete request head within this time. hyper starts the timer
-    /// when it starts waiting for a head, so it also closes keep-alive connections idle for
-    /// this long and slowloris clients.
+    /// A client must send a complete request head within this time. The timer starts when the
+    /// proxy starts waiting for a head, so it also closes keep-alive connections idle for this
+    /// long and slowloris clients.
     #[serde(rename = "header_read_timeout_ms", with = "ms")]
     pub header_read_timeout: Duration,
-    /// From sending the request to receiving the upstream's response head; past it: 504.
+    /// From sending the request (its body included) to receiving the upstream's response
+    /// head; past it: 504.
     #[serde(rename = "upstream_timeout_ms", with = "ms")]
     pub upstream_timeout: Duration,
     /// How long an idle pooled upstream connection is kept for reuse. Keep it below the
@@ -53,7 +54,7 @@ pub struct ProxyConfig {
     pub upstream_max_idle: usize,
     /// Largest request body accepted; larger ones are answered 413.
     pub max_body_bytes: u64,
-    /// Largest request head (request line + headers) accepted; hyper answers 431 past it.
+    /// Largest request head (request line + headers) accepted; 431 past it.
     pub max_header_bytes: usize,
     /// How long a request to a paused service is held before it is answered 503.
     #[serde(rename = "pause_timeout_ms", with = "ms")]
@@ -169,7 +170,8 @@ impl Default for ProxyConfig {
 
 impl ProxyConfig {
     pub(crate) fn validate(&self) -> Result<(), crate::ProxyError> {
-        // hyper panics on a read buffer below 8 KiB; refuse it here with a message instead.
+        // Below 8 KiB ordinary browser requests (cookies) are refused; hyper's HTTP/2 side
+        // also panics on smaller buffers.
         if self.max_header_bytes < 8192 {
             return Err(crate::ProxyError::Config(
                 "max_header_bytes must be at least 8192".into(),

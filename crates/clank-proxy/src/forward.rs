@@ -44,6 +44,61 @@ pub(crate) enum Listener {
     Lan,
 }
 
+/// A response the proxy makes itself (errors, redirects, ACME tokens).
+#[derive(Debug)]
+pub(crate) struct Local {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Bytes,
+    pub(crate) content_type: &'static str,
+    pub(crate) location: Option<HeaderValue>,
+}
+
+impl Local {
+    pub(crate) fn text(status: StatusCode, text: &'static str) -> Self {
+        Local {
+            status,
+            body: Bytes::from_static(text.as_bytes()),
+            content_type: "text/plain; charset=utf-8",
+            location: None,
+        }
+    }
+
+    fn into_response(self) -> Response<ProxyBody> {
+        let mut res = Response::new(full(self.body));
+        *res.status_mut() = self.status;
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        if let Some(location) = self.location {
+            res.headers_mut().insert(header::LOCATION, location);
+        }
+        res
+    }
+}
+
+/// What [`Shared::admit`] decided for a request.
+pub(crate) enum Admission {
+    /// Answer it here; the upstream it would have gone to, if one was chosen (access log).
+    Local(Local, Option<http::uri::Authority>),
+    /// Forward it to `addr`; `guard` counts it in flight on its target until it is done.
+    Forward {
+        guard: InflightGuard,
+        addr: SocketAddr,
+        authority: http::uri::Authority,
+    },
+}
+
+impl Admission {
+    fn local(
+        status: StatusCode,
+        text: &'static str,
+        upstream: Option<http::uri::Authority>,
+    ) -> Self {
+        Admission::Local(Local::text(status, text), upstream)
+    }
+}
+
 /// State shared by the listener tasks and the `Proxy` implementation.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -52,7 +107,10 @@ pub(crate) struct Shared {
     /// takes the write lock. That ordering is what makes the drain exact: once a swap
     /// returns, every request that saw the old table is already counted on the old target.
     pub(crate) table: RwLock<Arc<Table>>,
+    /// The HTTP/2 path's upstream client (hyper-util's pool).
     pub(crate) client: UpstreamClient,
+    /// The HTTP/1 path's idle upstream connections.
+    pub(crate) upstreams: Arc<crate::h1::Pool>,
     pub(crate) metrics: Arc<Metrics>,
     /// Paused services; `paused_count` lets the request path skip the lock when none is.
     pub(crate) pauses: Mutex<HashMap<ServiceId, watch::Sender<bool>>>,
@@ -92,13 +150,7 @@ fn empty() -> ProxyBody {
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut res = Response::new(full(text));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
+    Local::text(status, text).into_response()
 }
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus the
@@ -266,35 +318,27 @@ impl Shared {
 
     /// The key authorization for an HTTP-01 `token` this proxy is answering, for any host (the
     /// CA validates each name of the order). Unknown tokens fall through to the app.
-    fn acme_response(&self, token: &str) -> Option<Response<ProxyBody>> {
+    fn acme_key_authorization(&self, token: &str) -> Option<String> {
         let tokens = match self.acme_tokens.read() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let key_authorization = tokens.get(token)?.clone();
-        let mut res = Response::new(full(key_authorization));
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        Some(res)
+        tokens.get(token).cloned()
     }
 
     /// `308` to the same host and path over HTTPS (ACME HTTP-01 challenges excepted, since the
     /// CA fetches them over plain HTTP before there is a certificate).
-    fn redirect_to_https(&self, host: &str, uri: &Uri) -> Response<ProxyBody> {
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    fn redirect_to_https(&self, host: &str, path_and_query: &str) -> Local {
         let location = match self.https_port {
-            Some(443) | None => format!("https://{host}{path}"),
-            Some(port) => format!("https://{host}:{port}{path}"),
+            Some(443) | None => format!("https://{host}{path_and_query}"),
+            Some(port) => format!("https://{host}:{port}{path_and_query}"),
         };
         match HeaderValue::try_from(location) {
-            Ok(v) => {
-                let mut res = plain(StatusCode::PERMANENT_REDIRECT, "moved to https\n");
-                res.headers_mut().insert(header::LOCATION, v);
-                res
-            }
-            Err(_) => plain(StatusCode::BAD_REQUEST, "bad host\n"),
+            Ok(v) => Local {
+                location: Some(v),
+                ..Local::text(StatusCode::PERMANENT_REDIRECT, "moved to https\n")
+            },
+            Err(_) => Local::text(StatusCode::BAD_REQUEST, "bad host\n"),
         }
     }
 
@@ -333,6 +377,85 @@ impl Shared {
         Ok(res)
     }
 
+    /// Everything decided before the upstream is contacted, for both request paths (hyper's
+    /// for HTTP/2, [`crate::h1`] for HTTP/1): ACME tokens, the route lookup, the HTTPS
+    /// redirect, the pause hold, the target's address and the declared body size.
+    pub(crate) async fn admit(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        listener: Listener,
+        content_length: Option<u64>,
+    ) -> Admission {
+        let path = path_and_query
+            .split_once('?')
+            .map_or(path_and_query, |(p, _)| p);
+        if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX)
+            && let Some(key_authorization) = self.acme_key_authorization(token)
+        {
+            return Admission::Local(
+                Local {
+                    status: StatusCode::OK,
+                    body: Bytes::from(key_authorization),
+                    content_type: "application/octet-stream",
+                    location: None,
+                },
+                None,
+            );
+        }
+        let Some((service, mut guard, https_only)) = self.route(host, listener) else {
+            return Admission::local(StatusCode::NOT_FOUND, "no route for this host\n", None);
+        };
+        if https_only
+            && listener != Listener::Tls
+            && self.https_port.is_some()
+            && !path.starts_with(ACME_CHALLENGE_PREFIX)
+        {
+            drop(guard);
+            return Admission::Local(self.redirect_to_https(host, path_and_query), None);
+        }
+        if let Some(mut paused) = self.pause_receiver(service) {
+            // Hold without counting against the (old) target: a stop-first cutover stops it.
+            drop(guard);
+            let resumed =
+                tokio::time::timeout(self.config.pause_timeout, paused.wait_for(|p| !*p)).await;
+            if !matches!(resumed, Ok(Ok(_))) {
+                return Admission::local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service is paused\n",
+                    None,
+                );
+            }
+            // Re-read the table: the route has usually moved while we waited.
+            match self.route(host, listener) {
+                Some((_, g, _)) => guard = g,
+                None => {
+                    return Admission::local(
+                        StatusCode::NOT_FOUND,
+                        "no route for this host\n",
+                        None,
+                    );
+                }
+            }
+        }
+        let Some((addr, authority)) = guard.target.pick() else {
+            return Admission::local(StatusCode::BAD_GATEWAY, "target has no address\n", None);
+        };
+        let authority = authority.clone();
+        if content_length.is_some_and(|len| len > self.config.max_body_bytes) {
+            return Admission::local(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large\n",
+                Some(authority),
+            );
+        }
+        Admission::Forward {
+            guard,
+            addr,
+            authority,
+        }
+    }
+
     async fn dispatch(
         &self,
         peer: SocketAddr,
@@ -341,67 +464,22 @@ impl Shared {
         mut req: Request<Incoming>,
     ) -> (Response<ProxyBody>, Option<http::uri::Authority>) {
         let tls = listener == Listener::Tls;
-        if let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE_PREFIX)
-            && let Some(res) = self.acme_response(token)
-        {
-            return (res, None);
-        }
-        let Some((service, mut guard, https_only)) = self.route(host, listener) else {
-            return (
-                plain(StatusCode::NOT_FOUND, "no route for this host\n"),
-                None,
-            );
-        };
-        if https_only
-            && !tls
-            && self.https_port.is_some()
-            && !req.uri().path().starts_with(ACME_CHALLENGE_PREFIX)
-        {
-            drop(guard);
-            return (self.redirect_to_https(host, req.uri()), None);
-        }
-        if let Some(mut paused) = self.pause_receiver(service) {
-            // Hold without counting against the (old) target: a stop-first cutover stops it.
-            drop(guard);
-            let resumed =
-                tokio::time::timeout(self.config.pause_timeout, paused.wait_for(|p| !*p)).await;
-            if !matches!(resumed, Ok(Ok(_))) {
-                return (
-                    plain(StatusCode::SERVICE_UNAVAILABLE, "service is paused\n"),
-                    None,
-                );
-            }
-            // Re-read the table: the route has usually moved while we waited.
-            match self.route(host, listener) {
-                Some((_, g, _)) => guard = g,
-                None => {
-                    return (
-                        plain(StatusCode::NOT_FOUND, "no route for this host\n"),
-                        None,
-                    );
-                }
-            }
-        }
-        let target = guard.target.clone();
-        let Some(authority) = target.pick().cloned() else {
-            return (
-                plain(StatusCode::BAD_GATEWAY, "target has no address\n"),
-                None,
-            );
-        };
-
-        if let Some(len) = req
+        let content_length = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            && len > self.config.max_body_bytes
+            .and_then(|v| v.parse::<u64>().ok());
+        let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let (guard, authority) = match self
+            .admit(host, path_and_query, listener, content_length)
+            .await
         {
-            return (
-                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
-                Some(authority),
-            );
-        }
+            Admission::Local(local, upstream) => return (local.into_response(), upstream),
+            Admission::Forward {
+                guard, authority, ..
+            } => (guard, authority),
+        };
+        let target = guard.target.clone();
 
         let upgrade = wants_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));

@@ -1,8 +1,11 @@
 //! clank-proxy: Clank's reverse proxy, the `clank_core::proxy::Proxy` the engine drives at
 //! cutover.
 //!
-//! - HTTP/1.1 on hyper with streaming bodies both ways and upgrade (WebSocket) passthrough;
-//!   upstream connections pooled by hyper-util's client (keep-alive, never one per request).
+//! - HTTP/1.x on the proxy's own connection code ([`h1`]: heads parsed in place by `httparse`,
+//!   bodies copied by their framing, one task per client connection and its upstream
+//!   exchange, upstream keep-alive connections pooled per address), streaming bodies both ways
+//!   and upgrade (WebSocket) passthrough; HTTP/2 (TLS + ALPN) on hyper with hyper-util's
+//!   pooled client. Both share the admission logic (`Shared::admit`).
 //! - The route table is an immutable snapshot replaced as a whole on every change and read once
 //!   per request, so keep-alive clients move to the new target on their next request and the
 //!   listening socket never closes on a change.
@@ -44,6 +47,7 @@ mod cidr;
 mod config;
 mod error;
 mod forward;
+mod h1;
 mod metrics;
 mod persist;
 mod probe;
@@ -109,6 +113,10 @@ impl ClankProxy {
         }
         let shared = Shared {
             client: forward::build_client(&config),
+            upstreams: Arc::new(h1::Pool::new(
+                config.upstream_max_idle,
+                config.upstream_idle_timeout,
+            )),
             https_port: config.https_port.or(config.tls_listen.map(|a| a.port())),
             certs,
             acme_tokens: RwLock::new(HashMap::new()),

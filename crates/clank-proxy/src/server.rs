@@ -1,5 +1,6 @@
 //! Listeners: the accept loops for plain HTTP, TLS (HTTP/1.1 or HTTP/2 by ALPN) and the admin
-//! endpoint, each connection served by hyper with upgrades, and a graceful shutdown.
+//! endpoint, and a graceful shutdown. HTTP/1 connections are served by [`crate::h1`], HTTP/2
+//! ones and the admin endpoint by hyper.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,12 +25,6 @@ pub(crate) async fn serve_proxy(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.header_read_timeout)
-        .max_buf_size(shared.config.max_header_bytes)
-        .keep_alive(true);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -44,11 +39,8 @@ pub(crate) async fn serve_proxy(
             },
         };
         let shared = shared.clone();
-        let builder = builder.clone();
         let shutdown = shutdown.clone();
-        tracker.spawn(serve_connection(
-            shared, builder, stream, peer, kind, shutdown,
-        ));
+        tracker.spawn(serve_connection(shared, stream, peer, kind, shutdown));
     }
     tracker.close();
     tracker.wait().await;
@@ -56,40 +48,13 @@ pub(crate) async fn serve_proxy(
 
 async fn serve_connection(
     shared: Arc<Shared>,
-    builder: http1::Builder,
     stream: TcpStream,
     peer: SocketAddr,
     kind: Listener,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    serve_http1(shared, builder, TokioIo::new(stream), peer, kind, shutdown).await;
-}
-
-async fn serve_http1<I>(
-    shared: Arc<Shared>,
-    builder: http1::Builder,
-    io: I,
-    peer: SocketAddr,
-    kind: Listener,
-    shutdown: CancellationToken,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req| shared.clone().handle(peer, kind, req));
-    let conn = builder.serve_connection(io, service).with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        // Header timeouts, resets and malformed requests end here; they are the client's doing.
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
+    crate::h1::serve(shared, stream, peer, kind, shutdown).await;
 }
 
 /// The TLS listener: handshake (bounded by the header timeout, so a silent client cannot hold
@@ -101,11 +66,6 @@ pub(crate) async fn serve_tls(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    let mut h1 = http1::Builder::new();
-    h1.timer(TokioTimer::new())
-        .header_read_timeout(shared.config.header_read_timeout)
-        .max_buf_size(shared.config.max_header_bytes)
-        .keep_alive(true);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(shared.config.max_header_bytes).unwrap_or(u32::MAX))
@@ -125,7 +85,7 @@ pub(crate) async fn serve_tls(
         };
         let shared = shared.clone();
         let acceptor = acceptor.clone();
-        let (h1, h2) = (h1.clone(), h2.clone());
+        let h2 = h2.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let _ = stream.set_nodelay(true);
@@ -165,7 +125,7 @@ pub(crate) async fn serve_tls(
                     tracing::debug!(%peer, error = %e, "HTTP/2 connection ended with an error");
                 }
             } else {
-                serve_http1(shared, h1, TokioIo::new(tls), peer, Listener::Tls, shutdown).await;
+                crate::h1::serve(shared, tls, peer, Listener::Tls, shutdown).await;
             }
         });
     }

@@ -22,8 +22,8 @@ use crate::metrics::Metrics;
 pub(crate) struct TargetState {
     pub(crate) deployment: DeploymentId,
     pub(crate) addrs: Vec<SocketAddr>,
-    /// `addrs` pre-rendered as URI authorities, so the request path does not format them.
-    authorities: Vec<Authority>,
+    /// `addrs` with their URI authorities pre-rendered, so the request path does not format them.
+    authorities: Vec<(SocketAddr, Authority)>,
     next: AtomicUsize,
     inflight: AtomicU64,
     /// Woken whenever `inflight` drops to zero (the drain waits on it).
@@ -38,7 +38,7 @@ impl TargetState {
     fn new(deployment: DeploymentId, addrs: Vec<SocketAddr>) -> Self {
         let authorities = addrs
             .iter()
-            .filter_map(|a| Authority::try_from(a.to_string()).ok())
+            .filter_map(|a| Some((*a, Authority::try_from(a.to_string()).ok()?)))
             .collect();
         TargetState {
             deployment,
@@ -53,12 +53,12 @@ impl TargetState {
     }
 
     /// The next address, round-robin.
-    pub(crate) fn pick(&self) -> Option<&Authority> {
+    pub(crate) fn pick(&self) -> Option<(SocketAddr, &Authority)> {
         if self.authorities.is_empty() {
             return None;
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.authorities.len();
-        self.authorities.get(i)
+        self.authorities.get(i).map(|(addr, a)| (*addr, a))
     }
 
     pub(crate) fn inflight(&self) -> u64 {

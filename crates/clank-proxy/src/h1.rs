@@ -1006,9 +1006,10 @@ impl Conn {
                 None => connect(addr, shared.config.connect_timeout).await?,
             };
             let deadline = tokio::time::Instant::now() + shared.config.upstream_timeout;
+            let mut pump = Pump::new(req.framing, shared.config.max_body_bytes);
             let sent = tokio::select! {
                 biased;
-                r = tokio::time::timeout_at(deadline, self.send_and_read_head(io, &mut up, req)) => match r {
+                r = tokio::time::timeout_at(deadline, self.send_and_read_head(io, &mut up, req, &mut pump)) => match r {
                     Ok(r) => r,
                     Err(_) => Err(Failed::Answer(
                         Local::text(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
@@ -1020,7 +1021,7 @@ impl Conn {
                     Some(UpstreamError::Abandoned),
                 )),
             };
-            let (res, body_sent) = match sent {
+            let res = match sent {
                 Ok(r) => r,
                 Err(Failed::Stale) if attempt == 1 && req.replayable => continue,
                 Err(Failed::Stale) => {
@@ -1038,7 +1039,7 @@ impl Conn {
                     addr,
                     req,
                     res,
-                    body_sent,
+                    pump,
                     guard,
                     target,
                     client_close,
@@ -1050,15 +1051,14 @@ impl Conn {
 
     /// Write the request head (and body) and read the response head, concurrently: an
     /// upstream may answer before it has read the whole body. Returns the final head (1xx
-    /// interim responses other than 101 are passed to the client first) and whether the body
-    /// was sent whole.
+    /// interim responses other than 101 are skipped); `pump` tells how far the body got.
     async fn send_and_read_head<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         io: &mut S,
         up: &mut Upstream,
         req: &Exchange<'_>,
-    ) -> Result<(Head, bool), Failed> {
-        let max_body = self.shared.config.max_body_bytes;
+        pump: &mut Pump,
+    ) -> Result<Head, Failed> {
         let reused = up.reused;
         // A body already buffered whole goes out with the head in one write.
         let inline = match req.framing {
@@ -1072,27 +1072,28 @@ impl Conn {
             return Err(upstream_io(e, reused, false));
         }
         // An inline body stays in the client buffer until the answer came: a retry re-sends it.
-        let mut body_done =
-            matches!(req.framing, Framing::Empty | Framing::Length(0)) || inline > 0;
+        if inline > 0 {
+            pump.commit(&self.buf[..inline]);
+        }
         let mut res = Head::default();
-        let up_buf = &mut up.buf;
-        let client_buf = &mut self.buf;
-        let mut pump_result = Ok(());
         {
-            let pump = pump_body(io, client_buf, &mut uw, req.framing, max_body);
-            tokio::pin!(pump);
-            let read_head = read_response_head(&mut ur, up_buf, &mut res, reused);
+            let read_head = read_response_head(&mut ur, &mut up.buf, &mut res, reused);
             tokio::pin!(read_head);
             loop {
                 tokio::select! {
                     biased;
-                    r = &mut pump, if !body_done => {
-                        body_done = true;
-                        pump_result = r;
-                        if matches!(pump_result, Err(PumpError::Client | PumpError::TooLarge)) {
-                            break;
+                    r = pump.run(io, &mut self.buf, &mut uw), if pump.wants_to_run() => match r {
+                        Ok(()) => {}
+                        Err(PumpError::TooLarge) => {
+                            return Err(Failed::Answer(
+                                Local::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+                                None,
+                            ));
                         }
-                    }
+                        Err(PumpError::Client) => return Err(Failed::Client),
+                        // The upstream stopped taking the body; its answer may still come.
+                        Err(PumpError::Upstream) => pump.stopped = true,
+                    },
                     r = &mut read_head => {
                         r?;
                         break;
@@ -1100,19 +1101,8 @@ impl Conn {
                 }
             }
         }
-        match pump_result {
-            Err(PumpError::TooLarge) => Err(Failed::Answer(
-                Local::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
-                None,
-            )),
-            Err(PumpError::Client) => Err(Failed::Client),
-            // The upstream stopped reading the body but answered: forward that answer.
-            Err(PumpError::Upstream) | Ok(()) => {
-                let whole = body_done && pump_result.is_ok();
-                self.buf.advance(inline);
-                Ok((res, whole))
-            }
-        }
+        self.buf.advance(inline);
+        Ok(res)
     }
 
     /// Forward the response (head, then body by its framing), or set up the tunnel for a 101.
@@ -1124,7 +1114,7 @@ impl Conn {
         addr: SocketAddr,
         req: &Exchange<'_>,
         res: Head,
-        body_sent: bool,
+        mut pump: Pump,
         guard: InflightGuard,
         target: Arc<TargetState>,
         client_close: bool,
@@ -1175,7 +1165,9 @@ impl Conn {
         let upstream_keeps = !conn.close && (res.minor == 1 || conn.keep_alive);
         // Re-chunking is for HTTP/1.1 clients only; an HTTP/1.0 one gets the data decoded.
         let decode = framing == Framing::Chunked && http10;
-        let close = client_close || !body_sent || framing == Framing::UntilClose || decode;
+        // A body still streaming in when the head goes out: the connection cannot be kept, as
+        // nobody knows yet whether the rest of it will be read.
+        let close = client_close || !pump.done || framing == Framing::UntilClose || decode;
 
         let mut out = std::mem::take(&mut self.res_out);
         out.clear();
@@ -1207,7 +1199,7 @@ impl Conn {
         out.extend_from_slice(b"\r\n");
         up.buf.advance(res.len);
 
-        let result = if switching {
+        if switching {
             drop(guard);
             let written = io.write_all(&out).await;
             self.res_out = out;
@@ -1216,21 +1208,51 @@ impl Conn {
             }
             tunnel(io, &mut self.buf, up, target, &self.shared).await;
             return Ok((status, Next::Done));
+        }
+        let (mut ur, mut uw) = up.stream.split();
+        let result = if pump.wants_to_run() {
+            // Full duplex: the rest of the request body streams up while the response streams
+            // down (echo-style apps answer before the body has ended).
+            let (mut cr, mut cw) = tokio::io::split(&mut *io);
+            let forward = forward_body(
+                &mut cw,
+                &mut ur,
+                &mut up.buf,
+                &out,
+                framing,
+                decode,
+                &target,
+            );
+            tokio::pin!(forward);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut forward => break r,
+                    r = pump.run(&mut cr, &mut self.buf, &mut uw), if pump.wants_to_run() => {
+                        if let Err(e) = r {
+                            pump.stopped = true;
+                            if !matches!(e, PumpError::Upstream) {
+                                // The request broke after its answer began: end it all.
+                                break Err(());
+                            }
+                        }
+                    }
+                }
+            }
         } else {
-            let r = forward_body(io, &mut up, &out, framing, decode, &target).await;
-            self.res_out = out;
-            r
+            forward_body(io, &mut ur, &mut up.buf, &out, framing, decode, &target).await
         };
+        self.res_out = out;
         drop(guard);
         match result {
             Ok(()) => {
-                if upstream_keeps && body_sent && framing != Framing::UntilClose {
+                if upstream_keeps && pump.done && framing != Framing::UntilClose {
                     self.shared.upstreams.checkin(addr, up);
                 }
                 if io.flush().await.is_err() {
                     return Ok((status, Next::Done));
                 }
-                let next = if !body_sent && req.framing != Framing::Empty {
+                let next = if !pump.done {
                     Next::Linger
                 } else if close {
                     Next::Close
@@ -1342,70 +1364,123 @@ enum PumpError {
     Upstream,
 }
 
-/// Copy the request body (whatever of it is not already sent) from the client to the upstream.
-async fn pump_body<R, W>(
-    client: &mut R,
-    buf: &mut BytesMut,
-    up: &mut W,
+/// The request body on its way up, its progress kept outside any future: [`Pump::run`] can be
+/// dropped between two awaits and called again without losing or repeating a byte (each
+/// write's count is committed before the next await, and reads only append to the buffer).
+#[derive(Debug)]
+struct Pump {
     framing: Framing,
-    max_body: u64,
-) -> Result<(), PumpError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    match framing {
-        Framing::Empty | Framing::UntilClose => Ok(()),
-        Framing::Length(mut left) => loop {
-            let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-            if take > 0 {
-                up.write_all(&buf[..take])
-                    .await
-                    .map_err(|_| PumpError::Upstream)?;
-                buf.advance(take);
-                left -= take as u64;
+    /// `Length`: bytes still to send.
+    left: u64,
+    chunked: Chunked,
+    /// `Chunked`: data bytes so far, against `max`.
+    total: u64,
+    max: u64,
+    /// The whole body went up.
+    done: bool,
+    /// It will not: the client or the upstream stopped, or the limit tripped.
+    stopped: bool,
+}
+
+impl Pump {
+    fn new(framing: Framing, max: u64) -> Pump {
+        Pump {
+            framing,
+            left: match framing {
+                Framing::Length(n) => n,
+                _ => 0,
+            },
+            chunked: Chunked::START,
+            total: 0,
+            max,
+            done: matches!(
+                framing,
+                Framing::Empty | Framing::UntilClose | Framing::Length(0)
+            ),
+            stopped: false,
+        }
+    }
+
+    fn wants_to_run(&self) -> bool {
+        !self.done && !self.stopped
+    }
+
+    /// How many bytes at the front of `buf` belong to the body, without committing them.
+    fn sendable(&self, buf: &[u8]) -> Result<usize, PumpError> {
+        match self.framing {
+            Framing::Length(_) => Ok(usize::try_from(self.left)
+                .unwrap_or(usize::MAX)
+                .min(buf.len())),
+            Framing::Chunked => {
+                let mut state = self.chunked;
+                let mut total = self.total;
+                let n = state
+                    .advance(buf, |d| total += d.len() as u64)
+                    .map_err(|()| PumpError::Client)?;
+                if total > self.max {
+                    return Err(PumpError::TooLarge);
+                }
+                Ok(n)
             }
-            if left == 0 {
-                return Ok(());
+            Framing::Empty | Framing::UntilClose => Ok(0),
+        }
+    }
+
+    /// Record `sent` (a prefix of what [`Pump::sendable`] allowed) as sent.
+    fn commit(&mut self, sent: &[u8]) {
+        match self.framing {
+            Framing::Length(_) => {
+                self.left -= sent.len() as u64;
+                self.done = self.left == 0;
+            }
+            Framing::Chunked => {
+                let total = &mut self.total;
+                // Already validated by `sendable`: this cannot fail.
+                let _ = self.chunked.advance(sent, |d| *total += d.len() as u64);
+                self.done = self.chunked == Chunked::Done;
+            }
+            Framing::Empty | Framing::UntilClose => {}
+        }
+    }
+
+    /// Move body bytes from the client (its buffered ones first) to the upstream until the
+    /// body is complete.
+    async fn run<R, W>(
+        &mut self,
+        client: &mut R,
+        buf: &mut BytesMut,
+        up: &mut W,
+    ) -> Result<(), PumpError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        while !self.done {
+            let n = self.sendable(buf)?;
+            if n > 0 {
+                let written = up.write(&buf[..n]).await.map_err(|_| PumpError::Upstream)?;
+                if written == 0 {
+                    return Err(PumpError::Upstream);
+                }
+                self.commit(&buf[..written]);
+                buf.advance(written);
+                continue;
             }
             match fill(client, buf, READ_CHUNK).await {
                 Ok(0) | Err(_) => return Err(PumpError::Client),
                 Ok(_) => {}
             }
-        },
-        Framing::Chunked => {
-            let mut state = Chunked::START;
-            let mut total = 0u64;
-            loop {
-                let consumed = state
-                    .advance(buf, |data| total += data.len() as u64)
-                    .map_err(|()| PumpError::Client)?;
-                if total > max_body {
-                    return Err(PumpError::TooLarge);
-                }
-                if consumed > 0 {
-                    up.write_all(&buf[..consumed])
-                        .await
-                        .map_err(|_| PumpError::Upstream)?;
-                    buf.advance(consumed);
-                }
-                if state == Chunked::Done {
-                    return Ok(());
-                }
-                match fill(client, buf, READ_CHUNK).await {
-                    Ok(0) | Err(_) => return Err(PumpError::Client),
-                    Ok(_) => {}
-                }
-            }
         }
+        Ok(())
     }
 }
 
 /// Send the response head and body to the client. `Err` = the exchange broke midway (the
 /// client, the upstream, or the drain timeout): the client connection must be closed.
-async fn forward_body<S: AsyncWrite + Unpin>(
+async fn forward_body<S: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
     io: &mut S,
-    up: &mut Upstream,
+    ur: &mut R,
+    ubuf: &mut BytesMut,
     head: &[u8],
     framing: Framing,
     decode: bool,
@@ -1434,16 +1509,14 @@ async fn forward_body<S: AsyncWrite + Unpin>(
         let (take, done) = match framing {
             Framing::Empty => (0, true),
             Framing::Length(_) => {
-                let take = usize::try_from(left)
-                    .unwrap_or(usize::MAX)
-                    .min(up.buf.len());
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(ubuf.len());
                 left -= take as u64;
                 (take, left == 0)
             }
             Framing::Chunked => {
                 decoded.clear();
                 let consumed = state
-                    .advance(&up.buf, |d| {
+                    .advance(ubuf, |d| {
                         if decode {
                             decoded.extend_from_slice(d);
                         }
@@ -1451,20 +1524,20 @@ async fn forward_body<S: AsyncWrite + Unpin>(
                     .map_err(|()| tracing::warn!("upstream sent a malformed chunked body"))?;
                 (consumed, state == Chunked::Done)
             }
-            Framing::UntilClose => (up.buf.len(), false),
+            Framing::UntilClose => (ubuf.len(), false),
         };
         if decode {
             send(io, &mut head, &decoded).await?;
         } else {
-            send(io, &mut head, &up.buf[..take]).await?;
+            send(io, &mut head, &ubuf[..take]).await?;
         }
-        up.buf.advance(take);
+        ubuf.advance(take);
         if done {
             return Ok(());
         }
         let read = tokio::select! {
             biased;
-            r = fill(&mut up.stream, &mut up.buf, UPSTREAM_BUF) => r,
+            r = fill(ur, ubuf, UPSTREAM_BUF) => r,
             () = target.abandon.cancelled() => {
                 tracing::info!(deployment = %target.deployment, "drain timeout: response cut off");
                 return Err(());

@@ -1,0 +1,268 @@
+//! The HTTP/1 path's protocol edges, on loopback with raw sockets: request-smuggling shapes,
+//! chunked bodies both ways, `Expect: 100-continue`, pipelining, HEAD, an upstream that closes
+//! a pooled connection, and an upstream that answers before reading the body.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clank_core::id::ServiceId;
+use clank_core::proxy::Proxy;
+use clank_proxy::ProxyConfig;
+use common::{backend, raw, route, start_proxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn proxy_to(addr: SocketAddr) -> common::TestProxy {
+    let p = start_proxy(ProxyConfig::default()).await;
+    p.proxy
+        .set_route(&route(ServiceId::new(), "h", vec![addr]))
+        .await
+        .unwrap();
+    p
+}
+
+/// Read from `s` until `text` has arrived (or 5 s pass); everything read so far.
+async fn read_until(s: &mut TcpStream, text: &str) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&out).contains(text) {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn request_smuggling_shapes_are_refused_and_never_reach_the_upstream() {
+    let a = backend("a").await;
+    let p = proxy_to(a.addr).await;
+    let cases: [(&[u8], &str); 6] = [
+        (
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\nxxxx",
+            "HTTP/1.1 400",
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 501",
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nxxxxx",
+            "HTTP/1.1 400",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: h\r\nHost: other\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+    ];
+    for (request, expected) in cases {
+        let (out, closed) = raw(p.addr, request, Duration::from_secs(5)).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.starts_with(expected),
+            "{:?} -> {out}",
+            String::from_utf8_lossy(request)
+        );
+        assert!(out.contains("connection: close"), "{out}");
+        assert!(closed, "connection left open after a refused request");
+    }
+    assert_eq!(a.requests.load(Ordering::Relaxed), 0);
+    // CONNECT is not something a reverse proxy tunnels.
+    let (out, _) = raw(
+        p.addr,
+        b"CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 405"));
+}
+
+#[tokio::test]
+async fn chunked_bodies_stream_through_and_an_http10_client_gets_them_decoded() {
+    let a = backend("a").await;
+    let p = proxy_to(a.addr).await;
+    // A chunked request body arrives whole at the backend, which echoes it back chunked.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"6;ext=1\r\n world\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_until(&mut s, "0\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("transfer-encoding: chunked"), "{out}");
+    let body = out.split_once("\r\n\r\n").unwrap().1;
+    let data: String = body
+        .split("\r\n")
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(data, "hello world", "{out:?}");
+
+    // HTTP/1.0 cannot read chunked: the proxy decodes and delimits the body by closing.
+    let (out, closed) = raw(
+        p.addr,
+        b"POST /echo HTTP/1.0\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world",
+        Duration::from_secs(5),
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(!out.contains("transfer-encoding"), "{out}");
+    assert!(out.ends_with("\r\n\r\nhello world"), "{out}");
+    assert!(closed);
+}
+
+#[tokio::test]
+async fn expect_continue_is_answered_by_the_proxy_then_the_body_goes_through() {
+    let a = backend("a").await;
+    let p = proxy_to(a.addr).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let interim = read_until(&mut s, "\r\n\r\n").await;
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").await.unwrap();
+    let out = read_until(&mut s, "hello").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[tokio::test]
+async fn pipelined_requests_and_head_are_answered_in_order_on_one_connection() {
+    let a = backend("a").await;
+    let p = proxy_to(a.addr).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: h\r\n\r\nHEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET /headers HTTP/1.1\r\nHost: h\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let out = read_until(&mut s, "x-forwarded-for").await;
+    let responses: Vec<&str> = out.split("HTTP/1.1 200").skip(1).collect();
+    assert_eq!(responses.len(), 3, "{out}");
+    assert!(responses[0].ends_with("\r\n\r\na"), "{}", responses[0]);
+    // HEAD: the length of the GET body, and no body.
+    assert!(
+        responses[1].contains("content-length: 1"),
+        "{}",
+        responses[1]
+    );
+    assert!(responses[1].ends_with("\r\n\r\n"), "{}", responses[1]);
+    // A header the client's Connection header names is hop-by-hop: not forwarded.
+    assert!(!responses[2].contains("x-secret"), "{}", responses[2]);
+    assert_eq!(a.connections.load(Ordering::Relaxed), 1);
+}
+
+/// An upstream that answers the first request of each connection and closes the connection
+/// when a second one arrives — an app whose keep-alive timeout fired as the proxy reused it.
+async fn closing_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            c.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // The next request is read and dropped with the connection.
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closes_on_reuse_is_retried_on_a_new_one() {
+    let (addr, conns) = closing_upstream().await;
+    let p = proxy_to(addr).await;
+    for i in 0..5 {
+        let (out, _) = raw(
+            p.addr,
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        )
+        .await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 200"), "request {i}: {out}");
+    }
+    assert!(conns.load(Ordering::Relaxed) >= 5);
+    assert!(
+        p.proxy
+            .metrics_text()
+            .contains("clank_proxy_requests_total{class=\"5xx\"} 0")
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_answers_before_reading_the_body_is_forwarded() {
+    // Refuses at once, reading nothing of the body, then closes.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nnope")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            });
+        }
+    });
+    let p = proxy_to(addr).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 10000000\r\n\r\n")
+        .await
+        .unwrap();
+    // The client keeps sending for a while; the answer must arrive regardless.
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..20 {
+            if s.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        s
+    });
+    let mut s = tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .expect("the upload never unblocked")
+        .unwrap();
+    let out = read_until(&mut s, "nope").await;
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+    assert!(out.contains("connection: close"), "{out}");
+}

@@ -41,8 +41,9 @@ pub struct ProxyConfig {
     /// long and slowloris clients.
     #[serde(rename = "header_read_timeout_ms", with = "ms")]
     pub header_read_timeout: Duration,
-    /// From sending the request (its body included) to receiving the upstream's response
-    /// head; past it: 504.
+    /// How long the upstream may stay silent between sending the request and its response
+    /// head: 504 past it. Each piece of request body sent restarts it (a long upload is not
+    /// cut off). Response bodies have no such limit (event streams may idle for long).
     #[serde(rename = "upstream_timeout_ms", with = "ms")]
     pub upstream_timeout: Duration,
     /// How long an idle pooled upstream connection is kept for reuse. Keep it below the

@@ -1005,17 +1005,10 @@ impl Conn {
                 Some(up) => up,
                 None => connect(addr, shared.config.connect_timeout).await?,
             };
-            let deadline = tokio::time::Instant::now() + shared.config.upstream_timeout;
             let mut pump = Pump::new(req.framing, shared.config.max_body_bytes);
             let sent = tokio::select! {
                 biased;
-                r = tokio::time::timeout_at(deadline, self.send_and_read_head(io, &mut up, req, &mut pump)) => match r {
-                    Ok(r) => r,
-                    Err(_) => Err(Failed::Answer(
-                        Local::text(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
-                        Some(UpstreamError::Timeout),
-                    )),
-                },
+                r = self.send_and_read_head(io, &mut up, req, &mut pump) => r,
                 () = target.abandon.cancelled() => Err(Failed::Answer(
                     Local::text(StatusCode::GATEWAY_TIMEOUT, "drain timeout: request abandoned\n"),
                     Some(UpstreamError::Abandoned),
@@ -1052,6 +1045,8 @@ impl Conn {
     /// Write the request head (and body) and read the response head, concurrently: an
     /// upstream may answer before it has read the whole body. Returns the final head (1xx
     /// interim responses other than 101 are skipped); `pump` tells how far the body got.
+    /// `upstream_timeout` is an inactivity limit: every piece of body sent restarts it, so a
+    /// long upload is not cut off, and the upstream has that long after the last piece.
     async fn send_and_read_head<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         io: &mut S,
@@ -1075,6 +1070,8 @@ impl Conn {
         if inline > 0 {
             pump.commit(&self.buf[..inline]);
         }
+        let timeout = self.shared.config.upstream_timeout;
+        let mut deadline = tokio::time::Instant::now() + timeout;
         let mut res = Head::default();
         {
             let read_head = read_response_head(&mut ur, &mut up.buf, &mut res, reused);
@@ -1082,8 +1079,8 @@ impl Conn {
             loop {
                 tokio::select! {
                     biased;
-                    r = pump.run(io, &mut self.buf, &mut uw), if pump.wants_to_run() => match r {
-                        Ok(()) => {}
+                    r = pump.step(io, &mut self.buf, &mut uw), if pump.wants_to_run() => match r {
+                        Ok(()) => deadline = tokio::time::Instant::now() + timeout,
                         Err(PumpError::TooLarge) => {
                             return Err(Failed::Answer(
                                 Local::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
@@ -1097,6 +1094,12 @@ impl Conn {
                     r = &mut read_head => {
                         r?;
                         break;
+                    }
+                    () = tokio::time::sleep_until(deadline) => {
+                        return Err(Failed::Answer(
+                            Local::text(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
+                            Some(UpstreamError::Timeout),
+                        ));
                     }
                 }
             }
@@ -1228,7 +1231,7 @@ impl Conn {
                 tokio::select! {
                     biased;
                     r = &mut forward => break r,
-                    r = pump.run(&mut cr, &mut self.buf, &mut uw), if pump.wants_to_run() => {
+                    r = pump.step(&mut cr, &mut self.buf, &mut uw), if pump.wants_to_run() => {
                         if let Err(e) = r {
                             pump.stopped = true;
                             if !matches!(e, PumpError::Upstream) {
@@ -1364,7 +1367,7 @@ enum PumpError {
     Upstream,
 }
 
-/// The request body on its way up, its progress kept outside any future: [`Pump::run`] can be
+/// The request body on its way up, its progress kept outside any future: [`Pump::step`] can be
 /// dropped between two awaits and called again without losing or repeating a byte (each
 /// write's count is committed before the next await, and reads only append to the buffer).
 #[derive(Debug)]
@@ -1443,9 +1446,9 @@ impl Pump {
         }
     }
 
-    /// Move body bytes from the client (its buffered ones first) to the upstream until the
-    /// body is complete.
-    async fn run<R, W>(
+    /// Move the next body bytes from the client (its buffered ones first) to the upstream:
+    /// returns after one write (callers loop while [`Pump::wants_to_run`]).
+    async fn step<R, W>(
         &mut self,
         client: &mut R,
         buf: &mut BytesMut,
@@ -1464,7 +1467,7 @@ impl Pump {
                 }
                 self.commit(&buf[..written]);
                 buf.advance(written);
-                continue;
+                return Ok(());
             }
             match fill(client, buf, READ_CHUNK).await {
                 Ok(0) | Err(_) => return Err(PumpError::Client),

@@ -266,3 +266,66 @@ async fn an_upstream_that_answers_before_reading_the_body_is_forwarded() {
     assert!(out.starts_with("HTTP/1.1 401"), "{out}");
     assert!(out.contains("connection: close"), "{out}");
 }
+
+/// Reads a whole chunked request body before answering with its size.
+async fn counting_upstream() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !String::from_utf8_lossy(&seen).ends_with("0\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = format!("got {} bytes", seen.len());
+                let res = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = s.write_all(res.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upstream_timeout_is_inactivity_a_steady_upload_outlives_it_a_stalled_one_gets_504() {
+    let addr = counting_upstream().await;
+    let p = start_proxy(ProxyConfig {
+        upstream_timeout: Duration::from_millis(400),
+        ..ProxyConfig::default()
+    })
+    .await;
+    p.proxy
+        .set_route(&route(ServiceId::new(), "h", vec![addr]))
+        .await
+        .unwrap();
+    // Ten pieces 150 ms apart: 1.5 s in all, well past the 400 ms limit, never silent for it.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        s.write_all(b"4\r\nxxxx\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let out = read_until(&mut s, "bytes").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+
+    // A client that stops halfway: the exchange is silent past the limit.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nxxxx\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = read_until(&mut s, "\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 504"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -19,7 +19,7 @@ use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,9 @@ const READ_CHUNK: usize = 16 * 1024;
 const UPSTREAM_BUF: usize = 32 * 1024;
 /// A response head from an upstream may not be larger than this.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// While waiting on the upstream, up to this much of what the client sends next (a pipelined
+/// request) is read ahead; reading is how a client that went away is noticed.
+const READ_AHEAD: usize = 64 * 1024;
 /// After a response that ends the connection while the client may still be sending, keep
 /// reading (and discarding) this long so the close does not reset the response away.
 const LINGER: Duration = Duration::from_secs(2);
@@ -254,22 +257,34 @@ fn local_response(out: &mut Vec<u8>, local: &Local, close: bool, head_only: bool
 
 /// Incremental `chunked` decoding (RFC 9112 §7.1): finds where a chunked body ends, counts its
 /// data, and optionally hands the data out (to re-frame it for an HTTP/1.0 client).
+///
+/// Strict on purpose: every line ends in CRLF (a bare LF or CR is an error), extensions and
+/// trailers hold no control characters, and an extension is at most 4 KiB. A proxy that is
+/// more lenient than the server behind it can be made to disagree with it about where a body
+/// ends, which is how requests are smuggled past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunked {
     Size { size: u64, digits: u8 },
-    Extension { size: u64 },
+    Extension { size: u64, len: u16 },
     SizeLf { size: u64 },
     Data(u64),
     DataCr,
     DataLf,
     TrailerStart,
     TrailerLine,
+    TrailerLf,
     EndLf,
     Done,
 }
 
+/// A byte allowed inside an extension or a trailer line.
+fn is_line_byte(b: u8) -> bool {
+    b == b'\t' || (b >= 0x20 && b != 0x7f)
+}
+
 impl Chunked {
     const START: Chunked = Chunked::Size { size: 0, digits: 0 };
+    const MAX_EXTENSION: u16 = 4096;
 
     /// Consume from `input` up to the end of the body; `on_data` gets every data slice.
     /// Returns the bytes consumed (all of `input` unless the body ended inside it).
@@ -290,16 +305,16 @@ impl Chunked {
                         }
                     }
                     _ if digits == 0 => return Err(()),
-                    b';' | b' ' | b'\t' => Chunked::Extension { size },
+                    b';' | b' ' | b'\t' => Chunked::Extension { size, len: 0 },
                     b'\r' => Chunked::SizeLf { size },
-                    b'\n' => Self::after_size(size),
                     _ => return Err(()),
                 },
-                Chunked::Extension { size } => match b {
-                    b'\r' => Chunked::SizeLf { size },
-                    b'\n' => Self::after_size(size),
-                    _ => Chunked::Extension { size },
-                },
+                Chunked::Extension { size, .. } if b == b'\r' => Chunked::SizeLf { size },
+                Chunked::Extension { size, len }
+                    if is_line_byte(b) && len < Self::MAX_EXTENSION =>
+                {
+                    Chunked::Extension { size, len: len + 1 }
+                }
                 Chunked::SizeLf { size } if b == b'\n' => Self::after_size(size),
                 Chunked::Data(left) => {
                     let take = usize::try_from(left)
@@ -316,14 +331,13 @@ impl Chunked {
                     continue;
                 }
                 Chunked::DataCr if b == b'\r' => Chunked::DataLf,
-                Chunked::DataCr | Chunked::DataLf if b == b'\n' => Self::START,
-                Chunked::TrailerStart => match b {
-                    b'\r' => Chunked::EndLf,
-                    b'\n' => Chunked::Done,
-                    _ => Chunked::TrailerLine,
-                },
-                Chunked::TrailerLine if b == b'\n' => Chunked::TrailerStart,
-                Chunked::TrailerLine => Chunked::TrailerLine,
+                Chunked::DataLf if b == b'\n' => Self::START,
+                Chunked::TrailerStart if b == b'\r' => Chunked::EndLf,
+                Chunked::TrailerStart | Chunked::TrailerLine if is_line_byte(b) => {
+                    Chunked::TrailerLine
+                }
+                Chunked::TrailerLine if b == b'\r' => Chunked::TrailerLf,
+                Chunked::TrailerLf if b == b'\n' => Chunked::TrailerStart,
                 Chunked::EndLf if b == b'\n' => Chunked::Done,
                 _ => return Err(()),
             };
@@ -1079,8 +1093,11 @@ impl Conn {
             loop {
                 tokio::select! {
                     biased;
-                    r = pump.step(io, &mut self.buf, &mut uw), if pump.wants_to_run() => match r {
-                        Ok(()) => deadline = tokio::time::Instant::now() + timeout,
+                    r = pump.client_side(io, &mut self.buf, &mut uw) => match r {
+                        Ok(ClientEvent::Sent) => deadline = tokio::time::Instant::now() + timeout,
+                        // A half-closed client may still read the answer; `respond` limits
+                        // how long a silent upstream may keep it waiting.
+                        Ok(ClientEvent::Read | ClientEvent::Eof) => {}
                         Err(PumpError::TooLarge) => {
                             return Err(Failed::Answer(
                                 Local::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
@@ -1212,38 +1229,54 @@ impl Conn {
             tunnel(io, &mut self.buf, up, target, &self.shared).await;
             return Ok((status, Next::Done));
         }
+        let progress = AtomicU64::new(0);
+        let outgoing = Outgoing {
+            head: &out,
+            framing,
+            decode,
+        };
         let (mut ur, mut uw) = up.stream.split();
-        let result = if pump.wants_to_run() {
+        let result = if !pump.wants_to_run() && body_buffered(framing, &up.buf) {
+            // The common case: the whole answer is here, nothing is left to wait for.
+            forward_body(io, &mut ur, &mut up.buf, &outgoing, &target, &progress).await
+        } else {
             // Full duplex: the rest of the request body streams up while the response streams
-            // down (echo-style apps answer before the body has ended).
+            // down (echo-style apps answer before the body has ended), and the client is
+            // watched: a reset ends the exchange; after an EOF (a half-close, or gone) it
+            // lasts only while the upstream keeps sending, checked every `upstream_timeout`.
+            let timeout = self.shared.config.upstream_timeout;
             let (mut cr, mut cw) = tokio::io::split(&mut *io);
-            let forward = forward_body(
-                &mut cw,
-                &mut ur,
-                &mut up.buf,
-                &out,
-                framing,
-                decode,
-                &target,
-            );
+            let forward =
+                forward_body(&mut cw, &mut ur, &mut up.buf, &outgoing, &target, &progress);
             tokio::pin!(forward);
+            let check = tokio::time::sleep(timeout);
+            tokio::pin!(check);
+            let mut seen = 0;
             loop {
                 tokio::select! {
                     biased;
                     r = &mut forward => break r,
-                    r = pump.step(&mut cr, &mut self.buf, &mut uw), if pump.wants_to_run() => {
-                        if let Err(e) = r {
-                            pump.stopped = true;
-                            if !matches!(e, PumpError::Upstream) {
-                                // The request broke after its answer began: end it all.
-                                break Err(());
-                            }
+                    r = pump.client_side(&mut cr, &mut self.buf, &mut uw) => match r {
+                        Ok(ClientEvent::Eof) => {
+                            seen = progress.load(Ordering::Relaxed);
+                            check.as_mut().reset(tokio::time::Instant::now() + timeout);
                         }
+                        Ok(ClientEvent::Sent | ClientEvent::Read) => {}
+                        Err(PumpError::Upstream) => pump.stopped = true,
+                        // The request broke after its answer began: end it all.
+                        Err(PumpError::Client | PumpError::TooLarge) => break Err(()),
+                    },
+                    () = &mut check, if pump.client_eof => {
+                        let now = progress.load(Ordering::Relaxed);
+                        if now == seen {
+                            tracing::debug!("client gone and upstream silent: response abandoned");
+                            break Err(());
+                        }
+                        seen = now;
+                        check.as_mut().reset(tokio::time::Instant::now() + timeout);
                     }
                 }
             }
-        } else {
-            forward_body(io, &mut ur, &mut up.buf, &out, framing, decode, &target).await
         };
         self.res_out = out;
         drop(guard);
@@ -1383,6 +1416,18 @@ struct Pump {
     done: bool,
     /// It will not: the client or the upstream stopped, or the limit tripped.
     stopped: bool,
+    /// The client half-closed (or left) after its request.
+    client_eof: bool,
+}
+
+/// What [`Pump::client_side`] saw.
+#[derive(Debug)]
+enum ClientEvent {
+    /// A piece of the body went up.
+    Sent,
+    /// Bytes of a next request were read ahead.
+    Read,
+    Eof,
 }
 
 impl Pump {
@@ -1401,6 +1446,7 @@ impl Pump {
                 Framing::Empty | Framing::UntilClose | Framing::Length(0)
             ),
             stopped: false,
+            client_eof: false,
         }
     }
 
@@ -1446,6 +1492,35 @@ impl Pump {
         }
     }
 
+    /// The next thing on the client side: a piece of body sent up or, once the body is
+    /// through, bytes read ahead or the client's EOF. Cancel-safe; pending forever when there
+    /// is nothing left to watch.
+    async fn client_side<R, W>(
+        &mut self,
+        client: &mut R,
+        buf: &mut BytesMut,
+        up: &mut W,
+    ) -> Result<ClientEvent, PumpError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        if self.wants_to_run() {
+            return self.step(client, buf, up).await.map(|()| ClientEvent::Sent);
+        }
+        if self.client_eof || buf.len() >= READ_AHEAD {
+            return std::future::pending().await;
+        }
+        match fill(client, buf, READ_CHUNK).await {
+            Ok(0) => {
+                self.client_eof = true;
+                Ok(ClientEvent::Eof)
+            }
+            Ok(_) => Ok(ClientEvent::Read),
+            Err(_) => Err(PumpError::Client),
+        }
+    }
+
     /// Move the next body bytes from the client (its buffered ones first) to the upstream:
     /// returns after one write (callers loop while [`Pump::wants_to_run`]).
     async fn step<R, W>(
@@ -1478,17 +1553,43 @@ impl Pump {
     }
 }
 
+/// The response as it goes to the client: its rewritten head and the body's framing.
+#[derive(Debug, Clone, Copy)]
+struct Outgoing<'a> {
+    head: &'a [u8],
+    framing: Framing,
+    /// Chunked from the upstream, decoded for an HTTP/1.0 client.
+    decode: bool,
+}
+
+/// Whether the whole response body is already in `buf` (forwarding it needs no more reads).
+fn body_buffered(framing: Framing, buf: &[u8]) -> bool {
+    match framing {
+        Framing::Empty => true,
+        Framing::Length(n) => buf.len() as u64 >= n,
+        Framing::Chunked => {
+            let mut state = Chunked::START;
+            state.advance(buf, |_| {}).is_ok() && state == Chunked::Done
+        }
+        Framing::UntilClose => false,
+    }
+}
+
 /// Send the response head and body to the client. `Err` = the exchange broke midway (the
 /// client, the upstream, or the drain timeout): the client connection must be closed.
 async fn forward_body<S: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
     io: &mut S,
     ur: &mut R,
     ubuf: &mut BytesMut,
-    head: &[u8],
-    framing: Framing,
-    decode: bool,
+    outgoing: &Outgoing<'_>,
     target: &TargetState,
+    progress: &AtomicU64,
 ) -> Result<(), ()> {
+    let Outgoing {
+        head,
+        framing,
+        decode,
+    } = *outgoing;
     let mut head = Some(head);
     // Send what is ready, with the head the first time.
     async fn send<S: AsyncWrite + Unpin>(
@@ -1534,6 +1635,7 @@ async fn forward_body<S: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
         } else {
             send(io, &mut head, &ubuf[..take]).await?;
         }
+        progress.fetch_add(1, Ordering::Relaxed);
         ubuf.advance(take);
         if done {
             return Ok(());
@@ -1632,6 +1734,29 @@ mod tests {
             s.advance(b"ffffffffffffffff0\r\n", |_| {}).is_err(),
             "size overflow"
         );
+    }
+
+    #[test]
+    fn chunked_is_strict_about_line_ends_and_control_bytes() {
+        for bad in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nT: 1\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5;a\x01b\r\nhello\r\n0\r\n\r\n",
+            b"5\rhello",
+        ] {
+            let mut s = Chunked::START;
+            assert!(
+                s.advance(bad, |_| {}).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut long_ext = b"1;".to_vec();
+        long_ext.extend(std::iter::repeat_n(b'x', 5000));
+        let mut s = Chunked::START;
+        assert!(s.advance(&long_ext, |_| {}).is_err());
     }
 
     #[test]

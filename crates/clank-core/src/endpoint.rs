@@ -10,10 +10,10 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use crate::config::EnvValue;
+use crate::config::{ConfigValue, EnvValue};
 use crate::error::InvalidInput;
 use crate::image::ImageRef;
-use crate::model::{Endpoint, TlsMode};
+use crate::model::{DeploymentSnapshot, Endpoint, TlsMode};
 use crate::runtime::{NetworkAttachment, Owner, PortBinding, RestartPolicy, WorkloadSpec};
 use crate::secret::SecretString;
 use crate::validate;
@@ -217,6 +217,45 @@ impl EndpointPlan {
             EndpointPlan::Publish { binding } => Some(*binding),
             _ => None,
         }
+    }
+
+    /// The workload the mode runs beside the service's own (the `cloudflared` connector).
+    pub fn connector(&self) -> Option<&CloudflaredConnector> {
+        match self {
+            EndpointPlan::CloudflareTunnel { tunnel } => Some(&tunnel.connector),
+            _ => None,
+        }
+    }
+}
+
+/// The fixed host address a version's `web` workloads publish on (`byo_proxy`), if any. Two
+/// versions with overlapping addresses cannot run side by side.
+pub fn fixed_publish(snapshot: &DeploymentSnapshot) -> Option<PortBinding> {
+    match snapshot.applied_endpoint()? {
+        Endpoint::ByoProxy { host_ip, host_port } => Some(PortBinding {
+            host_ip: *host_ip,
+            host_port: Some(*host_port),
+        }),
+        _ => None,
+    }
+}
+
+/// What a version's endpoint needs from its resolved config but does not find there, as the
+/// reason to fail it with before anything starts: a tunnel's `token_secret` must be a secret.
+pub fn missing_config(snapshot: &DeploymentSnapshot) -> Option<String> {
+    let Some(Endpoint::CloudflareTunnel { token_secret, .. }) = snapshot.applied_endpoint() else {
+        return None;
+    };
+    match snapshot.config.get(token_secret).map(|var| &var.value) {
+        Some(ConfigValue::Secret(_)) => None,
+        Some(ConfigValue::Plain(_)) => Some(format!(
+            "the cloudflare_tunnel endpoint's token_secret `{token_secret}` is a plain variable; \
+             store the tunnel token as a secret"
+        )),
+        None => Some(format!(
+            "the cloudflare_tunnel endpoint's token_secret `{token_secret}` is not set in the \
+             service's config; set the tunnel token as a secret of that name"
+        )),
     }
 }
 

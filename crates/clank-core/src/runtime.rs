@@ -174,6 +174,20 @@ impl PortBinding {
             host_port: None,
         }
     }
+
+    /// Whether two bindings claim the same host socket, so only one can be published at a
+    /// time: the same fixed port on the same address, or on any address when either is the
+    /// unspecified one (which listens on all of them). Ephemeral ports never collide.
+    pub fn collides_with(&self, other: &PortBinding) -> bool {
+        match (self.host_port, other.host_port) {
+            (Some(a), Some(b)) if a == b => {
+                self.host_ip == other.host_ip
+                    || self.host_ip.is_unspecified()
+                    || other.host_ip.is_unspecified()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The project network a workload joins, and the names other workloads reach it by.
@@ -367,6 +381,10 @@ pub trait Runtime: Send + Sync + fmt::Debug {
     async fn remove_volume(&self, name: &str) -> Result<()>;
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus>;
+    /// Make ready what starting `spec` needs, without starting anything (a container runtime:
+    /// the image is on the host, pulled if it can be), so a stop-first cutover is refused
+    /// before it stops the running version. Idempotent; fails as `start` would.
+    async fn prepare(&self, spec: &WorkloadSpec) -> Result<()>;
     /// `None` if the workload does not exist.
     async fn inspect(&self, id: &WorkloadId) -> Result<Option<WorkloadStatus>>;
     async fn stop(&self, id: &WorkloadId, grace: Duration) -> Result<()>;

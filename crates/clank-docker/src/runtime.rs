@@ -751,6 +751,16 @@ impl Runtime for DockerRuntime {
         self.start_spec(spec).await
     }
 
+    async fn prepare(&self, spec: &WorkloadSpec) -> Result<()> {
+        validate_spec(spec)?;
+        let image = spec
+            .image
+            .as_ref()
+            .map(ToString::to_string)
+            .ok_or_else(|| InvalidInput::new("image", "required", "no image"))?;
+        self.ensure_image(&image).await
+    }
+
     async fn inspect(&self, id: &WorkloadId) -> Result<Option<WorkloadStatus>> {
         check_id(id)?;
         self.status(&id.0).await

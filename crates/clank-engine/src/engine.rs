@@ -6,6 +6,11 @@
 //! through the `Runtime` and the `Proxy`, and writes the transition with compare-and-swap.
 //! Nothing here decides lifecycle policy — that is all in the planner.
 //!
+//! Cutovers are start-first, except where `deploy::cutover_strategy` says stop-first (the new
+//! version's `web` workloads need the fixed host address the ACTIVE one publishes on): then
+//! `StartWorkload` stops the ACTIVE's `web` workloads just before starting the new ones, and
+//! `StartPrevious` starts them again if the new version fails.
+//!
 //! Builds of git services (with [`Engine::with_builder`]): `StartBuild` records a numbered
 //! `Build` (v1, v2, … per service) and runs the `ImageBuilder` in a task bounded by the
 //! BUILDING deadline (`build_timeout_s`), its log streamed (batched) into the deploy log and events; `observe`
@@ -21,8 +26,8 @@ use std::time::Duration;
 use clank_core::builder::ImageBuilder;
 use clank_core::config::{self, ConfigLayer, EnvValue, ResolvedConfig, Scope};
 use clank_core::deploy::{
-    self, BuildObservation, Command, DeploymentStatus, HealthObservation, Observed, Plan,
-    WorkloadObservation,
+    self, BuildObservation, Command, CutoverStrategy, DeploymentStatus, HealthObservation,
+    Observed, Plan, WorkloadObservation,
 };
 use clank_core::id::{BuildId, DeploymentId, ServerId, ServiceId};
 use clank_core::model::{
@@ -30,7 +35,7 @@ use clank_core::model::{
 };
 use clank_core::proxy::{Cutover, Proxy, Route, Target};
 use clank_core::runtime::{
-    OwnerFilter, Placement, PortBinding, Runtime, WorkloadState, WorkloadStatus,
+    OwnerFilter, Placement, PortBinding, Runtime, WorkloadSpec, WorkloadState, WorkloadStatus,
 };
 use clank_core::secret::Keyring;
 use clank_core::store::catalog::{Catalog, Page, Versioned};
@@ -41,7 +46,7 @@ use tracing::{debug, info, warn};
 
 use crate::events::{DeployLog, Event, EventBus, EventKind, EventStream, LogEntry};
 use crate::health;
-use crate::workloads::workload_specs;
+use crate::workloads::{expected_workloads, workload_specs};
 
 mod builds;
 pub use builds::build_tag;
@@ -566,7 +571,7 @@ impl Engine {
         live: &[Versioned<Deployment>],
     ) -> Result<Observed> {
         let workloads = self.workloads_of(d).await?;
-        let expected: u32 = d.snapshot.processes.values().map(|p| p.replicas).sum();
+        let expected = expected_workloads(d);
         let start_failure = lock(&self.inner.start_failures).get(&d.id).cloned();
         let workload = match start_failure {
             Some(reason) => WorkloadObservation::StartFailed { reason },
@@ -623,8 +628,52 @@ impl Engine {
             }
             _ => false,
         };
+        let previous_active = service.active_deployment.filter(|a| *a != d.id);
+        // A stop-first cutover in flight whose previous version is down (stopped for it).
+        let previous_stopped = match previous_active {
+            Some(previous) if d.state.status.is_in_progress() => {
+                let previous = match live.iter().find(|o| o.id == previous) {
+                    Some(p) => Some(p.value.clone()),
+                    None => self
+                        .inner
+                        .catalog
+                        .get::<Deployment>(&previous.to_string())
+                        .await?
+                        .map(|p| p.value),
+                };
+                match previous {
+                    Some(prev)
+                        if matches!(
+                            deploy::cutover_strategy(d, Some(&prev)),
+                            CutoverStrategy::StopFirst { .. }
+                        ) =>
+                    {
+                        let web = self.web_workloads(&prev).await?;
+                        web.is_empty()
+                            || web
+                                .iter()
+                                .any(|w| !matches!(w.state, WorkloadState::Running { .. }))
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        // An ACTIVE whose web workloads a stop-first cutover in flight stopped (or is about to).
+        let held_for_cutover = d.state.status == DeploymentStatus::Active
+            && live.iter().any(|o| {
+                o.id != d.id
+                    && matches!(
+                        o.state.status,
+                        DeploymentStatus::Deploying | DeploymentStatus::HealthChecking
+                    )
+                    && matches!(
+                        deploy::cutover_strategy(o, Some(d)),
+                        CutoverStrategy::StopFirst { .. }
+                    )
+            });
         Ok(Observed {
-            previous_active: service.active_deployment.filter(|a| *a != d.id),
+            previous_active,
             newer_queued: live
                 .iter()
                 .filter(|o| o.number > d.number && o.state.status == DeploymentStatus::Pending)
@@ -635,6 +684,8 @@ impl Engine {
             workload,
             health,
             routed_here,
+            previous_stopped,
+            held_for_cutover,
         })
     }
 
@@ -780,8 +831,13 @@ impl Engine {
                 self.forget(*previous);
                 Ok(())
             }
+            Command::StartPrevious { previous } => self.start_previous(service, d, *previous).await,
             Command::RemoveWorkload => {
-                self.remove_workloads(d).await?;
+                let removed = self.remove_workloads(d).await?;
+                if removed > 0 {
+                    self.note(d, format!("stopped and removed {removed} workload(s)"))
+                        .await;
+                }
                 lock(&self.inner.health).remove(&d.id);
                 Ok(())
             }
@@ -801,7 +857,12 @@ impl Engine {
         }
     }
 
-    async fn start_workloads(&self, service: &Service, d: &Deployment) -> Result<()> {
+    /// Every workload `d` runs, secrets decrypted (only here), Procfile commands applied.
+    async fn specs_of(
+        &self,
+        service: &Service,
+        d: &Deployment,
+    ) -> Result<(Project, Vec<WorkloadSpec>)> {
         let cat = &self.inner.catalog;
         let project = cat.require::<Project>(&d.project_id.to_string()).await?;
         let environment = cat
@@ -815,6 +876,45 @@ impl Engine {
         let publish = crate::workloads::web_publish(&project, service, d, default)?;
         let specs = workload_specs(&project, &environment, service, d, &user_env, publish)?;
         let specs = self.apply_procfile(d, specs).await?;
+        Ok((project.value, specs))
+    }
+
+    /// The ACTIVE deployment `d` must stop before its `web` workloads can start, and the
+    /// address they both publish on (`CutoverStrategy::StopFirst`).
+    async fn stop_first_of(
+        &self,
+        service: &Service,
+        d: &Deployment,
+    ) -> Result<Option<(Deployment, PortBinding)>> {
+        let Some(previous) = service.active_deployment.filter(|a| *a != d.id) else {
+            return Ok(None);
+        };
+        let Some(previous) = self
+            .inner
+            .catalog
+            .get::<Deployment>(&previous.to_string())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(match deploy::cutover_strategy(d, Some(&previous)) {
+            CutoverStrategy::StopFirst { address } => Some((previous.value, address)),
+            CutoverStrategy::StartFirst => None,
+        })
+    }
+
+    async fn start_workloads(&self, service: &Service, d: &Deployment) -> Result<()> {
+        let (project, specs) = match self.specs_of(service, d).await {
+            Ok(found) => found,
+            // The snapshot cannot run (a connector without its token): fail, touching nothing.
+            Err(e @ Error::Invalid(_)) => {
+                self.note(d, format!("could not start: {e}")).await;
+                lock(&self.inner.start_failures).insert(d.id, e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let stop_first = self.stop_first_of(service, d).await?;
         let runtime = &self.placed_on(d.snapshot.server_id)?.runtime;
         let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
         let attempt = async {
@@ -824,10 +924,29 @@ impl Engine {
             for v in &d.snapshot.volumes {
                 runtime.ensure_volume(&v.name, &labels).await?;
             }
+            let Some((previous, address)) = &stop_first else {
+                for spec in &specs {
+                    runtime.start(spec).await?;
+                }
+                return Ok::<_, Error>(());
+            };
+            // Stop-first: everything is prepared (images on the host) and what does not need
+            // the held address is started first, so a refusal stops nothing and the gap is
+            // only the swap of the web workloads.
             for spec in &specs {
+                runtime.prepare(spec).await?;
+            }
+            let (web, others): (Vec<&WorkloadSpec>, Vec<&WorkloadSpec>) = specs
+                .iter()
+                .partition(|s| s.owner.process == ProcessSpec::WEB);
+            for spec in others {
                 runtime.start(spec).await?;
             }
-            Ok::<_, Error>(())
+            self.stop_web_of(d, previous, address).await?;
+            for spec in web {
+                runtime.start(spec).await?;
+            }
+            Ok(())
         };
         match attempt.await {
             Ok(()) => {
@@ -854,6 +973,138 @@ impl Engine {
         }
     }
 
+    /// Stop `previous`'s running `web` workloads so `d`'s can take `address` (stop-first).
+    async fn stop_web_of(
+        &self,
+        d: &Deployment,
+        previous: &Deployment,
+        address: &PortBinding,
+    ) -> Result<()> {
+        let Some(placed) = self.placed_for(previous)? else {
+            return Ok(());
+        };
+        let running: Vec<WorkloadStatus> = self
+            .web_workloads(previous)
+            .await?
+            .into_iter()
+            .filter(|w| !matches!(w.state, WorkloadState::Exited { .. }))
+            .collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        let held = SocketAddr::new(address.host_ip, address.host_port.unwrap_or_default());
+        let text = format!(
+            "stop-first cutover: #{} publishes on {held} like ACTIVE #{}, which cannot run beside \
+             it; stopping #{}'s {} web workload(s) (the service is unreachable until #{} is up)",
+            d.number,
+            previous.number,
+            previous.number,
+            running.len(),
+            d.number
+        );
+        self.note(d, text).await;
+        self.note(
+            previous,
+            format!("stopped for the stop-first cutover to #{}", d.number),
+        )
+        .await;
+        for w in &running {
+            placed
+                .runtime
+                .stop(&w.id, self.inner.config.stop_grace)
+                .await?;
+        }
+        self.note(
+            d,
+            format!(
+                "stopped #{}'s web workload(s); starting #{}'s",
+                previous.number, d.number
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Give the service back to `previous` after a failed stop-first cutover by `d`: start its
+    /// workloads again (a start of a stopped workload restarts it in place).
+    async fn start_previous(
+        &self,
+        service: &Service,
+        d: &Deployment,
+        previous: DeploymentId,
+    ) -> Result<()> {
+        let prev = self
+            .inner
+            .catalog
+            .require::<Deployment>(&previous.to_string())
+            .await?;
+        if prev.state.status != DeploymentStatus::Active {
+            return Ok(());
+        }
+        let (_, specs) = self.specs_of(service, &prev).await?;
+        let Some(placed) = self.placed_for(&prev)? else {
+            return Ok(());
+        };
+        for spec in &specs {
+            match placed.runtime.start(spec).await {
+                Ok(_) => {}
+                // A refusal (the port taken meanwhile, the image gone) would refuse every retry
+                // and keep this deployment from ending: end it, and leave the ACTIVE one to its
+                // own reconciler, which restarts a workload that is down.
+                Err(e @ Error::Runtime { .. })
+                    if !matches!(
+                        e.kind(),
+                        clank_core::ErrorKind::Unavailable | clank_core::ErrorKind::Timeout
+                    ) =>
+                {
+                    warn!(deployment = %prev.id, error = %e, "Could not start the previous version again.");
+                    self.note(
+                        d,
+                        format!(
+                            "could not start #{} again: {e}; its own reconciler keeps restarting it",
+                            prev.number
+                        ),
+                    )
+                    .await;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // It serves again before this deployment is recorded FAILED: wait (within the budget
+        // it had to become healthy at its own deploy) until it passes its check again.
+        let budget = Duration::from_secs(u64::from(prev.snapshot.settings.deploy_timeout_s));
+        let (outcome, after) = self.probe_until_healthy(&prev, budget).await?;
+        let text = if outcome.healthy {
+            format!(
+                "restored #{}: its {} workload(s) started again and passed their health check \
+                 after {:.1} s",
+                prev.number,
+                specs.len(),
+                after.as_secs_f64()
+            )
+        } else {
+            format!(
+                "restored #{}: its {} workload(s) started again but are not healthy after {:.1} s \
+                 ({}); its own reconciler takes over",
+                prev.number,
+                specs.len(),
+                after.as_secs_f64(),
+                outcome.detail
+            )
+        };
+        self.note(d, text).await;
+        self.note(
+            &prev,
+            format!(
+                "started again after the stop-first cutover to #{} failed",
+                d.number
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
     async fn web_workloads(&self, d: &Deployment) -> Result<Vec<WorkloadStatus>> {
         Ok(self
             .workloads_of(d)
@@ -863,7 +1114,8 @@ impl Engine {
             .collect())
     }
 
-    async fn probe(&self, d: &Deployment) -> Result<()> {
+    /// One round of the platform's probe of `d`'s `web` workloads (healthy only if all are).
+    async fn probe_once(&self, d: &Deployment) -> Result<health::ProbeOutcome> {
         let check = d.snapshot.settings.health_check();
         let web = self.web_workloads(d).await?;
         let runtime = self.placed_for(d)?.map(|p| p.runtime);
@@ -900,6 +1152,30 @@ impl Engine {
                 detail: "no web process; workers running".into(),
             };
         }
+        Ok(outcome)
+    }
+
+    /// Probe `d` until it is healthy or `budget` is over: the last outcome, and after how long.
+    async fn probe_until_healthy(
+        &self,
+        d: &Deployment,
+        budget: Duration,
+    ) -> Result<(health::ProbeOutcome, Duration)> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(25);
+        loop {
+            let outcome = self.probe_once(d).await?;
+            if outcome.healthy || started.elapsed() + delay > budget {
+                return Ok((outcome, started.elapsed()));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    async fn probe(&self, d: &Deployment) -> Result<()> {
+        let check = d.snapshot.settings.health_check();
+        let outcome = self.probe_once(d).await?;
         let previous = lock(&self.inner.health)
             .get(&d.id)
             .cloned()
@@ -1014,18 +1290,20 @@ impl Engine {
         }
     }
 
-    async fn remove_workloads(&self, d: &Deployment) -> Result<()> {
+    /// Stop and remove every workload of `d`; returns how many there were.
+    async fn remove_workloads(&self, d: &Deployment) -> Result<usize> {
         let Some(placed) = self.placed_for(d)? else {
-            return Ok(());
+            return Ok(0);
         };
-        for w in self.workloads_of(d).await? {
+        let workloads = self.workloads_of(d).await?;
+        for w in &workloads {
             placed
                 .runtime
                 .stop(&w.id, self.inner.config.stop_grace)
                 .await?;
             placed.runtime.remove(&w.id).await?;
         }
-        Ok(())
+        Ok(workloads.len())
     }
 }
 

@@ -1,12 +1,14 @@
-//! From a deployment's snapshot to the workloads a runtime starts: names, owners, environment.
+//! From a deployment's snapshot to the workloads a runtime starts: names, owners, environment,
+//! and the workload an endpoint mode runs beside them (the `cloudflared` connector).
 
 use clank_core::config::EnvValue;
-use clank_core::endpoint::{self, EndpointContext};
-use clank_core::model::{Deployment, Environment, ProcessSpec, Project, Service};
+use clank_core::endpoint::{self, CLOUDFLARED_PROCESS, EndpointContext, EndpointPlan};
+use clank_core::model::{Deployment, Endpoint, Environment, ProcessSpec, Project, Service};
 use clank_core::runtime::{
     NetworkAttachment, Owner, PortBinding, RestartPolicy, WorkloadSpec, workload_name,
 };
-use clank_core::{Error, Result};
+use clank_core::secret::SecretString;
+use clank_core::{Error, InvalidInput, Result};
 
 /// Variables the platform sets in every workload (users cannot set `CLANK_*` themselves).
 fn injected_env(
@@ -42,11 +44,19 @@ pub(crate) fn web_publish(
     d: &Deployment,
     default: PortBinding,
 ) -> Result<PortBinding> {
-    let snap = &d.snapshot;
-    let (Some(endpoint), Some(port), true) =
-        (&snap.endpoint, snap.settings.port, snap.settings.is_public)
+    let plan = endpoint_plan(project, service, d)?;
+    Ok(plan.and_then(|p| p.host_publish()).unwrap_or(default))
+}
+
+/// The plan of the endpoint the deployment applies (none unless public with a port).
+fn endpoint_plan(
+    project: &Project,
+    service: &Service,
+    d: &Deployment,
+) -> Result<Option<EndpointPlan>> {
+    let (Some(endpoint), Some(port)) = (d.snapshot.applied_endpoint(), d.snapshot.settings.port)
     else {
-        return Ok(default);
+        return Ok(None);
     };
     let plan = endpoint::plan(
         endpoint,
@@ -56,10 +66,45 @@ pub(crate) fn web_publish(
             container_port: port,
         },
     )?;
-    Ok(plan.host_publish().unwrap_or(default))
+    Ok(Some(plan))
 }
 
-/// Every workload of a deployment: `replicas` instances of each process type. Only `web`
+/// How many workloads a deployment runs: its processes' replicas, plus the connector of a
+/// `cloudflare_tunnel` endpoint.
+pub(crate) fn expected_workloads(d: &Deployment) -> u32 {
+    let processes: u32 = d.snapshot.processes.values().map(|p| p.replicas).sum();
+    let connector = matches!(
+        d.snapshot.applied_endpoint(),
+        Some(Endpoint::CloudflareTunnel { .. })
+    );
+    processes + u32::from(connector)
+}
+
+/// The tunnel token: the decrypted config secret the endpoint's `token_secret` names. The
+/// planner refuses a deployment without it before anything starts; this is the last guard.
+fn tunnel_token(
+    d: &Deployment,
+    token_secret: &str,
+    user_env: &[(String, EnvValue)],
+) -> Result<SecretString> {
+    let found = user_env.iter().find_map(|(key, value)| match value {
+        EnvValue::Secret(token) if key == token_secret => Some(token.clone()),
+        _ => None,
+    });
+    found.ok_or_else(|| {
+        let reason = endpoint::missing_config(&d.snapshot).unwrap_or_else(|| {
+            format!("the cloudflare_tunnel endpoint's token_secret `{token_secret}` is missing")
+        });
+        Error::Invalid(InvalidInput::new(
+            "endpoint.token_secret",
+            "required",
+            reason,
+        ))
+    })
+}
+
+/// Every workload of a deployment: `replicas` instances of each process type, and the
+/// endpoint's connector (process [`CLOUDFLARED_PROCESS`]) for a `cloudflare_tunnel`. Only `web`
 /// publishes its port (it is the only one routed and probed).
 pub fn workload_specs(
     project: &Project,
@@ -73,6 +118,25 @@ pub fn workload_specs(
         Error::Internal(format!("deployment #{} has no image to run yet", d.number))
     })?;
     let snap = &d.snapshot;
+    let owner = |process: &str, replica: u32| Owner {
+        workspace: d.workspace_id,
+        project: d.project_id,
+        environment: d.environment_id,
+        service: d.service_id,
+        deployment: d.id,
+        process: process.to_owned(),
+        replica,
+    };
+    let name = |process: &str, replica: u32| {
+        workload_name(
+            &project.slug,
+            &environment.name,
+            &service.slug,
+            d.number,
+            process,
+            replica,
+        )
+    };
     let mut specs = Vec::new();
     for (process, spec) in &snap.processes {
         let web = process == ProcessSpec::WEB;
@@ -87,23 +151,8 @@ pub fn workload_specs(
                 replica,
             ));
             specs.push(WorkloadSpec {
-                name: workload_name(
-                    &project.slug,
-                    &environment.name,
-                    &service.slug,
-                    d.number,
-                    process,
-                    replica,
-                )?,
-                owner: Owner {
-                    workspace: d.workspace_id,
-                    project: d.project_id,
-                    environment: d.environment_id,
-                    service: d.service_id,
-                    deployment: d.id,
-                    process: process.clone(),
-                    replica,
-                },
+                name: name(process, replica)?,
+                owner: owner(process, replica),
                 image: Some(image.clone()),
                 command: spec.command.clone(),
                 env,
@@ -125,6 +174,16 @@ pub fn workload_specs(
                 restart: RestartPolicy::UnlessStopped,
             });
         }
+    }
+    let plan = endpoint_plan(project, service, d)?;
+    if let Some(connector) = plan.as_ref().and_then(EndpointPlan::connector) {
+        // The connector belongs to the deployment: it starts, stops and is removed with it.
+        let token = tunnel_token(d, &connector.token_secret, user_env)?;
+        specs.push(connector.workload_spec(
+            name(CLOUDFLARED_PROCESS, 0)?,
+            owner(CLOUDFLARED_PROCESS, 0),
+            token,
+        ));
     }
     Ok(specs)
 }

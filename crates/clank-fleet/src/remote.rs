@@ -128,6 +128,12 @@ impl Runtime for AgentRuntime {
         ))
     }
 
+    /// Nothing to do from here: the agent pulls the image when it applies the workload, and the
+    /// protocol has no way to fetch one without starting it.
+    async fn prepare(&self, _spec: &WorkloadSpec) -> Result<()> {
+        Ok(())
+    }
+
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus> {
         if !self.connected() {
             return Err(Error::runtime(

@@ -515,6 +515,12 @@ impl Runtime for ProcessRuntime {
         Ok(())
     }
 
+    /// Nothing to fetch: a native workload runs a command already on this host. The spec is
+    /// checked as `start` checks it.
+    async fn prepare(&self, spec: &WorkloadSpec) -> Result<()> {
+        validate_spec(spec)
+    }
+
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus> {
         validate_spec(spec)?;
         let shared = &self.shared;

@@ -312,6 +312,7 @@ macro_rules! runtime_contract_tests {
             lifecycle_start_serve_log_exec_stop_remove,
             unknown_workloads_are_absent_or_not_found,
             start_is_idempotent_by_name,
+            prepare_starts_nothing_and_start_follows,
             start_with_a_taken_name_and_another_owner_is_a_name_conflict,
             volume_data_survives_replacing_the_workload,
             list_by_owner_returns_exactly_the_matching_workloads,
@@ -464,6 +465,22 @@ pub async fn start_is_idempotent_by_name<F: Fixture>(h: Arc<Harness<F>>) {
             s.name
         );
     }
+}
+
+/// `prepare` (twice: idempotent) readies a spec without starting anything — a stop-first
+/// cutover relies on it to fail before it stops the running version — and `start` follows.
+pub async fn prepare_starts_nothing_and_start_follows<F: Fixture>(h: Arc<Harness<F>>) {
+    let rt = h.runtime();
+    let spec = h.spec(&h.app("prep"));
+    for _ in 0..2 {
+        rt.prepare(&spec)
+            .await
+            .unwrap_or_else(|e| panic!("prepare failed: {e}"));
+    }
+    let listed = list(&*rt, &service_filter(&spec.owner)).await;
+    assert!(listed.is_empty(), "prepare started something: {listed:?}");
+    let started = start(&*rt, &spec).await;
+    assert_eq!(started.name, spec.name);
 }
 
 /// A name taken by a workload of another owner is a `NameConflict`, and the existing workload

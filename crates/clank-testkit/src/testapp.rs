@@ -101,7 +101,8 @@ fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
 pub mod docker {
     //! Building [`super::IMAGE`] through the Docker build API from an in-memory tar context:
     //! `FROM scratch`, the host's `/bin/busybox` (plus applet symlinks for people who
-    //! `docker exec` into it), and the app in `/app`.
+    //! `docker exec` into it), and the app in `/app`; and, on top of it, labelled stand-ins
+    //! tagged as images no registry can give the tests ([`build_stand_in`]).
 
     use std::collections::HashMap;
     use std::error::Error as StdError;
@@ -190,6 +191,99 @@ pub mod docker {
             .await
             .map_err(|e| format!("{IMAGE} is missing right after its build: {e}\n{log}"))?;
         Ok(digest)
+    }
+
+    /// Label on the images [`build_stand_in`] tags, so only those are ever replaced or removed.
+    pub const STAND_IN_LABEL: &str = "clank.testapp.stand-in";
+
+    /// Tag a local stand-in for an image no registry can give us here (the tunnel connector's
+    /// `cloudflare/cloudflared:latest`): the test app's image with `entrypoint` (an argument
+    /// vector) in front of whatever command a workload gives it. Refuses to replace an image
+    /// under `tag` that is not a stand-in. Remove it with [`remove_stand_in`].
+    pub async fn build_stand_in(
+        docker: &Docker,
+        tag: &str,
+        entrypoint: &[&str],
+    ) -> Result<(), BoxError> {
+        ensure_testapp_image(docker).await?;
+        if let Ok(existing) = docker.inspect_image(tag).await {
+            let ours = existing
+                .config
+                .and_then(|c| c.labels)
+                .is_some_and(|l| l.contains_key(STAND_IN_LABEL));
+            if !ours {
+                return Err(format!(
+                    "the engine already has an image `{tag}` that is not a test stand-in; \
+                     refusing to replace it (remove or retag it to run this test)"
+                )
+                .into());
+            }
+        }
+        // Exec form; `{:?}` of these plain ASCII arguments is valid JSON.
+        let argv: Vec<String> = entrypoint.iter().map(|a| format!("{a:?}")).collect();
+        let dockerfile = format!(
+            "FROM {IMAGE}\n\
+             ENTRYPOINT [{}]\n\
+             CMD []\n\
+             LABEL {STAND_IN_LABEL}=1\n",
+            argv.join(", ")
+        );
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(dockerfile.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
+        let context = tar.into_inner()?;
+        let options = BuildImageOptions {
+            t: Some(tag.to_owned()),
+            rm: true,
+            forcerm: true,
+            ..BuildImageOptions::default()
+        };
+        let mut build = docker.build_image(
+            options,
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        let mut log = String::new();
+        while let Some(step) = build.next().await {
+            match step {
+                Ok(info) => {
+                    if let Some(line) = info.stream {
+                        log.push_str(&line);
+                    }
+                }
+                Err(e) => return Err(format!("building stand-in {tag} failed: {e}\n{log}").into()),
+            }
+        }
+        docker
+            .inspect_image(tag)
+            .await
+            .map_err(|e| format!("{tag} is missing right after its build: {e}\n{log}"))?;
+        Ok(())
+    }
+
+    /// Remove a stand-in [`build_stand_in`] tagged (anything else under `tag` is left alone).
+    pub async fn remove_stand_in(docker: &Docker, tag: &str) -> Result<(), BoxError> {
+        let Ok(existing) = docker.inspect_image(tag).await else {
+            return Ok(());
+        };
+        let ours = existing
+            .config
+            .and_then(|c| c.labels)
+            .is_some_and(|l| l.contains_key(STAND_IN_LABEL));
+        if ours {
+            docker
+                .remove_image(
+                    tag,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     fn dockerfile(digest: &str) -> String {

@@ -1,9 +1,42 @@
-//! The one operation that moves a service's ACTIVE pointer, and the invariants it keeps.
+//! The one operation that moves a service's ACTIVE pointer, the invariants it keeps, and how
+//! a new version takes over from the running one.
 
 use super::DeploymentStatus;
+use crate::endpoint::fixed_publish;
 use crate::error::{Error, Result};
 use crate::model::{Deployment, Service};
+use crate::runtime::PortBinding;
 use crate::time::Timestamp;
+
+/// How a new version takes over from the service's ACTIVE one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutoverStrategy {
+    /// The new version runs beside the old one until it is healthy (the default).
+    StartFirst,
+    /// Both publish their `web` port on the same fixed host address (`byo_proxy`) on the same
+    /// server, so they cannot run side by side: the old version's `web` workloads stop before
+    /// the new ones start, and start again if the new version fails.
+    StopFirst { address: PortBinding },
+}
+
+/// The cutover from `active` (the service's ACTIVE deployment, if any) to `next`.
+pub fn cutover_strategy(next: &Deployment, active: Option<&Deployment>) -> CutoverStrategy {
+    let Some(active) = active.filter(|a| a.id != next.id) else {
+        return CutoverStrategy::StartFirst;
+    };
+    if next.snapshot.server_id != active.snapshot.server_id {
+        return CutoverStrategy::StartFirst;
+    }
+    match (
+        fixed_publish(&next.snapshot),
+        fixed_publish(&active.snapshot),
+    ) {
+        (Some(new), Some(held)) if new.collides_with(&held) => {
+            CutoverStrategy::StopFirst { address: new }
+        }
+        _ => CutoverStrategy::StartFirst,
+    }
+}
 
 /// Complete a cutover in memory: `next` (HEALTH_CHECKING) becomes ACTIVE, `previous` (the
 /// service's current ACTIVE, if any) becomes SUPERSEDED, and the service points at `next`.

@@ -76,6 +76,13 @@ pub struct Observed {
     pub health: HealthObservation,
     /// Whether the proxy currently routes the service's traffic to this deployment.
     pub routed_here: bool,
+    /// This deployment takes over stop-first (`CutoverStrategy::StopFirst`) and the previous
+    /// ACTIVE's `web` workloads are not running (stopped for it): failing it must start them
+    /// again.
+    pub previous_stopped: bool,
+    /// (ACTIVE only) Its `web` workloads are stopped for the stop-first cutover of the
+    /// deployment in flight: they must be neither probed nor restarted meanwhile.
+    pub held_for_cutover: bool,
 }
 
 /// A status change the reconciler writes (with compare-and-swap) after running the commands.
@@ -105,6 +112,11 @@ pub enum Command {
     },
     /// Stop and remove the workloads of the deployment this one replaced.
     RetirePrevious {
+        previous: DeploymentId,
+    },
+    /// Start the previous ACTIVE's workloads again (idempotent): a failed stop-first cutover
+    /// gives the service back to the version it stopped.
+    StartPrevious {
         previous: DeploymentId,
     },
     /// Stop and remove this deployment's workloads. Volumes are never touched.
@@ -164,11 +176,7 @@ pub fn plan(d: &Deployment, obs: &Observed, now: Timestamp) -> Plan {
     let status = d.state.status;
     if status.is_in_progress() {
         if d.state.cancel.is_some() {
-            return Plan::go(
-                Cancelled,
-                Some("cancelled on request".into()),
-                cleanup(status, obs),
-            );
+            return end(Cancelled, "cancelled on request".into(), status, obs);
         }
         if let Some(deadline) = d.state.deadline.filter(|dl| now >= *dl) {
             let reason = format!(
@@ -177,7 +185,7 @@ pub fn plan(d: &Deployment, obs: &Observed, now: Timestamp) -> Plan {
                 fmt_duration(now.since(deadline)),
                 last_observation(status, obs),
             );
-            return Plan::go(Failed, Some(reason), cleanup(status, obs));
+            return end(Failed, reason, status, obs);
         }
     }
     match status {
@@ -196,6 +204,10 @@ fn plan_pending(d: &Deployment, obs: &Observed) -> Plan {
         let reason =
             format!("superseded by deployment #{newer}, requested while this one was queued");
         return Plan::go(Cancelled, Some(reason), cleanup(Pending, obs));
+    }
+    if let Some(reason) = crate::endpoint::missing_config(&d.snapshot) {
+        // Refused before anything is built or started: nothing running is touched.
+        return Plan::go(Failed, Some(reason), cleanup(Pending, obs));
     }
     if obs.other_in_flight.is_some() {
         // One cutover per service at a time: wait for the in-flight deployment to finish.
@@ -239,18 +251,17 @@ fn plan_deploying(obs: &Observed) -> Plan {
             Plan::run(vec![Command::StartWorkload], START_POLL)
         }
         WorkloadObservation::Running => Plan::go(HealthChecking, None, vec![Command::ProbeHealth]),
-        WorkloadObservation::StartFailed { reason } => Plan::go(
+        WorkloadObservation::StartFailed { reason } => {
+            end(Failed, format!("could not start: {reason}"), Deploying, obs)
+        }
+        WorkloadObservation::Exited { code, oom_killed } => end(
             Failed,
-            Some(format!("could not start: {reason}")),
-            cleanup(Deploying, obs),
-        ),
-        WorkloadObservation::Exited { code, oom_killed } => Plan::go(
-            Failed,
-            Some(format!(
+            format!(
                 "exited right after start: {}",
                 exit_text(*code, *oom_killed)
-            )),
-            cleanup(Deploying, obs),
+            ),
+            Deploying,
+            obs,
         ),
     }
 }
@@ -264,13 +275,14 @@ fn plan_health_checking(d: &Deployment, obs: &Observed, now: Timestamp) -> Plan 
                 fmt_duration(now.since(d.state.since)),
                 exit_text(*code, *oom_killed)
             );
-            return Plan::go(Failed, Some(reason), cleanup(HealthChecking, obs));
+            return end(Failed, reason, HealthChecking, obs);
         }
         WorkloadObservation::StartFailed { reason } => {
-            return Plan::go(
+            return end(
                 Failed,
-                Some(format!("could not start: {reason}")),
-                cleanup(HealthChecking, obs),
+                format!("could not start: {reason}"),
+                HealthChecking,
+                obs,
             );
         }
         // Gone while being checked (removed by hand, engine restarted): start it again;
@@ -302,6 +314,10 @@ fn plan_health_checking(d: &Deployment, obs: &Observed, now: Timestamp) -> Plan 
 }
 
 fn plan_active(d: &Deployment, obs: &Observed) -> Plan {
+    if obs.held_for_cutover {
+        // Stopped on purpose: the deployment in flight restarts it if it fails.
+        return Plan::wait(interval(d));
+    }
     let retries = d.snapshot.settings.health_check_retries;
     let restart = match (&obs.workload, &obs.health) {
         (WorkloadObservation::Exited { code, oom_killed }, _) => Some(format!(
@@ -344,8 +360,24 @@ fn plan_finished(obs: &Observed) -> Plan {
     }
 }
 
+/// End an in-progress deployment in `status` as FAILED or CANCELLED, cleaning up; the reason
+/// says so when a stop-first cutover's previous version is started again.
+fn end(to: DeploymentStatus, reason: String, status: DeploymentStatus, obs: &Observed) -> Plan {
+    let commands = cleanup(status, obs);
+    let restores = commands
+        .iter()
+        .any(|c| matches!(c, Command::StartPrevious { .. }));
+    let reason = if restores {
+        format!("{reason}; the previous version was restored (its workloads started again)")
+    } else {
+        reason
+    };
+    Plan::go(to, Some(reason), commands)
+}
+
 /// What to undo when a deployment in `status` ends FAILED or CANCELLED. The previous ACTIVE is
-/// never touched, except to give the route back to it.
+/// never touched, except to give the route back to it and, after a stop-first cutover began,
+/// to start the workloads it stopped again (once this deployment's are gone).
 fn cleanup(status: DeploymentStatus, obs: &Observed) -> Vec<Command> {
     let mut commands = Vec::new();
     if obs.routed_here {
@@ -360,7 +392,10 @@ fn cleanup(status: DeploymentStatus, obs: &Observed) -> Vec<Command> {
     match status {
         DeploymentStatus::Building if !build_finished => commands.push(Command::CancelBuild),
         DeploymentStatus::Deploying | DeploymentStatus::HealthChecking => {
-            commands.push(Command::RemoveWorkload)
+            commands.push(Command::RemoveWorkload);
+            if let (true, Some(previous)) = (obs.previous_stopped, obs.previous_active) {
+                commands.push(Command::StartPrevious { previous });
+            }
         }
         _ => {}
     }

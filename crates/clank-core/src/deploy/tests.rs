@@ -519,6 +519,65 @@ fn planner_table() {
             status: Cancelled,
             ..Case::default()
         },
+        Case {
+            name: "stop-first deployment that cannot start restores the previous version",
+            status: Deploying,
+            obs: Observed {
+                workload: WorkloadObservation::StartFailed {
+                    reason: "image `x:1` not found".into(),
+                },
+                previous_stopped: true,
+                ..running()
+            },
+            to: Some(Failed),
+            commands: vec![
+                Command::RemoveWorkload,
+                Command::StartPrevious { previous: prev },
+            ],
+            reason_has: "the previous version was restored",
+            ..Case::default()
+        },
+        Case {
+            name: "stop-first deployment failing its health checks restores the previous version",
+            status: HealthChecking,
+            obs: Observed {
+                health: failing(9, "HTTP 503"),
+                previous_stopped: true,
+                ..running()
+            },
+            at_ms: 300_000,
+            to: Some(Failed),
+            commands: vec![
+                Command::RemoveWorkload,
+                Command::StartPrevious { previous: prev },
+            ],
+            reason_has: "HTTP 503; the previous version was restored",
+            ..Case::default()
+        },
+        Case {
+            name: "stop-first deployment cancelled while queued has stopped nothing",
+            cancel: true,
+            obs: Observed {
+                previous_stopped: true,
+                ..running()
+            },
+            to: Some(Cancelled),
+            ..Case::default()
+        },
+        Case {
+            name: "active stopped for a stop-first cutover is neither probed nor restarted",
+            status: Active,
+            obs: Observed {
+                workload: WorkloadObservation::Exited {
+                    code: Some(0),
+                    oom_killed: false,
+                },
+                held_for_cutover: true,
+                other_in_flight: Some(2),
+                ..running()
+            },
+            ..Case::default()
+        },
     ];
     for case in cases {
         let mut service = if case.git {
@@ -600,15 +659,19 @@ fn observation_grid(prev: Option<DeploymentId>) -> Vec<Observed> {
             for health in &healths {
                 for routed_here in [false, true] {
                     for queue in [(None, None), (Some(9), None), (None, Some(1))] {
-                        out.push(Observed {
-                            previous_active: prev,
-                            newer_queued: queue.0,
-                            other_in_flight: queue.1,
-                            build: build.clone(),
-                            workload: workload.clone(),
-                            health: health.clone(),
-                            routed_here,
-                        });
+                        for previous_stopped in [false, true] {
+                            out.push(Observed {
+                                previous_active: prev,
+                                newer_queued: queue.0,
+                                other_in_flight: queue.1,
+                                build: build.clone(),
+                                workload: workload.clone(),
+                                health: health.clone(),
+                                routed_here,
+                                previous_stopped,
+                                held_for_cutover: false,
+                            });
+                        }
                     }
                 }
             }
@@ -680,8 +743,32 @@ fn failure_or_cancel_never_touches_the_previous_active() {
                                     )
                                 }
                                 Command::RestoreRoute { to } => assert_eq!(*to, Some(prev)),
+                                Command::StartPrevious { previous } => {
+                                    assert_eq!(*previous, prev)
+                                }
                                 _ => {}
                             }
+                        }
+                        // A stop-first cutover that got as far as starting gives the stopped
+                        // version back, after this one's workloads are gone, and says so.
+                        let started = matches!(
+                            status,
+                            DeploymentStatus::Deploying | DeploymentStatus::HealthChecking
+                        );
+                        let restore = p
+                            .commands
+                            .iter()
+                            .position(|c| matches!(c, Command::StartPrevious { .. }));
+                        assert_eq!(
+                            restore.is_some(),
+                            obs.previous_stopped && started,
+                            "{obs:?}"
+                        );
+                        if let Some(i) = restore {
+                            assert_eq!(i, p.commands.len() - 1);
+                            assert!(p.commands.contains(&Command::RemoveWorkload));
+                            let reason = t.reason.as_deref().unwrap_or_default();
+                            assert!(reason.contains("previous version was restored"), "{reason}");
                         }
                         assert_eq!(
                             p.commands
@@ -944,6 +1031,8 @@ fn random_lifecycles_keep_every_invariant() {
                         _ => HealthObservation::Passing,
                     },
                     routed_here: route == Some(d.id),
+                    previous_stopped: rng.below(2) == 0,
+                    held_for_cutover: false,
                 };
                 let p = plan(d, &obs, now);
                 let active_before = service.active_deployment;
@@ -1028,5 +1117,171 @@ fn random_lifecycles_keep_every_invariant() {
             reached.get(&st).copied().unwrap_or(0) > 0,
             "no deployment ever reached {st}: {reached:?}"
         );
+    }
+}
+
+/// A deployment of an image service whose endpoint is `endpoint`, with `config`.
+fn endpoint_deployment(
+    service: &mut Service,
+    endpoint: crate::model::Endpoint,
+    config: ResolvedConfig,
+) -> Deployment {
+    service.endpoint = Some(endpoint);
+    service.settings.port = Some(8080);
+    let d = Deployment::new(service, config, Trigger::Manual { by: None }, T0);
+    service.next_deployment_number += 1;
+    d
+}
+
+fn byo(ip: &str, port: u16) -> crate::model::Endpoint {
+    crate::model::Endpoint::ByoProxy {
+        host_ip: ip.parse().unwrap(),
+        host_port: port,
+    }
+}
+
+#[test]
+fn redeploy_on_the_fixed_host_address_the_active_holds_is_stop_first() {
+    use crate::id::ServerId;
+    let lan = || crate::model::Endpoint::LanOnly {
+        domains: vec!["api.lan".into()],
+    };
+    let server = ServerId::new();
+    // (case, active's endpoint and server, new one's endpoint and server, stop-first?)
+    type Side = (crate::model::Endpoint, Option<ServerId>);
+    let cases: Vec<(&str, Side, Side, bool)> = vec![
+        (
+            "same address and port",
+            (byo("127.0.0.1", 9000), None),
+            (byo("127.0.0.1", 9000), None),
+            true,
+        ),
+        (
+            "the unspecified address holds the port on every address",
+            (byo("0.0.0.0", 9000), None),
+            (byo("127.0.0.1", 9000), None),
+            true,
+        ),
+        (
+            "same address and port on the same remote server",
+            (byo("127.0.0.1", 9000), Some(server)),
+            (byo("127.0.0.1", 9000), Some(server)),
+            true,
+        ),
+        (
+            "another port",
+            (byo("127.0.0.1", 9000), None),
+            (byo("127.0.0.1", 9001), None),
+            false,
+        ),
+        (
+            "another address",
+            (byo("127.0.0.1", 9000), None),
+            (byo("127.0.0.2", 9000), None),
+            false,
+        ),
+        (
+            "another server",
+            (byo("127.0.0.1", 9000), None),
+            (byo("127.0.0.1", 9000), Some(server)),
+            false,
+        ),
+        (
+            "from a routed endpoint to byo_proxy",
+            (lan(), None),
+            (byo("127.0.0.1", 9000), None),
+            false,
+        ),
+        (
+            "routed endpoints run side by side",
+            (lan(), None),
+            (lan(), None),
+            false,
+        ),
+    ];
+    for (name, (old_endpoint, old_server), (new_endpoint, new_server), stop_first) in cases {
+        let mut service = image_service();
+        service.server_id = old_server;
+        let active = endpoint_deployment(&mut service, old_endpoint, ResolvedConfig::default());
+        service.server_id = new_server;
+        let next = endpoint_deployment(&mut service, new_endpoint, ResolvedConfig::default());
+        let got = cutover_strategy(&next, Some(&active));
+        assert_eq!(
+            matches!(got, CutoverStrategy::StopFirst { .. }),
+            stop_first,
+            "{name}: {got:?}"
+        );
+        if let CutoverStrategy::StopFirst { address } = got {
+            assert_eq!(
+                Some(address),
+                crate::endpoint::fixed_publish(&next.snapshot)
+            );
+        }
+    }
+}
+
+#[test]
+fn first_deployment_or_a_private_service_is_start_first() {
+    let mut service = image_service();
+    let d = endpoint_deployment(
+        &mut service,
+        byo("127.0.0.1", 9000),
+        ResolvedConfig::default(),
+    );
+    assert_eq!(cutover_strategy(&d, None), CutoverStrategy::StartFirst);
+    assert_eq!(cutover_strategy(&d, Some(&d)), CutoverStrategy::StartFirst);
+    // Not public: no endpoint is applied, so nothing is published on the fixed address.
+    let active = d;
+    service.settings.is_public = false;
+    let private = endpoint_deployment(
+        &mut service,
+        byo("127.0.0.1", 9000),
+        ResolvedConfig::default(),
+    );
+    assert_eq!(
+        cutover_strategy(&private, Some(&active)),
+        CutoverStrategy::StartFirst
+    );
+}
+
+#[test]
+fn tunnel_without_its_token_secret_fails_before_anything_starts() {
+    use crate::config::{ConfigChange, ConfigLayer, Scope, apply_bulk, resolve};
+    use crate::secret::{KeyId, Keyring};
+    let keyring = Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap());
+    let tunnel = || crate::model::Endpoint::CloudflareTunnel {
+        hostname: "shop.example.com".into(),
+        token_secret: "CF_TUNNEL_TOKEN".into(),
+    };
+    let mut service = image_service();
+    let layer = |change: ConfigChange| {
+        let base = ConfigLayer::new(Scope::Service(service.id));
+        resolve(&[apply_bulk(&base, &[change], &keyring, T0).unwrap()]).unwrap()
+    };
+    let missing = layer(ConfigChange::set_plain("OTHER", "x"));
+    let plain = layer(ConfigChange::set_plain("CF_TUNNEL_TOKEN", "eyJ-token"));
+    let secret = layer(ConfigChange::set_secret("CF_TUNNEL_TOKEN", "eyJ-token"));
+    let obs = Observed::default();
+    for (config, refused) in [
+        (missing, Some("`CF_TUNNEL_TOKEN` is not set")),
+        (plain, Some("`CF_TUNNEL_TOKEN` is a plain variable")),
+        (secret, None),
+    ] {
+        let d = endpoint_deployment(&mut service, tunnel(), config);
+        let p = plan(&d, &obs, T0.saturating_add(Duration::from_millis(1)));
+        let t = p.transition.unwrap();
+        match refused {
+            Some(why) => {
+                assert_eq!(t.to, DeploymentStatus::Failed);
+                let reason = t.reason.unwrap();
+                assert!(reason.contains(why), "{reason}");
+                assert!(!reason.contains("eyJ-token"), "{reason}");
+                assert_eq!(p.commands, vec![]);
+            }
+            None => {
+                assert_eq!(t.to, DeploymentStatus::Deploying);
+                assert_eq!(p.commands, vec![Command::StartWorkload]);
+            }
+        }
     }
 }

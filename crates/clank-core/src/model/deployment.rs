@@ -76,6 +76,17 @@ pub struct DeploymentSnapshot {
     pub server_id: Option<ServerId>,
 }
 
+impl DeploymentSnapshot {
+    /// The endpoint the platform applies to this version: none unless the service is public
+    /// and has a port (as [`crate::endpoint::plan_service`]).
+    pub fn applied_endpoint(&self) -> Option<&Endpoint> {
+        match (&self.endpoint, self.settings.port, self.settings.is_public) {
+            (Some(endpoint), Some(_), true) => Some(endpoint),
+            _ => None,
+        }
+    }
+}
+
 /// One entry in a deployment's status history.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatusChange {

@@ -512,6 +512,15 @@ impl Service {
         for (name, spec) in &self.processes {
             let field = format!("processes.{name}");
             validate::validate_slug(&field, name)?;
+            let tunnel = matches!(self.endpoint, Some(Endpoint::CloudflareTunnel { .. }));
+            if tunnel && name == crate::endpoint::CLOUDFLARED_PROCESS {
+                return Err(InvalidInput::new(
+                    field,
+                    "reserved",
+                    "a cloudflare_tunnel service runs its connector under this process name; \
+                     name the process type differently",
+                ));
+            }
             validate::validate_replicas(&format!("{field}.replicas"), spec.replicas)?;
             if let Some(cmd) = &spec.command {
                 if cmd.is_empty() || cmd[0].is_empty() {
@@ -631,6 +640,25 @@ mod tests {
         s.settings.is_public = false;
         s.endpoint = Some(Endpoint::TailscaleHttps { https_port: 443 });
         assert_eq!(s.validate().unwrap_err().rule, "not_public");
+    }
+
+    #[test]
+    fn tunnel_service_cannot_name_a_process_type_like_its_connector() {
+        let mut s = image_service();
+        s.endpoint = Some(Endpoint::CloudflareTunnel {
+            hostname: "shop.example.com".into(),
+            token_secret: "CF_TUNNEL_TOKEN".into(),
+        });
+        s.validate().unwrap();
+        s.processes
+            .insert("cloudflared".into(), s.processes["web"].clone());
+        let err = s.validate().unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.rule),
+            ("processes.cloudflared", "reserved")
+        );
+        s.endpoint = Some(Endpoint::TailscaleHttps { https_port: 443 });
+        s.validate().unwrap();
     }
 
     #[test]

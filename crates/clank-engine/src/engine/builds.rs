@@ -525,7 +525,9 @@ impl Engine {
             publish,
         )
         .map_err(cannot)?
-        .pop()
+        .into_iter()
+        // Not the endpoint's connector, which a tunnel service's specs also hold.
+        .find(|s| s.owner.process == RELEASE)
         .ok_or_else(|| "the release command has no workload".to_owned())?;
         spec.restart = RestartPolicy::Never;
         let runtime = &self

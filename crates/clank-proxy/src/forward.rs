@@ -248,12 +248,12 @@ fn set_forwarded(
 /// The request's host: the URI authority (absolute-form, HTTP/2) or the Host header.
 fn request_host<B>(req: &Request<B>) -> Option<String> {
     if let Some(a) = req.uri().authority() {
-        return Some(normalise_host(a.as_str()));
+        return Some(normalise_host(a.as_str()).into_owned());
     }
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(normalise_host)
+        .map(|h| normalise_host(h).into_owned())
 }
 
 fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {

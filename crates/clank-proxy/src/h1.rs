@@ -543,6 +543,8 @@ struct Conn {
     /// The response head being written to the client.
     res_out: Vec<u8>,
     head: Head,
+    /// The upstream's response head (its vector reused from request to request).
+    res_head: Head,
 }
 
 /// Serve HTTP/1 requests on `io` until the client closes, an error ends the connection, or
@@ -571,6 +573,7 @@ pub(crate) async fn serve<S>(
         out: Vec::with_capacity(1024),
         res_out: Vec::with_capacity(1024),
         head: Head::default(),
+        res_head: Head::default(),
     };
     loop {
         match conn.read_head(&mut io, &shutdown).await {
@@ -1086,7 +1089,7 @@ impl Conn {
         }
         let timeout = self.shared.config.upstream_timeout;
         let mut deadline = tokio::time::Instant::now() + timeout;
-        let mut res = Head::default();
+        let mut res = std::mem::take(&mut self.res_head);
         {
             let read_head = read_response_head(&mut ur, &mut up.buf, &mut res, reused);
             tokio::pin!(read_head);
@@ -1218,6 +1221,7 @@ impl Conn {
         }
         out.extend_from_slice(b"\r\n");
         up.buf.advance(res.len);
+        self.res_head = res;
 
         if switching {
             drop(guard);

@@ -37,8 +37,8 @@
 //!   HTTP, never redirected, and kept off the public listeners); `tailscale_https` by running
 //!   `tailscale serve` ([`TailscaleServe`]) before the swap of each cutover that moves the
 //!   service (a failure refuses the cutover and leaves the old route) and `... off` when the
-//!   route goes. `byo_proxy` (a published port) is applied by the engine; `cloudflare_tunnel`
-//!   is a connector workload planned in core, not started by anything yet.
+//!   route goes. `byo_proxy` (a published port, stop-first cutovers) and `cloudflare_tunnel`
+//!   (a `cloudflared` connector workload of each deployment) are applied by the engine.
 //!
 //! Not yet here: wildcard certificates (DNS-01).
 

@@ -1,6 +1,7 @@
 //! The route table: an immutable snapshot (services, host index, per-target state) replaced as
 //! a whole on every change, so a request sees one consistent table from start to end.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,7 +128,8 @@ pub(crate) struct Table {
 }
 
 /// Lowercase, no `:port`, no trailing dot: the form hosts are indexed and looked up in.
-pub(crate) fn normalise_host(host: &str) -> String {
+/// Borrowed when `host` already is in that form (the usual case: no allocation per request).
+pub(crate) fn normalise_host(host: &str) -> Cow<'_, str> {
     let host = host.trim();
     let without_port = if let Some(rest) = host.strip_prefix('[') {
         // An IPv6 literal: `[::1]:8080` -> `[::1]`.
@@ -138,7 +140,12 @@ pub(crate) fn normalise_host(host: &str) -> String {
             .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
             .map_or(host, |(h, _)| h)
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let name = without_port.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 impl Table {
@@ -167,7 +174,7 @@ impl Table {
                 });
             if let Some(endpoint) = &route.endpoint {
                 for domain in endpoint.routed_domains() {
-                    let host = normalise_host(domain);
+                    let host = normalise_host(domain).into_owned();
                     // Two services claiming one name: the earlier id keeps it (deterministic).
                     if let Some(other) = hosts.get(&host) {
                         tracing::warn!(%host, keeps = %other, ignored = %service, "host claimed by two routes");
@@ -189,7 +196,9 @@ impl Table {
             );
         }
         for (alias, service) in aliases {
-            hosts.entry(normalise_host(alias)).or_insert(*service);
+            hosts
+                .entry(normalise_host(alias).into_owned())
+                .or_insert(*service);
         }
         Table {
             services,

@@ -49,7 +49,7 @@ impl CertStore {
             Err(p) => p.into_inner(),
         };
         for d in domains {
-            map.insert(normalise_host(d), key.clone());
+            map.insert(normalise_host(d).into_owned(), key.clone());
         }
     }
 
@@ -58,7 +58,7 @@ impl CertStore {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        map.remove(&normalise_host(domain)).is_some()
+        map.remove(normalise_host(domain).as_ref()).is_some()
     }
 
     pub(crate) fn set_alpn_challenge(&self, domain: &str, key: Option<Arc<CertifiedKey>>) -> bool {
@@ -67,8 +67,8 @@ impl CertStore {
             Err(p) => p.into_inner(),
         };
         match key {
-            Some(k) => map.insert(normalise_host(domain), k).is_some(),
-            None => map.remove(&normalise_host(domain)).is_some(),
+            Some(k) => map.insert(normalise_host(domain).into_owned(), k).is_some(),
+            None => map.remove(normalise_host(domain).as_ref()).is_some(),
         }
     }
 
@@ -88,7 +88,7 @@ impl CertStore {
             Err(p) => p.into_inner(),
         };
         let name = normalise_host(name);
-        if let Some(k) = map.get(&name) {
+        if let Some(k) = map.get(name.as_ref()) {
             return Some(k.clone());
         }
         // `*.example.com` covers exactly one label: `a.example.com`, not `a.b.example.com`.
@@ -109,7 +109,7 @@ impl ResolvesServerCert for CertStore {
                 Ok(m) => m,
                 Err(p) => p.into_inner(),
             };
-            return map.get(&name).cloned();
+            return map.get(name.as_ref()).cloned();
         }
         // No SNI (an IP literal or an old client): nothing to select by, the handshake fails.
         hello.server_name().and_then(|n| self.lookup(n))

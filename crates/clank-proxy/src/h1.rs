@@ -82,6 +82,17 @@ fn range_of(base: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
+impl Head {
+    fn set_headers(&mut self, buf: &[u8], headers: &[httparse::Header<'_>]) {
+        self.headers.clear();
+        self.headers.extend(
+            headers
+                .iter()
+                .map(|h| (range_of(buf, h.name.as_bytes()), range_of(buf, h.value))),
+        );
+    }
+}
+
 fn parse_request(buf: &[u8], head: &mut Head) -> Result<bool, Local> {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -91,12 +102,7 @@ fn parse_request(buf: &[u8], head: &mut Head) -> Result<bool, Local> {
             head.first = range_of(buf, req.method.unwrap_or_default().as_bytes());
             head.target = range_of(buf, req.path.unwrap_or_default().as_bytes());
             head.minor = req.version.unwrap_or(1);
-            head.headers.clear();
-            head.headers.extend(
-                req.headers
-                    .iter()
-                    .map(|h| (range_of(buf, h.name.as_bytes()), range_of(buf, h.value))),
-            );
+            head.set_headers(buf, req.headers);
             Ok(true)
         }
         Ok(httparse::Status::Partial) => Ok(false),
@@ -119,12 +125,7 @@ fn parse_response(buf: &[u8], head: &mut Head) -> Result<bool, &'static str> {
             head.first = range_of(buf, res.reason.unwrap_or_default().as_bytes());
             head.status = res.code.unwrap_or(0);
             head.minor = res.version.unwrap_or(1);
-            head.headers.clear();
-            head.headers.extend(
-                res.headers
-                    .iter()
-                    .map(|h| (range_of(buf, h.name.as_bytes()), range_of(buf, h.value))),
-            );
+            head.set_headers(buf, res.headers);
             Ok(true)
         }
         Ok(httparse::Status::Partial) => Ok(false),

@@ -17,7 +17,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 async fn proxy_to(addr: SocketAddr) -> common::TestProxy {
-    let p = start_proxy(ProxyConfig::default()).await;
+    proxy_with(ProxyConfig::default(), addr).await
+}
+
+/// A proxy with `config` routing host `h` to `addr`.
+async fn proxy_with(config: ProxyConfig, addr: SocketAddr) -> common::TestProxy {
+    let p = start_proxy(config).await;
     p.proxy
         .set_route(&route(ServiceId::new(), "h", vec![addr]))
         .await
@@ -297,15 +302,14 @@ async fn counting_upstream() -> SocketAddr {
 #[tokio::test]
 async fn upstream_timeout_is_inactivity_a_steady_upload_outlives_it_a_stalled_one_gets_504() {
     let addr = counting_upstream().await;
-    let p = start_proxy(ProxyConfig {
-        upstream_timeout: Duration::from_millis(400),
-        ..ProxyConfig::default()
-    })
+    let p = proxy_with(
+        ProxyConfig {
+            upstream_timeout: Duration::from_millis(400),
+            ..ProxyConfig::default()
+        },
+        addr,
+    )
     .await;
-    p.proxy
-        .set_route(&route(ServiceId::new(), "h", vec![addr]))
-        .await
-        .unwrap();
     // Ten pieces 150 ms apart: 1.5 s in all, well past the 400 ms limit, never silent for it.
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -385,16 +389,15 @@ async fn mutated_and_split_requests_never_panic_the_proxy_and_it_keeps_serving()
         default_hook(info);
     }));
     let a = backend("a").await;
-    let p = start_proxy(ProxyConfig {
-        header_read_timeout: Duration::from_millis(200),
-        upstream_timeout: Duration::from_millis(300),
-        ..ProxyConfig::default()
-    })
+    let p = proxy_with(
+        ProxyConfig {
+            header_read_timeout: Duration::from_millis(200),
+            upstream_timeout: Duration::from_millis(300),
+            ..ProxyConfig::default()
+        },
+        a.addr,
+    )
     .await;
-    p.proxy
-        .set_route(&route(ServiceId::new(), "h", vec![a.addr]))
-        .await
-        .unwrap();
     let valid: [&[u8]; 5] = [
         b"GET /headers?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, x-a\r\nX-A: 1\r\n\r\n",
         b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
@@ -500,15 +503,14 @@ async fn in_flight_settles_to_zero(p: &common::TestProxy, within: Duration) -> b
 #[tokio::test]
 async fn a_client_gone_while_the_upstream_stalls_mid_body_is_not_held_forever() {
     let addr = dribbling_upstream(1, Duration::ZERO).await;
-    let p = start_proxy(ProxyConfig {
-        upstream_timeout: Duration::from_millis(300),
-        ..ProxyConfig::default()
-    })
+    let p = proxy_with(
+        ProxyConfig {
+            upstream_timeout: Duration::from_millis(300),
+            ..ProxyConfig::default()
+        },
+        addr,
+    )
     .await;
-    p.proxy
-        .set_route(&route(ServiceId::new(), "h", vec![addr]))
-        .await
-        .unwrap();
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
@@ -527,15 +529,14 @@ async fn a_client_gone_while_the_upstream_stalls_mid_body_is_not_held_forever() 
 async fn a_half_closed_client_still_gets_a_streaming_answer_while_it_flows() {
     // Ten pieces 100 ms apart: a second in all, three times the 300 ms limit.
     let addr = dribbling_upstream(10, Duration::from_millis(100)).await;
-    let p = start_proxy(ProxyConfig {
-        upstream_timeout: Duration::from_millis(300),
-        ..ProxyConfig::default()
-    })
+    let p = proxy_with(
+        ProxyConfig {
+            upstream_timeout: Duration::from_millis(300),
+            ..ProxyConfig::default()
+        },
+        addr,
+    )
     .await;
-    p.proxy
-        .set_route(&route(ServiceId::new(), "h", vec![addr]))
-        .await
-        .unwrap();
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         .await

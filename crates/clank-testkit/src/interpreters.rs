@@ -13,8 +13,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
-use bollard::query_parameters::BuildImageOptions;
-use futures_util::StreamExt;
 
 use crate::testapp::BUSYBOX;
 
@@ -231,25 +229,7 @@ async fn ensure(docker: &Docker, image: &str, fs: &Rootfs) -> Result<(), BoxErro
     );
     // Blocking, but this runs once per machine and only in tests.
     let context = fs.tar(&dockerfile)?;
-    let options = BuildImageOptions {
-        t: Some(image.to_owned()),
-        rm: true,
-        forcerm: true,
-        labels: Some(HashMap::from([(DIGEST_LABEL.to_owned(), digest)])),
-        ..BuildImageOptions::default()
-    };
-    let mut build = docker.build_image(
-        options,
-        None,
-        Some(bollard::body_full(bytes::Bytes::from(context))),
-    );
-    let mut log = String::new();
-    while let Some(step) = build.next().await {
-        match step {
-            Ok(info) => log.push_str(&info.stream.unwrap_or_default()),
-            Err(e) => return Err(format!("building {image} failed: {e}\n{log}").into()),
-        }
-    }
-    docker.inspect_image(image).await?;
+    let labels = HashMap::from([(DIGEST_LABEL.to_owned(), digest)]);
+    crate::testapp::docker::build_image(docker, image, context, Some(labels)).await?;
     Ok(())
 }

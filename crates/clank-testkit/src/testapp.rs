@@ -163,11 +163,24 @@ pub mod docker {
         }
 
         let context = context_tar(&busybox, &dockerfile(&digest))?;
+        let labels = HashMap::from([(DIGEST_LABEL.to_owned(), digest.clone())]);
+        build_image(docker, IMAGE, context, Some(labels)).await?;
+        Ok(digest)
+    }
+
+    /// Build `context` (a tar with a `Dockerfile`) as `tag` through the Docker API, and check
+    /// the image is there; the build's output is in the error when it fails.
+    pub async fn build_image(
+        docker: &Docker,
+        tag: &str,
+        context: Vec<u8>,
+        labels: Option<HashMap<String, String>>,
+    ) -> Result<(), BoxError> {
         let options = BuildImageOptions {
-            t: Some(IMAGE.to_owned()),
+            t: Some(tag.to_owned()),
             rm: true,
             forcerm: true,
-            labels: Some(HashMap::from([(DIGEST_LABEL.to_owned(), digest.clone())])),
+            labels,
             ..BuildImageOptions::default()
         };
         let mut build = docker.build_image(
@@ -178,19 +191,15 @@ pub mod docker {
         let mut log = String::new();
         while let Some(step) = build.next().await {
             match step {
-                Ok(info) => {
-                    if let Some(line) = info.stream {
-                        log.push_str(&line);
-                    }
-                }
-                Err(e) => return Err(format!("building {IMAGE} failed: {e}\n{log}").into()),
+                Ok(info) => log.push_str(&info.stream.unwrap_or_default()),
+                Err(e) => return Err(format!("building {tag} failed: {e}\n{log}").into()),
             }
         }
         docker
-            .inspect_image(IMAGE)
+            .inspect_image(tag)
             .await
-            .map_err(|e| format!("{IMAGE} is missing right after its build: {e}\n{log}"))?;
-        Ok(digest)
+            .map_err(|e| format!("{tag} is missing right after its build: {e}\n{log}"))?;
+        Ok(())
     }
 
     /// Label on the images [`build_stand_in`] tags, so only those are ever replaced or removed.
@@ -236,32 +245,7 @@ pub mod docker {
         header.set_cksum();
         tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
         let context = tar.into_inner()?;
-        let options = BuildImageOptions {
-            t: Some(tag.to_owned()),
-            rm: true,
-            forcerm: true,
-            ..BuildImageOptions::default()
-        };
-        let mut build = docker.build_image(
-            options,
-            None,
-            Some(bollard::body_full(bytes::Bytes::from(context))),
-        );
-        let mut log = String::new();
-        while let Some(step) = build.next().await {
-            match step {
-                Ok(info) => {
-                    if let Some(line) = info.stream {
-                        log.push_str(&line);
-                    }
-                }
-                Err(e) => return Err(format!("building stand-in {tag} failed: {e}\n{log}").into()),
-            }
-        }
-        docker
-            .inspect_image(tag)
-            .await
-            .map_err(|e| format!("{tag} is missing right after its build: {e}\n{log}"))?;
+        build_image(docker, tag, context, None).await?;
         Ok(())
     }
 

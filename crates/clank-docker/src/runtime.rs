@@ -303,12 +303,7 @@ impl DockerRuntime {
     }
 
     async fn start_spec(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus> {
-        validate_spec(spec)?;
-        let image = spec
-            .image
-            .as_ref()
-            .map(ToString::to_string)
-            .ok_or_else(|| InvalidInput::new("image", "required", "no image"))?;
+        let image = checked_image(spec)?;
         if let Some(existing) = self.inspect_by_name(&spec.name).await? {
             return self.adopt_existing(spec, existing).await;
         }
@@ -752,13 +747,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn prepare(&self, spec: &WorkloadSpec) -> Result<()> {
-        validate_spec(spec)?;
-        let image = spec
-            .image
-            .as_ref()
-            .map(ToString::to_string)
-            .ok_or_else(|| InvalidInput::new("image", "required", "no image"))?;
-        self.ensure_image(&image).await
+        self.ensure_image(&checked_image(spec)?).await
     }
 
     async fn inspect(&self, id: &WorkloadId) -> Result<Option<WorkloadStatus>> {
@@ -789,6 +778,16 @@ impl Runtime for DockerRuntime {
     async fn stats(&self, id: &WorkloadId) -> Result<WorkloadStats> {
         self.container_stats(id).await
     }
+}
+
+/// The image `spec` runs, once the spec is valid (a container workload must name one).
+fn checked_image(spec: &WorkloadSpec) -> Result<String> {
+    validate_spec(spec)?;
+    Ok(spec
+        .image
+        .as_ref()
+        .map(ToString::to_string)
+        .ok_or_else(|| InvalidInput::new("image", "required", "no image"))?)
 }
 
 #[cfg(test)]

@@ -265,9 +265,21 @@ fn local_response(out: &mut Vec<u8>, local: &Local, close: bool, head_only: bool
 /// ends, which is how requests are smuggled past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunked {
-    Size { size: u64, digits: u8 },
-    Extension { size: u64, len: u16 },
-    SizeLf { size: u64 },
+    Size {
+        size: u64,
+        digits: u8,
+    },
+    /// Whitespace after the size: only a `;` (an extension) may follow.
+    SizeWs {
+        size: u64,
+    },
+    Extension {
+        size: u64,
+        len: u16,
+    },
+    SizeLf {
+        size: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
@@ -306,8 +318,14 @@ impl Chunked {
                         }
                     }
                     _ if digits == 0 => return Err(()),
-                    b';' | b' ' | b'\t' => Chunked::Extension { size, len: 0 },
+                    b';' => Chunked::Extension { size, len: 0 },
+                    b' ' | b'\t' => Chunked::SizeWs { size },
                     b'\r' => Chunked::SizeLf { size },
+                    _ => return Err(()),
+                },
+                Chunked::SizeWs { size } => match b {
+                    b' ' | b'\t' => Chunked::SizeWs { size },
+                    b';' => Chunked::Extension { size, len: 0 },
                     _ => return Err(()),
                 },
                 Chunked::Extension { size, .. } if b == b'\r' => Chunked::SizeLf { size },
@@ -394,7 +412,8 @@ struct Upstream {
     stream: TcpStream,
     buf: BytesMut,
     /// Came from the pool: a failure before any response byte may be the upstream having
-    /// closed it meanwhile, and a request without a body is then retried on a new connection.
+    /// closed it meanwhile, and an idempotent request whose body is here whole is then retried
+    /// once on a new connection.
     reused: bool,
 }
 
@@ -546,6 +565,8 @@ struct Conn {
     head: Head,
     /// The upstream's response head (its vector reused from request to request).
     res_head: Head,
+    /// The listener's shutdown: an upgraded tunnel is closed by it.
+    shutdown: CancellationToken,
 }
 
 /// Serve HTTP/1 requests on `io` until the client closes, an error ends the connection, or
@@ -575,6 +596,7 @@ pub(crate) async fn serve<S>(
         res_out: Vec::with_capacity(1024),
         head: Head::default(),
         res_head: Head::default(),
+        shutdown: shutdown.clone(),
     };
     loop {
         match conn.read_head(&mut io, &shutdown).await {
@@ -894,6 +916,10 @@ impl Conn {
         out.clear();
         out.extend_from_slice(method);
         out.push(b' ');
+        if path.first() == Some(&b'?') {
+            // `http://host?q` has an empty path: origin form needs its `/`.
+            out.push(b'/');
+        }
         out.extend_from_slice(path);
         out.extend_from_slice(b" HTTP/1.1\r\n");
         let mut prior_xff: Vec<&[u8]> = Vec::new();
@@ -905,6 +931,8 @@ impl Conn {
                 || (expect_continue && name.eq_ignore_ascii_case(b"expect"))
                 || (!upgrade && name.eq_ignore_ascii_case(b"upgrade"))
                 || (conn.names(buf, name) && !(upgrade && name.eq_ignore_ascii_case(b"upgrade")))
+                // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
+                || (authority.is_some() && name.eq_ignore_ascii_case(b"host"))
             {
                 continue;
             }
@@ -923,9 +951,7 @@ impl Conn {
             }
             push_header(&mut out, name, value);
         }
-        if hosts == 0
-            && let Some(a) = authority
-        {
+        if let Some(a) = authority {
             push_header(&mut out, b"host", a);
         }
         out.extend_from_slice(b"x-forwarded-for: ");
@@ -966,12 +992,18 @@ impl Conn {
             out.extend_from_slice(b"connection: upgrade\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        let replayable = match framing {
-            Framing::Empty => true,
-            // A body already read whole goes out with the head, and again on a retry.
-            Framing::Length(n) => (self.buf.len() as u64) >= n,
-            _ => false,
-        };
+        // A retry on a new connection may repeat a request the upstream already acted on:
+        // only idempotent methods (RFC 9110 §9.2.2) whose body, if any, is here whole.
+        let idempotent = matches!(
+            method,
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        );
+        let replayable = idempotent
+            && match framing {
+                Framing::Empty => true,
+                Framing::Length(n) => (self.buf.len() as u64) >= n,
+                _ => false,
+            };
         let exchange = Exchange {
             head: &out,
             framing,
@@ -1019,7 +1051,13 @@ impl Conn {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut up = match shared.upstreams.checkout(addr) {
+            // A retry dials anew: the other pooled connections may be just as stale.
+            let pooled = if attempt == 1 {
+                shared.upstreams.checkout(addr)
+            } else {
+                None
+            };
+            let mut up = match pooled {
                 Some(up) => up,
                 None => connect(addr, shared.config.connect_timeout).await?,
             };
@@ -1202,12 +1240,18 @@ impl Conn {
         out.extend_from_slice(b"\r\n");
         for (n, v) in &res.headers {
             let name = &rbuf[n.clone()];
-            let keep_te = name.eq_ignore_ascii_case(b"transfer-encoding") && !decode;
+            // The framing headers say how the body goes to the client: Transfer-Encoding only
+            // for a body passed through coded, Content-Length never beside it. A `Connection`
+            // header naming them cannot remove them (the body would lose its delimiting).
+            let is_te = name.eq_ignore_ascii_case(b"transfer-encoding");
+            let is_length = name.eq_ignore_ascii_case(b"content-length");
+            let keep_te = is_te
+                && ((framing == Framing::Chunked && !decode) || framing == Framing::UntilClose);
             if (is_hop_by_hop(name) && !keep_te)
-                || (te && name.eq_ignore_ascii_case(b"content-length"))
+                || (te && is_length)
                 || (switching && name.eq_ignore_ascii_case(b"connection"))
                 || (!switching && name.eq_ignore_ascii_case(b"upgrade"))
-                || conn.names(rbuf, name)
+                || (conn.names(rbuf, name) && !is_te && !is_length)
             {
                 continue;
             }
@@ -1231,7 +1275,7 @@ impl Conn {
             if written.is_err() {
                 return Err(Failed::Client);
             }
-            tunnel(io, &mut self.buf, up, target, &self.shared).await;
+            tunnel(io, &mut self.buf, up, target, &self.shared, &self.shutdown).await;
             return Ok((status, Next::Done));
         }
         let progress = AtomicU64::new(0);
@@ -1247,8 +1291,9 @@ impl Conn {
         } else {
             // Full duplex: the rest of the request body streams up while the response streams
             // down (echo-style apps answer before the body has ended), and the client is
-            // watched: a reset ends the exchange; after an EOF (a half-close, or gone) it
-            // lasts only while the upstream keeps sending, checked every `upstream_timeout`.
+            // watched: a reset ends the exchange; after an EOF (a half-close, or gone), or
+            // while the body is still owed, it lasts only while bytes keep moving, checked
+            // every `upstream_timeout`.
             let timeout = self.shared.config.upstream_timeout;
             let (mut cr, mut cw) = tokio::io::split(&mut *io);
             let forward =
@@ -1266,12 +1311,17 @@ impl Conn {
                             seen = progress.load(Ordering::Relaxed);
                             check.as_mut().reset(tokio::time::Instant::now() + timeout);
                         }
-                        Ok(ClientEvent::Sent | ClientEvent::Read) => {}
+                        Ok(ClientEvent::Sent) => {
+                            progress.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(ClientEvent::Read) => {}
                         Err(PumpError::Upstream) => pump.stopped = true,
                         // The request broke after its answer began: end it all.
                         Err(PumpError::Client | PumpError::TooLarge) => break Err(()),
                     },
-                    () = &mut check, if pump.client_eof => {
+                    // Nothing moved either way for a whole `upstream_timeout` while the client
+                    // is gone or owes the rest of its body: abandon it.
+                    () = &mut check, if pump.client_eof || pump.wants_to_run() => {
                         let now = progress.load(Ordering::Relaxed);
                         if now == seen {
                             tracing::debug!("client gone and upstream silent: response abandoned");
@@ -1673,6 +1723,7 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
     mut up: Upstream,
     target: Arc<TargetState>,
     shared: &Shared,
+    shutdown: &CancellationToken,
 ) {
     // Bytes either side sent right behind its head belong to the tunnel.
     if (!up.buf.is_empty() && io.write_all(&up.buf).await.is_err())
@@ -1690,6 +1741,9 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
         }
         () = target.close_upgrades.cancelled() => {
             tracing::info!(deployment = %target.deployment, "closing upgraded tunnel: target retired");
+        }
+        () = shutdown.cancelled() => {
+            tracing::debug!("closing upgraded tunnel: the proxy is shutting down");
         }
     }
     shared.metrics.upgrades_open.fetch_sub(1, Ordering::Relaxed);
@@ -1749,6 +1803,8 @@ mod tests {
             b"5\r\nhello\r\n0\r\nT: 1\n\r\n",
             b"5\r\nhello\r\n0\r\n\n",
             b"5;a\x01b\r\nhello\r\n0\r\n\r\n",
+            b"5 6\r\nhello\r\n0\r\n\r\n",
+            b"5 junk\r\nhello\r\n0\r\n\r\n",
             b"5\rhello",
         ] {
             let mut s = Chunked::START;

@@ -43,7 +43,18 @@ pub(crate) async fn serve_proxy(
         tracker.spawn(serve_connection(shared, stream, peer, kind, shutdown));
     }
     tracker.close();
-    tracker.wait().await;
+    drain(&tracker, shared.config.upstream_timeout).await;
+}
+
+/// Let open connections finish what they are doing, for at most `grace` (a client that stops
+/// reading a response must not hold a shutdown forever).
+async fn drain(tracker: &TaskTracker, grace: std::time::Duration) {
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            open = tracker.len(),
+            "connections still open at the end of the shutdown grace period; dropping them"
+        );
+    }
 }
 
 async fn serve_connection(
@@ -130,7 +141,7 @@ pub(crate) async fn serve_tls(
         });
     }
     tracker.close();
-    tracker.wait().await;
+    drain(&tracker, shared.config.upstream_timeout).await;
 }
 
 /// The admin listener: `GET /metrics` (Prometheus text), `GET /routes` (JSON), `GET /healthz`.
@@ -164,7 +175,7 @@ pub(crate) async fn serve_admin(
         });
     }
     tracker.close();
-    tracker.wait().await;
+    drain(&tracker, shared.config.upstream_timeout).await;
 }
 
 fn admin(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {

@@ -381,11 +381,16 @@ fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn mutated_and_split_requests_never_panic_the_proxy_and_it_keeps_serving() {
+    // Count panics on this test's thread only (its current-thread runtime runs the proxy's
+    // tasks); the hook is process-wide and other tests run beside it.
     let panics = Arc::new(AtomicUsize::new(0));
     let counted = panics.clone();
+    let this_thread = std::thread::current().id();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        counted.fetch_add(1, Ordering::Relaxed);
+        if std::thread::current().id() == this_thread {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
         default_hook(info);
     }));
     let a = backend("a").await;
@@ -550,4 +555,111 @@ async fn a_half_closed_client_still_gets_a_streaming_answer_while_it_flows() {
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.ends_with(&"d".repeat(100)), "{out}");
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_websocket_tunnels_instead_of_waiting_for_them() {
+    let a = backend("a").await;
+    let proxy = clank_proxy::ClankProxy::new(ProxyConfig::default()).unwrap();
+    proxy
+        .set_route(&route(ServiceId::new(), "h", vec![a.addr]))
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn({
+        let (proxy, stop) = (proxy.clone(), stop.clone());
+        async move { proxy.serve(listener, stop).await }
+    });
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let out = read_until(&mut s, "\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 101"), "{out}");
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(3), serving)
+        .await
+        .expect("shutdown waited for an open tunnel")
+        .unwrap();
+}
+
+/// Answers every request with `response`, keeping the connection.
+async fn fixed_upstream(response: &'static [u8]) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(response).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_connection_header_naming_the_framing_headers_cannot_strip_them() {
+    let addr = fixed_upstream(
+        b"HTTP/1.1 200 OK\r\nConnection: content-length, x-gone\r\nX-Gone: 1\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let p = proxy_to(addr).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    let out = read_until(&mut s, "okHTTP").await + &read_until(&mut s, "ok").await;
+    let lower = out.to_ascii_lowercase();
+    assert_eq!(lower.matches("content-length: 2\r\n").count(), 2, "{out}");
+    assert!(!lower.contains("x-gone"), "{out}");
+}
+
+#[tokio::test]
+async fn a_post_is_not_retried_on_a_new_connection_but_a_get_is() {
+    let (addr, conns) = closing_upstream().await;
+    let p = proxy_to(addr).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    // The first request pools a connection the upstream will close when it is reused.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_until(&mut s, "ok").await.starts_with("HTTP/1.1 200"));
+    s.write_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi")
+        .await
+        .unwrap();
+    let out = read_until(&mut s, "\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+    assert_eq!(conns.load(Ordering::Relaxed), 1, "the POST was sent again");
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_routes_and_replaces_host_and_an_empty_path_becomes_slash() {
+    let a = backend("a").await;
+    let p = proxy_to(a.addr).await;
+    let (out, _) = raw(
+        p.addr,
+        b"GET http://h/headers HTTP/1.1\r\nHost: elsewhere\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("host: h\n"), "{out}");
+    assert!(!out.contains("elsewhere"), "{out}");
+    let (out, _) = raw(
+        p.addr,
+        b"GET http://h?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
 }

@@ -183,16 +183,12 @@ async fn byo_proxy_redeploy_whose_image_is_missing_fails_before_the_old_version_
     p.wait_for(first.id, DeploymentStatus::Active, Duration::from_secs(30))
         .await;
 
-    let svc = p
-        .catalog
-        .require::<Service>(&p.service.to_string())
-        .await
-        .unwrap();
-    let mut next = svc.value.clone();
-    next.source = ServiceSource::DockerImage {
-        image: "clank-no-such-image:v404".parse::<ImageRef>().unwrap(),
-    };
-    p.catalog.update(&svc, &next).await.unwrap();
+    p.update_service(|next| {
+        next.source = ServiceSource::DockerImage {
+            image: "clank-no-such-image:v404".parse::<ImageRef>().unwrap(),
+        };
+    })
+    .await;
     let second = p.deploy().await;
     let failed = p
         .wait_for(second.id, DeploymentStatus::Failed, Duration::from_secs(60))

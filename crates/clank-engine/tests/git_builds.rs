@@ -163,19 +163,9 @@ async fn build_past_its_timeout_is_stopped_and_fails_the_deployment() {
     p.wait_for(v1.id, DeploymentStatus::Active, Duration::from_secs(120))
         .await;
     // The smallest timeout settings accept is 10 s; this step would take 317 s.
-    let mut svc = p
-        .catalog
-        .require::<Service>(&p.service.to_string())
-        .await
-        .unwrap();
-    let mut next = svc.value.clone();
-    next.settings.build_timeout_s = 10;
-    p.catalog.update(&svc, &next).await.unwrap();
-    svc = p
-        .catalog
-        .require::<Service>(&p.service.to_string())
-        .await
-        .unwrap();
+    let svc = p
+        .update_service(|next| next.settings.build_timeout_s = 10)
+        .await;
     assert_eq!(svc.settings.build_timeout_s, 10);
     repo.commit(
         &[("Dockerfile", "FROM clank-testapp:latest\nRUN sleep 317\n")],
@@ -507,14 +497,8 @@ async fn procfile_process_types_run_their_commands_and_scale_independently() {
         ]
     );
     // Scale the worker alone: the next deployment runs 2 web and 2 workers.
-    let svc = p
-        .catalog
-        .require::<Service>(&p.service.to_string())
-        .await
-        .unwrap();
-    let mut next = svc.value.clone();
-    next.processes.get_mut("worker").unwrap().replicas = 2;
-    p.catalog.update(&svc, &next).await.unwrap();
+    p.update_service(|next| next.processes.get_mut("worker").unwrap().replicas = 2)
+        .await;
     let d2 = p.deploy().await;
     p.wait_for(d2.id, DeploymentStatus::Active, Duration::from_secs(120))
         .await;

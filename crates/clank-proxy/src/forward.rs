@@ -22,7 +22,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::config::ProxyConfig;
 use crate::metrics::{Metrics, UpstreamError};
@@ -155,7 +155,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus the
 /// non-standard ones proxies commonly see.
-const HOP_BY_HOP: [HeaderName; 8] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -638,17 +638,42 @@ async fn tunnel(
             return;
         }
     };
-    metrics.upgrades_open.fetch_add(1, Ordering::Relaxed);
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
+    splice(&mut client, &mut upstream, &target, &metrics, None).await;
+}
+
+/// Copy both ways between an upgraded client and upstream until either closes, the target
+/// is retired (after its grace period) or `shutdown` (if given) is cancelled. Counted in the
+/// `upgrades_open` gauge meanwhile. Both request paths end their tunnels here.
+pub(crate) async fn splice<A, B>(
+    client: &mut A,
+    upstream: &mut B,
+    target: &TargetState,
+    metrics: &Metrics,
+    shutdown: Option<&CancellationToken>,
+) where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    metrics.upgrades_open.fetch_add(1, Ordering::Relaxed);
+    let stopping = async {
+        match shutdown {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+        r = tokio::io::copy_bidirectional(client, upstream) => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "upgraded tunnel ended with an error");
             }
         }
         () = target.close_upgrades.cancelled() => {
             tracing::info!(deployment = %target.deployment, "closing upgraded tunnel: target retired");
+        }
+        () = stopping => {
+            tracing::debug!("closing upgraded tunnel: the proxy is shutting down");
         }
     }
     metrics.upgrades_open.fetch_sub(1, Ordering::Relaxed);

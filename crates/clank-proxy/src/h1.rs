@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::forward::{Admission, Listener, Local, Shared};
+use crate::forward::{Admission, HOP_BY_HOP, Listener, Local, Shared, splice};
 use crate::metrics::UpstreamError;
 use crate::table::{InflightGuard, TargetState, normalise_host};
 
@@ -157,19 +157,11 @@ fn parse_length(value: &[u8], prior: Option<u64>) -> Option<u64> {
     found
 }
 
-/// Headers that describe one hop (RFC 9110 §7.6.1) and the ones the proxy writes itself.
+/// Headers that describe one hop (RFC 9110 §7.6.1): the list the HTTP/2 path strips too.
 fn is_hop_by_hop(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 8] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    HOP_BY_HOP
+        .iter()
+        .any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// What the connection-level headers of one message say.
@@ -1732,21 +1724,7 @@ async fn tunnel<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     client_buf.clear();
-    shared.metrics.upgrades_open.fetch_add(1, Ordering::Relaxed);
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(io, &mut up.stream) => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "upgraded tunnel ended with an error");
-            }
-        }
-        () = target.close_upgrades.cancelled() => {
-            tracing::info!(deployment = %target.deployment, "closing upgraded tunnel: target retired");
-        }
-        () = shutdown.cancelled() => {
-            tracing::debug!("closing upgraded tunnel: the proxy is shutting down");
-        }
-    }
-    shared.metrics.upgrades_open.fetch_sub(1, Ordering::Relaxed);
+    splice(io, &mut up.stream, &target, &shared.metrics, Some(shutdown)).await;
 }
 
 #[cfg(test)]

@@ -417,6 +417,19 @@ impl Platform {
         self.set_config(ConfigChange::set_plain(key, value)).await;
     }
 
+    /// Change the service record (as an API update would) before the next deploy.
+    pub(crate) async fn update_service(&self, change: impl FnOnce(&mut Service)) -> Service {
+        let svc = self
+            .catalog
+            .require::<Service>(&self.service.to_string())
+            .await
+            .unwrap();
+        let mut next = svc.value.clone();
+        change(&mut next);
+        self.catalog.update(&svc, &next).await.unwrap();
+        self.service().await
+    }
+
     pub(crate) async fn service(&self) -> Service {
         self.catalog
             .require::<Service>(&self.service.to_string())

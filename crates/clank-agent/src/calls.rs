@@ -121,6 +121,7 @@ async fn answer(shared: &Shared, method: Method) -> Result<R, Error> {
             Ok(R::Probe(v1::ProbeResult {
                 healthy: o.healthy,
                 detail: o.detail,
+                answered: o.answered,
             }))
         }
         Method::Stats(name) => {

@@ -64,6 +64,21 @@ pub trait Proxy: Send + Sync + fmt::Debug {
     /// The service's current route, if any.
     async fn route(&self, service: ServiceId) -> Result<Option<Route>>;
 
+    /// Hold the service's new requests (each waits, bounded by the proxy's pause timeout) and
+    /// wait up to `drain` for the requests in flight to finish: a stop-first cutover is about
+    /// to stop the only version that could answer them. The default holds nothing (traffic
+    /// that goes straight to published ports cannot be held).
+    async fn hold(&self, service: ServiceId, drain: Duration) -> Result<()> {
+        let _ = (service, drain);
+        Ok(())
+    }
+
+    /// Let held requests through to the route's current target (idempotent).
+    async fn release(&self, service: ServiceId) -> Result<()> {
+        let _ = service;
+        Ok(())
+    }
+
     /// The deployment receiving the service's traffic now, if any.
     async fn routed_to(&self, service: ServiceId) -> Result<Option<DeploymentId>> {
         Ok(self.route(service).await?.map(|r| r.target.deployment))

@@ -412,6 +412,11 @@ pub trait Runtime: Send + Sync + fmt::Debug {
 pub struct ProbeResult {
     pub healthy: bool,
     pub detail: String,
+    /// The workload itself answered (a status line, bytes, a connection kept open); a failure
+    /// with an answer counts toward the health check's retries, one without may be an app
+    /// still starting.
+    #[serde(default)]
+    pub answered: bool,
 }
 
 /// Where deployments with a `server_id` run: each remote server's runtime and proxy (its

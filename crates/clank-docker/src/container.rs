@@ -309,6 +309,7 @@ mod tests {
             volumes: vec![VolumeMount {
                 name: "clank-shop-api-data".into(),
                 mount_path: "/data".into(),
+                shared: false,
             }],
             cpu_limit: 0.5,
             memory_limit_mb: 64,

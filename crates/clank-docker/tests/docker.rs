@@ -117,6 +117,7 @@ async fn names_docker_would_refuse_are_rejected_before_any_engine_call() {
     spec.volumes = vec![clank_core::model::VolumeMount {
         name: "../etc".to_owned(),
         mount_path: "/data".to_owned(),
+        shared: false,
     }];
     let err = rt
         .start(&spec)

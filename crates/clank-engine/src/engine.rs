@@ -27,7 +27,7 @@ use clank_core::builder::ImageBuilder;
 use clank_core::config::{self, ConfigLayer, EnvValue, ResolvedConfig, Scope};
 use clank_core::deploy::{
     self, BuildObservation, Command, CutoverStrategy, DeploymentStatus, HealthObservation,
-    Observed, Plan, WorkloadObservation,
+    Observed, Plan, StopFirst, WorkloadObservation,
 };
 use clank_core::id::{BuildId, DeploymentId, ServerId, ServiceId};
 use clank_core::model::{
@@ -642,19 +642,17 @@ impl Engine {
                         .map(|p| p.value),
                 };
                 match previous {
-                    Some(prev)
-                        if matches!(
-                            deploy::cutover_strategy(d, Some(&prev)),
-                            CutoverStrategy::StopFirst { .. }
-                        ) =>
-                    {
-                        let web = self.web_workloads(&prev).await?;
-                        web.is_empty()
-                            || web
-                                .iter()
-                                .any(|w| !matches!(w.state, WorkloadState::Running { .. }))
-                    }
-                    _ => false,
+                    Some(prev) => match deploy::cutover_strategy(d, Some(&prev)) {
+                        CutoverStrategy::StopFirst(why) => {
+                            let swapped = self.swapped_workloads(&prev, &why).await?;
+                            swapped.is_empty()
+                                || swapped
+                                    .iter()
+                                    .any(|w| !matches!(w.state, WorkloadState::Running { .. }))
+                        }
+                        CutoverStrategy::StartFirst => false,
+                    },
+                    None => false,
                 }
             }
             _ => false,
@@ -669,7 +667,7 @@ impl Engine {
                     )
                     && matches!(
                         deploy::cutover_strategy(o, Some(d)),
-                        CutoverStrategy::StopFirst { .. }
+                        CutoverStrategy::StopFirst(_)
                     )
             });
         Ok(Observed {
@@ -831,7 +829,14 @@ impl Engine {
                 self.forget(*previous);
                 Ok(())
             }
-            Command::StartPrevious { previous } => self.start_previous(service, d, *previous).await,
+            Command::StartPrevious { previous } => {
+                self.start_previous(service, d, *previous).await?;
+                // Requests held since the old version was stopped go to it again.
+                self.placed_on(d.snapshot.server_id)?
+                    .proxy
+                    .release(service.id)
+                    .await
+            }
             Command::RemoveWorkload => {
                 let removed = self.remove_workloads(d).await?;
                 if removed > 0 {
@@ -879,13 +884,13 @@ impl Engine {
         Ok((project.value, specs))
     }
 
-    /// The ACTIVE deployment `d` must stop before its `web` workloads can start, and the
-    /// address they both publish on (`CutoverStrategy::StopFirst`).
+    /// The ACTIVE deployment that must stop (some of) its workloads before `d`'s start, and
+    /// why (`CutoverStrategy::StopFirst`).
     async fn stop_first_of(
         &self,
         service: &Service,
         d: &Deployment,
-    ) -> Result<Option<(Deployment, PortBinding)>> {
+    ) -> Result<Option<(Deployment, StopFirst)>> {
         let Some(previous) = service.active_deployment.filter(|a| *a != d.id) else {
             return Ok(None);
         };
@@ -898,7 +903,7 @@ impl Engine {
             return Ok(None);
         };
         Ok(match deploy::cutover_strategy(d, Some(&previous)) {
-            CutoverStrategy::StopFirst { address } => Some((previous.value, address)),
+            CutoverStrategy::StopFirst(why) => Some((previous.value, why)),
             CutoverStrategy::StartFirst => None,
         })
     }
@@ -924,26 +929,25 @@ impl Engine {
             for v in &d.snapshot.volumes {
                 runtime.ensure_volume(&v.name, &labels).await?;
             }
-            let Some((previous, address)) = &stop_first else {
+            let Some((previous, why)) = &stop_first else {
                 for spec in &specs {
                     runtime.start(spec).await?;
                 }
                 return Ok::<_, Error>(());
             };
-            // Stop-first: everything is prepared (images on the host) and what does not need
-            // the held address is started first, so a refusal stops nothing and the gap is
-            // only the swap of the web workloads.
+            // Stop-first: everything is prepared (images on the host) and what is not part of
+            // the swap is started first, so a refusal stops nothing and the gap is only the
+            // swap itself.
             for spec in &specs {
                 runtime.prepare(spec).await?;
             }
-            let (web, others): (Vec<&WorkloadSpec>, Vec<&WorkloadSpec>) = specs
-                .iter()
-                .partition(|s| s.owner.process == ProcessSpec::WEB);
+            let (swapped, others): (Vec<&WorkloadSpec>, Vec<&WorkloadSpec>) =
+                specs.iter().partition(|s| why.stops(&s.owner.process));
             for spec in others {
                 runtime.start(spec).await?;
             }
-            self.stop_web_of(d, previous, address).await?;
-            for spec in web {
+            self.stop_for_cutover(service, d, previous, why).await?;
+            for spec in swapped {
                 runtime.start(spec).await?;
             }
             Ok(())
@@ -973,18 +977,21 @@ impl Engine {
         }
     }
 
-    /// Stop `previous`'s running `web` workloads so `d`'s can take `address` (stop-first).
-    async fn stop_web_of(
+    /// Stop `previous`'s running workloads that `why` swaps, so `d`'s can start (stop-first).
+    /// The proxy holds the service's new requests from here until the new version's cutover
+    /// (or the restore of the old one) and lets the requests in flight finish first.
+    async fn stop_for_cutover(
         &self,
+        service: &Service,
         d: &Deployment,
         previous: &Deployment,
-        address: &PortBinding,
+        why: &StopFirst,
     ) -> Result<()> {
         let Some(placed) = self.placed_for(previous)? else {
             return Ok(());
         };
         let running: Vec<WorkloadStatus> = self
-            .web_workloads(previous)
+            .swapped_workloads(previous, why)
             .await?
             .into_iter()
             .filter(|w| !matches!(w.state, WorkloadState::Exited { .. }))
@@ -992,12 +999,12 @@ impl Engine {
         if running.is_empty() {
             return Ok(());
         }
-        let held = SocketAddr::new(address.host_ip, address.host_port.unwrap_or_default());
         let text = format!(
-            "stop-first cutover: #{} publishes on {held} like ACTIVE #{}, which cannot run beside \
-             it; stopping #{}'s {} web workload(s) (the service is unreachable until #{} is up)",
+            "stop-first cutover: #{} and ACTIVE #{} cannot run side by side ({}); stopping #{}'s \
+             {} workload(s) (new requests are held until #{} is up)",
             d.number,
             previous.number,
+            why.describe(),
             previous.number,
             running.len(),
             d.number
@@ -1008,6 +1015,10 @@ impl Engine {
             format!("stopped for the stop-first cutover to #{}", d.number),
         )
         .await;
+        placed
+            .proxy
+            .hold(service.id, self.inner.config.drain_timeout)
+            .await?;
         for w in &running {
             placed
                 .runtime
@@ -1017,7 +1028,7 @@ impl Engine {
         self.note(
             d,
             format!(
-                "stopped #{}'s web workload(s); starting #{}'s",
+                "stopped #{}'s workload(s); starting #{}'s",
                 previous.number, d.number
             ),
         )
@@ -1105,6 +1116,20 @@ impl Engine {
         Ok(())
     }
 
+    /// `d`'s workloads that a stop-first cutover swaps.
+    async fn swapped_workloads(
+        &self,
+        d: &Deployment,
+        why: &StopFirst,
+    ) -> Result<Vec<WorkloadStatus>> {
+        Ok(self
+            .workloads_of(d)
+            .await?
+            .into_iter()
+            .filter(|w| why.stops(&w.owner.process))
+            .collect())
+    }
+
     async fn web_workloads(&self, d: &Deployment) -> Result<Vec<WorkloadStatus>> {
         Ok(self
             .workloads_of(d)
@@ -1122,6 +1147,7 @@ impl Engine {
         let mut outcome = health::ProbeOutcome {
             healthy: !web.is_empty(),
             detail: "no web workload to probe".into(),
+            answered: false,
         };
         for w in &web {
             let timeout = self.inner.config.probe_timeout;
@@ -1133,6 +1159,7 @@ impl Engine {
                 Some(remote) => health::ProbeOutcome {
                     healthy: remote.healthy,
                     detail: remote.detail,
+                    answered: remote.answered,
                 },
                 None => health::probe(&check, w, timeout, Timestamp::now()).await,
             };
@@ -1150,6 +1177,7 @@ impl Engine {
             outcome = health::ProbeOutcome {
                 healthy: true,
                 detail: "no web process; workers running".into(),
+                answered: true,
             };
         }
         Ok(outcome)
@@ -1180,18 +1208,7 @@ impl Engine {
             .get(&d.id)
             .cloned()
             .unwrap_or_default();
-        let next = if outcome.healthy {
-            HealthObservation::Passing
-        } else {
-            let consecutive = match &previous {
-                HealthObservation::Failing { consecutive, .. } => consecutive + 1,
-                _ => 1,
-            };
-            HealthObservation::Failing {
-                consecutive,
-                last: outcome.detail.clone(),
-            }
-        };
+        let next = previous.after_probe(outcome.healthy, outcome.answered, outcome.detail.clone());
         // In progress every probe is logged; once ACTIVE only changes are.
         let changed = std::mem::discriminant(&previous) != std::mem::discriminant(&next);
         if d.state.status.is_in_progress() || changed {
@@ -1241,6 +1258,8 @@ impl Engine {
         let proxy = self.placed_on(d.snapshot.server_id)?.proxy;
         match proxy.cutover(&cutover).await {
             Ok(report) => {
+                // A stop-first cutover held the service's requests: they go to the new target.
+                proxy.release(service.id).await?;
                 self.note(
                     d,
                     format!(

@@ -17,6 +17,11 @@ pub struct ProbeOutcome {
     pub healthy: bool,
     /// `HTTP 200`, `HTTP 503`, `connection refused`, `timed out after 2.0 s`, ...
     pub detail: String,
+    /// The workload itself answered: an HTTP status line (even a failing one), bytes on a TCP
+    /// connection, or a connection it kept open. A failure without an answer (refused, closed
+    /// at once, timed out) may be an app still booting; one with an answer counts toward the
+    /// health check's retries.
+    pub answered: bool,
 }
 
 impl ProbeOutcome {
@@ -24,13 +29,25 @@ impl ProbeOutcome {
         ProbeOutcome {
             healthy: true,
             detail: detail.into(),
+            answered: true,
         }
     }
 
-    fn fail(detail: impl Into<String>) -> Self {
+    /// A failure without an answer from the workload.
+    pub fn unanswered(detail: impl Into<String>) -> Self {
         ProbeOutcome {
             healthy: false,
             detail: detail.into(),
+            answered: false,
+        }
+    }
+
+    /// The workload answered, and the answer fails the check.
+    fn bad_answer(detail: impl Into<String>) -> Self {
+        ProbeOutcome {
+            healthy: false,
+            detail: detail.into(),
+            answered: true,
         }
     }
 }
@@ -45,11 +62,11 @@ pub async fn probe(
     match check {
         HealthCheck::Http { path, .. } => match workload.endpoint {
             Some(addr) => http_probe(addr, path, timeout).await,
-            None => ProbeOutcome::fail("the workload publishes no port to probe"),
+            None => ProbeOutcome::unanswered("the workload publishes no port to probe"),
         },
         HealthCheck::Tcp { .. } => match workload.endpoint {
             Some(addr) => tcp_probe(addr, timeout).await,
-            None => ProbeOutcome::fail("the workload publishes no port to probe"),
+            None => ProbeOutcome::unanswered("the workload publishes no port to probe"),
         },
         HealthCheck::Running { stable_for } => running_probe(workload, *stable_for, now),
     }
@@ -62,22 +79,42 @@ fn running_probe(w: &WorkloadStatus, stable_for: Duration, now: Timestamp) -> Pr
             if up >= stable_for {
                 ProbeOutcome::pass(format!("running for {:.1} s", up.as_secs_f64()))
             } else {
-                ProbeOutcome::fail(format!(
+                ProbeOutcome::unanswered(format!(
                     "running for {:.1} s of the {:.1} s required",
                     up.as_secs_f64(),
                     stable_for.as_secs_f64()
                 ))
             }
         }
-        other => ProbeOutcome::fail(format!("not running ({other:?})")),
+        other => ProbeOutcome::unanswered(format!("not running ({other:?})")),
     }
 }
 
+/// How long a TCP probe watches an accepted connection: one the runtime's port forwarder
+/// accepted for a workload that is not listening yet is closed within this time.
+const TCP_SETTLE: Duration = Duration::from_millis(300);
+
+/// A TCP connect that the workload must keep open (or greet on) for a moment. Docker's
+/// userland proxy accepts connections on a published port before anything listens in the
+/// container and closes them at once, so a bare connect would pass a database that has not
+/// started yet.
 pub async fn tcp_probe(addr: SocketAddr, timeout: Duration) -> ProbeOutcome {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => ProbeOutcome::pass(format!("TCP connect to {addr} succeeded")),
-        Ok(Err(e)) => ProbeOutcome::fail(format!("TCP connect to {addr}: {e}")),
-        Err(_) => ProbeOutcome::fail(format!(
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(TCP_SETTLE, stream.read(&mut byte)).await {
+            Err(_) => Ok(true),
+            Ok(Ok(n)) => Ok(n > 0),
+            Ok(Err(e)) => Err(e),
+        }
+    };
+    match tokio::time::timeout(timeout + TCP_SETTLE, attempt).await {
+        Ok(Ok(true)) => ProbeOutcome::pass(format!("TCP connect to {addr} succeeded")),
+        Ok(Ok(false)) => ProbeOutcome::unanswered(format!(
+            "TCP connect to {addr}: closed at once (nothing listens behind the port yet)"
+        )),
+        Ok(Err(e)) => ProbeOutcome::unanswered(format!("TCP connect to {addr}: {e}")),
+        Err(_) => ProbeOutcome::unanswered(format!(
             "TCP connect to {addr} timed out after {:.1} s",
             timeout.as_secs_f64()
         )),
@@ -107,21 +144,21 @@ pub async fn http_probe(addr: SocketAddr, path: &str, timeout: Duration) -> Prob
     };
     let buf = match tokio::time::timeout(timeout, attempt).await {
         Err(_) => {
-            return ProbeOutcome::fail(format!(
+            return ProbeOutcome::unanswered(format!(
                 "GET {path} timed out after {:.1} s",
                 timeout.as_secs_f64()
             ));
         }
-        Ok(Err(e)) => return ProbeOutcome::fail(format!("GET {path}: {e}")),
+        Ok(Err(e)) => return ProbeOutcome::unanswered(format!("GET {path}: {e}")),
         Ok(Ok(buf)) => buf,
     };
     match parse_status(&buf) {
         Some(code) if (200..400).contains(&code) => ProbeOutcome::pass(format!("HTTP {code}")),
-        Some(code) => ProbeOutcome::fail(format!("HTTP {code}")),
+        Some(code) => ProbeOutcome::bad_answer(format!("HTTP {code}")),
         None if buf.is_empty() => {
-            ProbeOutcome::fail(format!("GET {path}: connection closed without a response"))
+            ProbeOutcome::unanswered(format!("GET {path}: connection closed without a response"))
         }
-        None => ProbeOutcome::fail(format!("GET {path}: not an HTTP response")),
+        None => ProbeOutcome::bad_answer(format!("GET {path}: not an HTTP response")),
     }
 }
 
@@ -177,6 +214,7 @@ mod tests {
             let addr = serve_once(resp).await;
             let out = http_probe(addr, "/health", Duration::from_secs(2)).await;
             assert_eq!((out.healthy, out.detail.as_str()), (ok, detail));
+            assert!(out.answered, "a status line is an answer, passing or not");
         }
     }
 
@@ -212,8 +250,39 @@ mod tests {
             l.local_addr().unwrap()
         };
         let out = http_probe(addr, "/health", Duration::from_secs(1)).await;
-        assert!(!out.healthy);
+        assert!(!out.healthy && !out.answered, "{out:?}");
         let tcp = tcp_probe(addr, Duration::from_secs(1)).await;
-        assert!(!tcp.healthy);
+        assert!(!tcp.healthy && !tcp.answered, "{tcp:?}");
+    }
+
+    /// What Docker's userland proxy does for a container not listening yet: accept, then close.
+    #[tokio::test]
+    async fn tcp_probe_fails_a_connection_closed_at_once_and_passes_one_held_open() {
+        let closing = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closing_addr = closing.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = closing.accept().await {
+                drop(s);
+            }
+        });
+        let out = tcp_probe(closing_addr, Duration::from_secs(1)).await;
+        assert!(!out.healthy && !out.answered, "{out:?}");
+        assert!(out.detail.contains("closed at once"), "{}", out.detail);
+
+        let holding = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let holding_addr = holding.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = holding.accept().await {
+                held.push(s);
+            }
+        });
+        let out = tcp_probe(holding_addr, Duration::from_secs(1)).await;
+        assert!(out.healthy && out.answered, "{out:?}");
+
+        // A server that greets (MySQL, SMTP) passes at once.
+        let greeting = serve_once(b"220 ready\r\n").await;
+        let out = tcp_probe(greeting, Duration::from_secs(1)).await;
+        assert!(out.healthy, "{out:?}");
     }
 }

@@ -51,10 +51,7 @@ pub async fn gate_probe(
     timeout: Duration,
 ) -> ProbeOutcome {
     if addrs.is_empty() {
-        return ProbeOutcome {
-            healthy: false,
-            detail: "the target has no address".into(),
-        };
+        return ProbeOutcome::unanswered("the target has no address");
     }
     for addr in addrs {
         let out = match check {
@@ -65,14 +62,15 @@ pub async fn gate_probe(
         };
         if !out.healthy {
             return ProbeOutcome {
-                healthy: false,
                 detail: format!("{addr}: {}", out.detail),
+                ..out
             };
         }
     }
     ProbeOutcome {
         healthy: true,
         detail: "all targets healthy".into(),
+        answered: true,
     }
 }
 

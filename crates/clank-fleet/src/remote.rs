@@ -315,6 +315,7 @@ impl Runtime for AgentRuntime {
             R::Probe(p) => Ok(Some(ProbeResult {
                 healthy: p.healthy,
                 detail: format!("{} (on server {})", p.detail, self.server),
+                answered: p.answered,
             })),
             other => Err(unexpected(&other)),
         }

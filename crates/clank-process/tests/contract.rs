@@ -55,6 +55,7 @@ impl Fixture for ProcessFixture {
                 .map(|name| VolumeMount {
                     name: name.clone(),
                     mount_path: "/data".to_owned(),
+                    shared: false,
                 })
                 .collect(),
             cpu_limit: 1.0,

@@ -378,6 +378,7 @@ async fn volume_data_survives_remove_and_the_replacement_reads_it() {
     let volume = clank_core::model::VolumeMount {
         name: "app-data".into(),
         mount_path: "/data".into(),
+        shared: false,
     };
     let key = volume_env_key("app-data");
     assert_eq!(key, "CLANK_VOLUME_APP_DATA");

@@ -133,6 +133,7 @@ impl From<&WorkloadSpec> for v1::WorkloadSpec {
                 .map(|v| v1::VolumeMount {
                     name: v.name.clone(),
                     mount_path: v.mount_path.clone(),
+                    shared: v.shared,
                 })
                 .collect(),
             cpu_limit: s.cpu_limit,
@@ -208,6 +209,7 @@ impl TryFrom<&v1::WorkloadSpec> for WorkloadSpec {
                 .map(|v| VolumeMount {
                     name: v.name.clone(),
                     mount_path: v.mount_path.clone(),
+                    shared: v.shared,
                 })
                 .collect(),
             cpu_limit: s.cpu_limit,
@@ -388,6 +390,7 @@ mod tests {
             volumes: vec![VolumeMount {
                 name: "clank-shop-api-data".into(),
                 mount_path: "/data".into(),
+                shared: false,
             }],
             cpu_limit: 0.5,
             memory_limit_mb: 256,

@@ -516,6 +516,25 @@ impl Proxy for ClankProxy {
         Ok(report)
     }
 
+    async fn hold(&self, service: ServiceId, drain: Duration) -> clank_core::Result<()> {
+        self.pause(service);
+        let target = self
+            .shared
+            .current()
+            .services
+            .get(&service)
+            .map(|e| e.target.clone());
+        if let Some(target) = target {
+            target.wait_idle(tokio::time::Instant::now() + drain).await;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, service: ServiceId) -> clank_core::Result<()> {
+        self.resume(service);
+        Ok(())
+    }
+
     async fn set_route(&self, route: &Route) -> clank_core::Result<()> {
         let before = self.current_route(route.service);
         self.tailscale_before(before.as_ref(), route).await?;

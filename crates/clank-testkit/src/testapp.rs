@@ -12,6 +12,7 @@
 //!   does not. `HEALTH=ok|fail|slow` picks the state at start (`slow` sleeps `HEALTH_DELAY`
 //!   seconds, default 3, before answering); at run time exec `rm health.ok` / `touch health.ok`
 //!   in the workload's working directory to flip it;
+//! - with `START_DELAY` set, waits that many seconds before it listens (a slow-booting app);
 //! - with `DATA_DIR` set (a mounted volume), appends a line to `$DATA_DIR/starts.log` at start,
 //!   and `GET /data/write?VALUE` / `GET /data` write and read `$DATA_DIR/data.txt`;
 //! - `GET /log?TOKEN` / `GET /err?TOKEN` print `testapp log TOKEN` to stdout / `testapp err

@@ -9,14 +9,58 @@ use crate::runtime::PortBinding;
 use crate::time::Timestamp;
 
 /// How a new version takes over from the service's ACTIVE one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CutoverStrategy {
     /// The new version runs beside the old one until it is healthy (the default).
     StartFirst,
+    /// The two versions cannot run side by side: the old version's workloads named by
+    /// [`StopFirst::stops`] stop before the new version's start, and start again if the new
+    /// version fails.
+    StopFirst(StopFirst),
+}
+
+/// Why a cutover is stop-first, which decides which workloads wait for the old ones to stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopFirst {
     /// Both publish their `web` port on the same fixed host address (`byo_proxy`) on the same
-    /// server, so they cannot run side by side: the old version's `web` workloads stop before
-    /// the new ones start, and start again if the new version fails.
-    StopFirst { address: PortBinding },
+    /// server: only the `web` workloads swap.
+    HeldAddress(PortBinding),
+    /// Both mount these volumes, not declared `shared`, on the same server: data on a volume is
+    /// never written by two versions at once, so every workload of the old version stops
+    /// first (every process type mounts the service's volumes).
+    SingleWriterVolumes(Vec<String>),
+}
+
+impl StopFirst {
+    /// Whether workloads of `process` are part of the swap: the old ones stop before the new
+    /// ones start.
+    pub fn stops(&self, process: &str) -> bool {
+        match self {
+            StopFirst::HeldAddress(_) => process == crate::model::ProcessSpec::WEB,
+            StopFirst::SingleWriterVolumes(_) => true,
+        }
+    }
+
+    /// What the two versions would share, for the deploy log.
+    pub fn describe(&self) -> String {
+        match self {
+            StopFirst::HeldAddress(address) => {
+                let ip = address.host_ip;
+                match address.host_port {
+                    Some(port) => format!("both publish on {ip}:{port}"),
+                    None => format!("both publish on {ip}"),
+                }
+            }
+            StopFirst::SingleWriterVolumes(names) => format!(
+                "both mount volume(s) {} (not declared `shared`)",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
 }
 
 /// The cutover from `active` (the service's ACTIVE deployment, if any) to `next`.
@@ -27,12 +71,29 @@ pub fn cutover_strategy(next: &Deployment, active: Option<&Deployment>) -> Cutov
     if next.snapshot.server_id != active.snapshot.server_id {
         return CutoverStrategy::StartFirst;
     }
+    // Volumes first: stopping every workload also frees a held address.
+    let single_writer: Vec<String> = next
+        .snapshot
+        .volumes
+        .iter()
+        .filter(|v| {
+            active
+                .snapshot
+                .volumes
+                .iter()
+                .any(|held| held.name == v.name && !(held.shared && v.shared))
+        })
+        .map(|v| v.name.clone())
+        .collect();
+    if !single_writer.is_empty() {
+        return CutoverStrategy::StopFirst(StopFirst::SingleWriterVolumes(single_writer));
+    }
     match (
         fixed_publish(&next.snapshot),
         fixed_publish(&active.snapshot),
     ) {
         (Some(new), Some(held)) if new.collides_with(&held) => {
-            CutoverStrategy::StopFirst { address: new }
+            CutoverStrategy::StopFirst(StopFirst::HeldAddress(new))
         }
         _ => CutoverStrategy::StartFirst,
     }

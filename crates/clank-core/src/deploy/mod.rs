@@ -6,7 +6,9 @@ mod deadline;
 mod planner;
 mod status;
 
-pub use cutover::{CutoverStrategy, activate, check_service_invariants, cutover_strategy};
+pub use cutover::{
+    CutoverStrategy, StopFirst, activate, check_service_invariants, cutover_strategy,
+};
 pub use deadline::{QUEUE_SLACK, inherits_deadline, phase_timeout, probe_backoff};
 pub use planner::{
     BuildObservation, Command, HealthObservation, Observed, POLL, Plan, START_POLL, Transition,

@@ -55,11 +55,50 @@ pub enum HealthObservation {
     #[default]
     Unknown,
     Passing,
+    /// Nothing has answered a probe yet (connection refused, closed at once, timed out): the
+    /// app may still be starting. While HEALTH_CHECKING this waits up to the phase deadline
+    /// (`deploy_timeout_s`), so slow-booting apps still deploy.
+    NotAnswering {
+        attempts: u32,
+        last: String,
+    },
+    /// Probes failed `consecutive` times in a row after the workload had answered (a non-2xx
+    /// status, or refused after it was listening). `health_check_retries` of them in a row
+    /// fail a deployment in progress and restart an ACTIVE one.
     Failing {
         consecutive: u32,
         /// What the last probe saw: `HTTP 503`, `connection refused`, `timed out after 2 s`.
         last: String,
     },
+}
+
+impl HealthObservation {
+    /// The observation after one more probe: a pass, a failure the workload answered, or a
+    /// failure without an answer — which counts as a failure only once the workload has been
+    /// seen answering (it was listening and went away).
+    pub fn after_probe(&self, healthy: bool, answered: bool, detail: String) -> Self {
+        use HealthObservation::*;
+        if healthy {
+            return Passing;
+        }
+        match self {
+            Unknown | NotAnswering { .. } if !answered => NotAnswering {
+                attempts: match self {
+                    NotAnswering { attempts, .. } => attempts + 1,
+                    _ => 1,
+                },
+                last: detail,
+            },
+            Failing { consecutive, .. } => Failing {
+                consecutive: consecutive + 1,
+                last: detail,
+            },
+            _ => Failing {
+                consecutive: 1,
+                last: detail,
+            },
+        }
+    }
 }
 
 /// Everything the planner needs to know about the world, gathered by the reconciler.
@@ -306,10 +345,23 @@ fn plan_health_checking(d: &Deployment, obs: &Observed, now: Timestamp) -> Plan 
         }
         HealthObservation::Passing => Plan::run(vec![Command::SwitchRoute], Duration::ZERO),
         HealthObservation::Unknown => Plan::run(vec![Command::ProbeHealth], Duration::ZERO),
-        HealthObservation::Failing { consecutive, .. } => Plan::run(
+        // Still starting: probe again soon, then every interval, until the phase deadline.
+        HealthObservation::NotAnswering { attempts, .. } => Plan::run(
             vec![Command::ProbeHealth],
-            probe_backoff(*consecutive, interval(d)),
+            probe_backoff(*attempts, interval(d)),
         ),
+        HealthObservation::Failing { consecutive, last } => {
+            let retries = d.snapshot.settings.health_check_retries;
+            if *consecutive >= retries {
+                let reason = format!(
+                    "health check {} failed {consecutive} time(s) in a row (health_check_retries = {retries}); last answer: {last}",
+                    describe_health_check(&d.snapshot.settings.health_check()),
+                );
+                return end(Failed, reason, HealthChecking, obs);
+            }
+            // The app answers, wrongly: give it the interval to change its mind.
+            Plan::run(vec![Command::ProbeHealth], interval(d))
+        }
     }
 }
 
@@ -327,6 +379,9 @@ fn plan_active(d: &Deployment, obs: &Observed) -> Plan {
         (WorkloadObservation::Absent, _) => Some("workload is gone".to_owned()),
         (_, HealthObservation::Failing { consecutive, last }) if *consecutive >= retries => Some(
             format!("health check failed {consecutive} times in a row (last: {last})"),
+        ),
+        (_, HealthObservation::NotAnswering { attempts, last }) if *attempts >= retries => Some(
+            format!("health check got no answer {attempts} times in a row (last: {last})"),
         ),
         _ => None,
     };
@@ -410,6 +465,16 @@ fn last_observation(status: DeploymentStatus, obs: &Observed) -> String {
     match (status, &obs.health, &obs.build) {
         (DeploymentStatus::HealthChecking, HealthObservation::Failing { consecutive, last }, _) => {
             format!("; health check failed {consecutive} times, last: {last}")
+        }
+        (
+            DeploymentStatus::HealthChecking,
+            HealthObservation::NotAnswering { attempts, last },
+            _,
+        ) => {
+            format!(
+                "; the app never answered its health check ({attempts} probe(s), last: {last}); \
+                 if it needs longer to start, raise deploy_timeout_s"
+            )
         }
         (DeploymentStatus::HealthChecking, HealthObservation::Unknown, _) => {
             "; no health probe completed".to_owned()

@@ -112,6 +112,52 @@ impl Default for Case {
 }
 
 #[test]
+fn a_failure_counts_once_the_app_has_answered_and_not_before() {
+    use HealthObservation::*;
+    let refused = || "connection refused".to_owned();
+    // Booting: refusals before any answer only count attempts.
+    let booting = Unknown.after_probe(false, false, refused());
+    assert_eq!(
+        booting,
+        NotAnswering {
+            attempts: 1,
+            last: refused()
+        }
+    );
+    let booting = booting.after_probe(false, false, refused());
+    assert_eq!(
+        booting,
+        NotAnswering {
+            attempts: 2,
+            last: refused()
+        }
+    );
+    // A wrong answer counts at once, also straight after booting.
+    assert_eq!(
+        booting.after_probe(false, true, "HTTP 404".into()),
+        failing(1, "HTTP 404")
+    );
+    assert_eq!(
+        Unknown.after_probe(false, true, "HTTP 404".into()),
+        failing(1, "HTTP 404")
+    );
+    // Refused after it was listening (it passed, or answered wrongly) counts.
+    assert_eq!(
+        Passing.after_probe(false, false, refused()),
+        failing(1, &refused())
+    );
+    assert_eq!(
+        failing(2, "HTTP 500").after_probe(false, false, refused()),
+        failing(3, &refused())
+    );
+    // A pass resets everything.
+    assert_eq!(
+        failing(2, "HTTP 500").after_probe(true, true, "HTTP 200".into()),
+        Passing
+    );
+}
+
+#[test]
 fn planner_table() {
     use DeploymentStatus::*;
     let prev = DeploymentId::new();
@@ -320,6 +366,48 @@ fn planner_table() {
                 ..running()
             },
             commands: vec![Command::ProbeHealth],
+            ..Case::default()
+        },
+        Case {
+            name: "health_check_retries answered failures in a row fail before the deadline",
+            status: HealthChecking,
+            obs: Observed {
+                health: failing(3, "HTTP 404"),
+                ..running()
+            },
+            to: Some(Failed),
+            commands: vec![Command::RemoveWorkload],
+            reason_has: "failed 3 time(s) in a row (health_check_retries = 3); last answer: HTTP 404",
+            ..Case::default()
+        },
+        Case {
+            name: "an app that has not answered yet is waited for until the deadline",
+            status: HealthChecking,
+            obs: Observed {
+                health: HealthObservation::NotAnswering {
+                    attempts: 40,
+                    last: "connection refused".into(),
+                },
+                ..running()
+            },
+            at_ms: 299_000,
+            commands: vec![Command::ProbeHealth],
+            ..Case::default()
+        },
+        Case {
+            name: "an app that never answered fails at the deadline saying so",
+            status: HealthChecking,
+            obs: Observed {
+                health: HealthObservation::NotAnswering {
+                    attempts: 40,
+                    last: "connection refused".into(),
+                },
+                ..running()
+            },
+            at_ms: 300_000,
+            to: Some(Failed),
+            commands: vec![Command::RemoveWorkload],
+            reason_has: "never answered its health check (40 probe(s), last: connection refused); if it needs longer to start, raise deploy_timeout_s",
             ..Case::default()
         },
         Case {
@@ -651,7 +739,12 @@ fn observation_grid(prev: Option<DeploymentId>) -> Vec<Observed> {
     let healths = [
         HealthObservation::Unknown,
         HealthObservation::Passing,
+        failing(1, "HTTP 500"),
         failing(5, "HTTP 500"),
+        HealthObservation::NotAnswering {
+            attempts: 7,
+            last: "connection refused".into(),
+        },
     ];
     let mut out = Vec::new();
     for build in &builds {
@@ -1211,13 +1304,91 @@ fn redeploy_on_the_fixed_host_address_the_active_holds_is_stop_first() {
             stop_first,
             "{name}: {got:?}"
         );
-        if let CutoverStrategy::StopFirst { address } = got {
+        if let CutoverStrategy::StopFirst(why) = got {
             assert_eq!(
-                Some(address),
-                crate::endpoint::fixed_publish(&next.snapshot)
+                why,
+                StopFirst::HeldAddress(crate::endpoint::fixed_publish(&next.snapshot).unwrap())
             );
         }
     }
+}
+
+#[test]
+fn redeploy_sharing_an_unshared_volume_is_stop_first_for_every_process() {
+    use crate::id::ServerId;
+    use crate::model::VolumeMount;
+    let vol = |name: &str, shared: bool| VolumeMount {
+        name: name.into(),
+        mount_path: "/data".into(),
+        shared,
+    };
+    let server = ServerId::new();
+    // (case, active's volumes and server, new one's volumes and server, single-writer names)
+    type Side = (Vec<VolumeMount>, Option<ServerId>);
+    let cases: Vec<(&str, Side, Side, Option<Vec<&str>>)> = vec![
+        (
+            "same volume",
+            (vec![vol("pg", false)], None),
+            (vec![vol("pg", false)], None),
+            Some(vec!["pg"]),
+        ),
+        (
+            "declared shared by both",
+            (vec![vol("uploads", true)], None),
+            (vec![vol("uploads", true)], None),
+            None,
+        ),
+        (
+            "shared by only the new version",
+            (vec![vol("uploads", false)], None),
+            (vec![vol("uploads", true)], None),
+            Some(vec!["uploads"]),
+        ),
+        (
+            "only the unshared one counts",
+            (vec![vol("uploads", true), vol("pg", false)], None),
+            (vec![vol("uploads", true), vol("pg", false)], None),
+            Some(vec!["pg"]),
+        ),
+        (
+            "different volumes",
+            (vec![vol("a", false)], None),
+            (vec![vol("b", false)], None),
+            None,
+        ),
+        ("no volumes", (vec![], None), (vec![], None), None),
+        (
+            "moved to another server (its own engine, its own volume)",
+            (vec![vol("pg", false)], None),
+            (vec![vol("pg", false)], Some(server)),
+            None,
+        ),
+    ];
+    for (name, (old_volumes, old_server), (new_volumes, new_server), want) in cases {
+        let mut service = image_service();
+        service.server_id = old_server;
+        service.volumes = old_volumes;
+        let active = new_deployment(&mut service, T0);
+        service.server_id = new_server;
+        service.volumes = new_volumes;
+        let next = new_deployment(&mut service, T0);
+        let got = cutover_strategy(&next, Some(&active));
+        let want = want.map(|names| {
+            CutoverStrategy::StopFirst(StopFirst::SingleWriterVolumes(
+                names.into_iter().map(str::to_owned).collect(),
+            ))
+        });
+        assert_eq!(got, want.unwrap_or(CutoverStrategy::StartFirst), "{name}");
+        if let CutoverStrategy::StopFirst(why) = &got {
+            assert!(
+                why.stops("web") && why.stops("worker"),
+                "{name}: every process swaps"
+            );
+        }
+    }
+    // A held address alone swaps only the web workloads.
+    let address = StopFirst::HeldAddress(crate::runtime::PortBinding::loopback());
+    assert!(address.stops("web") && !address.stops("worker"));
 }
 
 #[test]

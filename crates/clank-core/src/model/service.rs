@@ -210,6 +210,11 @@ pub enum HealthCheck {
 pub struct VolumeMount {
     pub name: String,
     pub mount_path: String,
+    /// Safe for several writers at once (the app coordinates access itself). Off by default:
+    /// a redeploy of a service with an unshared volume stops the old version before the new
+    /// one starts, so two versions never write the same data (ARCHITECTURE.md, stop-first).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 impl VolumeMount {
@@ -612,6 +617,7 @@ mod tests {
         s.volumes.push(VolumeMount {
             name: "data".into(),
             mount_path: "/var/../etc".into(),
+            shared: false,
         });
         assert_eq!(s.validate().unwrap_err().field, "volumes[0].mount_path");
     }

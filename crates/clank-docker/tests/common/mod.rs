@@ -65,6 +65,7 @@ pub(crate) fn app_spec(app: &TestApp) -> WorkloadSpec {
         volumes.push(VolumeMount {
             name: volume.clone(),
             mount_path: DATA_MOUNT.to_owned(),
+            shared: false,
         });
     }
     env.extend(app.env.iter().cloned());

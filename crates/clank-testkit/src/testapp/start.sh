@@ -8,6 +8,7 @@
 #   HEALTH    ok | fail | slow: what GET /health answers at first (default ok)
 #   HEALTH_DELAY  seconds a slow /health takes (default 3)
 #   DATA_DIR  a directory (a mounted volume) the app records its starts in and /data reads
+#   START_DELAY  seconds to wait before listening (a slow-booting app; default 0)
 BB=/bin/busybox
 cd "$($BB dirname "$0")" || exit 70
 TESTAPP_DIR="$($BB pwd)"
@@ -29,6 +30,10 @@ if [ -n "$DATA_DIR" ]; then
   else
     echo "testapp: cannot write to DATA_DIR=$DATA_DIR" >&2
   fi
+fi
+
+if [ -n "$START_DELAY" ]; then
+  $BB sleep "$START_DELAY"
 fi
 
 # The handler logs requests to fd 3, which stays this script's stdout (nc gives the handler

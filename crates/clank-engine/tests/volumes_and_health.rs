@@ -1,0 +1,274 @@
+//! Single-writer volumes and the health-check rule, on the real Docker Engine: a redeploy or
+//! rollback of a service with a named volume stops the old version before the new one starts
+//! (sampled: never two of its containers running), a failing new version gives the volume back
+//! to the old one, a volume declared `shared` keeps start-first; a deployment whose app answers
+//! wrongly fails after `health_check_retries` probes, one that is still booting is waited for.
+//!
+//! These tests fail (never skip) without a Docker Engine.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clank_core::deploy::DeploymentStatus;
+use clank_core::model::{Service, VolumeMount};
+use clank_core::runtime::{ExecRequest, OwnerFilter, Runtime, WorkloadState};
+use common::Platform;
+
+async fn platform(tweak: impl FnOnce(&mut Service)) -> Platform {
+    Platform::image_service(tweak)
+        .await
+        .expect("these tests need a reachable Docker Engine")
+}
+
+/// A volume named after the test's project, so parallel tests never share one.
+fn data_volume(p: &Platform, shared: bool) -> VolumeMount {
+    VolumeMount {
+        name: format!("clank-{}-web-data", p.project_slug),
+        mount_path: "/data".into(),
+        shared,
+    }
+}
+
+/// Counts the service's running containers every few milliseconds; keeps the highest count.
+struct Sampler {
+    max: Arc<AtomicUsize>,
+    samples: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(p: &Platform) -> Sampler {
+        let (max, samples, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let runtime = p.runtime.clone();
+        let filter = OwnerFilter {
+            service: Some(p.service),
+            ..OwnerFilter::default()
+        };
+        let (m, n, s) = (max.clone(), samples.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(all) = runtime.list(&filter).await {
+                    let running = all
+                        .iter()
+                        .filter(|w| matches!(w.state, WorkloadState::Running { .. }))
+                        .count();
+                    m.fetch_max(running, Ordering::Relaxed);
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Sampler {
+            max,
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    /// (highest number of running containers seen, samples taken)
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        (
+            self.max.load(Ordering::Relaxed),
+            self.samples.load(Ordering::Relaxed),
+        )
+    }
+}
+
+async fn remove_volume(p: &Platform, name: &str) {
+    let _ = p
+        .runtime
+        .client()
+        .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+        .await;
+}
+
+/// The lines of `starts.log` on the volume, read through the ACTIVE version.
+async fn starts_on_volume(p: &Platform) -> usize {
+    let active = p.active().await.expect("an ACTIVE deployment");
+    let addr = p.web_endpoint(active).await;
+    let res = clank_testkit::http::get(addr, "/env?DATA_DIR", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(res.body.trim(), "/data");
+    let out = p
+        .runtime
+        .exec(
+            &p.runtime
+                .list(&OwnerFilter {
+                    deployment: Some(active),
+                    ..OwnerFilter::default()
+                })
+                .await
+                .unwrap()[0]
+                .id,
+            &ExecRequest {
+                command: vec![
+                    "/bin/busybox".into(),
+                    "cat".into(),
+                    "/data/starts.log".into(),
+                ],
+                tty: false,
+                timeout: Duration::from_secs(10),
+            },
+        )
+        .await
+        .unwrap();
+    out.stdout.lines().count()
+}
+
+#[tokio::test]
+async fn redeploys_and_rollbacks_of_a_service_with_a_volume_never_run_two_versions_at_once() {
+    let mut volume = None;
+    let p = platform(|s| s.settings.health_check_retries = 3).await;
+    let v = data_volume(&p, false);
+    volume.get_or_insert(v.name.clone());
+    p.update_service(|s| s.volumes = vec![v.clone()]).await;
+    p.set_env("DATA_DIR", "/data").await;
+
+    let first = p.deploy().await;
+    p.wait_for(first.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    let sampler = Sampler::start(&p);
+    let mut ids = vec![first.id];
+    for round in 0..3 {
+        p.set_env("VERSION", &format!("v{}", round + 2)).await;
+        let next = p.deploy().await;
+        p.wait_for(next.id, DeploymentStatus::Active, Duration::from_secs(30))
+            .await;
+        let log = p.log_of(next.id).await.join("\n");
+        assert!(
+            log.contains("stop-first cutover") && log.contains("not declared `shared`"),
+            "round {round}: {log}"
+        );
+        ids.push(next.id);
+    }
+    // A rollback copies the old snapshot, volume included: stop-first too.
+    let back = p.engine.rollback(p.service, first.id).await.unwrap();
+    p.wait_for(back.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    p.wait_until_retired(ids[3], Duration::from_secs(10)).await;
+    let (max, samples) = sampler.finish().await;
+    assert!(
+        samples > 50,
+        "the sampler saw too little: {samples} samples"
+    );
+    assert_eq!(
+        max, 1,
+        "two versions ran at once on one volume ({samples} samples)"
+    );
+    // Every version started on the same volume, one after the other.
+    assert_eq!(starts_on_volume(&p).await, 5);
+    remove_volume(&p, volume.as_deref().unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_failing_version_on_a_volume_gives_it_back_to_the_running_one() {
+    let p = platform(|s| s.settings.health_check_retries = 2).await;
+    let v = data_volume(&p, false);
+    p.update_service(|s| s.volumes = vec![v.clone()]).await;
+    p.set_env("DATA_DIR", "/data").await;
+    p.set_env("VERSION", "good").await;
+    let good = p.deploy().await;
+    p.wait_for(good.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+
+    p.set_env("VERSION", "broken").await;
+    p.set_env("HEALTH", "fail").await;
+    let sampler = Sampler::start(&p);
+    let broken = p.deploy().await;
+    let failed = p
+        .wait_for(broken.id, DeploymentStatus::Failed, Duration::from_secs(30))
+        .await;
+    let reason = failed.state.reason.unwrap_or_default();
+    assert!(
+        reason.contains("health_check_retries = 2")
+            && reason.contains("HTTP 503")
+            && reason.contains("the previous version was restored"),
+        "{reason}"
+    );
+    let (max, _) = sampler.finish().await;
+    assert_eq!(max, 1, "the broken version ran beside the good one");
+    assert_eq!(p.active().await, Some(good.id));
+    let addr = p.web_endpoint(good.id).await;
+    let res = clank_testkit::http::get(addr, "/env?VERSION", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(res.body.trim(), "good");
+    assert_eq!(starts_on_volume(&p).await, 3, "good, broken, good again");
+    remove_volume(&p, &v.name).await;
+}
+
+#[tokio::test]
+async fn a_volume_declared_shared_keeps_start_first() {
+    let p = platform(|_| {}).await;
+    let v = data_volume(&p, true);
+    p.update_service(|s| s.volumes = vec![v.clone()]).await;
+    let first = p.deploy().await;
+    p.wait_for(first.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    let sampler = Sampler::start(&p);
+    let next = p.deploy().await;
+    p.wait_for(next.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    p.wait_until_retired(first.id, Duration::from_secs(10))
+        .await;
+    let (max, _) = sampler.finish().await;
+    assert_eq!(max, 2, "start-first runs both versions during the cutover");
+    let log = p.log_of(next.id).await.join("\n");
+    assert!(!log.contains("stop-first"), "{log}");
+    remove_volume(&p, &v.name).await;
+}
+
+#[tokio::test]
+async fn an_app_answering_wrongly_fails_after_its_retries_not_its_deadline() {
+    let p = platform(|s| {
+        s.settings.deploy_timeout_s = 120;
+        s.settings.health_check_retries = 3;
+    })
+    .await;
+    p.set_env("HEALTH", "fail").await;
+    let started = Instant::now();
+    let d = p.deploy().await;
+    let failed = p
+        .wait_for(d.id, DeploymentStatus::Failed, Duration::from_secs(30))
+        .await;
+    let took = started.elapsed();
+    let reason = failed.state.reason.unwrap_or_default();
+    assert!(
+        reason.contains(
+            "failed 3 time(s) in a row (health_check_retries = 3); last answer: HTTP 503"
+        ),
+        "{reason}"
+    );
+    // Three probes an interval (1 s) apart, far inside the 120 s deadline.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(p.containers_of(d.id).await, 0);
+}
+
+#[tokio::test]
+async fn a_slow_booting_app_is_waited_for_until_it_answers() {
+    let p = platform(|s| {
+        s.settings.deploy_timeout_s = 60;
+        s.settings.health_check_retries = 1;
+    })
+    .await;
+    // Not listening for 4 s: Docker's port forwarder accepts and closes, probes see no answer.
+    p.set_env("START_DELAY", "4").await;
+    let d = p.deploy().await;
+    p.wait_for(d.id, DeploymentStatus::Active, Duration::from_secs(40))
+        .await;
+    let log = p.log_of(d.id).await.join("\n");
+    assert!(log.contains("health HTTP GET :8080/health failed"), "{log}");
+    assert!(log.contains("health HTTP GET :8080/health passed"), "{log}");
+}

@@ -86,6 +86,16 @@ typed_id! {
     AuditEventId => "audit event",
 }
 
+impl WorkspaceId {
+    /// The workspace's mark in names it shares with other tenants on one host (networks,
+    /// containers, volumes, process directories): the id's last 12 hex digits, which are
+    /// random in a UUIDv7. Stable for the workspace's life.
+    pub fn scope(&self) -> String {
+        let simple = self.0.simple().to_string();
+        simple[simple.len() - 12..].to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

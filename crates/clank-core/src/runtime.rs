@@ -88,16 +88,18 @@ impl Owner {
 /// directories of them, Docker volumes share the limit).
 pub const WORKLOAD_NAME_MAX_LEN: usize = crate::validate::VOLUME_NAME_MAX_LEN;
 
-/// The runtime name of one replica of one process of one deployment:
-/// `clank-{project}--{environment}--{service}--{deployment}--{process}--{replica}`.
+/// The name of one replica of one process of one deployment, on every runtime:
+/// `clank-{workspace scope}--{project}--{environment}--{service}--{number}--{process}--{replica}`.
 ///
-/// Parts are joined with `--`, which slugs may not contain, so two different inputs never give
-/// one name (with a single `-`, project `a-b` + environment `c` and project `a` + environment
-/// `b-c` would collide). Every slug is validated here, before any engine call. A name longer
-/// than [`WORKLOAD_NAME_MAX_LEN`] keeps its readable start and ends in a hash of the whole, so
-/// it stays unique and stable (idempotent starts rely on that). Runtimes find their objects
-/// by labels, never by parsing names.
+/// The workspace's [`WorkspaceId::scope`] comes first, so two workspaces with the same slugs
+/// never share (or collide on) a name. Parts are joined with `--`, which slugs may not contain,
+/// so two different inputs never produce one name (with a single `-`, project `a-b` +
+/// environment `c` and project `a` + environment `b-c` would collide). Every slug is validated
+/// here, before any engine call. A name longer than [`WORKLOAD_NAME_MAX_LEN`] keeps its
+/// readable start and ends in a hash of the whole, so it stays unique and stable (idempotent
+/// starts rely on that). Runtimes find their objects by labels, never by parsing names.
 pub fn workload_name(
+    workspace: WorkspaceId,
     project_slug: &str,
     environment_slug: &str,
     service_slug: &str,
@@ -110,19 +112,37 @@ pub fn workload_name(
     validate_slug("environment", environment_slug)?;
     validate_slug("service", service_slug)?;
     validate_slug("process", process)?;
-    let full = format!(
-        "clank-{project_slug}--{environment_slug}--{service_slug}--{deployment_number}--{process}--{replica}"
-    );
+    Ok(bounded_name(format!(
+        "clank-{}--{project_slug}--{environment_slug}--{service_slug}--{deployment_number}--{process}--{replica}",
+        workspace.scope()
+    )))
+}
+
+/// The private network of a workspace's project: `clank-{workspace scope}--{project}`.
+/// `project_slug` is a validated slug (a `Project`'s).
+pub fn project_network_name(workspace: WorkspaceId, project_slug: &str) -> String {
+    bounded_name(format!("clank-{}--{project_slug}", workspace.scope()))
+}
+
+/// The name a runtime gives a service's volume `name` (`clank-{project}-{service}-data` by
+/// default): `clank-{workspace scope}--{name}`, so a volume name in one workspace never
+/// reaches another's data.
+pub fn volume_runtime_name(workspace: WorkspaceId, name: &str) -> String {
+    bounded_name(format!("clank-{}--{name}", workspace.scope()))
+}
+
+/// `full` when it fits [`WORKLOAD_NAME_MAX_LEN`], else its start and an FNV-1a hash of the
+/// whole (stable across releases and platforms, unlike std's hasher).
+fn bounded_name(full: String) -> String {
     if full.len() <= WORKLOAD_NAME_MAX_LEN {
-        return Ok(full);
+        return full;
     }
-    // FNV-1a: stable across releases and platforms, unlike std's hasher.
     let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    // Slugs are ASCII, so any byte index is a character boundary.
+    // Names are ASCII (validated slugs and volume names), so any byte index is a boundary.
     let head = full[..WORKLOAD_NAME_MAX_LEN - 17].trim_end_matches('-');
-    Ok(format!("{head}-{hash:016x}"))
+    format!("{head}-{hash:016x}")
 }
 
 /// Which workloads to list: every set field must match.

@@ -7,6 +7,7 @@
 //! still finds its objects by labels, never by parsing names.
 
 use clank_core::error::InvalidInput;
+use clank_core::id::WorkspaceId;
 use clank_core::runtime::{self, WorkloadSpec};
 use clank_core::validate;
 
@@ -16,6 +17,7 @@ pub const CONTAINER_NAME_MAX_LEN: usize = runtime::WORKLOAD_NAME_MAX_LEN;
 /// The container name of one replica of one process of one deployment: clank-core's
 /// [`runtime::workload_name`], checked against Docker's own name rule.
 pub fn container_name(
+    workspace: WorkspaceId,
     project_slug: &str,
     environment_slug: &str,
     service_slug: &str,
@@ -24,6 +26,7 @@ pub fn container_name(
     replica: u32,
 ) -> Result<String, InvalidInput> {
     let name = runtime::workload_name(
+        workspace,
         project_slug,
         environment_slug,
         service_slug,
@@ -35,10 +38,14 @@ pub fn container_name(
     Ok(name)
 }
 
-/// The private network of a project: `clank-project-{slug}`.
-pub fn project_network_name(project_slug: &str) -> Result<String, InvalidInput> {
+/// The private network of a workspace's project: clank-core's
+/// [`runtime::project_network_name`], after checking the slug.
+pub fn project_network_name(
+    workspace: WorkspaceId,
+    project_slug: &str,
+) -> Result<String, InvalidInput> {
     validate::validate_slug("project", project_slug)?;
-    Ok(format!("clank-project-{project_slug}"))
+    Ok(runtime::project_network_name(workspace, project_slug))
 }
 
 /// A container name Docker accepts and reads as a name: its own `[a-zA-Z0-9][a-zA-Z0-9_.-]+`
@@ -134,28 +141,35 @@ mod tests {
 
     #[test]
     fn container_name_joins_slugs_unambiguously() {
+        let ws = WorkspaceId::new();
         assert_eq!(
-            container_name("shop", "production", "api", 3, "web", 0).unwrap(),
-            "clank-shop--production--api--3--web--0"
+            container_name(ws, "shop", "production", "api", 3, "web", 0).unwrap(),
+            format!("clank-{}--shop--production--api--3--web--0", ws.scope())
         );
         assert_ne!(
-            container_name("a-b", "c", "api", 1, "web", 0).unwrap(),
-            container_name("a", "b-c", "api", 1, "web", 0).unwrap()
+            container_name(ws, "shop", "production", "api", 3, "web", 0).unwrap(),
+            container_name(WorkspaceId::new(), "shop", "production", "api", 3, "web", 0).unwrap(),
+            "another workspace's same slugs get another name"
+        );
+        assert_ne!(
+            container_name(ws, "a-b", "c", "api", 1, "web", 0).unwrap(),
+            container_name(ws, "a", "b-c", "api", 1, "web", 0).unwrap()
         );
         let long = "a".repeat(63);
-        let name = container_name(&long, &long, &long, u64::MAX, &long, u32::MAX).unwrap();
+        let name = container_name(ws, &long, &long, &long, u64::MAX, &long, u32::MAX).unwrap();
         assert_eq!(name.len(), CONTAINER_NAME_MAX_LEN);
         assert_eq!(
-            container_name(&long, &long, &long, u64::MAX, &long, u32::MAX).unwrap(),
+            container_name(ws, &long, &long, &long, u64::MAX, &long, u32::MAX).unwrap(),
             name,
             "the same inputs give the same name"
         );
-        let other = container_name(&long, &long, &long, u64::MAX, &long, u32::MAX - 1).unwrap();
+        let other = container_name(ws, &long, &long, &long, u64::MAX, &long, u32::MAX - 1).unwrap();
         assert_ne!(other, name, "inputs differing past the cut still differ");
     }
 
     #[test]
     fn container_name_rejects_what_would_escape_or_collide() {
+        let ws = WorkspaceId::new();
         let cases = [
             ("../x", "project", "charset"),
             ("a/b", "project", "charset"),
@@ -163,12 +177,12 @@ mod tests {
             ("a--b", "project", "double_hyphen"),
         ];
         for (slug, field, rule) in cases {
-            let e = container_name(slug, "production", "api", 1, "web", 0).unwrap_err();
+            let e = container_name(ws, slug, "production", "api", 1, "web", 0).unwrap_err();
             assert_eq!((e.field.as_str(), e.rule), (field, rule), "{slug}: {e}");
         }
-        let e = container_name("shop", "production", &"a".repeat(64), 1, "web", 0).unwrap_err();
+        let e = container_name(ws, "shop", "production", &"a".repeat(64), 1, "web", 0).unwrap_err();
         assert_eq!((e.field.as_str(), e.rule), ("service", "too_long"));
-        let e = container_name("shop", "production", "api", 1, "Web", 0).unwrap_err();
+        let e = container_name(ws, "shop", "production", "api", 1, "Web", 0).unwrap_err();
         assert_eq!(e.field, "process");
     }
 
@@ -194,7 +208,11 @@ mod tests {
 
     #[test]
     fn project_network_name_is_prefixed_and_checked() {
-        assert_eq!(project_network_name("shop").unwrap(), "clank-project-shop");
-        assert!(project_network_name("../shop").is_err());
+        let ws = WorkspaceId::new();
+        assert_eq!(
+            project_network_name(ws, "shop").unwrap(),
+            format!("clank-{}--shop", ws.scope())
+        );
+        assert!(project_network_name(ws, "../shop").is_err());
     }
 }

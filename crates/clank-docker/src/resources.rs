@@ -47,17 +47,23 @@ fn check_owner(
     wanted: &BTreeMap<String, String>,
 ) -> Result<()> {
     for key in OWNER_KEYS.map(|k| format!("{LABEL_PREFIX}{k}")) {
-        if let (Some(have), Some(want)) = (existing.get(&key), wanted.get(&key)) {
-            if have != want {
-                return Err(Error::runtime(
-                    RuntimeFailure::NameConflict,
-                    format!(
-                        "{kind} `{name}` already exists and belongs to another owner \
-                         ({key}={have}, wanted {want}); pick another name"
-                    ),
-                ));
+        let Some(want) = wanted.get(&key) else {
+            continue;
+        };
+        // Never quote the other owner's labels: they may be another tenant's ids.
+        let why = match existing.get(&key) {
+            Some(have) if have == want => continue,
+            Some(_) => "belongs to another owner",
+            None => {
+                "was not created by Clank for this owner (Clank never uses one it did not create)"
             }
-        }
+        };
+        return Err(Error::runtime(
+            RuntimeFailure::NameConflict,
+            format!(
+                "{kind} `{name}` already exists on this Docker Engine and {why}; pick another name"
+            ),
+        ));
     }
     Ok(())
 }
@@ -221,20 +227,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn another_projects_labels_are_a_name_conflict() {
+    fn another_owners_or_no_owners_labels_are_a_name_conflict_that_quotes_neither() {
         let wanted: BTreeMap<String, String> = [
             ("clank.workspace".to_owned(), "w1".to_owned()),
             ("clank.project".to_owned(), "p1".to_owned()),
         ]
         .into();
         let same: HashMap<String, String> = wanted.clone().into_iter().collect();
-        assert!(check_owner("network", "n", &same, &wanted).is_ok());
+        assert!(check_owner("volume", "v", &same, &wanted).is_ok());
+        // Created outside Clank (or by hand): never adopted into a tenant's service.
         let unlabelled = HashMap::new();
-        assert!(check_owner("network", "n", &unlabelled, &wanted).is_ok());
-        let mut other = same.clone();
-        other.insert("clank.project".to_owned(), "p2".to_owned());
-        let e = check_owner("network", "n", &other, &wanted).unwrap_err();
+        let e = check_owner("volume", "v", &unlabelled, &wanted).unwrap_err();
         assert_eq!(e.runtime_failure(), Some(RuntimeFailure::NameConflict));
-        assert!(e.to_string().contains("clank.project=p2"), "{e}");
+        assert!(e.to_string().contains("not created by Clank"), "{e}");
+        let mut other = same.clone();
+        other.insert("clank.workspace".to_owned(), "w2-secret-id".to_owned());
+        let e = check_owner("volume", "v", &other, &wanted).unwrap_err();
+        assert_eq!(e.runtime_failure(), Some(RuntimeFailure::NameConflict));
+        assert!(e.to_string().contains("another owner"), "{e}");
+        assert!(
+            !e.to_string().contains("w2-secret-id"),
+            "quotes the other tenant: {e}"
+        );
     }
 }

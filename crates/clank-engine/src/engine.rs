@@ -926,7 +926,7 @@ impl Engine {
             runtime
                 .ensure_network(&project.network_name(), &labels)
                 .await?;
-            for v in &d.snapshot.volumes {
+            for v in crate::workloads::runtime_volumes(d) {
                 runtime.ensure_volume(&v.name, &labels).await?;
             }
             let Some((previous, why)) = &stop_first else {

@@ -129,6 +129,7 @@ pub fn workload_specs(
     };
     let name = |process: &str, replica: u32| {
         workload_name(
+            d.workspace_id,
             &project.slug,
             &environment.name,
             &service.slug,
@@ -168,7 +169,7 @@ pub fn workload_specs(
                         vec![]
                     },
                 }),
-                volumes: snap.volumes.clone(),
+                volumes: runtime_volumes(d),
                 cpu_limit: snap.settings.cpu_limit,
                 memory_limit_mb: snap.settings.memory_limit_mb,
                 restart: RestartPolicy::UnlessStopped,
@@ -186,4 +187,17 @@ pub fn workload_specs(
         ));
     }
     Ok(specs)
+}
+
+/// The snapshot's volumes under the names the runtime gives them: scoped to the workspace
+/// ([`clank_core::runtime::volume_runtime_name`]), mounted where the service asked.
+pub(crate) fn runtime_volumes(d: &Deployment) -> Vec<clank_core::model::VolumeMount> {
+    d.snapshot
+        .volumes
+        .iter()
+        .map(|v| clank_core::model::VolumeMount {
+            name: clank_core::runtime::volume_runtime_name(d.workspace_id, &v.name),
+            ..v.clone()
+        })
+        .collect()
 }

@@ -247,8 +247,11 @@ async fn twenty_redeploys_of_postgres_under_writes_never_share_its_data_director
         "pg_amcheck reported: {}",
         check.stdout
     );
+    let workspace = p.workspace;
     drop(p);
-    let _ = docker
-        .remove_volume(&volume.name, None::<RemoveVolumeOptions>)
-        .await;
+    let name = clank_core::runtime::volume_runtime_name(workspace, &volume.name);
+    docker
+        .remove_volume(&name, None::<RemoveVolumeOptions>)
+        .await
+        .unwrap_or_else(|e| panic!("volume {name}: {e}"));
 }

@@ -272,3 +272,68 @@ async fn a_slow_booting_app_is_waited_for_until_it_answers() {
     assert!(log.contains("health HTTP GET :8080/health failed"), "{log}");
     assert!(log.contains("health HTTP GET :8080/health passed"), "{log}");
 }
+
+/// Two workspaces (tenants) with the same project slug, service slug and volume name on one
+/// Docker Engine: both deploy, each on its own network and volume, and neither sees the
+/// other's data.
+#[tokio::test]
+async fn two_tenants_with_the_same_slugs_and_volume_name_never_share_a_network_or_data() {
+    let slug = format!("shop-{}", std::process::id());
+    let tenant = |label: &'static str| {
+        let slug = slug.clone();
+        async move {
+            let image = clank_testkit::testapp::IMAGE.parse().unwrap();
+            let source = clank_core::model::ServiceSource::DockerImage { image };
+            let p = Platform::in_project(Some(&slug), source, None, |s| {
+                s.settings.deploy_timeout_s = 20;
+                s.volumes = vec![VolumeMount {
+                    name: "clank-shop-web-data".into(),
+                    mount_path: "/data".into(),
+                    shared: false,
+                }];
+            })
+            .await
+            .expect("these tests need a reachable Docker Engine");
+            p.set_env("DATA_DIR", "/data").await;
+            p.set_env("VERSION", label).await;
+            p
+        }
+    };
+    let (a, b) = (tenant("a").await, tenant("b").await);
+    let (da, db) = (a.deploy().await, b.deploy().await);
+    a.wait_for(da.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    b.wait_for(db.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    assert_ne!(a.network, b.network, "one network for two tenants");
+    // A writes; B's volume does not have it.
+    let (aa, ba) = (a.web_endpoint(da.id).await, b.web_endpoint(db.id).await);
+    let res = clank_testkit::http::get(aa, "/data/write?secret-of-a", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(res.status, 200, "{}", res.body);
+    let read_b = clank_testkit::http::get(ba, "/data", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(
+        !read_b.body.contains("secret-of-a"),
+        "B read A's volume: {}",
+        read_b.body
+    );
+    let read_a = clank_testkit::http::get(aa, "/data", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(read_a.body.contains("secret-of-a"), "{}", read_a.body);
+    let docker = a.runtime.client().clone();
+    drop((a, b));
+    for id in [da.workspace_id, db.workspace_id] {
+        let name = clank_core::runtime::volume_runtime_name(id, "clank-shop-web-data");
+        docker
+            .remove_volume(
+                &name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("volume {name}: {e}"));
+    }
+}

@@ -34,7 +34,10 @@ pub use embedded::{EmbeddedOptions, RuntimeChoice, load_or_create_keyring};
 pub use ops::{ChangeRef, Request, Subscription, TargetRef};
 pub use servers::NewServer;
 pub use views::DeploymentView;
-pub use webhook::{PushDeployment, WebhookSecret, normalize_repo_url};
+pub use webhook::{
+    Push, PushAdmission, PushDeployment, PushLedger, REMEMBERED_BRANCHES, REMEMBERED_DELIVERIES,
+    WebhookSecret, admit_push, normalize_repo_url,
+};
 
 /// What a new service looks like; everything but `slug` and `source` has the documented default.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

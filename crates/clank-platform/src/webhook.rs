@@ -33,6 +33,112 @@ impl Record for WebhookSecret {
     }
 }
 
+/// How many delivery ids a workspace's ledger remembers (a forge redelivers within hours).
+pub const REMEMBERED_DELIVERIES: usize = 1000;
+/// How many repository branches a ledger tracks the newest pushed commit of.
+pub const REMEMBERED_BRANCHES: usize = 1000;
+
+/// What a workspace's push webhooks have already done, so a replayed or redelivered push
+/// never deploys twice and an older push never replaces a newer commit.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PushLedger {
+    pub workspace_id: WorkspaceId,
+    /// Delivery ids seen, oldest first, at most [`REMEMBERED_DELIVERIES`].
+    pub deliveries: std::collections::VecDeque<String>,
+    /// `repo#branch` (normalised repo URL) → the newest commit a push deployed.
+    pub heads: std::collections::BTreeMap<String, PushHead>,
+}
+
+/// The newest commit pushed to a branch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PushHead {
+    pub commit: String,
+    /// When the commit was made, as the signed payload says (absent if it did not say).
+    pub committed_at: Option<Timestamp>,
+    pub received_at: Timestamp,
+}
+
+impl Record for PushLedger {
+    const TABLE: &'static str = "push_ledger";
+    fn id_string(&self) -> String {
+        self.workspace_id.to_string()
+    }
+}
+
+/// A push as the webhook receiver read it (its signature already verified).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Push<'a> {
+    /// The forge's delivery id (`X-GitHub-Delivery`, ...), if it sent one.
+    pub delivery: Option<&'a str>,
+    pub repo_urls: &'a [String],
+    pub branch: &'a str,
+    pub commit: &'a str,
+    pub committed_at: Option<Timestamp>,
+}
+
+/// Whether a push may deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushAdmission {
+    Admitted,
+    /// Refused, with the reason to answer (200, nothing deployed).
+    Ignored(String),
+}
+
+/// Decide `push` against `ledger` and record it when admitted; pure.
+pub fn admit_push(ledger: &mut PushLedger, push: &Push<'_>, now: Timestamp) -> PushAdmission {
+    if let Some(id) = push.delivery {
+        if ledger.deliveries.iter().any(|d| d == id) {
+            return PushAdmission::Ignored(format!(
+                "delivery `{id}` was received before; nothing deployed again"
+            ));
+        }
+        ledger.deliveries.push_back(id.to_owned());
+        while ledger.deliveries.len() > REMEMBERED_DELIVERIES {
+            ledger.deliveries.pop_front();
+        }
+    }
+    let key = match push.repo_urls.first() {
+        Some(url) => format!("{}#{}", normalize_repo_url(url), push.branch),
+        None => return PushAdmission::Admitted,
+    };
+    if let Some(head) = ledger.heads.get(&key) {
+        if head.commit == push.commit {
+            return PushAdmission::Ignored(format!(
+                "commit {} is already the newest pushed to `{}`; nothing deployed again",
+                push.commit, push.branch
+            ));
+        }
+        if let (Some(newest), Some(this)) = (head.committed_at, push.committed_at) {
+            if this < newest {
+                return PushAdmission::Ignored(format!(
+                    "commit {} (made {this}) is older than {} (made {newest}), already pushed to \
+                     `{}`: a push never replaces a newer commit; deploy it by hand to go back",
+                    push.commit, head.commit, push.branch
+                ));
+            }
+        }
+    }
+    ledger.heads.insert(
+        key,
+        PushHead {
+            commit: push.commit.to_owned(),
+            committed_at: push.committed_at,
+            received_at: now,
+        },
+    );
+    if ledger.heads.len() > REMEMBERED_BRANCHES {
+        let oldest = ledger
+            .heads
+            .iter()
+            .min_by_key(|(_, h)| h.received_at)
+            .map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            ledger.heads.remove(&k);
+        }
+    }
+    PushAdmission::Admitted
+}
+
 fn aad(ws: WorkspaceId) -> SecretAad {
     SecretAad::new(format!("workspace:{ws}"), "webhook_secret")
 }
@@ -120,6 +226,42 @@ impl Platform {
             out.push((ws.value, secret));
         }
         Ok(out)
+    }
+
+    /// Record `push` in the workspace's ledger (one conditional write, so concurrent replays
+    /// admit at most one): [`admit_push`] decides.
+    pub async fn admit_push(
+        &self,
+        workspace: WorkspaceId,
+        push: &Push<'_>,
+    ) -> Result<PushAdmission> {
+        loop {
+            let current = self
+                .catalog
+                .get::<PushLedger>(&workspace.to_string())
+                .await?;
+            let mut ledger = current
+                .as_ref()
+                .map(|c| c.value.clone())
+                .unwrap_or(PushLedger {
+                    workspace_id: workspace,
+                    ..PushLedger::default()
+                });
+            let before = ledger.clone();
+            let admission = admit_push(&mut ledger, push, Timestamp::now());
+            if current.is_some() && ledger == before {
+                return Ok(admission);
+            }
+            let written = match &current {
+                Some(cur) => self.catalog.update(cur, &ledger).await,
+                None => self.catalog.create(&ledger).await,
+            };
+            match written {
+                Err(Error::WriteConflict { .. } | Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(admission),
+            }
+        }
     }
 
     /// Deploy every git service of `workspace` following `branch` of one of `repo_urls` with

@@ -507,12 +507,14 @@ impl Shared {
                 Some(authority),
             );
         };
-        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        // The name the route was chosen by: an HTTP/2 `:authority` (or an absolute-form
+        // target) wins over a `Host` header, so the upstream sees the host it is routed for,
+        // never another one the client also sent.
+        let original_host = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| parts.headers.get(header::HOST).cloned());
         parts.uri = uri;
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -523,9 +525,7 @@ impl Shared {
             trusted,
             original_host.as_ref(),
         );
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(h) = original_host
-        {
+        if let Some(h) = original_host {
             parts.headers.insert(header::HOST, h);
         }
         // Bodyless requests (most GETs) skip the limit wrapper and its per-frame checks.

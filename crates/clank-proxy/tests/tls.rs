@@ -196,6 +196,22 @@ async fn sni_selects_certificates_and_alpn_selects_the_protocol() {
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["x-backend"], "b");
     }
+    // HTTP/2 routes by `:authority`, and the upstream's Host is that name, never another
+    // one the client slipped into a `host` header.
+    let res = send
+        .send_request(
+            Request::get("https://x.apps.test/headers")
+                .header("host", "a.test")
+                .body(body(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("host: x.apps.test\n"), "{text}");
+    assert!(!text.contains("host: a.test"), "{text}");
     // A wildcard covers one label only; an unknown name fails the handshake.
     assert!(connect(tls_addr, "y.x.apps.test", &[]).await.is_err());
     assert!(connect(tls_addr, "late.test", &[]).await.is_err());

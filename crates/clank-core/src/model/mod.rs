@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! Workspace (members with roles; teams group members)
-//! └── Project (slug; private network clank-project-{slug}; soft delete)
+//! └── Project (slug; private network clank-{workspace scope}--{slug}; soft delete)
 //!     └── Environment (production, staging, previews)
 //!         └── Service (source = image | git | template)
 //!             ├── Builds v1, v2, …      (git services)
@@ -35,4 +35,4 @@ pub use service::{
     TlsMode, VolumeMount,
 };
 pub use token::ApiToken;
-pub use workspace::{Member, Permission, Role, Team, User, Workspace};
+pub use workspace::{Instance, Member, Permission, Role, Team, User, Workspace};

@@ -44,8 +44,10 @@ impl Project {
     }
 
     /// The project's private Docker network: services reach each other by name inside it.
+    /// Carries the workspace's scope, so another workspace's project of the same slug has
+    /// its own.
     pub fn network_name(&self) -> String {
-        format!("clank-project-{}", self.slug)
+        crate::runtime::project_network_name(self.workspace_id, &self.slug)
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -100,7 +102,12 @@ mod tests {
     fn project_slug_is_derived_from_name_and_names_the_network() {
         let p = Project::new(WorkspaceId::new(), "My Shop", None, Timestamp(0)).unwrap();
         assert_eq!(p.slug, "my-shop");
-        assert_eq!(p.network_name(), "clank-project-my-shop");
+        assert_eq!(
+            p.network_name(),
+            format!("clank-{}--my-shop", p.workspace_id.scope())
+        );
+        let other = Project::new(WorkspaceId::new(), "My Shop", None, Timestamp(0)).unwrap();
+        assert_ne!(other.network_name(), p.network_name());
     }
 
     #[test]

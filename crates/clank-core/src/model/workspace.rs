@@ -186,3 +186,17 @@ mod tests {
         }
     }
 }
+
+/// The one record saying this control plane was initialised, and by whom: the instance
+/// operator, the one user above workspaces (agent releases). Created in the same conditional
+/// write as the first workspace, so `init` succeeds exactly once, however many race.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Instance {
+    pub operator: UserId,
+    pub initialised_at: Timestamp,
+}
+
+impl Instance {
+    /// Its record id: there is only one.
+    pub const ID: &'static str = "instance";
+}

@@ -25,8 +25,8 @@ use crate::deploy::{self, DeploymentStatus};
 use crate::error::{Error, Result};
 use crate::id::{AuditEventId, EnvironmentId, ProjectId, ServiceId, WorkspaceId};
 use crate::model::{
-    ApiToken, AuditEvent, Build, Deployment, Environment, Member, Project, Server, Service, Team,
-    User, Workspace,
+    ApiToken, AuditEvent, Build, Deployment, Endpoint, Environment, Instance, Member, Project,
+    Server, Service, Team, User, Workspace,
 };
 use crate::time::Timestamp;
 
@@ -610,6 +610,17 @@ fn unescape(s: &str) -> String {
 
 // ---- Record impls: the tables, their indexes and unique constraints -----------------------
 
+impl Record for Instance {
+    const TABLE: &'static str = "instance";
+    fn id_string(&self) -> String {
+        Instance::ID.to_owned()
+    }
+    /// The singleton's id doubles as a unique value, so a second `create` is a `Conflict`.
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("id", Instance::ID.to_owned())]
+    }
+}
+
 impl Record for Workspace {
     const TABLE: &'static str = "workspace";
     fn id_string(&self) -> String {
@@ -701,8 +712,24 @@ impl Record for Service {
         }
         v
     }
+    /// Domains are unique across the instance, whatever the workspace: a name one tenant
+    /// routes can never be claimed (and served) by another.
     fn unique(&self) -> Vec<(&'static str, String)> {
-        vec![("slug", format!("{}:{}", self.environment_id, self.slug))]
+        let mut v = vec![("slug", format!("{}:{}", self.environment_id, self.slug))];
+        if let Some(endpoint) = &self.endpoint {
+            let mut names: Vec<String> = endpoint
+                .routed_domains()
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect();
+            if let Endpoint::CloudflareTunnel { hostname, .. } = endpoint {
+                names.push(hostname.to_ascii_lowercase());
+            }
+            names.sort();
+            names.dedup();
+            v.extend(names.into_iter().map(|d| ("domain", d)));
+        }
+        v
     }
     fn check_update(old: &Self, new: &Self) -> Result<()> {
         immutable("service", "slug", &old.slug, &new.slug)?;

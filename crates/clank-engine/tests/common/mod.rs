@@ -83,6 +83,17 @@ impl Platform {
         builder: Option<&[(&str, &str)]>,
         tweak: impl FnOnce(&mut Service),
     ) -> Option<Platform> {
+        Platform::in_project(None, source, builder, tweak).await
+    }
+
+    /// Like [`Platform::with_source`], in a project of slug `project_slug` (a fresh workspace
+    /// each time, so two platforms with one slug are two tenants).
+    pub(crate) async fn in_project(
+        project_slug: Option<&str>,
+        source: ServiceSource,
+        builder: Option<&[(&str, &str)]>,
+        tweak: impl FnOnce(&mut Service),
+    ) -> Option<Platform> {
         let runtime = docker().await?;
         let dir = tempfile::tempdir().unwrap();
         let store = RedbStore::open(dir.path().join("clank.redb")).unwrap();
@@ -92,7 +103,9 @@ impl Platform {
         catalog.create(&ws).await.unwrap();
         // Project slugs name Docker networks: unique per test so parallel tests never share.
         let id = ServiceId::new().to_string();
-        let slug = format!("e2e-{}", &id[id.len() - 10..]);
+        let slug = project_slug
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("e2e-{}", &id[id.len() - 10..]));
         let project = Project::new(ws.id, "E2E", Some(&slug), now).unwrap();
         let env = catalog.create_project(&project, now).await.unwrap();
         let mut service = Service::new(ws.id, project.id, env.id, "web", source, now).unwrap();

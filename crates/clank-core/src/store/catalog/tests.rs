@@ -376,3 +376,33 @@ async fn modify_writes_only_a_change_and_a_refused_edit_writes_nothing() {
     assert!(refused.is_err());
     assert_eq!(cat.require::<Service>(&id).await.unwrap().name, "Renamed");
 }
+
+#[tokio::test]
+async fn a_domain_routed_by_one_workspace_cannot_be_claimed_by_another() {
+    let cat = catalog();
+    let (_, _, a) = service_in(&cat).await;
+    let (_, _, b) = service_in(&cat).await;
+    assert_ne!(a.workspace_id, b.workspace_id);
+    let public = |domain: &str| crate::model::Endpoint::PublicDirect {
+        domains: vec![domain.to_owned()],
+        tls: Default::default(),
+    };
+    let mut next = a.value.clone();
+    next.endpoint = Some(public("shop.example.com"));
+    cat.update(&a, &next).await.unwrap();
+    // Tenant B, another spelling of the same name: refused, B unchanged.
+    let mut claim = b.value.clone();
+    claim.endpoint = Some(public("Shop.Example.com"));
+    let err = cat.update(&b, &claim).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    assert!(err.to_string().contains("shop.example.com"), "{err}");
+    assert!(!err.to_string().contains(&a.id.to_string()), "quotes the other tenant: {err}");
+    let b_now = cat.require::<Service>(&b.id.to_string()).await.unwrap();
+    assert_eq!(b_now.endpoint, None);
+    // Once A lets it go, B may take it.
+    let a_now = cat.require::<Service>(&a.id.to_string()).await.unwrap();
+    let mut release = a_now.value.clone();
+    release.endpoint = None;
+    cat.update(&a_now, &release).await.unwrap();
+    cat.update(&b_now, &claim).await.unwrap();
+}

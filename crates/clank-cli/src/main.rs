@@ -100,6 +100,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Members of the workspace and their roles.
+    #[command(subcommand)]
+    Member(MemberCmd),
     /// Remote servers (their agents dial out to the daemon's agent endpoint).
     #[command(subcommand)]
     Server(ServerCmd),
@@ -209,12 +212,38 @@ enum ServerCmd {
 
 #[derive(Debug, Subcommand)]
 enum TokenCmd {
+    /// A token for yourself (shown once), with at most your own role.
     Create {
         name: String,
         #[arg(long)]
         role: Option<String>,
     },
+    /// Your tokens; `--all`: every member's (Owner; Admin: everyone's but Owners').
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a token by id (see `token list`): yours, or as Owner/Admin a member's.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCmd {
+    /// Members with their email and role.
     List,
+    /// Add a member; prints their first token (shown once).
+    Add {
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// owner, admin, developer or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// Change a member's role (by email or user id).
+    SetRole { user: String, role: String },
+    /// Remove a member (by email or user id); their tokens in the workspace are deleted.
+    Remove { user: String },
 }
 
 struct App {
@@ -782,41 +811,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 u8::try_from(code.clamp(0, 255)).unwrap_or(1),
             ));
         }
-        Command::Token(cmd) => match cmd {
-            TokenCmd::Create { name, role } => {
-                let v: Value = app
-                    .client
-                    .post(
-                        &format!("{}/tokens", app.ws_path()),
-                        &json!({ "name": name, "role": role }),
-                    )
-                    .await?;
-                app.show(&v, |t| {
-                    format!(
-                        "{}\n(shown once; store it now)",
-                        t["token"].as_str().unwrap_or("")
-                    )
-                });
-            }
-            TokenCmd::List => {
-                let v: Value = app.client.get(&format!("{}/tokens", app.ws_path())).await?;
-                app.show(&v, |v| {
-                    lines(v, |t| {
-                        format!(
-                            "{:<14} {:<20} {}{}",
-                            t["prefix"].as_str().unwrap_or(""),
-                            t["name"].as_str().unwrap_or(""),
-                            t["role"].as_str().unwrap_or(""),
-                            if t["revoked"].as_bool() == Some(true) {
-                                " (revoked)"
-                            } else {
-                                ""
-                            }
-                        )
-                    })
-                });
-            }
-        },
+        Command::Token(cmd) => tokens(&app, cmd).await?,
+        Command::Member(cmd) => members(&app, cmd).await?,
         Command::Server(cmd) => server(&app, cmd).await?,
         Command::Audit { limit, before } => {
             let mut path = format!("{}/audit?limit={limit}", app.ws_path());
@@ -838,6 +834,123 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn token_line(t: &Value) -> String {
+    format!(
+        "{:<36}  {:<14} {:<20} {:<10} {}{}",
+        t["id"].as_str().unwrap_or(""),
+        t["prefix"].as_str().unwrap_or(""),
+        t["name"].as_str().unwrap_or(""),
+        t["role"].as_str().unwrap_or(""),
+        t["user"].as_str().unwrap_or(""),
+        if t["revoked"].as_bool() == Some(true) {
+            " (revoked)"
+        } else {
+            ""
+        }
+    )
+}
+
+async fn tokens(app: &App, cmd: TokenCmd) -> Result<(), CliError> {
+    let base = format!("{}/tokens", app.ws_path());
+    match cmd {
+        TokenCmd::Create { name, role } => {
+            let v: Value = app
+                .client
+                .post(&base, &json!({ "name": name, "role": role }))
+                .await?;
+            app.show(&v, |t| {
+                format!(
+                    "{}\n(shown once; store it now)",
+                    t["token"].as_str().unwrap_or("")
+                )
+            });
+        }
+        TokenCmd::List { all } => {
+            let path = if all {
+                format!("{base}?all=true")
+            } else {
+                base
+            };
+            let v: Value = app.client.get(&path).await?;
+            app.show(&v, |v| lines(v, token_line));
+        }
+        TokenCmd::Revoke { id } => {
+            let v: Value = app
+                .client
+                .delete(&format!("{base}/{}", url_escape(&id)))
+                .await?;
+            app.show(&v, |_| format!("token {id} revoked"));
+        }
+    }
+    Ok(())
+}
+
+fn member_line(m: &Value) -> String {
+    format!(
+        "{:<32} {:<20} {:<10} {}",
+        m["email"].as_str().unwrap_or("?"),
+        m["name"].as_str().unwrap_or(""),
+        m["role"].as_str().unwrap_or(""),
+        m["user_id"].as_str().unwrap_or(""),
+    )
+}
+
+async fn members(app: &App, cmd: MemberCmd) -> Result<(), CliError> {
+    let base = format!("{}/members", app.ws_path());
+    match cmd {
+        MemberCmd::List => {
+            let v: Value = app.client.get(&base).await?;
+            app.show(&v, |v| lines(v, member_line));
+        }
+        MemberCmd::Add { email, name, role } => {
+            let v: Value = app
+                .client
+                .post(
+                    &base,
+                    &json!({ "name": name, "email": email, "role": role }),
+                )
+                .await?;
+            app.show(&v, |m| {
+                format!(
+                    "{email} added as {role}. Their first token (shown once; hand it over now):\n{}",
+                    m["token"].as_str().unwrap_or("")
+                )
+            });
+        }
+        MemberCmd::SetRole { user, role } => {
+            let v: Value = app
+                .client
+                .patch(
+                    &format!("{base}/{}", url_escape(&user)),
+                    &json!({ "role": role }),
+                )
+                .await?;
+            app.show(&v, |m| {
+                format!(
+                    "{} is now {}",
+                    m["email"].as_str().unwrap_or(&user),
+                    m["role"].as_str().unwrap_or("?")
+                )
+            });
+        }
+        MemberCmd::Remove { user } => {
+            let v: Value = app
+                .client
+                .delete(&format!("{base}/{}", url_escape(&user)))
+                .await?;
+            app.show(&v, |r| {
+                format!(
+                    "removed {} ({}); {} token(s) deleted",
+                    r["email"].as_str().unwrap_or(&user),
+                    r["role"].as_str().unwrap_or("?"),
+                    r["tokens_deleted"]
+                )
+            });
+        }
+    }
+    Ok(())
 }
 
 fn server_line(s: &Value) -> String {

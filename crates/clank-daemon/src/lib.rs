@@ -5,6 +5,7 @@
 //! loopback port.
 
 pub mod api;
+mod connections;
 mod proxy;
 
 pub use proxy::{DEFAULT_PROXY_LISTEN, ProxyListeners, ROUTES_FILE, default_proxy_config};
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use clank_platform::{EmbeddedOptions, Platform, RuntimeChoice};
 use clank_proxy::ProxyConfig;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The daemon's log filter: the user's directives (`CLANK_LOG`, e.g. `debug`), with the Docker
@@ -27,7 +29,8 @@ pub fn log_filter(user: &str) -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::new(format!("{user},bollard=info"))
 }
 
-/// Everything the daemon needs to start. Built from a JSON file, then the environment.
+/// What the daemon runs and where: one part of [`Settings`], the keys of the config file that
+/// are not the API server's limits ([`ApiLimits`]).
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
@@ -84,18 +87,190 @@ pub enum DaemonError {
     Serve(std::io::Error),
 }
 
-impl DaemonConfig {
+/// The API server's limits: connections, their deadlines, open event streams, and how long a
+/// shutdown may take. Flat keys of the config file (`api_max_connections`, ...) and
+/// `CLANK_API_*` / `CLANK_SHUTDOWN_TIMEOUT_MS`; every value must be at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiLimits {
+    /// Connections served at once (`api_max_connections`, `CLANK_API_MAX_CONNECTIONS`,
+    /// default 1024). Connections beyond it are not accepted: they wait in the kernel's
+    /// accept backlog until one closes.
+    #[serde(rename = "api_max_connections")]
+    pub max_connections: usize,
+    /// A connection that has not sent a complete request head this long after connecting, or
+    /// after the first byte of its next request, is closed (`api_header_timeout_ms`,
+    /// `CLANK_API_HEADER_TIMEOUT_MS`, default 10 000).
+    #[serde(rename = "api_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight is closed after this long
+    /// (`api_idle_timeout_ms`, `CLANK_API_IDLE_TIMEOUT_MS`, default 60 000).
+    #[serde(rename = "api_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Open event and log-follow streams per token; one more is answered 429
+    /// (`api_max_streams_per_token`, `CLANK_API_MAX_STREAMS_PER_TOKEN`, default 8).
+    #[serde(rename = "api_max_streams_per_token")]
+    pub max_streams_per_token: usize,
+    /// Open event and log-follow streams per workspace, all tokens together
+    /// (`api_max_streams_per_workspace`, `CLANK_API_MAX_STREAMS_PER_WORKSPACE`, default 64).
+    #[serde(rename = "api_max_streams_per_workspace")]
+    pub max_streams_per_workspace: usize,
+    /// After a shutdown signal, how long open requests and streams, the engine, the agent
+    /// endpoint and the proxy get before what is left is dropped and the daemon exits
+    /// (`shutdown_timeout_ms`, `CLANK_SHUTDOWN_TIMEOUT_MS`, default 10 000).
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_connections: 1024,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_streams_per_token: 8,
+            max_streams_per_workspace: 64,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A connection cap far beyond any file-descriptor limit, and within the semaphore's range.
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 24;
+
+impl ApiLimits {
+    /// `CLANK_API_*` and `CLANK_SHUTDOWN_TIMEOUT_MS` over the file's values. Errors name the
+    /// variable.
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), DaemonError> {
+        fn number<T: std::str::FromStr>(
+            var: &impl Fn(&str) -> Option<String>,
+            name: &str,
+            slot: &mut T,
+        ) -> Result<(), DaemonError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            if let Some(v) = var(name) {
+                *slot = v
+                    .trim()
+                    .parse()
+                    .map_err(|e| DaemonError::Config(format!("{name} `{v}`: {e}")))?;
+            }
+            Ok(())
+        }
+        number(&var, "CLANK_API_MAX_CONNECTIONS", &mut self.max_connections)?;
+        number(
+            &var,
+            "CLANK_API_HEADER_TIMEOUT_MS",
+            &mut self.header_timeout_ms,
+        )?;
+        number(&var, "CLANK_API_IDLE_TIMEOUT_MS", &mut self.idle_timeout_ms)?;
+        number(
+            &var,
+            "CLANK_API_MAX_STREAMS_PER_TOKEN",
+            &mut self.max_streams_per_token,
+        )?;
+        number(
+            &var,
+            "CLANK_API_MAX_STREAMS_PER_WORKSPACE",
+            &mut self.max_streams_per_workspace,
+        )?;
+        number(
+            &var,
+            "CLANK_SHUTDOWN_TIMEOUT_MS",
+            &mut self.shutdown_timeout_ms,
+        )
+    }
+
+    /// Every limit at least 1 (a zero would refuse everything or close at once).
+    pub fn validate(&self) -> Result<(), DaemonError> {
+        let values: [(&str, u64); 6] = [
+            ("api_max_connections", self.max_connections as u64),
+            ("api_header_timeout_ms", self.header_timeout_ms),
+            ("api_idle_timeout_ms", self.idle_timeout_ms),
+            (
+                "api_max_streams_per_token",
+                self.max_streams_per_token as u64,
+            ),
+            (
+                "api_max_streams_per_workspace",
+                self.max_streams_per_workspace as u64,
+            ),
+            ("shutdown_timeout_ms", self.shutdown_timeout_ms),
+        ];
+        if let Some((name, _)) = values.iter().find(|(_, v)| *v == 0) {
+            return Err(DaemonError::Config(format!("{name} must be at least 1")));
+        }
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(DaemonError::Config(format!(
+                "api_max_connections must be at most {MAX_CONNECTIONS_LIMIT}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Everything the daemon needs to start: what it runs ([`DaemonConfig`]) and the API server's
+/// limits ([`ApiLimits`]). Built from one flat JSON file, then the environment. A
+/// `DaemonConfig` alone converts into settings with the default limits.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub daemon: DaemonConfig,
+    pub limits: ApiLimits,
+}
+
+impl From<DaemonConfig> for Settings {
+    fn from(daemon: DaemonConfig) -> Self {
+        Settings {
+            daemon,
+            limits: ApiLimits::default(),
+        }
+    }
+}
+
+impl Settings {
     /// Read a JSON config file (optional) and let `CLANK_*` environment variables override it.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, DaemonError> {
-        let mut config = match file {
+        let mut settings = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| DaemonError::Config(format!("read `{}`: {e}", path.display())))?;
-                serde_json::from_str(&text)
+                Settings::parse(&text)
                     .map_err(|e| DaemonError::Config(format!("`{}`: {e}", path.display())))?
             }
-            None => DaemonConfig::default(),
+            None => Settings::default(),
         };
+        settings.daemon.apply_env()?;
+        settings.limits.apply_env(|name| std::env::var(name).ok())?;
+        settings.limits.validate()?;
+        Ok(settings)
+    }
+
+    /// The config file's JSON: one object whose API-limit keys go to [`ApiLimits`] and the
+    /// rest to [`DaemonConfig`]; an unknown key is refused by name.
+    pub fn parse(json: &str) -> Result<Self, serde_json::Error> {
+        let mut daemon: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)?;
+        let limit_keys = match serde_json::to_value(ApiLimits::default())? {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        let mut limits = serde_json::Map::new();
+        for key in limit_keys.keys() {
+            if let Some(v) = daemon.remove(key) {
+                limits.insert(key.clone(), v);
+            }
+        }
+        Ok(Settings {
+            daemon: serde_json::from_value(serde_json::Value::Object(daemon))?,
+            limits: serde_json::from_value(serde_json::Value::Object(limits))?,
+        })
+    }
+}
+
+impl DaemonConfig {
+    /// `CLANK_LISTEN`, `CLANK_DATA`, `CLANK_RUNTIME`, `CLANK_AGENT_*` and `CLANK_PROXY_*` over
+    /// the file's values.
+    fn apply_env(&mut self) -> Result<(), DaemonError> {
+        let config = self;
         if let Ok(v) = std::env::var("CLANK_LISTEN") {
             config.listen = v
                 .parse()
@@ -129,7 +304,7 @@ impl DaemonConfig {
         }
         config.apply_proxy_env(|name| std::env::var(name).ok())?;
         config.runtime_choice()?;
-        Ok(config)
+        Ok(())
     }
 
     /// `CLANK_PROXY_LISTEN` (an address, or `off`), `CLANK_PROXY_TLS_LISTEN` (an address) and
@@ -174,40 +349,44 @@ impl DaemonConfig {
     }
 }
 
-/// Bind `config.listen` (and the proxy's listeners) and serve until `shutdown` completes.
+/// Bind `listen` (and the proxy's listeners) and serve until `shutdown` completes.
 pub async fn run(
-    config: DaemonConfig,
+    settings: impl Into<Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
-    let listener =
-        TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| DaemonError::Listen {
-                addr: config.listen,
-                source,
-            })?;
-    serve(config, listener, shutdown).await
+    let settings = settings.into();
+    let addr = settings.daemon.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Listen { addr, source })?;
+    serve(settings, listener, shutdown).await
 }
 
 /// Serve the API on `listener` and run the engine until `shutdown` completes, then stop
-/// accepting, finish in-flight requests and stop the engine (which resumes where it left off
-/// at the next start). The proxy's listeners are bound from `config.proxy`.
+/// accepting, end the event streams, let in-flight requests finish and stop the engine (which
+/// resumes where it left off at the next start), all within `shutdown_timeout_ms`: what is
+/// still open then is dropped. The proxy's listeners are bound from the config's `proxy`.
 pub async fn serve(
-    config: DaemonConfig,
+    settings: impl Into<Settings>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
-    serve_with_proxy(config, listener, ProxyListeners::default(), shutdown).await
+    serve_with_proxy(settings, listener, ProxyListeners::default(), shutdown).await
 }
 
 /// Like [`serve`], with the proxy's listeners (or some of them) bound by the caller. The
 /// proxy stops last, so services stay reachable until the API and engine have stopped.
 pub async fn serve_with_proxy(
-    config: DaemonConfig,
+    settings: impl Into<Settings>,
     listener: TcpListener,
     proxy_listeners: ProxyListeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    let Settings {
+        daemon: config,
+        limits,
+    } = settings.into();
+    limits.validate()?;
     let mut options = EmbeddedOptions::new(&config.data_dir);
     options.runtime = config.runtime_choice()?;
     let proxy = proxy::EmbeddedProxy::start(&config, proxy_listeners).await?;
@@ -251,30 +430,30 @@ pub async fn serve_with_proxy(
     let addr = listener.local_addr().map_err(DaemonError::Serve)?;
     info!(%addr, data = %config.data_dir.display(), "Clank daemon listening.");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Cancelled when shutdown begins: the engine, the agent endpoint, the API's accept loop
+    // and every open event stream watch it.
+    let stop = CancellationToken::new();
     let engine_platform = platform.clone();
-    let mut engine_stop = stop_rx.clone();
-    let engine = tokio::spawn(async move {
-        let stopped = async move {
-            let _ = engine_stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = engine_platform.run(stopped).await {
+    let engine_stop = stop.clone();
+    let mut engine = tokio::spawn(async move {
+        if let Err(e) = engine_platform.run(engine_stop.cancelled_owned()).await {
             warn!(error = %e, "The deploy engine stopped with an error.");
         }
     });
+    let shutdown_begins = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        shutdown_begins.cancel();
     });
     let agents = match (platform.fleet(), agent_listener) {
         (Some(fleet), Some(listener)) => {
             let service = fleet.service();
             let fleet = fleet.clone();
-            let mut agents_stop = stop_rx.clone();
+            let agents_stop = stop.clone();
             info!(addr = %listener.local_addr().map_err(DaemonError::Serve)?, "Listening for agents.");
             Some(tokio::spawn(async move {
                 let stopped = async move {
-                    let _ = agents_stop.wait_for(|s| *s).await;
+                    agents_stop.cancelled().await;
                     // Sessions end first, so the endpoint's connections can close.
                     fleet.close().await;
                 };
@@ -285,27 +464,34 @@ pub async fn serve_with_proxy(
         }
         _ => None,
     };
-    let mut api_stop = stop_rx;
-    let served = axum::serve(listener, api::router(platform))
-        .with_graceful_shutdown(async move {
-            let _ = api_stop.wait_for(|s| *s).await;
-        })
-        .await;
-    let _ = engine.await;
+    let state = api::AppState::new(platform, &limits, stop.clone());
+    // Returns once the API's connections are closed, at the latest at the deadline.
+    let deadline = connections::serve(listener, api::router(state), limits, stop).await;
+    // What is left of the budget goes to the engine, the agents and the proxy, in that order;
+    // whatever has not stopped by the deadline is cut (every engine step is idempotent).
+    if tokio::time::timeout_at(deadline, &mut engine)
+        .await
+        .is_err()
+    {
+        warn!("Shutdown timeout reached: the deploy engine is stopped mid-pass.");
+        engine.abort();
+    }
     if let Some(mut agents) = agents {
-        // Agents get a few seconds to hang up; whatever is left is cut.
-        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut agents)
+        if tokio::time::timeout_at(deadline, &mut agents)
             .await
             .is_err()
         {
+            warn!("Shutdown timeout reached: agent sessions are cut.");
             agents.abort();
         }
     }
     if let Some(p) = proxy {
-        p.stop().await;
+        if tokio::time::timeout_at(deadline, p.stop()).await.is_err() {
+            warn!("Shutdown timeout reached: the proxy's open connections are dropped.");
+        }
     }
     info!("Clank daemon stopped.");
-    served.map_err(DaemonError::Serve)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -371,5 +557,88 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn config_file_takes_api_limits_as_flat_keys_and_refuses_unknown_ones_by_name() {
+        let s = Settings::parse(
+            r#"{"runtime": "process", "api_max_connections": 16, "api_header_timeout_ms": 500,
+                "api_idle_timeout_ms": 2000, "api_max_streams_per_token": 2,
+                "api_max_streams_per_workspace": 3, "shutdown_timeout_ms": 1500}"#,
+        )
+        .unwrap();
+        assert_eq!(s.daemon.runtime, "process");
+        assert_eq!(
+            s.limits,
+            ApiLimits {
+                max_connections: 16,
+                header_timeout_ms: 500,
+                idle_timeout_ms: 2000,
+                max_streams_per_token: 2,
+                max_streams_per_workspace: 3,
+                shutdown_timeout_ms: 1500,
+            }
+        );
+        let defaults = Settings::parse(r#"{"runtime": "process"}"#).unwrap();
+        assert_eq!(defaults.limits, ApiLimits::default());
+        for typo in [r#"{"api_max_conections": 1}"#, r#"{"listn": "x"}"#] {
+            let err = Settings::parse(typo).unwrap_err().to_string();
+            let key = typo.split('"').nth(1).unwrap();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn api_limits_defaults_env_overrides_and_zero_refused_by_name() {
+        let d = ApiLimits::default();
+        assert_eq!(
+            (d.max_connections, d.header_timeout_ms, d.idle_timeout_ms),
+            (1024, 10_000, 60_000)
+        );
+        assert_eq!(
+            (
+                d.max_streams_per_token,
+                d.max_streams_per_workspace,
+                d.shutdown_timeout_ms
+            ),
+            (8, 64, 10_000)
+        );
+        let mut l = ApiLimits::default();
+        l.apply_env(env(&[
+            ("CLANK_API_MAX_CONNECTIONS", "4"),
+            ("CLANK_API_HEADER_TIMEOUT_MS", "250"),
+            ("CLANK_API_IDLE_TIMEOUT_MS", "750"),
+            ("CLANK_API_MAX_STREAMS_PER_TOKEN", "1"),
+            ("CLANK_API_MAX_STREAMS_PER_WORKSPACE", "2"),
+            ("CLANK_SHUTDOWN_TIMEOUT_MS", "3000"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            l,
+            ApiLimits {
+                max_connections: 4,
+                header_timeout_ms: 250,
+                idle_timeout_ms: 750,
+                max_streams_per_token: 1,
+                max_streams_per_workspace: 2,
+                shutdown_timeout_ms: 3000,
+            }
+        );
+        let err = ApiLimits::default()
+            .apply_env(env(&[("CLANK_API_IDLE_TIMEOUT_MS", "soon")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("CLANK_API_IDLE_TIMEOUT_MS"),
+            "{err}"
+        );
+        let zero = ApiLimits {
+            max_streams_per_token: 0,
+            ..ApiLimits::default()
+        };
+        let err = zero.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("api_max_streams_per_token"),
+            "{err}"
+        );
     }
 }

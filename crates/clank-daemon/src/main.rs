@@ -1,8 +1,8 @@
 //! `clank-daemon`: the control plane binary, a thin main over `clank_daemon::run`.
 //!
 //! Usage: `clank-daemon [--config clank.json]`; `CLANK_LISTEN`, `CLANK_DATA`, `CLANK_RUNTIME`,
-//! `CLANK_PROXY_LISTEN`, `CLANK_PROXY_TLS_LISTEN` override the file. Stops gracefully on
-//! SIGINT/SIGTERM.
+//! `CLANK_PROXY_LISTEN`, `CLANK_PROXY_TLS_LISTEN`, `CLANK_API_*`, `CLANK_SHUTDOWN_TIMEOUT_MS`
+//! override the file. Stops gracefully on SIGINT/SIGTERM, within `shutdown_timeout_ms`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
                 #[allow(clippy::print_stdout)]
                 {
                     println!(
-                        "usage: clank-daemon [--config FILE.json]\n  env: CLANK_LISTEN (127.0.0.1:7070), CLANK_DATA (./clank-data), CLANK_RUNTIME (auto|docker|process),\n       CLANK_PROXY_LISTEN (127.0.0.1:8080, or off), CLANK_PROXY_TLS_LISTEN, CLANK_PROXY_ACME_*, CLANK_LOG"
+                        "usage: clank-daemon [--config FILE.json]\n  env: CLANK_LISTEN (127.0.0.1:7070), CLANK_DATA (./clank-data), CLANK_RUNTIME (auto|docker|process),\n       CLANK_PROXY_LISTEN (127.0.0.1:8080, or off), CLANK_PROXY_TLS_LISTEN, CLANK_PROXY_ACME_*, CLANK_LOG,\n       CLANK_API_MAX_CONNECTIONS (1024), CLANK_API_HEADER_TIMEOUT_MS (10000), CLANK_API_IDLE_TIMEOUT_MS (60000),\n       CLANK_API_MAX_STREAMS_PER_TOKEN (8), CLANK_API_MAX_STREAMS_PER_WORKSPACE (64), CLANK_SHUTDOWN_TIMEOUT_MS (10000)"
                     );
                 }
                 return ExitCode::SUCCESS;
@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let config = match clank_daemon::DaemonConfig::load(file.as_deref()) {
+    let settings = match clank_daemon::Settings::load(file.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -51,7 +51,7 @@ async fn main() -> ExitCode {
             _ = term.recv() => {}
         }
     };
-    match clank_daemon::run(config, shutdown).await {
+    match clank_daemon::run(settings, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -494,6 +494,25 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
             Some(json!({"name": "New", "email": "new-{role}@example.com", "role": "viewer"})),
             ManageMembers,
         ),
+        (Method::GET, format!("{ws}/tokens"), None, Read),
+        (
+            Method::GET,
+            format!("{ws}/tokens?all=true"),
+            None,
+            ManageMembers,
+        ),
+        (
+            Method::PATCH,
+            format!("{ws}/members/target@example.com"),
+            Some(json!({"role": "viewer"})),
+            ManageMembers,
+        ),
+        (
+            Method::DELETE,
+            format!("{ws}/members/target@example.com"),
+            None,
+            ManageMembers,
+        ),
         (Method::GET, format!("{ws}/audit"), None, ReadAudit),
         (Method::GET, format!("{ws}/audit?limit=5"), None, ReadAudit),
         (Method::GET, format!("{ws}/servers"), None, Read),
@@ -539,6 +558,14 @@ async fn role_matrix_is_enforced_on_every_endpoint() {
         Method::POST,
         "/v1/workspaces/acme/servers",
         Some(json!({"name": "edge"})),
+    )
+    .await;
+    // The member the member endpoints act on (removed by the first role allowed to).
+    d.ok(
+        &owner,
+        Method::POST,
+        "/v1/workspaces/acme/members",
+        Some(json!({"name": "target", "email": "target@example.com", "role": "developer"})),
     )
     .await;
     let mut tokens = vec![(Role::Owner, owner.clone())];

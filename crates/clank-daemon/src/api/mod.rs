@@ -5,9 +5,11 @@
 mod audit;
 pub mod auth;
 pub mod error;
+mod members;
 pub mod openapi;
 mod routes;
 mod servers;
+mod streams;
 mod webhooks;
 
 use std::sync::Arc;
@@ -15,18 +17,34 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use clank_platform::Platform;
+use tokio_util::sync::CancellationToken;
+
+use crate::ApiLimits;
 
 /// Shared by every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub platform: Arc<Platform>,
+    /// Open event and log-follow streams, counted per token and per workspace; they end when
+    /// shutdown begins.
+    streams: Arc<streams::OpenStreams>,
+}
+
+impl AppState {
+    /// `shutdown` is cancelled when the daemon begins to stop: every open stream ends then.
+    pub fn new(platform: Arc<Platform>, limits: &ApiLimits, shutdown: CancellationToken) -> Self {
+        AppState {
+            platform,
+            streams: Arc::new(streams::OpenStreams::new(limits, shutdown)),
+        }
+    }
 }
 
 /// Largest request body accepted (413 beyond).
 pub const BODY_LIMIT: usize = 1 << 20;
 
-pub fn router(platform: Arc<Platform>) -> Router {
+pub fn router(state: AppState) -> Router {
     routes::routes()
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(AppState { platform })
+        .with_state(state)
 }

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{audit, routes, servers, webhooks};
+use super::{audit, members, routes, servers, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,11 +27,13 @@ use super::{audit, routes, servers, webhooks};
         servers::join_token,
         servers::revoke,
         servers::offer_release,
-        routes::list_members,
-        routes::add_member,
-        routes::list_tokens,
-        routes::create_token,
-        routes::revoke_token,
+        members::list_members,
+        members::add_member,
+        members::update_member,
+        members::remove_member,
+        members::list_tokens,
+        members::create_token,
+        members::revoke_token,
         routes::workspace_config,
         routes::set_workspace_config,
         routes::list_projects,

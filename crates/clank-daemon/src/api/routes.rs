@@ -13,7 +13,7 @@ use clank_core::config::{ConfigChange, ConfigVarView, ResolvedVarView};
 use clank_core::deploy::DeploymentStatus;
 use clank_core::id::{TokenId, UserId};
 use clank_core::model::{
-    ApiToken, Environment, Member, Permission, Project, Role, Service, Trigger, User, Workspace,
+    Environment, Member, Permission, Project, Role, Service, Trigger, User, Workspace,
 };
 use clank_core::store::catalog::{Batch, Page};
 use clank_core::{InvalidInput, Timestamp};
@@ -99,15 +99,20 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route(
             "/v1/workspaces/{ws}/members",
-            get(list_members).post(add_member),
+            get(super::members::list_members).post(super::members::add_member),
+        )
+        .route(
+            "/v1/workspaces/{ws}/members/{user}",
+            axum::routing::patch(super::members::update_member)
+                .delete(super::members::remove_member),
         )
         .route(
             "/v1/workspaces/{ws}/tokens",
-            get(list_tokens).post(create_token),
+            get(super::members::list_tokens).post(super::members::create_token),
         )
         .route(
             "/v1/workspaces/{ws}/tokens/{id}",
-            axum::routing::delete(revoke_token),
+            axum::routing::delete(super::members::revoke_token),
         )
         .route(
             "/v1/workspaces/{ws}/config",
@@ -176,7 +181,7 @@ async fn health() -> Json<serde_json::Value> {
 #[derive(utoipa::ToSchema)]
 #[schema(rename_all = "snake_case")]
 #[allow(dead_code)]
-enum RoleName {
+pub(super) enum RoleName {
     Viewer,
     Developer,
     Admin,
@@ -192,14 +197,14 @@ struct InitRequest {
 }
 
 #[derive(Debug, serde::Serialize)]
-struct TokenCreated {
+pub(super) struct TokenCreated {
     /// Shown once; only its hash is stored.
-    token: String,
-    id: TokenId,
-    role: Role,
+    pub(super) token: String,
+    pub(super) id: TokenId,
+    pub(super) role: Role,
 }
 
-fn validate_email(email: &str) -> ApiResult<String> {
+pub(super) fn validate_email(email: &str) -> ApiResult<String> {
     let e = email.trim().to_lowercase();
     let ok = e.len() <= 254
         && e.split_once('@')
@@ -312,274 +317,6 @@ async fn whoami(p: Principal) -> Json<WhoAmI> {
         user: p.user,
         role: p.role,
     })
-}
-
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AddMember {
-    name: String,
-    email: String,
-    #[schema(value_type = RoleName)]
-    role: Role,
-}
-
-#[derive(Debug, serde::Serialize)]
-struct MemberCreated {
-    user: User,
-    role: Role,
-    token: String,
-}
-
-/// Add a user to the workspace with a role, returning their first token (shown once).
-#[utoipa::path(
-    post,
-    path = "/v1/workspaces/{ws}/members",
-    tag = "members",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-    ),
-    request_body = AddMember,
-    responses(
-        (status = 201, description = "success", body = Object),
-        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-async fn add_member(
-    p: Principal,
-    State(st): State<AppState>,
-    Path(ws): Path<String>,
-    Body(req): Body<AddMember>,
-) -> ApiResult<(StatusCode, Json<MemberCreated>)> {
-    p.in_workspace(&ws)?;
-    let change = Change::new(
-        "member.create",
-        format!("{ws}/members/{}", req.email.trim()),
-    )
-    .details(json!({"role": req.role}));
-    audited(&st, &p, change, create_member(&p, &st, req)).await
-}
-
-async fn create_member(
-    p: &Principal,
-    st: &AppState,
-    req: AddMember,
-) -> ApiResult<(StatusCode, Json<MemberCreated>)> {
-    p.require(Permission::ManageMembers)?;
-    if req.role == Role::Owner {
-        p.require(Permission::OwnWorkspace)?;
-    }
-    let email = validate_email(&req.email)?;
-    let name = clank_core::validate::validate_display_name("name", &req.name)?.to_owned();
-    let user = User {
-        id: UserId::new(),
-        name,
-        email,
-        created_at: Timestamp::now(),
-    };
-    let member = Member {
-        workspace_id: p.workspace.id,
-        user_id: user.id,
-        role: req.role,
-        teams: Default::default(),
-        joined_at: Timestamp::now(),
-    };
-    let (token, hash) = new_token();
-    let record = token_record(p.workspace.id, user.id, "first", req.role, hash, &token);
-    let mut b = Batch::new();
-    b.create(&user)?.create(&member)?.create(&record)?;
-    st.platform.catalog().commit(b).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(MemberCreated {
-            user,
-            role: req.role,
-            token,
-        }),
-    ))
-}
-
-#[utoipa::path(
-    get,
-    path = "/v1/workspaces/{ws}/members",
-    tag = "members",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-    ),
-    responses(
-        (status = 200, description = "success", body = [Object]),
-        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-async fn list_members(
-    p: Principal,
-    State(st): State<AppState>,
-    Path(ws): Path<String>,
-) -> ApiResult<Json<Vec<Member>>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    let l = st
-        .platform
-        .catalog()
-        .find::<Member>("workspace", &p.workspace.id.to_string(), Page::all())
-        .await?;
-    Ok(Json(l.items.into_iter().map(|m| m.value).collect()))
-}
-
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct NewToken {
-    name: String,
-    #[serde(default)]
-    #[schema(value_type = Option<RoleName>)]
-    role: Option<Role>,
-}
-
-/// A token for yourself, with at most your own role.
-#[utoipa::path(
-    post,
-    path = "/v1/workspaces/{ws}/tokens",
-    tag = "members",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-    ),
-    request_body = NewToken,
-    responses(
-        (status = 201, description = "success", body = Object),
-        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-async fn create_token(
-    p: Principal,
-    State(st): State<AppState>,
-    Path(ws): Path<String>,
-    Body(req): Body<NewToken>,
-) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
-    p.in_workspace(&ws)?;
-    let change = Change::new("token.create", format!("{ws}/tokens/{}", req.name))
-        .details(json!({"role": req.role.unwrap_or(p.role)}));
-    audited(&st, &p, change, issue_token(&p, &st, req)).await
-}
-
-async fn issue_token(
-    p: &Principal,
-    st: &AppState,
-    req: NewToken,
-) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
-    p.require(Permission::Read)?;
-    let role = req.role.unwrap_or(p.role);
-    if role > p.role {
-        return Err(ApiError::forbidden(format!(
-            "a token cannot have more than your role ({:?})",
-            p.role
-        ))
-        .field("role"));
-    }
-    let name = clank_core::validate::validate_display_name("name", &req.name)?;
-    let (token, hash) = new_token();
-    let record = token_record(p.workspace.id, p.user, name, role, hash, &token);
-    st.platform.catalog().create(&record).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TokenCreated {
-            token,
-            id: record.id,
-            role,
-        }),
-    ))
-}
-
-#[derive(Debug, serde::Serialize)]
-struct TokenInfo {
-    id: TokenId,
-    name: String,
-    prefix: String,
-    role: Role,
-    created_at: Timestamp,
-    revoked: bool,
-}
-
-#[utoipa::path(
-    get,
-    path = "/v1/workspaces/{ws}/tokens",
-    tag = "members",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-    ),
-    responses(
-        (status = 200, description = "success", body = [Object]),
-        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-async fn list_tokens(
-    p: Principal,
-    State(st): State<AppState>,
-    Path(ws): Path<String>,
-) -> ApiResult<Json<Vec<TokenInfo>>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    let l = st
-        .platform
-        .catalog()
-        .find::<ApiToken>("user", &p.user.to_string(), Page::all())
-        .await?;
-    Ok(Json(
-        l.items
-            .into_iter()
-            .map(|t| TokenInfo {
-                id: t.id,
-                name: t.name.clone(),
-                prefix: t.prefix.clone(),
-                role: t.role,
-                created_at: t.created_at,
-                revoked: t.revoked_at.is_some(),
-            })
-            .collect(),
-    ))
-}
-
-#[utoipa::path(
-    delete,
-    path = "/v1/workspaces/{ws}/tokens/{id}",
-    tag = "members",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("id" = String, Path, description = "token id"),
-    ),
-    responses(
-        (status = 204, description = "revoked"),
-        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-async fn revoke_token(
-    p: Principal,
-    State(st): State<AppState>,
-    Path((ws, id)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    p.in_workspace(&ws)?;
-    let change = Change::new("token.revoke", format!("{ws}/tokens/{id}"));
-    audited(&st, &p, change, revoke_token_record(&p, &st, &id)).await
-}
-
-async fn revoke_token_record(p: &Principal, st: &AppState, id: &str) -> ApiResult<StatusCode> {
-    let id: TokenId = id.parse()?;
-    let cat = st.platform.catalog();
-    let t = cat
-        .get::<ApiToken>(&id.to_string())
-        .await?
-        .filter(|t| t.workspace_id == p.workspace.id)
-        .ok_or_else(|| ApiError::not_found(format!("token `{id}` not found")))?;
-    if t.user_id != p.user {
-        p.require(Permission::ManageMembers)?;
-    }
-    let mut next = t.value.clone();
-    next.revoked_at.get_or_insert(Timestamp::now());
-    cat.update(&t, &next).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- Projects and environments -------------------------------------------------------------
@@ -1614,6 +1351,7 @@ async fn follow(
     p.in_workspace(&ws)?;
     p.require(Permission::Read)?;
     let addr = service_addr(&ws, &proj, &e, &s)?;
+    let slot = st.streams.reserve(&p)?;
     // Subscribe before reading the status, so no transition falls between the two.
     let events = st.platform.events();
     let current = st.platform.deployment(&addr, n).await?;
@@ -1651,7 +1389,7 @@ async fn follow(
             }
         },
     );
-    let stream = futures_util::stream::once(std::future::ready(Ok(first))).chain(rest);
+    let stream = slot.carry(futures_util::stream::once(std::future::ready(Ok(first))).chain(rest));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -1694,6 +1432,12 @@ async fn service_logs(
     p.in_workspace(&ws)?;
     p.require(Permission::Read)?;
     let tail = q.tail.map(|t| t.min(10_000));
+    // Only a followed log stays open (and counts); history alone ends by itself.
+    let slot = if q.follow {
+        Some(st.streams.reserve(&p)?)
+    } else {
+        None
+    };
     let lines = st
         .platform
         .logs(&service_addr(&ws, &proj, &e, &s)?, q.follow, tail)
@@ -1707,6 +1451,10 @@ async fn service_logs(
             Err(err) => SseEvent::default().event("error").data(err.to_string()),
         })
     });
+    let stream = match slot {
+        Some(slot) => slot.carry(stream).boxed(),
+        None => st.streams.until_shutdown(stream).boxed(),
+    };
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

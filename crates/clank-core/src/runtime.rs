@@ -357,6 +357,29 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
+/// The most output `exec` keeps of each stream (stdout, stderr), on every runtime: the rest
+/// is read and dropped, and a marker says so. Bounds what one request can make the platform
+/// hold in memory.
+pub const EXEC_OUTPUT_MAX: usize = 1 << 20;
+
+/// The marker [`append_capped`] ends a truncated stream with.
+pub const EXEC_TRUNCATED: &[u8] = b"\n[output truncated]\n";
+
+/// Append `bytes` to an exec output `buffer`, keeping at most [`EXEC_OUTPUT_MAX`] bytes (and
+/// the marker once, when something was dropped).
+pub fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8]) {
+    if buffer.len() >= EXEC_OUTPUT_MAX {
+        return;
+    }
+    let room = EXEC_OUTPUT_MAX - buffer.len();
+    if bytes.len() <= room {
+        buffer.extend_from_slice(bytes);
+    } else {
+        buffer.extend_from_slice(&bytes[..room]);
+        buffer.extend_from_slice(EXEC_TRUNCATED);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct WorkloadStats {
     /// Percent of one core (200.0 = two cores busy).

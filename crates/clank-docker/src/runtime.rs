@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 };
 use clank_core::runtime::{
     ExecOutput, ExecRequest, LogOptions, LogStreamBox, OwnerFilter, Runtime, RuntimeCapabilities,
-    WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats, WorkloadStatus,
+    WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats, WorkloadStatus, append_capped,
 };
 use clank_core::{Error, InvalidInput, Result, RuntimeFailure, Timestamp};
 use futures_util::StreamExt;
@@ -39,8 +39,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Added to a stop's grace period for the engine to kill and reap the container.
 const STOP_MARGIN: Duration = Duration::from_secs(30);
-/// Largest stdout or stderr an `exec` keeps; the rest is dropped with a marker.
-const EXEC_OUTPUT_MAX: usize = 1 << 20;
 
 /// Runs workloads as Docker containers.
 #[derive(Debug, Clone)]
@@ -652,20 +650,6 @@ impl DockerRuntime {
     }
 }
 
-fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8]) {
-    const MARKER: &[u8] = b"\n[output truncated]\n";
-    if buffer.len() >= EXEC_OUTPUT_MAX {
-        return;
-    }
-    let room = EXEC_OUTPUT_MAX - buffer.len();
-    if bytes.len() <= room {
-        buffer.extend_from_slice(bytes);
-    } else {
-        buffer.extend_from_slice(&bytes[..room]);
-        buffer.extend_from_slice(MARKER);
-    }
-}
-
 /// A workload id is a container id or name; anything else never reaches a URL.
 fn check_id(id: &WorkloadId) -> Result<()> {
     validate_container_name("workload_id", &id.0).map_err(Error::from)
@@ -793,6 +777,8 @@ fn checked_image(spec: &WorkloadSpec) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use clank_core::runtime::EXEC_OUTPUT_MAX;
 
     #[test]
     fn exec_output_is_capped_with_a_marker() {

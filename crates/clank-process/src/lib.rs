@@ -769,11 +769,20 @@ impl Runtime for ProcessRuntime {
             .id()
             .and_then(|pid| i32::try_from(pid).ok())
             .and_then(rustix::process::Pid::from_raw);
-        match tokio::time::timeout(request.timeout, child.wait_with_output()).await {
-            Ok(Ok(output)) => Ok(ExecOutput {
-                exit_code: Some(supervisor::exit_code(output.status)),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        let mut child = child;
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        // Both streams are drained to the end (a child blocked on a full pipe never exits), but
+        // at most `EXEC_OUTPUT_MAX` of each is kept, as on every runtime.
+        let run = async {
+            let (stdout, stderr, status) =
+                tokio::join!(read_capped(out), read_capped(err), child.wait());
+            status.map(|status| (status, stdout, stderr))
+        };
+        match tokio::time::timeout(request.timeout, run).await {
+            Ok(Ok((status, stdout, stderr))) => Ok(ExecOutput {
+                exit_code: Some(supervisor::exit_code(status)),
+                stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
             }),
             Ok(Err(e)) => Err(Error::runtime(
                 RuntimeFailure::Other,
@@ -823,5 +832,21 @@ impl Runtime for ProcessRuntime {
             memory_bytes,
             memory_limit_bytes: None,
         })
+    }
+}
+
+/// Read `stream` to its end, keeping at most [`clank_core::runtime::EXEC_OUTPUT_MAX`] bytes.
+async fn read_capped(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::new();
+    let Some(mut stream) = stream else {
+        return kept;
+    };
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => clank_core::runtime::append_capped(&mut kept, &chunk[..n]),
+        }
     }
 }

@@ -827,8 +827,8 @@ pub async fn stop_kills_a_workload_that_ignores_sigterm_after_the_grace_period<F
     );
 }
 
-/// `exec` returns the exit code, stdout and stderr; refuses a TTY with `Unsupported`; and fails
-/// with `Timeout` when the command outlives its timeout.
+/// `exec` returns the exit code, stdout and stderr (each capped at `EXEC_OUTPUT_MAX`); refuses
+/// a TTY with `Unsupported`; and fails with `Timeout` when the command outlives its timeout.
 pub async fn exec_reports_exit_code_and_both_streams_and_honours_its_timeout<F: Fixture>(
     h: Arc<Harness<F>>,
 ) {
@@ -844,6 +844,35 @@ pub async fn exec_reports_exit_code_and_both_streams_and_honours_its_timeout<F: 
     assert_eq!(out.exit_code, Some(4), "{out:?}");
     assert_eq!(out.stdout, "out\n");
     assert_eq!(out.stderr, "err\n");
+
+    // A 3 MiB answer on each stream is cut to the platform-wide cap, and the command still
+    // runs to its end (its exit code arrives).
+    let big = exec(
+        &*rt,
+        &w.id,
+        &[
+            BUSYBOX,
+            "sh",
+            "-c",
+            "/bin/busybox head -c 3145728 /dev/zero; /bin/busybox head -c 3145728 /dev/zero >&2; exit 3",
+        ],
+    )
+    .await;
+    assert_eq!(big.exit_code, Some(3));
+    let cap = clank_core::runtime::EXEC_OUTPUT_MAX + clank_core::runtime::EXEC_TRUNCATED.len();
+    assert_eq!(
+        big.stdout.len(),
+        cap,
+        "stdout kept {} bytes",
+        big.stdout.len()
+    );
+    assert_eq!(
+        big.stderr.len(),
+        cap,
+        "stderr kept {} bytes",
+        big.stderr.len()
+    );
+    assert!(big.stdout.ends_with("[output truncated]\n"));
 
     let mut tty = exec_request(&[BUSYBOX, "sh"]);
     tty.tty = true;

@@ -5,8 +5,9 @@
 //!   (clients see a slow connect, never a reset) until one closes.
 //! - **Deadlines.** A connection must deliver a complete request head within
 //!   `api_header_timeout_ms` of connecting, or of the first byte of its next request; a
-//!   keep-alive connection with no request in flight is closed after `api_idle_timeout_ms`.
-//!   A connection with a response in progress (a long SSE stream included) has no deadline.
+//!   keep-alive connection with no request in flight is closed after `api_idle_timeout_ms`; a
+//!   request body that stops arriving for `api_header_timeout_ms` closes it too. A connection
+//!   with a response in progress (a long SSE stream included) has no deadline.
 //!   hyper's own `header_read_timeout` is not used: it restarts whenever hyper waits for a
 //!   head, idle keep-alive included, so it would also cap idle connections at the header
 //!   timeout.
@@ -134,7 +135,14 @@ impl Connection {
         let router = TowerToHyperService::new(self.router);
         let tracked = activity.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let request = tracked.begin_request();
+            let request = tracked.begin_request(!req.body().is_end_stream());
+            let uploads = tracked.clone();
+            let req = req.map(|body| {
+                axum::body::Body::new(TrackedUpload {
+                    inner: body,
+                    activity: uploads,
+                })
+            });
             let response = hyper::service::Service::call(&router, req);
             async move {
                 let response = response.await?;
@@ -192,12 +200,17 @@ enum Phase {
     Head { since: Instant },
     /// Keep-alive with nothing in flight since `since`.
     Idle { since: Instant },
-    /// `requests` responses in progress: no deadline.
-    Busy { requests: usize },
+    /// `requests` responses in progress: no deadline, unless a request body is still
+    /// arriving; `upload` is when its last bytes came.
+    Busy {
+        requests: usize,
+        upload: Option<Instant>,
+    },
 }
 
-/// A connection's phase, moved by its reads (a byte after idling starts a head), the service
-/// (a complete head starts a request) and the response bodies (the last one ending idles).
+/// A connection's phase, moved by its reads (a byte after idling starts a head, bytes of a
+/// request body are its progress), the service (a complete head starts a request), the
+/// request bodies (their end) and the response bodies (the last one ending idles).
 #[derive(Debug)]
 struct Activity {
     phase: Mutex<Phase>,
@@ -221,6 +234,12 @@ impl Activity {
         self.changed.notify_one();
     }
 
+    /// An update that only moves a deadline later: the watchdog finds out when it wakes.
+    fn update_quietly(&self, f: impl FnOnce(Phase) -> Phase) {
+        let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        *phase = f(*phase);
+    }
+
     fn phase(&self) -> Phase {
         *self.phase.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -230,22 +249,41 @@ impl Activity {
     }
 
     fn read_bytes(&self) {
-        if matches!(self.phase(), Phase::Idle { .. }) {
-            self.update(|p| match p {
+        match self.phase() {
+            Phase::Idle { .. } => self.update(|p| match p {
                 Phase::Idle { .. } => Phase::Head {
                     since: Instant::now(),
                 },
                 other => other,
-            });
+            }),
+            Phase::Busy {
+                upload: Some(_), ..
+            } => self.update_quietly(|p| match p {
+                Phase::Busy {
+                    requests,
+                    upload: Some(_),
+                } => Phase::Busy {
+                    requests,
+                    upload: Some(Instant::now()),
+                },
+                other => other,
+            }),
+            _ => {}
         }
     }
 
-    fn begin_request(self: &Arc<Self>) -> InFlight {
+    /// A complete head: a request is in flight, its body (`uploading`) still to arrive.
+    fn begin_request(self: &Arc<Self>, uploading: bool) -> InFlight {
+        let upload = uploading.then(Instant::now);
         self.update(|p| match p {
-            Phase::Busy { requests } => Phase::Busy {
+            Phase::Busy { requests, .. } => Phase::Busy {
                 requests: requests + 1,
+                upload,
             },
-            Phase::Head { .. } | Phase::Idle { .. } => Phase::Busy { requests: 1 },
+            Phase::Head { .. } | Phase::Idle { .. } => Phase::Busy {
+                requests: 1,
+                upload,
+            },
         });
         InFlight {
             activity: self.clone(),
@@ -257,7 +295,13 @@ impl Activity {
         loop {
             let changed = self.changed.notified();
             let (at, why) = match self.phase() {
-                Phase::Busy { .. } => {
+                Phase::Busy {
+                    upload: Some(last), ..
+                } => (
+                    last + deadlines.header,
+                    "the request body stalled past the header timeout",
+                ),
+                Phase::Busy { upload: None, .. } => {
                     changed.await;
                     continue;
                 }
@@ -287,8 +331,9 @@ struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.activity.update(|p| match p {
-            Phase::Busy { requests } if requests > 1 => Phase::Busy {
+            Phase::Busy { requests, upload } if requests > 1 => Phase::Busy {
                 requests: requests - 1,
+                upload,
             },
             _ => Phase::Idle {
                 since: Instant::now(),
@@ -320,6 +365,54 @@ impl Body for TrackedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A request body: while it has not all arrived, the connection's deadline is its progress.
+struct TrackedUpload {
+    inner: Incoming,
+    activity: Arc<Activity>,
+}
+
+impl TrackedUpload {
+    fn done(&self) {
+        self.activity.update(|p| match p {
+            Phase::Busy { requests, .. } => Phase::Busy {
+                requests,
+                upload: None,
+            },
+            other => other,
+        });
+    }
+}
+
+impl Body for TrackedUpload {
+    type Data = <Incoming as Body>::Data;
+    type Error = <Incoming as Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None | Some(Err(_)))) || self.inner.is_end_stream() {
+            self.done();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TrackedUpload {
+    fn drop(&mut self) {
+        self.done();
     }
 }
 
@@ -395,7 +488,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_in_flight_has_no_deadline_and_its_end_starts_the_idle_one() {
         let a = Arc::new(Activity::new());
-        let request = a.begin_request();
+        let request = a.begin_request(false);
         let expired = a.expired(DEADLINES);
         tokio::pin!(expired);
         assert!(
@@ -414,7 +507,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_byte_after_idling_starts_the_header_timeout() {
         let a = Arc::new(Activity::new());
-        drop(a.begin_request());
+        drop(a.begin_request(false));
         tokio::time::sleep(Duration::from_secs(30)).await;
         let first_byte = Instant::now();
         a.read_bytes();
@@ -424,11 +517,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_request_body_that_stops_arriving_has_the_header_timeout_from_its_last_bytes() {
+        let a = Arc::new(Activity::new());
+        let _request = a.begin_request(true);
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let progress = Instant::now();
+        a.read_bytes();
+        let why = a.expired(DEADLINES).await;
+        assert_eq!(progress.elapsed(), DEADLINES.header);
+        assert!(why.contains("body"), "{why}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn pipelined_requests_keep_the_connection_busy_until_the_last_ends() {
         let a = Arc::new(Activity::new());
-        let (one, two) = (a.begin_request(), a.begin_request());
+        let (one, two) = (a.begin_request(false), a.begin_request(false));
         drop(one);
-        assert!(matches!(a.phase(), Phase::Busy { requests: 1 }));
+        assert!(matches!(a.phase(), Phase::Busy { requests: 1, .. }));
         drop(two);
         assert!(matches!(a.phase(), Phase::Idle { .. }));
     }

@@ -99,8 +99,9 @@ pub struct ApiLimits {
     #[serde(rename = "api_max_connections")]
     pub max_connections: usize,
     /// A connection that has not sent a complete request head this long after connecting, or
-    /// after the first byte of its next request, is closed (`api_header_timeout_ms`,
-    /// `CLANK_API_HEADER_TIMEOUT_MS`, default 10 000).
+    /// after the first byte of its next request, is closed, and so is one whose request body
+    /// stops arriving for this long (`api_header_timeout_ms`, `CLANK_API_HEADER_TIMEOUT_MS`,
+    /// default 10 000).
     #[serde(rename = "api_header_timeout_ms")]
     pub header_timeout_ms: u64,
     /// A keep-alive connection with no request in flight is closed after this long

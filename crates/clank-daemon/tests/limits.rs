@@ -1,5 +1,5 @@
-//! The API server's bounds, against the real daemon on loopback: a slow request head and an
-//! idle keep-alive connection are closed on time, connections beyond the cap wait until one
+//! The API server's bounds, against the real daemon on loopback: a slow request head, a
+//! stalled request body and an idle keep-alive connection are closed on time, connections beyond the cap wait until one
 //! closes, open log/event streams are capped per token and per workspace, and a shutdown with
 //! open streams (or a request that never finishes) returns within `shutdown_timeout_ms`.
 
@@ -100,6 +100,47 @@ async fn slowloris_connection_is_closed_after_the_header_timeout() {
     let mut ok = TcpStream::connect(d.addr).await.unwrap();
     ok.write_all(HEALTH).await.unwrap();
     assert!(read_health(&mut ok).await.starts_with("HTTP/1.1 200"));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_is_closed_after_the_header_timeout_and_a_slow_one_is_not() {
+    let d = Daemon::start(ApiLimits {
+        header_timeout_ms: 500,
+        ..patient()
+    })
+    .await;
+    let body = br#"{"workspace": "acme", "name": "Ada", "email": "ada@example.com"}"#;
+    let head = format!(
+        "POST /v1/init HTTP/1.1\r\nHost: clank\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // Half a body, then nothing: closed half a second after its last bytes.
+    let mut stalled = TcpStream::connect(d.addr).await.unwrap();
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&body[..10]).await.unwrap();
+    let after = closed_within(&mut stalled, Duration::from_secs(5)).await;
+    assert!(
+        after >= Duration::from_millis(400) && after < Duration::from_secs(3),
+        "closed after {after:?}, expected about 500 ms"
+    );
+    // A body that keeps coming, a few bytes every 100 ms for well over the timeout, is served.
+    let mut slow = TcpStream::connect(d.addr).await.unwrap();
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    for chunk in body.chunks(4) {
+        slow.write_all(chunk).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() > Duration::from_secs(1));
+    let mut response = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = String::from_utf8_lossy(&response[..n]);
+    assert!(status.starts_with("HTTP/1.1 201"), "{status}");
     d.stop().await;
 }
 

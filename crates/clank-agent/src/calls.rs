@@ -9,12 +9,11 @@ use std::time::Duration;
 use clank_core::Timestamp;
 use clank_core::error::{Error, RuntimeFailure};
 use clank_core::model::HealthCheck;
-use clank_core::proxy::Cutover;
 use clank_core::runtime::{
     ExecRequest, LogOptions, LogStream, OwnerFilter, WorkloadId, WorkloadStatus,
 };
+use clank_proto::ProxyCall;
 use clank_proto::v1::{self, agent_message::Body as Up, call::Method, reply::Result as R};
-use clank_proto::{ProxyCall, ProxyReply};
 use futures_util::StreamExt;
 
 use crate::{Shared, lock};
@@ -138,43 +137,10 @@ async fn answer(shared: &Shared, method: Method) -> Result<R, Error> {
 }
 
 async fn proxy(shared: &Shared, json: &str) -> Result<R, Error> {
-    let p = &shared.proxy;
     let call: ProxyCall = serde_json::from_str(json)
         .map_err(|e| Error::runtime(RuntimeFailure::Other, format!("malformed proxy call: {e}")))?;
-    let reply = match call {
-        ProxyCall::Cutover {
-            route,
-            health,
-            gate_timeout_ms,
-            drain_timeout_ms,
-        } => {
-            let r = p
-                .cutover(&Cutover {
-                    route,
-                    health,
-                    gate_timeout: Duration::from_millis(gate_timeout_ms),
-                    drain_timeout: Duration::from_millis(drain_timeout_ms),
-                })
-                .await?;
-            ProxyReply::Cutover {
-                previous: r.previous,
-                drained_requests: r.drained_requests,
-                abandoned_requests: r.abandoned_requests,
-                drain_time_ms: clank_proto::millis(r.drain_time),
-            }
-        }
-        ProxyCall::SetRoute { route } => {
-            p.set_route(&route).await?;
-            ProxyReply::Done
-        }
-        ProxyCall::RemoveRoute { service } => {
-            p.remove_route(service).await?;
-            ProxyReply::Done
-        }
-        ProxyCall::Route { service } => ProxyReply::Route {
-            route: p.route(service).await?,
-        },
-    };
+    // A failure travels back as the call's error, as every other call's does.
+    let reply = call.apply(&*shared.proxy).await.into_result()?;
     serde_json::to_string(&reply)
         .map(R::ProxyJson)
         .map_err(|e| Error::Internal(e.to_string()))

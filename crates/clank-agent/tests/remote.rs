@@ -79,6 +79,7 @@ impl ControlPlane {
             proxy: None,
             agent_listen: Some(agents),
             agent_tls: true,
+            ..DaemonConfig::default()
         };
         let listener = TcpListener::bind(api).await.unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -497,7 +498,7 @@ async fn containers(
         .into_iter()
         .flat_map(|c| c.names.unwrap_or_default())
         .map(|n| n.trim_start_matches('/').to_owned())
-        .filter(|n| n.starts_with(slug_prefix))
+        .filter(|n| clank_core::runtime::unscoped_name(n).starts_with(slug_prefix))
         .collect()
 }
 
@@ -593,11 +594,9 @@ async fn remove_named(prefix: &str) {
         .await
         .unwrap_or_default();
     for c in all {
-        let named = c
-            .names
-            .unwrap_or_default()
-            .iter()
-            .any(|n| n.trim_start_matches('/').starts_with(prefix));
+        let named = c.names.unwrap_or_default().iter().any(|n| {
+            clank_core::runtime::unscoped_name(n.trim_start_matches('/')).starts_with(prefix)
+        });
         if let (true, Some(id)) = (named, c.id) {
             let _ = docker
                 .client()

@@ -39,11 +39,11 @@ async fn cleanup() {
         .await
         .unwrap_or_default()
     {
-        if w.name.starts_with("clank-cli-shop--") {
+        if clank_core::runtime::unscoped_name(&w.name).starts_with("clank-cli-shop--") {
             let _ = docker.remove(&w.id).await;
         }
     }
-    let _ = docker.remove_network("clank-project-cli-shop").await;
+    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), "cli-shop").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,6 +67,7 @@ async fn cli_drives_the_whole_lifecycle_and_reports_failures_by_exit_code() {
         proxy: None,
         agent_listen: Some("127.0.0.1:0".parse().unwrap()),
         agent_tls: true,
+        ..DaemonConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -43,6 +43,7 @@ async fn member_and_token_commands_offboard_a_member() {
         proxy: None,
         agent_listen: None,
         agent_tls: true,
+        ..DaemonConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

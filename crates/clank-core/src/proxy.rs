@@ -84,3 +84,236 @@ pub trait Proxy: Send + Sync + fmt::Debug {
         Ok(self.route(service).await?.map(|r| r.target.deployment))
     }
 }
+
+/// A [`Proxy`] call as data, for a proxy in another process: a remote server's (carried by the
+/// agent protocol) or the platform host's own `clank-proxy` (its control socket). Route types
+/// are serde already; durations travel as milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ProxyCall {
+    Cutover {
+        route: Route,
+        health: HealthCheck,
+        gate_timeout_ms: u64,
+        drain_timeout_ms: u64,
+    },
+    SetRoute {
+        route: Route,
+    },
+    RemoveRoute {
+        service: ServiceId,
+    },
+    Route {
+        service: ServiceId,
+    },
+    Hold {
+        service: ServiceId,
+        drain_ms: u64,
+    },
+    Release {
+        service: ServiceId,
+    },
+    /// Is the proxy there? Answered `Done`.
+    Ping,
+}
+
+/// The answer to a [`ProxyCall`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ProxyReply {
+    Cutover {
+        previous: Option<DeploymentId>,
+        drained_requests: u64,
+        abandoned_requests: u64,
+        drain_time_ms: u64,
+    },
+    Route {
+        route: Option<Route>,
+    },
+    Done,
+    /// The call failed: the error's kind, its runtime failure if it was one, and its message.
+    Failed {
+        code: String,
+        failure: Option<crate::error::RuntimeFailure>,
+        message: String,
+    },
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl ProxyCall {
+    pub fn from_cutover(c: &Cutover) -> Self {
+        ProxyCall::Cutover {
+            route: c.route.clone(),
+            health: c.health.clone(),
+            gate_timeout_ms: millis(c.gate_timeout),
+            drain_timeout_ms: millis(c.drain_timeout),
+        }
+    }
+
+    /// Carry the call out on `proxy`; a failure becomes [`ProxyReply::Failed`].
+    pub async fn apply(self, proxy: &dyn Proxy) -> ProxyReply {
+        let done = |r: Result<()>| r.map(|()| ProxyReply::Done);
+        let result = match self {
+            ProxyCall::Cutover {
+                route,
+                health,
+                gate_timeout_ms,
+                drain_timeout_ms,
+            } => proxy
+                .cutover(&Cutover {
+                    route,
+                    health,
+                    gate_timeout: Duration::from_millis(gate_timeout_ms),
+                    drain_timeout: Duration::from_millis(drain_timeout_ms),
+                })
+                .await
+                .map(|r| ProxyReply::Cutover {
+                    previous: r.previous,
+                    drained_requests: r.drained_requests,
+                    abandoned_requests: r.abandoned_requests,
+                    drain_time_ms: millis(r.drain_time),
+                }),
+            ProxyCall::SetRoute { route } => done(proxy.set_route(&route).await),
+            ProxyCall::RemoveRoute { service } => done(proxy.remove_route(service).await),
+            ProxyCall::Route { service } => proxy
+                .route(service)
+                .await
+                .map(|route| ProxyReply::Route { route }),
+            ProxyCall::Hold { service, drain_ms } => {
+                done(proxy.hold(service, Duration::from_millis(drain_ms)).await)
+            }
+            ProxyCall::Release { service } => done(proxy.release(service).await),
+            ProxyCall::Ping => Ok(ProxyReply::Done),
+        };
+        result.unwrap_or_else(|e| ProxyReply::failed(&e))
+    }
+}
+
+impl ProxyReply {
+    pub fn failed(e: &crate::error::Error) -> Self {
+        ProxyReply::Failed {
+            code: e.kind().code().to_owned(),
+            failure: e.runtime_failure(),
+            message: e.to_string(),
+        }
+    }
+
+    /// `Failed` back into the error the engine reacts to (a refused cutover is a `Conflict` or
+    /// a runtime failure; anything else is retried as unavailable); other replies unchanged.
+    pub fn into_result(self) -> Result<ProxyReply> {
+        use crate::error::{Error, RuntimeFailure};
+        match self {
+            ProxyReply::Failed {
+                code,
+                failure,
+                message,
+            } => Err(match (code.as_str(), failure) {
+                (_, Some(failure)) => Error::runtime(failure, message),
+                ("conflict", None) => Error::Conflict(message),
+                ("not_found", None) => Error::runtime(RuntimeFailure::NotFound, message),
+                _ => Error::runtime(RuntimeFailure::EngineUnavailable, message),
+            }),
+            other => Ok(other),
+        }
+    }
+}
+
+/// How calls reach a proxy in another process (the agent protocol, a local socket).
+#[async_trait::async_trait]
+pub trait ProxyTransport: Send + Sync + fmt::Debug {
+    /// Send one call and return the proxy's reply (a `Failed` reply included), within
+    /// `timeout`.
+    async fn send(&self, call: &ProxyCall, timeout: Duration) -> Result<ProxyReply>;
+    /// The budget of a call that has none of its own (all but a cutover).
+    fn call_timeout(&self) -> Duration;
+}
+
+/// A [`Proxy`] in another process, driven by [`ProxyCall`]s over a [`ProxyTransport`].
+#[derive(Debug)]
+pub struct CalledProxy<T>(pub T);
+
+impl<T: ProxyTransport> CalledProxy<T> {
+    async fn call(&self, call: ProxyCall, timeout: Duration) -> Result<ProxyReply> {
+        self.0.send(&call, timeout).await?.into_result()
+    }
+
+    async fn done(&self, call: ProxyCall) -> Result<()> {
+        match self.call(call, self.0.call_timeout()).await? {
+            ProxyReply::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(reply: &ProxyReply) -> crate::error::Error {
+    crate::error::Error::runtime(
+        crate::error::RuntimeFailure::Other,
+        format!("unexpected proxy reply {reply:?}"),
+    )
+}
+
+#[async_trait::async_trait]
+impl<T: ProxyTransport> Proxy for CalledProxy<T> {
+    async fn cutover(&self, cutover: &Cutover) -> Result<CutoverReport> {
+        let wait = cutover.gate_timeout + cutover.drain_timeout + self.0.call_timeout();
+        match self.call(ProxyCall::from_cutover(cutover), wait).await? {
+            ProxyReply::Cutover {
+                previous,
+                drained_requests,
+                abandoned_requests,
+                drain_time_ms,
+            } => Ok(CutoverReport {
+                previous,
+                drained_requests,
+                abandoned_requests,
+                drain_time: Duration::from_millis(drain_time_ms),
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn set_route(&self, route: &Route) -> Result<()> {
+        self.done(ProxyCall::SetRoute {
+            route: route.clone(),
+        })
+        .await
+    }
+
+    async fn remove_route(&self, service: ServiceId) -> Result<()> {
+        self.done(ProxyCall::RemoveRoute { service }).await
+    }
+
+    async fn route(&self, service: ServiceId) -> Result<Option<Route>> {
+        match self
+            .call(ProxyCall::Route { service }, self.0.call_timeout())
+            .await?
+        {
+            ProxyReply::Route { route } => Ok(route),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn hold(&self, service: ServiceId, drain: Duration) -> Result<()> {
+        let wait = drain + self.0.call_timeout();
+        match self
+            .call(
+                ProxyCall::Hold {
+                    service,
+                    drain_ms: millis(drain),
+                },
+                wait,
+            )
+            .await?
+        {
+            ProxyReply::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn release(&self, service: ServiceId) -> Result<()> {
+        self.done(ProxyCall::Release { service }).await
+    }
+}

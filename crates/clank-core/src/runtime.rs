@@ -131,6 +131,20 @@ pub fn volume_runtime_name(workspace: WorkspaceId, name: &str) -> String {
     bounded_name(format!("clank-{}--{name}", workspace.scope()))
 }
 
+/// A runtime name without its workspace scope: `clank-{scope}--shop--…` → `clank-shop--…`
+/// (names without a scope come back unchanged). For people and tests reading names; Clank
+/// itself finds its objects by labels.
+pub fn unscoped_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let scoped = name
+        .strip_prefix("clank-")
+        .and_then(|rest| rest.split_once("--"))
+        .filter(|(scope, _)| scope.len() == 12 && scope.bytes().all(|b| b.is_ascii_hexdigit()));
+    match scoped {
+        Some((_, rest)) => format!("clank-{rest}").into(),
+        None => name.into(),
+    }
+}
+
 /// `full` when it fits [`WORKLOAD_NAME_MAX_LEN`], else its start and an FNV-1a hash of the
 /// whole (stable across releases and platforms, unlike std's hasher).
 fn bounded_name(full: String) -> String {

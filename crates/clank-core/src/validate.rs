@@ -1094,6 +1094,97 @@ pub fn validate_git_url(field: &str, url: &str) -> Result<(), InvalidInput> {
     }
 }
 
+/// Which repositories an operator lets services build from, checked when a git service is
+/// created or changed (and again by the builder before it clones). By default a repository
+/// must be on another machine: `file://` paths and hosts that are this machine or its private
+/// network (`localhost`, loopback, private, link-local, CGNAT and unspecified addresses) are
+/// refused, so one tenant cannot make the build server read its own disk or probe the LAN.
+/// A host name that *resolves* to such an address is not caught here (no I/O in core).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepositoryPolicy {
+    /// Allow `file://` repositories and private or loopback hosts (single-user installs,
+    /// a forge on the LAN). Set by the operator (`CLANK_ALLOW_LOCAL_REPOSITORIES=1`).
+    pub allow_local: bool,
+}
+
+impl RepositoryPolicy {
+    /// Check `url` (already shaped by [`validate_git_url`]) against the policy.
+    pub fn check(&self, field: &str, url: &str) -> Result<(), InvalidInput> {
+        if self.allow_local {
+            return Ok(());
+        }
+        let hint = "the operator can allow local repositories with \
+                    CLANK_ALLOW_LOCAL_REPOSITORIES=1 (config: allow_local_repositories)";
+        let host = match url.split_once("://") {
+            Some(("file", _)) => {
+                return Err(InvalidInput::new(
+                    field,
+                    "local_repository",
+                    format!(
+                        "{} is a path on the build server's own disk, which services may not \
+                         build from; push it to a git host; {hint}",
+                        show(url)
+                    ),
+                ));
+            }
+            Some((_, rest)) => {
+                let authority = rest.split('/').next().unwrap_or_default();
+                let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                split_host_port(host_port).0
+            }
+            // scp-like `user@host:path`
+            None => {
+                let user_host = url.split(':').next().unwrap_or_default();
+                user_host.rsplit_once('@').map_or(user_host, |(_, h)| h)
+            }
+        };
+        if is_local_host(host) {
+            return Err(InvalidInput::new(
+                field,
+                "private_host",
+                format!(
+                    "{} names `{host}`, which is this machine or its private network; services \
+                     build from repositories on other hosts; {hint}",
+                    show(url)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `localhost`, `*.localhost`, or an IP literal that is loopback, private, link-local, shared
+/// (CGNAT), unspecified or unique-local.
+fn is_local_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => {
+            let [a, b, ..] = ip.octets();
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        Ok(IpAddr::V6(ip)) => {
+            let first = ip.segments()[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_local_host(&v4.to_string()))
+        }
+        Err(_) => false,
+    }
+}
+
 /// Git's own test (transport.c): a run of URL-scheme characters followed by `::` selects a remote
 /// helper. We refuse `::` anywhere outside an IPv6 `[…]` host, which covers that and any variant.
 fn has_remote_helper_syntax(url: &str) -> bool {
@@ -2175,5 +2266,48 @@ mod tests {
         for (input, rule) in cases {
             assert_rule(input, validate_health_check_path("hc", input), rule, &[]);
         }
+    }
+
+    #[test]
+    fn repository_policy_refuses_local_paths_and_private_hosts_unless_allowed() {
+        let strict = RepositoryPolicy::default();
+        for (url, rule) in [
+            ("file:///srv/git/shop.git", "local_repository"),
+            ("http://127.0.0.1:3000/acme/shop.git", "private_host"),
+            ("https://localhost/acme/shop.git", "private_host"),
+            ("https://git.localhost/acme/shop.git", "private_host"),
+            ("http://10.1.2.3/acme/shop.git", "private_host"),
+            ("https://192.168.1.10/a/b.git", "private_host"),
+            ("https://172.20.0.1/a/b.git", "private_host"),
+            ("http://169.254.169.254/latest/meta-data", "private_host"),
+            ("https://100.100.1.1/a/b.git", "private_host"),
+            ("https://[::1]/a/b.git", "private_host"),
+            ("https://[fd00::1]/a/b.git", "private_host"),
+            ("https://[::ffff:127.0.0.1]/a/b.git", "private_host"),
+            ("ssh://git@0.0.0.0/a/b.git", "private_host"),
+            ("git@127.0.0.1:acme/shop.git", "private_host"),
+        ] {
+            validate_git_url("source.repo_url", url).unwrap();
+            let e = strict.check("source.repo_url", url).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.rule),
+                ("source.repo_url", rule),
+                "{url}"
+            );
+            assert!(e.message.contains("CLANK_ALLOW_LOCAL_REPOSITORIES"), "{e}");
+        }
+        for url in [
+            "https://github.com/acme/shop.git",
+            "git@github.com:acme/shop.git",
+            "https://8.8.8.8/a/b.git",
+            "https://[2001:db8::1]/a/b.git",
+        ] {
+            strict.check("source.repo_url", url).unwrap();
+        }
+        let open = RepositoryPolicy { allow_local: true };
+        open.check("source.repo_url", "file:///srv/git/shop.git")
+            .unwrap();
+        open.check("source.repo_url", "http://127.0.0.1:3000/a.git")
+            .unwrap();
     }
 }

@@ -53,6 +53,11 @@ pub struct DaemonConfig {
     /// directory, pinned by agents through its fingerprint (`CLANK_AGENT_TLS=off`: plain
     /// HTTP/2, for an endpoint behind something else that secures it).
     pub agent_tls: bool,
+    /// Let git services build from `file://` repositories and from hosts that are this
+    /// machine or its private network (`CLANK_ALLOW_LOCAL_REPOSITORIES=1`). Off by default: a
+    /// tenant must not make the build server read its disk or probe the LAN.
+    #[serde(default)]
+    pub allow_local_repositories: bool,
 }
 
 impl Default for DaemonConfig {
@@ -64,6 +69,7 @@ impl Default for DaemonConfig {
             proxy: Some(default_proxy_config()),
             agent_listen: None,
             agent_tls: true,
+            allow_local_repositories: false,
         }
     }
 }
@@ -303,6 +309,17 @@ impl DaemonConfig {
                 }
             };
         }
+        if let Ok(v) = std::env::var("CLANK_ALLOW_LOCAL_REPOSITORIES") {
+            config.allow_local_repositories = match v.trim().to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" | "" => false,
+                _ => {
+                    return Err(DaemonError::Config(format!(
+                        "CLANK_ALLOW_LOCAL_REPOSITORIES `{v}`: must be 1 or 0"
+                    )));
+                }
+            };
+        }
         config.apply_proxy_env(|name| std::env::var(name).ok())?;
         config.runtime_choice()?;
         Ok(())
@@ -390,6 +407,9 @@ pub async fn serve_with_proxy(
     limits.validate()?;
     let mut options = EmbeddedOptions::new(&config.data_dir);
     options.runtime = config.runtime_choice()?;
+    options.repositories = clank_core::validate::RepositoryPolicy {
+        allow_local: config.allow_local_repositories,
+    };
     let proxy = proxy::EmbeddedProxy::start(&config, proxy_listeners).await?;
     options.proxy = proxy.as_ref().map(proxy::EmbeddedProxy::as_proxy);
     let mut agent_tls = None;

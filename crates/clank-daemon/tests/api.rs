@@ -74,6 +74,7 @@ impl Daemon {
             // The remote-servers endpoints exist (the role matrix covers them).
             agent_listen: Some("127.0.0.1:0".parse().unwrap()),
             agent_tls: true,
+            ..DaemonConfig::default()
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -220,11 +221,11 @@ async fn cleanup_containers() {
         .unwrap_or_default();
     for w in all
         .into_iter()
-        .filter(|w| w.name.starts_with("clank-shop--"))
+        .filter(|w| clank_core::runtime::unscoped_name(&w.name).starts_with("clank-shop--"))
     {
         let _ = docker.remove(&w.id).await;
     }
-    let _ = docker.remove_network("clank-project-shop").await;
+    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), "shop").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

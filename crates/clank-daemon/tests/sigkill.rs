@@ -260,13 +260,11 @@ async fn remove_project(docker: &clank_docker::DockerRuntime, project: &str) {
         .await
         .unwrap_or_default()
     {
-        if w.name.starts_with(&format!("clank-{project}--")) {
+        if clank_core::runtime::unscoped_name(&w.name).starts_with(&format!("clank-{project}--")) {
             let _ = docker.remove(&w.id).await;
         }
     }
-    let _ = docker
-        .remove_network(&format!("clank-project-{project}"))
-        .await;
+    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), project).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,7 @@ impl Daemon {
             proxy: None,
             agent_listen: None,
             agent_tls: true,
+            ..DaemonConfig::default()
         };
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -307,6 +308,64 @@ async fn github_push_deploys_matching_services_with_the_commit_pinned() {
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["deployments"], json!([]));
+    d.stop().await;
+}
+
+/// A GitHub push of `commit` made at `timestamp`, as GitHub signs it.
+fn github_push_at(branch: &str, commit: &str, timestamp: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&github_push(branch, commit)).unwrap();
+    v["head_commit"] = json!({"id": commit, "timestamp": timestamp});
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test]
+async fn replayed_deliveries_and_older_pushes_never_redeploy() {
+    let d = Daemon::start().await;
+    d.git_service("web", "https://github.com/acme/shop.git", "main", true)
+        .await;
+    let newer = "b".repeat(40);
+    let send = |body: Vec<u8>, delivery: &'static str| {
+        let mut h = github_headers(sign(&d.secret, &body));
+        h.push(("x-github-delivery", delivery.to_owned()));
+        (h, body)
+    };
+    // The old commit, then the newer one: both deploy.
+    let old_push = github_push_at("main", COMMIT, "2026-12-01T10:00:00+01:00");
+    let (h, b) = send(old_push.clone(), "delivery-1");
+    let (s, v) = d.post_raw("/v1/webhooks/github", &h, &b).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (h, b) = send(
+        github_push_at("main", &newer, "2026-12-02T10:00:00Z"),
+        "delivery-2",
+    );
+    let (s, v) = d.post_raw("/v1/webhooks/github", &h, &b).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(d.deployments("web").await.len(), 2);
+
+    // A redelivery of delivery-2: 200, nothing deployed.
+    let (s, v) = d.post_raw("/v1/webhooks/github", &h, &b).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v["ignored"].as_str().unwrap().contains("received before"),
+        "{v}"
+    );
+    // The old signed push replayed under a fresh delivery id: older than the newest, ignored.
+    let (h, b) = send(old_push, "delivery-3");
+    let (s, v) = d.post_raw("/v1/webhooks/github", &h, &b).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v["ignored"]
+            .as_str()
+            .unwrap()
+            .contains("never replaces a newer commit"),
+        "{v}"
+    );
+    let web = d.deployments("web").await;
+    assert_eq!(web.len(), 2, "a replay deployed again: {web:?}");
+    assert!(
+        web.iter().any(|x| x["trigger"]["commit"] == newer.as_str()),
+        "{web:?}"
+    );
     d.stop().await;
 }
 

@@ -151,6 +151,13 @@ mod tests {
             container_name(WorkspaceId::new(), "shop", "production", "api", 3, "web", 0).unwrap(),
             "another workspace's same slugs get another name"
         );
+        assert_eq!(
+            runtime::unscoped_name(
+                &container_name(ws, "shop", "production", "api", 3, "web", 0).unwrap()
+            ),
+            "clank-shop--production--api--3--web--0"
+        );
+        assert_eq!(runtime::unscoped_name("clank-shop--x"), "clank-shop--x");
         assert_ne!(
             container_name(ws, "a-b", "c", "api", 1, "web", 0).unwrap(),
             container_name(ws, "a", "b-c", "api", 1, "web", 0).unwrap()

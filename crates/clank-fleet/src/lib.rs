@@ -782,7 +782,10 @@ impl Placement for Fleet {
         }
         Ok((
             Arc::new(AgentRuntime::new(self.clone(), id)),
-            Arc::new(AgentProxy::new(self.clone(), id)),
+            Arc::new(clank_core::proxy::CalledProxy(AgentProxy::new(
+                self.clone(),
+                id,
+            ))),
         ))
     }
 

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clank_core::error::{Error, Result, RuntimeFailure};
-use clank_core::id::{ServerId, ServiceId};
+use clank_core::id::ServerId;
 use clank_core::model::HealthCheck;
-use clank_core::proxy::{Cutover, CutoverReport, Proxy, Route};
+use clank_core::proxy::{ProxyCall, ProxyReply, ProxyTransport};
 use clank_core::runtime::{
     ExecOutput, ExecRequest, LogLine, LogOptions, LogStream, LogStreamBox, OwnerFilter,
     ProbeResult, Runtime, RuntimeCapabilities, WorkloadId, WorkloadSpec, WorkloadStats,
@@ -16,7 +16,6 @@ use clank_core::runtime::{
 };
 use clank_core::time::Timestamp;
 use clank_proto::v1::{self, call::Method, reply::Result as R};
-use clank_proto::{ProxyCall, ProxyReply};
 
 use crate::Fleet;
 
@@ -344,8 +343,12 @@ impl AgentProxy {
     pub fn new(fleet: Fleet, server: ServerId) -> Self {
         AgentProxy { fleet, server }
     }
+}
 
-    async fn call(&self, call: &ProxyCall, timeout: Duration) -> Result<ProxyReply> {
+/// Proxy calls travel as JSON in the agent protocol's `ProxyJson` call.
+#[async_trait::async_trait]
+impl ProxyTransport for AgentProxy {
+    async fn send(&self, call: &ProxyCall, timeout: Duration) -> Result<ProxyReply> {
         let json = serde_json::to_string(call).map_err(|e| Error::Internal(e.to_string()))?;
         match self
             .fleet
@@ -361,58 +364,8 @@ impl AgentProxy {
             other => Err(unexpected(&other)),
         }
     }
-}
 
-#[async_trait::async_trait]
-impl Proxy for AgentProxy {
-    async fn cutover(&self, cutover: &Cutover) -> Result<CutoverReport> {
-        let wait = cutover.gate_timeout + cutover.drain_timeout + self.fleet.config().call_timeout;
-        match self.call(&ProxyCall::from_cutover(cutover), wait).await? {
-            ProxyReply::Cutover {
-                previous,
-                drained_requests,
-                abandoned_requests,
-                drain_time_ms,
-            } => Ok(CutoverReport {
-                previous,
-                drained_requests,
-                abandoned_requests,
-                drain_time: Duration::from_millis(drain_time_ms),
-            }),
-            other => Err(Error::runtime(
-                RuntimeFailure::Other,
-                format!("unexpected proxy reply {other:?}"),
-            )),
-        }
-    }
-
-    async fn set_route(&self, route: &Route) -> Result<()> {
-        let timeout = self.fleet.config().call_timeout;
-        self.call(
-            &ProxyCall::SetRoute {
-                route: route.clone(),
-            },
-            timeout,
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn remove_route(&self, service: ServiceId) -> Result<()> {
-        let timeout = self.fleet.config().call_timeout;
-        self.call(&ProxyCall::RemoveRoute { service }, timeout)
-            .await
-            .map(drop)
-    }
-
-    async fn route(&self, service: ServiceId) -> Result<Option<Route>> {
-        let timeout = self.fleet.config().call_timeout;
-        match self.call(&ProxyCall::Route { service }, timeout).await? {
-            ProxyReply::Route { route } => Ok(route),
-            other => Err(Error::runtime(
-                RuntimeFailure::Other,
-                format!("unexpected proxy reply {other:?}"),
-            )),
-        }
+    fn call_timeout(&self) -> Duration {
+        self.fleet.config().call_timeout
     }
 }

@@ -73,6 +73,8 @@ pub struct EmbeddedOptions {
     /// Remote servers: `Some` opens the fleet registry (the daemon serves its gRPC endpoint
     /// to agents); `None` runs everything on this host.
     pub fleet: Option<clank_fleet::FleetConfig>,
+    /// Which repositories git services may build from (the builder enforces it again).
+    pub repositories: clank_core::validate::RepositoryPolicy,
 }
 
 impl EmbeddedOptions {
@@ -83,6 +85,7 @@ impl EmbeddedOptions {
             engine: EngineConfig::default(),
             proxy: None,
             fleet: None,
+            repositories: Default::default(),
         }
     }
 }
@@ -131,7 +134,8 @@ async fn runtime(
     let docker =
         |d: clank_docker::DockerRuntime| -> (Arc<dyn Runtime>, Option<Arc<dyn ImageBuilder>>) {
             let builder = clank_docker::DockerImageBuilder::new(d.client().clone())
-                .with_work_dir(options.data_dir.join("builds"));
+                .with_work_dir(options.data_dir.join("builds"))
+                .allow_local_repositories(options.repositories.allow_local);
             (Arc::new(d), Some(Arc::new(builder)))
         };
     match options.runtime {
@@ -181,7 +185,8 @@ impl Platform {
         if let Some(builder) = builder {
             engine = engine.with_builder(builder);
         }
-        let platform = Platform::new(catalog.clone(), engine, keyring.clone());
+        let platform = Platform::new(catalog.clone(), engine, keyring.clone())
+            .with_repository_policy(options.repositories.clone());
         Ok(match &options.fleet {
             Some(config) => {
                 let fleet = clank_fleet::Fleet::open(catalog, keyring, config.clone()).await?;

@@ -121,6 +121,8 @@ pub struct Platform {
     defaults: AddressDefaults,
     /// Remote servers and their agents; `None` when this platform runs none.
     fleet: Option<clank_fleet::Fleet>,
+    /// Which repositories git services may build from (checked at create and update).
+    repositories: clank_core::validate::RepositoryPolicy,
 }
 
 impl Platform {
@@ -131,7 +133,26 @@ impl Platform {
             keyring,
             defaults: AddressDefaults::default(),
             fleet: None,
+            repositories: Default::default(),
         }
+    }
+
+    /// Let git services build from the repositories `policy` allows (by default, only ones on
+    /// other machines: no `file://`, no loopback or private hosts).
+    pub fn with_repository_policy(
+        mut self,
+        policy: clank_core::validate::RepositoryPolicy,
+    ) -> Self {
+        self.repositories = policy;
+        self
+    }
+
+    /// A service's source against the operator's repository policy.
+    fn check_source(&self, source: &ServiceSource) -> Result<()> {
+        if let ServiceSource::Git { repo_url, .. } = source {
+            self.repositories.check("source.repo_url", repo_url)?;
+        }
+        Ok(())
     }
 
     /// Run services with a `server_id` on the remote servers of `fleet` (also hands the
@@ -373,6 +394,7 @@ impl Platform {
             self.check_server(project.workspace_id, server).await?;
         }
         service.validate()?;
+        self.check_source(&service.source)?;
         self.catalog.create(&service).await?;
         Ok(service)
     }
@@ -411,6 +433,9 @@ impl Platform {
             }
             next.updated_at = Timestamp::now();
             next.validate()?;
+            if patch.source.is_some() {
+                self.check_source(&next.source)?;
+            }
             match self.catalog.update(&current, &next).await {
                 Err(Error::WriteConflict { .. }) => continue,
                 Err(e) => return Err(e),

@@ -294,54 +294,9 @@ impl TryFrom<&v1::WorkloadStatus> for WorkloadStatus {
     }
 }
 
-/// A request for the server's own proxy, carried as JSON in `Call.proxy_json` (the route types
-/// are `clank-core`'s, already serde; durations travel as milliseconds).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum ProxyCall {
-    Cutover {
-        route: clank_core::proxy::Route,
-        health: clank_core::model::HealthCheck,
-        gate_timeout_ms: u64,
-        drain_timeout_ms: u64,
-    },
-    SetRoute {
-        route: clank_core::proxy::Route,
-    },
-    RemoveRoute {
-        service: clank_core::id::ServiceId,
-    },
-    Route {
-        service: clank_core::id::ServiceId,
-    },
-}
-
-/// The answer to a [`ProxyCall`], carried as JSON in `Reply.proxy_json`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum ProxyReply {
-    Cutover {
-        previous: Option<clank_core::id::DeploymentId>,
-        drained_requests: u64,
-        abandoned_requests: u64,
-        drain_time_ms: u64,
-    },
-    Route {
-        route: Option<clank_core::proxy::Route>,
-    },
-    Done,
-}
-
-impl ProxyCall {
-    pub fn from_cutover(c: &clank_core::proxy::Cutover) -> Self {
-        ProxyCall::Cutover {
-            route: c.route.clone(),
-            health: c.health.clone(),
-            gate_timeout_ms: millis(c.gate_timeout),
-            drain_timeout_ms: millis(c.drain_timeout),
-        }
-    }
-}
+/// Requests for a server's own proxy travel as JSON in `Call.proxy_json`: clank-core's
+/// [`ProxyCall`] and [`ProxyReply`], shared with the daemon's local proxy control socket.
+pub use clank_core::proxy::{ProxyCall, ProxyReply};
 
 /// A duration in whole milliseconds, saturating.
 pub fn millis(d: std::time::Duration) -> u64 {

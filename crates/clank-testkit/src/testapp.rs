@@ -250,6 +250,25 @@ pub mod docker {
         Ok(())
     }
 
+    /// Remove the networks of project `project_slug` in any workspace (names
+    /// `clank-{scope}--{project}`), for tests whose workspace is gone with their data
+    /// directory. Networks still in use stay.
+    pub async fn remove_networks_of_project(docker: &Docker, project_slug: &str) {
+        let wanted = format!("clank-{project_slug}");
+        let Ok(networks) = docker
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+        else {
+            return;
+        };
+        for n in networks {
+            let Some(name) = n.name else { continue };
+            if clank_core::runtime::unscoped_name(&name) == wanted {
+                let _ = docker.remove_network(&name).await;
+            }
+        }
+    }
+
     /// Remove a stand-in [`build_stand_in`] tagged (anything else under `tag` is left alone).
     pub async fn remove_stand_in(docker: &Docker, tag: &str) -> Result<(), BoxError> {
         let Ok(existing) = docker.inspect_image(tag).await else {

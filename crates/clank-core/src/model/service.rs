@@ -57,6 +57,20 @@ impl ServiceSource {
                 validate::validate_git_ref("source.branch", branch)?;
                 if let Some(key) = credentials_secret {
                     validate::validate_env_key("source.credentials_secret", key)?;
+                    // A token sent over plain http or git:// is readable on the way.
+                    let scheme = repo_url.split_once("://").map(|(s, _)| s);
+                    if matches!(scheme, Some("http" | "git" | "file")) {
+                        return Err(InvalidInput::new(
+                            "source.credentials_secret",
+                            "insecure_transport",
+                            format!(
+                                "credentials are only sent over https or ssh, and `{}` is {}://; \
+                                 use the repository's https:// or ssh:// URL",
+                                repo_url,
+                                scheme.unwrap_or_default()
+                            ),
+                        ));
+                    }
                 }
                 for (field, path) in [
                     ("source.dockerfile_path", dockerfile_path),

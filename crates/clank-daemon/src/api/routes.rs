@@ -264,12 +264,28 @@ async fn init(
     };
     let (token, hash) = new_token();
     let record = token_record(ws.id, user.id, "init", Role::Owner, hash, &token);
+    let instance = clank_core::model::Instance {
+        operator: user.id,
+        initialised_at: Timestamp::now(),
+    };
     let mut b = Batch::new();
-    b.create(&ws)?
+    b.create(&instance)?
+        .create(&ws)?
         .create(&user)?
         .create(&member)?
         .create(&record)?;
-    cat.commit(b).await?;
+    // The instance record makes this write conditional: of concurrent inits, one commits.
+    match cat.commit(b).await {
+        Ok(_) => {}
+        Err(clank_core::Error::Conflict(_) | clank_core::Error::WriteConflict { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "already initialised: ask an Owner or Admin for a token",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let actor = clank_core::model::Actor::Token {
         token_id: record.id,
         token_name: record.name.clone(),

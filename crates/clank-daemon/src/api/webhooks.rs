@@ -13,8 +13,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use clank_core::Timestamp;
 use clank_core::model::{Actor, AuditOutcome, Permission, Workspace};
-use clank_platform::PushDeployment;
+use clank_platform::{Push, PushAdmission, PushDeployment};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde_json::Value;
@@ -226,6 +227,38 @@ async fn verify(
     found.ok_or_else(|| ApiError::unauthorized("the webhook signature does not verify"))
 }
 
+/// The forge's id for this delivery (the same on a redelivery), if it sent one.
+fn delivery_id(forge: Forge, headers: &HeaderMap) -> Option<&str> {
+    let names: &[&str] = match forge {
+        Forge::GitHub => &["x-github-delivery"],
+        Forge::GitLab => &["x-gitlab-event-uuid", "idempotency-key"],
+        Forge::Gitea => &["x-gitea-delivery", "x-forgejo-delivery"],
+    };
+    names
+        .iter()
+        .find_map(|n| header(headers, n))
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+/// When the pushed commit was made, from the signed payload: `head_commit.timestamp`
+/// (GitHub, Gitea) or the last of `commits[].timestamp` (GitLab).
+fn committed_at(forge: Forge, payload: &Value) -> Option<Timestamp> {
+    let text = match forge {
+        Forge::GitHub | Forge::Gitea => str_field(payload, &["head_commit", "timestamp"]),
+        Forge::GitLab => payload
+            .get("commits")
+            .and_then(Value::as_array)
+            .and_then(|c| c.last())
+            .and_then(|c| c.get("timestamp"))
+            .and_then(Value::as_str),
+    }?;
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+        .ok()
+        .map(Timestamp)
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message).field(field)
 }
@@ -343,6 +376,18 @@ async fn receive(
                 || !commit.bytes().all(|b| b.is_ascii_hexdigit())
             {
                 return Err(invalid("after", "`after` is not a commit SHA"));
+            }
+            let push = Push {
+                delivery: delivery_id(forge, headers),
+                repo_urls: &urls,
+                branch,
+                commit,
+                committed_at: committed_at(forge, &payload),
+            };
+            if let PushAdmission::Ignored(why) = st.platform.admit_push(ws.id, &push).await? {
+                tracing::info!(workspace = %ws.slug, branch, commit, reason = %why, "Push webhook ignored.");
+                result.ignored = Some(why);
+                return Ok((StatusCode::OK, Json(result)).into_response());
             }
             result.deployments = st
                 .platform

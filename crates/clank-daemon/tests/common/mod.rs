@@ -34,6 +34,7 @@ impl Daemon {
             proxy: None,
             agent_listen: None,
             agent_tls: true,
+            ..DaemonConfig::default()
         };
         let listener = tokio::net::TcpListener::bind(daemon.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -16,6 +16,7 @@ pub mod dockerfile;
 mod git;
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,9 +175,17 @@ impl ImageBuilder for DockerImageBuilder {
             }
         };
 
-        let work = tempfile::Builder::new()
-            .prefix("clank-build-")
-            .tempdir_in(&self.work_dir)
+        // The work directory may not exist yet (a fresh data directory): owner-only, since
+        // checkouts hold tenants' source.
+        let work = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.work_dir)
+            .and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix("clank-build-")
+                    .tempdir_in(&self.work_dir)
+            })
             .map_err(|e| {
                 Error::runtime(
                     RuntimeFailure::Other,

@@ -396,7 +396,10 @@ async fn a_domain_routed_by_one_workspace_cannot_be_claimed_by_another() {
     let err = cat.update(&b, &claim).await.unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
     assert!(err.to_string().contains("shop.example.com"), "{err}");
-    assert!(!err.to_string().contains(&a.id.to_string()), "quotes the other tenant: {err}");
+    assert!(
+        !err.to_string().contains(&a.id.to_string()),
+        "quotes the other tenant: {err}"
+    );
     let b_now = cat.require::<Service>(&b.id.to_string()).await.unwrap();
     assert_eq!(b_now.endpoint, None);
     // Once A lets it go, B may take it.

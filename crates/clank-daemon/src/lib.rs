@@ -8,7 +8,10 @@ pub mod api;
 mod connections;
 mod proxy;
 
-pub use proxy::{DEFAULT_PROXY_LISTEN, ProxyListeners, ROUTES_FILE, default_proxy_config};
+pub use proxy::{
+    DEFAULT_PROXY_LISTEN, PID_FILE, PROXY_DIR, ProxyListeners, ProxyMode, ROUTES_FILE,
+    default_proxy_config,
+};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,6 +49,10 @@ pub struct DaemonConfig {
     /// then kept in memory and nothing serves them. The route table is persisted to
     /// `state_file`, by default `proxy-routes.json` in the data directory.
     pub proxy: Option<ProxyConfig>,
+    /// `process` (default): the proxy runs as its own process, supervised, adopted across
+    /// daemon restarts, so restarting or upgrading the daemon drops no request; `embedded`:
+    /// inside the daemon (`CLANK_PROXY_MODE`).
+    pub proxy_mode: ProxyMode,
     /// Where remote servers' agents connect (gRPC, `CLANK_AGENT_LISTEN`: an address, or
     /// `off`). Off by default: remote servers are opt-in.
     pub agent_listen: Option<SocketAddr>,
@@ -67,6 +74,7 @@ impl Default for DaemonConfig {
             data_dir: PathBuf::from("clank-data"),
             runtime: "auto".to_owned(),
             proxy: Some(default_proxy_config()),
+            proxy_mode: ProxyMode::Process,
             agent_listen: None,
             agent_tls: true,
             allow_local_repositories: false,
@@ -309,6 +317,17 @@ impl DaemonConfig {
                 }
             };
         }
+        if let Ok(v) = std::env::var("CLANK_PROXY_MODE") {
+            config.proxy_mode = match v.trim().to_ascii_lowercase().as_str() {
+                "process" => ProxyMode::Process,
+                "embedded" => ProxyMode::Embedded,
+                _ => {
+                    return Err(DaemonError::Config(format!(
+                        "CLANK_PROXY_MODE `{v}`: must be process or embedded"
+                    )));
+                }
+            };
+        }
         if let Ok(v) = std::env::var("CLANK_ALLOW_LOCAL_REPOSITORIES") {
             config.allow_local_repositories = match v.trim().to_ascii_lowercase().as_str() {
                 "on" | "true" | "1" => true,
@@ -410,8 +429,8 @@ pub async fn serve_with_proxy(
     options.repositories = clank_core::validate::RepositoryPolicy {
         allow_local: config.allow_local_repositories,
     };
-    let proxy = proxy::EmbeddedProxy::start(&config, proxy_listeners).await?;
-    options.proxy = proxy.as_ref().map(proxy::EmbeddedProxy::as_proxy);
+    let proxy = proxy::RunningProxy::start(&config, proxy_listeners).await?;
+    options.proxy = proxy.as_ref().map(proxy::RunningProxy::as_proxy);
     let mut agent_tls = None;
     let agent_listener = match config.agent_listen {
         Some(addr) => {

@@ -1,6 +1,7 @@
 //! `clank-daemon`: the control plane binary, a thin main over `clank_daemon::run`.
 //!
-//! Usage: `clank-daemon [--config clank.json]`; `CLANK_LISTEN`, `CLANK_DATA`, `CLANK_RUNTIME`,
+//! Usage: `clank-daemon [--config clank.json]` (and `clank-daemon proxy --config FILE`, the
+//! proxy process the daemon starts and supervises); `CLANK_LISTEN`, `CLANK_DATA`, `CLANK_RUNTIME`,
 //! `CLANK_PROXY_LISTEN`, `CLANK_PROXY_TLS_LISTEN`, `CLANK_API_*`, `CLANK_SHUTDOWN_TIMEOUT_MS`
 //! override the file. Stops gracefully on SIGINT/SIGTERM, within `shutdown_timeout_ms`.
 
@@ -13,7 +14,12 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(clank_daemon::log_filter(&user_filter))
         .init();
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("proxy") {
+        // The daemon's proxy, as the process the daemon starts and supervises.
+        args.next();
+        return run_proxy(args).await;
+    }
     let mut file = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -40,21 +46,53 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
-    match clank_daemon::run(settings, shutdown).await {
+    match clank_daemon::run(settings, terminated()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `clank-daemon proxy --config FILE`: serve the proxy config the daemon wrote until SIGINT or
+/// SIGTERM (what the standalone `clank-proxy` binary does).
+async fn run_proxy(mut args: impl Iterator<Item = String>) -> ExitCode {
+    let (Some(flag), Some(path)) = (args.next(), args.next()) else {
+        tracing::error!("usage: clank-daemon proxy --config FILE.json");
+        return ExitCode::from(2);
+    };
+    if flag != "--config" {
+        tracing::error!("usage: clank-daemon proxy --config FILE.json");
+        return ExitCode::from(2);
+    }
+    let config = match std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            serde_json::from_slice::<clank_proxy::ProxyConfig>(&b).map_err(|e| e.to_string())
+        }) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("proxy config {path}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match clank_proxy::run(config, terminated()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("proxy: {e}");
             ExitCode::FAILURE
         }
     }

@@ -71,6 +71,8 @@ impl Daemon {
             data_dir: dir.path().to_owned(),
             runtime: "docker".into(),
             proxy: proxy.then(clank_daemon::default_proxy_config),
+            // The test binds the proxy's listener itself: served in this process.
+            proxy_mode: clank_daemon::ProxyMode::Embedded,
             // The remote-servers endpoints exist (the role matrix covers them).
             agent_listen: Some("127.0.0.1:0".parse().unwrap()),
             agent_tls: true,

@@ -16,7 +16,8 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 URL="http://127.0.0.1:$PORT"
 CLANK_RUNTIME=process CLANK_DATA="$DATA" CLANK_LISTEN="127.0.0.1:$PORT" CLANK_PROXY_LISTEN=127.0.0.1:0 CLANK_AGENT_LISTEN=127.0.0.1:0 CLANK_LOG=warn "$BIN" &
 PID=$!
-trap 'kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$DATA"' EXIT
+# The daemon's proxy runs as its own process and outlives the daemon: stop it too.
+trap 'kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; [ -f "$DATA/proxy/proxy.pid" ] && kill "$(cat "$DATA/proxy/proxy.pid")" 2>/dev/null; rm -rf "$DATA"' EXIT
 for _ in $(seq 100); do curl -fs "$URL/v1/health" >/dev/null && break; sleep 0.1; done
 TOKEN="$(curl -fs -X POST "$URL/v1/init" -H 'content-type: application/json' \
   -d '{"workspace":"acme","name":"Ada","email":"ada@example.com"}' \

@@ -30,8 +30,11 @@ async fn start(data: &Path, addr: SocketAddr) -> Proc {
         .env("CLANK_LISTEN", addr.to_string())
         .env("CLANK_RUNTIME", "docker")
         .env("CLANK_LOG", "warn")
-        // Many daemons start here: the proxy takes any free port.
+        // Many daemons start here: the proxy takes any free port, inside the daemon (these
+        // tests are about the engine's recovery; tests/proxy_process.rs kills around a proxy
+        // process).
         .env("CLANK_PROXY_LISTEN", "127.0.0.1:0")
+        .env("CLANK_PROXY_MODE", "embedded")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

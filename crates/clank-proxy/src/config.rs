@@ -30,6 +30,9 @@ pub struct ProxyConfig {
     pub tls_certificates: Vec<TlsCertificate>,
     /// Where `GET /metrics` (Prometheus text) and `GET /routes` are served; none if unset.
     pub admin_listen: Option<SocketAddr>,
+    /// A Unix socket the control plane drives this proxy through (the `clank-daemon` runs
+    /// its proxy as its own process this way); owner-only. None if unset.
+    pub control_socket: Option<std::path::PathBuf>,
     /// Peers whose `X-Forwarded-For/-Proto/-Host` and `Forwarded` headers are kept (and
     /// appended to); from anyone else they are replaced, so a client cannot spoof its address.
     pub trusted_peers: Vec<IpNet>,
@@ -146,6 +149,7 @@ impl Default for ProxyConfig {
         ProxyConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: None,
+            control_socket: None,
             tls_listen: None,
             https_port: None,
             tls_certificates: Vec::new(),

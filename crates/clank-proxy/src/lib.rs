@@ -45,6 +45,7 @@
 pub mod acme;
 mod cidr;
 mod config;
+mod control;
 mod error;
 mod forward;
 mod h1;
@@ -74,6 +75,7 @@ use tokio_util::sync::CancellationToken;
 pub use acme::{AcmeConfig, AcmeManager};
 pub use cidr::IpNet;
 pub use config::{AcmeSettings, ProxyConfig};
+pub use control::{ControlSocket, bind_control, serve_control};
 pub use error::ProxyError;
 pub use tailscale::TailscaleServe;
 pub use tls::TlsCertificate;
@@ -607,6 +609,20 @@ pub async fn run(
         }
         None => None,
     };
+    let control = match proxy.config().control_socket.clone() {
+        Some(path) => {
+            let control_listener = bind_control(&path).await.map_err(|source| {
+                ProxyError::Config(format!("control socket {}: {source}", path.display()))
+            })?;
+            let proxy = proxy.clone();
+            let stop = stop.clone();
+            tracing::info!(path = %path.display(), "clank-proxy control socket listening");
+            Some(tokio::spawn(async move {
+                serve_control(proxy, control_listener, stop).await;
+            }))
+        }
+        None => None,
+    };
     let lan = match proxy.config().lan_listen {
         Some(addr) => {
             let lan_listener = bind(addr).await?;
@@ -640,7 +656,7 @@ pub async fn run(
         }
     }
     stop.cancel();
-    for task in [admin, tls, lan, acme].into_iter().flatten() {
+    for task in [admin, tls, lan, control, acme].into_iter().flatten() {
         let _ = task.await;
     }
     Ok(())

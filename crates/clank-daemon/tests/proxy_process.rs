@@ -1,0 +1,274 @@
+//! The proxy runs as its own process by default: the released `clank-daemon` binary on a
+//! fresh data directory, the busybox test app as a native process behind a `lan_only` domain,
+//! requests through the proxy under load while the daemon is SIGKILLed and restarted ten
+//! times — not one fails — and a graceful stop leaves the proxy serving.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clank_testkit::testapp;
+use serde_json::{Value, json};
+
+const RESTARTS: usize = 10;
+const CLIENTS: usize = 8;
+const HOST: &str = "app.test";
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+struct Daemon {
+    child: tokio::process::Child,
+    api: SocketAddr,
+}
+
+async fn start(data: &Path, api: SocketAddr, proxy: SocketAddr) -> (Daemon, Duration) {
+    let began = Instant::now();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clank-daemon"))
+        .env("CLANK_DATA", data)
+        .env("CLANK_LISTEN", api.to_string())
+        .env("CLANK_RUNTIME", "process")
+        .env("CLANK_PROXY_LISTEN", proxy.to_string())
+        .env("CLANK_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..400 {
+        if http
+            .get(format!("http://{api}/v1/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return (Daemon { child, api }, began.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("clank-daemon did not come up on {api}");
+}
+
+async fn call(
+    api: SocketAddr,
+    token: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut r = reqwest::Client::new().request(method.clone(), format!("http://{api}{path}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{method} {path} → {status}: {v}");
+    v
+}
+
+/// Kill the proxy process the daemon started (its pid file), whatever happens to the test.
+struct ProxyReaper(std::path::PathBuf);
+
+impl Drop for ProxyReaper {
+    fn drop(&mut self) {
+        let pid_file = self
+            .0
+            .join(clank_daemon::PROXY_DIR)
+            .join(clank_daemon::PID_FILE);
+        if let Ok(pid) = std::fs::read_to_string(pid_file) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_through_the_proxy_survives_ten_daemon_sigkills_and_a_graceful_stop() {
+    if !testapp::busybox_available() {
+        clank_testkit::runtime::skip_or_fail::<()>(
+            "Debian's busybox-static",
+            "/bin/busybox is missing",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _reaper = ProxyReaper(data.clone());
+    let (api, proxy) = (free_port(), free_port());
+    let (mut daemon, _) = start(&data, api, proxy).await;
+
+    let owner = call(
+        api,
+        None,
+        reqwest::Method::POST,
+        "/v1/init",
+        Some(json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"})),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let owner = owner.as_str();
+    call(
+        api,
+        Some(owner),
+        reqwest::Method::POST,
+        "/v1/workspaces/acme/projects",
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    let app = dir.path().join("app");
+    testapp::write_testapp(&app).unwrap();
+    let start_sh = app.join("start.sh").to_string_lossy().into_owned();
+    let env = "/v1/workspaces/acme/projects/shop/environments/production";
+    call(
+        api,
+        Some(owner),
+        reqwest::Method::POST,
+        &format!("{env}/services"),
+        Some(json!({
+            "slug": "web",
+            "source": {"type": "docker_image", "image": testapp::IMAGE},
+            "settings": {"health_check_interval_s": 1},
+            "processes": {"web": {"command": [testapp::BUSYBOX, "sh", start_sh]}},
+            "endpoint": {"mode": "lan_only", "domains": [HOST]},
+        })),
+    )
+    .await;
+    let svc = format!("{env}/services/web");
+    let d = call(
+        api,
+        Some(owner),
+        reqwest::Method::POST,
+        &format!("{svc}/deployments"),
+        Some(json!({})),
+    )
+    .await;
+    let n = d["number"].as_u64().unwrap();
+    let mut active = false;
+    for _ in 0..600 {
+        let v = call(
+            api,
+            Some(owner),
+            reqwest::Method::GET,
+            &format!("{svc}/deployments/{n}"),
+            None,
+        )
+        .await;
+        match v["status"].as_str() {
+            Some("ACTIVE") => {
+                active = true;
+                break;
+            }
+            Some("FAILED" | "CANCELLED") => panic!("the test app did not deploy: {v}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(active, "the test app is not ACTIVE after 60 s");
+
+    // Load: keep-alive clients through the proxy for the whole run.
+    let (ok, failed, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let first_failure = Arc::new(std::sync::Mutex::new(None::<String>));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (ok, failed, stop, first) = (
+            ok.clone(),
+            failed.clone(),
+            stop.clone(),
+            first_failure.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            while !stop.load(Ordering::Relaxed) {
+                let outcome = http
+                    .get(format!("http://{proxy}/health"))
+                    .header(reqwest::header::HOST, HOST)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match outcome {
+                    Ok(r) if r.status() == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        let text = match other {
+                            Ok(r) => format!(
+                                "HTTP {}: {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default()
+                            ),
+                            Err(e) => e.to_string(),
+                        };
+                        first.lock().unwrap().get_or_insert(text);
+                    }
+                }
+            }
+        }));
+    }
+
+    let mut restarts = Vec::new();
+    for _ in 0..RESTARTS {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        daemon.child.kill().await.unwrap();
+        let (next, took) = start(&data, api, proxy).await;
+        daemon = next;
+        restarts.push(took);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A graceful stop: bounded, and the proxy keeps serving after the daemon is gone.
+    let stopping = Instant::now();
+    let pid = daemon.child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let exited = tokio::time::timeout(Duration::from_secs(15), daemon.child.wait()).await;
+    let stop_took = stopping.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let slowest = restarts.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "proxy process: {RESTARTS} SIGKILL restarts (slowest back in {:.2} s), graceful stop in \
+         {:.2} s, {ok} requests ok, {failed} failed",
+        slowest.as_secs_f64(),
+        stop_took.as_secs_f64()
+    );
+    assert!(
+        matches!(exited, Ok(Ok(_))),
+        "the daemon did not exit on SIGTERM: {exited:?}"
+    );
+    assert_eq!(
+        failed,
+        0,
+        "requests failed; first: {:?}",
+        first_failure.lock().unwrap()
+    );
+    assert!(ok > 500, "too little load: {ok} requests");
+    let _ = daemon.api;
+    common::remove_workloads(data.join("processes")).await;
+}

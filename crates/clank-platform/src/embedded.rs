@@ -94,6 +94,26 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::StoreUnavailable(format!("{what} `{}`: {e}", path.display()))
 }
 
+/// Make `path` no more open than `mode` (the data directory 0700, the store and the keyring
+/// 0600): workloads and other users on the host must not read the store or the keys. A looser
+/// mode found at start is tightened, with a warning saying so.
+pub fn owner_only(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| io("inspect", path, e))?;
+    let current = meta.permissions().mode() & 0o777;
+    if current & !mode == 0 {
+        return Ok(());
+    }
+    warn!(
+        path = %path.display(),
+        found = format!("{current:o}"),
+        set = format!("{mode:o}"),
+        "The data directory was readable by others: tightened to owner-only."
+    );
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io("restrict permissions of", path, e))
+}
+
 /// The keyring sealing secrets at rest: read from `path`, or generated and written there
 /// (owner-only, created exclusively so two starts cannot race to different keys).
 pub fn load_or_create_keyring(path: &Path) -> Result<Keyring> {
@@ -167,9 +187,12 @@ impl Platform {
     pub async fn open(options: EmbeddedOptions) -> Result<Platform> {
         std::fs::create_dir_all(&options.data_dir)
             .map_err(|e| io("create data directory", &options.data_dir, e))?;
+        owner_only(&options.data_dir, 0o700)?;
         let store = RedbStore::open(options.data_dir.join("clank.redb"))?;
+        owner_only(&options.data_dir.join("clank.redb"), 0o600)?;
         let catalog = Catalog::new(Arc::new(store));
         let keyring = load_or_create_keyring(&options.data_dir.join("keyring"))?;
+        owner_only(&options.data_dir.join("keyring"), 0o600)?;
         let (runtime, builder) = runtime(&options).await?;
         let proxy: Arc<dyn Proxy> = match &options.proxy {
             Some(p) => p.clone(),

@@ -30,7 +30,7 @@ use clank_core::store::catalog::{Catalog, Page, Versioned};
 use clank_core::{Error, InvalidInput, Result, Timestamp};
 use clank_engine::{Engine, EventStream, LogEntry};
 
-pub use embedded::{EmbeddedOptions, RuntimeChoice, load_or_create_keyring};
+pub use embedded::{EmbeddedOptions, RuntimeChoice, load_or_create_keyring, owner_only};
 pub use ops::{ChangeRef, Request, Subscription, TargetRef};
 pub use servers::NewServer;
 pub use views::DeploymentView;

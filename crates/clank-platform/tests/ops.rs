@@ -225,3 +225,23 @@ async fn a_subscription_follows_one_service_and_endpoints_reach_its_workload() {
         runtime.remove(&w.id).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn the_data_directory_store_and_keyring_are_owner_only_even_when_created_loose() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // As an earlier version (or a careless umask) left them: world-readable.
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(open(dir.path()).await);
+    for file in ["clank.redb", "keyring"] {
+        std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(open(dir.path()).await);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("clank.redb")), 0o600);
+    assert_eq!(mode(&data.join("keyring")), 0o600);
+}

@@ -29,19 +29,48 @@ pub(super) struct Change {
     details: Value,
 }
 
+/// The longest target an event keeps (addresses are far shorter; a longer one is an attack
+/// or a mistake, and is cut with a marker).
+pub(super) const TARGET_MAX: usize = 512;
+/// The largest details an event keeps, as JSON; larger ones are replaced by their size.
+pub(super) const DETAILS_MAX: usize = 8 * 1024;
+
 impl Change {
     pub(super) fn new(action: &'static str, target: impl ToString) -> Self {
         Change {
             action,
-            target: target.to_string(),
+            target: bounded_text(target.to_string(), TARGET_MAX),
             details: Value::Null,
         }
     }
 
     pub(super) fn details(mut self, details: Value) -> Self {
-        self.details = details;
+        let size = details.to_string().len();
+        self.details = if size <= DETAILS_MAX {
+            details
+        } else {
+            json!({"truncated": true, "bytes": size})
+        };
         self
     }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, control characters replaced,
+/// with `…[+N bytes]` saying how much was dropped: what a user sent, never all of it.
+fn bounded_text(text: String, max: usize) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect()
+    };
+    if text.len() <= max {
+        return clean(&text);
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…[+{} bytes]", clean(&text[..cut]), text.len() - cut)
 }
 
 fn outcome<T>(result: &ApiResult<T>) -> AuditOutcome {

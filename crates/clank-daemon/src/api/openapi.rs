@@ -15,6 +15,7 @@ use super::{audit, members, routes, servers, webhooks};
     paths(
         routes::health,
         routes::init,
+        routes::create_workspace,
         routes::whoami,
         webhooks::github,
         webhooks::gitlab,

@@ -66,6 +66,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(super::openapi::serve))
         .route("/v1/init", post(init))
+        .route("/v1/workspaces", post(create_workspace))
         .route("/v1/whoami", get(whoami))
         .route("/v1/webhooks/github", post(super::webhooks::github))
         .route("/v1/webhooks/gitlab", post(super::webhooks::gitlab))
@@ -308,6 +309,104 @@ async fn init(
             role: Role::Owner,
         }),
     ))
+}
+
+/// The instance operator: the user who ran `init` (the `Instance` record), or, on a store
+/// initialised before that record existed, the first user created.
+pub(super) async fn instance_operator(st: &AppState) -> ApiResult<Option<UserId>> {
+    let cat = st.platform.catalog();
+    if let Some(instance) = cat
+        .get::<clank_core::model::Instance>(clank_core::model::Instance::ID)
+        .await?
+    {
+        return Ok(Some(instance.operator));
+    }
+    Ok(cat
+        .list::<User>(Page::first(1))
+        .await?
+        .items
+        .first()
+        .map(|u| u.id))
+}
+
+/// Refuse with 403 unless `p` is the instance operator, saying why `what` needs it.
+pub(super) async fn require_operator(st: &AppState, p: &Principal, what: &str) -> ApiResult<()> {
+    if instance_operator(st).await? == Some(p.user) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "only the instance operator (the user who ran `clank init`) may {what}: it reaches \
+             beyond this workspace"
+        ),
+    ))
+}
+
+/// A new workspace (tenant) and its first Owner: the instance operator's call. The Owner is
+/// the user with that email if one exists, else a new user; their first token is returned.
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces",
+    tag = "system",
+    request_body = InitRequest,
+    responses(
+        (status = 201, description = "the workspace's first Owner token", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn create_workspace(
+    p: Principal,
+    State(st): State<AppState>,
+    Body(req): Body<InitRequest>,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    let change = Change::new(
+        "workspace.create",
+        req.workspace.chars().take(64).collect::<String>(),
+    );
+    audited(&st, &p, change, async {
+        require_operator(&st, &p, "create workspaces").await?;
+        let cat = st.platform.catalog();
+        let email = validate_email(&req.email)?;
+        let name = clank_core::validate::validate_display_name("name", &req.name)?.to_owned();
+        let ws = Workspace::new(&req.workspace, Some(&req.workspace), Timestamp::now())?;
+        let existing = cat.lookup::<User>("email", &email).await?;
+        let user = match &existing {
+            Some(u) => u.value.clone(),
+            None => User {
+                id: UserId::new(),
+                name,
+                email,
+                created_at: Timestamp::now(),
+            },
+        };
+        let member = Member {
+            workspace_id: ws.id,
+            user_id: user.id,
+            role: Role::Owner,
+            teams: Default::default(),
+            joined_at: Timestamp::now(),
+        };
+        let (token, hash) = new_token();
+        let record = token_record(ws.id, user.id, "owner", Role::Owner, hash, &token);
+        let mut b = Batch::new();
+        b.create(&ws)?.create(&member)?.create(&record)?;
+        if existing.is_none() {
+            b.create(&user)?;
+        }
+        cat.commit(b).await?;
+        Ok((
+            StatusCode::CREATED,
+            Json(TokenCreated {
+                token,
+                id: record.id,
+                role: Role::Owner,
+            }),
+        ))
+    })
+    .await
 }
 
 #[derive(Debug, serde::Serialize)]

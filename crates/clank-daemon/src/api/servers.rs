@@ -187,8 +187,9 @@ pub(super) async fn offer_release(
     let change = Change::new("agent.release", format!("{ws}/agent-release"))
         .details(json!({"version": q.version, "bytes": body.len()}));
     audited(&st, &p, change, async {
-        // Every agent of the platform runs what is offered: owners only.
+        // Every agent of every workspace runs what is offered: the instance operator only.
         p.require(Permission::OwnWorkspace)?;
+        super::routes::require_operator(&st, &p, "publish agent releases").await?;
         let sha256 = st
             .platform
             .offer_agent_update(&q.version, body.to_vec())

@@ -382,7 +382,8 @@ pub const EXEC_TRUNCATED: &[u8] = b"\n[output truncated]\n";
 /// Append `bytes` to an exec output `buffer`, keeping at most [`EXEC_OUTPUT_MAX`] bytes (and
 /// the marker once, when something was dropped).
 pub fn append_capped(buffer: &mut Vec<u8>, bytes: &[u8]) {
-    if buffer.len() >= EXEC_OUTPUT_MAX {
+    // Longer than the cap only once the marker is there: nothing more to keep or say.
+    if buffer.len() > EXEC_OUTPUT_MAX || bytes.is_empty() {
         return;
     }
     let room = EXEC_OUTPUT_MAX - buffer.len();

@@ -788,6 +788,17 @@ mod tests {
         append_capped(&mut buf, b"more");
         assert!(buf.ends_with(b"b\n[output truncated]\n"));
         assert_eq!(buf.len(), EXEC_OUTPUT_MAX + b"\n[output truncated]\n".len());
+        // Filled to the byte by one chunk, then more: the marker still says so, once.
+        let mut exact = Vec::new();
+        append_capped(&mut exact, &vec![b'a'; EXEC_OUTPUT_MAX]);
+        assert_eq!(exact.len(), EXEC_OUTPUT_MAX);
+        append_capped(&mut exact, b"more");
+        append_capped(&mut exact, b"and more");
+        assert!(exact.ends_with(b"a\n[output truncated]\n"));
+        assert_eq!(
+            exact.len(),
+            EXEC_OUTPUT_MAX + b"\n[output truncated]\n".len()
+        );
     }
 
     #[test]

@@ -56,13 +56,13 @@ pub fn prepare(
     let (dockerfile, app) = match dockerfile_path {
         Some(rel) => {
             let path = inside(&root, rel, "dockerfile_path")?;
-            let text = std::fs::read_to_string(&path)
+            let text = read_limited(&path, DOCKERFILE_MAX)
                 .map_err(|e| format!("dockerfile_path `{rel}` cannot be read: {e}"))?;
             (text, None)
         }
         None if context.join("Dockerfile").is_file() => {
             let path = inside(&context, "Dockerfile", "Dockerfile")?;
-            let text = std::fs::read_to_string(&path)
+            let text = read_limited(&path, DOCKERFILE_MAX)
                 .map_err(|e| format!("the Dockerfile cannot be read: {e}"))?;
             (text, None)
         }
@@ -75,17 +75,15 @@ pub fn prepare(
             (dockerfile::render(&app, port), Some(app))
         }
     };
-    let procfile = std::fs::symlink_metadata(context.join("Procfile"))
-        .ok()
-        .filter(|m| m.is_file() && m.len() < 64 * 1024)
-        .and_then(|_| std::fs::read_to_string(context.join("Procfile")).ok());
+    let procfile = read_repo_file(&context.join("Procfile"), SMALL_FILE_MAX)?;
     if root.join(".gitmodules").is_file() {
         notes.push(
             "the repository lists submodules (.gitmodules); they are not checked out".to_owned(),
         );
     }
-    let ignore =
-        Ignore::parse(&std::fs::read_to_string(context.join(".dockerignore")).unwrap_or_default());
+    let ignore = Ignore::parse(
+        &read_repo_file(&context.join(".dockerignore"), SMALL_FILE_MAX)?.unwrap_or_default(),
+    );
     let tar = tar_context(&context, &dockerfile, &ignore, &mut notes)?;
     Ok(Prepared {
         tar,
@@ -97,6 +95,51 @@ pub fn prepare(
 }
 
 /// `root/rel`, resolved, and refused unless it stays inside `root` (symlinks included).
+/// The largest Dockerfile a build reads.
+const DOCKERFILE_MAX: u64 = 1 << 20;
+/// The largest `.dockerignore` or `Procfile` a build reads.
+const SMALL_FILE_MAX: u64 = 64 * 1024;
+
+/// A file Clank itself reads from a repository (`.dockerignore`, `Procfile`): `None` when it
+/// is absent; an error naming the rule when it is a symlink (never followed: it could point
+/// at the build server's own files, or at `/dev/zero`), not a regular file, or over `max`.
+pub(crate) fn read_repo_file(path: &Path, max: u64) -> Result<Option<String>, String> {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("`{name}` cannot be read: {e}")),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "`{name}` is a symlink; Clank never follows links for the files it reads itself: \
+             commit the file instead"
+        ));
+    }
+    if !meta.is_file() {
+        return Err(format!("`{name}` is not a regular file"));
+    }
+    read_limited(path, max)
+        .map(Some)
+        .map_err(|e| format!("`{name}` cannot be read: {e}"))
+}
+
+/// Read at most `max` bytes of `path` as UTF-8; a longer file is an error, not a truncation.
+fn read_limited(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > max {
+        return Err(format!("it is larger than {} KiB", max / 1024));
+    }
+    Ok(text)
+}
+
 fn inside(root: &Path, rel: &str, field: &str) -> Result<PathBuf, String> {
     let candidate = root.join(rel);
     let resolved = candidate
@@ -366,5 +409,24 @@ mod tests {
         // Touching a file (a new clone) changes nothing in the archive.
         std::fs::write(p.join("index.html"), "<h1>hi</h1>").unwrap();
         assert_eq!(prepare(p, None, None, 8080).unwrap().tar, a.tar);
+    }
+
+    #[test]
+    fn files_clank_reads_are_never_followed_through_links_and_are_size_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        assert_eq!(read_repo_file(&p.join(".dockerignore"), 64).unwrap(), None);
+        std::fs::write(p.join("outside"), "secret").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p.join(".dockerignore")).unwrap();
+        let e = read_repo_file(&p.join(".dockerignore"), 64).unwrap_err();
+        assert!(e.contains("is a symlink"), "{e}");
+        std::fs::write(p.join("Procfile"), "web: x\n".repeat(100)).unwrap();
+        let e = read_repo_file(&p.join("Procfile"), 64).unwrap_err();
+        assert!(e.contains("larger than"), "{e}");
+        std::fs::write(p.join("Procfile"), "web: ./serve\n").unwrap();
+        assert_eq!(
+            read_repo_file(&p.join("Procfile"), 64).unwrap().as_deref(),
+            Some("web: ./serve\n")
+        );
     }
 }

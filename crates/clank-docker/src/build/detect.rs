@@ -151,12 +151,8 @@ pub fn detect(dir: &Path) -> Result<App, String> {
 }
 
 fn read_small(path: &Path) -> Option<String> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
     // Manifests are small; a huge or linked one is not read.
-    if !meta.is_file() || meta.len() > 1 << 20 {
-        return None;
-    }
-    std::fs::read_to_string(path).ok()
+    super::context::read_repo_file(path, 1 << 20).ok().flatten()
 }
 
 fn is_version(v: &str) -> bool {

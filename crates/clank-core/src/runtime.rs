@@ -145,6 +145,17 @@ pub fn unscoped_name(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The name a service gave a volume, from the name the runtime knows it by (the inverse of
+/// [`volume_runtime_name`] for names that fit; others come back unchanged): what a workload's
+/// environment calls it (`CLANK_VOLUME_<NAME>`), so it does not change with the workspace.
+pub fn volume_declared_name(runtime_name: &str) -> &str {
+    runtime_name
+        .strip_prefix("clank-")
+        .and_then(|rest| rest.split_once("--"))
+        .filter(|(scope, _)| scope.len() == 12 && scope.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map_or(runtime_name, |(_, declared)| declared)
+}
+
 /// `full` when it fits [`WORKLOAD_NAME_MAX_LEN`], else its start and an FNV-1a hash of the
 /// whole (stable across releases and platforms, unlike std's hasher).
 fn bounded_name(full: String) -> String {
@@ -437,6 +448,13 @@ pub trait Runtime: Send + Sync + fmt::Debug {
     async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
     /// Delete a volume and its data. Only ever called on an explicit user request.
     async fn remove_volume(&self, name: &str) -> Result<()>;
+    /// Whether volume `name` exists and belongs to the owner `labels` name (an earlier
+    /// version of Clank created it for that workspace and project). `false` when absent, or
+    /// another owner's, or when the runtime cannot tell (the default).
+    async fn volume_belongs(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool> {
+        let _ = (name, labels);
+        Ok(false)
+    }
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus>;
     /// Make ready what starting `spec` needs, without starting anything (a container runtime:

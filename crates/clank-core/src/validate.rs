@@ -1181,7 +1181,15 @@ fn is_local_host(host: &str) -> bool {
                     .to_ipv4_mapped()
                     .is_some_and(|v4| is_local_host(&v4.to_string()))
         }
-        Err(_) => false,
+        // Digits-only or hex labels that are no canonical address (`127.1`, `2130706433`,
+        // `0x7f000001`): git's resolver reads them as IPv4, so they are refused as local.
+        Err(_) => literal.split('.').all(|label| {
+            !label.is_empty()
+                && (label.bytes().all(|b| b.is_ascii_digit())
+                    || label
+                        .strip_prefix("0x")
+                        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())))
+        }),
     }
 }
 
@@ -2286,6 +2294,9 @@ mod tests {
             ("https://[::ffff:127.0.0.1]/a/b.git", "private_host"),
             ("ssh://git@0.0.0.0/a/b.git", "private_host"),
             ("git@127.0.0.1:acme/shop.git", "private_host"),
+            ("http://127.1/x.git", "private_host"),
+            ("http://2130706433/x.git", "private_host"),
+            ("http://0x7f000001/x.git", "private_host"),
         ] {
             validate_git_url("source.repo_url", url).unwrap();
             let e = strict.check("source.repo_url", url).unwrap_err();
@@ -2301,6 +2312,7 @@ mod tests {
             "git@github.com:acme/shop.git",
             "https://8.8.8.8/a/b.git",
             "https://[2001:db8::1]/a/b.git",
+            "https://123.example.com/a/b.git",
         ] {
             strict.check("source.repo_url", url).unwrap();
         }

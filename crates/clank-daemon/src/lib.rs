@@ -458,7 +458,11 @@ pub async fn serve_with_proxy(
         }
         None => None,
     };
-    let platform = match Platform::open(options).await {
+    let opened = match Platform::open(options).await {
+        Ok(p) => api::pin_operator(&p).await.map(|()| p),
+        Err(e) => Err(e),
+    };
+    let platform = match opened {
         Ok(p) => Arc::new(p),
         Err(e) => {
             if let Some(p) = proxy {

@@ -158,6 +158,9 @@ mod tests {
             "clank-shop--production--api--3--web--0"
         );
         assert_eq!(runtime::unscoped_name("clank-shop--x"), "clank-shop--x");
+        let volume = runtime::volume_runtime_name(ws, "clank-shop-db-data");
+        assert_eq!(runtime::volume_declared_name(&volume), "clank-shop-db-data");
+        assert_eq!(runtime::volume_declared_name("pgdata"), "pgdata");
         assert_ne!(
             container_name(ws, "a-b", "c", "api", 1, "web", 0).unwrap(),
             container_name(ws, "a", "b-c", "api", 1, "web", 0).unwrap()

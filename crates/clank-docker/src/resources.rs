@@ -203,6 +203,21 @@ pub(crate) async fn ensure_volume(
     check_owner("volume", name, &volume.labels, labels)
 }
 
+pub(crate) async fn volume_belongs(
+    rt: &DockerRuntime,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool> {
+    if validate_volume_name("volume", name).is_err() {
+        return Ok(false);
+    }
+    match rt.client().inspect_volume(name).await {
+        Ok(existing) => Ok(check_owner("volume", name, &existing.labels, labels).is_ok()),
+        Err(e) if status_of(&e) == Some(404) => Ok(false),
+        Err(e) => Err(engine_error(e, Subject::Volume, name)),
+    }
+}
+
 pub(crate) async fn remove_volume(rt: &DockerRuntime, name: &str) -> Result<()> {
     validate_volume_name("volume", name)?;
     match rt

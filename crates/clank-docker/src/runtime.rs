@@ -726,6 +726,10 @@ impl Runtime for DockerRuntime {
         crate::resources::remove_volume(self, name).await
     }
 
+    async fn volume_belongs(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool> {
+        crate::resources::volume_belongs(self, name, labels).await
+    }
+
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus> {
         self.start_spec(spec).await
     }

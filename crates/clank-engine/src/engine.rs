@@ -735,6 +735,11 @@ impl Engine {
             for c in &commands {
                 self.run_command(&service, &d, c).await?;
             }
+            if activated {
+                // However the cutover went (its reply lost, a release that failed), an ACTIVE
+                // version never leaves its service's requests held.
+                self.release_held(&service, &d).await;
+            }
             if activated && service.source.needs_build() {
                 // Housekeeping: a failure to prune never fails or delays the deployment.
                 if let Err(err) = self.prune_images(&service).await {
@@ -748,6 +753,15 @@ impl Engine {
         }
         if !self.write_transition(service, d, observed, t, now).await? {
             return Ok(Some(Duration::ZERO));
+        }
+        // A stop-first attempt that ended (failed, cancelled, past its deadline) may have held
+        // the service's requests without stopping anything yet: let them through. Only one
+        // that got that far: a queued one ending must not release another's hold.
+        if matches!(
+            d.state.status,
+            DeploymentStatus::Deploying | DeploymentStatus::HealthChecking
+        ) {
+            self.release_held(service, d).await;
         }
         self.forget(d.id);
         Ok(requeue)
@@ -831,11 +845,11 @@ impl Engine {
             }
             Command::StartPrevious { previous } => {
                 self.start_previous(service, d, *previous).await?;
-                // Requests held since the old version was stopped go to it again.
-                self.placed_on(d.snapshot.server_id)?
-                    .proxy
-                    .release(service.id)
-                    .await
+                // The restarted workloads may publish on new ports: route to where they are
+                // now, then let the requests held since they were stopped through.
+                self.restore_route(service, Some(*previous)).await?;
+                self.release_held(service, d).await;
+                Ok(())
             }
             Command::RemoveWorkload => {
                 let removed = self.remove_workloads(d).await?;
@@ -879,7 +893,11 @@ impl Engine {
             host_port: None,
         };
         let publish = crate::workloads::web_publish(&project, service, d, default)?;
-        let specs = workload_specs(&project, &environment, service, d, &user_env, publish)?;
+        let mut specs = workload_specs(&project, &environment, service, d, &user_env, publish)?;
+        let mounts = self.volume_mounts(d).await?;
+        for spec in specs.iter_mut().filter(|s| !s.volumes.is_empty()) {
+            spec.volumes = mounts.clone();
+        }
         let specs = self.apply_procfile(d, specs).await?;
         Ok((project.value, specs))
     }
@@ -926,7 +944,7 @@ impl Engine {
             runtime
                 .ensure_network(&project.network_name(), &labels)
                 .await?;
-            for v in crate::workloads::runtime_volumes(d) {
+            for v in self.volume_mounts(d).await? {
                 runtime.ensure_volume(&v.name, &labels).await?;
             }
             let Some((previous, why)) = &stop_first else {
@@ -1015,10 +1033,23 @@ impl Engine {
             format!("stopped for the stop-first cutover to #{}", d.number),
         )
         .await;
-        placed
+        // Holding is best effort: a proxy that cannot hold (an agent of an earlier version)
+        // lets requests fail during the swap instead of failing the deployment.
+        if let Err(e) = placed
             .proxy
             .hold(service.id, self.inner.config.drain_timeout)
-            .await?;
+            .await
+        {
+            warn!(deployment = %d.id, error = %e, "Could not hold requests for a stop-first cutover.");
+            self.note(
+                d,
+                format!(
+                    "the proxy could not hold requests ({e}); they fail until #{} is up",
+                    d.number
+                ),
+            )
+            .await;
+        }
         for w in &running {
             placed
                 .runtime
@@ -1259,7 +1290,7 @@ impl Engine {
         match proxy.cutover(&cutover).await {
             Ok(report) => {
                 // A stop-first cutover held the service's requests: they go to the new target.
-                proxy.release(service.id).await?;
+                self.release_held(service, d).await;
                 self.note(
                     d,
                     format!(
@@ -1285,6 +1316,50 @@ impl Engine {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// `d`'s volumes under the names the runtime knows them by: the workspace-scoped name
+    /// (`runtime::volume_runtime_name`), unless only a volume of the plain name exists for
+    /// this workspace and project — one an earlier version of Clank created, whose data the
+    /// service keeps.
+    async fn volume_mounts(&self, d: &Deployment) -> Result<Vec<clank_core::model::VolumeMount>> {
+        let scoped = crate::workloads::runtime_volumes(d);
+        if scoped.is_empty() {
+            return Ok(scoped);
+        }
+        let Some(placed) = self.placed_for(d)? else {
+            return Ok(scoped);
+        };
+        let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
+        let mut mounts = Vec::with_capacity(scoped.len());
+        for (mount, declared) in scoped.into_iter().zip(&d.snapshot.volumes) {
+            let legacy = !placed.runtime.volume_belongs(&mount.name, &labels).await?
+                && placed
+                    .runtime
+                    .volume_belongs(&declared.name, &labels)
+                    .await?;
+            mounts.push(if legacy {
+                clank_core::model::VolumeMount {
+                    name: declared.name.clone(),
+                    ..mount
+                }
+            } else {
+                mount
+            });
+        }
+        Ok(mounts)
+    }
+
+    /// Let the service's held requests through (idempotent; a proxy that never held any
+    /// answers at once). A failure is logged: the proxy's own pause timeout still bounds them.
+    async fn release_held(&self, service: &Service, d: &Deployment) {
+        let proxy = match self.placed_on(d.snapshot.server_id) {
+            Ok(placed) => placed.proxy,
+            Err(_) => return,
+        };
+        if let Err(e) = proxy.release(service.id).await {
+            warn!(service = %service.id, error = %e, "Could not release held requests.");
         }
     }
 

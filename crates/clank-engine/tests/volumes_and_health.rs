@@ -337,3 +337,50 @@ async fn two_tenants_with_the_same_slugs_and_volume_name_never_share_a_network_o
             .unwrap_or_else(|e| panic!("volume {name}: {e}"));
     }
 }
+
+/// A volume an earlier version of Clank created under the plain name, for this workspace and
+/// project, keeps being mounted (its data is the service's); another owner's never is.
+#[tokio::test]
+async fn a_volume_created_by_an_earlier_version_under_the_plain_name_is_kept() {
+    let p = platform(|_| {}).await;
+    let v = data_volume(&p, false);
+    p.update_service(|s| s.volumes = vec![v.clone()]).await;
+    let project = p.service().await.project_id;
+    let labels = clank_core::runtime::Owner::labels_for_project(p.workspace, project);
+    p.runtime.ensure_volume(&v.name, &labels).await.unwrap();
+    let d = p.deploy().await;
+    p.wait_for(d.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    let container = p
+        .runtime
+        .list(&OwnerFilter {
+            deployment: Some(d.id),
+            ..OwnerFilter::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    let mounts = p
+        .runtime
+        .client()
+        .inspect_container(&container.id.0, None)
+        .await
+        .unwrap()
+        .mounts
+        .unwrap_or_default();
+    let names: Vec<String> = mounts.iter().filter_map(|m| m.name.clone()).collect();
+    assert_eq!(
+        names,
+        vec![v.name.clone()],
+        "the earlier volume was not kept"
+    );
+    // Clean up the plain-named volume (remove_volume scopes the name).
+    let filter = OwnerFilter {
+        workspace: Some(p.workspace),
+        ..OwnerFilter::default()
+    };
+    for w in p.runtime.list(&filter).await.unwrap() {
+        p.runtime.remove(&w.id).await.unwrap();
+    }
+    p.runtime.remove_volume(&v.name).await.unwrap();
+}

@@ -35,8 +35,8 @@ pub use ops::{ChangeRef, Request, Subscription, TargetRef};
 pub use servers::NewServer;
 pub use views::DeploymentView;
 pub use webhook::{
-    Push, PushAdmission, PushDeployment, PushLedger, REMEMBERED_BRANCHES, REMEMBERED_DELIVERIES,
-    WebhookSecret, admit_push, normalize_repo_url,
+    Push, PushAdmission, PushDeployment, PushHead, PushLedger, REMEMBERED_BRANCHES,
+    REMEMBERED_DELIVERIES, WebhookSecret, admit_push, normalize_repo_url,
 };
 
 /// What a new service looks like; everything but `slug` and `source` has the documented default.

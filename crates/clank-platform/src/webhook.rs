@@ -97,9 +97,8 @@ pub fn admit_push(ledger: &mut PushLedger, push: &Push<'_>, now: Timestamp) -> P
             ledger.deliveries.pop_front();
         }
     }
-    let key = match push.repo_urls.first() {
-        Some(url) => format!("{}#{}", normalize_repo_url(url), push.branch),
-        None => return PushAdmission::Admitted,
+    let Some(key) = ledger_key(push) else {
+        return PushAdmission::Admitted;
     };
     if let Some(head) = ledger.heads.get(&key) {
         if head.commit == push.commit {
@@ -137,6 +136,13 @@ pub fn admit_push(ledger: &mut PushLedger, push: &Push<'_>, now: Timestamp) -> P
         }
     }
     PushAdmission::Admitted
+}
+
+/// `repo#branch` (the normalised first clone URL): a ledger's key for a push.
+fn ledger_key(push: &Push<'_>) -> Option<String> {
+    push.repo_urls
+        .first()
+        .map(|url| format!("{}#{}", normalize_repo_url(url), push.branch))
 }
 
 fn aad(ws: WorkspaceId) -> SecretAad {
@@ -262,6 +268,65 @@ impl Platform {
                 Ok(_) => return Ok(admission),
             }
         }
+    }
+
+    /// Undo [`Platform::admit_push`] for a push whose deploy then failed, so the forge's
+    /// redelivery is not ignored: its delivery id is forgotten and the branch's newest commit
+    /// goes back to `previous` (what the ledger held before).
+    pub async fn unadmit_push(
+        &self,
+        workspace: WorkspaceId,
+        push: &Push<'_>,
+        previous: Option<PushHead>,
+    ) -> Result<()> {
+        let Some(key) = ledger_key(push) else {
+            return Ok(());
+        };
+        loop {
+            let Some(current) = self
+                .catalog
+                .get::<PushLedger>(&workspace.to_string())
+                .await?
+            else {
+                return Ok(());
+            };
+            let mut ledger = current.value.clone();
+            if let Some(id) = push.delivery {
+                ledger.deliveries.retain(|d| d != id);
+            }
+            if ledger
+                .heads
+                .get(&key)
+                .is_some_and(|h| h.commit == push.commit)
+            {
+                match &previous {
+                    Some(head) => ledger.heads.insert(key.clone(), head.clone()),
+                    None => ledger.heads.remove(&key),
+                };
+            }
+            match self.catalog.update(&current, &ledger).await {
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// The newest commit the ledger holds for `push`'s repository and branch (to hand back to
+    /// [`Platform::unadmit_push`]).
+    pub async fn pushed_head(
+        &self,
+        workspace: WorkspaceId,
+        push: &Push<'_>,
+    ) -> Result<Option<PushHead>> {
+        let Some(key) = ledger_key(push) else {
+            return Ok(None);
+        };
+        Ok(self
+            .catalog
+            .get::<PushLedger>(&workspace.to_string())
+            .await?
+            .and_then(|l| l.value.heads.get(&key).cloned()))
     }
 
     /// Deploy every git service of `workspace` following `branch` of one of `repo_urls` with

@@ -98,7 +98,7 @@ pub(crate) fn build(
     }
     for volume in volumes {
         env.insert(
-            volume_env_key(&volume.name),
+            volume_env_key(clank_core::runtime::volume_declared_name(&volume.name)),
             volume.dir.display().to_string(),
         );
     }

@@ -86,12 +86,10 @@ pub async fn serve_control(proxy: ClankProxy, listener: UnixListener, shutdown: 
     tracker.wait().await;
 }
 
-/// This process's effective uid: the owner of `/proc/self` (std has no `geteuid`; Linux only,
-/// as the rest of the platform).
+/// This process's effective uid (a file-capable binary is non-dumpable, so `/proc/self`'s
+/// owner is no substitute).
 fn own_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(u32::MAX)
+    rustix::process::geteuid().as_raw()
 }
 
 async fn answer(proxy: &ClankProxy, stream: UnixStream) -> io::Result<()> {

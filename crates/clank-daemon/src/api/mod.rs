@@ -8,6 +8,8 @@ pub mod error;
 mod members;
 pub mod openapi;
 mod routes;
+
+pub(crate) use routes::pin_operator;
 mod servers;
 mod streams;
 mod webhooks;

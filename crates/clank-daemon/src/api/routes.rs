@@ -311,22 +311,44 @@ async fn init(
     ))
 }
 
-/// The instance operator: the user who ran `init` (the `Instance` record), or, on a store
-/// initialised before that record existed, the first user created.
+/// The instance operator: the user who ran `init` (the `Instance` record, which
+/// [`pin_operator`] writes at start for a store initialised before the record existed).
 pub(super) async fn instance_operator(st: &AppState) -> ApiResult<Option<UserId>> {
     let cat = st.platform.catalog();
-    if let Some(instance) = cat
+    Ok(cat
         .get::<clank_core::model::Instance>(clank_core::model::Instance::ID)
         .await?
-    {
-        return Ok(Some(instance.operator));
+        .map(|i| i.operator))
+}
+
+/// At start: a store initialised before the `Instance` record existed gets one naming its
+/// first user (the one who ran `init`), so the operator never changes as users come and go.
+pub(crate) async fn pin_operator(platform: &clank_platform::Platform) -> clank_core::Result<()> {
+    let cat = platform.catalog();
+    let id = clank_core::model::Instance::ID;
+    if cat.get::<clank_core::model::Instance>(id).await?.is_some() {
+        return Ok(());
     }
-    Ok(cat
+    let Some(first) = cat
         .list::<User>(Page::first(1))
         .await?
         .items
-        .first()
-        .map(|u| u.id))
+        .into_iter()
+        .next()
+    else {
+        return Ok(());
+    };
+    let instance = clank_core::model::Instance {
+        operator: first.id,
+        initialised_at: first.created_at,
+    };
+    match cat.create(&instance).await {
+        Ok(_) | Err(clank_core::Error::Conflict(_) | clank_core::Error::WriteConflict { .. }) => {
+            tracing::info!(operator = %first.email, "The instance operator is the first user.");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Refuse with 403 unless `p` is the instance operator, saying why `what` needs it.

@@ -384,15 +384,22 @@ async fn receive(
                 commit,
                 committed_at: committed_at(forge, &payload),
             };
+            let previous = st.platform.pushed_head(ws.id, &push).await?;
             if let PushAdmission::Ignored(why) = st.platform.admit_push(ws.id, &push).await? {
                 tracing::info!(workspace = %ws.slug, branch, commit, reason = %why, "Push webhook ignored.");
                 result.ignored = Some(why);
                 return Ok((StatusCode::OK, Json(result)).into_response());
             }
-            result.deployments = st
-                .platform
-                .deploy_push(ws.id, &urls, branch, commit)
-                .await?;
+            result.deployments = match st.platform.deploy_push(ws.id, &urls, branch, commit).await {
+                Ok(deployments) => deployments,
+                Err(e) => {
+                    // Not deployed: the forge's redelivery must not be ignored.
+                    if let Err(undo) = st.platform.unadmit_push(ws.id, &push, previous).await {
+                        tracing::error!(error = %undo, "Could not forget a push that failed to deploy.");
+                    }
+                    return Err(e.into());
+                }
+            };
             for d in &result.deployments {
                 let change = Change::new(
                     "deployment.create",

@@ -152,13 +152,16 @@ pub(crate) async fn checkout(
     rev_parse(dest, &env, "HEAD").await
 }
 
-/// `git -c protocol.ext.allow=never <args>`, as OS strings.
+/// `git -c protocol.ext.allow=never <args>`, as OS strings. Redirects are not followed: the
+/// URL checked when the service was created is the only host a build talks to.
 fn git_args(args: &[&str]) -> Vec<OsString> {
     [
         "-c",
         "protocol.ext.allow=never",
         "-c",
         "core.hooksPath=/dev/null",
+        "-c",
+        "http.followRedirects=false",
     ]
     .iter()
     .chain(args)

@@ -530,6 +530,15 @@ impl Engine {
         .find(|s| s.owner.process == RELEASE)
         .ok_or_else(|| "the release command has no workload".to_owned())?;
         spec.restart = RestartPolicy::Never;
+        // It runs while the ACTIVE version still serves: volumes not declared `shared` stay
+        // single-writer, so the release command does not get them.
+        // (The spec's volumes are the snapshot's, in order, under their runtime names.)
+        spec.volumes = std::mem::take(&mut spec.volumes)
+            .into_iter()
+            .zip(&d.snapshot.volumes)
+            .filter(|(_, declared)| declared.shared)
+            .map(|(mounted, _)| mounted)
+            .collect();
         let runtime = &self
             .placed_on(d.snapshot.server_id)
             .map_err(cannot)?

@@ -53,7 +53,7 @@ impl ControlPlane {
     async fn new(project: &str) -> (ControlPlane, tempfile::TempDir) {
         let data = tempfile::tempdir().unwrap();
         remove_named(&format!("clank-{project}--")).await;
-        remove_networks(&format!("clank-project-{project}")).await;
+        remove_networks(&format!("clank-{project}")).await;
         let mut cp = ControlPlane::start(
             data.path(),
             SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -561,18 +561,17 @@ async fn remove_networks(name: &str) {
     let Ok(docker) = clank_docker::DockerRuntime::connect().await else {
         return;
     };
-    let filters = std::collections::HashMap::from([("name".to_owned(), vec![name.to_owned()])]);
+    // `name` without its workspace scope (`clank-{project}`): any workspace's network.
     let found = docker
         .client()
-        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
-            filters: Some(filters),
-        }))
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
         .await
         .unwrap_or_default();
-    for n in found
-        .into_iter()
-        .filter(|n| n.name.as_deref() == Some(name))
-    {
+    for n in found.into_iter().filter(|n| {
+        n.name
+            .as_deref()
+            .is_some_and(|n| clank_core::runtime::unscoped_name(n) == name)
+    }) {
         if let Some(id) = n.id {
             let _ = docker.client().remove_network(&id).await;
         }

@@ -1069,11 +1069,11 @@ async fn audit_log_records_each_change_in_order_with_actor_outcome_and_no_secret
         .await
         .unwrap_or_default()
         .into_iter()
-        .filter(|w| w.name.starts_with("clank-ledger--"))
+        .filter(|w| clank_core::runtime::unscoped_name(&w.name).starts_with("clank-ledger--"))
     {
         let _ = docker.remove(&w.id).await;
     }
-    let _ = docker.remove_network("clank-project-ledger").await;
+    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), "ledger").await;
 }
 
 /// One request through the embedded proxy with `host` as the Host header.
@@ -1177,9 +1177,9 @@ async fn embedded_proxy_serves_a_deployed_service_by_its_domain_and_persists_the
         .await
         .unwrap_or_default()
         .into_iter()
-        .filter(|w| w.name.starts_with("clank-edge--"))
+        .filter(|w| clank_core::runtime::unscoped_name(&w.name).starts_with("clank-edge--"))
     {
         let _ = docker.remove(&w.id).await;
     }
-    let _ = docker.remove_network("clank-project-edge").await;
+    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), "edge").await;
 }

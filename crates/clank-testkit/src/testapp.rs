@@ -263,8 +263,15 @@ pub mod docker {
         };
         for n in networks {
             let Some(name) = n.name else { continue };
-            if clank_core::runtime::unscoped_name(&name) == wanted {
-                let _ = docker.remove_network(&name).await;
+            if clank_core::runtime::unscoped_name(&name) != wanted {
+                continue;
+            }
+            // An endpoint of a container removed a moment ago can linger briefly.
+            for _ in 0..10 {
+                if docker.remove_network(&name).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
     }

@@ -13,7 +13,7 @@ use clank_core::config::{ConfigChange, ConfigVarView, ResolvedVarView};
 use clank_core::deploy::DeploymentStatus;
 use clank_core::id::{TokenId, UserId};
 use clank_core::model::{
-    Environment, Member, Permission, Project, Role, Service, Trigger, User, Workspace,
+    ApiToken, Environment, Member, Permission, Project, Role, Service, Trigger, User, Workspace,
 };
 use clank_core::store::catalog::{Batch, Page};
 use clank_core::{InvalidInput, Timestamp};
@@ -256,15 +256,7 @@ async fn init(
         email,
         created_at: Timestamp::now(),
     };
-    let member = Member {
-        workspace_id: ws.id,
-        user_id: user.id,
-        role: Role::Owner,
-        teams: Default::default(),
-        joined_at: Timestamp::now(),
-    };
-    let (token, hash) = new_token();
-    let record = token_record(ws.id, user.id, "init", Role::Owner, hash, &token);
+    let (member, record, token) = first_owner(&ws, &user, "init");
     let instance = clank_core::model::Instance {
         operator: user.id,
         initialised_at: Timestamp::now(),
@@ -309,6 +301,21 @@ async fn init(
             role: Role::Owner,
         }),
     ))
+}
+
+/// A new workspace's first Owner: `user`'s membership and first token (named `token_name`),
+/// and the token itself (shown once).
+fn first_owner(ws: &Workspace, user: &User, token_name: &str) -> (Member, ApiToken, String) {
+    let member = Member {
+        workspace_id: ws.id,
+        user_id: user.id,
+        role: Role::Owner,
+        teams: Default::default(),
+        joined_at: Timestamp::now(),
+    };
+    let (token, hash) = new_token();
+    let record = token_record(ws.id, user.id, token_name, Role::Owner, hash, &token);
+    (member, record, token)
 }
 
 /// The instance operator: the user who ran `init` (the `Instance` record, which
@@ -404,15 +411,7 @@ async fn create_workspace(
                 created_at: Timestamp::now(),
             },
         };
-        let member = Member {
-            workspace_id: ws.id,
-            user_id: user.id,
-            role: Role::Owner,
-            teams: Default::default(),
-            joined_at: Timestamp::now(),
-        };
-        let (token, hash) = new_token();
-        let record = token_record(ws.id, user.id, "owner", Role::Owner, hash, &token);
+        let (member, record, token) = first_owner(&ws, &user, "owner");
         let mut b = Batch::new();
         b.create(&ws)?.create(&member)?.create(&record)?;
         if existing.is_none() {

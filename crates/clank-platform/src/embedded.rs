@@ -188,8 +188,16 @@ impl Platform {
         std::fs::create_dir_all(&options.data_dir)
             .map_err(|e| io("create data directory", &options.data_dir, e))?;
         owner_only(&options.data_dir, 0o700)?;
-        let store = RedbStore::open(options.data_dir.join("clank.redb"))?;
-        owner_only(&options.data_dir.join("clank.redb"), 0o600)?;
+        let store_path = options.data_dir.join("clank.redb");
+        let fresh = !store_path.exists();
+        let store = RedbStore::open(&store_path)?;
+        if fresh {
+            // Created just now with the process's umask: owner-only from the start.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&store_path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io("restrict permissions of", &store_path, e))?;
+        }
+        owner_only(&store_path, 0o600)?;
         let catalog = Catalog::new(Arc::new(store));
         let keyring = load_or_create_keyring(&options.data_dir.join("keyring"))?;
         owner_only(&options.data_dir.join("keyring"), 0o600)?;

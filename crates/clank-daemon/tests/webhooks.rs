@@ -164,11 +164,13 @@ impl Daemon {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> (StatusCode, Value) {
-        let mut r = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(body.to_vec());
+        let mut r = self.http.post(self.url(path)).body(body.to_vec());
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            r = r.header("content-type", "application/json");
+        }
         for (k, v) in headers {
             r = r.header(*k, v);
         }
@@ -365,6 +367,39 @@ async fn replayed_deliveries_and_older_pushes_never_redeploy() {
     assert!(
         web.iter().any(|x| x["trigger"]["commit"] == newer.as_str()),
         "{web:?}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn github_form_encoded_deliveries_deploy_like_json_ones() {
+    let d = Daemon::start().await;
+    d.git_service("web", "https://github.com/acme/shop.git", "main", true)
+        .await;
+    let json = github_push("main", COMMIT);
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", std::str::from_utf8(&json).unwrap())
+        .finish();
+    let mut h = github_headers(sign(&d.secret, body.as_bytes()));
+    h.push((
+        "content-type",
+        "application/x-www-form-urlencoded".to_owned(),
+    ));
+    let (s, v) = d.post_raw("/v1/webhooks/github", &h, body.as_bytes()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(d.deployments("web").await.len(), 1);
+    // A form without the payload field says what to change.
+    let bad = "hello=world";
+    let mut h = github_headers(sign(&d.secret, bad.as_bytes()));
+    h.push((
+        "content-type",
+        "application/x-www-form-urlencoded".to_owned(),
+    ));
+    let (s, v) = d.post_raw("/v1/webhooks/github", &h, bad.as_bytes()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("application/json"),
+        "{v}"
     );
     d.stop().await;
 }

@@ -227,6 +227,37 @@ async fn verify(
     found.ok_or_else(|| ApiError::unauthorized("the webhook signature does not verify"))
 }
 
+/// The push payload: a JSON body, or GitHub's form encoding (`payload=<JSON>`, its default
+/// content type for new webhooks). The signature was checked over the raw body either way.
+fn parse_payload(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let form = header(headers, "content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let json: std::borrow::Cow<'_, [u8]> = if form {
+        match form_urlencoded::parse(body).find(|(k, _)| k == "payload") {
+            Some((_, v)) => std::borrow::Cow::Owned(v.into_owned().into_bytes()),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "a form-encoded delivery carries its JSON in the `payload` field, and this \
+                     one has none; set the webhook's content type to application/json",
+                ));
+            }
+        }
+    } else {
+        std::borrow::Cow::Borrowed(body)
+    };
+    serde_json::from_slice(&json).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!(
+                "the body is not JSON ({e}); set the webhook's content type to application/json"
+            ),
+        )
+    })
+}
+
 /// The forge's id for this delivery (the same on a redelivery), if it sent one.
 fn delivery_id(forge: Forge, headers: &HeaderMap) -> Option<&str> {
     let names: &[&str] = match forge {
@@ -306,13 +337,7 @@ async fn receive(
         return Ok((StatusCode::OK, Json(body)).into_response());
     }
 
-    let payload: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            format!("the body is not JSON: {e}"),
-        )
-    })?;
+    let payload: Value = parse_payload(headers, body)?;
     if !payload.is_object() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -1063,17 +1063,30 @@ async fn audit_log_records_each_change_in_order_with_actor_outcome_and_no_secret
 
     let docker = clank_docker::DockerRuntime::connect().await.unwrap();
     d.stop().await;
+    remove_project_leftovers(&docker, "ledger").await;
+}
+
+/// Remove what the daemon's workspace left of project `slug`: its containers, then its
+/// network. Twice, a moment apart: a deploy cut off by the shutdown may still have had an
+/// engine request in flight that creates one after the first pass.
+async fn remove_project_leftovers(docker: &clank_docker::DockerRuntime, slug: &str) {
     use clank_core::runtime::{OwnerFilter, Runtime};
-    for w in docker
-        .list(&OwnerFilter::default())
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|w| clank_core::runtime::unscoped_name(&w.name).starts_with("clank-ledger--"))
-    {
-        let _ = docker.remove(&w.id).await;
+    let prefix = format!("clank-{slug}--");
+    for pass in 0..2 {
+        if pass > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        for w in docker
+            .list(&OwnerFilter::default())
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|w| clank_core::runtime::unscoped_name(&w.name).starts_with(&prefix))
+        {
+            let _ = docker.remove(&w.id).await;
+        }
+        clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), slug).await;
     }
-    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), "ledger").await;
 }
 
 /// One request through the embedded proxy with `host` as the Host header.
@@ -1171,15 +1184,5 @@ async fn embedded_proxy_serves_a_deployed_service_by_its_domain_and_persists_the
         tokio::net::TcpStream::connect(proxy).await.is_err(),
         "the proxy stops with the daemon"
     );
-    use clank_core::runtime::{OwnerFilter, Runtime};
-    for w in docker
-        .list(&OwnerFilter::default())
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|w| clank_core::runtime::unscoped_name(&w.name).starts_with("clank-edge--"))
-    {
-        let _ = docker.remove(&w.id).await;
-    }
-    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), "edge").await;
+    remove_project_leftovers(&docker, "edge").await;
 }

@@ -85,12 +85,33 @@ impl Sampler {
     }
 }
 
-async fn remove_volume(p: &Platform, name: &str) {
-    let _ = p
-        .runtime
-        .client()
-        .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
-        .await;
+/// End the test's platform and remove its volume `name` (under its runtime name). The engine
+/// stops first: while it runs it would restart the ACTIVE workloads, and their volume with them.
+async fn remove_volume(mut p: Platform, name: &str) {
+    if let Some(task) = p.loop_task.take() {
+        task.abort();
+        let _ = task.await;
+    }
+    let filter = OwnerFilter {
+        workspace: Some(p.workspace),
+        ..OwnerFilter::default()
+    };
+    for w in p.runtime.list(&filter).await.unwrap() {
+        p.runtime.remove(&w.id).await.unwrap();
+    }
+    let scoped = clank_core::runtime::volume_runtime_name(p.workspace, name);
+    for volume in [scoped.as_str(), name] {
+        let _ = p
+            .runtime
+            .client()
+            .remove_volume(
+                volume,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await;
+    }
+    let left = p.runtime.client().inspect_volume(&scoped).await;
+    assert!(left.is_err(), "volume {scoped} is still there");
 }
 
 /// The lines of `starts.log` on the volume, read through the ACTIVE version.
@@ -169,7 +190,7 @@ async fn redeploys_and_rollbacks_of_a_service_with_a_volume_never_run_two_versio
     );
     // Every version started on the same volume, one after the other.
     assert_eq!(starts_on_volume(&p).await, 5);
-    remove_volume(&p, volume.as_deref().unwrap()).await;
+    remove_volume(p, volume.as_deref().unwrap()).await;
 }
 
 #[tokio::test]
@@ -206,7 +227,7 @@ async fn a_failing_version_on_a_volume_gives_it_back_to_the_running_one() {
         .unwrap();
     assert_eq!(res.body.trim(), "good");
     assert_eq!(starts_on_volume(&p).await, 3, "good, broken, good again");
-    remove_volume(&p, &v.name).await;
+    remove_volume(p, &v.name).await;
 }
 
 #[tokio::test]
@@ -227,7 +248,7 @@ async fn a_volume_declared_shared_keeps_start_first() {
     assert_eq!(max, 2, "start-first runs both versions during the cutover");
     let log = p.log_of(next.id).await.join("\n");
     assert!(!log.contains("stop-first"), "{log}");
-    remove_volume(&p, &v.name).await;
+    remove_volume(p, &v.name).await;
 }
 
 #[tokio::test]
@@ -374,13 +395,5 @@ async fn a_volume_created_by_an_earlier_version_under_the_plain_name_is_kept() {
         vec![v.name.clone()],
         "the earlier volume was not kept"
     );
-    // Clean up the plain-named volume (remove_volume scopes the name).
-    let filter = OwnerFilter {
-        workspace: Some(p.workspace),
-        ..OwnerFilter::default()
-    };
-    for w in p.runtime.list(&filter).await.unwrap() {
-        p.runtime.remove(&w.id).await.unwrap();
-    }
-    p.runtime.remove_volume(&v.name).await.unwrap();
+    remove_volume(p, &v.name).await;
 }

@@ -28,7 +28,6 @@ fn free_port() -> SocketAddr {
 
 struct Daemon {
     child: tokio::process::Child,
-    api: SocketAddr,
 }
 
 async fn start(data: &Path, api: SocketAddr, proxy: SocketAddr) -> (Daemon, Duration) {
@@ -52,7 +51,7 @@ async fn start(data: &Path, api: SocketAddr, proxy: SocketAddr) -> (Daemon, Dura
             .await
             .is_ok()
         {
-            return (Daemon { child, api }, began.elapsed());
+            return (Daemon { child }, began.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -269,6 +268,5 @@ async fn traffic_through_the_proxy_survives_ten_daemon_sigkills_and_a_graceful_s
         first_failure.lock().unwrap()
     );
     assert!(ok > 500, "too little load: {ok} requests");
-    let _ = daemon.api;
     common::remove_workloads(data.join("processes")).await;
 }

@@ -944,8 +944,13 @@ impl Engine {
             runtime
                 .ensure_network(&project.network_name(), &labels)
                 .await?;
-            for v in self.volume_mounts(d).await? {
-                runtime.ensure_volume(&v.name, &labels).await?;
+            // The specs already name each volume as the runtime knows it (`volume_mounts`).
+            let volumes: BTreeSet<&str> = specs
+                .iter()
+                .flat_map(|s| s.volumes.iter().map(|v| v.name.as_str()))
+                .collect();
+            for name in volumes {
+                runtime.ensure_volume(name, &labels).await?;
             }
             let Some((previous, why)) = &stop_first else {
                 for spec in &specs {

@@ -9,8 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -20,8 +18,8 @@ use bollard::query_parameters::{
 };
 use clank_core::deploy::DeploymentStatus;
 use clank_core::model::{ServiceSource, VolumeMount};
-use clank_core::runtime::{ExecOutput, ExecRequest, OwnerFilter, Runtime, WorkloadState};
-use common::Platform;
+use clank_core::runtime::{ExecOutput, ExecRequest, OwnerFilter, Runtime};
+use common::{Platform, Sampler};
 use futures_util::StreamExt;
 
 const REDEPLOYS: usize = 20;
@@ -131,33 +129,7 @@ async fn twenty_redeploys_of_postgres_under_writes_never_share_its_data_director
         .unwrap();
     docker.start_container(&writer, None).await.unwrap();
 
-    // The sampler: the service's running containers, every few milliseconds.
-    let (max, samples, stop) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let sampler = {
-        let (runtime, service) = (p.runtime.clone(), p.service);
-        let (max, samples, stop) = (max.clone(), samples.clone(), stop.clone());
-        tokio::spawn(async move {
-            let filter = OwnerFilter {
-                service: Some(service),
-                ..OwnerFilter::default()
-            };
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(all) = runtime.list(&filter).await {
-                    let running = all
-                        .iter()
-                        .filter(|w| matches!(w.state, WorkloadState::Running { .. }))
-                        .count();
-                    max.fetch_max(running, Ordering::Relaxed);
-                    samples.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let sampler = Sampler::start(&p);
 
     let started = Instant::now();
     let mut gaps = Vec::new();
@@ -183,8 +155,7 @@ async fn twenty_redeploys_of_postgres_under_writes_never_share_its_data_director
         )
         .await
         .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    sampler.await.unwrap();
+    let (max, samples) = sampler.finish().await;
 
     let mut acknowledged = Vec::new();
     let mut logs = docker.logs(
@@ -223,7 +194,6 @@ async fn twenty_redeploys_of_postgres_under_writes_never_share_its_data_director
             Some(RemoveContainerOptionsBuilder::new().force(true).build()),
         )
         .await;
-    let (max, samples) = (max.load(Ordering::Relaxed), samples.load(Ordering::Relaxed));
     let slowest = gaps.iter().max().copied().unwrap_or_default();
     eprintln!(
         "postgres: {REDEPLOYS} redeploys in {:.1} s (slowest deploy {:.1} s), {} rows \

@@ -8,14 +8,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clank_core::deploy::DeploymentStatus;
 use clank_core::model::{Service, VolumeMount};
-use clank_core::runtime::{ExecRequest, OwnerFilter, Runtime, WorkloadState};
-use common::Platform;
+use clank_core::runtime::{ExecRequest, OwnerFilter, Runtime};
+use common::{Platform, Sampler};
 
 async fn platform(tweak: impl FnOnce(&mut Service)) -> Platform {
     Platform::image_service(tweak)
@@ -29,59 +27,6 @@ fn data_volume(p: &Platform, shared: bool) -> VolumeMount {
         name: format!("clank-{}-web-data", p.project_slug),
         mount_path: "/data".into(),
         shared,
-    }
-}
-
-/// Counts the service's running containers every few milliseconds; keeps the highest count.
-struct Sampler {
-    max: Arc<AtomicUsize>,
-    samples: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Sampler {
-    fn start(p: &Platform) -> Sampler {
-        let (max, samples, stop) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let runtime = p.runtime.clone();
-        let filter = OwnerFilter {
-            service: Some(p.service),
-            ..OwnerFilter::default()
-        };
-        let (m, n, s) = (max.clone(), samples.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(all) = runtime.list(&filter).await {
-                    let running = all
-                        .iter()
-                        .filter(|w| matches!(w.state, WorkloadState::Running { .. }))
-                        .count();
-                    m.fetch_max(running, Ordering::Relaxed);
-                    n.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        Sampler {
-            max,
-            samples,
-            stop,
-            task,
-        }
-    }
-
-    /// (highest number of running containers seen, samples taken)
-    async fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        (
-            self.max.load(Ordering::Relaxed),
-            self.samples.load(Ordering::Relaxed),
-        )
     }
 }
 

@@ -241,33 +241,26 @@ impl Platform {
         workspace: WorkspaceId,
         push: &Push<'_>,
     ) -> Result<PushAdmission> {
-        loop {
-            let current = self
-                .catalog
-                .get::<PushLedger>(&workspace.to_string())
-                .await?;
-            let mut ledger = current
-                .as_ref()
-                .map(|c| c.value.clone())
-                .unwrap_or(PushLedger {
-                    workspace_id: workspace,
-                    ..PushLedger::default()
-                });
-            let before = ledger.clone();
-            let admission = admit_push(&mut ledger, push, Timestamp::now());
-            if current.is_some() && ledger == before {
-                return Ok(admission);
-            }
-            let written = match &current {
-                Some(cur) => self.catalog.update(cur, &ledger).await,
-                None => self.catalog.create(&ledger).await,
+        let id = workspace.to_string();
+        if self.catalog.get::<PushLedger>(&id).await?.is_none() {
+            let fresh = PushLedger {
+                workspace_id: workspace,
+                ..PushLedger::default()
             };
-            match written {
-                Err(Error::WriteConflict { .. } | Error::Conflict(_)) => continue,
+            match self.catalog.create(&fresh).await {
+                // Another delivery created it first: edit theirs.
+                Ok(_) | Err(Error::WriteConflict { .. } | Error::Conflict(_)) => {}
                 Err(e) => return Err(e),
-                Ok(_) => return Ok(admission),
             }
         }
+        let mut admission = PushAdmission::Admitted;
+        self.catalog
+            .modify::<PushLedger>(&id, |ledger| {
+                admission = admit_push(ledger, push, Timestamp::now());
+                Ok(())
+            })
+            .await?;
+        Ok(admission)
     }
 
     /// Undo [`Platform::admit_push`] for a push whose deploy then failed, so the forge's
@@ -282,33 +275,28 @@ impl Platform {
         let Some(key) = ledger_key(push) else {
             return Ok(());
         };
-        loop {
-            let Some(current) = self
-                .catalog
-                .get::<PushLedger>(&workspace.to_string())
-                .await?
-            else {
-                return Ok(());
-            };
-            let mut ledger = current.value.clone();
-            if let Some(id) = push.delivery {
-                ledger.deliveries.retain(|d| d != id);
-            }
-            if ledger
-                .heads
-                .get(&key)
-                .is_some_and(|h| h.commit == push.commit)
-            {
-                match &previous {
-                    Some(head) => ledger.heads.insert(key.clone(), head.clone()),
-                    None => ledger.heads.remove(&key),
-                };
-            }
-            match self.catalog.update(&current, &ledger).await {
-                Err(Error::WriteConflict { .. }) => continue,
-                Err(e) => return Err(e),
-                Ok(_) => return Ok(()),
-            }
+        let edited = self
+            .catalog
+            .modify::<PushLedger>(&workspace.to_string(), |ledger| {
+                if let Some(id) = push.delivery {
+                    ledger.deliveries.retain(|d| d != id);
+                }
+                if ledger
+                    .heads
+                    .get(&key)
+                    .is_some_and(|h| h.commit == push.commit)
+                {
+                    match &previous {
+                        Some(head) => ledger.heads.insert(key.clone(), head.clone()),
+                        None => ledger.heads.remove(&key),
+                    };
+                }
+                Ok(())
+            })
+            .await;
+        match edited {
+            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

@@ -7,13 +7,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clank_core::config::{ConfigChange, ConfigLayer, Scope, apply_bulk};
 use clank_core::deploy::DeploymentStatus;
 use clank_core::id::{DeploymentId, ServiceId, WorkspaceId};
 use clank_core::model::{Build, Deployment, Project, Service, ServiceSource, Trigger, Workspace};
-use clank_core::runtime::{OwnerFilter, Runtime};
+use clank_core::runtime::{OwnerFilter, Runtime, WorkloadState};
 use clank_core::secret::{KeyId, Keyring};
 use clank_core::store::catalog::{Catalog, Page, Versioned};
 use clank_core::{ImageRef, Timestamp};
@@ -461,5 +462,58 @@ impl Platform {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// Counts the service's running containers every few milliseconds; keeps the highest count.
+pub(crate) struct Sampler {
+    max: Arc<AtomicUsize>,
+    samples: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    pub(crate) fn start(p: &Platform) -> Sampler {
+        let (max, samples, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let runtime = p.runtime.clone();
+        let filter = OwnerFilter {
+            service: Some(p.service),
+            ..OwnerFilter::default()
+        };
+        let (m, n, s) = (max.clone(), samples.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(all) = runtime.list(&filter).await {
+                    let running = all
+                        .iter()
+                        .filter(|w| matches!(w.state, WorkloadState::Running { .. }))
+                        .count();
+                    m.fetch_max(running, Ordering::Relaxed);
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Sampler {
+            max,
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    /// (highest number of running containers seen, samples taken)
+    pub(crate) async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        (
+            self.max.load(Ordering::Relaxed),
+            self.samples.load(Ordering::Relaxed),
+        )
     }
 }

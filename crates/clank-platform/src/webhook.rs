@@ -397,6 +397,77 @@ fn follows(service: &Service, wanted: &[String], branch: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::normalize_repo_url as n;
+    use super::*;
+
+    fn push<'a>(delivery: &'a str, urls: &'a [String], commit: &'a str, at: i64) -> Push<'a> {
+        Push {
+            delivery: Some(delivery),
+            repo_urls: urls,
+            branch: "main",
+            commit,
+            committed_at: Some(Timestamp(at)),
+        }
+    }
+
+    #[test]
+    fn a_replayed_delivery_a_repeated_commit_and_an_older_commit_deploy_nothing() {
+        let urls = vec!["https://git.example.com/acme/shop.git".to_owned()];
+        let mut ledger = PushLedger::default();
+        let now = Timestamp(5_000);
+        let admitted = |a: &PushAdmission| *a == PushAdmission::Admitted;
+        let ignored_with = |a: &PushAdmission, text: &str| matches!(a, PushAdmission::Ignored(r) if r.contains(text));
+        assert!(admitted(&admit_push(
+            &mut ledger,
+            &push("d1", &urls, "bbb", 2_000),
+            now
+        )));
+        // The same delivery again (a forge's redelivery or a captured replay).
+        let again = admit_push(&mut ledger, &push("d1", &urls, "bbb", 2_000), now);
+        assert!(
+            ignored_with(&again, "`d1` was received before"),
+            "{again:?}"
+        );
+        // The same body under a fresh delivery id: the commit is already the newest.
+        let same = admit_push(&mut ledger, &push("d2", &urls, "bbb", 2_000), now);
+        assert!(ignored_with(&same, "already the newest"), "{same:?}");
+        // An older commit's signed push, replayed: never replaces the newer one.
+        let older = admit_push(&mut ledger, &push("d3", &urls, "aaa", 1_000), now);
+        assert!(ignored_with(&older, "older than bbb"), "{older:?}");
+        assert_eq!(ledger.heads.values().next().unwrap().commit, "bbb");
+        // A newer commit deploys; another branch is tracked on its own.
+        assert!(admitted(&admit_push(
+            &mut ledger,
+            &push("d4", &urls, "ccc", 3_000),
+            now
+        )));
+        let mut other = push("d5", &urls, "aaa", 1_000);
+        other.branch = "staging";
+        assert!(admitted(&admit_push(&mut ledger, &other, now)));
+    }
+
+    #[test]
+    fn the_ledger_stays_bounded() {
+        let urls = vec!["https://git.example.com/acme/shop.git".to_owned()];
+        let mut ledger = PushLedger::default();
+        let extra = 50;
+        for i in 0..(REMEMBERED_DELIVERIES as i64 + extra) {
+            let (id, commit) = (format!("d{i}"), format!("{i:040x}"));
+            admit_push(&mut ledger, &push(&id, &urls, &commit, i), Timestamp(i));
+        }
+        assert_eq!(ledger.deliveries.len(), REMEMBERED_DELIVERIES);
+        assert_eq!(
+            ledger.deliveries.front().map(String::as_str),
+            Some(format!("d{extra}").as_str())
+        );
+        for b in 0..(REMEMBERED_BRANCHES + 10) {
+            let mut p = push("x", &urls, "c", 1);
+            p.delivery = None;
+            let branch = format!("b{b}");
+            p.branch = &branch;
+            admit_push(&mut ledger, &p, Timestamp(i64::try_from(b).unwrap()));
+        }
+        assert_eq!(ledger.heads.len(), REMEMBERED_BRANCHES);
+    }
 
     #[test]
     fn clone_url_variants_compare_equal() {

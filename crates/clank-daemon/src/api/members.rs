@@ -350,7 +350,7 @@ async fn offboard(p: &Principal, st: &AppState, who: &str) -> ApiResult<Json<Mem
         .iter()
         .any(|m| m.value.workspace_id != p.workspace.id);
     // The instance operator's user stays even then: the operator is who they are.
-    let operator = super::routes::instance_operator(st).await? == Some(user_id);
+    let operator = super::instance::instance_operator(st).await? == Some(user_id);
     if let (Some(u), false, false) = (&user, elsewhere, operator) {
         b.delete(u);
     }

@@ -5,11 +5,12 @@
 mod audit;
 pub mod auth;
 pub mod error;
+mod instance;
 mod members;
 pub mod openapi;
 mod routes;
 
-pub(crate) use routes::pin_operator;
+pub(crate) use instance::pin_operator;
 mod servers;
 mod streams;
 mod webhooks;

@@ -7,15 +7,15 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{audit, members, routes, servers, webhooks};
+use super::{audit, instance, members, routes, servers, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Clank API", description = "The Clank control plane's REST API."),
     paths(
         routes::health,
-        routes::init,
-        routes::create_workspace,
+        instance::init,
+        instance::create_workspace,
         routes::whoami,
         webhooks::github,
         webhooks::gitlab,

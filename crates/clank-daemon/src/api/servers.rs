@@ -189,7 +189,7 @@ pub(super) async fn offer_release(
     audited(&st, &p, change, async {
         // Every agent of every workspace runs what is offered: the instance operator only.
         p.require(Permission::OwnWorkspace)?;
-        super::routes::require_operator(&st, &p, "publish agent releases").await?;
+        super::instance::require_operator(&st, &p, "publish agent releases").await?;
         let sha256 = st
             .platform
             .offer_agent_update(&q.version, body.to_vec())

@@ -2,14 +2,17 @@
 //! inbound port, NAT-friendly), and makes the server's Docker engine hold the desired state
 //! the control plane sends.
 //!
-//! - Enrollment: a one-time join token becomes a long-lived credential in the state directory.
+//! - Enrollment: a one-time join token becomes a long-lived credential in the state directory,
+//!   with the control plane's release signing key.
 //! - Session: one bidirectional stream; heartbeats up, lease + desired state + calls down;
 //!   reconnects with exponential backoff and full jitter; HTTP/2 keepalive.
 //! - Reconcile ([`reconcile`]): idempotent, by workload name; only while the lease is valid
 //!   and only for the newest epoch seen (fencing). Workloads keep running when the control
 //!   plane is unreachable.
 //! - Calls ([`calls`]): list, logs, exec, probes from this host, the local proxy's routes.
-//! - Self-update ([`update`]): verify, check-connect, swap atomically, re-exec, roll back.
+//! - Self-update ([`update`]): verify the offer's signature with the release key learned at
+//!   enrollment, download, verify the checksum, check-connect, swap atomically, re-exec, roll
+//!   back.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -116,6 +119,9 @@ pub(crate) struct Shared {
     pub(crate) calls: calls::Calls,
     pub(crate) stop: CancellationToken,
     pub(crate) restart: StdMutex<Option<PathBuf>>,
+    /// The control plane's release signing key learned at enrollment (`None`: enrolled before
+    /// releases were signed; every update is refused).
+    pub(crate) release_key: Option<Vec<u8>>,
     /// Checksums of offered binaries that failed verification or their check run.
     pub(crate) refused_updates: StdMutex<std::collections::HashSet<String>>,
 }
@@ -219,12 +225,47 @@ pub(crate) fn authorize<T>(
 }
 
 /// Exchange the join token for an identity, unless the state directory holds one.
+///
+/// The release signing key comes with the identity and only from here: an agent enrolled
+/// before releases were signed has none, and learns it only by enrolling again with a fresh
+/// one-time join token passed at start (`clank server join-token <name>`). It never takes a
+/// key from a session — that would trust whatever first answered as the control plane. A
+/// re-enrollment that fails (e.g. the token passed at the first start, long used) keeps the
+/// current identity; updates stay refused.
 pub async fn enroll_if_needed(
     config: &AgentConfig,
     state: &StateDir,
 ) -> Result<state::Identity, Stop> {
-    if let Some(id) = state.identity().map_err(|e| Stop::Fatal(exit::CONFIG, e))? {
-        return Ok(id);
+    let fatal = |e| Stop::Fatal(exit::CONFIG, e);
+    if let Some(id) = state.identity().map_err(fatal)? {
+        if state.release_key().map_err(fatal)?.is_some() {
+            return Ok(id);
+        }
+        let Some(token) = config.join_token.as_deref() else {
+            warn!(
+                server = %id.server_id,
+                "This agent has no release signing key (enrolled before agent releases were \
+                 signed): it will refuse every update until re-enrolled with a fresh join token \
+                 (`clank server join-token <name>`, then start it once with --join-token)."
+            );
+            return Ok(id);
+        };
+        return match enroll_once(config, token).await {
+            Ok(resp) => {
+                let new = save_enrollment(state, resp).map_err(fatal)?;
+                info!(server = %new.server_id, "Re-enrolled; learned the release signing key.");
+                Ok(new)
+            }
+            Err(e) => {
+                warn!(
+                    server = %id.server_id,
+                    error = %e.trim_start_matches("fatal: "),
+                    "Re-enrollment to learn the release signing key failed; keeping the current \
+                     identity, and updates stay refused."
+                );
+                Ok(id)
+            }
+        };
     }
     let token = config.join_token.clone().ok_or_else(|| {
         Stop::Fatal(
@@ -235,32 +276,9 @@ pub async fn enroll_if_needed(
     })?;
     let mut backoff = Backoff::new(config.backoff_max);
     loop {
-        let attempt = async {
-            let channel = connect(&config.control_plane, config.fingerprint.as_deref()).await?;
-            client(channel)
-                .enroll(v1::EnrollRequest {
-                    join_token: token.clone(),
-                    hostname: hostname(),
-                    agent_version: VERSION.to_owned(),
-                })
-                .await
-                .map_err(|s| match s.code() {
-                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
-                        format!("fatal: {}", s.message())
-                    }
-                    _ => format!("enroll: {}", s.message()),
-                })
-        };
-        match attempt.await {
+        match enroll_once(config, &token).await {
             Ok(resp) => {
-                let resp = resp.into_inner();
-                let id = state::Identity {
-                    server_id: resp.server_id,
-                    credential: resp.credential,
-                };
-                state
-                    .save_identity(&id)
-                    .map_err(|e| Stop::Fatal(exit::CONFIG, e))?;
+                let id = save_enrollment(state, resp).map_err(fatal)?;
                 info!(server = %id.server_id, "Enrolled with the control plane.");
                 return Ok(id);
             }
@@ -276,6 +294,46 @@ pub async fn enroll_if_needed(
             }
         }
     }
+}
+
+/// One `Enroll` call; a refused token is an error starting with `fatal: `.
+async fn enroll_once(config: &AgentConfig, token: &str) -> Result<v1::EnrollResponse, String> {
+    let channel = connect(&config.control_plane, config.fingerprint.as_deref()).await?;
+    client(channel)
+        .enroll(v1::EnrollRequest {
+            join_token: token.to_owned(),
+            hostname: hostname(),
+            agent_version: VERSION.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| match s.code() {
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                format!("fatal: {}", s.message())
+            }
+            _ => format!("enroll: {}", s.message()),
+        })
+}
+
+/// Keep what enrollment handed out: the identity, then the release signing key (in that
+/// order: a crash between leaves a working identity that refuses updates, never a key beside
+/// a credential the control plane no longer accepts).
+fn save_enrollment(state: &StateDir, resp: v1::EnrollResponse) -> Result<state::Identity, String> {
+    let id = state::Identity {
+        server_id: resp.server_id,
+        credential: resp.credential,
+    };
+    state.save_identity(&id)?;
+    if resp.release_public_key.len() == 32 {
+        state.save_release_key(&resp.release_public_key)?;
+    } else {
+        warn!(
+            bytes = resp.release_public_key.len(),
+            "The control plane handed out no Ed25519 release signing key; this agent will refuse \
+             every update."
+        );
+    }
+    Ok(id)
 }
 
 fn hostname() -> String {
@@ -365,6 +423,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Stop {
         None => Arc::new(clank_engine::RouteTable::new(Duration::from_secs(2))),
     };
     let binary_sha256 = update::own_sha256().unwrap_or_default();
+    let release_key = match state.release_key() {
+        Ok(k) => k,
+        Err(e) => return Stop::Fatal(exit::CONFIG, e),
+    };
     let shared = Arc::new(Shared {
         state: state.clone(),
         server_id: identity.server_id.clone(),
@@ -380,6 +442,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Stop {
         stop: shutdown.clone(),
         restart: StdMutex::new(None),
         refused_updates: StdMutex::new(std::collections::HashSet::new()),
+        release_key,
         config,
     });
     if let Ok(Some(version)) = state.pending_update() {

@@ -1,6 +1,7 @@
 //! What the agent keeps on its server's disk, in its state directory: its identity (server
-//! id + credential, owner-only), the highest lease epoch it has seen (fencing), and the
-//! marker of a self-update that has not proven itself yet.
+//! id + credential, owner-only), the control plane's release signing key learned at
+//! enrollment, the highest lease epoch it has seen (fencing), and the marker of a self-update
+//! that has not proven itself yet.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -89,6 +90,29 @@ impl StateDir {
         )
     }
 
+    /// The control plane's release signing key (Ed25519, 32 bytes) learned at enrollment;
+    /// `None` for an agent enrolled before releases were signed.
+    pub fn release_key(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(text) = self.read("release-key")? else {
+            return Ok(None);
+        };
+        text.trim()
+            .strip_prefix("ed25519:")
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|k| k.len() == 32)
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is malformed; remove it and enroll again with a new join token",
+                    self.file("release-key").display()
+                )
+            })
+    }
+
+    pub fn save_release_key(&self, key: &[u8]) -> Result<(), String> {
+        self.write("release-key", &format!("ed25519:{}\n", hex::encode(key)))
+    }
+
     /// The pinned fingerprint of the control plane's certificate, if one was given.
     pub fn fingerprint(&self) -> Result<Option<String>, String> {
         Ok(self.read("fingerprint")?.map(|s| s.trim().to_owned()))
@@ -152,5 +176,22 @@ mod tests {
             0,
             "the credential is readable by its owner only"
         );
+    }
+
+    #[test]
+    fn the_release_key_persists_owner_only_and_a_malformed_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::open(dir.path()).unwrap();
+        assert_eq!(s.release_key().unwrap(), None, "enrolled before signing");
+        s.save_release_key(&[7; 32]).unwrap();
+        assert_eq!(s.release_key().unwrap(), Some(vec![7; 32]));
+        let mode = std::fs::metadata(dir.path().join("release-key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0);
+        std::fs::write(dir.path().join("release-key"), "ed25519:abcd\n").unwrap();
+        let err = s.release_key().unwrap_err();
+        assert!(err.contains("enroll again"), "{err}");
     }
 }

@@ -1,5 +1,8 @@
-//! Self-update: the control plane offers a binary with its SHA-256. The agent downloads it
-//! next to its own executable, verifies the checksum, runs it once with `--check` (it must
+//! Self-update: the control plane offers a binary with its SHA-256, size and version, signed
+//! (Ed25519) by the release key the agent learned at enrollment. The agent verifies that
+//! signature before downloading anything — a checksum from the session alone proves nothing
+//! about who built the binary — then downloads it next to its own executable, verifies the
+//! checksum against the signed one, runs it once with `--check` (it must
 //! reach the control plane with this server's identity), then keeps the running binary as
 //! `<exe>.prev`, renames the new one over `<exe>` (atomic on one filesystem), and restarts
 //! into it. The new process confirms the update on its first lease; if it cannot connect
@@ -20,6 +23,35 @@ use crate::{Shared, lock};
 const MAX_BINARY: u64 = 512 * 1024 * 1024;
 /// How long the `--check` run of a new binary may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Check `offer` against the release key learned at enrollment (`None`: enrolled before
+/// releases were signed). `Err` says why it is refused; nothing is downloaded then.
+pub fn verify_offer(key: Option<&[u8]>, offer: &v1::UpdateOffer) -> Result<(), String> {
+    use ring::signature::{ED25519, UnparsedPublicKey};
+    let key = key.ok_or_else(|| {
+        "this agent has no release signing key (it enrolled before agent releases were \
+         signed), so it installs no update; re-enroll it: `clank server join-token <name>`, \
+         then restart the agent once with `--join-token <token>`"
+            .to_owned()
+    })?;
+    let message = clank_proto::release_message(&offer.version, &offer.sha256, offer.size)
+        .map_err(|e| format!("malformed offer: {e}"))?;
+    if offer.signature.is_empty() {
+        return Err(
+            "the offer is not signed; only releases signed by the key learned at \
+                    enrollment are installed"
+                .into(),
+        );
+    }
+    UnparsedPublicKey::new(&ED25519, key)
+        .verify(&message, &offer.signature)
+        .map_err(|_| {
+            "bad signature: the offer's version, checksum and size are not signed by the \
+             release key learned at enrollment (altered, or signed by another key); not \
+             downloaded"
+                .to_owned()
+        })
+}
 
 /// SHA-256 (hex) of the running executable.
 pub fn own_sha256() -> Result<String, String> {
@@ -79,6 +111,7 @@ pub(crate) fn start(shared: Arc<Shared>, offer: v1::UpdateOffer) {
 }
 
 async fn install(shared: &Shared, offer: &v1::UpdateOffer) -> Result<PathBuf, String> {
+    verify_offer(shared.release_key.as_deref(), offer)?;
     if offer.size > MAX_BINARY {
         return Err(format!(
             "the offered binary is {} bytes; the limit is {MAX_BINARY}",
@@ -160,6 +193,12 @@ async fn download(shared: &Shared, offer: &v1::UpdateOffer, to: &Path) -> Result
         file.write_all(&chunk.data)
             .map_err(|e| format!("write {}: {e}", to.display()))?;
     }
+    if size != offer.size {
+        return Err(format!(
+            "size mismatch: offered {} bytes, downloaded {size}; not installed",
+            offer.size
+        ));
+    }
     file.sync_all()
         .map_err(|e| format!("sync {}: {e}", to.display()))?;
     let got = hex::encode(hasher.finalize());
@@ -235,5 +274,105 @@ pub async fn check(control_plane: &str, state: &crate::StateDir) -> Result<(), S
             body: Some(v1::control_message::Body::Lease(_)),
         }))) => Ok(()),
         other => Err(format!("no lease: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    use super::*;
+
+    fn keypair() -> Ed25519KeyPair {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    fn signed(pair: &Ed25519KeyPair, version: &str, sha256: &str, size: u64) -> v1::UpdateOffer {
+        let message = clank_proto::release_message(version, sha256, size).unwrap();
+        v1::UpdateOffer {
+            version: version.into(),
+            sha256: sha256.into(),
+            size,
+            signature: pair.sign(&message).as_ref().to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_offer_signed_by_the_enrolled_key_verifies() {
+        let pair = keypair();
+        let offer = signed(&pair, "1.2.0", &"ab".repeat(32), 1000);
+        assert_eq!(
+            verify_offer(Some(pair.public_key().as_ref()), &offer),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_offer_altered_after_signing_is_refused() {
+        let pair = keypair();
+        let key = pair.public_key().as_ref().to_vec();
+        let good = signed(&pair, "1.2.0", &"ab".repeat(32), 1000);
+        let altered = [
+            v1::UpdateOffer {
+                version: "1.2.1".into(),
+                ..good.clone()
+            },
+            v1::UpdateOffer {
+                sha256: "cd".repeat(32),
+                ..good.clone()
+            },
+            v1::UpdateOffer {
+                size: 1001,
+                ..good.clone()
+            },
+        ];
+        for offer in altered {
+            let err = verify_offer(Some(&key), &offer).unwrap_err();
+            assert!(err.starts_with("bad signature"), "{offer:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_offer_signed_by_another_key_or_unsigned_is_refused() {
+        let enrolled = keypair();
+        let key = enrolled.public_key().as_ref().to_vec();
+        let other = signed(&keypair(), "1.2.0", &"ab".repeat(32), 1000);
+        assert!(
+            verify_offer(Some(&key), &other)
+                .unwrap_err()
+                .starts_with("bad signature")
+        );
+        let unsigned = v1::UpdateOffer {
+            signature: Vec::new(),
+            ..other
+        };
+        assert!(
+            verify_offer(Some(&key), &unsigned)
+                .unwrap_err()
+                .contains("not signed")
+        );
+    }
+
+    #[test]
+    fn an_agent_without_a_release_key_refuses_and_says_to_re_enroll() {
+        let pair = keypair();
+        let offer = signed(&pair, "1.2.0", &"ab".repeat(32), 1000);
+        let err = verify_offer(None, &offer).unwrap_err();
+        assert!(err.contains("re-enroll"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_offer_is_refused_before_any_signature_check() {
+        let pair = keypair();
+        let key = pair.public_key().as_ref().to_vec();
+        let mut offer = signed(&pair, "1.2.0", &"ab".repeat(32), 1000);
+        offer.sha256 = "AB".repeat(32);
+        assert!(
+            verify_offer(Some(&key), &offer)
+                .unwrap_err()
+                .starts_with("malformed offer")
+        );
     }
 }

@@ -1010,6 +1010,19 @@ async fn self_update_swaps_the_binary_and_refuses_a_broken_one() {
         .wait_server(&owner, "upd", "connected", |v| v["connected"] == true)
         .await;
     let original = v["agent_binary_sha256"].as_str().unwrap().to_owned();
+    // Enrollment handed out the release signing key, kept owner-only beside the identity:
+    // the releases below are installed because they are signed by it.
+    let key_file = agent.dir.path().join("state/release-key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(
+        key.starts_with("ed25519:") && key.trim().len() == "ed25519:".len() + 64,
+        "{key}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0);
+    }
 
     let put = |binary: Vec<u8>, version: &str| {
         cp.http

@@ -117,21 +117,7 @@ impl Client {
             return serde_json::from_value(body)
                 .map_err(|e| CliError::new(format!("unexpected answer: {e}"), 1));
         }
-        let message = body["message"].as_str().unwrap_or("request failed");
-        let field = body["field"]
-            .as_str()
-            .map(|f| format!(" (field `{f}`)"))
-            .unwrap_or_default();
-        let code = match status.as_u16() {
-            400 | 413 | 422 => 2,
-            401 | 403 => 3,
-            404 => 4,
-            _ => 1,
-        };
-        Err(CliError::new(
-            format!("{message}{field} [{}]", status.as_u16()),
-            code,
-        ))
+        Err(refusal(status, &body))
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
@@ -191,14 +177,7 @@ impl Client {
         if !resp.status().is_success() {
             let status = resp.status();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
-            return Err(CliError::new(
-                format!(
-                    "{} [{}]",
-                    body["message"].as_str().unwrap_or("request failed"),
-                    status.as_u16()
-                ),
-                1,
-            ));
+            return Err(refusal(status, &body));
         }
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();
@@ -226,4 +205,21 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The daemon's error answer as a CLI error: its message and field, the exit code by class
+/// (2 bad input, 3 auth, 4 not found, 1 anything else).
+fn refusal(status: reqwest::StatusCode, body: &Value) -> CliError {
+    let message = body["message"].as_str().unwrap_or("request failed");
+    let field = body["field"]
+        .as_str()
+        .map(|f| format!(" (field `{f}`)"))
+        .unwrap_or_default();
+    let code = match status.as_u16() {
+        400 | 413 | 422 => 2,
+        401 | 403 => 3,
+        404 => 4,
+        _ => 1,
+    };
+    CliError::new(format!("{message}{field} [{}]", status.as_u16()), code)
 }

@@ -81,7 +81,20 @@ enum Command {
     Status { address: String },
     /// The deploy log of a deployment.
     Log { address: String, number: u64 },
-    /// The running service's own output (stdout and stderr).
+    /// A git service's builds, newest first; with a number, that build and its log.
+    Builds {
+        address: String,
+        /// Show build v<NUMBER> with its log.
+        number: Option<u64>,
+        /// At most this many builds (1..=500).
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        /// Only builds numbered below this (the last number of the previous page).
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// The running service's own output (stdout and stderr): every workload of the ACTIVE
+    /// deployment, each line prefixed `[process.replica]`, unless --process/--replica pick.
     Logs {
         address: String,
         /// Keep streaming new lines.
@@ -90,13 +103,28 @@ enum Command {
         /// Only the last N lines of history.
         #[arg(long, default_value_t = 100)]
         tail: usize,
+        /// Only this process type (`web`, `worker`, ...).
+        #[arg(long, short)]
+        process: Option<String>,
+        /// Only this replica (from 0).
+        #[arg(long, short)]
+        replica: Option<u32>,
     },
     /// Run a command in the running service: `clank exec shop/web -- ls /data`.
     Exec {
         address: String,
+        /// The process type to run it in (default `web`).
+        #[arg(long, short)]
+        process: Option<String>,
+        /// The replica to run it in (default 0).
+        #[arg(long, short)]
+        replica: Option<u32>,
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
+    /// Git-push webhooks: where a forge delivers, and the secret it signs with.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -148,20 +176,90 @@ enum ServiceCmd {
     List {
         environment: String,
     },
-    /// Create a service from a container image.
-    Create {
-        address: String,
-        #[arg(long)]
-        image: String,
-        #[arg(long)]
-        port: Option<u16>,
-        /// Health check path; "" for a TCP check.
-        #[arg(long)]
-        health_path: Option<String>,
-    },
+    /// Create a service from a container image (`--image`) or a git repository (`--repo`,
+    /// built on each deploy).
+    Create(Box<CreateService>),
+    /// Change how an existing service is reached: port, health path, endpoint, processes.
+    /// Takes effect at the next deploy.
+    Update(Box<UpdateService>),
     Show {
         address: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct UpdateService {
+    address: String,
+    /// The port the app listens on.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Health check path; "" for a TCP check.
+    #[arg(long)]
+    health_path: Option<String>,
+    /// Serve these public domains with TLS (repeatable): replaces the endpoint with a
+    /// `public_direct` one.
+    #[arg(long = "domain", conflicts_with_all = ["lan_domains", "no_endpoint"])]
+    domains: Vec<String>,
+    /// Serve these hostnames over plain HTTP on the LAN listener (repeatable): a `lan_only`
+    /// endpoint.
+    #[arg(long = "lan-domain", conflicts_with = "no_endpoint")]
+    lan_domains: Vec<String>,
+    /// Remove the endpoint (the proxy stops routing to the service at its next deploy).
+    #[arg(long)]
+    no_endpoint: bool,
+    /// A process type and its replica count, `worker=2` (repeatable): replaces the list.
+    #[arg(long = "process", value_name = "NAME[=REPLICAS]")]
+    processes: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct CreateService {
+    address: String,
+    #[arg(long, required_unless_present = "repo", conflicts_with = "repo")]
+    image: Option<String>,
+    /// The repository to clone and build (https://, ssh://, git@host:path).
+    #[arg(long)]
+    repo: Option<String>,
+    /// The branch to build (and whose pushes deploy).
+    #[arg(long, default_value = "main", requires = "repo")]
+    branch: String,
+    /// Path of a Dockerfile in the repository (default: the repository's `Dockerfile`,
+    /// else one generated for the detected framework).
+    #[arg(long, requires = "repo")]
+    dockerfile: Option<String>,
+    /// Build context inside the repository (default: its root).
+    #[arg(long, requires = "repo")]
+    context: Option<String>,
+    /// Config secret holding an access token for a private repository.
+    #[arg(long, requires = "repo")]
+    credentials_secret: Option<String>,
+    /// Do not deploy on pushes to the branch (webhooks).
+    #[arg(long, requires = "repo")]
+    no_auto_deploy: bool,
+    /// Seconds a build may take.
+    #[arg(long, requires = "repo")]
+    build_timeout: Option<u32>,
+    /// The port the app listens on.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Health check path; "" for a TCP check.
+    #[arg(long)]
+    health_path: Option<String>,
+    /// A public domain the proxy serves with TLS (repeatable): a `public_direct` endpoint.
+    #[arg(long = "domain")]
+    domains: Vec<String>,
+    /// A process type and its replica count, `worker=2` (repeatable; `web=1` unless given).
+    #[arg(long = "process", value_name = "NAME[=REPLICAS]")]
+    processes: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCmd {
+    /// The URLs to give the forge for a git service, its branch, and (Owner, Admin) the secret.
+    Show { address: String },
+    /// Create or rotate the workspace's webhook secret (Owner, Admin); the old one stops
+    /// verifying at once.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,6 +405,10 @@ impl App {
     async fn follow(&self, service_path: &str, number: u64) -> Result<bool, CliError> {
         let mut last = String::new();
         let json = self.json;
+        // A transition can arrive both in the first status's history and as an event (the
+        // daemon subscribes before it reads the status); a status never repeats one, so each
+        // (from, to) is printed once.
+        let mut printed = std::collections::HashSet::<(String, String)>::new();
         self.client
             .sse(
                 &format!("{service_path}/deployments/{number}/events"),
@@ -325,7 +427,8 @@ impl App {
                                         .as_str()
                                         .map(|r| format!(": {r}"))
                                         .unwrap_or_default();
-                                    if !json {
+                                    let first = printed.insert((from.to_owned(), to.to_owned()));
+                                    if !json && first {
                                         println!("#{number} {from} → {to}{reason}");
                                     }
                                 }
@@ -341,7 +444,8 @@ impl App {
                                 .as_str()
                                 .map(|r| format!(": {r}"))
                                 .unwrap_or_default();
-                            if !json {
+                            let first = printed.insert((from.to_owned(), to.to_owned()));
+                            if !json && first {
                                 println!("#{number} {from} → {to}{reason}");
                             }
                             last = to.to_owned();
@@ -376,12 +480,91 @@ impl App {
 }
 
 fn deployment_line(d: &Value) -> String {
+    let build = match d["build"]["number"].as_u64() {
+        Some(n) => format!(
+            "build v{n} {}",
+            short_sha(d["build"]["commit_sha"].as_str().unwrap_or(""))
+        ),
+        None => String::new(),
+    };
     format!(
-        "#{:<4} {:<16} {}",
+        "#{:<4} {:<16} {:<20} {}",
         d["number"],
         d["status"].as_str().unwrap_or("?"),
+        build,
         d["reason"].as_str().unwrap_or("")
     )
+}
+
+fn short_sha(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+/// What started a build or deployment, in a word or two.
+fn trigger_text(t: &Value) -> String {
+    match t["kind"].as_str() {
+        Some("manual") => "manual".to_owned(),
+        Some("auto_deploy") => "push".to_owned(),
+        Some("rollback_of") => format!("rollback of #{}", t["number"]),
+        Some("promotion_from") => "promotion".to_owned(),
+        _ => "?".to_owned(),
+    }
+}
+
+/// One build as a line: number, status, commit, branch, trigger, deployment, duration.
+fn build_line(b: &Value) -> String {
+    format!(
+        "v{:<4} {:<10} {:<12} {:<16} {:<14} {:<6} {}",
+        b["number"],
+        b["status"].as_str().unwrap_or("?"),
+        short_sha(b["commit_sha"].as_str().unwrap_or("-")),
+        b["branch"].as_str().unwrap_or(""),
+        trigger_text(&b["trigger"]),
+        b["deployment"]
+            .as_u64()
+            .map(|n| format!("#{n}"))
+            .unwrap_or_else(|| "-".into()),
+        b["duration_s"]
+            .as_f64()
+            .map(|s| format!("{s:.1} s"))
+            .unwrap_or_else(|| "running".into()),
+    )
+}
+
+/// `[web.0] line` when several workloads may speak; the line alone for one chosen workload.
+fn log_line(data: &Value, prefixed: bool) -> String {
+    let line = data["line"].as_str().unwrap_or_default();
+    if prefixed {
+        format!(
+            "[{}.{}] {line}",
+            data["process"].as_str().unwrap_or("?"),
+            data["replica"]
+        )
+    } else {
+        line.to_owned()
+    }
+}
+
+/// A service's processes from `NAME[=REPLICAS]` flags; `web=1` unless `web` is among them.
+fn processes_arg(flags: &[String]) -> Result<Option<Value>, CliError> {
+    if flags.is_empty() {
+        return Ok(None);
+    }
+    let mut map = serde_json::Map::new();
+    map.insert("web".into(), json!({ "replicas": 1 }));
+    for f in flags {
+        let (name, replicas) = match f.split_once('=') {
+            Some((n, r)) => (
+                n,
+                r.parse::<u32>().map_err(|_| {
+                    CliError::new(format!("--process `{f}`: replicas must be a number"), 2)
+                })?,
+            ),
+            None => (f.as_str(), 1),
+        };
+        map.insert(name.to_owned(), json!({ "replicas": replicas }));
+    }
+    Ok(Some(Value::Object(map)))
 }
 
 /// One audit event as a line: when, who, what, on what, how it ended.
@@ -588,12 +771,22 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     })
                 });
             }
-            ServiceCmd::Create {
-                address,
-                image,
-                port,
-                health_path,
-            } => {
+            ServiceCmd::Create(create) => {
+                let CreateService {
+                    address,
+                    image,
+                    repo,
+                    branch,
+                    dockerfile,
+                    context,
+                    credentials_secret,
+                    no_auto_deploy,
+                    build_timeout,
+                    port,
+                    health_path,
+                    domains,
+                    processes,
+                } = *create;
                 let a = app.service(&address)?;
                 let [w, p, e, s] = a.segments();
                 let mut settings = serde_json::Map::new();
@@ -603,7 +796,33 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 if let Some(h) = health_path {
                     settings.insert("health_check_path".into(), json!(h));
                 }
-                let body = json!({ "slug": s, "source": { "type": "docker_image", "image": image }, "settings": settings });
+                if no_auto_deploy {
+                    settings.insert("auto_deploy".into(), json!(false));
+                }
+                if let Some(t) = build_timeout {
+                    settings.insert("build_timeout_s".into(), json!(t));
+                }
+                let source = match (&image, &repo) {
+                    (_, Some(repo)) => json!({
+                        "type": "git",
+                        "repo_url": repo,
+                        "branch": branch,
+                        "dockerfile_path": dockerfile,
+                        "build_context": context,
+                        "credentials_secret": credentials_secret,
+                    }),
+                    (Some(image), None) => json!({ "type": "docker_image", "image": image }),
+                    (None, None) => {
+                        return Err(CliError::new("give --image or --repo", 2));
+                    }
+                };
+                let mut body = json!({ "slug": s, "source": source, "settings": settings });
+                if !domains.is_empty() {
+                    body["endpoint"] = json!({ "mode": "public_direct", "domains": domains });
+                }
+                if let Some(processes) = processes_arg(&processes)? {
+                    body["processes"] = processes;
+                }
                 let v: Value = app
                     .client
                     .post(
@@ -611,7 +830,85 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         &body,
                     )
                     .await?;
-                app.show(&v, |_| format!("service `{a}` created"));
+                app.show(&v, |v| match &repo {
+                    Some(repo) => format!(
+                        "git service `{a}` created: builds {repo} at `{}` on each deploy{}",
+                        v["source"]["branch"].as_str().unwrap_or(&branch),
+                        if no_auto_deploy {
+                            String::new()
+                        } else {
+                            format!(
+                                "; pushes deploy it once a forge's webhook points here (`clank webhook show {address}`)"
+                            )
+                        }
+                    ),
+                    None => format!("service `{a}` created"),
+                });
+            }
+            ServiceCmd::Update(update) => {
+                let UpdateService {
+                    address,
+                    port,
+                    health_path,
+                    domains,
+                    lan_domains,
+                    no_endpoint,
+                    processes,
+                } = *update;
+                let path = app.service_path(&address)?;
+                let mut body = serde_json::Map::new();
+                if port.is_some() || health_path.is_some() {
+                    // Settings are replaced whole: start from the service's own.
+                    let current: Value = app.client.get(&path).await?;
+                    let mut settings = current["settings"].clone();
+                    if let Some(port) = port {
+                        settings["port"] = json!(port);
+                    }
+                    if let Some(h) = health_path {
+                        settings["health_check_path"] = json!(h);
+                    }
+                    body.insert("settings".into(), settings);
+                }
+                if no_endpoint {
+                    body.insert("endpoint".into(), Value::Null);
+                } else if !domains.is_empty() {
+                    body.insert(
+                        "endpoint".into(),
+                        json!({ "mode": "public_direct", "domains": domains }),
+                    );
+                } else if !lan_domains.is_empty() {
+                    body.insert(
+                        "endpoint".into(),
+                        json!({ "mode": "lan_only", "domains": lan_domains }),
+                    );
+                }
+                if let Some(processes) = processes_arg(&processes)? {
+                    body.insert("processes".into(), processes);
+                }
+                if body.is_empty() {
+                    return Err(CliError::new(
+                        "nothing to change: give --port, --health-path, --domain, --lan-domain, \
+                         --no-endpoint or --process",
+                        2,
+                    ));
+                }
+                let v: Value = app.client.patch(&path, &Value::Object(body)).await?;
+                app.show(&v, |v| {
+                    let endpoint = match v["endpoint"]["domains"].as_array() {
+                        Some(d) => d
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        None => "none".into(),
+                    };
+                    format!(
+                        "service `{address}` updated (port {}, health `{}`, domains: {endpoint}); \
+                         it takes effect at the next deploy",
+                        v["settings"]["port"],
+                        v["settings"]["health_check_path"].as_str().unwrap_or("")
+                    )
+                });
             }
             ServiceCmd::Show { address } => {
                 let v: Value = app.client.get(&app.service_path(&address)?).await?;
@@ -770,32 +1067,89 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 lines(v, |l| l["message"].as_str().unwrap_or("").to_owned())
             });
         }
+        Command::Builds {
+            address,
+            number,
+            limit,
+            before,
+        } => {
+            let path = app.service_path(&address)?;
+            match number {
+                Some(n) => {
+                    let v: Value = app.client.get(&format!("{path}/builds/{n}")).await?;
+                    app.show(&v, |b| {
+                        let mut out = build_line(b);
+                        if let Some(f) = b["failure"].as_str() {
+                            out.push_str(&format!("\nfailure: {f}"));
+                        }
+                        if b["log"]["truncated"].as_bool() == Some(true) {
+                            out.push_str("\n(earlier log lines left out)");
+                        }
+                        for l in b["log"]["lines"].as_array().into_iter().flatten() {
+                            out.push('\n');
+                            out.push_str(l.as_str().unwrap_or_default());
+                        }
+                        out
+                    });
+                }
+                None => {
+                    let mut q = format!("{path}/builds?limit={limit}");
+                    if let Some(b) = before {
+                        q.push_str(&format!("&before={b}"));
+                    }
+                    let v: Value = app.client.get(&q).await?;
+                    app.show(&v, |v| {
+                        if v.as_array().is_some_and(Vec::is_empty) {
+                            "no builds".to_owned()
+                        } else {
+                            lines(v, build_line)
+                        }
+                    });
+                }
+            }
+        }
         Command::Logs {
             address,
             follow,
             tail,
+            process,
+            replica,
         } => {
             let path = app.service_path(&address)?;
             let json = app.json;
+            let mut query = format!("{path}/logs?follow={follow}&tail={tail}");
+            if let Some(p) = &process {
+                query.push_str(&format!("&process={}", url_escape(p)));
+            }
+            if let Some(r) = replica {
+                query.push_str(&format!("&replica={r}"));
+            }
+            // One chosen workload speaks alone; otherwise each line says whose it is.
+            let prefixed = process.is_none() || replica.is_none();
             app.client
-                .sse(
-                    &format!("{path}/logs?follow={follow}&tail={tail}"),
-                    |name, data| {
-                        #[allow(clippy::print_stdout)]
-                        if json {
-                            println!("{}", json!({ "event": name, "data": data }));
-                        } else if name == "line" {
-                            println!("{}", data["line"].as_str().unwrap_or_default());
-                        }
-                    },
-                )
+                .sse(&query, |name, data| {
+                    #[allow(clippy::print_stdout)]
+                    if json {
+                        println!("{}", json!({ "event": name, "data": data }));
+                    } else if name == "line" {
+                        println!("{}", log_line(&data, prefixed));
+                    }
+                })
                 .await?;
         }
-        Command::Exec { address, command } => {
+        Command::Exec {
+            address,
+            process,
+            replica,
+            command,
+        } => {
             let path = app.service_path(&address)?;
             let v: Value = app
                 .client
-                .post(&format!("{path}/exec"), &json!({ "command": command }))
+                .post(
+                    &format!("{path}/exec"),
+                    &json!({ "command": command, "process": process, "replica": replica }),
+                )
                 .await?;
             if app.json {
                 app.show(&v, |_| String::new());
@@ -811,6 +1165,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 u8::try_from(code.clamp(0, 255)).unwrap_or(1),
             ));
         }
+        Command::Webhook(cmd) => webhook(&app, &url, cmd).await?,
         Command::Token(cmd) => tokens(&app, cmd).await?,
         Command::Member(cmd) => members(&app, cmd).await?,
         Command::Server(cmd) => server(&app, cmd).await?,
@@ -834,6 +1189,65 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn webhook(app: &App, url: &str, cmd: WebhookCmd) -> Result<(), CliError> {
+    let base = url.trim_end_matches('/');
+    match cmd {
+        WebhookCmd::Show { address } => {
+            let mut v: Value = app
+                .client
+                .get(&format!("{}/webhook", app.service_path(&address)?))
+                .await?;
+            // Full URLs: the daemon knows its paths, the client the address it reaches it at.
+            if let Some(endpoints) = v["endpoints"].as_object_mut() {
+                for path in endpoints.values_mut() {
+                    *path = json!(format!("{base}{}", path.as_str().unwrap_or_default()));
+                }
+            }
+            app.show(&v, |w| {
+                let mut out = format!(
+                    "pushes to `{}` of {} deploy `{address}`{}\n",
+                    w["branch"].as_str().unwrap_or("?"),
+                    w["repo_url"].as_str().unwrap_or("?"),
+                    if w["auto_deploy"].as_bool() == Some(false) {
+                        " (auto_deploy is off: pushes are ignored)"
+                    } else {
+                        ""
+                    }
+                );
+                for forge in ["github", "gitlab", "gitea"] {
+                    out.push_str(&format!(
+                        "{forge:<7} {}\n",
+                        w["endpoints"][forge].as_str().unwrap_or("")
+                    ));
+                }
+                out.push_str(
+                    &match (w["secret"].as_str(), w["secret_visible"].as_bool()) {
+                        (Some(secret), _) => format!("secret  {secret}"),
+                        (None, Some(true)) => {
+                            "secret  none yet: create one with `clank webhook rotate`".to_owned()
+                        }
+                        _ => "secret  (only Owners and Admins may see it)".to_owned(),
+                    },
+                );
+                out
+            });
+        }
+        WebhookCmd::Rotate => {
+            let v: Value = app
+                .client
+                .post(&format!("{}/webhook-secret", app.ws_path()), &json!({}))
+                .await?;
+            app.show(&v, |v| {
+                format!(
+                    "new webhook secret (the old one no longer verifies):\n{}",
+                    v["secret"].as_str().unwrap_or("")
+                )
+            });
+        }
+    }
+    Ok(())
 }
 
 fn token_line(t: &Value) -> String {

@@ -28,6 +28,11 @@ pub struct BuildRequest {
     /// The tag to give the image, e.g. `clank/shop-web:v3`.
     pub tag: ImageRef,
     pub build_args: BTreeMap<String, String>,
+    /// Generated static-site images: the directory to serve (`ServiceSettings::publish_dir`).
+    pub publish_dir: Option<String>,
+    /// Generated static-site images: `index.html` for unknown paths
+    /// (`ServiceSettings::spa_fallback`; `None`: the framework's default).
+    pub spa_fallback: Option<bool>,
     /// Credentials for a private repository (a token), never logged.
     pub credentials: Option<SecretString>,
     pub timeout: Duration,

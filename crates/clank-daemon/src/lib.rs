@@ -5,8 +5,11 @@
 //! loopback port.
 
 pub mod api;
+mod builder;
 mod connections;
 mod proxy;
+
+pub use builder::{BuilderConfig, RepositoryRules};
 
 pub use proxy::{
     DEFAULT_PROXY_LISTEN, PID_FILE, PROXY_DIR, ProxyListeners, ProxyMode, ROUTES_FILE,
@@ -65,6 +68,15 @@ pub struct DaemonConfig {
     /// tenant must not make the build server read its disk or probe the LAN.
     #[serde(default)]
     pub allow_local_repositories: bool,
+    /// What every git build on this server uses: base images per framework, a registry
+    /// prefix, build args, concurrent builds, allowed repository schemes and hosts
+    /// (`CLANK_BUILD_*`; see [`BuilderConfig`]).
+    #[serde(default)]
+    pub builder: BuilderConfig,
+    /// Native runtime: where workloads' working directories and volumes live, outside the
+    /// data directory (`CLANK_WORKLOAD_ROOT`; default `<data_dir>-workloads`, beside it).
+    #[serde(default)]
+    pub workload_root: Option<PathBuf>,
 }
 
 impl Default for DaemonConfig {
@@ -78,6 +90,8 @@ impl Default for DaemonConfig {
             agent_listen: None,
             agent_tls: true,
             allow_local_repositories: false,
+            builder: BuilderConfig::default(),
+            workload_root: None,
         }
     }
 }
@@ -297,6 +311,9 @@ impl DaemonConfig {
         if let Ok(v) = std::env::var("CLANK_RUNTIME") {
             config.runtime = v;
         }
+        if let Ok(v) = std::env::var("CLANK_WORKLOAD_ROOT") {
+            config.workload_root = Some(PathBuf::from(v));
+        }
         if let Ok(v) = std::env::var("CLANK_AGENT_LISTEN") {
             config.agent_listen = if v.trim().eq_ignore_ascii_case("off") {
                 None
@@ -340,6 +357,12 @@ impl DaemonConfig {
             };
         }
         config.apply_proxy_env(|name| std::env::var(name).ok())?;
+        config
+            .builder
+            .apply_env(std::env::vars_os().filter_map(|(k, v)| {
+                Some((k.into_string().ok()?, v.to_string_lossy().into_owned()))
+            }))?;
+        config.builder.validate()?;
         config.runtime_choice()?;
         Ok(())
     }
@@ -426,9 +449,12 @@ pub async fn serve_with_proxy(
     limits.validate()?;
     let mut options = EmbeddedOptions::new(&config.data_dir);
     options.runtime = config.runtime_choice()?;
-    options.repositories = clank_core::validate::RepositoryPolicy {
-        allow_local: config.allow_local_repositories,
-    };
+    options.workload_root = config.workload_root.clone();
+    config.builder.validate()?;
+    options.repositories = config
+        .builder
+        .repository_policy(config.allow_local_repositories);
+    options.builder = config.builder.build_settings();
     let proxy = proxy::RunningProxy::start(&config, proxy_listeners).await?;
     options.proxy = proxy.as_ref().map(proxy::RunningProxy::as_proxy);
     let mut agent_tls = None;
@@ -583,6 +609,42 @@ mod tests {
             .apply_proxy_env(env(&[("CLANK_PROXY_LISTEN", "localhost")]))
             .unwrap_err();
         assert!(err.to_string().contains("CLANK_PROXY_LISTEN"), "{err}");
+    }
+
+    /// The README's environment-only ACME setup reaches the proxy's config (which the proxy
+    /// process is started with), the check interval included.
+    #[test]
+    fn proxy_env_carries_every_acme_variable_into_the_proxy_config() {
+        let mut c = DaemonConfig::default();
+        c.apply_proxy_env(env(&[
+            ("CLANK_PROXY_ACME_DIRECTORY_URL", "https://ca.example/dir"),
+            ("CLANK_PROXY_ACME_STATE_DIR", "/var/lib/clank/acme"),
+            ("CLANK_PROXY_ACME_CONTACT", "mailto:ops@example.com"),
+            ("CLANK_PROXY_ACME_SERVER_ROOT", "/etc/ca.pem"),
+            ("CLANK_PROXY_ACME_CHALLENGE", "tls-alpn-01"),
+            ("CLANK_PROXY_ACME_CHECK_INTERVAL_MS", "5000"),
+        ]))
+        .unwrap();
+        let acme = c.proxy.unwrap().acme.unwrap();
+        assert_eq!(acme.directory_url, "https://ca.example/dir");
+        assert_eq!(acme.state_dir, PathBuf::from("/var/lib/clank/acme"));
+        assert_eq!(acme.contact, ["mailto:ops@example.com"]);
+        assert_eq!(acme.server_root, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(acme.challenge, clank_proxy::acme::Challenge::TlsAlpn01);
+        assert_eq!(acme.check_interval, std::time::Duration::from_secs(5));
+
+        let err = DaemonConfig::default()
+            .apply_proxy_env(env(&[
+                ("CLANK_PROXY_ACME_DIRECTORY_URL", "https://ca.example/dir"),
+                ("CLANK_PROXY_ACME_STATE_DIR", "/s"),
+                ("CLANK_PROXY_ACME_CHECK_INTERVAL_MS", "an hour"),
+            ]))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("CLANK_PROXY_ACME_CHECK_INTERVAL_MS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -464,6 +464,9 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
         ),
         (Method::GET, format!("{SVC}/config/resolved"), None, Read),
         (Method::GET, format!("{SVC}/logs?tail=1"), None, Read),
+        (Method::GET, format!("{SVC}/builds?limit=5"), None, Read),
+        (Method::GET, format!("{SVC}/builds/1"), None, Read),
+        (Method::GET, format!("{SVC}/webhook"), None, Read),
         (
             Method::POST,
             format!("{SVC}/exec"),

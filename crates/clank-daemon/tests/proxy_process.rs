@@ -79,23 +79,6 @@ async fn call(
     v
 }
 
-/// Kill the proxy process the daemon started (its pid file), whatever happens to the test.
-struct ProxyReaper(std::path::PathBuf);
-
-impl Drop for ProxyReaper {
-    fn drop(&mut self) {
-        let pid_file = self
-            .0
-            .join(clank_daemon::PROXY_DIR)
-            .join(clank_daemon::PID_FILE);
-        if let Ok(pid) = std::fs::read_to_string(pid_file) {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", pid.trim()])
-                .status();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_through_the_proxy_survives_ten_daemon_sigkills_and_a_graceful_stop() {
     if !testapp::busybox_available() {
@@ -106,8 +89,10 @@ async fn traffic_through_the_proxy_survives_ten_daemon_sigkills_and_a_graceful_s
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    // The test app runs as its workspace's own user (tests run as root): open the way in.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
     let data = dir.path().join("data");
-    let _reaper = ProxyReaper(data.clone());
+    let _reaper = common::ProxyReaper(data.clone());
     let (api, proxy) = (free_port(), free_port());
     let (mut daemon, _) = start(&data, api, proxy).await;
 

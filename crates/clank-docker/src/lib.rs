@@ -24,6 +24,6 @@ mod resources;
 mod runtime;
 mod time;
 
-pub use build::DockerImageBuilder;
+pub use build::{BuildSettings, DockerImageBuilder, FRAMEWORK_BASE_IMAGES};
 pub use naming::{container_name, project_network_name};
 pub use runtime::{DEFAULT_SOCKET, DockerRuntime, SCOPE_LABEL};

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bollard::models::{Network, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{ListNetworksOptions, RemoveVolumeOptions};
@@ -94,6 +95,32 @@ async fn networks_named(rt: &DockerRuntime, name: &str) -> Result<Vec<Network>> 
     Ok(found)
 }
 
+/// How long apart two listings must agree before a creator picks the winner among same-named
+/// networks, and how many listings it makes at most.
+const NETWORK_SETTLE: Duration = Duration::from_millis(50);
+const NETWORK_SETTLE_ROUNDS: usize = 20;
+
+/// The networks named `name` once two listings `NETWORK_SETTLE` apart agree (or after
+/// `NETWORK_SETTLE_ROUNDS`). Engines before API 1.44 let concurrent creates make several
+/// networks of one name; a creator that listed at once could see only its own, keep it, and
+/// leave a duplicate beside the one its racers keep. Listing until the set stops changing
+/// lets every creator see the same set and agree on the same winner (oldest, then lowest id).
+async fn settled_networks_named(rt: &DockerRuntime, name: &str) -> Result<Vec<Network>> {
+    let ids =
+        |found: &[Network]| -> Vec<Option<String>> { found.iter().map(|n| n.id.clone()).collect() };
+    let mut found = networks_named(rt, name).await?;
+    for _ in 0..NETWORK_SETTLE_ROUNDS {
+        tokio::time::sleep(NETWORK_SETTLE).await;
+        let again = networks_named(rt, name).await?;
+        let stable = ids(&again) == ids(&found);
+        found = again;
+        if stable {
+            break;
+        }
+    }
+    Ok(found)
+}
+
 pub(crate) async fn ensure_network(
     rt: &DockerRuntime,
     name: &str,
@@ -130,7 +157,10 @@ pub(crate) async fn ensure_network(
         Err(e) if status_of(&e) == Some(409) => None,
         Err(e) => return Err(engine_error(e, Subject::Network, name)),
     };
-    let all = networks_named(rt, name).await?;
+    let all = match mine {
+        Some(_) => settled_networks_named(rt, name).await?,
+        None => networks_named(rt, name).await?,
+    };
     let Some(winner) = all.first() else {
         return Err(Error::runtime(
             RuntimeFailure::Other,

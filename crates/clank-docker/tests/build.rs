@@ -36,6 +36,8 @@ fn request(url: &str, tag: &str) -> BuildRequest {
         port: Some(8080),
         tag: tag.parse().unwrap(),
         build_args: BTreeMap::new(),
+        publish_dir: None,
+        spa_fallback: None,
         credentials: None,
         timeout: Duration::from_secs(120),
         cpu_limit: 1.0,
@@ -415,7 +417,8 @@ async fn credentials_reach_the_server_as_a_header_and_nothing_else_shows_them() 
     use base64::Engine as _;
     // No engine needed: the clone fails before any build.
     let docker = DockerRuntime::unconnected(clank_docker::DEFAULT_SOCKET).unwrap();
-    let builder = DockerImageBuilder::new(docker.client().clone());
+    // The test server is on loopback: a private host, allowed here.
+    let builder = DockerImageBuilder::new(docker.client().clone()).allow_local_repositories(true);
     let (addr, server) = capture_one_request().await;
     let url = format!("http://{addr}/acme/private.git");
     let mut req = request(&url, &unique_tag("private"));
@@ -442,4 +445,224 @@ async fn credentials_reach_the_server_as_a_header_and_nothing_else_shows_them() 
             .all(|l| !l.contains("tok-over-http") && !l.contains(&expected))
     );
     assert!(err.contains(&format!("could not clone {url}")), "{err}");
+}
+
+/// The tag of the operator's static base image in these tests: the test app's busybox image
+/// under a name no registry has.
+const STATIC_BASE: &str = "clank-build-test/static-base:local";
+
+/// A builder whose static base image is [`STATIC_BASE`] (tagged here), as an operator sets it.
+async fn static_builder(rt: &DockerRuntime) -> DockerImageBuilder {
+    testapp::docker::build_stand_in(rt.client(), STATIC_BASE, &[])
+        .await
+        .unwrap_or_else(|e| panic!("tagging the static base image failed: {e}"));
+    let settings = clank_docker::BuildSettings {
+        base_images: BTreeMap::from([("static".to_owned(), STATIC_BASE.to_owned())]),
+        ..clank_docker::BuildSettings::default()
+    };
+    DockerImageBuilder::new(rt.client().clone())
+        .allow_local_repositories(true)
+        .with_settings(&settings)
+        .unwrap()
+}
+
+/// Run `tag` on a loopback port; the workload is removed with `cleanup_site`.
+async fn serve_image(
+    rt: &DockerRuntime,
+    tag: &str,
+) -> (clank_core::runtime::WorkloadId, std::net::SocketAddr) {
+    use clank_core::id::{DeploymentId, EnvironmentId, ProjectId, WorkspaceId};
+    use clank_core::runtime::{Owner, Runtime};
+    let owner = Owner {
+        workspace: WorkspaceId::new(),
+        project: ProjectId::new(),
+        environment: EnvironmentId::new(),
+        service: ServiceId::new(),
+        deployment: DeploymentId::new(),
+        process: "web".to_owned(),
+        replica: 0,
+    };
+    let id = BuildId::new().to_string();
+    let mut spec = common::app_spec(&clank_testkit::runtime::TestApp {
+        name: format!("clank-site-{}", &id[id.len() - 10..]),
+        owner,
+        env: Vec::new(),
+        command: None,
+        data_volume: None,
+        network: None,
+    });
+    spec.image = Some(tag.parse().unwrap());
+    let status = rt.start(&spec).await.unwrap_or_else(|e| panic!("{e}"));
+    let addr = status.endpoint.expect("a published port");
+    (status.id, addr)
+}
+
+async fn cleanup_site(rt: &DockerRuntime, id: &clank_core::runtime::WorkloadId, tag: &str) {
+    use clank_core::runtime::Runtime;
+    let _ = rt.remove(id).await;
+    remove_image(rt, tag).await;
+}
+
+const SITE_404: &str = "<h1>no such page</h1>\n";
+const SITE_INDEX: &str = "<h1>the site</h1>\n";
+
+fn site_files() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("index.html", SITE_INDEX),
+        ("404.html", SITE_404),
+        ("about.html", "<h1>about</h1>\n"),
+        ("README.md", "# how to edit the site\n"),
+        (".env", "DATABASE_PASSWORD=hunter2\n"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_site_serves_only_the_site_with_its_404_page_on_the_operators_base_image() {
+    let Some((rt, _)) = setup().await else {
+        return;
+    };
+    let builder = static_builder(&rt).await;
+    let repo = TestRepo::new(&site_files());
+    let tag = unique_tag("site");
+    let (out, log) = build(&builder, &request(&repo.url(), &tag)).await;
+    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", log.join("\n")));
+    assert_eq!(out.framework.as_deref(), Some("static"));
+    assert!(
+        out.dockerfile
+            .contains(&format!("ARG STATIC_IMAGE={STATIC_BASE}\n")),
+        "the operator's base image is the one built from: {}",
+        out.dockerfile
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("left out of the image") && l.contains("README.md")),
+        "{log:?}"
+    );
+    let (id, addr) = serve_image(&rt, &tag).await;
+    let checked = async {
+        let index = clank_testkit::http::wait_for_status(addr, "/", 200, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(index.body, SITE_INDEX);
+        let about = clank_testkit::http::get(addr, "/about.html", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(about.status, 200);
+        for path in [
+            "/README.md",
+            "/.env",
+            "/.clank.Dockerfile",
+            "/.dockerignore",
+            "/.clank.httpd.conf",
+            "/no/such/page",
+        ] {
+            let r = clank_testkit::http::get(addr, path, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(r.status, 404, "GET {path}: {}", r.body);
+            assert_eq!(r.body, SITE_404, "GET {path} answers the site's 404.html");
+        }
+    };
+    let outcome =
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checked)).await;
+    cleanup_site(&rt, &id, &tag).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spa_fallback_answers_index_html_for_client_side_routes() {
+    let Some((rt, _)) = setup().await else {
+        return;
+    };
+    let builder = static_builder(&rt).await;
+    let mut files = site_files();
+    files.push(("public/index.html", SITE_INDEX));
+    files.push(("public/assets/app.js", "console.log('app');\n"));
+    files.push(("public/.env", "SECRET=1\n"));
+    let repo = TestRepo::new(&files);
+    let tag = unique_tag("spa");
+    let mut req = request(&repo.url(), &tag);
+    req.publish_dir = Some("public".into());
+    req.spa_fallback = Some(true);
+    let (out, log) = build(&builder, &req).await;
+    out.unwrap_or_else(|e| panic!("{e}\n{}", log.join("\n")));
+    let (id, addr) = serve_image(&rt, &tag).await;
+    let checked = async {
+        clank_testkit::http::wait_for_status(addr, "/", 200, Duration::from_secs(20))
+            .await
+            .unwrap();
+        for path in ["/some/route", "/some/route?tab=2", "/.env", "/README.md"] {
+            let r = clank_testkit::http::get(addr, path, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(
+                (r.status, r.body.as_str()),
+                (200, SITE_INDEX),
+                "GET {path} gets the app"
+            );
+        }
+        let js = clank_testkit::http::get(addr, "/assets/app.js", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            (js.status, js.body.as_str()),
+            (200, "console.log('app');\n")
+        );
+    };
+    let outcome =
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checked)).await;
+    cleanup_site(&rt, &id, &tag).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_base_image_is_named_in_the_build_error() {
+    let Some((rt, _)) = setup().await else {
+        return;
+    };
+    let missing = "clank-build-test/no-such-base:never";
+    let settings = clank_docker::BuildSettings {
+        base_images: BTreeMap::from([("static".to_owned(), missing.to_owned())]),
+        ..clank_docker::BuildSettings::default()
+    };
+    let builder = DockerImageBuilder::new(rt.client().clone())
+        .allow_local_repositories(true)
+        .with_settings(&settings)
+        .unwrap();
+    let repo = TestRepo::new(&site_files());
+    let (out, log) = build(&builder, &request(&repo.url(), &unique_tag("nobase"))).await;
+    let err = out.unwrap_err().to_string();
+    assert!(err.contains(&format!("FROM {missing}")), "{err}");
+    assert!(!err.contains("${STATIC_IMAGE}"), "{err}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("Step ") && l.contains(&format!("FROM {missing}"))),
+        "the log names the image too: {log:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clanks_own_files_never_reach_the_image() {
+    let Some((rt, builder)) = setup().await else {
+        return;
+    };
+    // `COPY . .` of a repository Dockerfile: the engine drops the Dockerfile Clank placed in
+    // the context and the generated .dockerignore once it has read them.
+    let repo = TestRepo::new(&[
+        (
+            "Dockerfile",
+            "FROM clank-testapp:latest\nCOPY . /ctx/\n\
+             RUN test -f /ctx/hello.txt && test ! -e /ctx/.clank.Dockerfile && test ! -e /ctx/.dockerignore\n",
+        ),
+        ("hello.txt", "hi\n"),
+        (".dockerignore", "*.log\n"),
+    ]);
+    let tag = unique_tag("ownfiles");
+    let (out, log) = build(&builder, &request(&repo.url(), &tag)).await;
+    out.unwrap_or_else(|e| panic!("{e}\n{}", log.join("\n")));
+    remove_image(&rt, &tag).await;
 }

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 pub mod identity;
+mod release;
 mod remote;
 mod session;
 pub mod tls;
@@ -104,6 +105,8 @@ pub(crate) struct Release {
     pub(crate) version: String,
     pub(crate) sha256: String,
     pub(crate) binary: Arc<Vec<u8>>,
+    /// Ed25519 over `clank_proto::release_message(version, sha256, size)`.
+    pub(crate) signature: Vec<u8>,
 }
 
 /// Everything a server should hold. Compared whole: an edit that changes nothing is not a
@@ -232,6 +235,8 @@ pub(crate) struct Inner {
     /// Servers that may run workloads (enrolled or awaiting enrollment, not revoked).
     pub(crate) placeable: StdMutex<HashSet<ServerId>>,
     pub(crate) release: StdMutex<Option<Release>>,
+    /// Signs every release offered; agents learn its public key at enrollment.
+    pub(crate) release_key: release::ReleaseSigner,
     /// Set by [`Fleet::close`]: sessions end and new ones are refused.
     pub(crate) closing: watch::Sender<bool>,
 }
@@ -260,6 +265,7 @@ impl Fleet {
                 None => break,
             }
         }
+        let release_key = release::ReleaseSigner::load_or_create(&catalog, &keyring).await?;
         let fleet = Fleet {
             inner: Arc::new(Inner {
                 catalog,
@@ -268,6 +274,7 @@ impl Fleet {
                 slots: StdMutex::new(HashMap::new()),
                 placeable: StdMutex::new(placeable.clone()),
                 release: StdMutex::new(None),
+                release_key,
                 closing: watch::Sender::new(false),
             }),
         };
@@ -298,6 +305,12 @@ impl Fleet {
 
     pub fn config(&self) -> &FleetConfig {
         &self.inner.config
+    }
+
+    /// The public half of the agent-release signing key (Ed25519, 32 bytes), which agents
+    /// learn at enrollment and check every offered release against.
+    pub fn release_public_key(&self) -> &[u8] {
+        self.inner.release_key.public_key()
     }
 
     /// The engine's view: each server's runtime and proxy.
@@ -477,8 +490,9 @@ impl Fleet {
         })
     }
 
-    /// Offer `binary` (version `version`) to every agent; connected ones fetch it, verify
-    /// its SHA-256, swap themselves and restart. Returns the checksum.
+    /// Offer `binary` (version `version`) to every agent, signed with the release key;
+    /// connected ones verify the signature, fetch it, verify its SHA-256, swap themselves and
+    /// restart. Returns the checksum.
     pub async fn offer_update(&self, version: &str, binary: Vec<u8>) -> Result<String> {
         use sha2::Digest;
         if version.is_empty() || version.len() > 64 {
@@ -493,10 +507,15 @@ impl Fleet {
             return Err(clank_core::InvalidInput::new("binary", "non_empty", "is empty").into());
         }
         let sha256 = hex::encode(sha2::Sha256::digest(&binary));
+        let signature = self
+            .inner
+            .release_key
+            .sign(version, &sha256, binary.len() as u64)?;
         let release = Release {
             version: version.to_owned(),
             sha256: sha256.clone(),
             binary: Arc::new(binary),
+            signature,
         };
         *lock(&self.inner.release) = Some(release.clone());
         let slots: Vec<Arc<Slot>> = lock(&self.inner.slots).values().cloned().collect();
@@ -745,8 +764,10 @@ impl Fleet {
             .lookup::<AgentIdentity>("credential", &hash)
             .await
         {
-            Ok(Some(i)) => Ok(i.value),
-            Ok(None) => Err(tonic::Status::unauthenticated(
+            // The record is read after its index entry: a revoke or re-enrollment in between
+            // leaves a record that no longer holds this credential.
+            Ok(Some(i)) if i.value.credential_hash.as_deref() == Some(hash.as_str()) => Ok(i.value),
+            Ok(_) => Err(tonic::Status::unauthenticated(
                 "unknown or revoked agent credential",
             )),
             Err(e) => Err(tonic::Status::unavailable(e.to_string())),
@@ -760,6 +781,7 @@ pub(crate) fn offer_message(r: &Release) -> v1::ControlMessage {
             version: r.version.clone(),
             sha256: r.sha256.clone(),
             size: r.binary.len() as u64,
+            signature: r.signature.clone(),
         })),
     }
 }

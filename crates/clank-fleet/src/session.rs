@@ -127,6 +127,12 @@ impl clank_proto::AgentControl for FleetService {
         else {
             return Err(refuse("unknown, already used or revoked"));
         };
+        // The lookup reads the token's index entry, then the record: another enrollment can
+        // redeem the token in between, and the record read is then the one it wrote. The
+        // write below is conditioned on this read, so it must still hold the token.
+        if ident.join_hash.as_deref() != Some(hash.as_str()) {
+            return Err(refuse("already used"));
+        }
         let server = ident.server_id;
         if Timestamp::now() > ident.join_expires_at {
             return Err(refuse("expired"));
@@ -157,6 +163,7 @@ impl clank_proto::AgentControl for FleetService {
         Ok(Response::new(v1::EnrollResponse {
             server_id: server.to_string(),
             credential,
+            release_public_key: self.fleet.inner.release_key.public_key().to_vec(),
         }))
     }
 
@@ -171,6 +178,7 @@ impl clank_proto::AgentControl for FleetService {
         }
         let ident = self.authenticate(&request).await?;
         let server = ident.server_id;
+        let credential_hash = ident.credential_hash.clone();
         let fleet = self.fleet.clone();
         let config = fleet.inner.config.clone();
         let mut inbound = request.into_inner();
@@ -198,8 +206,8 @@ impl clank_proto::AgentControl for FleetService {
             })
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        // Revoked between authentication and now: the credential is gone.
-        if ident.credential_hash.is_none() {
+        // Revoked (or re-enrolled) between authentication and now: the credential is gone.
+        if ident.credential_hash.is_none() || ident.credential_hash != credential_hash {
             return Err(Status::unauthenticated(
                 "unknown or revoked agent credential",
             ));

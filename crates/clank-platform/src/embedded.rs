@@ -75,6 +75,12 @@ pub struct EmbeddedOptions {
     pub fleet: Option<clank_fleet::FleetConfig>,
     /// Which repositories git services may build from (the builder enforces it again).
     pub repositories: clank_core::validate::RepositoryPolicy,
+    /// The operator's build settings (base images, registry prefix, build args) for the
+    /// Docker image builder.
+    pub builder: clank_docker::BuildSettings,
+    /// Native runtime: where workloads' working directories and volumes live, outside the
+    /// data directory (which they must not reach). `None`: `<data_dir>-workloads`, beside it.
+    pub workload_root: Option<PathBuf>,
 }
 
 impl EmbeddedOptions {
@@ -86,6 +92,8 @@ impl EmbeddedOptions {
             proxy: None,
             fleet: None,
             repositories: Default::default(),
+            builder: Default::default(),
+            workload_root: None,
         }
     }
 }
@@ -151,20 +159,24 @@ pub fn load_or_create_keyring(path: &Path) -> Result<Keyring> {
 async fn runtime(
     options: &EmbeddedOptions,
 ) -> Result<(Arc<dyn Runtime>, Option<Arc<dyn ImageBuilder>>)> {
-    let docker =
-        |d: clank_docker::DockerRuntime| -> (Arc<dyn Runtime>, Option<Arc<dyn ImageBuilder>>) {
-            let builder = clank_docker::DockerImageBuilder::new(d.client().clone())
-                .with_work_dir(options.data_dir.join("builds"))
-                .allow_local_repositories(options.repositories.allow_local);
-            (Arc::new(d), Some(Arc::new(builder)))
-        };
+    // The operator's settings are checked before anything starts, whatever the runtime.
+    options.builder.validate()?;
+    options.repositories.validate("builder.repositories")?;
+    type Backends = (Arc<dyn Runtime>, Option<Arc<dyn ImageBuilder>>);
+    let docker = |d: clank_docker::DockerRuntime| -> Result<Backends> {
+        let builder = clank_docker::DockerImageBuilder::new(d.client().clone())
+            .with_work_dir(options.data_dir.join("builds"))
+            .with_repository_policy(options.repositories.clone())
+            .with_settings(&options.builder)?;
+        Ok((Arc::new(d), Some(Arc::new(builder))))
+    };
     match options.runtime {
         RuntimeChoice::Process => Ok((process_runtime(options)?, None)),
-        RuntimeChoice::Docker => Ok(docker(clank_docker::DockerRuntime::connect().await?)),
+        RuntimeChoice::Docker => docker(clank_docker::DockerRuntime::connect().await?),
         RuntimeChoice::Auto => match clank_docker::DockerRuntime::connect().await {
             Ok(d) => {
                 info!(socket = %d.socket(), "Running workloads on the Docker Engine.");
-                Ok(docker(d))
+                docker(d)
             }
             Err(e) if e.runtime_failure() == Some(RuntimeFailure::EngineUnavailable) => {
                 warn!(error = %e, "No Docker Engine reachable: running workloads as native processes.");
@@ -175,15 +187,56 @@ async fn runtime(
     }
 }
 
+/// The native runtime: its state in `<data_dir>/processes`, what workloads reach in the
+/// workload root outside the data directory. Run as root, each workspace's workloads run as a
+/// user of their own; otherwise one workspace is served (the runtime says so at start).
 fn process_runtime(options: &EmbeddedOptions) -> Result<Arc<dyn Runtime>> {
-    Ok(Arc::new(clank_process::ProcessRuntime::open(
-        options.data_dir.join("processes"),
-    )?))
+    let data_dir = options
+        .data_dir
+        .canonicalize()
+        .map_err(|e| io("resolve data directory", &options.data_dir, e))?;
+    let workload_root = match &options.workload_root {
+        Some(dir) => dir.clone(),
+        None => {
+            let mut name = data_dir.file_name().unwrap_or_default().to_os_string();
+            name.push("-workloads");
+            data_dir.with_file_name(name)
+        }
+    };
+    let inside = |root: &Path| -> Result<()> {
+        if !root.starts_with(&data_dir) {
+            return Ok(());
+        }
+        Err(InvalidInput::new(
+            "workload_root",
+            "outside_data_dir",
+            format!(
+                "the workload root `{}` is inside the data directory `{}`; workloads must not \
+                 reach the data directory (it holds the store and the keys): choose a directory \
+                 outside it",
+                root.display(),
+                data_dir.display()
+            ),
+        )
+        .into())
+    };
+    // Before anything is created there; checked again once links are resolved.
+    inside(&std::path::absolute(&workload_root).unwrap_or_else(|_| workload_root.clone()))?;
+    let runtime = clank_process::ProcessRuntime::open_with(
+        data_dir.join("processes"),
+        clank_process::ProcessOptions {
+            workload_root: Some(workload_root),
+            ..Default::default()
+        },
+    )?;
+    inside(runtime.workload_root())?;
+    Ok(Arc::new(runtime))
 }
 
 impl Platform {
     /// A platform on the embedded defaults in `options.data_dir`: `clank.redb`, `keyring`,
-    /// and (native runtime) `processes/`.
+    /// and (native runtime) `processes/`, with the workloads' own files in the workload root
+    /// beside the data directory.
     pub async fn open(options: EmbeddedOptions) -> Result<Platform> {
         std::fs::create_dir_all(&options.data_dir)
             .map_err(|e| io("create data directory", &options.data_dir, e))?;

@@ -6,8 +6,10 @@
 //! [`Platform::open`] starts from the embedded defaults: a redb store and a keyring in a data
 //! directory, the Docker Engine when one answers, native processes otherwise.
 
+mod builds;
 mod embedded;
 mod ops;
+mod running;
 mod servers;
 mod views;
 mod webhook;
@@ -30,10 +32,13 @@ use clank_core::store::catalog::{Catalog, Page, Versioned};
 use clank_core::{Error, InvalidInput, Result, Timestamp};
 use clank_engine::{Engine, EventStream, LogEntry};
 
+pub use builds::BUILD_LOG_LINES;
+pub use clank_docker::{BuildSettings, FRAMEWORK_BASE_IMAGES};
 pub use embedded::{EmbeddedOptions, RuntimeChoice, load_or_create_keyring, owner_only};
 pub use ops::{ChangeRef, Request, Subscription, TargetRef};
+pub use running::{WorkloadLogLine, WorkloadLogStream, WorkloadSelector};
 pub use servers::NewServer;
-pub use views::DeploymentView;
+pub use views::{BuildLogView, BuildRef, BuildView, DeploymentView};
 pub use webhook::{
     Push, PushAdmission, PushDeployment, PushHead, PushLedger, REMEMBERED_BRANCHES,
     REMEMBERED_DELIVERIES, WebhookSecret, admit_push, normalize_repo_url,
@@ -534,28 +539,26 @@ impl Platform {
 
     pub async fn deploy(&self, addr: &ServiceAddress, trigger: Trigger) -> Result<DeploymentView> {
         let service = self.service(addr).await?;
-        Ok(DeploymentView::from(
-            &self.engine.deploy(service.id, trigger).await?,
-        ))
+        let d = self.engine.deploy(service.id, trigger).await?;
+        self.deployment_view(&d).await
     }
 
     /// Roll back to deployment `number`: a new deployment with its image and config.
     pub async fn rollback(&self, addr: &ServiceAddress, number: u64) -> Result<DeploymentView> {
         let (service, target) = self.deployment_record(addr, number).await?;
-        Ok(DeploymentView::from(
-            &self.engine.rollback(service.id, target.id).await?,
-        ))
+        let d = self.engine.rollback(service.id, target.id).await?;
+        self.deployment_view(&d).await
     }
 
     pub async fn cancel(&self, addr: &ServiceAddress, number: u64) -> Result<DeploymentView> {
         let (_, d) = self.deployment_record(addr, number).await?;
-        Ok(DeploymentView::from(&self.engine.cancel(d.id).await?))
+        let d = self.engine.cancel(d.id).await?;
+        self.deployment_view(&d).await
     }
 
     pub async fn deployment(&self, addr: &ServiceAddress, number: u64) -> Result<DeploymentView> {
-        Ok(DeploymentView::from(
-            &self.deployment_record(addr, number).await?.1.value,
-        ))
+        let (_, d) = self.deployment_record(addr, number).await?;
+        self.deployment_view(&d).await
     }
 
     /// Newest first; `before` continues from a deployment number (exclusive).
@@ -573,11 +576,11 @@ impl Platform {
             page.after = Some(format!("idx/deployment/service/{}/{n:020}", service.id));
         }
         let listing = self.catalog.deployments_of(service.id, page).await?;
-        Ok(listing
-            .items
-            .iter()
-            .map(|d| DeploymentView::from(&d.value))
-            .collect())
+        let mut views = Vec::with_capacity(listing.items.len());
+        for d in &listing.items {
+            views.push(self.deployment_view(d).await?);
+        }
+        Ok(views)
     }
 
     pub async fn deploy_log(&self, addr: &ServiceAddress, number: u64) -> Result<Vec<LogEntry>> {
@@ -629,95 +632,6 @@ impl Platform {
             .collect();
         found.sort();
         Ok(found)
-    }
-
-    /// The `web` workload (replica 0, or the first process) of the service's ACTIVE
-    /// deployment: where `logs` and `exec` go.
-    async fn active_workload(
-        &self,
-        addr: &ServiceAddress,
-    ) -> Result<(
-        clank_core::runtime::WorkloadStatus,
-        std::sync::Arc<dyn clank_core::runtime::Runtime>,
-    )> {
-        let service = self.service(addr).await?;
-        let active = service.active_deployment.ok_or_else(|| {
-            Error::Conflict(format!(
-                "service `{addr}` has no ACTIVE deployment to read from"
-            ))
-        })?;
-        let filter = OwnerFilter {
-            deployment: Some(active),
-            ..OwnerFilter::default()
-        };
-        let deployment = self
-            .catalog
-            .require::<Deployment>(&active.to_string())
-            .await?;
-        let runtime = self.engine.runtime_on(deployment.snapshot.server_id)?;
-        let mut workloads = runtime.list(&filter).await?;
-        workloads.sort_by(|a, b| {
-            (
-                a.owner.process != ProcessSpec::WEB,
-                &a.owner.process,
-                a.owner.replica,
-            )
-                .cmp(&(
-                    b.owner.process != ProcessSpec::WEB,
-                    &b.owner.process,
-                    b.owner.replica,
-                ))
-        });
-        let w = workloads
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::not_found("workload", format!("{addr} (ACTIVE deployment)")))?;
-        Ok((w, runtime))
-    }
-
-    /// The running service's own output (stdout and stderr), the last `tail` lines and then,
-    /// with `follow`, new lines as they come.
-    pub async fn logs(
-        &self,
-        addr: &ServiceAddress,
-        follow: bool,
-        tail: Option<usize>,
-    ) -> Result<clank_core::runtime::LogStreamBox> {
-        let (w, runtime) = self.active_workload(addr).await?;
-        let options = clank_core::runtime::LogOptions { follow, tail };
-        runtime.logs(&w.id, options).await
-    }
-
-    /// Run a command (argument vector, no shell) in the running service.
-    pub async fn exec(
-        &self,
-        addr: &ServiceAddress,
-        command: Vec<String>,
-        timeout: Duration,
-    ) -> Result<clank_core::runtime::ExecOutput> {
-        if command.first().is_none_or(|c| c.is_empty()) {
-            return Err(InvalidInput::new(
-                "command",
-                "empty",
-                "a command needs at least a program name",
-            )
-            .into());
-        }
-        if command.iter().any(|a| a.contains('\0')) {
-            return Err(InvalidInput::new(
-                "command",
-                "nul",
-                "command arguments cannot contain NUL bytes",
-            )
-            .into());
-        }
-        let (w, runtime) = self.active_workload(addr).await?;
-        let request = clank_core::runtime::ExecRequest {
-            command,
-            tty: false,
-            timeout,
-        };
-        runtime.exec(&w.id, &request).await
     }
 
     async fn deployment_record(

@@ -134,6 +134,18 @@ pub enum Request {
         service: String,
         number: u64,
     },
+    ListBuilds {
+        service: String,
+        #[serde(default = "default_limit")]
+        limit: usize,
+        #[serde(default)]
+        before: Option<u64>,
+    },
+    /// One build with the tail of its log.
+    GetBuild {
+        service: String,
+        number: u64,
+    },
     Wait {
         service: String,
         number: u64,
@@ -263,6 +275,17 @@ impl Platform {
                 self.deploy_log(&self.parse_service(&service)?, number)
                     .await?,
             ),
+            Request::ListBuilds {
+                service,
+                limit,
+                before,
+            } => json(
+                self.builds(&self.parse_service(&service)?, limit, before)
+                    .await?,
+            ),
+            Request::GetBuild { service, number } => {
+                json(self.build(&self.parse_service(&service)?, number).await?)
+            }
             Request::Wait {
                 service,
                 number,

@@ -217,6 +217,20 @@ impl Platform {
         }
     }
 
+    /// One workspace's webhook secret, opened (to show to those who may manage it); `None`
+    /// until one was created.
+    pub async fn webhook_secret(&self, workspace: &str) -> Result<Option<SecretString>> {
+        let ws = self.workspace(workspace).await?;
+        match self
+            .catalog
+            .get::<WebhookSecret>(&ws.id.to_string())
+            .await?
+        {
+            Some(rec) => Ok(Some(self.keyring.open(&rec.sealed, &aad(ws.id))?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every workspace's webhook secret, opened (for verifying a delivery's signature).
     pub async fn webhook_secrets(&self) -> Result<Vec<(Workspace, SecretString)>> {
         let mut out = Vec::new();

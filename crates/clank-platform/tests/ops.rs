@@ -145,6 +145,11 @@ async fn a_subscription_follows_one_service_and_endpoints_reach_its_workload() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    // Run as root, the native runtime runs workloads as their workspace's own user: it must
+    // reach the workload root beside the data directory and the app's directory (where the
+    // app keeps its health state) through the 0700 temporary directory.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let p = open(dir.path()).await;
     let app = dir.path().join("app");
     testapp::write_testapp(&app).unwrap();

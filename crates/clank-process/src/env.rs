@@ -4,8 +4,9 @@
 //! control plane's (it may hold the platform's own credentials), so the environment is
 //! cleared and rebuilt from, in increasing precedence:
 //!
-//! 1. defaults a container would also have: `PATH` (Docker's default value) and, when the
-//!    workload has volumes, `DATA_DIR` pointing at the first volume's directory;
+//! 1. defaults a container would also have: `PATH` (Docker's default value), `HOME` (the
+//!    workload's own directory) and, when the workload has volumes, `DATA_DIR` pointing at the
+//!    first volume's directory;
 //! 2. the spec's variables (so a service may set its own `PATH` or `DATA_DIR`);
 //! 3. what the runtime must decide: `PORT` (the port to listen on) and one
 //!    `CLANK_VOLUME_<NAME>` per volume with its directory, because a process cannot mount a
@@ -14,7 +15,7 @@
 //! Values are never logged: they may be decrypted secrets.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clank_core::runtime::WorkloadSpec;
 use clank_core::{InvalidInput, Result};
@@ -78,9 +79,11 @@ pub(crate) fn build(
     spec: &WorkloadSpec,
     port: Option<u16>,
     volumes: &[VolumeDir],
+    home: &Path,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("PATH".to_owned(), DEFAULT_PATH.to_owned());
+    env.insert("HOME".to_owned(), home.display().to_string());
     if let Some(first) = volumes.first() {
         env.insert("DATA_DIR".to_owned(), first.dir.display().to_string());
     }
@@ -153,7 +156,7 @@ mod tests {
             name: "shop-api.data".into(),
             dir: "/state/volumes/shop-api.data".into(),
         }];
-        let env = build(&s, Some(41000), &vols);
+        let env = build(&s, Some(41000), &vols, Path::new("/w/api"));
         assert_eq!(env["PORT"], "41000");
         assert_eq!(env["PATH"], "/opt/app/bin");
         assert_eq!(env["DATA_DIR"], "/data");
@@ -170,8 +173,9 @@ mod tests {
             name: "data".into(),
             dir: "/v/data".into(),
         }];
-        let env = build(&spec(vec![]), None, &vols);
+        let env = build(&spec(vec![]), None, &vols, Path::new("/w/api"));
         assert_eq!(env["PATH"], DEFAULT_PATH);
+        assert_eq!(env["HOME"], "/w/api");
         assert_eq!(env["DATA_DIR"], "/v/data");
         assert!(!env.contains_key("PORT"));
     }

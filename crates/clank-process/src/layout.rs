@@ -1,77 +1,147 @@
-//! Where the runtime keeps things under its state directory, and the name rules that keep
-//! every path inside it.
+//! Where the runtime keeps things, and the name rules that keep every path inside it.
 //!
 //! ```text
-//! <state_dir>/
+//! <state_dir>/                          the runtime's alone: no workload reaches it
 //!   workloads/<name>/meta.json          the persisted record (see `meta`)
-//!   workloads/<name>/stdout.log         raw output, appended by the process itself
+//!   workloads/<name>/stdout.log         raw output (opened by the runtime, written by the process)
 //!   workloads/<name>/stdout.times       when each stretch of the log was first seen
 //!   workloads/<name>/stderr.{log,times}
-//!   volumes/<name>/                     volume data: never inside a workload's directory
 //!   volume-labels/<name>.json           the labels `ensure_volume` was given
+//!   users.json                          the workspaces' users (see `isolation`)
+//!   workload-root                       where the workload root is (its path)
+//!   volumes/<name>/                     volume data of earlier versions, moved on first use
+//! <workload_root>/<scope>/              what a workspace's workloads reach (see `isolation`)
+//!   workloads/<name>/                   a workload's working directory and HOME
+//!   volumes/<name>/                     volume data: never inside a workload's directory
 //! ```
 //!
 //! Volumes live outside `workloads/` so that deleting a workload's directory can never reach
 //! volume data, whatever else goes wrong.
 
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use clank_core::id::WorkspaceId;
 use clank_core::runtime::LogStream;
 use clank_core::{Error, InvalidInput, Result, RuntimeFailure};
 
 /// Longest workload name; names become directory names, and 128 is Docker's practical limit.
 pub(crate) const WORKLOAD_NAME_MAX_LEN: usize = 128;
 
-/// Paths under one state directory.
+/// Paths under one state directory and its workload root.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     root: PathBuf,
+    work_root: PathBuf,
 }
 
 impl Layout {
-    /// Create the directory skeleton and make the root absolute, because volume paths handed
-    /// to processes in their environment must not depend on the process's working directory.
-    pub(crate) fn create(root: &Path) -> Result<Layout> {
-        for dir in [
-            root.join("workloads"),
-            root.join("volumes"),
-            root.join("volume-labels"),
-        ] {
+    /// Create the directory skeleton and make both roots absolute, because paths handed to
+    /// processes in their environment must not depend on the process's working directory.
+    /// `work_root` defaults to the one recorded in the state directory (`workload-root`), so
+    /// any later opening finds the workloads' directories where the first put them, else to
+    /// `<state_dir>-workloads`, beside the state directory; it must not be inside it.
+    pub(crate) fn create(root: &Path, work_root: Option<&Path>) -> Result<Layout> {
+        for dir in [root.join("workloads"), root.join("volume-labels")] {
             std::fs::create_dir_all(&dir).map_err(|e| io_error("create", &dir, &e))?;
         }
         let root = root
             .canonicalize()
             .map_err(|e| io_error("resolve", root, &e))?;
-        Ok(Layout { root })
+        let record = root.join("workload-root");
+        let recorded = match std::fs::read(&record) {
+            Ok(bytes) => Some(PathBuf::from(std::ffi::OsString::from_vec(bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_error("read", &record, &e)),
+        };
+        let work_root = match (work_root, &recorded) {
+            (Some(dir), _) => dir.to_path_buf(),
+            (None, Some(dir)) => dir.clone(),
+            (None, None) => {
+                let mut name = root.file_name().unwrap_or_default().to_os_string();
+                name.push("-workloads");
+                root.with_file_name(name)
+            }
+        };
+        std::fs::create_dir_all(&work_root).map_err(|e| io_error("create", &work_root, &e))?;
+        let work_root = work_root
+            .canonicalize()
+            .map_err(|e| io_error("resolve", &work_root, &e))?;
+        if work_root.starts_with(&root) || root.starts_with(&work_root) {
+            return Err(Error::runtime(
+                RuntimeFailure::Other,
+                format!(
+                    "process runtime: the workload root `{}` and the state directory `{}` \
+                     must not contain one another (workloads must not reach the runtime's state)",
+                    work_root.display(),
+                    root.display()
+                ),
+            ));
+        }
+        if recorded.as_ref() != Some(&work_root) {
+            if let Some(old) = &recorded {
+                tracing::warn!(
+                    from = %old.display(),
+                    to = %work_root.display(),
+                    "The workload root moved: workloads' directories and volumes under the old \
+                     one are not used any more (move them to keep their data)."
+                );
+            }
+            let tmp = record.with_extension("tmp");
+            std::fs::write(&tmp, work_root.as_os_str().as_bytes())
+                .and_then(|()| std::fs::rename(&tmp, &record))
+                .map_err(|e| io_error("write", &record, &e))?;
+        }
+        Ok(Layout { root, work_root })
     }
 
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
+    pub(crate) fn work_root(&self) -> &Path {
+        &self.work_root
+    }
+
     pub(crate) fn workloads_dir(&self) -> PathBuf {
         self.root.join("workloads")
     }
 
-    pub(crate) fn workload_dir(&self, name: &str) -> PathBuf {
+    /// A workload's record and logs (in the state directory).
+    pub(crate) fn record_dir(&self, name: &str) -> PathBuf {
         self.workloads_dir().join(name)
     }
 
     pub(crate) fn meta_path(&self, name: &str) -> PathBuf {
-        self.workload_dir(name).join("meta.json")
+        self.record_dir(name).join("meta.json")
     }
 
     pub(crate) fn log_path(&self, name: &str, stream: LogStream) -> PathBuf {
-        self.workload_dir(name)
+        self.record_dir(name)
             .join(format!("{}.log", stream_name(stream)))
     }
 
     pub(crate) fn times_path(&self, name: &str, stream: LogStream) -> PathBuf {
-        self.workload_dir(name)
+        self.record_dir(name)
             .join(format!("{}.times", stream_name(stream)))
     }
 
-    pub(crate) fn volume_dir(&self, name: &str) -> PathBuf {
+    /// What a workspace's workloads reach.
+    pub(crate) fn workspace_dir(&self, workspace: WorkspaceId) -> PathBuf {
+        self.work_root.join(workspace.scope())
+    }
+
+    /// A workload's working directory and HOME.
+    pub(crate) fn work_dir(&self, workspace: WorkspaceId, name: &str) -> PathBuf {
+        self.workspace_dir(workspace).join("workloads").join(name)
+    }
+
+    pub(crate) fn volume_dir(&self, workspace: WorkspaceId, name: &str) -> PathBuf {
+        self.workspace_dir(workspace).join("volumes").join(name)
+    }
+
+    /// Where versions before the workload root kept a volume's data.
+    pub(crate) fn legacy_volume_dir(&self, name: &str) -> PathBuf {
         self.root.join("volumes").join(name)
     }
 

@@ -5,7 +5,14 @@
 //! [`ProcessRuntime::open`] takes a state directory; everything the runtime knows lives there
 //! (see `layout`), so a new instance opened on the same directory — after the control plane
 //! restarted — finds the processes an earlier one started ([`Runtime::list`]) and controls
-//! them.
+//! them. What workloads themselves reach (working directories, volumes) lives in a separate
+//! *workload root* ([`ProcessOptions::workload_root`]), never inside the state directory.
+//!
+//! **Isolation** (see `isolation`): run as root, each workspace's workloads and `exec`
+//! commands run as that workspace's own unprivileged uid/gid (no supplementary groups), which
+//! can reach neither the state directory nor other workspaces' directories. A runtime that
+//! cannot switch users runs everything as itself and serves one workspace: the first to
+//! start a workload; any other is refused (`Unsupported`) with an error saying why.
 //!
 //! How native processes differ from containers, deliberately:
 //! - **Command, not image.** `spec.command` is the argument vector to run (no shell); `image`
@@ -14,15 +21,18 @@
 //!   port. Either way it is passed in `PORT`, and the endpoint is `127.0.0.1:<port>`.
 //! - **Environment.** Cleared, then the spec's variables plus `PORT`, a default `PATH` and the
 //!   volume variables below; the control plane's own environment is never inherited.
-//! - **Volumes** are directories `<state_dir>/volumes/<name>/` that outlive workloads. A
+//! - **Volumes** are directories `<workload_root>/<scope>/volumes/<name>/` that outlive
+//!   workloads, one per workspace (`<scope>` is the owner's [`WorkspaceId::scope`]). A
 //!   process cannot mount, so `mount_path` is not honoured: each volume's directory is given
 //!   in `CLANK_VOLUME_<NAME>` (see [`volume_env_key`]) and the first one also in `DATA_DIR`
-//!   (unless the spec sets `DATA_DIR`).
+//!   (unless the spec sets `DATA_DIR`). Data an earlier version kept in
+//!   `<state_dir>/volumes/<name>/` is moved there on the volume's first use.
 //! - **Working directory**: the spec's `working_dir` if it is an absolute path to an existing
-//!   directory, else the workload's own directory `<state_dir>/workloads/<name>/`.
-//! - **No isolation, no limits.** Workloads share the host's network (so `ensure_network` /
-//!   `remove_network` do nothing) and CPU and memory limits are not enforced; the runtime says
-//!   so in [`Runtime::capabilities`].
+//!   directory (the workload's user must be able to reach it), else the workload's own
+//!   directory `<workload_root>/<scope>/workloads/<name>/`, which is also its `HOME`.
+//! - **No network isolation, no limits.** Workloads share the host's network (so
+//!   `ensure_network` / `remove_network` do nothing) and CPU and memory limits are not
+//!   enforced; the runtime says so in [`Runtime::capabilities`].
 //! - **Ids.** A workload's [`WorkloadId`] is its name, stable across runtime restarts.
 //! - **Logs.** The process writes straight into `stdout.log` / `stderr.log` in its directory,
 //!   so it never depends on the control plane staying up; line times are kept beside them
@@ -36,6 +46,7 @@
 
 mod env;
 mod group;
+mod isolation;
 mod layout;
 mod logs;
 mod meta;
@@ -52,17 +63,20 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use clank_core::id::WorkspaceId;
 use clank_core::runtime::{
-    ExecOutput, ExecRequest, LogOptions, LogStreamBox, OwnerFilter, Runtime, RuntimeCapabilities,
-    WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats, WorkloadStatus,
+    ExecOutput, ExecRequest, LogOptions, LogStreamBox, Owner, OwnerFilter, Runtime,
+    RuntimeCapabilities, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats, WorkloadStatus,
 };
 use clank_core::validate::validate_volume_name;
 use clank_core::{Error, InvalidInput, Result, RuntimeFailure, Timestamp};
 use rustix::process::Signal;
 
 pub use env::volume_env_key;
+pub use isolation::{DEFAULT_FIRST_UID, Isolation};
 
 use crate::env::VolumeDir;
+use crate::isolation::{Mode, RunAs, Users};
 use crate::layout::{Layout, io_error, validate_workload_name};
 use crate::meta::{Leader, Meta, Phase};
 use crate::supervisor::Workload;
@@ -72,6 +86,28 @@ use crate::watch::LogWatch;
 const EXIT_RECORD_WAIT: Duration = Duration::from_secs(2);
 /// The CPU sampling window of `stats`.
 const CPU_SAMPLE: Duration = Duration::from_millis(200);
+
+/// How a [`ProcessRuntime`] is set up beyond its state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessOptions {
+    /// Where workloads' working directories and volumes live: outside the state directory
+    /// (and the data directory holding it), reachable by the workspaces' users. Default
+    /// `<state_dir>-workloads`, beside the state directory.
+    pub workload_root: Option<PathBuf>,
+    pub isolation: Isolation,
+    /// The first uid (and gid) given to a workspace; ids are handed out upwards from it.
+    pub first_uid: u32,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions {
+            workload_root: None,
+            isolation: Isolation::Auto,
+            first_uid: DEFAULT_FIRST_UID,
+        }
+    }
+}
 
 /// Runs workloads as local processes. See the crate docs for how that differs from containers.
 pub struct ProcessRuntime {
@@ -91,6 +127,8 @@ impl std::fmt::Debug for ProcessRuntime {
 #[derive(Debug)]
 struct Shared {
     layout: Layout,
+    /// Who each workspace's processes run as.
+    users: Users,
     /// Workloads this instance spawned, by name.
     supervised: Mutex<HashMap<String, Arc<Workload>>>,
     /// One operation at a time per workload name (start, stop and remove must not interleave).
@@ -137,11 +175,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ProcessRuntime {
-    /// Open (creating if needed) a state directory. Workloads earlier instances started there
-    /// are found by `list` and `inspect` and controlled like this instance's own. Fails with
-    /// `EngineUnavailable` if another instance has the directory open.
+    /// Open (creating if needed) a state directory, with the default options. Workloads
+    /// earlier instances started there are found by `list` and `inspect` and controlled like
+    /// this instance's own. Fails with `EngineUnavailable` if another instance has the
+    /// directory open.
     pub fn open(state_dir: impl AsRef<Path>) -> Result<ProcessRuntime> {
-        let layout = Layout::create(state_dir.as_ref())?;
+        ProcessRuntime::open_with(state_dir, ProcessOptions::default())
+    }
+
+    /// [`open`](Self::open) with `options`. Says at `warn` level when it serves one
+    /// workspace only (it cannot switch users).
+    pub fn open_with(
+        state_dir: impl AsRef<Path>,
+        options: ProcessOptions,
+    ) -> Result<ProcessRuntime> {
+        let mode = Mode::resolve(options.isolation, options.first_uid)?;
+        let layout = Layout::create(state_dir.as_ref(), options.workload_root.as_deref())?;
         let lock_path = layout.root().join("runtime.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -172,9 +221,20 @@ impl ProcessRuntime {
                 ),
             )
         })?;
+        // The state directory is the runtime's alone; the workload root is traversable by the
+        // workspaces' users (when there are any) but not listable.
+        isolation::ensure_dir(layout.root(), None, 0o700)?;
+        let work_root_mode = match mode {
+            Mode::UserPerWorkspace { .. } => 0o711,
+            Mode::SingleWorkspace => 0o700,
+        };
+        isolation::ensure_dir(layout.work_root(), None, work_root_mode)?;
+        let users = Users::open(layout.root(), mode)?;
+        announce(&layout, &users);
         Ok(ProcessRuntime {
             shared: Arc::new(Shared {
                 layout,
+                users,
                 supervised: Mutex::new(HashMap::new()),
                 name_locks: Mutex::new(HashMap::new()),
                 log_watch: OnceLock::new(),
@@ -188,16 +248,69 @@ impl ProcessRuntime {
         self.shared.layout.root()
     }
 
-    /// The directory holding a volume's data (whether or not it exists yet).
-    pub fn volume_dir(&self, name: &str) -> Result<PathBuf> {
-        validate_volume_name("name", name)?;
-        Ok(self.shared.layout.volume_dir(name))
+    /// The (absolute) workload root: what workloads reach.
+    pub fn workload_root(&self) -> &Path {
+        self.shared.layout.work_root()
     }
 
-    /// The directory of a workload: its record, logs and default working directory.
-    pub fn workload_dir(&self, name: &str) -> Result<PathBuf> {
+    /// Whether workloads run as the runtime's own user, one workspace only (it cannot switch
+    /// users), rather than as a user per workspace.
+    pub fn serves_one_workspace(&self) -> bool {
+        self.shared.users.mode() == Mode::SingleWorkspace
+    }
+
+    /// The directory holding a workspace's volume's data (whether or not it exists yet).
+    pub fn volume_dir(&self, workspace: WorkspaceId, name: &str) -> Result<PathBuf> {
+        validate_volume_name("name", name)?;
+        Ok(self.shared.layout.volume_dir(workspace, name))
+    }
+
+    /// A workload's own directory, outside the state directory: its default working directory
+    /// and its `HOME` (whether or not it exists yet).
+    pub fn workload_dir(&self, workspace: WorkspaceId, name: &str) -> Result<PathBuf> {
         validate_workload_name("name", name)?;
-        Ok(self.shared.layout.workload_dir(name))
+        Ok(self.shared.layout.work_dir(workspace, name))
+    }
+
+    /// A workload's record and logs, in the state directory.
+    pub fn record_dir(&self, name: &str) -> Result<PathBuf> {
+        validate_workload_name("name", name)?;
+        Ok(self.shared.layout.record_dir(name))
+    }
+}
+
+/// Say at start how workloads are kept apart; at `warn` when they are not.
+fn announce(layout: &Layout, users: &Users) {
+    match users.mode() {
+        Mode::UserPerWorkspace { first_uid } => {
+            tracing::info!(
+                workload_root = %layout.work_root().display(),
+                first_uid,
+                "Native runtime: each workspace's workloads run as a user of their own."
+            );
+            let closed = isolation::closed_ancestors(layout.work_root());
+            if !closed.is_empty() {
+                tracing::warn!(
+                    workload_root = %layout.work_root().display(),
+                    closed = ?closed,
+                    "Native runtime: other users cannot traverse a directory above the workload \
+                     root, so workloads (which run as their workspace's user) cannot start; \
+                     make it searchable (chmod o+x) or choose another workload root."
+                );
+            }
+        }
+        Mode::SingleWorkspace => {
+            let serving = users
+                .only_workspace()
+                .map_or_else(|| "the first to deploy".to_owned(), |w| w.to_string());
+            tracing::warn!(
+                uid = rustix::process::geteuid().as_raw(),
+                workspace = serving,
+                "Native runtime: it cannot switch users (not root), so workloads run as this \
+                 user and only one workspace is served; run as root to isolate workspaces, or \
+                 use Docker."
+            );
+        }
     }
 }
 
@@ -365,17 +478,110 @@ impl Shared {
         meta::write(&path, &meta)
     }
 
-    /// Volume directories for a spec, created if missing (as Docker creates named volumes
-    /// on first use).
-    fn prepare_volumes(&self, spec: &WorkloadSpec) -> Result<Vec<VolumeDir>> {
+    /// `<work_root>/<scope>/<kind>/`, created or fixed: the runtime's, and (with users) in
+    /// the workspace's group so only its user may traverse it.
+    fn workspace_kind_dir(
+        &self,
+        workspace: WorkspaceId,
+        kind: &str,
+        run_as: Option<RunAs>,
+    ) -> Result<PathBuf> {
+        let (owner, mode) = match run_as {
+            Some(user) => (Some((rustix::process::geteuid().as_raw(), user.gid)), 0o710),
+            None => (None, 0o700),
+        };
+        let scope_dir = self.layout.workspace_dir(workspace);
+        isolation::ensure_dir(&scope_dir, owner, mode)?;
+        let dir = scope_dir.join(kind);
+        isolation::ensure_dir(&dir, owner, mode)?;
+        Ok(dir)
+    }
+
+    /// A workload's own directory (working directory and HOME), created or fixed.
+    fn work_dir(&self, owner: &Owner, name: &str, run_as: Option<RunAs>) -> Result<PathBuf> {
+        self.workspace_kind_dir(owner.workspace, "workloads", run_as)?;
+        let dir = self.layout.work_dir(owner.workspace, name);
+        isolation::ensure_dir(&dir, run_as.map(|u| (u.uid, u.gid)), 0o700)?;
+        Ok(dir)
+    }
+
+    /// A workspace's volume directory, created if missing (as Docker creates named volumes
+    /// on first use), with the data an earlier version kept in the state directory moved in.
+    fn volume(&self, workspace: WorkspaceId, name: &str, run_as: Option<RunAs>) -> Result<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        self.workspace_kind_dir(workspace, "volumes", run_as)?;
+        let dir = self.layout.volume_dir(workspace, name);
+        let legacy = self.layout.legacy_volume_dir(name);
+        if !dir.exists() && legacy.is_dir() && self.legacy_volume_is_of(workspace, name) {
+            std::fs::rename(&legacy, &dir).map_err(|e| {
+                Error::runtime(
+                    RuntimeFailure::Other,
+                    format!(
+                        "process runtime: cannot move volume `{name}` from `{}` to `{}` ({e}); \
+                         move it there by hand (the runtime no longer uses the old place)",
+                        legacy.display(),
+                        dir.display()
+                    ),
+                )
+            })?;
+            tracing::info!(
+                volume = name,
+                from = %legacy.display(),
+                to = %dir.display(),
+                "Volume data moved out of the state directory."
+            );
+        }
+        if let Some(user) = run_as
+            && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.uid() != user.uid)
+        {
+            // Written by an earlier version (or mode) as the runtime's own user.
+            isolation::chown_tree(&dir, user.uid, user.gid)?;
+        }
+        isolation::ensure_dir(&dir, run_as.map(|u| (u.uid, u.gid)), 0o700)?;
+        Ok(dir)
+    }
+
+    /// Whether the data an earlier version kept for volume `name` may be `workspace`'s: not
+    /// when its name or its labels say it is another workspace's.
+    fn legacy_volume_is_of(&self, workspace: WorkspaceId, name: &str) -> bool {
+        let scope = workspace.scope();
+        let named_other = name
+            .strip_prefix("clank-")
+            .and_then(|rest| rest.split_once("--"))
+            .is_some_and(|(s, _)| {
+                s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s != scope
+            });
+        let labelled_other = std::fs::read(self.layout.volume_labels_path(name))
+            .ok()
+            .and_then(|json| serde_json::from_slice::<BTreeMap<String, String>>(&json).ok())
+            .and_then(|labels| {
+                labels
+                    .get(&format!("{}workspace", clank_core::runtime::LABEL_PREFIX))
+                    .cloned()
+            })
+            .is_some_and(|w| w != workspace.to_string());
+        if named_other || labelled_other {
+            tracing::warn!(
+                volume = name,
+                workspace = %workspace,
+                "Volume data of an earlier version belongs to another workspace: left in place."
+            );
+        }
+        !(named_other || labelled_other)
+    }
+
+    /// Volume directories for a spec, created if missing.
+    fn prepare_volumes(
+        &self,
+        spec: &WorkloadSpec,
+        run_as: Option<RunAs>,
+    ) -> Result<Vec<VolumeDir>> {
         spec.volumes
             .iter()
             .map(|v| {
-                let dir = self.layout.volume_dir(&v.name);
-                std::fs::create_dir_all(&dir).map_err(|e| io_error("create", &dir, &e))?;
                 Ok(VolumeDir {
                     name: v.name.clone(),
-                    dir,
+                    dir: self.volume(spec.owner.workspace, &v.name, run_as)?,
                 })
             })
             .collect()
@@ -474,12 +680,20 @@ impl Runtime for ProcessRuntime {
         Ok(())
     }
 
+    /// Labels name the owning workspace (`clank.workspace`): its directory is made now, and
+    /// a workspace the runtime does not serve is refused. Without one, the directory is made
+    /// by the first `start` that mounts the volume, in that workload's workspace.
     async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
         validate_volume_name("name", name)?;
-        let layout = &self.shared.layout;
-        let dir = layout.volume_dir(name);
-        std::fs::create_dir_all(&dir).map_err(|e| io_error("create", &dir, &e))?;
-        let path = layout.volume_labels_path(name);
+        let shared = &self.shared;
+        let workspace = labels
+            .get(&format!("{}workspace", clank_core::runtime::LABEL_PREFIX))
+            .and_then(|w| w.parse::<WorkspaceId>().ok());
+        if let Some(workspace) = workspace {
+            let run_as = shared.users.admit(workspace, true)?;
+            shared.volume(workspace, name, run_as)?;
+        }
+        let path = shared.layout.volume_labels_path(name);
         let json = serde_json::to_vec_pretty(labels)
             .map_err(|e| Error::Internal(format!("cannot encode volume labels: {e}")))?;
         let tmp = path.with_extension("json.tmp");
@@ -505,11 +719,20 @@ impl Runtime for ProcessRuntime {
             )));
         }
         let layout = &self.shared.layout;
-        let dir = layout.volume_dir(name);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error("remove", &dir, &e)),
+        // Every workspace's directory of that name, and data an earlier version kept.
+        let mut dirs = vec![layout.legacy_volume_dir(name)];
+        let root = layout.work_root();
+        let scopes = std::fs::read_dir(root).map_err(|e| io_error("list", root, &e))?;
+        for scope in scopes {
+            let scope = scope.map_err(|e| io_error("list", root, &e))?;
+            dirs.push(scope.path().join("volumes").join(name));
+        }
+        for dir in dirs {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &dir, &e)),
+            }
         }
         let _ = std::fs::remove_file(layout.volume_labels_path(name));
         Ok(())
@@ -518,7 +741,9 @@ impl Runtime for ProcessRuntime {
     /// Nothing to fetch: a native workload runs a command already on this host. The spec is
     /// checked as `start` checks it.
     async fn prepare(&self, spec: &WorkloadSpec) -> Result<()> {
-        validate_spec(spec)
+        validate_spec(spec)?;
+        self.shared.users.admit(spec.owner.workspace, false)?;
+        Ok(())
     }
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus> {
@@ -555,21 +780,27 @@ impl Runtime for ProcessRuntime {
             }
         }
 
+        let run_as = shared.users.admit(spec.owner.workspace, true)?;
         let port = ports::choose(spec)?;
-        let volumes = shared.prepare_volumes(spec)?;
-        let dir = shared.layout.workload_dir(name);
+        let volumes = shared.prepare_volumes(spec, run_as)?;
+        let dir = shared.layout.record_dir(name);
         std::fs::create_dir_all(&dir).map_err(|e| io_error("create", &dir, &e))?;
+        let home = shared.layout.work_dir(spec.owner.workspace, name);
         // A failed first start leaves nothing behind; a failed restart keeps the old record.
         let clean_up = || {
             if previous.is_none() {
                 let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(&home);
             }
         };
-        let cwd = working_dir(spec, &dir);
-        let env = env::build(spec, port, &volumes);
+        shared
+            .work_dir(&spec.owner, name, run_as)
+            .inspect_err(|_| clean_up())?;
+        let cwd = working_dir(spec, &home);
+        let env = env::build(spec, port, &volumes, &home);
         let stamper = logs::Stamper::new(&shared.layout, name);
-        let (child, leader) =
-            supervisor::spawn(&shared.layout, spec, &env, &cwd).inspect_err(|_| clean_up())?;
+        let (child, leader) = supervisor::spawn(&shared.layout, spec, &env, &cwd, run_as)
+            .inspect_err(|_| clean_up())?;
         let meta = Meta {
             format: meta::FORMAT,
             name: name.to_owned(),
@@ -585,6 +816,7 @@ impl Runtime for ProcessRuntime {
             exit_code: None,
             finished_at: None,
             stop_requested: false,
+            run_as,
         };
         if let Err(e) = meta::write(&shared.layout.meta_path(name), &meta) {
             // Untracked processes are leaks: end it before reporting.
@@ -597,12 +829,14 @@ impl Runtime for ProcessRuntime {
             workload = name,
             pid = leader.pid,
             ?port,
+            uid = run_as.map(|u| u.uid),
             "Workload started."
         );
         let workload = supervisor::supervise(
             shared.layout.clone(),
             spec.clone(),
             volumes,
+            home,
             meta,
             child,
             stamper,
@@ -639,18 +873,21 @@ impl Runtime for ProcessRuntime {
         let shared = &self.shared;
         let name = id.0.as_str();
         let _guard = shared.lock_name(name).await;
-        let dir = shared.layout.workload_dir(name);
-        if shared.observe(name)?.is_some() {
+        let mut dirs = vec![shared.layout.record_dir(name)];
+        if let Some(found) = shared.observe(name)? {
+            dirs.push(shared.layout.work_dir(found.meta.owner.workspace, name));
             // Like `docker rm -f`: no grace period.
             shared.stop_locked(name, Duration::ZERO).await?;
         }
         if let Some(w) = lock(&shared.supervised).remove(name) {
             w.abandon();
         }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error("remove", &dir, &e)),
+        for dir in dirs {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &dir, &e)),
+            }
         }
         tracing::info!(workload = name, "Workload removed.");
         Ok(())
@@ -712,6 +949,20 @@ impl Runtime for ProcessRuntime {
                 )));
             }
         };
+        // As the workload's own user. A workload an earlier version started as the runtime's
+        // user still gets its workspace's user (and its own directory) for exec.
+        let (run_as, cwd) = match found.meta.run_as {
+            Some(user) => (Some(user), found.meta.cwd.clone()),
+            None => match self.shared.users.admit(found.meta.owner.workspace, false)? {
+                Some(user) => {
+                    let home =
+                        self.shared
+                            .work_dir(&found.meta.owner, &found.meta.name, Some(user))?;
+                    (Some(user), home)
+                }
+                None => (None, found.meta.cwd.clone()),
+            },
+        };
         // The workload's own environment: rebuilt from the spec if this instance has it, else
         // read back from the kernel for an adopted process.
         let env: Vec<(OsString, OsString)> = match &found.supervised {
@@ -727,11 +978,16 @@ impl Runtime for ProcessRuntime {
                 )
             })?,
         };
-        let spawned = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        if let Some(user) = run_as {
+            // No explicit groups: std drops all supplementary groups before `setuid`.
+            command.uid(user.uid).gid(user.gid);
+        }
+        let spawned = command
             .args(args)
             .env_clear()
             .envs(env)
-            .current_dir(&found.meta.cwd)
+            .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

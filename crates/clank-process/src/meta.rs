@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use clank_core::runtime::{Owner, RestartPolicy};
 use clank_core::{Error, Result, Timestamp};
 
+use crate::isolation::RunAs;
 use crate::layout::io_error;
 
 /// Bumped when the record changes incompatibly; older runtimes refuse newer records.
@@ -58,6 +59,10 @@ pub(crate) struct Meta {
     pub(crate) finished_at: Option<Timestamp>,
     /// `stop` was asked for: never restart, whatever the policy.
     pub(crate) stop_requested: bool,
+    /// The workspace's user the process runs as; `None`: the runtime's own user (serving one
+    /// workspace, or a record of a version that did not switch users).
+    #[serde(default)]
+    pub(crate) run_as: Option<RunAs>,
 }
 
 /// Read a record; `Ok(None)` if there is none.
@@ -132,6 +137,7 @@ mod tests {
             exit_code: None,
             finished_at: None,
             stop_requested: false,
+            run_as: Some(RunAs { uid: 7, gid: 7 }),
         }
     }
 

@@ -6,7 +6,7 @@
 //! exit code is lost, and they are not restarted (the reconciler sees them exited and acts).
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -18,6 +18,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::env::{self, VolumeDir};
+use crate::isolation::RunAs;
 use crate::layout::Layout;
 use crate::meta::{self, Leader, Meta, Phase};
 use crate::{group, logs, procfs};
@@ -35,6 +36,8 @@ pub(crate) struct Workload {
     /// the process and to give `exec` the same environment.
     pub(crate) spec: WorkloadSpec,
     pub(crate) volumes: Vec<VolumeDir>,
+    /// The workload's own directory (its `HOME`).
+    pub(crate) home: PathBuf,
     /// The in-memory copy of `meta.json`; every change is written through.
     meta: Mutex<Meta>,
     /// Shared with the task so that `abandon` can date the last output before letting go.
@@ -70,7 +73,7 @@ impl Workload {
     /// The environment the process runs with, rebuilt from the spec.
     pub(crate) fn env(&self) -> std::collections::BTreeMap<String, String> {
         let port = self.meta().port;
-        env::build(&self.spec, port, &self.volumes)
+        env::build(&self.spec, port, &self.volumes, &self.home)
     }
 }
 
@@ -88,19 +91,28 @@ pub(crate) fn exit_code(status: ExitStatus) -> i64 {
     }
 }
 
-/// Start the process: own process group, cleared environment, output onto the log files.
+/// Start the process: own process group, cleared environment, output onto the log files
+/// (opened here, by the runtime: the process itself cannot reach the state directory), as
+/// `run_as` if given.
 pub(crate) fn spawn(
     layout: &Layout,
     spec: &WorkloadSpec,
     env: &std::collections::BTreeMap<String, String>,
     cwd: &Path,
+    run_as: Option<RunAs>,
 ) -> Result<(Child, Leader)> {
     let argv = spec.command.as_deref().unwrap_or_default();
     let Some((program, args)) = argv.split_first() else {
         return Err(Error::Internal("spawn called without a command".into()));
     };
     let (stdout, stderr) = logs::open_for_child(layout, &spec.name)?;
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    if let Some(user) = run_as {
+        // With a uid and no explicit groups, std drops every supplementary group
+        // (`setgroups(0)`) before `setuid`: the workload keeps none of root's groups.
+        command.uid(user.uid).gid(user.gid);
+    }
+    let child = command
         .args(args)
         .env_clear()
         .envs(env)
@@ -114,10 +126,18 @@ pub(crate) fn spawn(
         .kill_on_drop(false)
         .spawn()
         .map_err(|e| {
+            let hint = match run_as {
+                Some(user) if e.kind() == std::io::ErrorKind::PermissionDenied => format!(
+                    " (it runs as its workspace's user, uid {}: the program and the working \
+                     directory must be reachable by other users)",
+                    user.uid
+                ),
+                _ => String::new(),
+            };
             Error::runtime(
                 RuntimeFailure::StartFailed,
                 format!(
-                    "workload `{}`: cannot run `{program}` in `{}`: {e}",
+                    "workload `{}`: cannot run `{program}` in `{}`: {e}{hint}",
                     spec.name,
                     cwd.display()
                 ),
@@ -149,6 +169,7 @@ pub(crate) fn supervise(
     layout: Layout,
     spec: WorkloadSpec,
     volumes: Vec<VolumeDir>,
+    home: PathBuf,
     meta: Meta,
     child: Child,
     stamper: logs::Stamper,
@@ -156,6 +177,7 @@ pub(crate) fn supervise(
     let workload = Arc::new(Workload {
         spec,
         volumes,
+        home,
         meta: Mutex::new(meta),
         stamper: Mutex::new(stamper),
         task: Mutex::new(None),
@@ -250,8 +272,8 @@ async fn run(layout: Layout, w: Arc<Workload>, mut child: Child) {
             persist(&layout, &m);
             return;
         }
-        let env = env::build(&w.spec, m.port, &w.volumes);
-        match spawn(&layout, &w.spec, &env, &m.cwd.clone()) {
+        let env = env::build(&w.spec, m.port, &w.volumes, &w.home);
+        match spawn(&layout, &w.spec, &env, &m.cwd.clone(), m.run_as) {
             Ok((next, leader)) => {
                 child = next;
                 m.leader = Some(leader);

@@ -73,6 +73,11 @@ async fn process_fixture() -> Option<ProcessFixture> {
         );
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a state dir: {e}"));
+    // Workloads run as their workspace's user when the tests run as root: let them traverse
+    // it to the workload root and their app directories (listing it stays the owner's).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+        .unwrap_or_else(|e| panic!("cannot open the state dir's parent to workloads: {e}"));
     Some(ProcessFixture { dir })
 }
 

@@ -69,7 +69,7 @@ async fn http_workload_serves_logs_execs_stops_and_is_removed() {
         .await
         .unwrap();
     assert_eq!(out.exit_code, Some(0));
-    let workload_dir = rt.workload_dir("web-1").unwrap();
+    let workload_dir = rt.workload_dir(spec.owner.workspace, "web-1").unwrap();
     assert_eq!(
         out.stdout,
         format!(
@@ -152,7 +152,11 @@ async fn requested_port_in_use_fails_with_port_in_use_and_leaves_nothing() {
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.to_string().contains(&port.to_string()), "{err}");
     assert_eq!(rt.inspect(&id("clash")).await.unwrap(), None);
-    assert!(!rt.workload_dir("clash").unwrap().exists());
+    assert!(
+        !rt.workload_dir(spec.owner.workspace, "clash")
+            .unwrap()
+            .exists()
+    );
     assert!(rt.list(&Default::default()).await.unwrap().is_empty());
 }
 
@@ -319,7 +323,7 @@ async fn stop_kills_a_process_ignoring_sigterm_and_its_children_after_the_grace_
     ))
     .await
     .unwrap();
-    let child = read_pid_file(&rt.workload_dir("stubborn").unwrap().join("child.pid")).await;
+    let child = read_pid_file(&work_dir(rt, "stubborn").await.join("child.pid")).await;
     assert!(pid_alive(child));
 
     let grace = Duration::from_secs(1);
@@ -388,6 +392,7 @@ async fn volume_data_survives_remove_and_the_replacement_reads_it() {
         "echo persisted > \"$DATA_DIR/file\" && test \"$DATA_DIR\" = \"$CLANK_VOLUME_APP_DATA\"",
     );
     writer.volumes = vec![volume.clone()];
+    let workspace = writer.owner.workspace;
     rt.start(&writer).await.unwrap();
     let done = wait_status(rt, "writer", "exit", |s| exit_code(s).is_some()).await;
     assert_eq!(
@@ -397,7 +402,7 @@ async fn volume_data_survives_remove_and_the_replacement_reads_it() {
         history_text(rt, "writer").await
     );
     rt.remove(&id("writer")).await.unwrap();
-    let dir = rt.volume_dir("app-data").unwrap();
+    let dir = rt.volume_dir(workspace, "app-data").unwrap();
     assert_eq!(
         std::fs::read_to_string(dir.join("file")).unwrap(),
         "persisted\n"
@@ -405,6 +410,7 @@ async fn volume_data_survives_remove_and_the_replacement_reads_it() {
 
     let mut reader = sh("reader", "cat \"$CLANK_VOLUME_APP_DATA/file\"");
     reader.volumes = vec![volume];
+    reader.owner.workspace = workspace;
     rt.start(&reader).await.unwrap();
     wait_status(rt, "reader", "exit", |s| exit_code(s).is_some()).await;
     assert_eq!(history_text(rt, "reader").await, ["persisted"]);
@@ -529,7 +535,7 @@ async fn unless_stopped_restarts_a_killed_process_but_not_a_stopped_one() {
     );
     spec.restart = RestartPolicy::UnlessStopped;
     rt.start(&spec).await.unwrap();
-    let pid_file = rt.workload_dir("phoenix").unwrap().join("leader.pid");
+    let pid_file = work_dir(rt, "phoenix").await.join("leader.pid");
     let first = read_pid_file(&pid_file).await;
     std::fs::remove_file(&pid_file).unwrap();
     let killed = std::process::Command::new(BUSYBOX)
@@ -589,7 +595,7 @@ async fn exec_is_killed_at_its_timeout_and_refuses_a_tty_or_a_stopped_workload()
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(3));
-    let exec_pid = read_pid_file(&rt.workload_dir("host").unwrap().join("exec.pid")).await;
+    let exec_pid = read_pid_file(&work_dir(rt, "host").await.join("exec.pid")).await;
     eventually("timed-out exec gone", Duration::from_secs(5), || async {
         (!pid_alive(exec_pid)).then_some(())
     })

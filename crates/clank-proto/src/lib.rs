@@ -39,6 +39,39 @@ pub const SERVER_HEADER: &str = "x-clank-server";
 /// Largest message either side accepts (a desired state of a big server, a log line).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Domain separation of the agent-release signature: nothing else signed with the release
+/// key can pass for an offer, and a future format changes the `v1` line.
+const RELEASE_CONTEXT: &str = "clank-agent-release\nv1\n";
+
+/// The exact bytes the release signing key signs for an agent binary (`UpdateOffer.signature`):
+/// `clank-agent-release\nv1\n{version}\n{sha256}\n{size}`. Binds all three fields, so an offer
+/// altered after signing no longer verifies.
+///
+/// Refused (so two different offers can never share one message): a version that is empty,
+/// over 64 bytes or holds control characters, and a checksum that is not 64 lowercase hex
+/// digits.
+pub fn release_message(
+    version: &str,
+    sha256: &str,
+    size: u64,
+) -> std::result::Result<Vec<u8>, String> {
+    if version.is_empty() || version.len() > 64 || version.chars().any(char::is_control) {
+        return Err(format!(
+            "release version {version:?}: must be 1 to 64 characters without control characters"
+        ));
+    }
+    if sha256.len() != 64
+        || !sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!(
+            "release checksum {sha256:?}: must be 64 lowercase hex digits (SHA-256)"
+        ));
+    }
+    Ok(format!("{RELEASE_CONTEXT}{version}\n{sha256}\n{size}").into_bytes())
+}
+
 /// A `RuntimeFailure` as its stable snake-case code.
 pub fn failure_code(f: RuntimeFailure) -> &'static str {
     match f {
@@ -429,5 +462,30 @@ mod tests {
         ] {
             assert_eq!(parse_failure(failure_code(f)), f);
         }
+    }
+
+    #[test]
+    fn the_release_message_binds_version_checksum_and_size() {
+        let sha = "ab".repeat(32);
+        let m = release_message("1.2.3", &sha, 42).unwrap();
+        assert_eq!(
+            String::from_utf8(m.clone()).unwrap(),
+            format!("clank-agent-release\nv1\n1.2.3\n{sha}\n42")
+        );
+        assert_ne!(m, release_message("1.2.4", &sha, 42).unwrap());
+        assert_ne!(m, release_message("1.2.3", &"cd".repeat(32), 42).unwrap());
+        assert_ne!(m, release_message("1.2.3", &sha, 43).unwrap());
+    }
+
+    #[test]
+    fn the_release_message_refuses_fields_that_could_shift_between_lines() {
+        let sha = "ab".repeat(32);
+        // A version holding a newline could move text between the fields.
+        assert!(release_message("1.0\nab", &sha, 1).is_err());
+        assert!(release_message("", &sha, 1).is_err());
+        assert!(release_message(&"v".repeat(65), &sha, 1).is_err());
+        assert!(release_message("1.0", &format!("{}\n1", &sha[..62]), 1).is_err());
+        assert!(release_message("1.0", &sha.to_uppercase(), 1).is_err());
+        assert!(release_message("1.0", "abc", 1).is_err());
     }
 }

@@ -15,12 +15,14 @@
 //! instant-acme (3 times per request) and again here by resuming the same order. A failure
 //! backs off exponentially up to a cap, never earlier than a server's `Retry-After`; the old
 //! certificate keeps serving meanwhile. Only names routed as `public_direct` with ACME TLS are
-//! renewed by [`AcmeManager::run`].
+//! renewed by [`AcmeManager::run`], which the proxy wakes when its route table gains such a
+//! name ([`crate::ClankProxy::route_changes`]), so a new domain is ordered within a second, not
+//! at the next periodic check.
 //!
 //! HTTP-01 (default) or TLS-ALPN-01 ([`AcmeConfig::challenge`]), both answered by the proxy.
 //! Not here yet: wildcard names (need DNS-01), ARI.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -62,7 +64,8 @@ pub struct AcmeConfig {
     pub backoff: Backoff,
     /// How the CA validates control of a name; both are answered by this proxy.
     pub challenge: Challenge,
-    /// The longest `run` sleeps between passes (it also wakes for the earliest due name).
+    /// The longest `run` sleeps between passes (it also wakes for the earliest due name, a
+    /// finished order, and a newly routed name).
     pub check_interval: Duration,
 }
 
@@ -347,6 +350,12 @@ impl AcmeManager {
         let Some(_slot) = InFlight::take(&self.inner.in_flight, domain) else {
             return Ok(Outcome::InFlight);
         };
+        // An order that finished between the read above and taking the slot stored what this
+        // one would order again: decide once more under the slot.
+        let state = self.state(domain)?;
+        if let Action::WaitUntil(t) = next_action(&state, now) {
+            return Ok(Outcome::Waiting(t));
+        }
         self.take_retry_after();
         let mut tokens = Vec::new();
         let result = self.order(domain, &mut tokens).await;
@@ -403,27 +412,117 @@ impl AcmeManager {
         }
     }
 
-    /// Keeps every routed name certified until `shutdown`: a pass over
-    /// [`AcmeManager::routed_domains`], then sleep until the earliest due name (at most
-    /// `check_interval`). Names no longer routed are not renewed.
+    /// Keeps every routed name certified until `shutdown`. A pass over
+    /// [`AcmeManager::routed_domains`] starts an order for each name [`next_action`] says is
+    /// due (at most [`MAX_CONCURRENT_ORDERS`] at once, never a second one for a name whose
+    /// order is in flight); the next pass runs when an order finishes, when the route table
+    /// gains a name (after the burst of changes settles), or when the earliest name is due
+    /// (at most `check_interval` later). Names no longer routed are not renewed. Orders still
+    /// running at `shutdown` are abandoned (the CA's pending order simply expires).
     pub async fn run(&self, shutdown: CancellationToken) {
+        let mut changes = self.inner.proxy.route_changes();
+        let mut runs = Runs::default();
+        let mut wake = self.pass(&mut runs);
         loop {
-            let now = Timestamp::now();
-            let mut wake = now.saturating_add(self.inner.config.check_interval);
-            for domain in self.routed_domains() {
-                match self.ensure(&domain, now).await {
-                    Ok(Outcome::Waiting(t)) => wake = wake.min(t),
-                    Ok(Outcome::Failed { next_attempt, .. }) => wake = wake.min(next_attempt),
-                    Ok(Outcome::Issued(v)) => wake = wake.min(v.renew_at()),
-                    Ok(Outcome::InFlight) => {}
-                    Err(e) => tracing::warn!(domain, error = %e, "ACME state unusable"),
-                }
-            }
             let sleep = wake.since(Timestamp::now()).max(Duration::from_millis(100));
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(sleep) => {}
+                () = shutdown.cancelled() => break,
+                Some(done) = runs.orders.join_next_with_id() => {
+                    self.finished(&mut runs, done);
+                    wake = self.pass(&mut runs);
+                }
+                Ok(()) = changes.changed() => {
+                    settle(&mut changes).await;
+                    let routed = self.routed_domains();
+                    if routed.iter().any(|d| !runs.seen.contains(d)) {
+                        tracing::debug!("route table gained a name: ACME pass now");
+                        wake = self.pass(&mut runs);
+                    } else {
+                        // Forget removed names, so routing one again counts as new.
+                        runs.seen = routed.into_iter().collect();
+                    }
+                }
+                () = tokio::time::sleep(sleep) => wake = self.pass(&mut runs),
             }
+        }
+        runs.orders.shutdown().await;
+    }
+
+    /// Starts the due orders; returns when the next pass is due at the latest.
+    fn pass(&self, runs: &mut Runs) -> Timestamp {
+        let now = Timestamp::now();
+        let mut wake = now.saturating_add(self.inner.config.check_interval);
+        let domains = self.routed_domains();
+        runs.seen = domains.iter().cloned().collect();
+        for domain in domains {
+            if runs.running.values().any(|d| *d == domain) {
+                continue; // Its completion starts the next pass.
+            }
+            if self.in_flight(&domain) {
+                // Ordered by a direct `ensure` call: look again soon after it ends.
+                wake = wake.min(now.saturating_add(Duration::from_secs(1)));
+                continue;
+            }
+            if let Some(&(_, until)) = runs.held.get(&domain)
+                && now < until
+            {
+                wake = wake.min(until);
+                continue;
+            }
+            match self.state(&domain).map(|s| next_action(&s, now)) {
+                Ok(Action::WaitUntil(t)) => wake = wake.min(t),
+                Ok(Action::Order) if runs.running.len() < MAX_CONCURRENT_ORDERS => {
+                    let manager = self.clone();
+                    let name = domain.clone();
+                    let task = runs.orders.spawn(async move {
+                        let result = manager.ensure(&name, now).await;
+                        (name, result)
+                    });
+                    runs.running.insert(task.id(), domain);
+                }
+                Ok(Action::Order) => {} // Waits for a free slot: a finishing order passes again.
+                Err(e) => tracing::warn!(domain, error = %e, "ACME state unusable"),
+            }
+        }
+        wake
+    }
+
+    /// Books a finished order. A name whose state could not be read or written is held back
+    /// with the same backoff as a failed order (kept in memory: the disk is what failed).
+    fn finished(
+        &self,
+        runs: &mut Runs,
+        done: Result<(tokio::task::Id, Ordered), tokio::task::JoinError>,
+    ) {
+        let (domain, error) = match done {
+            Ok((id, (domain, result))) => {
+                runs.running.remove(&id);
+                match result {
+                    Ok(_) => {
+                        runs.held.remove(&domain);
+                        return;
+                    }
+                    Err(e) => (domain, e.to_string()),
+                }
+            }
+            Err(e) => match runs.running.remove(&e.id()) {
+                Some(domain) => (domain, e.to_string()),
+                None => return,
+            },
+        };
+        let failures = runs
+            .held
+            .get(&domain)
+            .map_or(1, |(n, _)| n.saturating_add(1));
+        let until = Timestamp::now().saturating_add(self.inner.config.backoff.delay(failures));
+        tracing::warn!(domain, error, failures, next_attempt = %until, "ACME state unusable");
+        runs.held.insert(domain, (failures, until));
+    }
+
+    fn in_flight(&self, domain: &str) -> bool {
+        match self.inner.in_flight.lock() {
+            Ok(g) => g.contains(domain),
+            Err(p) => p.into_inner().contains(domain),
         }
     }
 
@@ -645,6 +744,41 @@ impl AcmeManager {
 enum Answered {
     Http01(String),
     TlsAlpn01(String),
+}
+
+/// Orders [`AcmeManager::run`] keeps going at once; more due names wait for a free slot.
+pub const MAX_CONCURRENT_ORDERS: usize = 4;
+/// A burst of route changes (a control plane restoring or deploying many services) makes one
+/// pass: `run` waits until the table has been quiet this long...
+const ROUTES_QUIET: Duration = Duration::from_millis(200);
+/// ...but no longer than this after the first change.
+const ROUTES_SETTLE_MAX: Duration = Duration::from_secs(2);
+
+/// A name and what [`AcmeManager::ensure`] did for it.
+type Ordered = (String, Result<Outcome, AcmeError>);
+
+/// What [`AcmeManager::run`] keeps between passes.
+#[derive(Default)]
+struct Runs {
+    orders: tokio::task::JoinSet<Ordered>,
+    /// The name each running order is for.
+    running: HashMap<tokio::task::Id, String>,
+    /// The names routed at the last pass or route change.
+    seen: HashSet<String>,
+    /// Names whose state failed outside an order: consecutive failures, no pass before.
+    held: HashMap<String, (u32, Timestamp)>,
+}
+
+/// Waits until the route table stops changing ([`ROUTES_QUIET`], at most [`ROUTES_SETTLE_MAX`]).
+async fn settle(changes: &mut tokio::sync::watch::Receiver<u64>) {
+    let deadline = tokio::time::Instant::now() + ROUTES_SETTLE_MAX;
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(ROUTES_QUIET) => return,
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
 }
 
 #[derive(Default)]

@@ -101,7 +101,8 @@ pub struct AcmeSettings {
     /// `tls_listen`, port 443).
     #[serde(default)]
     pub challenge: crate::acme::Challenge,
-    /// The longest pause between passes over the routed names.
+    /// The longest pause between passes over the routed names (a newly routed name is
+    /// ordered at once regardless). `CLANK_PROXY_ACME_CHECK_INTERVAL_MS`.
     #[serde(
         rename = "check_interval_ms",
         with = "ms",
@@ -194,8 +195,9 @@ impl ProxyConfig {
     }
 
     /// Apply the `CLANK_PROXY_ACME_*` variables (looked up through `var`) over the file's
-    /// `acme` section: `DIRECTORY_URL` (turns ACME on), `STATE_DIR`, `CONTACT` (comma-separated),
-    /// `SERVER_ROOT`, `CHALLENGE` (`http-01` / `tls-alpn-01`). Errors name the variable.
+    /// `acme` section, one per setting: `DIRECTORY_URL` (turns ACME on), `STATE_DIR`, `CONTACT`
+    /// (comma-separated), `SERVER_ROOT`, `CHALLENGE` (`http-01` / `tls-alpn-01`),
+    /// `CHECK_INTERVAL_MS`. Errors name the variable.
     pub fn with_acme_env(
         mut self,
         var: impl Fn(&str) -> Option<String>,
@@ -238,6 +240,19 @@ impl ProxyConfig {
                     "{PREFIX}CHALLENGE: `{challenge}` is not `http-01` or `tls-alpn-01`"
                 ))
             })?;
+        }
+        if let Some(ms) = get("CHECK_INTERVAL_MS") {
+            acme.check_interval = ms
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    crate::ProxyError::Config(format!(
+                        "{PREFIX}CHECK_INTERVAL_MS: `{ms}` is not a positive number of milliseconds"
+                    ))
+                })?;
         }
         if acme.state_dir.as_os_str().is_empty() {
             return Err(crate::ProxyError::Config(format!(
@@ -296,9 +311,11 @@ mod tests {
                 ),
                 ("CLANK_PROXY_ACME_SERVER_ROOT", "/etc/ca.pem"),
                 ("CLANK_PROXY_ACME_CHALLENGE", "tls-alpn-01"),
+                ("CLANK_PROXY_ACME_CHECK_INTERVAL_MS", "5000"),
             ]))
             .unwrap();
         let acme = c.acme.unwrap();
+        assert_eq!(acme.check_interval, Duration::from_secs(5));
         assert_eq!(acme.directory_url, "https://ca.example/dir");
         assert_eq!(acme.state_dir, PathBuf::from("/var/lib/clank/acme"));
         assert_eq!(
@@ -344,6 +361,68 @@ mod tests {
             err.to_string().contains("CLANK_PROXY_ACME_STATE_DIR"),
             "{err}"
         );
+    }
+
+    /// Each variable named after its file key (`check_interval_ms` → `..._CHECK_INTERVAL_MS`):
+    /// a setting added to the file without its variable fails here.
+    #[test]
+    fn every_acme_setting_of_the_file_has_an_environment_variable() {
+        let vars = [
+            ("CLANK_PROXY_ACME_DIRECTORY_URL", "https://ca.example/dir"),
+            ("CLANK_PROXY_ACME_STATE_DIR", "/var/lib/clank/acme"),
+            ("CLANK_PROXY_ACME_CONTACT", "mailto:ops@example.com"),
+            ("CLANK_PROXY_ACME_SERVER_ROOT", "/etc/ca.pem"),
+            ("CLANK_PROXY_ACME_CHALLENGE", "tls-alpn-01"),
+            ("CLANK_PROXY_ACME_CHECK_INTERVAL_MS", "5000"),
+        ];
+        let from_env = ProxyConfig::default()
+            .with_acme_env(env(&vars))
+            .unwrap()
+            .acme
+            .unwrap();
+        let file = serde_json::to_value(&from_env).unwrap();
+        let keys: Vec<String> = file
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| format!("CLANK_PROXY_ACME_{}", k.to_ascii_uppercase()))
+            .collect();
+        let mut names: Vec<&str> = vars.iter().map(|(k, _)| *k).collect();
+        let mut keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(keys, names, "file keys without a variable (or the reverse)");
+        // Every variable took effect: nothing is left at its default.
+        let defaults = AcmeSettings {
+            directory_url: String::new(),
+            state_dir: PathBuf::new(),
+            contact: Vec::new(),
+            server_root: None,
+            challenge: crate::acme::Challenge::default(),
+            check_interval: default_check_interval(),
+        };
+        let defaults = serde_json::to_value(&defaults).unwrap();
+        for (key, value) in file.as_object().unwrap() {
+            assert_ne!(Some(value), defaults.get(key), "{key} kept its default");
+        }
+    }
+
+    #[test]
+    fn a_bad_check_interval_names_its_variable() {
+        for bad in ["0", "5s", "-1"] {
+            let err = ProxyConfig::default()
+                .with_acme_env(env(&[
+                    ("CLANK_PROXY_ACME_DIRECTORY_URL", "https://ca.example/dir"),
+                    ("CLANK_PROXY_ACME_STATE_DIR", "/s"),
+                    ("CLANK_PROXY_ACME_CHECK_INTERVAL_MS", bad),
+                ]))
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("CLANK_PROXY_ACME_CHECK_INTERVAL_MS"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct ClankProxy {
     shared: Arc<Shared>,
     /// Serialises table changes (build, swap, persist) so they land in call order.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Bumped after every table change, so the ACME manager orders a new name's certificate
+    /// at once instead of at its next periodic pass.
+    route_changes: Arc<watch::Sender<u64>>,
 }
 
 impl ClankProxy {
@@ -131,6 +134,7 @@ impl ClankProxy {
         Ok(ClankProxy {
             shared: Arc::new(shared),
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            route_changes: Arc::new(watch::Sender::new(0)),
         })
     }
 
@@ -256,6 +260,12 @@ impl ClankProxy {
         self.shared.current().routes().into_values().collect()
     }
 
+    /// A receiver that sees a new value after every change of the route table (however it
+    /// was made: the [`Proxy`] calls, [`ClankProxy::apply`], the control socket).
+    pub fn route_changes(&self) -> watch::Receiver<u64> {
+        self.route_changes.subscribe()
+    }
+
     /// Requests in flight to `deployment`'s target, if it is routed.
     pub fn in_flight(&self, deployment: DeploymentId) -> Option<u64> {
         self.shared
@@ -325,6 +335,7 @@ impl ClankProxy {
             .metrics
             .route_changes
             .fetch_add(1, Ordering::Relaxed);
+        self.route_changes.send_modify(|n| *n = n.wrapping_add(1));
         Ok(previous)
     }
 

@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,248 +18,38 @@ use clank_core::model::{Endpoint, TlsMode};
 use clank_core::time::Timestamp;
 use clank_proxy::acme::{Action, Backoff, Challenge, Outcome, next_action};
 use clank_proxy::{AcmeConfig, AcmeManager, ProxyConfig};
+use clank_testkit::pebble::{Pebble, PebbleOptions, free_port};
 use common::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 const DOMAIN: &str = "shop.example.com";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn openssl(args: &[&str], dir: &Path) {
-    let status = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success(), "openssl {args:?}");
-}
-
-/// A CA and a `localhost`/127.0.0.1 leaf it signed, for pebble's own HTTPS listeners.
-fn pebble_tls(dir: &Path) {
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=clank test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-        dir,
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-        ],
-        dir,
-    );
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
-    )
-    .unwrap();
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "leaf.pem",
-        ],
-        dir,
-    );
-}
-
-struct Pebble {
-    dir: tempfile::TempDir,
-    _children: Vec<Child>,
-    directory_url: String,
-    management: SocketAddr,
-}
-
-impl Pebble {
-    fn ca_pem(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn logs(&self) -> String {
-        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
-        format!(
-            "--- pebble.log\n{}\n--- challtestsrv.log\n{}",
-            read("pebble.log"),
-            read("challtestsrv.log")
-        )
-    }
-
-    /// The root that signs pebble's issued chains (new at every pebble start).
-    async fn issuing_root(&self) -> CertificateDer<'static> {
-        let body = https_get(
-            self.management,
-            "localhost",
-            &[CertificateDer::from_pem_file(self.ca_pem()).unwrap()],
-            "localhost",
-            "/roots/0",
-        )
-        .await
-        .expect("pebble's management API answers /roots/0");
-        let start = body
-            .find("-----BEGIN CERTIFICATE-----")
-            .expect("a PEM root");
-        CertificateDer::from_pem_slice(&body.as_bytes()[start..]).unwrap()
-    }
-}
-
-fn pebble_installed() -> bool {
-    ["pebble", "pebble-challtestsrv"].iter().all(|bin| {
-        std::process::Command::new(bin)
-            .arg("-h")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    })
-}
-
-async fn wait_for_tcp(addr: SocketAddr, what: &str) {
-    for _ in 0..200 {
-        if TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} did not start listening on {addr}");
-}
-
-/// Starts challtestsrv and pebble; the validator dials HTTP-01 at `http_port` and
-/// TLS-ALPN-01 at `tls_port`.
+/// Pebble (and its DNS) from the shared test kit: HTTP-01 dialled at `http_port`, TLS-ALPN-01
+/// at `tls_port`.
 async fn start_pebble(
     http_port: u16,
     tls_port: u16,
     validity_secs: Option<u64>,
     nonce_reject_percent: u32,
 ) -> Option<Pebble> {
-    if !pebble_installed() {
-        return clank_testkit::runtime::skip_or_fail(
-            "pebble",
-            "`pebble`/`pebble-challtestsrv` not on PATH (apt-get install pebble)",
-        );
-    }
-    let dir = tempfile::tempdir().unwrap();
-    pebble_tls(dir.path());
-    let dns = free_udp_port();
-    let chall_mgmt = free_port();
-    let log = |n: &str| std::fs::File::create(dir.path().join(n)).unwrap();
-    let chall = Command::new("pebble-challtestsrv")
-        .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-        .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-        .args(["-dns01", &format!("127.0.0.1:{dns}")])
-        .args(["-management", &format!("127.0.0.1:{chall_mgmt}")])
-        .stdout(log("challtestsrv.log"))
-        .stderr(log("challtestsrv.err"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("pebble-challtestsrv starts");
-    wait_for_tcp(
-        format!("127.0.0.1:{chall_mgmt}").parse().unwrap(),
-        "challtestsrv",
-    )
-    .await;
-
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let management: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut config = serde_json::json!({
-        "listenAddress": listen.to_string(),
-        "managementListenAddress": management.to_string(),
-        "certificate": dir.path().join("leaf.pem"),
-        "privateKey": dir.path().join("leaf.key"),
-        "httpPort": http_port,
-        "tlsPort": tls_port,
-        "ocspResponderURL": "",
-        "externalAccountBindingRequired": false,
-    });
-    if let Some(v) = validity_secs {
-        config["certificateValidityPeriod"] = v.into();
-    }
-    let config_path = dir.path().join("pebble.json");
-    std::fs::write(
-        &config_path,
-        serde_json::to_vec(&serde_json::json!({ "pebble": config })).unwrap(),
-    )
-    .unwrap();
-    let pebble = Command::new("pebble")
-        .arg("-config")
-        .arg(&config_path)
-        .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-        .env("PEBBLE_VA_NOSLEEP", "1")
-        .env("PEBBLE_WFE_NONCEREJECT", nonce_reject_percent.to_string())
-        .stdout(log("pebble.log"))
-        .stderr(log("pebble.err"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("pebble starts");
-    wait_for_tcp(listen, "pebble").await;
-    wait_for_tcp(management, "pebble management").await;
-    Some(Pebble {
-        directory_url: format!("https://{listen}/dir"),
-        management,
-        dir,
-        _children: vec![chall, pebble],
+    Pebble::start(PebbleOptions {
+        http_port,
+        tls_port,
+        validity_secs,
+        nonce_reject_percent,
     })
+    .await
+}
+
+/// The root that signs pebble's issued chains (new at every pebble start).
+fn issuing_root(pebble: &Pebble) -> CertificateDer<'static> {
+    CertificateDer::from_pem_slice(pebble.issuing_root_pem().as_bytes())
+        .expect("pebble's /roots/0 is a PEM certificate")
 }
 
 /// A GET over TLS trusting only `roots`, SNI `sni`; the response body.
@@ -379,7 +169,7 @@ async fn http01_issuance_serves_a_chain_that_verifies_against_pebbles_root() {
         vec![DOMAIN.to_owned()]
     );
 
-    let root = pebble.issuing_root().await;
+    let root = issuing_root(&pebble);
     let body = https_get(site.tls_addr, DOMAIN, &[root], DOMAIN, "/")
         .await
         .expect("HTTPS through the proxy verifies against pebble's root");
@@ -421,7 +211,7 @@ async fn tls_alpn01_issuance_is_answered_on_the_tls_listener() {
         !logs.contains("validate w/ HTTP"),
         "validated over HTTP-01:\n{logs}"
     );
-    let root = pebble.issuing_root().await;
+    let root = issuing_root(&pebble);
     https_get(site.tls_addr, DOMAIN, &[root], DOMAIN, "/")
         .await
         .expect("the certificate serves");
@@ -464,7 +254,7 @@ async fn a_restart_reuses_the_account_and_the_certificate_without_a_new_order() 
         std::fs::read(state.path().join("certs").join(DOMAIN).join("cert.pem")).unwrap(),
         cert
     );
-    let root = pebble.issuing_root().await;
+    let root = issuing_root(&pebble);
     https_get(site.tls_addr, DOMAIN, &[root], DOMAIN, "/")
         .await
         .expect("the restored certificate serves");
@@ -528,7 +318,7 @@ async fn a_short_lived_certificate_is_renewed_in_the_last_third_of_its_lifetime(
     }
     stop.cancel();
     runner.await.unwrap();
-    let root = pebble.issuing_root().await;
+    let root = issuing_root(&pebble);
     https_get(site.tls_addr, DOMAIN, &[root], DOMAIN, "/")
         .await
         .expect("the renewed certificate serves");
@@ -555,7 +345,7 @@ async fn issuance_succeeds_while_pebble_rejects_half_of_all_nonces() {
     // means rejected nonces were retried (chance of none rejected at 50 %: 2^-14).
     let posts = pebble.logs().matches("POST /").count();
     assert!(posts > 14, "{posts} POSTs: no badNonce was exercised");
-    let root = pebble.issuing_root().await;
+    let root = issuing_root(&pebble);
     https_get(site.tls_addr, DOMAIN, &[root], DOMAIN, "/")
         .await
         .expect("the certificate serves");
@@ -667,7 +457,7 @@ async fn binary_with_an_acme_directory_certifies_its_restored_public_routes() {
         .expect("the clank-proxy binary starts");
 
     let tls_addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
-    let root = pebble.issuing_root().await;
+    let root = issuing_root(&pebble);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let body = loop {
         if acme_dir
@@ -690,4 +480,216 @@ async fn binary_with_an_acme_directory_certifies_its_restored_public_routes() {
     };
     assert!(body.ends_with("app"), "{body}");
     assert_eq!(mode(&acme_dir.join("account.json")), 0o600);
+}
+
+fn public_route(domain: &str, addr: SocketAddr) -> clank_core::proxy::Route {
+    let mut r = route(ServiceId::new(), domain, vec![addr]);
+    r.endpoint = Some(Endpoint::PublicDirect {
+        domains: vec![domain.into()],
+        tls: TlsMode::Acme,
+    });
+    r
+}
+
+/// The issue's setup: the proxy as its own process, ACME from the environment alone (so the
+/// check interval is the default hour), driven over its control socket as the daemon does. A
+/// name routed at runtime is served with a valid certificate within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_routed_at_runtime_is_certified_within_seconds_without_a_check_interval() {
+    use clank_core::proxy::{CalledProxy, Proxy};
+    let (http_port, tls_port) = (free_port(), free_port());
+    let Some(pebble) = start_pebble(http_port, tls_port, None, 0).await else {
+        return;
+    };
+    let backend = backend("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("proxy/control.sock");
+    let config_path = dir.path().join("proxy.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec(&serde_json::json!({
+            "listen": format!("127.0.0.1:{http_port}"),
+            "tls_listen": format!("127.0.0.1:{tls_port}"),
+            "control_socket": control,
+            "state_file": dir.path().join("routes.json"),
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let acme_dir = dir.path().join("acme");
+    let log = dir.path().join("clank-proxy.log");
+    let _proxy = Command::new(env!("CARGO_BIN_EXE_clank-proxy"))
+        .arg("--config")
+        .arg(&config_path)
+        .env("CLANK_PROXY_ACME_DIRECTORY_URL", &pebble.directory_url)
+        .env("CLANK_PROXY_ACME_STATE_DIR", &acme_dir)
+        .env("CLANK_PROXY_ACME_SERVER_ROOT", pebble.ca_pem())
+        .env("RUST_LOG", "info,clank_proxy=debug,clank_proxy::access=off")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the clank-proxy binary starts");
+    let socket = clank_proxy::ControlSocket::new(&control);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !socket.ping(Duration::from_millis(500)).await {
+        assert!(tokio::time::Instant::now() < deadline, "no control socket");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let the start-up pass (over no routes) finish: what follows must be the wake-up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let proxy_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(proxy_log().contains("ACME on"), "{}", proxy_log());
+
+    let root = issuing_root(&pebble);
+    let tls_addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let remote = CalledProxy(socket);
+    let routed = tokio::time::Instant::now();
+    remote
+        .set_route(&public_route(DOMAIN, backend.addr))
+        .await
+        .unwrap();
+    let body = loop {
+        if let Ok(body) =
+            https_get(tls_addr, DOMAIN, std::slice::from_ref(&root), DOMAIN, "/").await
+        {
+            break body;
+        }
+        assert!(
+            routed.elapsed() < Duration::from_secs(15),
+            "no valid certificate 15 s after the route was set\n--- clank-proxy\n{}\n{}",
+            proxy_log(),
+            pebble.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = routed.elapsed();
+    eprintln!("domain routed -> valid certificate served: {took:?}");
+    assert!(body.ends_with("app"), "{body}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// Waits (up to 15 s) until `domain` is served with a certificate that verifies against `root`.
+async fn served(
+    tls_addr: SocketAddr,
+    domain: &str,
+    root: &CertificateDer<'static>,
+    pebble: &Pebble,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while https_get(tls_addr, domain, std::slice::from_ref(root), domain, "/")
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{domain} not served\n{}",
+            pebble.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// In-process, the check interval an hour: a burst of changes re-setting a name makes one
+/// order, changes while it runs none, and a second name routed meanwhile gets its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_route_changes_orders_each_new_name_once() {
+    use clank_core::proxy::Proxy;
+    const OTHER: &str = "api.example.com";
+    let site = site().await;
+    let Some(pebble) = start_pebble(site.proxy.addr.port(), site.tls_addr.port(), None, 0).await
+    else {
+        return;
+    };
+    let proxy = site.proxy.proxy.clone();
+    proxy.apply(Vec::new()).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let manager = AcmeManager::new(proxy.clone(), acme_config(&pebble, state.path())).unwrap();
+    let stop = CancellationToken::new();
+    let (m, s) = (manager.clone(), stop.clone());
+    let runner = tokio::spawn(async move { m.run(s).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(manager.orders_placed(), 0);
+
+    let backend = backend("app").await;
+    let first = public_route(DOMAIN, backend.addr);
+    for _ in 0..20 {
+        proxy.set_route(&first).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While the first order runs, a second name and more changes to the first arrive: the
+    // pass they cause must not order the first name again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while manager.orders_placed() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no order placed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy
+        .set_route(&public_route(OTHER, backend.addr))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        proxy.set_route(&first).await.unwrap();
+    }
+    let root = issuing_root(&pebble);
+    served(site.tls_addr, DOMAIN, &root, &pebble).await;
+    served(site.tls_addr, OTHER, &root, &pebble).await;
+    // And after both are stored, changes order nothing.
+    for _ in 0..5 {
+        proxy.set_route(&first).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(manager.orders_placed(), 2, "{}", pebble.logs());
+    stop.cancel();
+    runner.await.unwrap();
+    site.stop_tls.cancel();
+}
+
+/// No CA needed (a closed port): a name routed at runtime is tried at once, and the failure's
+/// backoff holds through later route changes, removal and re-routing included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_name_is_tried_at_once_and_its_failure_keeps_the_backoff() {
+    use clank_core::proxy::Proxy;
+    let proxy = start_proxy(ProxyConfig::default()).await;
+    let state = tempfile::tempdir().unwrap();
+    let config = AcmeConfig::new(
+        format!("https://127.0.0.1:{}/dir", free_port()),
+        state.path(),
+    );
+    assert_eq!(config.check_interval, Duration::from_secs(3600));
+    let manager = AcmeManager::new(proxy.proxy.clone(), config).unwrap();
+    let stop = CancellationToken::new();
+    let (m, s) = (manager.clone(), stop.clone());
+    let runner = tokio::spawn(async move { m.run(s).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let backend = backend("app").await;
+    let r = public_route(DOMAIN, backend.addr);
+    proxy.proxy.set_route(&r).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while manager.state(DOMAIN).unwrap().retry.failures == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let retry = manager.state(DOMAIN).unwrap().retry;
+    proxy.proxy.remove_route(r.service).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    proxy.proxy.set_route(&r).await.unwrap();
+    proxy
+        .proxy
+        .set_route(&public_route("other.example.com", backend.addr))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(manager.state(DOMAIN).unwrap().retry, retry);
+    // The new name was tried (and failed) on its own.
+    assert_eq!(
+        manager.state("other.example.com").unwrap().retry.failures,
+        1
+    );
+    stop.cancel();
+    runner.await.unwrap();
 }

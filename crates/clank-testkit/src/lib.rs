@@ -9,15 +9,19 @@
 //! - [`testapp`]: the busybox HTTP app every runtime test runs (files for native processes; with
 //!   feature `docker`, the `clank-testapp` image built through the Docker API).
 //! - [`gitrepo`]: local git repositories (`file://`) for build tests.
+//! - [`githttp`]: those repositories served over git's smart HTTP on loopback.
+//! - [`pebble`]: Debian's `pebble` ACME test CA on loopback.
 //! - [`http`]: a minimal GET client for probing workloads.
 //! - `interpreters` (feature `docker`): Node.js and Python base images made from the host's
 //!   own interpreters, for building detected apps without a registry.
 
 pub mod crash;
+pub mod githttp;
 pub mod gitrepo;
 pub mod http;
 #[cfg(feature = "docker")]
 pub mod interpreters;
+pub mod pebble;
 pub mod runtime;
 pub mod store;
 pub mod testapp;

@@ -72,10 +72,13 @@ pub fn command() -> Vec<String> {
 }
 
 /// Write the app's files into `dir` (created if missing). The app keeps its health state in
-/// that directory, so give every workload its own.
+/// that directory, so give every workload its own. The directory is writable by every user:
+/// the native runtime, run as root, starts the app as its workspace's own unprivileged user
+/// (whose way to `dir` must be open too: give a 0700 temporary parent mode 0711).
 pub fn write_testapp(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
     for file in testapp_files() {
         let path = dir.join(file.path);
         std::fs::write(&path, file.contents)?;
@@ -272,6 +275,39 @@ pub mod docker {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Remove the images Clank's builder tagged for project `project_slug` in any workspace
+    /// (`clank/{scope}-{project}-{service}:v{n}`), once the workloads using them are gone.
+    pub async fn remove_build_images_of_project(docker: &Docker, project_slug: &str) {
+        let Ok(images) = docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+        else {
+            return;
+        };
+        let ours = |tag: &str| {
+            let Some(name) = tag.strip_prefix("clank/") else {
+                return false;
+            };
+            let name = name.split(':').next().unwrap_or_default();
+            name.split_once('-').is_some_and(|(scope, rest)| {
+                scope.len() == 12
+                    && scope.bytes().all(|b| b.is_ascii_hexdigit())
+                    && rest.starts_with(&format!("{project_slug}-"))
+            })
+        };
+        for tag in images.iter().flat_map(|i| &i.repo_tags) {
+            if ours(tag) {
+                let _ = docker
+                    .remove_image(
+                        tag,
+                        None::<bollard::query_parameters::RemoveImageOptions>,
+                        None,
+                    )
+                    .await;
             }
         }
     }

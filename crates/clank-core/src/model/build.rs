@@ -1,6 +1,6 @@
 //! Builds of git services: versioned v1, v2, … per service, with what was used and the result.
 
-use crate::id::{BuildId, ServiceId};
+use crate::id::{BuildId, DeploymentId, ServiceId};
 use crate::image::ImageRef;
 use crate::time::Timestamp;
 
@@ -18,11 +18,16 @@ pub enum BuildStatus {
 pub struct Build {
     pub id: BuildId,
     pub service_id: ServiceId,
+    /// The deployment this build is for (a deployment's number and a build's differ once a
+    /// build failed or a deployment needed none). `None` on records older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<DeploymentId>,
     /// v1, v2, … per service.
     pub number: u64,
     pub repo_url: String,
     pub git_ref: String,
-    /// The commit actually checked out (known once the clone finishes).
+    /// The commit actually checked out: recorded as soon as the checkout resolves the ref
+    /// (so a build that fails later still says what it built).
     pub commit_sha: Option<String>,
     /// The Dockerfile used: the repository's own, or the one generated for the framework.
     pub dockerfile: Option<String>,
@@ -39,5 +44,10 @@ pub struct Build {
 impl Build {
     pub fn version_label(&self) -> String {
         format!("v{}", self.number)
+    }
+
+    /// How long the build ran; `None` while it runs.
+    pub fn duration(&self) -> Option<std::time::Duration> {
+        self.finished_at.map(|f| f.since(self.started_at))
     }
 }

@@ -53,7 +53,9 @@ pub enum Artifact {
     Build {
         repo_url: String,
         git_ref: String,
-        /// Pinned when known (auto-deploy of a push); otherwise the branch head at build time.
+        /// Pinned when known (auto-deploy of a push); otherwise the branch head at build time,
+        /// which the checkout resolves and the deployment's `Build` records (`commit_sha`):
+        /// the snapshot stays as created, and views show that commit here.
         commit: Option<String>,
         dockerfile_path: Option<String>,
         build_context: Option<String>,

@@ -147,6 +147,17 @@ pub struct ServiceSettings {
     pub auto_deploy: bool,
     #[serde(default = "default_true")]
     pub is_public: bool,
+    /// Git services with a generated static-site image: the directory (relative to the build
+    /// context, no `..`) whose files are served: a plain site's folder, or where a built
+    /// single-page app writes its output (default: detected). `None` serves the repository
+    /// minus VCS, dot- and documentation files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_dir: Option<String>,
+    /// Generated static-site images: answer `index.html` (status 200) for paths that are not
+    /// files, for client-side routing. `None`: on for built single-page apps, off for plain
+    /// sites (which answer their `404.html`, if any, with 404).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spa_fallback: Option<bool>,
 }
 
 impl Default for ServiceSettings {
@@ -162,6 +173,8 @@ impl Default for ServiceSettings {
             memory_limit_mb: default_memory(),
             auto_deploy: true,
             is_public: true,
+            publish_dir: None,
+            spa_fallback: None,
         }
     }
 }
@@ -181,6 +194,9 @@ impl ServiceSettings {
         validate::validate_deploy_timeout_s("deploy_timeout_s", self.deploy_timeout_s)?;
         validate::validate_cpu_limit("cpu_limit", self.cpu_limit)?;
         validate::validate_memory_limit_mb("memory_limit_mb", u64::from(self.memory_limit_mb))?;
+        if let Some(dir) = &self.publish_dir {
+            validate_repo_path("publish_dir", dir)?;
+        }
         if !self.health_check_path.is_empty() && self.port.is_none() {
             return Err(InvalidInput::new(
                 "health_check_path",

@@ -146,6 +146,9 @@ fn index_key<T: Record>(e: &IndexEntry, id: &str) -> String {
     )
 }
 
+/// Reads of a unique entry and its record before a value that keeps moving counts as not held.
+const LOOKUP_ATTEMPTS: usize = 3;
+
 fn unique_key<T: Record>(constraint: &str, value: &str) -> String {
     format!("uniq/{}/{constraint}/{}", T::TABLE, escape(value))
 }
@@ -342,21 +345,37 @@ impl Catalog {
     }
 
     /// The record holding `value` under a unique constraint, if any.
+    ///
+    /// The unique entry and the record are two reads: a writer may release or move the value
+    /// between them. The record returned still holds `value` (checked on the record read), so
+    /// a caller that writes conditioned on its version acts on a record that held the value at
+    /// that version; after [`LOOKUP_ATTEMPTS`] reads that keep racing, the value counts as
+    /// not held.
     pub async fn lookup<T: Record>(
         &self,
         constraint: &str,
         value: &str,
     ) -> Result<Option<Versioned<T>>> {
-        match self.store.get(&unique_key::<T>(constraint, value)).await? {
-            Some(e) => {
-                let id = String::from_utf8(e.value).map_err(|_| Error::Corrupt {
-                    key: e.key.clone(),
-                    reason: "unique entry is not UTF-8".into(),
-                })?;
-                self.get(&id).await
+        let key = unique_key::<T>(constraint, value);
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let Some(e) = self.store.get(&key).await? else {
+                return Ok(None);
+            };
+            let id = String::from_utf8(e.value).map_err(|_| Error::Corrupt {
+                key: e.key.clone(),
+                reason: "unique entry is not UTF-8".into(),
+            })?;
+            if let Some(rec) = self.get::<T>(&id).await?
+                && rec
+                    .value
+                    .unique()
+                    .iter()
+                    .any(|(c, v)| *c == constraint && v == value)
+            {
+                return Ok(Some(rec));
             }
-            None => Ok(None),
         }
+        Ok(None)
     }
 
     /// Commit a batch. A lost race on a record is `WriteConflict` (re-read and retry); a taken

@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod auth;
+mod builds;
 pub mod error;
 mod instance;
 mod members;

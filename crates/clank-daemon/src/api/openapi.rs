@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{audit, instance, members, routes, servers, webhooks};
+use super::{audit, builds, instance, members, routes, servers, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -61,6 +61,9 @@ use super::{audit, instance, members, routes, servers, webhooks};
         routes::rollback,
         routes::deploy_log,
         routes::follow,
+        builds::list_builds,
+        builds::get_build,
+        builds::service_webhook,
         routes::service_logs,
         routes::service_exec,
     ),

@@ -15,7 +15,7 @@ use clank_core::deploy::DeploymentStatus;
 use clank_core::id::{TokenId, UserId};
 use clank_core::model::{Environment, Permission, Project, Role, Service, Trigger};
 use clank_engine::{EventKind, LogEntry};
-use clank_platform::{ConfigTarget, DeploymentView, ServicePatch, ServiceSpec};
+use clank_platform::{ConfigTarget, DeploymentView, ServicePatch, ServiceSpec, WorkloadSelector};
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 
@@ -155,6 +155,15 @@ pub(super) fn routes() -> Router<AppState> {
         .route(&format!("{svc}/deployments/{{n}}/rollback"), post(rollback))
         .route(&format!("{svc}/deployments/{{n}}/log"), get(deploy_log))
         .route(&format!("{svc}/deployments/{{n}}/events"), get(follow))
+        .route(&format!("{svc}/builds"), get(super::builds::list_builds))
+        .route(
+            &format!("{svc}/builds/{{n}}"),
+            get(super::builds::get_build),
+        )
+        .route(
+            &format!("{svc}/webhook"),
+            get(super::builds::service_webhook),
+        )
         .route(&format!("{svc}/logs"), get(service_logs))
         .route(&format!("{svc}/exec"), post(service_exec))
 }
@@ -1279,17 +1288,23 @@ async fn follow(
         .json_data(&current)
         .unwrap_or_default();
     let done_already = settled(current.status);
+    // Transitions made between the subscription and the read are in the first event's
+    // history already: they are not sent again (a status is never entered twice).
+    let seen: Vec<DeploymentStatus> = current.history.iter().map(|h| h.to).collect();
     // Ends right after the event that settles the deployment (or at once if it already is):
     // a follower never waits for an event that will not come.
-    let rest = futures_util::stream::unfold(
-        (events, done_already),
-        move |(mut events, done)| async move {
+    let rest = futures_util::stream::unfold((events, done_already), move |(mut events, done)| {
+        let seen = seen.clone();
+        async move {
             if done {
                 return None;
             }
             loop {
                 let ev = events.next().await?;
                 if ev.deployment != id {
+                    continue;
+                }
+                if matches!(&ev.kind, EventKind::Transition { to, .. } if seen.contains(to)) {
                     continue;
                 }
                 let finished = matches!(&ev.kind, EventKind::Transition { to, .. } if settled(*to));
@@ -1305,8 +1320,8 @@ async fn follow(
                     .unwrap_or_default();
                 return Some((Ok(sse), (events, finished)));
             }
-        },
-    );
+        }
+    });
     let stream = slot.carry(futures_util::stream::once(std::future::ready(Ok(first))).chain(rest));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
@@ -1320,6 +1335,10 @@ struct LogsQuery {
     follow: bool,
     #[serde(default)]
     tail: Option<usize>,
+    #[serde(default)]
+    process: Option<String>,
+    #[serde(default)]
+    replica: Option<u32>,
 }
 
 #[utoipa::path(
@@ -1333,14 +1352,16 @@ struct LogsQuery {
         ("s" = String, Path, description = "service slug"),
         ("follow" = Option<bool>, Query, description = "keep streaming new lines"),
         ("tail" = Option<usize>, Query, description = "only the last N lines of history"),
+        ("process" = Option<String>, Query, description = "only this process type's workloads (`web`, `worker`, ...)"),
+        ("replica" = Option<u32>, Query, description = "only this replica (from 0)"),
     ),
     responses(
-        (status = 200, description = "Server-Sent Events, one `line` event per log line", content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events, one `line` event per log line (`process`, `replica`, `stream`, `line`, `at`); every workload of the ACTIVE deployment unless `process`/`replica` pick some", content_type = "text/event-stream"),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
-/// The running service's output (its ACTIVE deployment's web workload) as Server-Sent Events.
+/// The running service's output (its ACTIVE deployment's workloads) as Server-Sent Events.
 async fn service_logs(
     p: Principal,
     State(st): State<AppState>,
@@ -1356,9 +1377,18 @@ async fn service_logs(
     } else {
         None
     };
+    let selector = WorkloadSelector {
+        process: q.process,
+        replica: q.replica,
+    };
     let lines = st
         .platform
-        .logs(&service_addr(&ws, &proj, &e, &s)?, q.follow, tail)
+        .logs(
+            &service_addr(&ws, &proj, &e, &s)?,
+            &selector,
+            q.follow,
+            tail,
+        )
         .await?;
     let stream = lines.map(|line| {
         Ok(match line {
@@ -1384,6 +1414,12 @@ struct ExecBody {
     /// Seconds before the command is abandoned (default 30, at most 600).
     #[serde(default)]
     timeout_s: Option<u64>,
+    /// The process type to run it in (default `web`, else the first one).
+    #[serde(default)]
+    process: Option<String>,
+    /// The replica to run it in (default 0).
+    #[serde(default)]
+    replica: Option<u32>,
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -1419,14 +1455,24 @@ async fn service_exec(
 ) -> ApiResult<Json<ExecResult>> {
     p.in_workspace(&ws)?;
     // The program only: arguments may carry credentials.
-    let change = Change::new("service.exec", format!("{ws}/{proj}/{e}/{s}"))
-        .details(json!({ "program": req.command.first() }));
+    let change = Change::new("service.exec", format!("{ws}/{proj}/{e}/{s}")).details(
+        json!({ "program": req.command.first(), "process": req.process, "replica": req.replica }),
+    );
     audited(&st, &p, change, async {
         p.require(Permission::Deploy)?;
         let timeout = Duration::from_secs(req.timeout_s.unwrap_or(30).clamp(1, 600));
+        let selector = WorkloadSelector {
+            process: req.process,
+            replica: req.replica,
+        };
         let out = st
             .platform
-            .exec(&service_addr(&ws, &proj, &e, &s)?, req.command, timeout)
+            .exec(
+                &service_addr(&ws, &proj, &e, &s)?,
+                &selector,
+                req.command,
+                timeout,
+            )
             .await?;
         Ok(Json(ExecResult {
             exit_code: out.exit_code,

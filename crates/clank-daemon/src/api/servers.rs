@@ -1,5 +1,6 @@
 //! Remote servers: register (the join token is shown once), list with live state and usage,
-//! re-issue a join token, revoke; and offering a new agent binary to every agent.
+//! re-issue a join token, revoke; and offering a new agent binary to every agent, signed with
+//! the control plane's release key (agents learned it at enrollment and install nothing else).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -171,7 +172,7 @@ pub(super) struct ReleaseQuery {
     params(("ws" = String, Path, description = "workspace slug"), ReleaseQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the agent binary"),
     responses(
-        (status = 200, description = "offered to every agent; its SHA-256", body = Object),
+        (status = 200, description = "signed with the release key and offered to every agent; its SHA-256", body = Object),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -187,7 +188,8 @@ pub(super) async fn offer_release(
     let change = Change::new("agent.release", format!("{ws}/agent-release"))
         .details(json!({"version": q.version, "bytes": body.len()}));
     audited(&st, &p, change, async {
-        // Every agent of every workspace runs what is offered: the instance operator only.
+        // Every agent of every workspace runs what is offered: the instance operator only. The
+        // fleet signs it (version, SHA-256, size) with the key agents learned at enrollment.
         p.require(Permission::OwnWorkspace)?;
         super::instance::require_operator(&st, &p, "publish agent releases").await?;
         let sha256 = st

@@ -27,6 +27,10 @@ pub(crate) struct Daemon {
 impl Daemon {
     pub(crate) async fn start(limits: ApiLimits) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        // The native runtime runs the test app as its workspace's own user (tests run as
+        // root): its way into the app's directory must be open.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .unwrap();
         let daemon = DaemonConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("data"),
@@ -254,4 +258,21 @@ pub(crate) async fn remove_workloads(state: PathBuf) {
         }
     }
     panic!("could not open {} to clean up", state.display());
+}
+
+/// Kill the proxy process the daemon started (its pid file), whatever happens to the test.
+pub(crate) struct ProxyReaper(pub(crate) std::path::PathBuf);
+
+impl Drop for ProxyReaper {
+    fn drop(&mut self) {
+        let pid_file = self
+            .0
+            .join(clank_daemon::PROXY_DIR)
+            .join(clank_daemon::PID_FILE);
+        if let Ok(pid) = std::fs::read_to_string(pid_file) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .status();
+        }
+    }
 }

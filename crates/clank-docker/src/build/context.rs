@@ -7,6 +7,12 @@
 //! honoured for the common patterns (`name`, `dir/`, `*.log`, `**/tmp`, `!keep`). Every entry
 //! has a fixed mtime and owner, so an unchanged checkout gives a byte-identical context and
 //! the build cache applies.
+//!
+//! A generated Dockerfile's context holds only what the image needs (`Leave`): a static
+//! site's published files under `.clank.site/` (no dotfiles, documentation or build files),
+//! an app's files without `.env` or version-control data. Clank's own files travel as
+//! `.clank.*` with a generated `.dockerignore` naming the Dockerfile and itself, which the
+//! engine drops from the context once read, so `COPY . .` never copies them.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -39,6 +45,23 @@ pub fn prepare(
     dockerfile_path: Option<&str>,
     port: u16,
 ) -> Result<Prepared, String> {
+    prepare_with(
+        checkout,
+        build_context,
+        dockerfile_path,
+        port,
+        &dockerfile::Options::default(),
+    )
+}
+
+/// [`prepare`], generating Dockerfiles as `options` say.
+pub fn prepare_with(
+    checkout: &Path,
+    build_context: Option<&str>,
+    dockerfile_path: Option<&str>,
+    port: u16,
+    options: &dockerfile::Options,
+) -> Result<Prepared, String> {
     let root = checkout
         .canonicalize()
         .map_err(|e| format!("the checkout is unreadable: {e}"))?;
@@ -67,14 +90,29 @@ pub fn prepare(
             (text, None)
         }
         None => {
-            let app = detect::detect(&context)?;
+            // A site kept in its publish directory (`public/index.html`) is a static site too.
+            let app = detect::detect(&context).or_else(|nothing| match &options.publish_dir {
+                Some(dir) if context.join(dir).join("index.html").is_file() => Ok(App::Static),
+                Some(dir) => Err(format!(
+                    "{nothing}; publish_dir `{dir}` has no index.html either"
+                )),
+                None => Err(nothing),
+            })?;
             notes.push(format!(
                 "no Dockerfile: detected a {} app, using a generated Dockerfile",
                 app.framework()
             ));
-            (dockerfile::render(&app, port), Some(app))
+            (dockerfile::render_with(&app, port, options), Some(app))
         }
     };
+    let serves_static = matches!(app, Some(App::Static | App::Spa(_)));
+    if !serves_static && (options.publish_dir.is_some() || options.spa_fallback.is_some()) {
+        notes.push(
+            "publish_dir and spa_fallback apply to generated static-site images only; this \
+             build ignores them"
+                .to_owned(),
+        );
+    }
     let procfile = read_repo_file(&context.join("Procfile"), SMALL_FILE_MAX)?;
     if root.join(".gitmodules").is_file() {
         notes.push(
@@ -84,7 +122,49 @@ pub fn prepare(
     let ignore = Ignore::parse(
         &read_repo_file(&context.join(".dockerignore"), SMALL_FILE_MAX)?.unwrap_or_default(),
     );
-    let tar = tar_context(&context, &dockerfile, &ignore, &mut notes)?;
+    let mut generated: Vec<(String, Vec<u8>)> = vec![
+        (
+            DOCKERFILE_IN_CONTEXT.to_owned(),
+            dockerfile.clone().into_bytes(),
+        ),
+        // The engine reads the Dockerfile and then drops both files from the context, so no
+        // `COPY . .` puts Clank's files (or the repository's .dockerignore) in the image. The
+        // repository's own rules were applied when the archive was made.
+        (
+            ".dockerignore".to_owned(),
+            format!("{DOCKERFILE_IN_CONTEXT}\n.dockerignore\n").into_bytes(),
+        ),
+    ];
+    let mut walk = Walk {
+        from: PathBuf::new(),
+        into: PathBuf::new(),
+        leave: Leave::Nothing,
+    };
+    if let Some(app) = &app {
+        generated.extend(
+            dockerfile::support_files(app, options)
+                .into_iter()
+                .map(|(name, text)| (name.to_owned(), text.into_bytes())),
+        );
+        walk.leave = Leave::for_app(app);
+        if matches!(app, App::Static) {
+            walk.into = PathBuf::from(dockerfile::SITE_IN_CONTEXT);
+            if let Some(dir) = &options.publish_dir {
+                let resolved = inside(&context, dir, "publish_dir")?;
+                if !resolved.is_dir() {
+                    return Err(format!(
+                        "publish_dir `{dir}` is not a directory in the build context"
+                    ));
+                }
+                walk.from = resolved
+                    .strip_prefix(&context)
+                    .map_err(|_| format!("publish_dir `{dir}` is outside the build context"))?
+                    .to_path_buf();
+                walk.leave = Leave::Dotfiles;
+            }
+        }
+    }
+    let tar = tar_context(&context, &generated, &walk, &ignore, &mut notes)?;
     Ok(Prepared {
         tar,
         dockerfile,
@@ -92,6 +172,89 @@ pub fn prepare(
         procfile,
         notes,
     })
+}
+
+/// Which part of the context the archive holds, and where.
+struct Walk {
+    /// The directory walked, relative to the context.
+    from: PathBuf,
+    /// Where its files go in the archive.
+    into: PathBuf,
+    leave: Leave,
+}
+
+/// What the archive leaves out of the repository, besides `.git` at the root, Clank's own
+/// file names and what `.dockerignore` excludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leave {
+    /// The repository's own Dockerfile decides what it copies.
+    Nothing,
+    /// Generated app images: version-control data and `.env` files.
+    Secrets,
+    /// A single-page app's build stage: version-control data (its `.env` files configure the
+    /// front-end build, and only the built site reaches the image).
+    Vcs,
+    /// A static site served from the context: everything but the site (dotfiles other than
+    /// `.well-known`, documentation, build files).
+    Unpublished,
+    /// A static site's configured publish directory: dotfiles (other than `.well-known`).
+    Dotfiles,
+}
+
+impl Leave {
+    fn for_app(app: &App) -> Leave {
+        match app {
+            App::Static => Leave::Unpublished,
+            App::Spa(_) => Leave::Vcs,
+            App::Node(_) | App::Python(_) | App::Go(_) => Leave::Secrets,
+        }
+    }
+
+    /// Whether `rel` (relative to the walked directory) is left out. `depth` 0 is its top.
+    fn excludes(self, name: &str, depth: usize) -> bool {
+        let vcs = matches!(name, ".git" | ".hg" | ".svn" | ".bzr");
+        let env = name == ".env" || name.starts_with(".env.");
+        let dotfile = name.starts_with('.') && name != ".well-known";
+        match self {
+            Leave::Nothing => false,
+            Leave::Vcs => vcs,
+            Leave::Secrets => vcs || env,
+            Leave::Dotfiles => dotfile,
+            Leave::Unpublished => dotfile || is_doc(name) || (depth == 0 && is_build_file(name)),
+        }
+    }
+}
+
+/// README, LICENSE and other documentation a site does not serve (any Markdown file).
+fn is_doc(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [
+        "readme",
+        "license",
+        "licence",
+        "copying",
+        "changelog",
+        "contributing",
+        "code_of_conduct",
+        "authors",
+        "notice",
+    ]
+    .iter()
+    .any(|stem| {
+        lower.strip_prefix(stem).is_some_and(|rest| {
+            rest.is_empty() || rest.starts_with(['.', '-', '_']) && !rest.ends_with(".html")
+        })
+    }) || lower.ends_with(".md")
+        || lower.ends_with(".markdown")
+}
+
+/// Files at a site's root that configure its build or hosting, not pages.
+fn is_build_file(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == "procfile"
+        || lower.starts_with("dockerfile")
+        || lower.starts_with("docker-compose")
+        || lower.starts_with("compose.y")
 }
 
 /// `root/rel`, resolved, and refused unless it stays inside `root` (symlinks included).
@@ -215,25 +378,33 @@ fn glob(pat: &str, path: &str) -> bool {
 
 fn tar_context(
     context: &Path,
-    dockerfile: &str,
+    generated: &[(String, Vec<u8>)],
+    walk: &Walk,
     ignore: &Ignore,
     notes: &mut Vec<String>,
 ) -> Result<Vec<u8>, String> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.mode(tar::HeaderMode::Deterministic);
     let io = |e: std::io::Error| format!("building the context archive failed: {e}");
-    let mut h = header(tar::EntryType::Regular, 0o644, dockerfile.len() as u64);
-    tar.append_data(&mut h, DOCKERFILE_IN_CONTEXT, dockerfile.as_bytes())
-        .map_err(io)?;
+    for (name, bytes) in generated {
+        let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
+        tar.append_data(&mut h, name, bytes.as_slice())
+            .map_err(io)?;
+    }
     let mut total: u64 = 0;
     let mut ignored = 0usize;
-    let mut stack = vec![PathBuf::new()];
+    let mut left_out: Vec<String> = Vec::new();
+    // Directories relative to the context.
+    let mut stack = vec![walk.from.clone()];
     while let Some(rel_dir) = stack.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(context.join(&rel_dir))
             .map_err(io)?
             .collect::<Result<_, _>>()
             .map_err(io)?;
         entries.sort_by_key(|e| e.file_name());
+        let depth = rel_dir
+            .strip_prefix(&walk.from)
+            .map_or(0, |d| d.components().count());
         for entry in entries {
             let name = entry.file_name();
             let rel = rel_dir.join(&name);
@@ -243,7 +414,11 @@ fn tar_context(
                     rel.display()
                 ));
             };
-            if rel_dir.as_os_str().is_empty() && name == ".git" || rel_str == DOCKERFILE_IN_CONTEXT
+            let name_str = name.to_string_lossy();
+            if rel_dir.as_os_str().is_empty()
+                && (name == ".git"
+                    || name_str.starts_with(".clank.")
+                    || generated.iter().any(|(g, _)| *g == rel_str))
             {
                 continue;
             }
@@ -251,6 +426,11 @@ fn tar_context(
                 ignored += 1;
                 continue;
             }
+            if walk.leave.excludes(&name_str, depth) {
+                left_out.push(rel_str);
+                continue;
+            }
+            let dest = walk.into.join(rel.strip_prefix(&walk.from).unwrap_or(&rel));
             let meta = entry.metadata().map_err(io)?; // does not follow symlinks
             let ft = meta.file_type();
             if ft.is_symlink() {
@@ -263,10 +443,10 @@ fn tar_context(
                     ));
                 }
                 let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-                tar.append_link(&mut h, &rel, &target).map_err(io)?;
+                tar.append_link(&mut h, &dest, &target).map_err(io)?;
             } else if ft.is_dir() {
                 let mut h = header(tar::EntryType::Directory, 0o755, 0);
-                tar.append_data(&mut h, &rel, std::io::empty())
+                tar.append_data(&mut h, &dest, std::io::empty())
                     .map_err(io)?;
                 stack.push(rel);
             } else if ft.is_file() {
@@ -286,13 +466,27 @@ fn tar_context(
                 };
                 let mut h = header(tar::EntryType::Regular, mode, meta.len());
                 let file = std::fs::File::open(entry.path()).map_err(io)?;
-                tar.append_data(&mut h, &rel, file).map_err(io)?;
+                tar.append_data(&mut h, &dest, file).map_err(io)?;
             }
             // Sockets, fifos and devices cannot come from git; skip anything else silently.
         }
     }
     if ignored > 0 {
         notes.push(format!("{ignored} path(s) excluded by .dockerignore"));
+    }
+    if !left_out.is_empty() {
+        left_out.sort();
+        let shown: Vec<&str> = left_out.iter().take(12).map(String::as_str).collect();
+        let more = left_out.len().saturating_sub(shown.len());
+        notes.push(format!(
+            "left out of the image: {}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
     }
     tar.into_inner().map_err(io)
 }
@@ -400,8 +594,8 @@ mod tests {
             [
                 DOCKERFILE_IN_CONTEXT,
                 ".dockerignore",
-                "Procfile",
-                "index.html"
+                dockerfile::HTTPD_CONF_IN_CONTEXT,
+                ".clank.site/index.html"
             ]
         );
         assert_eq!(a.app, Some(App::Static));
@@ -409,6 +603,138 @@ mod tests {
         // Touching a file (a new clone) changes nothing in the archive.
         std::fs::write(p.join("index.html"), "<h1>hi</h1>").unwrap();
         assert_eq!(prepare(p, None, None, 8080).unwrap().tar, a.tar);
+    }
+
+    fn repo(files: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for name in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, name).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn static_sites_publish_only_the_site() {
+        let dir = repo(&[
+            "index.html",
+            "404.html",
+            "css/site.css",
+            "license.html",
+            ".well-known/security.txt",
+            "README.md",
+            "LICENSE",
+            "docs/notes.md",
+            ".env",
+            ".github/workflows/ci.yml",
+            "assets/.env.production",
+            "Procfile",
+            ".clank.Dockerfile",
+            ".dockerignore",
+        ]);
+        let p = prepare(dir.path(), None, None, 8080).unwrap();
+        let site: Vec<String> = entries(&p.tar)
+            .into_iter()
+            .filter_map(|e| e.strip_prefix(".clank.site/").map(str::to_owned))
+            .collect();
+        for gone in [
+            "README.md",
+            "LICENSE",
+            "docs/notes.md",
+            ".env",
+            ".github",
+            "assets/.env.production",
+            "Procfile",
+            ".clank.Dockerfile",
+        ] {
+            assert!(
+                !site.iter().any(|e| e == gone),
+                "{gone} published: {site:?}"
+            );
+        }
+        for kept in [
+            "index.html",
+            "404.html",
+            "css/site.css",
+            "license.html",
+            ".well-known/security.txt",
+        ] {
+            assert!(site.iter().any(|e| e == kept), "{kept} missing: {site:?}");
+        }
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("left out of the image") && n.contains(".env")),
+            "{:?}",
+            p.notes
+        );
+
+        // A publish directory: its files, docs included, dotfiles still not; the site need
+        // not have an index.html at the root.
+        let dir = repo(&["public/index.html", "public/README.md", "public/.env"]);
+        let options = dockerfile::Options {
+            publish_dir: Some("public".into()),
+            ..dockerfile::Options::default()
+        };
+        let p = prepare_with(dir.path(), None, None, 8080, &options).unwrap();
+        let names = entries(&p.tar);
+        assert!(
+            names.contains(&".clank.site/README.md".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&".clank.site/index.html".to_owned()),
+            "{names:?}"
+        );
+        assert!(!names.iter().any(|n| n.contains(".env")), "{names:?}");
+        let missing = dockerfile::Options {
+            publish_dir: Some("dist".into()),
+            ..dockerfile::Options::default()
+        };
+        let err = prepare_with(dir.path(), None, None, 8080, &missing).unwrap_err();
+        assert!(err.contains("publish_dir `dist`"), "{err}");
+    }
+
+    #[test]
+    fn app_images_get_no_env_vcs_or_clank_files() {
+        let dir = repo(&[
+            "requirements.txt",
+            "app.py",
+            ".env",
+            ".env.local",
+            "sub/.git/config",
+            ".python-version",
+        ]);
+        let p = prepare(dir.path(), None, None, 8080).unwrap();
+        let names = entries(&p.tar);
+        assert_eq!(
+            names,
+            [
+                DOCKERFILE_IN_CONTEXT,
+                ".dockerignore",
+                ".python-version",
+                "app.py",
+                "requirements.txt",
+                "sub"
+            ]
+        );
+        let ignore = p_file(&p.tar, ".dockerignore");
+        assert!(ignore.contains(DOCKERFILE_IN_CONTEXT) && ignore.contains(".dockerignore"));
+    }
+
+    fn p_file(tar: &[u8], name: &str) -> String {
+        use std::io::Read;
+        let mut a = tar::Archive::new(tar);
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some(name) {
+                let mut s = String::new();
+                e.read_to_string(&mut s).unwrap();
+                return s;
+            }
+        }
+        panic!("{name} not in the archive")
     }
 
     #[test]

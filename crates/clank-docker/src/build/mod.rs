@@ -6,6 +6,11 @@
 //! framework by [`detect`] and [`dockerfile`]), then build through the engine's `/build` with
 //! CPU and memory caps, streaming every output line to the build log, and tag the image.
 //!
+//! The operator's [`BuildSettings`] (base images per framework, a registry prefix, build args
+//! for every build) shape generated Dockerfiles, and the [`RepositoryPolicy`] is checked again
+//! before every clone. A failed step is reported with its build args expanded, so the error
+//! names the image (`FROM busybox:1.36`), not `FROM ${STATIC_IMAGE}`.
+//!
 //! Cancellation is dropping the future: git children are `kill_on_drop`, the checkout is a
 //! `TempDir`, and closing the `/build` connection makes the engine abort the build (and its
 //! intermediate containers, `forcerm`).
@@ -24,6 +29,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptions;
 use clank_core::builder::{BuildLog, BuildOutput, BuildRequest, ImageBuilder};
+use clank_core::validate::RepositoryPolicy;
 use clank_core::{Error, Result, RuntimeFailure};
 use futures_util::StreamExt;
 
@@ -38,14 +44,121 @@ const BUILD_REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// CPU quota period (µs) for the build's cap.
 const CPU_PERIOD: i64 = 100_000;
 
+/// The base images of generated Dockerfiles an operator can choose, by framework key (as the
+/// daemon's `builder.base_images` names them) and the build arg that carries each: `static`
+/// (plain sites and single-page apps' server), `node` (Node.js apps, single-page apps' build),
+/// `python`, `go` (the compiler) and `go_runtime` (what runs the binary).
+pub const FRAMEWORK_BASE_IMAGES: &[(&str, &str)] = &[
+    ("static", "STATIC_IMAGE"),
+    ("node", "NODE_IMAGE"),
+    ("python", "PYTHON_IMAGE"),
+    ("go", "GO_IMAGE"),
+    ("go_runtime", "RUNTIME_IMAGE"),
+];
+
+/// What an operator sets for every build on this server (the daemon's `builder` section).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildSettings {
+    /// Base images of generated Dockerfiles by framework key ([`FRAMEWORK_BASE_IMAGES`]),
+    /// replacing the defaults (and their detected versions).
+    pub base_images: BTreeMap<String, String>,
+    /// Prepended to the default base images of generated Dockerfiles that are Docker Hub names:
+    /// a mirror or a registry of one's own (`registry.local:5000/library/`).
+    pub image_prefix: Option<String>,
+    /// Build args given to every build; a request's own win.
+    pub build_args: BTreeMap<String, String>,
+    /// Builds at once on this server (default [`DEFAULT_MAX_CONCURRENT`]).
+    pub max_concurrent: Option<usize>,
+}
+
+impl BuildSettings {
+    /// Check the settings; errors name the key (`builder.base_images.node`, ...).
+    pub fn validate(&self) -> std::result::Result<(), clank_core::InvalidInput> {
+        use clank_core::InvalidInput;
+        for (key, image) in &self.base_images {
+            let field = format!("builder.base_images.{key}");
+            if !FRAMEWORK_BASE_IMAGES.iter().any(|(k, _)| k == key) {
+                return Err(InvalidInput::new(
+                    field,
+                    "unknown",
+                    format!(
+                        "`{}` is not a framework with a base image; use one of {}",
+                        key.escape_debug(),
+                        FRAMEWORK_BASE_IMAGES
+                            .iter()
+                            .map(|(k, _)| *k)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            image.parse::<clank_core::ImageRef>().map_err(|e| {
+                InvalidInput::new(field, "image", format!("`{}`: {e}", image.escape_debug()))
+            })?;
+        }
+        if let Some(prefix) = &self.image_prefix {
+            let sample = format!("{prefix}{}", dockerfile::DEFAULT_STATIC_IMAGE);
+            if !prefix.ends_with('/') || sample.parse::<clank_core::ImageRef>().is_err() {
+                return Err(InvalidInput::new(
+                    "builder.image_prefix",
+                    "format",
+                    format!(
+                        "`{}` is not a registry prefix: it must end with `/` and make image \
+                         names such as `{}` (e.g. `registry.local:5000/library/`)",
+                        prefix.escape_debug(),
+                        sample.escape_debug()
+                    ),
+                ));
+            }
+        }
+        for (name, value) in &self.build_args {
+            let field = format!("builder.build_args.{name}");
+            let valid_name = name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid_name {
+                return Err(InvalidInput::new(
+                    field,
+                    "format",
+                    format!(
+                        "`{}` is not a build arg name (letters, digits and `_`, not starting \
+                         with a digit)",
+                        name.escape_debug()
+                    ),
+                ));
+            }
+            if value.contains('\0') {
+                return Err(InvalidInput::new(
+                    field,
+                    "charset",
+                    "a build arg value must not contain NUL",
+                ));
+            }
+        }
+        if self.max_concurrent == Some(0) {
+            return Err(InvalidInput::new(
+                "builder.max_concurrent",
+                "range",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Builds images of git services on the local Docker engine.
 #[derive(Debug, Clone)]
 pub struct DockerImageBuilder {
     docker: Docker,
     work_dir: PathBuf,
+    /// Base images of generated Dockerfiles, by build arg (`NODE_IMAGE`, ...).
     base_images: BTreeMap<String, String>,
+    image_prefix: String,
+    build_args: BTreeMap<String, String>,
     slots: Arc<tokio::sync::Semaphore>,
-    allow_local: bool,
+    repositories: RepositoryPolicy,
 }
 
 impl DockerImageBuilder {
@@ -56,17 +169,43 @@ impl DockerImageBuilder {
             docker: docker.with_timeout(BUILD_REQUEST_TIMEOUT),
             work_dir: std::env::temp_dir(),
             base_images: BTreeMap::new(),
+            image_prefix: String::new(),
+            build_args: BTreeMap::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT)),
-            allow_local: false,
+            repositories: RepositoryPolicy::default(),
         }
     }
 
-    /// Allow `file://` repositories, i.e. ones on this server's own disk (tests, single-user
-    /// setups). Off by default: on a shared server it would let any user build (and so read)
-    /// any git repository the control plane can read.
+    /// Allow `file://` repositories, i.e. ones on this server's own disk, and hosts on this
+    /// machine or its private network (tests, single-user setups). Off by default: on a shared
+    /// server it would let any user build (and so read) any git repository the control plane
+    /// can read.
     pub fn allow_local_repositories(mut self, allow: bool) -> Self {
-        self.allow_local = allow;
+        self.repositories.allow_local = allow;
         self
+    }
+
+    /// Build only from repositories `policy` allows (checked again before every clone; the
+    /// platform checks it when a service is created or changed).
+    pub fn with_repository_policy(mut self, policy: RepositoryPolicy) -> Self {
+        self.repositories = policy;
+        self
+    }
+
+    /// Apply an operator's settings (validated first; errors name the key).
+    pub fn with_settings(mut self, settings: &BuildSettings) -> Result<Self> {
+        settings.validate()?;
+        for (key, image) in &settings.base_images {
+            if let Some((_, arg)) = FRAMEWORK_BASE_IMAGES.iter().find(|(k, _)| k == key) {
+                self = self.with_base_image(arg, image)?;
+            }
+        }
+        self.image_prefix = settings.image_prefix.clone().unwrap_or_default();
+        self.build_args = settings.build_args.clone();
+        if let Some(n) = settings.max_concurrent {
+            self = self.with_max_concurrent(n);
+        }
+        Ok(self)
     }
 
     /// Where checkouts are made (each in its own temporary directory, removed afterwards).
@@ -148,9 +287,11 @@ impl ImageBuilder for DockerImageBuilder {
             git_ref: &request.git_ref,
             commit: request.commit.as_deref(),
             credentials: request.credentials.as_ref(),
-            allow_local: self.allow_local,
+            allow_local: self.repositories.allow_local,
         };
         git::check_source(&source)?;
+        self.repositories
+            .check("source.repo_url", &request.repo_url)?;
         let tag = request.tag.to_string();
         if request.tag.digest().is_some() || request.tag.tag().is_none() {
             return Err(clank_core::InvalidInput::new(
@@ -206,12 +347,19 @@ impl ImageBuilder for DockerImageBuilder {
         let build_context = request.build_context.clone();
         let dockerfile_path = request.dockerfile_path.clone();
         let dir = checkout.clone();
+        let options = dockerfile::Options {
+            base_images: self.base_images.clone(),
+            image_prefix: self.image_prefix.clone(),
+            publish_dir: request.publish_dir.clone(),
+            spa_fallback: request.spa_fallback,
+        };
         let prepared = tokio::task::spawn_blocking(move || {
-            context::prepare(
+            context::prepare_with(
                 &dir,
                 build_context.as_deref(),
                 dockerfile_path.as_deref(),
                 port,
+                &options,
             )
         })
         .await
@@ -225,11 +373,11 @@ impl ImageBuilder for DockerImageBuilder {
             prepared.tar.len() as f64 / (1024.0 * 1024.0)
         ));
 
+        // Generated Dockerfiles name the operator's base images as their ARG defaults.
         let mut build_args: HashMap<String, String> = HashMap::new();
-        if prepared.app.is_some() {
-            build_args.extend(self.base_images.clone());
-        }
+        build_args.extend(self.build_args.clone());
         build_args.extend(request.build_args.clone());
+        let arg_values = arg_values(&prepared.dockerfile, &build_args);
         let memory = i64::from(request.memory_limit_mb) * 1024 * 1024;
         let memory = i32::try_from(memory).unwrap_or(i32::MAX);
         let cpu_quota = (request.cpu_limit * CPU_PERIOD as f64).round() as i64;
@@ -261,8 +409,10 @@ impl ImageBuilder for DockerImageBuilder {
                     if let Some(text) = info.stream.or(info.status) {
                         partial.push_str(&text);
                         while let Some(i) = partial.find('\n') {
-                            let line: String = partial.drain(..=i).collect();
+                            let mut line: String = partial.drain(..=i).collect();
                             if line.starts_with("Step ") {
+                                // The log, like an error, names the images the args stand for.
+                                line = expand_args(&line, &arg_values);
                                 last_step = line.trim().to_owned();
                             }
                             if let Some(l) = engine_line(&line) {
@@ -304,6 +454,72 @@ impl ImageBuilder for DockerImageBuilder {
     }
 }
 
+/// The value of every build arg of `dockerfile`: its `ARG name=default` lines, overridden by
+/// `build_args`.
+fn arg_values(dockerfile: &str, build_args: &HashMap<String, String>) -> BTreeMap<String, String> {
+    let mut values = BTreeMap::new();
+    for line in dockerfile.lines() {
+        let line = line.trim();
+        let Some(rest) = line
+            .get(..4)
+            .filter(|kw| kw.eq_ignore_ascii_case("ARG "))
+            .map(|_| line[4..].trim())
+        else {
+            continue;
+        };
+        if let Some((name, default)) = rest.split_once('=') {
+            values.insert(
+                name.trim().to_owned(),
+                default.trim().trim_matches('"').to_owned(),
+            );
+        }
+    }
+    values.extend(build_args.iter().map(|(k, v)| (k.clone(), v.clone())));
+    values
+}
+
+/// A `FROM` step with `${NAME}` and `$NAME` replaced by the args' values, so the log and an
+/// error name the image (`FROM ${STATIC_IMAGE}` → `FROM busybox:1.36`). Other steps are left
+/// as they are: a build arg may hold a token, which must not reach the log through a `RUN`.
+fn expand_args(step: &str, values: &BTreeMap<String, String>) -> String {
+    let is_from = step.split_once(" : ").is_some_and(|(_, instruction)| {
+        instruction
+            .get(..5)
+            .is_some_and(|kw| kw.eq_ignore_ascii_case("FROM "))
+    });
+    if !is_from {
+        return step.to_owned();
+    }
+    let mut out = step.to_owned();
+    // Longest names first, so `$NODE_IMAGE_X` is not read as `$NODE_IMAGE` + `_X`.
+    let mut names: Vec<&String> = values.keys().collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    for name in names {
+        let value = &values[name];
+        out = out.replace(&format!("${{{name}}}"), value);
+        let bare = format!("${name}");
+        let mut result = String::new();
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(&bare) {
+            let after = &rest[i + bare.len()..];
+            result.push_str(&rest[..i]);
+            if after
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                result.push_str(&bare);
+            } else {
+                result.push_str(value);
+            }
+            rest = after;
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    out
+}
+
 fn step_failed(step: &str, error: &str, memory_limit_mb: u32) -> Error {
     let error = error.trim();
     // 137 = SIGKILL: in a build step, nearly always the kernel's OOM killer at the cap.
@@ -324,4 +540,93 @@ fn step_failed(step: &str, error: &str, memory_limit_mb: u32) -> Error {
             format!("docker build failed at {step}: {error}")
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_steps_name_the_image_not_the_build_arg() {
+        let dockerfile =
+            "ARG STATIC_IMAGE=busybox:1.36\nARG NODE_IMAGE=node:22-slim\nFROM ${STATIC_IMAGE}\n";
+        let overridden = HashMap::from([("NODE_IMAGE".to_owned(), "mirror/node:20".to_owned())]);
+        let values = arg_values(dockerfile, &overridden);
+        assert_eq!(
+            expand_args("Step 3/8 : FROM ${STATIC_IMAGE}", &values),
+            "Step 3/8 : FROM busybox:1.36"
+        );
+        assert_eq!(
+            expand_args("Step 1/8 : FROM $NODE_IMAGE AS build", &values),
+            "Step 1/8 : FROM mirror/node:20 AS build"
+        );
+        assert_eq!(
+            expand_args("Step 1/8 : FROM $NODE_IMAGES", &values),
+            "Step 1/8 : FROM $NODE_IMAGES",
+            "a longer name is another arg"
+        );
+        assert_eq!(
+            expand_args("Step 4/8 : RUN curl -H \"$NODE_IMAGE\" x", &values),
+            "Step 4/8 : RUN curl -H \"$NODE_IMAGE\" x",
+            "only FROM steps: other args may be secrets"
+        );
+        let err = step_failed(
+            &expand_args("Step 2/6 : FROM ${STATIC_IMAGE}", &values),
+            "pull access denied for busybox",
+            512,
+        );
+        assert!(err.to_string().contains("FROM busybox:1.36"), "{err}");
+    }
+
+    #[test]
+    fn operator_settings_are_refused_naming_the_key() {
+        let cases = [
+            (
+                BuildSettings {
+                    base_images: BTreeMap::from([("ruby".into(), "ruby:3".into())]),
+                    ..BuildSettings::default()
+                },
+                "builder.base_images.ruby",
+            ),
+            (
+                BuildSettings {
+                    base_images: BTreeMap::from([("node".into(), "Not An Image".into())]),
+                    ..BuildSettings::default()
+                },
+                "builder.base_images.node",
+            ),
+            (
+                BuildSettings {
+                    image_prefix: Some("registry.local:5000/library".into()),
+                    ..BuildSettings::default()
+                },
+                "builder.image_prefix",
+            ),
+            (
+                BuildSettings {
+                    build_args: BTreeMap::from([("1X".into(), "v".into())]),
+                    ..BuildSettings::default()
+                },
+                "builder.build_args.1X",
+            ),
+            (
+                BuildSettings {
+                    max_concurrent: Some(0),
+                    ..BuildSettings::default()
+                },
+                "builder.max_concurrent",
+            ),
+        ];
+        for (settings, field) in cases {
+            assert_eq!(settings.validate().unwrap_err().field, field);
+        }
+        BuildSettings {
+            base_images: BTreeMap::from([("static".into(), "clank-test/static:local".into())]),
+            image_prefix: Some("registry.local:5000/library/".into()),
+            build_args: BTreeMap::from([("HTTP_PROXY".into(), "http://proxy:3128".into())]),
+            max_concurrent: Some(3),
+        }
+        .validate()
+        .unwrap();
+    }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clank_core::builder::{BuildLog, BuildOutput, BuildRequest, ImageBuilder};
 use clank_core::config::ConfigValue;
-use clank_core::id::BuildId;
+use clank_core::id::{BuildId, WorkspaceId};
 use clank_core::model::{
     Artifact, Build, BuildStatus, Deployment, Environment, ProcessSpec, Project, Service,
 };
@@ -39,18 +39,36 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{BUILD_LOG_BATCH, BuildRun, Engine, lock};
+use crate::events::{EventKind, LogEntry};
+use crate::workloads::workload_specs;
 
 /// How much earlier than the BUILDING deadline the engine stops a build itself.
 const BUILD_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
-use crate::events::{EventKind, LogEntry};
-use crate::workloads::workload_specs;
 
 /// The Procfile process type run once before cutover.
 const RELEASE: &str = "release";
 
-/// The image tag of build `number` of a service: `clank/{project}-{service}:v{number}`.
-pub fn build_tag(project_slug: &str, service_slug: &str, number: u64) -> Result<ImageRef> {
-    Ok(format!("clank/{project_slug}-{service_slug}:v{number}").parse()?)
+/// The commit in the builder's checkout line (`checked out <sha> in 0.4 s`), if `line` is it.
+fn checked_out_commit(line: &str) -> Option<&str> {
+    let sha = line
+        .strip_prefix("checked out ")?
+        .split_whitespace()
+        .next()?;
+    let hex = (7..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit());
+    hex.then_some(sha)
+}
+
+/// The image tag of build `number` of a service: `clank/{scope}-{project}-{service}:v{number}`,
+/// `scope` being the workspace's (tenants name their projects and services freely, so two
+/// workspaces' `shop/web` must never tag, and so replace, each other's images).
+pub fn build_tag(
+    workspace: WorkspaceId,
+    project_slug: &str,
+    service_slug: &str,
+    number: u64,
+) -> Result<ImageRef> {
+    let scope = workspace.scope();
+    Ok(format!("clank/{scope}-{project_slug}-{service_slug}:v{number}").parse()?)
 }
 
 impl Engine {
@@ -96,6 +114,7 @@ impl Engine {
             let build = Build {
                 id: BuildId::new(),
                 service_id: svc.id,
+                deployment_id: Some(d.id),
                 number: svc.next_build_number,
                 repo_url: repo_url.clone(),
                 git_ref: git_ref.clone(),
@@ -125,7 +144,12 @@ impl Engine {
                 Ok(_) => break,
             }
         }
-        let tag = match build_tag(&project.slug, &service.slug, build.number) {
+        let tag = match build_tag(
+            service.workspace_id,
+            &project.slug,
+            &service.slug,
+            build.number,
+        ) {
             Ok(tag) => tag,
             Err(e) => {
                 let reason = format!("cannot name the image of build v{}: {e}", build.number);
@@ -162,6 +186,8 @@ impl Engine {
             port: settings.port,
             tag: tag.clone(),
             build_args: Default::default(),
+            publish_dir: settings.publish_dir.clone(),
+            spa_fallback: settings.spa_fallback,
             credentials,
             timeout,
             cpu_limit: settings.cpu_limit,
@@ -271,7 +297,7 @@ impl Engine {
             })
             .await
         };
-        let (result, ()) = tokio::join!(work, self.pump_build_log(&d, build.number, rx));
+        let (result, ()) = tokio::join!(work, self.pump_build_log(&d, &build, rx));
         if result.is_err() {
             // Timed out, perhaps mid-release: nothing of it may keep running.
             if let Err(e) = self.remove_release(&d).await {
@@ -293,14 +319,34 @@ impl Engine {
     }
 
     /// Write build output to the deploy log and the events in batches, until the build ends.
+    /// The checkout's line names the commit the ref resolved to: it goes on the `Build` at
+    /// once, so the record says what was built even if the build fails afterwards.
     async fn pump_build_log(
         &self,
         d: &Deployment,
-        number: u64,
+        build: &Build,
         mut rx: mpsc::UnboundedReceiver<String>,
     ) {
+        let number = build.number;
+        let mut commit_recorded = false;
         let mut lines = Vec::new();
         while rx.recv_many(&mut lines, 512).await > 0 {
+            if !commit_recorded {
+                if let Some(sha) = lines.iter().find_map(|l| checked_out_commit(l)) {
+                    commit_recorded = true;
+                    let sha = sha.to_owned();
+                    let written = self
+                        .update_build(build.id, |b| {
+                            if b.commit_sha.is_none() {
+                                b.commit_sha = Some(sha.clone());
+                            }
+                        })
+                        .await;
+                    if let Err(err) = written {
+                        warn!(deployment = %d.id, build = %build.id, error = %err, "Could not record a build's commit.");
+                    }
+                }
+            }
             let at = Timestamp::now();
             let entries: Vec<LogEntry> = lines
                 .drain(..)
@@ -671,10 +717,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn build_tags_are_versioned_per_service() {
+    fn the_checkout_line_names_the_commit_and_nothing_else_does() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
         assert_eq!(
-            build_tag("shop", "web", 3).unwrap().to_string(),
-            "clank/shop-web:v3"
+            checked_out_commit(&format!("checked out {sha} in 0.4 s")),
+            Some(sha)
         );
+        assert_eq!(checked_out_commit("checked out main in 0.4 s"), None);
+        assert_eq!(checked_out_commit(&format!("Step 1/3 : {sha}")), None);
+    }
+
+    #[test]
+    fn build_tags_are_versioned_per_service_and_scoped_to_the_workspace() {
+        let (a, b) = (WorkspaceId::new(), WorkspaceId::new());
+        let tag = build_tag(a, "shop", "web", 3).unwrap().to_string();
+        assert_eq!(tag, format!("clank/{}-shop-web:v3", a.scope()));
+        assert_ne!(tag, build_tag(b, "shop", "web", 3).unwrap().to_string());
     }
 }

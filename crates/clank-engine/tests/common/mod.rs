@@ -334,7 +334,7 @@ impl Platform {
     }
 
     pub(crate) fn image(&self, n: u64) -> ImageRef {
-        clank_engine::build_tag(&self.project_slug, "web", n).unwrap()
+        clank_engine::build_tag(self.workspace, &self.project_slug, "web", n).unwrap()
     }
 }
 

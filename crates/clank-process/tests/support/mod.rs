@@ -33,6 +33,7 @@ impl Fixture {
             "these tests run {BUSYBOX}: install Debian's busybox-static"
         );
         let dir = tempfile::tempdir().unwrap();
+        open_to_workloads(dir.path());
         let runtime = ProcessRuntime::open(dir.path().join("state")).unwrap();
         Fixture {
             dir,
@@ -81,6 +82,24 @@ impl Drop for Fixture {
             }
         }
     }
+}
+
+/// Let workloads (which run as their workspace's user when the tests run as root) traverse a
+/// test's temporary directory to the workload root and the scratch directories beside it; a
+/// temporary directory is 0700. Listing it stays the owner's.
+pub fn open_to_workloads(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+}
+
+/// The own directory (working directory, HOME) of an existing workload.
+pub async fn work_dir(rt: &ProcessRuntime, name: &str) -> PathBuf {
+    let status = rt
+        .inspect(&id(name))
+        .await
+        .unwrap()
+        .expect("the workload exists");
+    rt.workload_dir(status.owner.workspace, name).unwrap()
 }
 
 pub fn owner() -> Owner {

@@ -8,8 +8,9 @@
 //!
 //! Automatic TLS: an `acme` section in the config (`directory_url`, `state_dir`, ...) or
 //! `CLANK_PROXY_ACME_DIRECTORY_URL` + `CLANK_PROXY_ACME_STATE_DIR` (also `_CONTACT`,
-//! `_SERVER_ROOT`, `_CHALLENGE`) start the ACME client: every routed `public_direct` name with
-//! ACME TLS gets its certificate ordered, stored and renewed.
+//! `_SERVER_ROOT`, `_CHALLENGE`, `_CHECK_INTERVAL_MS`) start the ACME client: every routed
+//! `public_direct` name with ACME TLS gets its certificate ordered as soon as it is routed,
+//! stored and renewed.
 
 use std::process::ExitCode;
 

@@ -273,6 +273,7 @@ async fn builds_are_numbered_per_service_with_the_counter_bumped_in_the_same_wri
     let build = |svc: &Service| Build {
         id: BuildId::new(),
         service_id: svc.id,
+        deployment_id: None,
         number: svc.next_build_number,
         repo_url: "https://example.com/acme/shop.git".into(),
         git_ref: "main".into(),
@@ -408,4 +409,32 @@ async fn a_domain_routed_by_one_workspace_cannot_be_claimed_by_another() {
     release.endpoint = None;
     cat.update(&a_now, &release).await.unwrap();
     cat.update(&b_now, &claim).await.unwrap();
+}
+
+#[tokio::test]
+async fn lookup_never_returns_a_record_that_no_longer_holds_the_value() {
+    // A unique entry read just before its record moved on (here: left pointing at a record
+    // whose slug is now another) must not hand that record to a caller acting on the value.
+    let store = Arc::new(MemoryStore::new());
+    let cat = Catalog::new(store.clone());
+    let ws = WorkspaceId::new();
+    let project = Project::new(ws, "Shop", None, T0).unwrap();
+    cat.create_project(&project, T0).await.unwrap();
+    let value = format!("{ws}:old-shop");
+    store
+        .commit(Txn::new().put(
+            unique_key::<Project>("slug", &value),
+            project.id.to_string().into_bytes(),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        cat.lookup::<Project>("slug", &value)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let held = format!("{ws}:shop");
+    let found = cat.lookup::<Project>("slug", &held).await.unwrap().unwrap();
+    assert_eq!(found.value.id, project.id);
 }

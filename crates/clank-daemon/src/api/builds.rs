@@ -1,0 +1,181 @@
+//! Builds of a git service and what triggers them: the service's builds (newest first, paged
+//! like deployments), one build with the tail of its log, and the service's webhook — where
+//! each forge delivers its pushes, with the workspace's secret for the roles that may manage
+//! it (Owner, Admin); reading the secret is audited.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use clank_core::address::ServiceAddress;
+use clank_core::model::{Permission, ServiceSource};
+use clank_platform::BuildView;
+use serde_json::json;
+
+use super::AppState;
+use super::audit::{Change, audited};
+use super::auth::Principal;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::routes::Params;
+
+type SvcPath = Path<(String, String, String, String)>;
+
+fn service_addr(ws: &str, p: &str, e: &str, s: &str) -> ApiResult<ServiceAddress> {
+    Ok(ServiceAddress::new(ws, p, e, s)?)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListBuilds {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    before: Option<u64>,
+}
+
+/// A service's builds, newest first: number, commit, branch, trigger, duration, status.
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/builds",
+    tag = "builds",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("limit" = Option<usize>, Query, description = "page size (default 20, at most 500)"),
+        ("before" = Option<u64>, Query, description = "only builds numbered below this"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn list_builds(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Params(q): Params<ListBuilds>,
+) -> ApiResult<Json<Vec<BuildView>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .builds(
+                &service_addr(&ws, &proj, &e, &s)?,
+                q.limit.unwrap_or(20),
+                q.before,
+            )
+            .await?,
+    ))
+}
+
+/// Build `v{n}` with the newest lines of its log (`log.truncated` says if earlier ones were
+/// left out).
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/builds/{n}",
+    tag = "builds",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "build number (v1, v2, ... as 1, 2, ...)"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn get_build(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): Path<(String, String, String, String, u64)>,
+) -> ApiResult<Json<BuildView>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .build(&service_addr(&ws, &proj, &e, &s)?, n)
+            .await?,
+    ))
+}
+
+/// Where to point a forge's webhook for this service, and the secret it signs with.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct ServiceWebhook {
+    /// Paths on the daemon's address, one per forge (`github`, `gitlab`, `gitea`).
+    endpoints: serde_json::Value,
+    repo_url: String,
+    branch: String,
+    auto_deploy: bool,
+    /// The workspace's webhook secret; `null` until one is created (`POST
+    /// /v1/workspaces/{ws}/webhook-secret`) or when the role may not see it.
+    secret: Option<String>,
+    /// `true` when the caller's role may see and rotate the secret (Owner, Admin).
+    secret_visible: bool,
+}
+
+/// The service's webhook: its forge endpoints and (for Owner and Admin) the secret.
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/webhook",
+    tag = "webhooks",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = ServiceWebhook),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn service_webhook(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+) -> ApiResult<Json<ServiceWebhook>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    let addr = service_addr(&ws, &proj, &e, &s)?;
+    let service = st.platform.service(&addr).await?;
+    let ServiceSource::Git {
+        repo_url, branch, ..
+    } = &service.source
+    else {
+        return Err(ApiError::from(clank_core::InvalidInput::new(
+            "service",
+            "not_git",
+            format!("`{addr}` is not a git service: pushes deploy only git services"),
+        )));
+    };
+    let mut view = ServiceWebhook {
+        endpoints: json!({
+            "github": "/v1/webhooks/github",
+            "gitlab": "/v1/webhooks/gitlab",
+            "gitea": "/v1/webhooks/gitea",
+        }),
+        repo_url: repo_url.clone(),
+        branch: branch.clone(),
+        auto_deploy: service.settings.auto_deploy,
+        secret: None,
+        secret_visible: p.role.allows(Permission::ManageTeamSettings),
+    };
+    if !view.secret_visible {
+        return Ok(Json(view));
+    }
+    let change = Change::new("webhook_secret.read", format!("{ws}/{proj}/{e}/{s}"));
+    audited(&st, &p, change, async {
+        view.secret = st
+            .platform
+            .webhook_secret(&ws)
+            .await?
+            .map(|s| s.expose().to_owned());
+        Ok(Json(view))
+    })
+    .await
+}

@@ -139,8 +139,10 @@ async fn answer(shared: &Shared, method: Method) -> Result<R, Error> {
 async fn proxy(shared: &Shared, json: &str) -> Result<R, Error> {
     let call: ProxyCall = serde_json::from_str(json)
         .map_err(|e| Error::runtime(RuntimeFailure::Other, format!("malformed proxy call: {e}")))?;
-    // A failure travels back as the call's error, as every other call's does.
-    let reply = call.apply(&*shared.proxy).await.into_result()?;
+    // A failure travels back as the reply's `Failed` (kind, runtime failure, message), as over
+    // the proxy's control socket, so the control plane sees the error the proxy gave (a
+    // refused cutover stays a conflict) rather than an internal call failure.
+    let reply = call.apply(&*shared.proxy).await;
     serde_json::to_string(&reply)
         .map(R::ProxyJson)
         .map_err(|e| Error::Internal(e.to_string()))

@@ -13,6 +13,7 @@ pub mod error;
 pub mod id;
 pub mod image;
 pub mod model;
+pub mod probe;
 pub mod procfile;
 pub mod proxy;
 pub mod runtime;

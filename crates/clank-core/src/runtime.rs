@@ -483,17 +483,7 @@ pub trait Runtime: Send + Sync + fmt::Debug {
     }
 }
 
-/// The outcome of one health probe, with what was seen (`HTTP 200`, `connection refused`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ProbeResult {
-    pub healthy: bool,
-    pub detail: String,
-    /// The workload itself answered (a status line, bytes, a connection kept open); a failure
-    /// with an answer counts toward the health check's retries, one without may be an app
-    /// still starting.
-    #[serde(default)]
-    pub answered: bool,
-}
+pub use crate::probe::ProbeResult;
 
 /// Where deployments with a `server_id` run: each remote server's runtime and proxy (its
 /// agent's). Deployments without one use the engine's own runtime and proxy.

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clank_platform::{EmbeddedOptions, Platform, RuntimeChoice};
+use clank_platform::{EmbeddedOptions, Platform, RuntimeChoice, StoreChoice};
 use clank_proxy::ProxyConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,10 @@ pub struct DaemonConfig {
     pub data_dir: PathBuf,
     /// `auto`, `docker` or `process` (`CLANK_RUNTIME`).
     pub runtime: String,
+    /// Where records are kept in the data directory: `redb` (default, `clank.redb`) or
+    /// `sled` (`clank.sled`, only in builds with the cargo feature `sled`) (`CLANK_STORE`).
+    /// Another `Store` is used by embedding the platform with `Platform::builder`.
+    pub store: String,
     /// The embedded proxy serving the services' domains, default on 127.0.0.1:8080
     /// (`CLANK_PROXY_LISTEN`: an address, or `off`; `CLANK_PROXY_TLS_LISTEN`;
     /// `CLANK_PROXY_ACME_*` as for the `clank-proxy` binary). `null` turns it off: routes are
@@ -85,6 +89,7 @@ impl Default for DaemonConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             data_dir: PathBuf::from("clank-data"),
             runtime: "auto".to_owned(),
+            store: "redb".to_owned(),
             proxy: Some(default_proxy_config()),
             proxy_mode: ProxyMode::Process,
             agent_listen: None,
@@ -296,7 +301,7 @@ impl Settings {
 }
 
 impl DaemonConfig {
-    /// `CLANK_LISTEN`, `CLANK_DATA`, `CLANK_RUNTIME`, `CLANK_AGENT_*` and `CLANK_PROXY_*` over
+    /// `CLANK_LISTEN`, `CLANK_DATA`, `CLANK_RUNTIME`, `CLANK_STORE`, `CLANK_AGENT_*` and `CLANK_PROXY_*` over
     /// the file's values.
     fn apply_env(&mut self) -> Result<(), DaemonError> {
         let config = self;
@@ -310,6 +315,9 @@ impl DaemonConfig {
         }
         if let Ok(v) = std::env::var("CLANK_RUNTIME") {
             config.runtime = v;
+        }
+        if let Ok(v) = std::env::var("CLANK_STORE") {
+            config.store = v;
         }
         if let Ok(v) = std::env::var("CLANK_WORKLOAD_ROOT") {
             config.workload_root = Some(PathBuf::from(v));
@@ -364,6 +372,7 @@ impl DaemonConfig {
             }))?;
         config.builder.validate()?;
         config.runtime_choice()?;
+        config.store_choice()?;
         Ok(())
     }
 
@@ -395,6 +404,12 @@ impl DaemonConfig {
             self.proxy = Some(p.with_acme_env(&var)?);
         }
         Ok(())
+    }
+
+    fn store_choice(&self) -> Result<StoreChoice, DaemonError> {
+        self.store.parse().map_err(|_| {
+            DaemonError::Config(format!("store must be redb or sled, not `{}`", self.store))
+        })
     }
 
     fn runtime_choice(&self) -> Result<RuntimeChoice, DaemonError> {
@@ -449,6 +464,7 @@ pub async fn serve_with_proxy(
     limits.validate()?;
     let mut options = EmbeddedOptions::new(&config.data_dir);
     options.runtime = config.runtime_choice()?;
+    options.store = config.store_choice()?;
     options.workload_root = config.workload_root.clone();
     config.builder.validate()?;
     options.repositories = config
@@ -663,6 +679,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn config_store_defaults_to_redb_and_refuses_unknown_stores_by_name() {
+        let d: DaemonConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(d.store_choice().unwrap(), StoreChoice::Redb);
+        let s: DaemonConfig = serde_json::from_str(r#"{"store": "sled"}"#).unwrap();
+        assert_eq!(s.store_choice().unwrap(), StoreChoice::Sled);
+        let err = serde_json::from_str::<DaemonConfig>(r#"{"store": "etcd"}"#)
+            .unwrap()
+            .store_choice()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("store") && err.contains("etcd"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use clank_daemon::DaemonConfig;
+// The daemon on the native runtime, for what needs no Docker Engine.
+mod common;
 use clank_testkit::runtime::skip_or_fail;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -1188,4 +1190,44 @@ async fn embedded_proxy_serves_a_deployed_service_by_its_domain_and_persists_the
         "the proxy stops with the daemon"
     );
     remove_project_leftovers(&docker, "edge").await;
+}
+
+/// The router and the OpenAPI document are made from one list, so a route cannot go
+/// undocumented; this proves the other half on the running daemon: every documented operation
+/// reaches a handler, which answers JSON, where a path nothing serves gets axum's bare 404 or 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_reaches_a_handler() {
+    let d = common::Daemon::start(clank_daemon::ApiLimits::default()).await;
+    let (s, body) = d.call(None, Method::GET, "/v1/not-an-endpoint", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(!body.is_object(), "an unrouted path answered {body}");
+    let (s, doc) = d.call(None, Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{ws}", "acme")
+            .replace("{p}", "shop")
+            .replace("{e}", "production")
+            .replace("{s}", "web")
+            .replace("{n}", "1")
+            .replace("{name}", "edge")
+            .replace("{user}", "ada@example.com")
+            .replace("{id}", "0");
+        assert!(
+            !concrete.contains('{'),
+            "{path}: a parameter this test does not fill"
+        );
+        for method in item.as_object().unwrap().keys() {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (s, body) = d.call(None, m, &concrete, None).await;
+            assert!(
+                s != StatusCode::METHOD_NOT_ALLOWED && body.is_object(),
+                "{method} {path} is documented but not routed: {s} {body}"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 53, "only {operations} operations documented");
+    d.stop().await;
 }

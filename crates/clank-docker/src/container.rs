@@ -10,12 +10,11 @@ use bollard::models::{
     ContainerStatsResponse, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
     PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
 };
+use clank_core::Timestamp;
 use clank_core::runtime::{
     LABEL_PREFIX, Owner, RestartPolicy, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats,
     WorkloadStatus,
 };
-
-use crate::time::parse_timestamp;
 
 /// Label recording the container port the workload serves on, so `inspect` reports the
 /// endpoint of that port even when the image exposes others.
@@ -136,7 +135,7 @@ pub(crate) fn status_of(c: &ContainerInspectResponse) -> Option<WorkloadStatus> 
     let status = state.and_then(|s| s.status);
     let started_at = state
         .and_then(|s| s.started_at.as_deref())
-        .and_then(parse_timestamp);
+        .and_then(Timestamp::parse_rfc3339);
     let workload_state = match status {
         Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::PAUSED) => {
             WorkloadState::Running {
@@ -157,7 +156,7 @@ pub(crate) fn status_of(c: &ContainerInspectResponse) -> Option<WorkloadStatus> 
             oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
             finished_at: state
                 .and_then(|s| s.finished_at.as_deref())
-                .and_then(parse_timestamp),
+                .and_then(Timestamp::parse_rfc3339),
         },
     };
     let port = config

@@ -22,7 +22,6 @@ mod logs;
 pub mod naming;
 mod resources;
 mod runtime;
-mod time;
 
 pub use build::{BuildSettings, DockerImageBuilder, FRAMEWORK_BASE_IMAGES};
 pub use naming::{container_name, project_network_name};

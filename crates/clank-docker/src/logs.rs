@@ -14,7 +14,6 @@ use clank_core::runtime::{LogLine, LogStream, LogStreamBox};
 use futures_util::{Stream, StreamExt};
 
 use crate::error::{Subject, engine_error};
-use crate::time::parse_timestamp;
 
 /// Splits timestamped frames into lines.
 #[derive(Debug, Default)]
@@ -99,7 +98,7 @@ impl LineSplitter {
 /// timestamp is returned whole.
 fn split_timestamp(text: &str) -> (Option<Timestamp>, &str) {
     match text.split_once(' ') {
-        Some((head, rest)) => match parse_timestamp(head) {
+        Some((head, rest)) => match Timestamp::parse_rfc3339(head) {
             Some(at) => (Some(at), rest),
             None => (None, text),
         },

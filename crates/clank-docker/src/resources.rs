@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::error::{Subject, engine_error, status_of};
 use crate::runtime::DockerRuntime;
-use crate::time::parse_nanos;
+use clank_core::time::parse_rfc3339_nanos;
 
 /// Labels that say whose a network or volume is; a mismatch on any is a conflict.
 const OWNER_KEYS: [&str; 2] = ["workspace", "project"];
@@ -87,7 +87,7 @@ async fn networks_named(rt: &DockerRuntime, name: &str) -> Result<Vec<Network>> 
         (
             n.created
                 .as_deref()
-                .and_then(parse_nanos)
+                .and_then(parse_rfc3339_nanos)
                 .unwrap_or(i128::MAX),
             n.id.clone().unwrap_or_default(),
         )

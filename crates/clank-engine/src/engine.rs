@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,15 +36,18 @@ use clank_core::model::{
 };
 use clank_core::proxy::{Cutover, Proxy, Route, Target};
 use clank_core::runtime::{
-    OwnerFilter, Placement, PortBinding, Runtime, WorkloadSpec, WorkloadState, WorkloadStatus,
+    OwnerFilter, Placement, PortBinding, ProbeResult, Runtime, WorkloadSpec, WorkloadState,
+    WorkloadStatus,
 };
 use clank_core::secret::Keyring;
 use clank_core::store::catalog::{Catalog, Page, Versioned};
 use clank_core::{Error, ImageRef, Result, RuntimeFailure, Timestamp};
+use futures_util::FutureExt;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::clock::Clock;
 use crate::events::{DeployLog, Event, EventBus, EventKind, EventStream, LogEntry};
 use crate::health;
 use crate::workloads::{expected_workloads, workload_specs};
@@ -68,6 +72,8 @@ pub struct EngineConfig {
     /// How many of a git service's newest deployments keep their built images (so they can
     /// be rolled back to); older build images are pruned after each cutover.
     pub image_retention: usize,
+    /// The wall clock of deadlines and records (tests use `Clock::tokio` with paused time).
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +85,7 @@ impl Default for EngineConfig {
             publish_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             error_backoff: Duration::from_secs(1),
             image_retention: 10,
+            clock: Clock::system(),
         }
     }
 }
@@ -184,6 +191,11 @@ impl Engine {
         self
     }
 
+    /// Now, by the engine's clock (`EngineConfig::clock`).
+    pub(crate) fn now(&self) -> Timestamp {
+        self.inner.config.clock.now()
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
     }
@@ -271,7 +283,7 @@ impl Engine {
                 .await?;
             self.ensure_deployable(&svc).await?;
             let config = self.resolve_config(&svc).await?;
-            let d = Deployment::new(&svc, config, trigger.clone(), Timestamp::now());
+            let d = Deployment::new(&svc, config, trigger.clone(), self.now());
             match self.create(&svc, d).await {
                 Err(Error::WriteConflict { .. }) => continue,
                 other => return other,
@@ -293,7 +305,7 @@ impl Engine {
                 .require::<Service>(&service.to_string())
                 .await?;
             self.ensure_deployable(&svc).await?;
-            let d = Deployment::rollback_of(&svc, &earlier, Timestamp::now())?;
+            let d = Deployment::rollback_of(&svc, &earlier, self.now())?;
             match self.create(&svc, d).await {
                 Err(Error::WriteConflict { .. }) => continue,
                 other => return other,
@@ -321,7 +333,7 @@ impl Engine {
             }
             let mut next = d.value.clone();
             next.state.cancel = Some(CancelRequest {
-                at: Timestamp::now(),
+                at: self.now(),
                 by: None,
             });
             match self.inner.catalog.save_deployment(&d, &next).await {
@@ -369,7 +381,7 @@ impl Engine {
 
     fn publish(&self, d: &Deployment, kind: EventKind) {
         self.inner.events.publish(Event {
-            at: Timestamp::now(),
+            at: self.now(),
             service: d.service_id,
             deployment: d.id,
             number: d.number,
@@ -387,7 +399,7 @@ impl Engine {
     async fn persist_note(&self, d: &Deployment, message: String) {
         debug!(deployment = %d.id, number = d.number, "{message}");
         let entry = LogEntry {
-            at: Timestamp::now(),
+            at: self.now(),
             message: message.clone(),
         };
         if let Err(err) = self
@@ -413,7 +425,7 @@ impl Engine {
         }
         let mut running: BTreeSet<ServiceId> = BTreeSet::new();
         let mut dirty: BTreeSet<ServiceId> = BTreeSet::new();
-        let mut tasks: JoinSet<(ServiceId, Result<Option<Duration>>)> = JoinSet::new();
+        let mut tasks: JoinSet<(ServiceId, Pass)> = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             let now = Instant::now();
@@ -426,7 +438,16 @@ impl Engine {
                 due.remove(&service);
                 running.insert(service);
                 let engine = self.clone();
-                tasks.spawn(async move { (service, engine.reconcile(service).await) });
+                tasks.spawn(async move {
+                    // A panic ends this pass only: caught here, the service leaves the
+                    // running set and is reconciled again (the task's own JoinError would
+                    // not say which service it was).
+                    let pass = AssertUnwindSafe(engine.reconcile(service))
+                        .catch_unwind()
+                        .await
+                        .map_err(|panic| panic_message(panic.as_ref()));
+                    (service, pass)
+                });
             }
             let next_due = due
                 .iter()
@@ -443,18 +464,23 @@ impl Engine {
                     }
                 }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    let (service, result) = match joined {
+                    let (service, pass) = match joined {
                         Ok(r) => r,
+                        // Passes are never aborted before shutdown and catch their panics.
                         Err(e) => {
-                            warn!(error = %e, "A reconcile task panicked.");
+                            error!(error = %e, "A reconcile task ended without a result.");
                             continue;
                         }
                     };
                     running.remove(&service);
-                    let after = match result {
-                        Ok(requeue) => requeue,
-                        Err(err) => {
+                    let after = match pass {
+                        Ok(Ok(requeue)) => requeue,
+                        Ok(Err(err)) => {
                             warn!(service = %service, error = %err, "Reconcile failed.");
+                            Some(self.inner.config.error_backoff)
+                        }
+                        Err(panic) => {
+                            error!(service = %service, panic = %panic, "A reconcile pass panicked; the service is reconciled again.");
                             Some(self.inner.config.error_backoff)
                         }
                     };
@@ -560,7 +586,7 @@ impl Engine {
         }
         let live = cat.live_deployments_of(service_id).await?;
         let observed = self.observe(&service, &d, &live).await?;
-        let now = Timestamp::now();
+        let now = self.now();
         let plan = deploy::plan(&d, &observed, now);
         self.execute(&service, &d, &observed, plan, now).await
     }
@@ -576,7 +602,7 @@ impl Engine {
         let start_failure = lock(&self.inner.start_failures).get(&d.id).cloned();
         let workload = match start_failure {
             Some(reason) => WorkloadObservation::StartFailed { reason },
-            None => summarize(&workloads, expected, d.state.status),
+            None => summarize(&workloads, expected, d.state.status, self.now()),
         };
         let has_builder = lock(&self.inner.builder).is_some();
         let build = if !d.needs_build() {
@@ -987,11 +1013,11 @@ impl Engine {
     }
 
     /// One round of the platform's probe of `d`'s `web` workloads (healthy only if all are).
-    async fn probe_once(&self, d: &Deployment) -> Result<health::ProbeOutcome> {
+    async fn probe_once(&self, d: &Deployment) -> Result<ProbeResult> {
         let check = d.snapshot.settings.health_check();
         let web = self.web_workloads(d).await?;
         let runtime = self.placed_for(d)?.map(|p| p.runtime);
-        let mut outcome = health::ProbeOutcome {
+        let mut outcome = ProbeResult {
             healthy: !web.is_empty(),
             detail: "no web workload to probe".into(),
             answered: false,
@@ -1003,12 +1029,8 @@ impl Engine {
                 None => None,
             };
             outcome = match remote {
-                Some(remote) => health::ProbeOutcome {
-                    healthy: remote.healthy,
-                    detail: remote.detail,
-                    answered: remote.answered,
-                },
-                None => health::probe(&check, w, timeout, Timestamp::now()).await,
+                Some(remote) => remote,
+                None => health::probe(&check, w, timeout, self.now()).await,
             };
             if !outcome.healthy {
                 break;
@@ -1021,7 +1043,7 @@ impl Engine {
                 .is_none_or(|p| p.replicas == 0)
         {
             // Worker-only services: running is all there is to check.
-            outcome = health::ProbeOutcome {
+            outcome = ProbeResult {
                 healthy: true,
                 detail: "no web process; workers running".into(),
                 answered: true,
@@ -1035,7 +1057,7 @@ impl Engine {
         &self,
         d: &Deployment,
         budget: Duration,
-    ) -> Result<(health::ProbeOutcome, Duration)> {
+    ) -> Result<(ProbeResult, Duration)> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(25);
         loop {
@@ -1084,7 +1106,7 @@ impl Engine {
 
     async fn switch_route(&self, service: &Service, d: &Deployment) -> Result<()> {
         let target = self.target_of(d).await?;
-        let now = Timestamp::now();
+        let now = self.now();
         let gate = d
             .state
             .deadline
@@ -1205,19 +1227,38 @@ impl Engine {
     }
 }
 
+/// What one reconcile pass ended with: its result, or the message of its panic.
+type Pass = std::result::Result<Result<Option<Duration>>, String>;
+
+/// The message a panic was raised with (`panic!("...")` carries a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// The server a deployment names cannot run anything (unknown, revoked, or this platform has
 /// no remote servers).
 fn unplaceable(e: &Error) -> bool {
     matches!(e, Error::NotFound { .. }) || e.runtime_failure() == Some(RuntimeFailure::Unsupported)
 }
 
+/// How long a workload nothing probes (a worker, a tunnel connector) must have been running
+/// before a deployment being brought up counts it as up: one that exits at once must fail the
+/// deployment, not be seen running in the instant before it exits.
+const UNPROBED_STABLE: Duration = Duration::from_secs(1);
+
 /// Summarise a deployment's workloads for the planner. While a deployment is being brought
-/// up, any restart means it crashed; once ACTIVE the runtime's restart policy handles blips
-/// and only a workload that stays down counts.
+/// up, any restart means it crashed, and a workload other than `web` (which the platform
+/// probes) counts as running only once it has run for [`UNPROBED_STABLE`]; once ACTIVE the
+/// runtime's restart policy handles blips and only a workload that stays down counts.
 fn summarize(
     workloads: &[WorkloadStatus],
     expected: u32,
     status: DeploymentStatus,
+    now: Timestamp,
 ) -> WorkloadObservation {
     if workloads.is_empty() {
         return if expected == 0 {
@@ -1254,7 +1295,14 @@ fn summarize(
     }
     let running = workloads
         .iter()
-        .filter(|w| matches!(w.state, WorkloadState::Running { .. }))
+        .filter(|w| match w.state {
+            WorkloadState::Running { started_at } => {
+                !bringing_up
+                    || w.owner.process == ProcessSpec::WEB
+                    || now.since(started_at) >= UNPROBED_STABLE
+            }
+            _ => false,
+        })
         .count();
     if running >= expected as usize {
         WorkloadObservation::Running
@@ -1278,5 +1326,56 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clank_core::id::{DeploymentId, EnvironmentId, ProjectId, ServiceId, WorkspaceId};
+    use clank_core::runtime::{Owner, WorkloadId};
+
+    use super::*;
+
+    fn running(process: &str, started_at: Timestamp) -> WorkloadStatus {
+        WorkloadStatus {
+            id: WorkloadId(format!("{process}-0")),
+            name: format!("{process}-0"),
+            owner: Owner {
+                workspace: WorkspaceId::new(),
+                project: ProjectId::new(),
+                environment: EnvironmentId::new(),
+                service: ServiceId::new(),
+                deployment: DeploymentId::new(),
+                process: process.to_owned(),
+                replica: 0,
+            },
+            state: WorkloadState::Running { started_at },
+            restart_count: 0,
+            endpoint: None,
+        }
+    }
+
+    #[test]
+    fn an_unprobed_workload_counts_as_up_only_once_it_has_run_for_a_second() {
+        let now = Timestamp(1_800_000_000_000);
+        let just = Timestamp(now.0 - 100);
+        let long = Timestamp(now.0 - 1_500);
+        let bringing_up = DeploymentStatus::Deploying;
+        // The probed `web` counts at once; a worker seen running for 100 ms does not yet.
+        let fresh = [running("web", just), running("worker", just)];
+        assert_eq!(
+            summarize(&fresh, 2, bringing_up, now),
+            WorkloadObservation::Starting
+        );
+        let settled = [running("web", just), running("worker", long)];
+        assert_eq!(
+            summarize(&settled, 2, bringing_up, now),
+            WorkloadObservation::Running
+        );
+        // Once ACTIVE, running is running.
+        assert_eq!(
+            summarize(&fresh, 2, DeploymentStatus::Active, now),
+            WorkloadObservation::Running
+        );
     }
 }

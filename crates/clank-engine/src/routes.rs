@@ -1,19 +1,16 @@
 //! `RouteTable`: the in-memory `Proxy` for setups where traffic reaches workloads directly
 //! through their published ports (no reverse proxy in front, e.g. `byo_proxy`), and the
 //! engine's default until a real proxy is plugged in. It keeps the same contract as
-//! `clank-proxy`: health-gated switch, atomic swap, the old route untouched on failure.
+//! `clank-proxy`: health-gated switch (the proxy's own gate, `clank_proxy::probe`), atomic
+//! swap, the old route untouched on failure.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::RwLock;
 use std::time::Duration;
 
+use clank_core::Result;
 use clank_core::id::ServiceId;
-use clank_core::model::HealthCheck;
 use clank_core::proxy::{Cutover, CutoverReport, Proxy, Route};
-use clank_core::{Error, Result};
-
-use crate::health::{ProbeOutcome, http_probe, tcp_probe};
 
 #[derive(Debug)]
 pub struct RouteTable {
@@ -44,62 +41,10 @@ impl RouteTable {
     }
 }
 
-/// Probe every address of a target once; healthy only if all are.
-pub async fn gate_probe(
-    check: &HealthCheck,
-    addrs: &[SocketAddr],
-    timeout: Duration,
-) -> ProbeOutcome {
-    if addrs.is_empty() {
-        return ProbeOutcome::unanswered("the target has no address");
-    }
-    for addr in addrs {
-        let out = match check {
-            HealthCheck::Http { path, .. } => http_probe(*addr, path, timeout).await,
-            HealthCheck::Tcp { .. } => tcp_probe(*addr, timeout).await,
-            // The engine already required the workload to be running and stable.
-            HealthCheck::Running { .. } => continue,
-        };
-        if !out.healthy {
-            return ProbeOutcome {
-                detail: format!("{addr}: {}", out.detail),
-                ..out
-            };
-        }
-    }
-    ProbeOutcome {
-        healthy: true,
-        detail: "all targets healthy".into(),
-        answered: true,
-    }
-}
-
 #[async_trait::async_trait]
 impl Proxy for RouteTable {
     async fn cutover(&self, cutover: &Cutover) -> Result<CutoverReport> {
-        let deadline = tokio::time::Instant::now() + cutover.gate_timeout;
-        let mut delay = Duration::from_millis(20);
-        loop {
-            let out = gate_probe(
-                &cutover.health,
-                &cutover.route.target.addrs,
-                self.probe_timeout,
-            )
-            .await;
-            if out.healthy {
-                break;
-            }
-            if tokio::time::Instant::now() + delay >= deadline {
-                return Err(Error::Conflict(format!(
-                    "new target of deployment {} did not pass the health gate within {:.1} s: {}",
-                    cutover.route.target.deployment,
-                    cutover.gate_timeout.as_secs_f64(),
-                    out.detail
-                )));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
+        clank_proxy::probe::health_gate(cutover, self.probe_timeout).await?;
         let previous = self
             .write()
             .insert(cutover.route.service, cutover.route.clone())

@@ -79,6 +79,10 @@ async fn exec(p: &Platform, argv: &[&str]) -> ExecOutput {
 
 #[tokio::test]
 async fn twenty_redeploys_of_postgres_under_writes_never_share_its_data_directory() {
+    // Without an engine: skipped locally, a failure in CI.
+    let Some(_) = common::docker().await else {
+        return;
+    };
     let image = postgres_image();
     let source = ServiceSource::DockerImage {
         image: image.parse().unwrap(),

@@ -95,6 +95,10 @@ async fn starts_on_volume(p: &Platform) -> usize {
 
 #[tokio::test]
 async fn redeploys_and_rollbacks_of_a_service_with_a_volume_never_run_two_versions_at_once() {
+    // Without an engine: skipped locally, a failure in CI.
+    let Some(_) = common::docker().await else {
+        return;
+    };
     let mut volume = None;
     let p = platform(|s| s.settings.health_check_retries = 3).await;
     let v = data_volume(&p, false);
@@ -140,6 +144,10 @@ async fn redeploys_and_rollbacks_of_a_service_with_a_volume_never_run_two_versio
 
 #[tokio::test]
 async fn a_failing_version_on_a_volume_gives_it_back_to_the_running_one() {
+    // Without an engine: skipped locally, a failure in CI.
+    let Some(_) = common::docker().await else {
+        return;
+    };
     let p = platform(|s| s.settings.health_check_retries = 2).await;
     let v = data_volume(&p, false);
     p.update_service(|s| s.volumes = vec![v.clone()]).await;
@@ -177,6 +185,10 @@ async fn a_failing_version_on_a_volume_gives_it_back_to_the_running_one() {
 
 #[tokio::test]
 async fn a_volume_declared_shared_keeps_start_first() {
+    // Without an engine: skipped locally, a failure in CI.
+    let Some(_) = common::docker().await else {
+        return;
+    };
     let p = platform(|_| {}).await;
     let v = data_volume(&p, true);
     p.update_service(|s| s.volumes = vec![v.clone()]).await;
@@ -198,6 +210,10 @@ async fn a_volume_declared_shared_keeps_start_first() {
 
 #[tokio::test]
 async fn an_app_answering_wrongly_fails_after_its_retries_not_its_deadline() {
+    // Without an engine: skipped locally, a failure in CI.
+    let Some(_) = common::docker().await else {
+        return;
+    };
     let p = platform(|s| {
         s.settings.deploy_timeout_s = 120;
         s.settings.health_check_retries = 3;
@@ -224,6 +240,10 @@ async fn an_app_answering_wrongly_fails_after_its_retries_not_its_deadline() {
 
 #[tokio::test]
 async fn a_slow_booting_app_is_waited_for_until_it_answers() {
+    // Without an engine: skipped locally, a failure in CI.
+    let Some(_) = common::docker().await else {
+        return;
+    };
     let p = platform(|s| {
         s.settings.deploy_timeout_s = 60;
         s.settings.health_check_retries = 1;
@@ -244,6 +264,10 @@ async fn a_slow_booting_app_is_waited_for_until_it_answers() {
 /// other's data.
 #[tokio::test]
 async fn two_tenants_with_the_same_slugs_and_volume_name_never_share_a_network_or_data() {
+    // Without an engine: skipped locally, a failure in CI.
+    let Some(_) = common::docker().await else {
+        return;
+    };
     let slug = format!("shop-{}", std::process::id());
     let tenant = |label: &'static str| {
         let slug = slug.clone();
@@ -308,6 +332,10 @@ async fn two_tenants_with_the_same_slugs_and_volume_name_never_share_a_network_o
 /// project, keeps being mounted (its data is the service's); another owner's never is.
 #[tokio::test]
 async fn a_volume_created_by_an_earlier_version_under_the_plain_name_is_kept() {
+    // Without an engine: skipped locally, a failure in CI.
+    let Some(_) = common::docker().await else {
+        return;
+    };
     let p = platform(|_| {}).await;
     let v = data_volume(&p, false);
     p.update_service(|s| s.volumes = vec![v.clone()]).await;

@@ -146,12 +146,32 @@ impl Runtime for AgentRuntime {
             running: true,
             stop_grace_ms: 0,
         };
+        let owner = wire.spec.as_ref().map(|s| s.owner_labels.clone());
+        // A name another owner's workload holds is refused, as on Docker: never overwritten.
+        let mut taken = false;
         let generation = self
             .fleet
             .edit_desired(self.server, |d| {
-                d.workloads.insert(name.clone(), wire);
+                let holder = d
+                    .workloads
+                    .get(&name)
+                    .map(|w| w.spec.as_ref().map(|s| &s.owner_labels));
+                if holder.is_some_and(|labels| labels != owner.as_ref()) {
+                    taken = true;
+                } else {
+                    d.workloads.insert(name.clone(), wire);
+                }
             })
             .await?;
+        if taken {
+            return Err(Error::runtime(
+                RuntimeFailure::NameConflict,
+                format!(
+                    "server {}: workload name `{name}` is taken by a workload of another owner",
+                    self.server
+                ),
+            ));
+        }
         let observed = self.fleet.wait_applied(self.server, generation).await?;
         if let Some(e) = observed.errors.iter().find(|e| e.name == name) {
             // A failed start leaves nothing behind: take it out of the desired state again.
@@ -181,13 +201,23 @@ impl Runtime for AgentRuntime {
     }
 
     async fn stop(&self, id: &WorkloadId, grace: Duration) -> Result<()> {
+        // The desired state is the server's whole truth: a workload not in it does not exist.
+        let mut known = false;
         self.converge(|d| {
             if let Some(w) = d.workloads.get_mut(&id.0) {
+                known = true;
                 w.running = false;
                 w.stop_grace_ms = u32::try_from(grace.as_millis()).unwrap_or(u32::MAX);
             }
         })
-        .await
+        .await?;
+        if !known {
+            return Err(Error::runtime(
+                RuntimeFailure::NotFound,
+                format!("server {}: no workload `{}`", self.server, id.0),
+            ));
+        }
+        Ok(())
     }
 
     async fn remove(&self, id: &WorkloadId) -> Result<()> {
@@ -207,6 +237,14 @@ impl Runtime for AgentRuntime {
     }
 
     async fn logs(&self, id: &WorkloadId, options: LogOptions) -> Result<LogStreamBox> {
+        // An unknown workload is an error of the call, not of the stream's first line (as on
+        // Docker), and a follow of a quiet workload has no first line to wait for.
+        if self.inspect(id).await?.is_none() {
+            return Err(Error::runtime(
+                RuntimeFailure::NotFound,
+                format!("server {}: no workload `{}`", self.server, id.0),
+            ));
+        }
         let request = v1::LogsRequest {
             name: id.0.clone(),
             follow: options.follow,

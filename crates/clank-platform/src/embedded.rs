@@ -1,13 +1,17 @@
-//! The embedded defaults: everything in one data directory, no external service needed.
+//! How a platform is assembled from its backends ([`PlatformBuilder`]: any `Store`, `Runtime`,
+//! `Proxy` and `ImageBuilder`), and the embedded defaults built on it ([`Platform::open`]:
+//! everything in one data directory, no external service needed).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clank_core::Result;
 use clank_core::builder::ImageBuilder;
+use clank_core::model::Service;
 use clank_core::proxy::Proxy;
 use clank_core::runtime::Runtime;
 use clank_core::secret::{KeyId, Keyring};
+use clank_core::store::Store;
 use clank_core::store::catalog::Catalog;
 use clank_core::{Error, InvalidInput, RuntimeFailure};
 use clank_engine::{Engine, EngineConfig, RouteTable};
@@ -61,10 +65,54 @@ impl std::str::FromStr for RuntimeChoice {
     }
 }
 
+/// Which built-in store keeps the platform's records in the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreChoice {
+    /// `clank.redb` (the default).
+    #[default]
+    Redb,
+    /// `clank.sled`; only in builds with the cargo feature `sled`.
+    Sled,
+}
+
+impl StoreChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreChoice::Redb => "redb",
+            StoreChoice::Sled => "sled",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `redb` or `sled`.
+impl std::str::FromStr for StoreChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "redb" => Ok(StoreChoice::Redb),
+            "sled" => Ok(StoreChoice::Sled),
+            other => Err(InvalidInput::new(
+                "store",
+                "one_of",
+                format!("unknown store `{other}`: expected `redb` or `sled`"),
+            )
+            .into()),
+        }
+    }
+}
+
 /// Where and how an embedded platform runs.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
     pub data_dir: PathBuf,
+    pub store: StoreChoice,
     pub runtime: RuntimeChoice,
     pub engine: EngineConfig,
     /// The proxy the engine cuts over (the daemon's embedded `clank_proxy::ClankProxy`);
@@ -87,6 +135,7 @@ impl EmbeddedOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         EmbeddedOptions {
             data_dir: data_dir.into(),
+            store: StoreChoice::Redb,
             runtime: RuntimeChoice::Auto,
             engine: EngineConfig::default(),
             proxy: None,
@@ -233,50 +282,183 @@ fn process_runtime(options: &EmbeddedOptions) -> Result<Arc<dyn Runtime>> {
     Ok(Arc::new(runtime))
 }
 
-impl Platform {
-    /// A platform on the embedded defaults in `options.data_dir`: `clank.redb`, `keyring`,
-    /// and (native runtime) `processes/`, with the workloads' own files in the workload root
-    /// beside the data directory.
-    pub async fn open(options: EmbeddedOptions) -> Result<Platform> {
-        std::fs::create_dir_all(&options.data_dir)
-            .map_err(|e| io("create data directory", &options.data_dir, e))?;
-        owner_only(&options.data_dir, 0o700)?;
-        let store_path = options.data_dir.join("clank.redb");
-        let fresh = !store_path.exists();
-        let store = RedbStore::open(&store_path)?;
-        if fresh {
-            // Created just now with the process's umask: owner-only from the start.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&store_path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| io("restrict permissions of", &store_path, e))?;
+/// The built-in store `options.store` names, in the data directory, owner-only.
+fn open_store(options: &EmbeddedOptions) -> Result<Arc<dyn Store>> {
+    match options.store {
+        StoreChoice::Redb => {
+            let path = options.data_dir.join("clank.redb");
+            let fresh = !path.exists();
+            let store = RedbStore::open(&path)?;
+            if fresh {
+                // Created just now with the process's umask: owner-only from the start.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| io("restrict permissions of", &path, e))?;
+            }
+            owner_only(&path, 0o600)?;
+            Ok(Arc::new(store))
         }
-        owner_only(&store_path, 0o600)?;
-        let catalog = Catalog::new(Arc::new(store));
-        let keyring = load_or_create_keyring(&options.data_dir.join("keyring"))?;
-        owner_only(&options.data_dir.join("keyring"), 0o600)?;
-        let (runtime, builder) = runtime(&options).await?;
-        let proxy: Arc<dyn Proxy> = match &options.proxy {
-            Some(p) => p.clone(),
-            None => Arc::new(RouteTable::new(options.engine.probe_timeout)),
-        };
+        #[cfg(feature = "sled")]
+        StoreChoice::Sled => {
+            // A directory of sled's own files.
+            let path = options.data_dir.join("clank.sled");
+            let store = clank_store::SledStore::open(&path)?;
+            owner_only(&path, 0o700)?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "sled"))]
+        StoreChoice::Sled => Err(InvalidInput::new(
+            "store",
+            "not_built",
+            "this build has no sled store: build Clank with the cargo feature `sled`, or choose \
+             `redb`",
+        )
+        .into()),
+    }
+}
+
+/// A platform assembled from backends: the store, the runtime and the keyring it needs, and
+/// optionally the proxy (default: an in-memory [`RouteTable`] that serves no traffic), the
+/// image builder for git services (default: none, so git deployments fail saying so), the
+/// engine's settings, remote servers and the repository policy.
+///
+/// [`Platform::open`] is this builder over the built-in backends; an embedder with a backend of
+/// its own (proven by its contract suite in `clank-testkit`) passes it here:
+///
+/// ```ignore
+/// let platform = Platform::builder(Arc::new(MyStore::new()), Arc::new(MyRuntime::new()), keyring)
+///     .proxy(Arc::new(my_proxy))
+///     .build()
+///     .await?;
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct PlatformBuilder {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    keyring: Keyring,
+    proxy: Option<Arc<dyn Proxy>>,
+    image_builder: Option<Arc<dyn ImageBuilder>>,
+    engine: EngineConfig,
+    fleet: Option<clank_fleet::FleetConfig>,
+    repositories: clank_core::validate::RepositoryPolicy,
+}
+
+impl PlatformBuilder {
+    /// The proxy the engine cuts services over with (default: an in-memory `RouteTable`).
+    pub fn proxy(mut self, proxy: Arc<dyn Proxy>) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// What builds images for git services (default: none).
+    pub fn image_builder(mut self, builder: Arc<dyn ImageBuilder>) -> Self {
+        self.image_builder = Some(builder);
+        self
+    }
+
+    /// The engine's intervals and timeouts (default: `EngineConfig::default()`).
+    pub fn engine_config(mut self, config: EngineConfig) -> Self {
+        self.engine = config;
+        self
+    }
+
+    /// Open the remote servers' registry with `config` (default: everything runs here).
+    pub fn fleet(mut self, config: clank_fleet::FleetConfig) -> Self {
+        self.fleet = Some(config);
+        self
+    }
+
+    /// Which repositories git services may build from (default: only other machines').
+    pub fn repository_policy(mut self, policy: clank_core::validate::RepositoryPolicy) -> Self {
+        self.repositories = policy;
+        self
+    }
+
+    /// The platform over these backends (opens the fleet's registry when one was asked for).
+    pub async fn build(self) -> Result<Platform> {
+        let catalog = Catalog::new(self.store);
+        // Services stored before domains were unique across the instance hold no `domain`
+        // entries: claim them now, so no other tenant can take (and be served for) a name a
+        // service already routes. Names two services already share are left to the operator.
+        for clash in catalog.backfill_unique::<Service>().await? {
+            warn!(
+                constraint = clash.constraint,
+                value = %clash.value,
+                kept_by = %clash.holder,
+                also_claimed_by = %clash.other,
+                "Two services claim one {}; the first keeps it. Change the other's endpoint.",
+                clash.constraint
+            );
+        }
+        let proxy = self
+            .proxy
+            .unwrap_or_else(|| Arc::new(RouteTable::new(self.engine.probe_timeout)));
         let mut engine = Engine::new(
             catalog.clone(),
-            runtime,
+            self.runtime,
             proxy,
-            keyring.clone(),
-            options.engine.clone(),
+            self.keyring.clone(),
+            self.engine,
         );
-        if let Some(builder) = builder {
+        if let Some(builder) = self.image_builder {
             engine = engine.with_builder(builder);
         }
-        let platform = Platform::new(catalog.clone(), engine, keyring.clone())
-            .with_repository_policy(options.repositories.clone());
-        Ok(match &options.fleet {
+        let platform = Platform::new(catalog.clone(), engine, self.keyring.clone())
+            .with_repository_policy(self.repositories);
+        Ok(match self.fleet {
             Some(config) => {
-                let fleet = clank_fleet::Fleet::open(catalog, keyring, config.clone()).await?;
+                let fleet = clank_fleet::Fleet::open(catalog, self.keyring, config).await?;
                 platform.with_fleet(fleet)
             }
             None => platform,
         })
+    }
+}
+
+impl Platform {
+    /// Assemble a platform from backends of the caller's choice; see [`PlatformBuilder`].
+    pub fn builder(
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        keyring: Keyring,
+    ) -> PlatformBuilder {
+        PlatformBuilder {
+            store,
+            runtime,
+            keyring,
+            proxy: None,
+            image_builder: None,
+            engine: EngineConfig::default(),
+            fleet: None,
+            repositories: Default::default(),
+        }
+    }
+
+    /// A platform on the built-in backends in `options.data_dir`: the store `options.store`
+    /// names (`clank.redb` by default), `keyring`, the runtime `options.runtime` names (and
+    /// Docker's image builder with it), and (native runtime) `processes/`, with the
+    /// workloads' own files in the workload root beside the data directory.
+    pub async fn open(options: EmbeddedOptions) -> Result<Platform> {
+        std::fs::create_dir_all(&options.data_dir)
+            .map_err(|e| io("create data directory", &options.data_dir, e))?;
+        owner_only(&options.data_dir, 0o700)?;
+        let store = open_store(&options)?;
+        let keyring = load_or_create_keyring(&options.data_dir.join("keyring"))?;
+        owner_only(&options.data_dir.join("keyring"), 0o600)?;
+        let (runtime, image_builder) = runtime(&options).await?;
+        let mut builder = Platform::builder(store, runtime, keyring)
+            .engine_config(options.engine.clone())
+            .repository_policy(options.repositories.clone());
+        if let Some(proxy) = options.proxy {
+            builder = builder.proxy(proxy);
+        }
+        if let Some(image_builder) = image_builder {
+            builder = builder.image_builder(image_builder);
+        }
+        if let Some(fleet) = options.fleet {
+            builder = builder.fleet(fleet);
+        }
+        builder.build().await
     }
 }

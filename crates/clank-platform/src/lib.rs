@@ -5,9 +5,12 @@
 //!
 //! [`Platform::open`] starts from the embedded defaults: a redb store and a keyring in a data
 //! directory, the Docker Engine when one answers, native processes otherwise.
+//! [`Platform::builder`] takes backends of the caller's own instead (any `Store`, `Runtime`,
+//! `Proxy`, `ImageBuilder`).
 
 mod builds;
 mod embedded;
+pub mod identity;
 mod ops;
 mod running;
 mod servers;
@@ -34,7 +37,10 @@ use clank_engine::{Engine, EventStream, LogEntry};
 
 pub use builds::BUILD_LOG_LINES;
 pub use clank_docker::{BuildSettings, FRAMEWORK_BASE_IMAGES};
-pub use embedded::{EmbeddedOptions, RuntimeChoice, load_or_create_keyring, owner_only};
+pub use embedded::{
+    EmbeddedOptions, PlatformBuilder, RuntimeChoice, StoreChoice, load_or_create_keyring,
+    owner_only,
+};
 pub use ops::{ChangeRef, Request, Subscription, TargetRef};
 pub use running::{WorkloadLogLine, WorkloadLogStream, WorkloadSelector};
 pub use servers::NewServer;

@@ -1021,20 +1021,8 @@ fn asn1_time(tag: u8, s: &[u8]) -> Option<Timestamp> {
         return None;
     }
     let n = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
-    let days = days_from_civil(year, n(0)?, n(2)?);
-    let secs = days * 86_400 + n(4)? * 3600 + n(6)? * 60 + n(8)?;
+    let secs = clank_core::time::unix_seconds(year, n(0)?, n(2)?, n(4)?, n(6)?, n(8)?);
     Some(Timestamp::from_millis(secs * 1000))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

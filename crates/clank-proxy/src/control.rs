@@ -16,7 +16,6 @@ use clank_core::proxy::{Proxy, ProxyCall, ProxyReply, ProxyTransport};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::ClankProxy;
 
@@ -54,36 +53,23 @@ pub async fn bind_control(path: &Path) -> io::Result<UnixListener> {
 
 /// Serve calls on `listener` until `shutdown`; calls in flight finish first.
 pub async fn serve_control(proxy: ClankProxy, listener: UnixListener, shutdown: CancellationToken) {
-    let tracker = TaskTracker::new();
     let own_uid = own_uid();
-    loop {
-        let stream = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
-        match stream.peer_cred() {
-            Ok(cred) if cred.uid() == own_uid || cred.uid() == 0 => {}
-            other => {
-                tracing::warn!(peer = ?other.ok(), "control socket: refused a connection from another user");
-                continue;
-            }
-        }
+    crate::server::accept_loop(&listener, "control socket", &shutdown, None, |stream, _| {
         let proxy = proxy.clone();
-        tracker.spawn(async move {
+        async move {
+            match stream.peer_cred() {
+                Ok(cred) if cred.uid() == own_uid || cred.uid() == 0 => {}
+                other => {
+                    tracing::warn!(peer = ?other.ok(), "control socket: refused a connection from another user");
+                    return;
+                }
+            }
             if let Err(e) = answer(&proxy, stream).await {
                 tracing::debug!(error = %e, "control call failed");
             }
-        });
-    }
-    tracker.close();
-    tracker.wait().await;
+        }
+    })
+    .await;
 }
 
 /// This process's effective uid (a file-capable binary is non-dumpable, so `/proc/self`'s

@@ -5,12 +5,14 @@
 //!   bodies copied by their framing, one task per client connection and its upstream
 //!   exchange, upstream keep-alive connections pooled per address), streaming bodies both ways
 //!   and upgrade (WebSocket) passthrough; HTTP/2 (TLS + ALPN) on hyper with hyper-util's
-//!   pooled client. Both share the admission logic (`Shared::admit`).
+//!   pooled client (`h2`). Both share the admission logic (`admission`: `Shared::admit`) and
+//!   end upgraded tunnels in `tunnel`; `server` holds the one accept loop every listener uses.
 //! - The route table is an immutable snapshot replaced as a whole on every change and read once
 //!   per request, so keep-alive clients move to the new target on their next request and the
 //!   listening socket never closes on a change.
-//! - `cutover` = health gate over the pooled client, atomic swap, drain of the old target
-//!   (in-flight requests counted per target; at the drain timeout the rest are answered 504).
+//! - `cutover` = health gate ([`probe`], the platform's one probe implementation), atomic swap,
+//!   drain of the old target (in-flight requests counted per target; at the drain timeout the
+//!   rest are answered 504).
 //!   Upgraded tunnels are not counted in flight: they get a grace period equal to the drain
 //!   timeout after their target is retired, then are closed.
 //! - `pause`/`resume` hold a service's new requests (up to `pause_timeout`, then 503) for
@@ -43,19 +45,21 @@
 //! Not yet here: wildcard certificates (DNS-01).
 
 pub mod acme;
+mod admission;
 mod cidr;
 mod config;
 mod control;
 mod error;
-mod forward;
 mod h1;
+mod h2;
 mod metrics;
 mod persist;
-mod probe;
+pub mod probe;
 mod server;
 mod table;
 mod tailscale;
 mod tls;
+mod tunnel;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -80,7 +84,7 @@ pub use error::ProxyError;
 pub use tailscale::TailscaleServe;
 pub use tls::TlsCertificate;
 
-use forward::Shared;
+use admission::Shared;
 use table::Table;
 
 /// The reverse proxy. Cheap to clone; clones share the route table and the listeners.
@@ -117,7 +121,7 @@ impl ClankProxy {
             certs.insert(&c.domains, tls::load_files(c)?);
         }
         let shared = Shared {
-            client: forward::build_client(&config),
+            client: h2::build_client(&config),
             upstreams: Arc::new(h1::Pool::new(
                 config.upstream_max_idle,
                 config.upstream_idle_timeout,
@@ -148,7 +152,7 @@ impl ClankProxy {
         server::serve_proxy(
             self.shared.clone(),
             listener,
-            forward::Listener::Plain,
+            admission::Listener::Plain,
             shutdown,
         )
         .await;
@@ -160,7 +164,7 @@ impl ClankProxy {
         server::serve_proxy(
             self.shared.clone(),
             listener,
-            forward::Listener::Lan,
+            admission::Listener::Lan,
             shutdown,
         )
         .await;
@@ -338,33 +342,6 @@ impl ClankProxy {
         self.route_changes.send_modify(|n| *n = n.wrapping_add(1));
         Ok(previous)
     }
-
-    async fn gate(&self, cutover: &Cutover) -> clank_core::Result<()> {
-        let deadline = tokio::time::Instant::now() + cutover.gate_timeout;
-        let mut delay = Duration::from_millis(20);
-        loop {
-            let out = probe::gate_probe(
-                &self.shared.client,
-                &cutover.health,
-                &cutover.route.target.addrs,
-                self.shared.config.probe_timeout,
-            )
-            .await;
-            if out.healthy {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() + delay >= deadline {
-                return Err(clank_core::Error::Conflict(format!(
-                    "new target of deployment {} did not pass the health gate within {:.1} s: {}",
-                    cutover.route.target.deployment,
-                    cutover.gate_timeout.as_secs_f64(),
-                    out.detail
-                )));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
-    }
 }
 
 /// The `tailscale serve` mapping a route asks for: the plan and the address it points at (the
@@ -459,7 +436,7 @@ impl Shared {
 impl Proxy for ClankProxy {
     async fn cutover(&self, cutover: &Cutover) -> clank_core::Result<CutoverReport> {
         let service = cutover.route.service;
-        if let Err(e) = self.gate(cutover).await {
+        if let Err(e) = probe::health_gate(cutover, self.shared.config.probe_timeout).await {
             self.shared
                 .metrics
                 .cutovers_failed

@@ -1,54 +1,111 @@
-//! Listeners: the accept loops for plain HTTP, TLS (HTTP/1.1 or HTTP/2 by ALPN) and the admin
-//! endpoint, and a graceful shutdown. HTTP/1 connections are served by [`crate::h1`], HTTP/2
+//! Listeners: the one accept loop (with its graceful shutdown) and what it serves on plain
+//! HTTP, TLS (HTTP/1.1 or HTTP/2 by ALPN) and the admin endpoint; the control socket uses it
+//! too. HTTP/1 connections are served by [`crate::h1`], HTTP/2
 //! ones and the admin endpoint by hyper.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::forward::{Listener, ProxyBody, Shared, full};
+use crate::admission::{Listener, Shared};
+use crate::h2::{ProxyBody, full};
 
-/// Accept until `shutdown` is cancelled, then let open connections finish their current
-/// request (hyper's graceful shutdown) and return once they have.
+/// A listening socket the accept loop takes connections from (TCP for traffic and admin, Unix
+/// for the control socket).
+pub(crate) trait Accept {
+    type Conn: Send + 'static;
+    type Peer: Send + 'static;
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Conn, Self::Peer)>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Conn = TcpStream;
+    type Peer = SocketAddr;
+    fn accept(&self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
+        TcpListener::accept(self)
+    }
+}
+
+impl Accept for UnixListener {
+    type Conn = UnixStream;
+    type Peer = tokio::net::unix::SocketAddr;
+    fn accept(
+        &self,
+    ) -> impl Future<Output = io::Result<(UnixStream, tokio::net::unix::SocketAddr)>> + Send {
+        UnixListener::accept(self)
+    }
+}
+
+/// The one accept loop: accept on `listener` until `shutdown` is cancelled, serving each
+/// connection in a task of its own; then let open connections finish (their current request:
+/// each serves `shutdown` gracefully) for at most `grace`, or until they have when `None`.
+pub(crate) async fn accept_loop<L, F, Fut>(
+    listener: &L,
+    name: &'static str,
+    shutdown: &CancellationToken,
+    grace: Option<Duration>,
+    mut serve: F,
+) where
+    L: Accept + Sync,
+    F: FnMut(L::Conn, L::Peer) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let tracker = TaskTracker::new();
+    loop {
+        let (conn, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin or stop serving.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        tracker.spawn(serve(conn, peer));
+    }
+    tracker.close();
+    match grace {
+        Some(grace) => drain(&tracker, grace).await,
+        None => tracker.wait().await,
+    }
+}
+
+/// Serve proxied traffic: each connection on [`crate::h1`]. Returns once `shutdown` is
+/// cancelled and open connections finished their current request.
 pub(crate) async fn serve_proxy(
     shared: Arc<Shared>,
     listener: TcpListener,
     kind: Listener,
     shutdown: CancellationToken,
 ) {
-    let tracker = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly rather than spin or stop serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
-        let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(serve_connection(shared, stream, peer, kind, shutdown));
-    }
-    tracker.close();
-    drain(&tracker, shared.config.upstream_timeout).await;
+    let grace = shared.config.upstream_timeout;
+    accept_loop(
+        &listener,
+        "proxy",
+        &shutdown,
+        Some(grace),
+        |stream, peer| serve_connection(shared.clone(), stream, peer, kind, shutdown.clone()),
+    )
+    .await;
 }
 
 /// Let open connections finish what they are doing, for at most `grace` (a client that stops
 /// reading a response must not hold a shutdown forever).
-async fn drain(tracker: &TaskTracker, grace: std::time::Duration) {
+async fn drain(tracker: &TaskTracker, grace: Duration) {
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             open = tracker.len(),
@@ -76,29 +133,18 @@ pub(crate) async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     shutdown: CancellationToken,
 ) {
-    let tracker = TaskTracker::new();
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(shared.config.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(shared.config.header_read_timeout))
         .keep_alive_timeout(shared.config.header_read_timeout);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "TLS accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
+    let grace = shared.config.upstream_timeout;
+    accept_loop(&listener, "TLS", &shutdown, Some(grace), |stream, peer| {
         let shared = shared.clone();
         let acceptor = acceptor.clone();
         let h2 = h2.clone();
         let shutdown = shutdown.clone();
-        tracker.spawn(async move {
+        async move {
             let _ = stream.set_nodelay(true);
             let timeout = shared.config.header_read_timeout;
             let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
@@ -138,10 +184,9 @@ pub(crate) async fn serve_tls(
             } else {
                 crate::h1::serve(shared, tls, peer, Listener::Tls, shutdown).await;
             }
-        });
-    }
-    tracker.close();
-    drain(&tracker, shared.config.upstream_timeout).await;
+        }
+    })
+    .await;
 }
 
 /// The admin listener: `GET /metrics` (Prometheus text), `GET /routes` (JSON), `GET /healthz`.
@@ -150,21 +195,10 @@ pub(crate) async fn serve_admin(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) {
-    let tracker = TaskTracker::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
+    let grace = shared.config.upstream_timeout;
+    accept_loop(&listener, "admin", &shutdown, Some(grace), |stream, _| {
         let shared = shared.clone();
-        tracker.spawn(async move {
+        async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, std::convert::Infallible>(admin(&shared, &req)) }
@@ -172,10 +206,9 @@ pub(crate) async fn serve_admin(
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
-        });
-    }
-    tracker.close();
-    drain(&tracker, shared.config.upstream_timeout).await;
+        }
+    })
+    .await;
 }
 
 fn admin(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {

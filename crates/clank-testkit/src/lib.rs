@@ -6,22 +6,28 @@
 //!   package's `clank-store-crash-writer` binary and whose checker is `tests/crash.rs`.
 //! - [`runtime`]: the `Runtime` contract, one public async fn per property, a [`runtime::Fixture`]
 //!   per backend, and [`runtime_contract_tests!`] to instantiate them as named tests.
+//! - [`proxy`]: the `Proxy` contract, one public async fn per property, a [`proxy::ProxyFixture`]
+//!   per proxy, and [`proxy_contract_tests!`] to instantiate them as named tests.
 //! - [`testapp`]: the busybox HTTP app every runtime test runs (files for native processes; with
 //!   feature `docker`, the `clank-testapp` image built through the Docker API).
 //! - [`gitrepo`]: local git repositories (`file://`) for build tests.
 //! - [`githttp`]: those repositories served over git's smart HTTP on loopback.
 //! - [`pebble`]: Debian's `pebble` ACME test CA on loopback.
+//! - [`fakes`]: recording fakes of `Runtime`, `Proxy` and `ImageBuilder` (scripted probes,
+//!   refusals, build outcomes and panics) for fast engine tests without Docker.
 //! - [`http`]: a minimal GET client for probing workloads.
 //! - `interpreters` (feature `docker`): Node.js and Python base images made from the host's
 //!   own interpreters, for building detected apps without a registry.
 
 pub mod crash;
+pub mod fakes;
 pub mod githttp;
 pub mod gitrepo;
 pub mod http;
 #[cfg(feature = "docker")]
 pub mod interpreters;
 pub mod pebble;
+pub mod proxy;
 pub mod runtime;
 pub mod store;
 pub mod testapp;

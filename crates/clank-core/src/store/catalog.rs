@@ -146,6 +146,21 @@ fn index_key<T: Record>(e: &IndexEntry, id: &str) -> String {
     )
 }
 
+/// Records read per page by [`Catalog::backfill_unique`].
+const BACKFILL_PAGE: usize = 256;
+
+/// A unique value that two records hold: written before the constraint existed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueClash {
+    pub table: &'static str,
+    pub constraint: &'static str,
+    pub value: String,
+    /// The record the unique entry names (it keeps the value).
+    pub holder: String,
+    /// The record that holds the value too.
+    pub other: String,
+}
+
 /// Reads of a unique entry and its record before a value that keeps moving counts as not held.
 const LOOKUP_ATTEMPTS: usize = 3;
 
@@ -376,6 +391,59 @@ impl Catalog {
             }
         }
         Ok(None)
+    }
+
+    /// Write the unique entries that records of `T` should hold but do not: records stored
+    /// before a constraint existed (an upgrade added it). Each entry is written only while it is
+    /// still absent and the record unchanged, so a concurrent writer's own entries win. A value
+    /// another record already holds is returned as a [`UniqueClash`] (neither record is
+    /// changed: which one keeps it is the operator's call); a stale entry whose record no longer
+    /// holds the value is taken over.
+    pub async fn backfill_unique<T: Record>(&self) -> Result<Vec<UniqueClash>> {
+        let mut clashes = Vec::new();
+        let mut page = Page::first(BACKFILL_PAGE);
+        loop {
+            let listing = self.list::<T>(page.clone()).await?;
+            for rec in &listing.items {
+                let id = rec.value.id_string();
+                for (constraint, value) in rec.value.unique() {
+                    let key = unique_key::<T>(constraint, &value);
+                    let mut txn =
+                        Txn::new().when(Condition::Version(record_key::<T>(&id), rec.version));
+                    match self.store.get(&key).await? {
+                        Some(e) if e.value == id.as_bytes() => continue,
+                        Some(e) => {
+                            let holder = String::from_utf8_lossy(&e.value).into_owned();
+                            if self.lookup::<T>(constraint, &value).await?.is_some() {
+                                clashes.push(UniqueClash {
+                                    table: T::TABLE,
+                                    constraint,
+                                    value,
+                                    holder,
+                                    other: id.clone(),
+                                });
+                                continue;
+                            }
+                            txn = txn.when(Condition::Version(key.clone(), e.version));
+                        }
+                        None => txn = txn.when(Condition::Absent(key.clone())),
+                    }
+                    match self
+                        .store
+                        .commit(txn.put(key, id.clone().into_bytes()))
+                        .await
+                    {
+                        // The record or the entry moved on meanwhile: their writer keeps them right.
+                        Ok(_) | Err(Error::WriteConflict { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            match listing.next {
+                Some(next) => page.after = Some(next),
+                None => return Ok(clashes),
+            }
+        }
     }
 
     /// Commit a batch. A lost race on a record is `WriteConflict` (re-read and retry); a taken

@@ -14,11 +14,17 @@ use clank_core::config::{ConfigChange, NewValue};
 use clank_core::id::{AuditEventId, WorkspaceId};
 use clank_core::model::{Actor, AuditEvent, AuditOutcome, Permission};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::routes::Params;
+use super::extract::Params;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
+}
 
 /// What a call changes: its action (`noun.verb`), the address it acts on, and details that
 /// tell it apart from another call of the same action (never a secret value).
@@ -163,6 +169,7 @@ pub(super) struct AuditQuery {
 /// The workspace's audit log, newest first. Admin and Owner only.
 #[utoipa::path(
     get,
+    operation_id = "list_audit",
     path = "/v1/workspaces/{ws}/audit",
     tag = "audit",
     params(

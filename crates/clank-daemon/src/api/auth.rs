@@ -4,9 +4,10 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use clank_core::Timestamp;
-use clank_core::id::{TokenId, UserId, WorkspaceId};
+use clank_core::id::{TokenId, UserId};
 use clank_core::model::{ApiToken, Member, Permission, Role, Workspace};
 use clank_core::store::catalog::Catalog;
+use clank_platform::identity::{Caller, TokenDigest};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -47,6 +48,15 @@ impl Principal {
         }
     }
 
+    /// This caller as the platform's identity operations take them.
+    pub fn caller(&self) -> Caller<'_> {
+        Caller {
+            workspace: &self.workspace,
+            user: self.user,
+            role: self.role,
+        }
+    }
+
     /// Paths name a workspace; a token only ever sees its own. Another workspace is 404, not
     /// 403, so tokens cannot probe which workspaces exist.
     pub fn in_workspace(&self, slug: &str) -> ApiResult<()> {
@@ -75,27 +85,12 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Build the stored record of a token for `user` in `workspace` with `role`.
-pub fn token_record(
-    workspace: WorkspaceId,
-    user: UserId,
-    name: &str,
-    role: Role,
-    hash: String,
-    token: &str,
-) -> ApiToken {
-    ApiToken {
-        id: TokenId::new(),
-        workspace_id: workspace,
-        user_id: user,
-        name: name.to_owned(),
-        role,
-        prefix: token.chars().take(12).collect(),
-        hash,
-        created_at: Timestamp::now(),
-        expires_at: None,
-        revoked_at: None,
-    }
+/// A new token for its holder (shown once) and what the platform keeps of it: the hash and the
+/// prefix listings show.
+pub fn mint_token() -> (String, TokenDigest) {
+    let (token, hash) = new_token();
+    let prefix = token.chars().take(12).collect();
+    (token, TokenDigest { hash, prefix })
 }
 
 async fn authenticate(catalog: &Catalog, header: Option<&str>) -> ApiResult<Principal> {

@@ -5,21 +5,23 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use clank_core::address::ServiceAddress;
 use clank_core::model::{Permission, ServiceSource};
 use clank_platform::BuildView;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::audit::{Change, audited};
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::routes::Params;
+use super::extract::{DeployPath, Params, SvcPath, service_addr};
 
-type SvcPath = Path<(String, String, String, String)>;
-
-fn service_addr(ws: &str, p: &str, e: &str, s: &str) -> ApiResult<ServiceAddress> {
-    Ok(ServiceAddress::new(ws, p, e, s)?)
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_builds))
+        .routes(routes!(get_build))
+        .routes(routes!(service_webhook))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -91,7 +93,7 @@ pub(super) async fn list_builds(
 pub(super) async fn get_build(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s, n)): Path<(String, String, String, String, u64)>,
+    Path((ws, proj, e, s, n)): DeployPath,
 ) -> ApiResult<Json<BuildView>> {
     p.in_workspace(&ws)?;
     p.require(Permission::Read)?;

@@ -6,6 +6,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clank_core::{Error, ErrorKind};
+use clank_platform::identity::IdentityError;
 
 /// Every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -79,6 +80,33 @@ impl From<Error> for ApiError {
                 message,
                 field: e.field().map(str::to_owned),
             },
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        let message = e.to_string();
+        match e {
+            IdentityError::AlreadyInitialised => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            IdentityError::Forbidden { field, .. } => {
+                let e = ApiError::forbidden(message);
+                match field {
+                    Some(f) => e.field(f),
+                    None => e,
+                }
+            }
+            IdentityError::LastOwner { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "last_owner", message)
+            }
+            IdentityError::NotMember { .. } | IdentityError::TokenNotFound(_) => {
+                ApiError::not_found(message)
+            }
+            IdentityError::Platform(e) => e.into(),
+            // A refusal this mapping does not know yet.
+            _ => ApiError::forbidden(message),
         }
     }
 }

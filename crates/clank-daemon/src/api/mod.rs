@@ -2,26 +2,39 @@
 //! (`/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}`), JSON in and out,
 //! bearer-token auth and the role table on every endpoint.
 
-mod audit;
+// Shared by the resource modules, which do not import one another (but for `instance`: the
+// token-created body and the operator check).
 pub mod auth;
-mod builds;
 pub mod error;
+mod extract;
+mod streams;
+
+// One module per resource, each with its `routes()`.
+mod audit;
+mod builds;
+mod config;
+mod deployments;
+mod environments;
 mod instance;
 mod members;
+mod projects;
+mod servers;
+mod services;
+mod system;
+mod webhooks;
+
 pub mod openapi;
-mod routes;
 
 pub(crate) use instance::pin_operator;
-mod servers;
-mod streams;
-mod webhooks;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use clank_platform::Platform;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::ApiLimits;
 
@@ -47,8 +60,30 @@ impl AppState {
 /// Largest request body accepted (413 beyond).
 pub const BODY_LIMIT: usize = 1 << 20;
 
+/// Every documented endpoint: the router and the OpenAPI document are both made from this one
+/// list (each handler's `#[utoipa::path]` gives its method and path), so neither can name an
+/// endpoint the other lacks.
+fn endpoints() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(system::routes())
+        .merge(instance::routes())
+        .merge(members::routes())
+        .merge(servers::routes())
+        .merge(webhooks::routes())
+        .merge(audit::routes())
+        .merge(config::routes())
+        .merge(projects::routes())
+        .merge(environments::routes())
+        .merge(services::routes())
+        .merge(deployments::routes())
+        .merge(builds::routes())
+}
+
 pub fn router(state: AppState) -> Router {
-    routes::routes()
+    let (router, document) = endpoints().split_for_parts();
+    let document = openapi::Served::new(document);
+    router
+        .route("/v1/openapi.json", get(move || document.clone().serve()))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -10,12 +10,28 @@ use clank_core::model::Permission;
 use clank_fleet::ServerView;
 use clank_platform::NewServer;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::UtoipaMethodRouterExt;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::audit::{Change, audited};
 use super::auth::Principal;
 use super::error::{ApiResult, ErrorBody};
-use super::routes::{Body, Params};
+use super::extract::{Body, Params};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get))
+        .routes(routes!(join_token))
+        .routes(routes!(revoke))
+        // An agent binary is far larger than any other body.
+        .routes(
+            routes!(offer_release)
+                .map(|r| r.layer(axum::extract::DefaultBodyLimit::max(AGENT_BINARY_LIMIT))),
+        )
+}
 
 /// Largest agent binary accepted by `PUT /v1/workspaces/{ws}/agent-release`.
 pub(super) const AGENT_BINARY_LIMIT: usize = 256 * 1024 * 1024;
@@ -29,6 +45,7 @@ pub(super) struct NewServerBody {
 
 #[utoipa::path(
     get,
+    operation_id = "list_servers",
     path = "/v1/workspaces/{ws}/servers",
     tag = "servers",
     params(("ws" = String, Path, description = "workspace slug")),

@@ -21,11 +21,21 @@ use rand::RngCore;
 use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::audit::{Change, audited, record};
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(github))
+        .routes(routes!(gitlab))
+        .routes(routes!(gitea))
+        .routes(routes!(rotate_secret))
+}
 
 /// The forges we accept pushes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

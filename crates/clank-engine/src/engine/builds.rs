@@ -32,7 +32,7 @@ use clank_core::runtime::{
 };
 use clank_core::secret::SecretString;
 use clank_core::store::catalog::Page;
-use clank_core::{Error, ImageRef, Result, Timestamp, procfile};
+use clank_core::{Error, ImageRef, Result, procfile};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -108,7 +108,7 @@ impl Engine {
         self.remove_release(d).await?;
         let cat = &self.inner.catalog;
         let project = cat.require::<Project>(&d.project_id.to_string()).await?;
-        let now = Timestamp::now();
+        let now = self.now();
         let (build, service) = loop {
             let svc = cat.require::<Service>(&d.service_id.to_string()).await?;
             let build = Build {
@@ -171,7 +171,7 @@ impl Engine {
         let timeout = d
             .state
             .deadline
-            .map_or(budget, |deadline| deadline.since(Timestamp::now()))
+            .map_or(budget, |deadline| deadline.since(self.now()))
             .min(budget)
             .saturating_sub(BUILD_TIMEOUT_MARGIN);
         let request = BuildRequest {
@@ -347,7 +347,7 @@ impl Engine {
                     }
                 }
             }
-            let at = Timestamp::now();
+            let at = self.now();
             let entries: Vec<LogEntry> = lines
                 .drain(..)
                 .map(|l| LogEntry {
@@ -381,7 +381,7 @@ impl Engine {
                 if b.status != BuildStatus::Running {
                     return;
                 }
-                b.finished_at = Some(Timestamp::now());
+                b.finished_at = Some(self.now());
                 match &outcome {
                     Ok(out) => {
                         b.status = BuildStatus::Succeeded;
@@ -511,7 +511,7 @@ impl Engine {
             if b.status == BuildStatus::Running {
                 b.status = status;
                 b.failure = Some(reason.to_owned());
-                b.finished_at = Some(Timestamp::now());
+                b.finished_at = Some(self.now());
                 closed = true;
             }
         })

@@ -438,3 +438,47 @@ async fn lookup_never_returns_a_record_that_no_longer_holds_the_value() {
     let found = cat.lookup::<Project>("slug", &held).await.unwrap().unwrap();
     assert_eq!(found.value.id, project.id);
 }
+
+#[tokio::test]
+async fn backfill_writes_domains_of_services_stored_before_the_constraint_and_reports_clashes() {
+    let store = Arc::new(MemoryStore::new());
+    let cat = Catalog::new(store.clone());
+    let (_, _, a) = service_in(&cat).await;
+    let (_, _, b) = service_in(&cat).await;
+    let (_, _, c) = service_in(&cat).await;
+    // As an older version stored them: endpoints written without their unique entries, and
+    // two tenants on one name.
+    for (svc, domain) in [
+        (&a, "shop.example.com"),
+        (&b, "shop.example.com"),
+        (&c, "c.example.com"),
+    ] {
+        let mut old = svc.value.clone();
+        old.endpoint = Some(crate::model::Endpoint::PublicDirect {
+            domains: vec![domain.to_owned()],
+            tls: Default::default(),
+        });
+        store
+            .commit(Txn::new().put(
+                record_key::<Service>(&old.id.to_string()),
+                encode(&old).unwrap(),
+            ))
+            .await
+            .unwrap();
+    }
+    let clashes = cat.backfill_unique::<Service>().await.unwrap();
+    assert_eq!(clashes.len(), 1, "{clashes:?}");
+    assert_eq!(clashes[0].value, "shop.example.com");
+    assert_eq!(clashes[0].holder, a.id.to_string());
+    assert_eq!(clashes[0].other, b.id.to_string());
+    for (domain, holder) in [("shop.example.com", a.id), ("c.example.com", c.id)] {
+        let found = cat
+            .lookup::<Service>("domain", domain)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.value.id, holder);
+    }
+    // Idempotent: a second pass writes nothing new and reports the same clash.
+    assert_eq!(cat.backfill_unique::<Service>().await.unwrap(), clashes);
+}

@@ -1,0 +1,235 @@
+//! The backend contracts for a remote server: the runtime contract against `AgentRuntime`
+//! and the proxy contract against the agent's proxy (`CalledProxy<AgentProxy>`), each property
+//! on a real control-plane fleet (in-memory store, TLS gRPC endpoint on loopback) and a real
+//! `clank-agent` process enrolled with a join token, running workloads on the real Docker
+//! engine and serving its own `clank-proxy`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clank_core::config::EnvValue;
+use clank_core::id::{ServerId, WorkspaceId};
+use clank_core::model::VolumeMount;
+use clank_core::proxy::{CalledProxy, Proxy};
+use clank_core::runtime::{PortBinding, RestartPolicy, Runtime, WorkloadSpec};
+use clank_core::secret::{KeyId, Keyring};
+use clank_core::store::catalog::Catalog;
+use clank_core::store::memory::MemoryStore;
+use clank_fleet::{AgentProxy, AgentRuntime};
+use clank_fleet::{Fleet, FleetConfig};
+use clank_testkit::proxy::ProxyFixture;
+use clank_testkit::runtime::{Fixture, TestApp, skip_or_fail};
+use clank_testkit::testapp;
+use tokio_util::sync::CancellationToken;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_clank-agent");
+
+/// Where the test app's volume is mounted in its container.
+const DATA_MOUNT: &str = "/data";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fleet with one enrolled, connected agent.
+struct Remote {
+    fleet: Fleet,
+    server: ServerId,
+    stop: CancellationToken,
+    agent: Mutex<Option<tokio::process::Child>>,
+    dir: tempfile::TempDir,
+}
+
+impl Remote {
+    /// `None` (skip) without a Docker engine, outside CI.
+    async fn start() -> Option<Remote> {
+        let docker = match clank_docker::DockerRuntime::connect().await {
+            Ok(d) => d,
+            Err(e) => return skip_or_fail("a Docker Engine", &e.to_string()),
+        };
+        testapp::docker::ensure_testapp_image(docker.client())
+            .await
+            .unwrap_or_else(|e| panic!("build the test app image: {e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let tls =
+            clank_fleet::tls::EndpointTls::load_or_create(dir.path(), &["localhost".to_owned()])
+                .unwrap();
+        let keyring = Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap());
+        let catalog = Catalog::new(Arc::new(MemoryStore::new()));
+        let fleet = Fleet::open(
+            catalog,
+            keyring,
+            FleetConfig {
+                endpoint_fingerprint: Some(tls.fingerprint.clone()),
+                ..FleetConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let (service, stopped, serving) = (fleet.service(), stop.clone(), fleet.clone());
+        tokio::spawn(async move {
+            let shutdown = async move {
+                stopped.cancelled().await;
+                serving.close().await;
+            };
+            if let Err(e) = service.serve(listener, Some(&tls), shutdown).await {
+                eprintln!("the agent endpoint stopped: {e}");
+            }
+        });
+        let (server, join_token) = fleet
+            .create_server(WorkspaceId::new(), "contract")
+            .await
+            .unwrap();
+        let fingerprint = std::fs::read_to_string(dir.path().join("agent-endpoint.crt")).unwrap();
+        let fingerprint = clank_fleet::tls::fingerprint_of_pem(&fingerprint).unwrap();
+        let proxy_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let child = tokio::process::Command::new(AGENT)
+            .arg("--control-plane")
+            .arg(format!("https://{endpoint}"))
+            .arg("--state-dir")
+            .arg(dir.path().join("agent-state"))
+            .arg("--fingerprint")
+            .arg(&fingerprint)
+            .arg("--proxy-listen")
+            .arg(proxy_listen.to_string())
+            .arg("--join-token")
+            .arg(&join_token)
+            .env("CLANK_AGENT_HEARTBEAT_S", "1")
+            .env("CLANK_AGENT_BACKOFF_MAX_S", "1")
+            .env("CLANK_LOG", "info,h2=warn,tower=warn,bollard=warn")
+            .env_remove("CLANK_JOIN_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let remote = Remote {
+            fleet,
+            server: server.id,
+            stop,
+            agent: Mutex::new(Some(child)),
+            dir,
+        };
+        for _ in 0..600 {
+            if remote.fleet.server(remote.server).await.unwrap().connected {
+                return Some(remote);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the agent did not connect within 30 s; its log:\n{}",
+            std::fs::read_to_string(remote.dir.path().join("agent.log")).unwrap_or_default()
+        );
+    }
+
+    async fn stop(&self) {
+        let child = self.agent.lock().unwrap().take();
+        if let Some(mut child) = child {
+            let _ = child.kill().await;
+        }
+        self.stop.cancel();
+    }
+}
+
+// ---- the runtime contract against `AgentRuntime` -----------------------------------------------
+
+struct AgentRuntimeFixture(Remote);
+
+#[async_trait::async_trait]
+impl Fixture for AgentRuntimeFixture {
+    async fn connect(&self) -> clank_core::Result<Box<dyn Runtime>> {
+        Ok(Box::new(AgentRuntime::new(
+            self.0.fleet.clone(),
+            self.0.server,
+        )))
+    }
+
+    /// The test app as a container on the server's engine, as the Docker runtime runs it.
+    fn app_spec(&self, app: &TestApp) -> WorkloadSpec {
+        let mut env = vec![(
+            "PORT".to_owned(),
+            EnvValue::Plain(testapp::DEFAULT_PORT.to_string()),
+        )];
+        let mut volumes = Vec::new();
+        if let Some(volume) = &app.data_volume {
+            env.push((
+                "DATA_DIR".to_owned(),
+                EnvValue::Plain(DATA_MOUNT.to_owned()),
+            ));
+            volumes.push(VolumeMount {
+                name: volume.clone(),
+                mount_path: DATA_MOUNT.to_owned(),
+                shared: false,
+            });
+        }
+        env.extend(app.env.iter().cloned());
+        WorkloadSpec {
+            name: app.name.clone(),
+            owner: app.owner.clone(),
+            image: Some(testapp::IMAGE.parse().unwrap()),
+            command: app.command.clone(),
+            env,
+            working_dir: None,
+            port: Some(testapp::DEFAULT_PORT),
+            publish: Some(PortBinding::loopback()),
+            network: app.network.clone(),
+            volumes,
+            cpu_limit: 1.0,
+            memory_limit_mb: 64,
+            restart: RestartPolicy::Never,
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.0.stop().await;
+    }
+
+    /// The agent keeps volumes (it never deletes data); the test removes them on the engine.
+    async fn remove_kept_volume(&self, name: &str) {
+        let removed = match clank_docker::DockerRuntime::connect().await {
+            Ok(docker) => docker.remove_volume(name).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            eprintln!("cleanup: remove volume {name} on the engine: {e}");
+        }
+    }
+}
+
+async fn agent_runtime() -> Option<AgentRuntimeFixture> {
+    Remote::start().await.map(AgentRuntimeFixture)
+}
+
+clank_testkit::runtime_contract_tests!(agent_runtime_contract, agent_runtime);
+
+// ---- the proxy contract against the agent's proxy ----------------------------------------------
+
+struct AgentProxyFixture(Remote);
+
+#[async_trait::async_trait]
+impl ProxyFixture for AgentProxyFixture {
+    async fn proxy(&self) -> Arc<dyn Proxy> {
+        Arc::new(CalledProxy(AgentProxy::new(
+            self.0.fleet.clone(),
+            self.0.server,
+        )))
+    }
+
+    async fn cleanup(&self) {
+        self.0.stop().await;
+    }
+}
+
+async fn agent_proxy() -> Option<AgentProxyFixture> {
+    Remote::start().await.map(AgentProxyFixture)
+}
+
+clank_testkit::proxy_contract_tests!(agent_proxy_contract, agent_proxy);

@@ -1,0 +1,339 @@
+//! A service's deployments: list, deploy, read, cancel, roll back, the deploy log, and one
+//! deployment followed as Server-Sent Events until it settles.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use clank_core::deploy::DeploymentStatus;
+use clank_core::model::{Permission, Trigger};
+use clank_engine::{EventKind, LogEntry};
+use clank_platform::DeploymentView;
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::audit::{Change, audited, record_call};
+use super::auth::Principal;
+use super::error::{ApiResult, ErrorBody};
+use super::extract::{DeployPath, Params, SvcPath, service_addr};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_deployments, deploy))
+        .routes(routes!(get_deployment))
+        .routes(routes!(cancel))
+        .routes(routes!(rollback))
+        .routes(routes!(deploy_log))
+        .routes(routes!(follow))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    responses(
+        (status = 202, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn deploy(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
+    p.in_workspace(&ws)?;
+    let result = async {
+        p.require(Permission::Deploy)?;
+        let d = st
+            .platform
+            .deploy(
+                &service_addr(&ws, &proj, &e, &s)?,
+                Trigger::Manual { by: Some(p.user) },
+            )
+            .await?;
+        Ok((StatusCode::ACCEPTED, Json(d)))
+    }
+    .await;
+    let number = result.as_ref().ok().map(|(_, d)| d.number);
+    let change = Change::new("deployment.create", format!("{ws}/{proj}/{e}/{s}"))
+        .details(json!({ "number": number }));
+    record_call(&st, &p, change, &result).await;
+    result
+}
+
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListDeployments {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    before: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("limit" = Option<usize>, Query, description = "at most this many, newest first (default 20)"),
+        ("before" = Option<u64>, Query, description = "only deployments numbered below this"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn list_deployments(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Params(q): Params<ListDeployments>,
+) -> ApiResult<Json<Vec<DeploymentView>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .deployments(
+                &service_addr(&ws, &proj, &e, &s)?,
+                q.limit.unwrap_or(20),
+                q.before,
+            )
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_deployment(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<Json<DeploymentView>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .deployment(&service_addr(&ws, &proj, &e, &s)?, n)
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/cancel",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn cancel(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<Json<DeploymentView>> {
+    p.in_workspace(&ws)?;
+    let change = Change::new("deployment.cancel", format!("{ws}/{proj}/{e}/{s}#{n}"));
+    audited(&st, &p, change, async {
+        p.require(Permission::Deploy)?;
+        Ok(Json(
+            st.platform
+                .cancel(&service_addr(&ws, &proj, &e, &s)?, n)
+                .await?,
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/rollback",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 202, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn rollback(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
+    p.in_workspace(&ws)?;
+    let result = async {
+        p.require(Permission::Deploy)?;
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(
+                st.platform
+                    .rollback(&service_addr(&ws, &proj, &e, &s)?, n)
+                    .await?,
+            ),
+        ))
+    }
+    .await;
+    let number = result.as_ref().ok().map(|(_, d)| d.number);
+    let change = Change::new("deployment.rollback", format!("{ws}/{proj}/{e}/{s}#{n}"))
+        .details(json!({ "number": number }));
+    record_call(&st, &p, change, &result).await;
+    result
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/log",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn deploy_log(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<Json<Vec<LogEntry>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .deploy_log(&service_addr(&ws, &proj, &e, &s)?, n)
+            .await?,
+    ))
+}
+
+fn settled(status: DeploymentStatus) -> bool {
+    status == DeploymentStatus::Active || status.is_terminal()
+}
+
+/// Server-Sent Events for one deployment: its current status first, then every event until
+/// it is ACTIVE or finished, then the stream ends.
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/events",
+    tag = "deployments",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("n" = u64, Path, description = "deployment number"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events of the deployment", content_type = "text/event-stream"),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn follow(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s, n)): DeployPath,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    let addr = service_addr(&ws, &proj, &e, &s)?;
+    let slot = st.streams.reserve(&p)?;
+    // Subscribe before reading the status, so no transition falls between the two.
+    let events = st.platform.events();
+    let current = st.platform.deployment(&addr, n).await?;
+    let id = current.id;
+    let first = SseEvent::default()
+        .event("status")
+        .json_data(&current)
+        .unwrap_or_default();
+    let done_already = settled(current.status);
+    // Transitions made between the subscription and the read are in the first event's
+    // history already: they are not sent again (a status is never entered twice).
+    let seen: Vec<DeploymentStatus> = current.history.iter().map(|h| h.to).collect();
+    // Ends right after the event that settles the deployment (or at once if it already is):
+    // a follower never waits for an event that will not come.
+    let rest = futures_util::stream::unfold((events, done_already), move |(mut events, done)| {
+        let seen = seen.clone();
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                let ev = events.next().await?;
+                if ev.deployment != id {
+                    continue;
+                }
+                if matches!(&ev.kind, EventKind::Transition { to, .. } if seen.contains(to)) {
+                    continue;
+                }
+                let finished = matches!(&ev.kind, EventKind::Transition { to, .. } if settled(*to));
+                let name = match &ev.kind {
+                    EventKind::Transition { .. } => "transition",
+                    EventKind::Log { .. } => "log",
+                    EventKind::Created => "created",
+                    EventKind::Restarted { .. } => "restarted",
+                };
+                let sse = SseEvent::default()
+                    .event(name)
+                    .json_data(&ev)
+                    .unwrap_or_default();
+                return Some((Ok(sse), (events, finished)));
+            }
+        }
+    });
+    let stream = slot.carry(futures_util::stream::once(std::future::ready(Ok(first))).chain(rest));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,161 @@
+//! Projects: list (soft-deleted ones on request), create, read, delete.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use clank_core::model::{Permission, Project};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::audit::{Change, audited};
+use super::auth::Principal;
+use super::error::{ApiResult, ErrorBody};
+use super::extract::{Body, Params, project_addr};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(get_project, delete_project))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    name: String,
+    #[serde(default)]
+    slug: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListProjects {
+    #[serde(default)]
+    include_deleted: bool,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects",
+    tag = "projects",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("include_deleted" = Option<bool>, Query, description = "include soft-deleted projects"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn list_projects(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+    Params(q): Params<ListProjects>,
+) -> ApiResult<Json<Vec<Project>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform.list_projects(&ws, q.include_deleted).await?,
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects",
+    tag = "projects",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+    ),
+    request_body = NewProject,
+    responses(
+        (status = 201, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn create_project(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(ws): Path<String>,
+    Body(req): Body<NewProject>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
+    p.in_workspace(&ws)?;
+    let slug = req
+        .slug
+        .clone()
+        .or_else(|| clank_core::validate::slugify("name", &req.name).ok())
+        .unwrap_or_else(|| req.name.clone());
+    let change = Change::new("project.create", format!("{ws}/{slug}"));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageProjects)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(
+                st.platform
+                    .create_project(&ws, &req.name, req.slug.as_deref())
+                    .await?,
+            ),
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}",
+    tag = "projects",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_project(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj)): Path<(String, String)>,
+) -> ApiResult<Json<Project>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform.project(&project_addr(&ws, &proj)?).await?.value,
+    ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/workspaces/{ws}/projects/{p}",
+    tag = "projects",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn delete_project(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj)): Path<(String, String)>,
+) -> ApiResult<Json<Project>> {
+    p.in_workspace(&ws)?;
+    let change = Change::new("project.delete", format!("{ws}/{proj}"));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageProjects)?;
+        Ok(Json(
+            st.platform
+                .delete_project(&project_addr(&ws, &proj)?)
+                .await?,
+        ))
+    })
+    .await
+}

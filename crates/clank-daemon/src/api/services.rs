@@ -1,0 +1,384 @@
+//! Services: list (paged), create, read, change; and the running service: its logs and a
+//! command run in it.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use clank_core::InvalidInput;
+use clank_core::model::{Permission, Service};
+use clank_platform::{ServicePatch, ServiceSpec, WorkloadSelector};
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::audit::{Change, audited};
+use super::auth::Principal;
+use super::error::{ApiResult, ErrorBody};
+use super::extract::{Body, Params, SvcPath, env_addr, service_addr};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_services, create_service))
+        .routes(routes!(get_service, update_service))
+        .routes(routes!(service_logs))
+        .routes(routes!(service_exec))
+}
+
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListServices {
+    /// Page size (1..=1000). Without it (and without `after`) every service is returned.
+    #[serde(default)]
+    limit: Option<usize>,
+    /// The `X-Next-Cursor` of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// Services of an environment in slug order. Paginated with `?limit=` (and `?after=` the
+/// previous page's `X-Next-Cursor` header, absent on the last page).
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("limit" = Option<usize>, Query, description = "page size, 1..=1000; without `limit` and `after` every service"),
+        ("after" = Option<String>, Query, description = "the previous page's `X-Next-Cursor`"),
+    ),
+    responses(
+        (status = 200, description = "success", body = [Object]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn list_services(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e)): Path<(String, String, String)>,
+    Params(q): Params<ListServices>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    use base64::Engine as _;
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    let env = env_addr(&ws, &proj, &e)?;
+    if q.limit.is_none() && q.after.is_none() {
+        return Ok(Json(st.platform.list_services(&env).await?).into_response());
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(InvalidInput::new("limit", "range", "`limit` is between 1 and 1000").into());
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let after = match q.after {
+        None => None,
+        Some(c) => Some(
+            b64.decode(c.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| InvalidInput::new("after", "cursor", "not a page cursor"))?,
+        ),
+    };
+    let (items, next) = st.platform.list_services_page(&env, limit, after).await?;
+    let mut resp = Json(items).into_response();
+    if let Some(next) = next
+        && let Ok(v) = axum::http::HeaderValue::from_str(&b64.encode(next))
+    {
+        resp.headers_mut().insert("x-next-cursor", v);
+    }
+    Ok(resp)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+    ),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 201, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn create_service(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e)): Path<(String, String, String)>,
+    Body(spec): Body<ServiceSpec>,
+) -> ApiResult<(StatusCode, Json<Service>)> {
+    p.in_workspace(&ws)?;
+    let change = Change::new("service.create", format!("{ws}/{proj}/{e}/{}", spec.slug));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageServices)?;
+        if spec.server_id.is_some() {
+            p.require(Permission::ManageServers)?;
+        }
+        Ok((
+            StatusCode::CREATED,
+            Json(
+                st.platform
+                    .create_service(&env_addr(&ws, &proj, &e)?, spec)
+                    .await?,
+            ),
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_service(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+) -> ApiResult<Json<Service>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(
+        st.platform
+            .service(&service_addr(&ws, &proj, &e, &s)?)
+            .await?
+            .value,
+    ))
+}
+
+#[utoipa::path(
+    patch,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "success", body = Object),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn update_service(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Body(patch): Body<ServicePatch>,
+) -> ApiResult<Json<Service>> {
+    p.in_workspace(&ws)?;
+    let change = Change::new("service.update", format!("{ws}/{proj}/{e}/{s}"))
+        .details(json!({ "fields": patch_fields(&patch) }));
+    audited(&st, &p, change, async {
+        p.require(Permission::ManageServices)?;
+        if patch.server_id.is_some() {
+            p.require(Permission::ManageServers)?;
+        }
+        Ok(Json(
+            st.platform
+                .update_service(&service_addr(&ws, &proj, &e, &s)?, patch)
+                .await?,
+        ))
+    })
+    .await
+}
+
+/// The settings a patch changes, by name (the audit log's details).
+fn patch_fields(patch: &ServicePatch) -> Vec<&'static str> {
+    [
+        ("name", patch.name.is_some()),
+        ("source", patch.source.is_some()),
+        ("settings", patch.settings.is_some()),
+        ("volumes", patch.volumes.is_some()),
+        ("endpoint", patch.endpoint.is_some()),
+        ("processes", patch.processes.is_some()),
+        ("server_id", patch.server_id.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
+// ---- The running service: logs and exec ----------------------------------------------------
+
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    #[serde(default)]
+    tail: Option<usize>,
+    #[serde(default)]
+    process: Option<String>,
+    #[serde(default)]
+    replica: Option<u32>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/logs",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+        ("follow" = Option<bool>, Query, description = "keep streaming new lines"),
+        ("tail" = Option<usize>, Query, description = "only the last N lines of history"),
+        ("process" = Option<String>, Query, description = "only this process type's workloads (`web`, `worker`, ...)"),
+        ("replica" = Option<u32>, Query, description = "only this replica (from 0)"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events, one `line` event per log line (`process`, `replica`, `stream`, `line`, `at`); every workload of the ACTIVE deployment unless `process`/`replica` pick some", content_type = "text/event-stream"),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+/// The running service's output (its ACTIVE deployment's workloads) as Server-Sent Events.
+async fn service_logs(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Params(q): Params<LogsQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    p.in_workspace(&ws)?;
+    p.require(Permission::Read)?;
+    let tail = q.tail.map(|t| t.min(10_000));
+    // Only a followed log stays open (and counts); history alone ends by itself.
+    let slot = if q.follow {
+        Some(st.streams.reserve(&p)?)
+    } else {
+        None
+    };
+    let selector = WorkloadSelector {
+        process: q.process,
+        replica: q.replica,
+    };
+    let lines = st
+        .platform
+        .logs(
+            &service_addr(&ws, &proj, &e, &s)?,
+            &selector,
+            q.follow,
+            tail,
+        )
+        .await?;
+    let stream = lines.map(|line| {
+        Ok(match line {
+            Ok(l) => SseEvent::default()
+                .event("line")
+                .json_data(&l)
+                .unwrap_or_default(),
+            Err(err) => SseEvent::default().event("error").data(err.to_string()),
+        })
+    });
+    let stream = match slot {
+        Some(slot) => slot.carry(stream).boxed(),
+        None => st.streams.until_shutdown(stream).boxed(),
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// A command to run in the service: an argument vector, never a shell string.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ExecBody {
+    command: Vec<String>,
+    /// Seconds before the command is abandoned (default 30, at most 600).
+    #[serde(default)]
+    timeout_s: Option<u64>,
+    /// The process type to run it in (default `web`, else the first one).
+    #[serde(default)]
+    process: Option<String>,
+    /// The replica to run it in (default 0).
+    #[serde(default)]
+    replica: Option<u32>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct ExecResult {
+    exit_code: Option<i64>,
+    stdout: String,
+    stderr: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/exec",
+    tag = "services",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("p" = String, Path, description = "project slug"),
+        ("e" = String, Path, description = "environment name"),
+        ("s" = String, Path, description = "service slug"),
+    ),
+    request_body = ExecBody,
+    responses(
+        (status = 200, description = "the command ran", body = ExecResult),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+/// Run a command in the running service (non-interactive).
+async fn service_exec(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, proj, e, s)): SvcPath,
+    Body(req): Body<ExecBody>,
+) -> ApiResult<Json<ExecResult>> {
+    p.in_workspace(&ws)?;
+    // The program only: arguments may carry credentials.
+    let change = Change::new("service.exec", format!("{ws}/{proj}/{e}/{s}")).details(
+        json!({ "program": req.command.first(), "process": req.process, "replica": req.replica }),
+    );
+    audited(&st, &p, change, async {
+        p.require(Permission::Deploy)?;
+        let timeout = Duration::from_secs(req.timeout_s.unwrap_or(30).clamp(1, 600));
+        let selector = WorkloadSelector {
+            process: req.process,
+            replica: req.replica,
+        };
+        let out = st
+            .platform
+            .exec(
+                &service_addr(&ws, &proj, &e, &s)?,
+                &selector,
+                req.command,
+                timeout,
+            )
+            .await?;
+        Ok(Json(ExecResult {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }))
+    })
+    .await
+}

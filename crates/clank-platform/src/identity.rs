@@ -1,0 +1,641 @@
+//! Who may act where: the instance's first run (`init`) and its operator, workspaces created
+//! for tenants, members (added, re-roled, removed with their tokens) and API tokens (issued,
+//! listed, revoked).
+//!
+//! The rules on top of the role table live here: only an Owner makes, unmakes, removes an
+//! Owner or revokes an Owner's token (an Admin manages everyone else); the last Owner can be
+//! neither removed nor demoted; removing a member deletes their tokens in the same write; a
+//! token never has more than its holder's role. Who is calling, and whether their role allows
+//! an operation at all, is the caller's to establish ([`Caller`]); so are token secrets: the
+//! platform stores only a [`TokenDigest`], and token hashes never leave the catalog.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use clank_core::id::{TokenId, UserId};
+use clank_core::model::{ApiToken, Instance, Member, Permission, Role, User, Workspace};
+use clank_core::store::catalog::{Batch, Catalog, Page, Versioned};
+use clank_core::{Error, InvalidInput, Timestamp};
+
+use crate::Platform;
+
+/// Who an operation acts for: a member of `workspace` whose token carries `role`.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub workspace: &'a Workspace,
+    pub user: UserId,
+    pub role: Role,
+}
+
+impl Caller<'_> {
+    /// Refuse unless the role allows `p` (the daemon's own check says the same).
+    pub fn require(&self, p: Permission) -> Result<(), IdentityError> {
+        if self.role.allows(p) {
+            Ok(())
+        } else {
+            Err(IdentityError::forbidden(format!(
+                "your role ({:?}) does not allow {p:?}",
+                self.role
+            )))
+        }
+    }
+
+    /// Only an Owner may act on an Owner (remove, re-role, revoke their tokens).
+    fn may_act_on(&self, target: Role, what: &str) -> Result<(), IdentityError> {
+        if target == Role::Owner && !self.role.allows(Permission::OwnWorkspace) {
+            return Err(IdentityError::forbidden(format!(
+                "your role ({:?}) cannot {what} an Owner; ask an Owner of the workspace",
+                self.role
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What the platform keeps of a new token: its hash and the prefix listings show. The secret
+/// stays with whoever minted it.
+#[derive(Debug, Clone)]
+pub struct TokenDigest {
+    pub hash: String,
+    pub prefix: String,
+}
+
+impl TokenDigest {
+    fn record(self, workspace: &Workspace, user: UserId, name: &str, role: Role) -> ApiToken {
+        ApiToken {
+            id: TokenId::new(),
+            workspace_id: workspace.id,
+            user_id: user,
+            name: name.to_owned(),
+            role,
+            prefix: self.prefix,
+            hash: self.hash,
+            created_at: Timestamp::now(),
+            expires_at: None,
+            revoked_at: None,
+        }
+    }
+}
+
+/// Why an identity operation was refused.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// `init` ran already.
+    AlreadyInitialised,
+    /// The caller's role may not do this; `field` names the input that asked too much.
+    Forbidden {
+        message: String,
+        field: Option<&'static str>,
+    },
+    /// The change would leave `workspace` without an Owner.
+    LastOwner { workspace: String },
+    /// `who` (a user id or an email) is not a member of `workspace`.
+    NotMember { who: String, workspace: String },
+    /// No token with this id in the caller's workspace.
+    TokenNotFound(TokenId),
+    /// Invalid input, or the store's answer.
+    Platform(Error),
+}
+
+impl IdentityError {
+    fn forbidden(message: String) -> Self {
+        IdentityError::Forbidden {
+            message,
+            field: None,
+        }
+    }
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentityError::AlreadyInitialised => {
+                f.write_str("already initialised: ask an Owner or Admin for a token")
+            }
+            IdentityError::Forbidden { message, .. } => f.write_str(message),
+            IdentityError::LastOwner { workspace } => write!(
+                f,
+                "this is the last Owner of workspace `{workspace}`; make another member Owner first"
+            ),
+            IdentityError::NotMember { who, workspace } => write!(
+                f,
+                "`{}` is not a member of workspace `{workspace}`",
+                who.escape_debug()
+            ),
+            IdentityError::TokenNotFound(id) => write!(f, "token `{id}` not found"),
+            IdentityError::Platform(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for IdentityError {}
+
+impl From<Error> for IdentityError {
+    fn from(e: Error) -> Self {
+        IdentityError::Platform(e)
+    }
+}
+
+impl From<InvalidInput> for IdentityError {
+    fn from(e: InvalidInput) -> Self {
+        IdentityError::Platform(e.into())
+    }
+}
+
+/// An email address, trimmed and lowercased, or why it is not one.
+pub fn validate_email(email: &str) -> Result<String, InvalidInput> {
+    let e = email.trim().to_lowercase();
+    let ok = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(e)
+    } else {
+        Err(InvalidInput::new(
+            "email",
+            "format",
+            format!("`{}` is not an email address", email.escape_debug()),
+        ))
+    }
+}
+
+/// A workspace and its first Owner, as `init` and a new tenant ask for them.
+#[derive(Debug, Clone)]
+pub struct NewWorkspace {
+    pub workspace: String,
+    pub name: String,
+    pub email: String,
+}
+
+/// A new workspace's first Owner: the workspace, the user and their first token's record.
+#[derive(Debug, Clone)]
+pub struct FirstOwner {
+    pub workspace: Workspace,
+    pub user: User,
+    pub token: ApiToken,
+}
+
+/// A member with the user's name and email (absent only for a user record that is gone).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberView {
+    #[serde(flatten)]
+    pub member: Member,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// What a removal took with it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberRemoved {
+    pub user: UserId,
+    pub email: Option<String>,
+    pub role: Role,
+    pub tokens_deleted: usize,
+}
+
+/// A token as listed: never its hash.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: TokenId,
+    pub user: UserId,
+    pub name: String,
+    pub prefix: String,
+    pub role: Role,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked: bool,
+}
+
+impl From<ApiToken> for TokenInfo {
+    fn from(t: ApiToken) -> Self {
+        TokenInfo {
+            id: t.id,
+            user: t.user_id,
+            name: t.name,
+            prefix: t.prefix,
+            role: t.role,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked: t.revoked_at.is_some(),
+        }
+    }
+}
+
+fn first_owner(
+    ws: &Workspace,
+    user: &User,
+    token_name: &str,
+    digest: TokenDigest,
+) -> (Member, ApiToken) {
+    let member = Member {
+        workspace_id: ws.id,
+        user_id: user.id,
+        role: Role::Owner,
+        teams: Default::default(),
+        joined_at: Timestamp::now(),
+    };
+    (member, digest.record(ws, user.id, token_name, Role::Owner))
+}
+
+fn new_user(name: &str, email: String) -> Result<User, InvalidInput> {
+    let name = clank_core::validate::validate_display_name("name", name)?.to_owned();
+    Ok(User {
+        id: UserId::new(),
+        name,
+        email,
+        created_at: Timestamp::now(),
+    })
+}
+
+impl Platform {
+    /// The first workspace and its Owner, who becomes the instance operator. Only while no
+    /// user exists; of concurrent inits, one commits.
+    pub async fn init(
+        &self,
+        req: &NewWorkspace,
+        digest: TokenDigest,
+    ) -> Result<FirstOwner, IdentityError> {
+        let cat = self.catalog();
+        if !cat.list::<User>(Page::first(1)).await?.items.is_empty() {
+            return Err(IdentityError::AlreadyInitialised);
+        }
+        let email = validate_email(&req.email)?;
+        let user = new_user(&req.name, email)?;
+        let ws = Workspace::new(&req.workspace, Some(&req.workspace), Timestamp::now())?;
+        let (member, token) = first_owner(&ws, &user, "init", digest);
+        let instance = Instance {
+            operator: user.id,
+            initialised_at: Timestamp::now(),
+        };
+        let mut b = Batch::new();
+        b.create(&instance)?
+            .create(&ws)?
+            .create(&user)?
+            .create(&member)?
+            .create(&token)?;
+        // The instance record makes this write conditional.
+        match cat.commit(b).await {
+            Ok(_) => Ok(FirstOwner {
+                workspace: ws,
+                user,
+                token,
+            }),
+            Err(Error::Conflict(_) | Error::WriteConflict { .. }) => {
+                Err(IdentityError::AlreadyInitialised)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A new workspace (tenant) and its first Owner: the user with that email if one exists,
+    /// else a new user. Whether the caller may (the instance operator) is the caller's check.
+    pub async fn create_tenant(
+        &self,
+        req: &NewWorkspace,
+        digest: TokenDigest,
+    ) -> Result<FirstOwner, IdentityError> {
+        let cat = self.catalog();
+        let email = validate_email(&req.email)?;
+        let name = clank_core::validate::validate_display_name("name", &req.name)?.to_owned();
+        let ws = Workspace::new(&req.workspace, Some(&req.workspace), Timestamp::now())?;
+        let existing = cat.lookup::<User>("email", &email).await?;
+        let user = match &existing {
+            Some(u) => u.value.clone(),
+            None => new_user(&name, email)?,
+        };
+        let (member, token) = first_owner(&ws, &user, "owner", digest);
+        let mut b = Batch::new();
+        b.create(&ws)?.create(&member)?.create(&token)?;
+        if existing.is_none() {
+            b.create(&user)?;
+        }
+        cat.commit(b).await?;
+        Ok(FirstOwner {
+            workspace: ws,
+            user,
+            token,
+        })
+    }
+
+    /// The instance operator: the user who ran `init`.
+    pub async fn instance_operator(&self) -> clank_core::Result<Option<UserId>> {
+        Ok(self
+            .catalog()
+            .get::<Instance>(Instance::ID)
+            .await?
+            .map(|i| i.operator))
+    }
+
+    /// A store initialised before the `Instance` record existed gets one naming its first
+    /// user (the one who ran `init`), so the operator never changes as users come and go.
+    pub async fn pin_operator(&self) -> clank_core::Result<()> {
+        let cat = self.catalog();
+        if cat.get::<Instance>(Instance::ID).await?.is_some() {
+            return Ok(());
+        }
+        let Some(first) = cat
+            .list::<User>(Page::first(1))
+            .await?
+            .items
+            .into_iter()
+            .next()
+        else {
+            return Ok(());
+        };
+        let instance = Instance {
+            operator: first.id,
+            initialised_at: first.created_at,
+        };
+        match cat.create(&instance).await {
+            Ok(_) | Err(Error::Conflict(_) | Error::WriteConflict { .. }) => {
+                tracing::info!(operator = %first.email, "The instance operator is the first user.");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Add a user to the caller's workspace with `role`, and their first token.
+    pub async fn add_member(
+        &self,
+        caller: Caller<'_>,
+        name: &str,
+        email: &str,
+        role: Role,
+        digest: TokenDigest,
+    ) -> Result<(User, ApiToken), IdentityError> {
+        let email = validate_email(email)?;
+        let user = new_user(name, email)?;
+        let member = Member {
+            workspace_id: caller.workspace.id,
+            user_id: user.id,
+            role,
+            teams: Default::default(),
+            joined_at: Timestamp::now(),
+        };
+        let token = digest.record(caller.workspace, user.id, "first", role);
+        let mut b = Batch::new();
+        b.create(&user)?.create(&member)?.create(&token)?;
+        self.catalog().commit(b).await?;
+        Ok((user, token))
+    }
+
+    /// The caller's workspace's members, with their names and emails.
+    pub async fn members(&self, caller: Caller<'_>) -> Result<Vec<MemberView>, IdentityError> {
+        let cat = self.catalog();
+        let mut out = Vec::new();
+        for m in members_of(cat, caller).await? {
+            out.push(view(cat, m.value).await?);
+        }
+        Ok(out)
+    }
+
+    /// Change the role of the member `who` names (a user id or an email). Making, or changing
+    /// the role of, an Owner is for Owners; the last Owner cannot be demoted.
+    pub async fn change_role(
+        &self,
+        caller: Caller<'_>,
+        who: &str,
+        role: Role,
+    ) -> Result<MemberView, IdentityError> {
+        let cat = self.catalog();
+        let target = find_member(cat, caller, who).await?;
+        caller.may_act_on(target.value.role, "change the role of")?;
+        caller.may_act_on(role, "make")?;
+        let mut next = target.value.clone();
+        next.role = role;
+        let mut b = Batch::new();
+        b.update(&target, &next)?;
+        if target.value.role == Role::Owner && role != Role::Owner {
+            let members = members_of(cat, caller).await?;
+            let guard = other_owner(&members, &target.value, caller)?;
+            b.update(guard, &guard.value)?;
+        }
+        cat.commit(b).await?;
+        Ok(view(cat, next).await?)
+    }
+
+    /// Remove a member (offboarding): their membership and every token of theirs in the
+    /// workspace go in one write; a user in no other workspace goes too, unless they are the
+    /// instance operator.
+    pub async fn remove_member(
+        &self,
+        caller: Caller<'_>,
+        who: &str,
+    ) -> Result<MemberRemoved, IdentityError> {
+        let cat = self.catalog();
+        let target = find_member(cat, caller, who).await?;
+        caller.may_act_on(target.value.role, "remove")?;
+        let user_id = target.value.user_id;
+        let mut b = Batch::new();
+        b.delete(&target);
+        if target.value.role == Role::Owner {
+            let members = members_of(cat, caller).await?;
+            let guard = other_owner(&members, &target.value, caller)?;
+            b.update(guard, &guard.value)?;
+        }
+        let tokens: Vec<_> = cat
+            .find::<ApiToken>("user", &user_id.to_string(), Page::all())
+            .await?
+            .items
+            .into_iter()
+            .filter(|t| t.value.workspace_id == caller.workspace.id)
+            .collect();
+        for t in &tokens {
+            b.delete(t);
+        }
+        // So the email can be invited again; the audit log keeps who they were.
+        let user = cat.get::<User>(&user_id.to_string()).await?;
+        let elsewhere = cat
+            .find::<Member>("user", &user_id.to_string(), Page::all())
+            .await?
+            .items
+            .iter()
+            .any(|m| m.value.workspace_id != caller.workspace.id);
+        // The operator is who they are, member or not.
+        let operator = self.instance_operator().await? == Some(user_id);
+        if let (Some(u), false, false) = (&user, elsewhere, operator) {
+            b.delete(u);
+        }
+        cat.commit(b).await?;
+        Ok(MemberRemoved {
+            user: user_id,
+            email: user.map(|u| u.value.email),
+            role: target.value.role,
+            tokens_deleted: tokens.len(),
+        })
+    }
+
+    /// A token for the caller, with at most their own role (default: theirs).
+    pub async fn issue_token(
+        &self,
+        caller: Caller<'_>,
+        name: &str,
+        role: Option<Role>,
+        digest: TokenDigest,
+    ) -> Result<ApiToken, IdentityError> {
+        let role = role.unwrap_or(caller.role);
+        if role > caller.role {
+            return Err(IdentityError::Forbidden {
+                message: format!(
+                    "a token cannot have more than your role ({:?})",
+                    caller.role
+                ),
+                field: Some("role"),
+            });
+        }
+        let name = clank_core::validate::validate_display_name("name", name)?;
+        let token = digest.record(caller.workspace, caller.user, name, role);
+        self.catalog().create(&token).await?;
+        Ok(token)
+    }
+
+    /// The caller's own tokens; with `all`, every token of the workspace (Owner), or of every
+    /// member who is not an Owner (Admin). Whether the caller may list all is theirs to check.
+    pub async fn tokens(
+        &self,
+        caller: Caller<'_>,
+        all: bool,
+    ) -> Result<Vec<TokenInfo>, IdentityError> {
+        let cat = self.catalog();
+        let tokens = if all {
+            let hidden: BTreeSet<UserId> = if caller.role.allows(Permission::OwnWorkspace) {
+                BTreeSet::new()
+            } else {
+                members_of(cat, caller)
+                    .await?
+                    .into_iter()
+                    .filter(|m| m.value.role == Role::Owner)
+                    .map(|m| m.value.user_id)
+                    .collect()
+            };
+            cat.find::<ApiToken>("workspace", &caller.workspace.id.to_string(), Page::all())
+                .await?
+                .items
+                .into_iter()
+                .filter(|t| !hidden.contains(&t.value.user_id))
+                .collect::<Vec<_>>()
+        } else {
+            cat.find::<ApiToken>("user", &caller.user.to_string(), Page::all())
+                .await?
+                .items
+                .into_iter()
+                .filter(|t| t.value.workspace_id == caller.workspace.id)
+                .collect()
+        };
+        Ok(tokens
+            .into_iter()
+            .map(|t| TokenInfo::from(t.value))
+            .collect())
+    }
+
+    /// Revoke a token: the caller's own, or (with `ManageMembers`) a non-Owner's, or (Owner)
+    /// anyone's.
+    pub async fn revoke_token(&self, caller: Caller<'_>, id: &str) -> Result<(), IdentityError> {
+        let id: TokenId = id.parse()?;
+        let cat = self.catalog();
+        let t = cat
+            .get::<ApiToken>(&id.to_string())
+            .await?
+            .filter(|t| t.workspace_id == caller.workspace.id)
+            .ok_or(IdentityError::TokenNotFound(id))?;
+        if t.user_id != caller.user {
+            caller.require(Permission::ManageMembers)?;
+            let holder = cat
+                .get::<Member>(&format!("{}:{}", caller.workspace.id, t.user_id))
+                .await?;
+            if let Some(holder) = holder {
+                caller.may_act_on(holder.value.role, "revoke a token of")?;
+            }
+        }
+        let mut next = t.value.clone();
+        next.revoked_at.get_or_insert(Timestamp::now());
+        cat.update(&t, &next).await?;
+        Ok(())
+    }
+}
+
+async fn view(cat: &Catalog, member: Member) -> clank_core::Result<MemberView> {
+    let user = cat.get::<User>(&member.user_id.to_string()).await?;
+    Ok(MemberView {
+        member,
+        name: user.as_ref().map(|u| u.value.name.clone()),
+        email: user.map(|u| u.value.email),
+    })
+}
+
+async fn members_of(
+    cat: &Catalog,
+    caller: Caller<'_>,
+) -> clank_core::Result<Vec<Versioned<Member>>> {
+    Ok(cat
+        .find::<Member>("workspace", &caller.workspace.id.to_string(), Page::all())
+        .await?
+        .items)
+}
+
+/// The member `who` names in the caller's workspace: a user id, or the user's email.
+async fn find_member(
+    cat: &Catalog,
+    caller: Caller<'_>,
+    who: &str,
+) -> Result<Versioned<Member>, IdentityError> {
+    let user = if who.contains('@') {
+        cat.lookup::<User>("email", &who.trim().to_lowercase())
+            .await?
+            .map(|u| u.value.id)
+    } else {
+        Some(who.parse::<UserId>()?)
+    };
+    let member = match user {
+        Some(u) => {
+            cat.get::<Member>(&format!("{}:{u}", caller.workspace.id))
+                .await?
+        }
+        None => None,
+    };
+    member.ok_or_else(|| IdentityError::NotMember {
+        who: who.to_owned(),
+        workspace: caller.workspace.slug.clone(),
+    })
+}
+
+/// Another Owner than `leaving`, whose record the write that removes or demotes `leaving`
+/// re-asserts unchanged: of two Owners removing each other at once, one write fails.
+fn other_owner<'a>(
+    members: &'a [Versioned<Member>],
+    leaving: &Member,
+    caller: Caller<'_>,
+) -> Result<&'a Versioned<Member>, IdentityError> {
+    members
+        .iter()
+        .find(|m| m.value.role == Role::Owner && m.value.user_id != leaving.user_id)
+        .ok_or_else(|| IdentityError::LastOwner {
+            workspace: caller.workspace.slug.clone(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_email_is_trimmed_and_lowercased_and_a_non_email_names_the_field() {
+        assert_eq!(
+            validate_email("  Ada@Example.COM ").unwrap(),
+            "ada@example.com"
+        );
+        for bad in [
+            "ada",
+            "@example.com",
+            "ada@example",
+            "ada@.com",
+            "a da@example.com",
+        ] {
+            let e = validate_email(bad).unwrap_err();
+            assert_eq!(e.field, "email", "{bad}");
+        }
+    }
+}

@@ -4,7 +4,8 @@
 //! `clank-agent` process enrolled with a join token, running workloads on the real Docker
 //! engine and serving its own `clank-proxy`.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,22 +20,15 @@ use clank_core::store::memory::MemoryStore;
 use clank_fleet::{AgentProxy, AgentRuntime};
 use clank_fleet::{Fleet, FleetConfig};
 use clank_testkit::proxy::ProxyFixture;
-use clank_testkit::runtime::{Fixture, TestApp, skip_or_fail};
+use clank_testkit::runtime::{Fixture, TestApp};
 use clank_testkit::testapp;
+use common::{docker_with_testapp, free_addr};
 use tokio_util::sync::CancellationToken;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_clank-agent");
 
 /// Where the test app's volume is mounted in its container.
 const DATA_MOUNT: &str = "/data";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A fleet with one enrolled, connected agent.
 struct Remote {
@@ -48,13 +42,7 @@ struct Remote {
 impl Remote {
     /// `None` (skip) without a Docker engine, outside CI.
     async fn start() -> Option<Remote> {
-        let docker = match clank_docker::DockerRuntime::connect().await {
-            Ok(d) => d,
-            Err(e) => return skip_or_fail("a Docker Engine", &e.to_string()),
-        };
-        testapp::docker::ensure_testapp_image(docker.client())
-            .await
-            .unwrap_or_else(|e| panic!("build the test app image: {e}"));
+        docker_with_testapp().await?;
         let dir = tempfile::tempdir().unwrap();
         let tls =
             clank_fleet::tls::EndpointTls::load_or_create(dir.path(), &["localhost".to_owned()])
@@ -90,7 +78,7 @@ impl Remote {
             .unwrap();
         let fingerprint = std::fs::read_to_string(dir.path().join("agent-endpoint.crt")).unwrap();
         let fingerprint = clank_fleet::tls::fingerprint_of_pem(&fingerprint).unwrap();
-        let proxy_listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let proxy_listen = free_addr();
         let child = tokio::process::Command::new(AGENT)
             .arg("--control-plane")
             .arg(format!("https://{endpoint}"))
@@ -190,6 +178,27 @@ impl Fixture for AgentRuntimeFixture {
 
     async fn cleanup(&self) {
         self.0.stop().await;
+    }
+
+    /// The stopped agent never applies the network's removal; the test removes it on the
+    /// engine (under the server's scope, the name the agent gave it).
+    async fn remove_kept_network(&self, name: &str) {
+        if let Ok(docker) = clank_docker::DockerRuntime::connect().await {
+            let found = docker
+                .client()
+                .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+                .await
+                .unwrap_or_default();
+            for n in found {
+                let named = n
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n == name || clank_core::runtime::unscoped_name(n) == name);
+                if let (true, Some(id)) = (named, n.id) {
+                    let _ = docker.client().remove_network(&id).await;
+                }
+            }
+        }
     }
 
     /// The agent keeps volumes (it never deletes data); the test removes them on the engine.

@@ -2,115 +2,17 @@
 //! loopback), without Docker: a one-time join token redeemed once under a race, and the
 //! release signing key an agent learns at enrollment signing every published release.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use clank_daemon::DaemonConfig;
 use clank_proto::v1;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct ControlPlane {
-    api: SocketAddr,
-    agents: SocketAddr,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+use common::{ControlPlane, free_addr};
 
 impl ControlPlane {
-    async fn start(data: &Path, agents: SocketAddr) -> ControlPlane {
-        let config = DaemonConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data.to_owned(),
-            runtime: "process".into(),
-            proxy: None,
-            agent_listen: Some(agents),
-            agent_tls: true,
-            ..DaemonConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let api = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            clank_daemon::serve(config, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let cp = ControlPlane {
-            api,
-            agents,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-        };
-        for _ in 0..200 {
-            if cp.http.get(cp.url("/v1/health")).send().await.is_ok() {
-                return cp;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("daemon did not come up");
-    }
-
-    async fn shutdown(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.api)
-    }
-
-    async fn init(&self) -> String {
-        let resp = self
-            .http
-            .post(self.url("/v1/init"))
-            .json(&json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        resp.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    /// Register a server: (id, join token, endpoint fingerprint).
-    async fn add_server(&self, token: &str, name: &str) -> (String, String, String) {
-        let resp = self
-            .http
-            .post(self.url("/v1/workspaces/acme/servers"))
-            .bearer_auth(token)
-            .json(&json!({"name": name}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        let v: Value = resp.json().await.unwrap();
-        (
-            v["server"]["id"].as_str().unwrap().to_owned(),
-            v["join_token"].as_str().unwrap().to_owned(),
-            v["control_plane_fingerprint"].as_str().unwrap().to_owned(),
-        )
-    }
-
+    /// A gRPC client of the agent endpoint, pinned to `fingerprint`.
     async fn client(
         &self,
         fingerprint: &str,
@@ -120,6 +22,11 @@ impl ControlPlane {
             .unwrap();
         clank_proto::AgentControlClient::new(channel)
     }
+}
+
+/// The control plane on native processes, its REST API on any free port.
+async fn start(data: &Path, agents: SocketAddr) -> ControlPlane {
+    ControlPlane::start(data, "process", "127.0.0.1:0".parse().unwrap(), agents).await
 }
 
 fn enroll_request(token: &str, n: usize) -> v1::EnrollRequest {
@@ -134,8 +41,7 @@ fn enroll_request(token: &str, n: usize) -> v1::EnrollRequest {
 async fn a_join_token_redeemed_by_sixteen_concurrent_enrollments_admits_exactly_one() {
     const RACERS: usize = 16;
     let data = tempfile::tempdir().unwrap();
-    let mut cp =
-        ControlPlane::start(data.path(), SocketAddr::from(([127, 0, 0, 1], free_port()))).await;
+    let mut cp = start(data.path(), free_addr()).await;
     let owner = cp.init().await;
     let (server_id, token, fingerprint) = cp.add_server(&owner, "raced").await;
 
@@ -243,8 +149,8 @@ async fn next(down: &mut tonic::Streaming<v1::ControlMessage>) -> v1::ControlMes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releases_are_signed_by_the_key_handed_out_at_enrollment_which_survives_restarts() {
     let data = tempfile::tempdir().unwrap();
-    let agents = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut cp = ControlPlane::start(data.path(), agents).await;
+    let agents = free_addr();
+    let mut cp = start(data.path(), agents).await;
     let owner = cp.init().await;
     let (_, token, fingerprint) = cp.add_server(&owner, "signed").await;
     let enrolled = cp
@@ -259,7 +165,7 @@ async fn releases_are_signed_by_the_key_handed_out_at_enrollment_which_survives_
 
     // A restart keeps the key (agents pinned it), and hands the same one to the next server.
     cp.shutdown().await;
-    let mut cp = ControlPlane::start(data.path(), agents).await;
+    let mut cp = start(data.path(), agents).await;
     let (_, token2, _) = cp.add_server(&owner, "signed-2").await;
     let second = cp
         .client(&fingerprint)

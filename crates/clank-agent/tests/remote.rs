@@ -3,12 +3,14 @@
 //! real Docker engine. Agents reach the control plane through a TCP relay the tests can cut
 //! (a partition) and heal.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clank_daemon::DaemonConfig;
+use common::{docker_with_testapp, free_addr};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -17,36 +19,19 @@ use tokio::sync::watch;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_clank-agent");
 
-async fn docker() -> Option<clank_docker::DockerRuntime> {
-    match clank_docker::DockerRuntime::connect().await {
-        Ok(d) => {
-            clank_testkit::testapp::docker::ensure_testapp_image(d.client())
-                .await
-                .unwrap();
-            Some(d)
-        }
-        Err(e) => clank_testkit::runtime::skip_or_fail("a Docker Engine", &e.to_string()),
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The daemon, restartable on the same data directory and ports.
+/// The control plane on Docker, restartable on the same data directory and ports, with the
+/// test's project.
 struct ControlPlane {
-    api: SocketAddr,
-    agents: SocketAddr,
-    data: PathBuf,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    daemon: common::ControlPlane,
     /// The test's project: its own, so tests running side by side share no container names.
     project: String,
+}
+
+impl std::ops::Deref for ControlPlane {
+    type Target = common::ControlPlane;
+    fn deref(&self) -> &common::ControlPlane {
+        &self.daemon
+    }
 }
 
 impl ControlPlane {
@@ -54,13 +39,12 @@ impl ControlPlane {
         let data = tempfile::tempdir().unwrap();
         remove_named(&format!("clank-{project}--")).await;
         remove_networks(&format!("clank-{project}")).await;
-        let mut cp = ControlPlane::start(
-            data.path(),
-            SocketAddr::from(([127, 0, 0, 1], free_port())),
-            SocketAddr::from(([127, 0, 0, 1], free_port())),
-        )
-        .await;
-        cp.project = project.to_owned();
+        let daemon =
+            common::ControlPlane::start(data.path(), "docker", free_addr(), free_addr()).await;
+        let cp = ControlPlane {
+            daemon,
+            project: project.to_owned(),
+        };
         (cp, data)
     }
 
@@ -71,130 +55,24 @@ impl ControlPlane {
         )
     }
 
-    async fn start(data: &Path, api: SocketAddr, agents: SocketAddr) -> ControlPlane {
-        let config = DaemonConfig {
-            listen: api,
-            data_dir: data.to_owned(),
-            runtime: "docker".into(),
-            proxy: None,
-            agent_listen: Some(agents),
-            agent_tls: true,
-            ..DaemonConfig::default()
-        };
-        let listener = TcpListener::bind(api).await.unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            clank_daemon::serve(config, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let cp = ControlPlane {
-            api,
-            agents,
-            data: data.to_owned(),
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-            project: String::new(),
-        };
-        for _ in 0..200 {
-            if cp.http.get(cp.url("/v1/health")).send().await.is_ok() {
-                return cp;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("daemon did not come up");
-    }
-
     async fn restart(mut self) -> ControlPlane {
-        self.shutdown().await;
-        let mut cp = ControlPlane::start(&self.data, self.api, self.agents).await;
-        cp.project = self.project.clone();
-        cp
-    }
-
-    async fn shutdown(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+        self.daemon.shutdown().await;
+        let daemon = common::ControlPlane::start(&self.data, "docker", self.api, self.agents).await;
+        ControlPlane {
+            daemon,
+            project: self.project.clone(),
         }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.api)
-    }
-
-    async fn call(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut r = self.http.request(method, self.url(path)).bearer_auth(token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn ok(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(token, method.clone(), path, body).await;
-        assert!(s.is_success(), "{method} {path} → {s}: {v}");
-        v
-    }
-
-    async fn init(&self) -> String {
-        let resp = self
-            .http
-            .post(self.url("/v1/init"))
-            .json(&json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        resp.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
     }
 
     /// Register a server; returns its id and join token.
     async fn add_server(&self, token: &str, name: &str) -> (String, String) {
-        let v = self
-            .ok(
-                token,
-                Method::POST,
-                "/v1/workspaces/acme/servers",
-                Some(json!({"name": name})),
-            )
-            .await;
-        let fingerprint = v["control_plane_fingerprint"].as_str().unwrap();
+        let (id, join_token, fingerprint) = self.daemon.add_server(token, name).await;
         assert_eq!(
             fingerprint,
             self.fingerprint(),
             "the join comes with the endpoint's pin"
         );
-        (
-            v["server"]["id"].as_str().unwrap().to_owned(),
-            v["join_token"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    /// The agent endpoint's certificate fingerprint (made in the data directory).
-    fn fingerprint(&self) -> String {
-        let pem = std::fs::read_to_string(self.data.join("agent-endpoint.crt")).unwrap();
-        clank_fleet::tls::fingerprint_of_pem(&pem).unwrap()
+        (id, join_token)
     }
 
     /// The agent endpoint's URL (TLS).
@@ -322,14 +200,6 @@ impl ControlPlane {
             .find_map(|l| l.strip_prefix(&prefix))
             .unwrap_or_default()
             .to_owned()
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
     }
 }
 
@@ -613,7 +483,9 @@ async fn remove_named(prefix: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_enroll_deploy_redeploy_and_rollback_each_on_its_own_server() {
-    let Some(docker) = docker().await else { return };
+    let Some(docker) = docker_with_testapp().await else {
+        return;
+    };
     let (cp, _data) = ControlPlane::new("agent-pair").await;
     let owner = cp.init().await;
     project(&cp, &owner).await;
@@ -621,7 +493,7 @@ async fn two_agents_enroll_deploy_redeploy_and_rollback_each_on_its_own_server()
     let (id_b, token_b) = cp.add_server(&owner, "beta").await;
     let (url, fp) = (cp.agent_url(), cp.fingerprint());
     let (mut a, mut b) = (Agent::new(url.clone(), fp.clone()), Agent::new(url, fp));
-    let proxy_a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let proxy_a = free_addr();
     a.proxy = Some(proxy_a);
     a.spawn(Some(&token_a));
     b.spawn(Some(&token_b));
@@ -745,11 +617,12 @@ async fn two_agents_enroll_deploy_redeploy_and_rollback_each_on_its_own_server()
     b.kill().await;
     remove_scoped(&docker, &id_a).await;
     remove_scoped(&docker, &id_b).await;
+    remove_networks("clank-agent-pair").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_tokens_are_one_time_and_revoked_servers_are_cut_off() {
-    let Some(_docker) = docker().await else {
+    let Some(_docker) = docker_with_testapp().await else {
         return;
     };
     let (cp, _data) = ControlPlane::new("agent-tokens").await;
@@ -889,7 +762,9 @@ async fn join_tokens_are_one_time_and_revoked_servers_are_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_restart_and_agent_kill_all_converge_without_duplicates() {
-    let Some(docker) = docker().await else { return };
+    let Some(docker) = docker_with_testapp().await else {
+        return;
+    };
     let (cp, _data) = ControlPlane::new("agent-edge").await;
     let relay = Relay::start(cp.agents).await;
     let owner = cp.init().await;
@@ -994,11 +869,12 @@ async fn partition_restart_and_agent_kill_all_converge_without_duplicates() {
     );
     agent.kill().await;
     remove_scoped(&docker, &id).await;
+    remove_networks("clank-agent-edge").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_update_swaps_the_binary_and_refuses_a_broken_one() {
-    let Some(_docker) = docker().await else {
+    let Some(_docker) = docker_with_testapp().await else {
         return;
     };
     let (cp, _data) = ControlPlane::new("agent-upd").await;

@@ -2,95 +2,30 @@
 //! configure, deploy with `--follow` (exit 0 on ACTIVE, non-zero on FAILED), roll back, status,
 //! log, `--json` output, and input errors with their exit codes.
 
-use std::path::Path;
-use std::process::Output;
+mod common;
+
 use std::time::Duration;
 
-use clank_core::runtime::{OwnerFilter, Runtime};
-use clank_daemon::DaemonConfig;
-use clank_testkit::runtime::skip_or_fail;
+use common::{Daemon, INIT, clank, cleanup, docker_with_testapp, text};
 use serde_json::Value;
 
-async fn clank(url: &str, config: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_clank"))
-        .args(args)
-        .env("CLANK_URL", url)
-        .env("CLANK_CONFIG", config)
-        .env_remove("CLANK_TOKEN")
-        .output()
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-async fn cleanup() {
-    let Ok(docker) = clank_docker::DockerRuntime::connect().await else {
-        return;
-    };
-    for w in docker
-        .list(&OwnerFilter::default())
-        .await
-        .unwrap_or_default()
-    {
-        if clank_core::runtime::unscoped_name(&w.name).starts_with("clank-cli-shop--") {
-            let _ = docker.remove(&w.id).await;
-        }
-    }
-    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), "cli-shop").await;
-}
+const PROJECT: &str = "cli-shop";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_drives_the_whole_lifecycle_and_reports_failures_by_exit_code() {
-    let docker = match clank_docker::DockerRuntime::connect().await {
-        Ok(d) => d,
-        Err(e) => {
-            let _: Option<()> = skip_or_fail("a Docker Engine", &e.to_string());
-            return;
-        }
+    let Some(_docker) = docker_with_testapp().await else {
+        return;
     };
-    clank_testkit::testapp::docker::ensure_testapp_image(docker.client())
-        .await
-        .unwrap();
-    cleanup().await;
+    cleanup(PROJECT).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = DaemonConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        runtime: "docker".into(),
-        proxy: None,
-        agent_listen: Some("127.0.0.1:0".parse().unwrap()),
-        agent_tls: true,
-        ..DaemonConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(clank_daemon::serve(config, listener, async move {
-        let _ = stopped.await;
-    }));
+    let daemon = Daemon::start(dir.path(), "docker", |c| {
+        c.agent_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let url = daemon.url.clone();
     let ctx = dir.path().join("context.json");
 
-    let o = clank(
-        &url,
-        &ctx,
-        &[
-            "init",
-            "--workspace",
-            "acme",
-            "--name",
-            "Ada",
-            "--email",
-            "ada@example.com",
-        ],
-    )
-    .await;
+    let o = clank(&url, &ctx, &INIT).await;
     assert!(o.status.success(), "{}", text(&o));
     let mode = std::fs::metadata(&ctx).unwrap();
     assert_eq!(
@@ -308,9 +243,8 @@ async fn cli_drives_the_whole_lifecycle_and_reports_failures_by_exit_code() {
     let o = clank(&url, &ctx, &["server", "add", "Bad Name"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
-    let _ = stop.send(());
-    let _ = daemon.await;
-    cleanup().await;
+    let _ = daemon.stop().await;
+    cleanup(PROJECT).await;
 }
 
 #[tokio::test]

@@ -4,56 +4,19 @@
 //! --follow` printing each transition once; `builds` (list and one with its log); `logs`
 //! across workloads and of one process type; `exec` into a chosen process type.
 
+mod common;
+
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
-use clank_core::runtime::{OwnerFilter, Runtime};
-use clank_daemon::DaemonConfig;
 use clank_testkit::gitrepo::TestRepo;
-use clank_testkit::runtime::skip_or_fail;
+use common::{Daemon, INIT, clank, cleanup, docker_with_testapp, text};
 use serde_json::Value;
 
 const PROJECT: &str = "cli-git";
 const DOCKERFILE: &str = "FROM clank-testapp:latest\nCOPY hello.txt /app/hello.txt\n";
 const PROCFILE: &str =
     "worker: trap 'exit 0' TERM; while true; do echo worker-tick; sleep 1; done\n";
-
-async fn clank(url: &str, config: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_clank"))
-        .args(args)
-        .env("CLANK_URL", url)
-        .env("CLANK_CONFIG", config)
-        .env_remove("CLANK_TOKEN")
-        .output()
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-async fn cleanup() {
-    let Ok(runtime) = clank_docker::DockerRuntime::connect().await else {
-        return;
-    };
-    for w in runtime
-        .list(&OwnerFilter::default())
-        .await
-        .unwrap_or_default()
-    {
-        if clank_core::runtime::unscoped_name(&w.name).starts_with(&format!("clank-{PROJECT}--")) {
-            let _ = runtime.remove(&w.id).await;
-        }
-    }
-    clank_testkit::testapp::docker::remove_networks_of_project(runtime.client(), PROJECT).await;
-    clank_testkit::testapp::docker::remove_build_images_of_project(runtime.client(), PROJECT).await;
-}
 
 /// Run `args` until `done` holds for its output, up to 20 s; the last output.
 async fn eventually(url: &str, ctx: &Path, args: &[&str], done: impl Fn(&str) -> bool) -> String {
@@ -74,50 +37,21 @@ async fn eventually(url: &str, ctx: &Path, args: &[&str], done: impl Fn(&str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_creates_a_git_service_shows_its_webhook_and_follows_builds_logs_and_exec() {
-    let docker = match clank_docker::DockerRuntime::connect().await {
-        Ok(d) => d,
-        Err(e) => {
-            let _: Option<()> = skip_or_fail("a Docker Engine", &e.to_string());
-            return;
-        }
+    let Some(docker) = docker_with_testapp().await else {
+        return;
     };
-    clank_testkit::testapp::docker::ensure_testapp_image(docker.client())
-        .await
-        .unwrap();
-    cleanup().await;
+    cleanup(PROJECT).await;
     let repo = TestRepo::new(&[
         ("Dockerfile", DOCKERFILE),
         ("hello.txt", "v1\n"),
         ("Procfile", PROCFILE),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let config = DaemonConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        runtime: "docker".into(),
-        proxy: None,
-        agent_listen: None,
-        agent_tls: true,
-        allow_local_repositories: true,
-        ..DaemonConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(clank_daemon::serve(config, listener, async move {
-        let _ = stopped.await;
-    }));
+    let daemon = Daemon::start(dir.path(), "docker", |c| c.allow_local_repositories = true).await;
+    let url = daemon.url.clone();
     let ctx = dir.path().join("context.json");
     for args in [
-        vec![
-            "init",
-            "--workspace",
-            "acme",
-            "--name",
-            "Ada",
-            "--email",
-            "ada@example.com",
-        ],
+        INIT.to_vec(),
         vec!["project", "create", "CLI Git", "--slug", PROJECT],
     ] {
         let o = clank(&url, &ctx, &args).await;
@@ -362,8 +296,7 @@ async fn cli_creates_a_git_service_shows_its_webhook_and_follows_builds_logs_and
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(out.contains("web, worker"), "{out}");
 
-    let _ = stop.send(());
-    let _ = daemon.await;
+    let _ = daemon.stop().await;
     drop(docker);
-    cleanup().await;
+    cleanup(PROJECT).await;
 }

@@ -2,30 +2,12 @@
 //! processes: no Docker needed): add, list, re-role and remove members, list every token and
 //! revoke one, with the daemon's refusals as exit codes.
 
+mod common;
+
 use std::path::Path;
-use std::process::Output;
 
-use clank_daemon::DaemonConfig;
+use common::{Daemon, INIT, clank, text};
 use serde_json::Value;
-
-async fn clank(url: &str, config: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_clank"))
-        .args(args)
-        .env("CLANK_URL", url)
-        .env("CLANK_CONFIG", config)
-        .env_remove("CLANK_TOKEN")
-        .output()
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 async fn ok(url: &str, config: &Path, args: &[&str]) -> String {
     let o = clank(url, config, args).await;
@@ -36,36 +18,10 @@ async fn ok(url: &str, config: &Path, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_and_token_commands_offboard_a_member() {
     let dir = tempfile::tempdir().unwrap();
-    let config = DaemonConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        runtime: "process".into(),
-        proxy: None,
-        agent_listen: None,
-        agent_tls: true,
-        ..DaemonConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(clank_daemon::serve(config, listener, async move {
-        let _ = stopped.await;
-    }));
+    let daemon = Daemon::start(dir.path(), "process", |_| {}).await;
+    let url = daemon.url.clone();
     let ctx = dir.path().join("context.json");
-    ok(
-        &url,
-        &ctx,
-        &[
-            "init",
-            "--workspace",
-            "acme",
-            "--name",
-            "Ada",
-            "--email",
-            "ada@example.com",
-        ],
-    )
-    .await;
+    ok(&url, &ctx, &INIT).await;
 
     let added: Value = serde_json::from_str(
         &ok(
@@ -156,6 +112,5 @@ async fn member_and_token_commands_offboard_a_member() {
     let o = clank(&url, &ctx, &["member", "remove", "nobody@example.com"]).await;
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
 
-    let _ = stop.send(());
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await.unwrap().unwrap();
 }

@@ -8,10 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use clank_daemon::DaemonConfig;
-// The daemon on the native runtime, for what needs no Docker Engine.
 mod common;
-use clank_testkit::runtime::skip_or_fail;
+
+use common::{Daemon, docker_with_testapp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -40,141 +39,21 @@ impl Write for LogWriter {
     }
 }
 
-struct Daemon {
-    addr: SocketAddr,
-    /// The embedded proxy's HTTP address, when it runs.
-    proxy_addr: Option<SocketAddr>,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-    /// Every response body seen, to check secrets never appear in any.
-    bodies: Arc<Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    async fn start() -> Option<Daemon> {
-        Daemon::start_with(false).await
-    }
-
-    /// With `proxy`, the embedded proxy serves on a loopback port of its own.
-    async fn start_with(proxy: bool) -> Option<Daemon> {
-        captured_logs();
-        if let Err(e) = clank_docker::DockerRuntime::connect().await {
-            return skip_or_fail("a Docker Engine", &e.to_string());
-        }
-        let docker = clank_docker::DockerRuntime::connect().await.unwrap();
-        clank_testkit::testapp::docker::ensure_testapp_image(docker.client())
-            .await
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = DaemonConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_owned(),
-            runtime: "docker".into(),
-            proxy: proxy.then(clank_daemon::default_proxy_config),
+/// The daemon on the Docker Engine, its log captured; `None` (skipped) without Docker. With
+/// `proxy`, the embedded proxy serves on a loopback port of its own.
+async fn start_on_docker(proxy: bool) -> Option<Daemon> {
+    captured_logs();
+    docker_with_testapp().await?;
+    Some(
+        Daemon::start_on("docker", |s| {
+            s.daemon.proxy = proxy.then(clank_daemon::default_proxy_config);
             // The test binds the proxy's listener itself: served in this process.
-            proxy_mode: clank_daemon::ProxyMode::Embedded,
+            s.daemon.proxy_mode = clank_daemon::ProxyMode::Embedded;
             // The remote-servers endpoints exist (the role matrix covers them).
-            agent_listen: Some("127.0.0.1:0".parse().unwrap()),
-            agent_tls: true,
-            ..DaemonConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut proxy_listeners = clank_daemon::ProxyListeners::default();
-        if proxy {
-            proxy_listeners.http =
-                Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
-        }
-        let proxy_addr = proxy_listeners
-            .http
-            .as_ref()
-            .map(|l| l.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            clank_daemon::serve_with_proxy(config, listener, proxy_listeners, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let d = Daemon {
-            addr,
-            proxy_addr,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-            bodies: Default::default(),
-        };
-        for _ in 0..100 {
-            if d.http.get(d.url("/v1/health")).send().await.is_ok() {
-                return Some(d);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("daemon did not come up");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn call(
-        &self,
-        token: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut r = self.http.request(method, self.url(path));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        // A server that answered early (413 before reading a huge body) closes that
-        // connection; a request racing onto it is retried once on a fresh one.
-        let retry = r.try_clone().unwrap();
-        let resp = match r.send().await {
-            Ok(resp) => resp,
-            Err(e) if e.is_request() => retry.send().await.unwrap(),
-            Err(e) => panic!("{e}"),
-        };
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        self.bodies.lock().unwrap().push(text.clone());
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn ok(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(Some(token), method.clone(), path, body).await;
-        assert!(s.is_success(), "{method} {path} → {s}: {v}");
-        v
-    }
-
-    async fn init(&self) -> String {
-        let (s, v) = self
-            .call(
-                None,
-                Method::POST,
-                "/v1/init",
-                Some(json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        v["token"].as_str().unwrap().to_owned()
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = self.task.take().unwrap().await;
-    }
+            s.daemon.agent_listen = Some("127.0.0.1:0".parse().unwrap());
+        })
+        .await,
+    )
 }
 
 const SVC: &str = "/v1/workspaces/acme/projects/shop/environments/production/services/web";
@@ -234,7 +113,7 @@ async fn cleanup_containers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_over_http_with_secrets_masked_everywhere() {
-    let Some(d) = Daemon::start().await else {
+    let Some(d) = start_on_docker(false).await else {
         return;
     };
     cleanup_containers().await;
@@ -395,7 +274,7 @@ async fn full_lifecycle_over_http_with_secrets_masked_everywhere() {
         "the log output leaked the secret:\n{}",
         leaks.join("\n")
     );
-    d.stop().await;
+    d.stop_whatever_the_outcome().await;
     cleanup_containers().await;
 }
 
@@ -556,7 +435,7 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn role_matrix_is_enforced_on_every_endpoint() {
     use clank_core::model::Role;
-    let Some(d) = Daemon::start().await else {
+    let Some(d) = start_on_docker(false).await else {
         return;
     };
     let owner = d.init().await;
@@ -643,12 +522,12 @@ async fn role_matrix_is_enforced_on_every_endpoint() {
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    d.stop().await;
+    d.stop_whatever_the_outcome().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_and_tenant_isolation() {
-    let Some(d) = Daemon::start().await else {
+    let Some(d) = start_on_docker(false).await else {
         return;
     };
     let owner = d.init().await;
@@ -734,12 +613,12 @@ async fn authentication_and_tenant_isolation() {
         (s, v["field"].as_str()),
         (StatusCode::FORBIDDEN, Some("role"))
     );
-    d.stop().await;
+    d.stop_whatever_the_outcome().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_a_4xx_naming_the_field_and_changes_nothing() {
-    let Some(d) = Daemon::start().await else {
+    let Some(d) = start_on_docker(false).await else {
         return;
     };
     let owner = d.init().await;
@@ -844,7 +723,7 @@ async fn bad_input_is_a_4xx_naming_the_field_and_changes_nothing() {
         .call(Some(&owner), Method::GET, &format!("{services}/nope"), None)
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    d.stop().await;
+    d.stop_whatever_the_outcome().await;
 }
 
 /// The audit log's view of one event, for comparing sequences.
@@ -858,7 +737,7 @@ fn audit_row(e: &Value) -> (String, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_log_records_each_change_in_order_with_actor_outcome_and_no_secret() {
-    let Some(d) = Daemon::start().await else {
+    let Some(d) = start_on_docker(false).await else {
         return;
     };
     let owner = d.init().await;
@@ -1067,7 +946,7 @@ async fn audit_log_records_each_change_in_order_with_actor_outcome_and_no_secret
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     let docker = clank_docker::DockerRuntime::connect().await.unwrap();
-    d.stop().await;
+    d.stop_whatever_the_outcome().await;
     remove_project_leftovers(&docker, "ledger").await;
 }
 
@@ -1107,7 +986,7 @@ async fn via_proxy(proxy: SocketAddr, host: &str, path: &str) -> (StatusCode, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_proxy_serves_a_deployed_service_by_its_domain_and_persists_the_route() {
-    let Some(d) = Daemon::start_with(true).await else {
+    let Some(d) = start_on_docker(true).await else {
         return;
     };
     let proxy = d.proxy_addr.unwrap();
@@ -1179,11 +1058,12 @@ async fn embedded_proxy_serves_a_deployed_service_by_its_domain_and_persists_the
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // The route table is persisted in the data directory.
-    let routes = std::fs::read_to_string(d._dir.path().join(clank_daemon::ROUTES_FILE)).unwrap();
+    let routes =
+        std::fs::read_to_string(d.dir.path().join("data").join(clank_daemon::ROUTES_FILE)).unwrap();
     assert!(routes.contains("web.edge.test"), "{routes}");
 
     let docker = clank_docker::DockerRuntime::connect().await.unwrap();
-    d.stop().await;
+    d.stop_whatever_the_outcome().await;
     // Stopped with the daemon.
     assert!(
         tokio::net::TcpStream::connect(proxy).await.is_err(),
@@ -1197,7 +1077,7 @@ async fn embedded_proxy_serves_a_deployed_service_by_its_domain_and_persists_the
 /// reaches a handler, which answers JSON, where a path nothing serves gets axum's bare 404 or 405.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_reaches_a_handler() {
-    let d = common::Daemon::start(clank_daemon::ApiLimits::default()).await;
+    let d = Daemon::start(clank_daemon::ApiLimits::default()).await;
     let (s, body) = d.call(None, Method::GET, "/v1/not-an-endpoint", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(!body.is_object(), "an unrouted path answered {body}");

@@ -9,13 +9,13 @@
 //! Outside CI the Docker tests skip (loudly) when no engine is reachable; with `CI` set they
 //! fail.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
 use clank_core::runtime::{OwnerFilter, Runtime};
-use clank_daemon::DaemonConfig;
 use clank_testkit::gitrepo::TestRepo;
-use clank_testkit::runtime::skip_or_fail;
+use common::{Daemon, docker_with_testapp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -28,62 +28,25 @@ const BROKEN: &str = "FROM clank-testapp:latest\nRUN echo about-to-fail && exit 
 const PROCFILE: &str = "web: echo web-up; exec /bin/busybox sh /app/start.sh\n\
                         worker: trap 'exit 0' TERM; while true; do echo worker-tick; sleep 1; done\n";
 
-struct Daemon {
-    addr: SocketAddr,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+/// The daemon (local repositories allowed) with workspace `acme`, its Owner's token and the
+/// project this suite deploys into.
+struct Shop {
+    daemon: Daemon,
     owner: String,
 }
 
-impl Daemon {
-    async fn start(runtime: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let config = DaemonConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join("data"),
-            runtime: runtime.into(),
-            proxy: None,
-            agent_listen: None,
-            agent_tls: true,
-            allow_local_repositories: true,
-            ..DaemonConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            clank_daemon::serve(config, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let mut d = Daemon {
-            addr,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-            owner: String::new(),
-        };
-        for _ in 0..200 {
-            if d.http.get(d.url("/v1/health")).send().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let (s, v) = d
-            .call(
-                None,
-                Method::POST,
-                "/v1/init",
-                Some(json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        d.owner = v["token"].as_str().unwrap().to_owned();
+impl std::ops::Deref for Shop {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.daemon
+    }
+}
+
+impl Shop {
+    async fn start(runtime: &str) -> Shop {
+        let daemon = Daemon::start_on(runtime, |s| s.daemon.allow_local_repositories = true).await;
+        let owner = daemon.init().await;
+        let d = Shop { daemon, owner };
         d.ok(
             Method::POST,
             "/v1/workspaces/acme/projects",
@@ -93,49 +56,8 @@ impl Daemon {
         d
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn call_as(
-        &self,
-        token: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut r = self.http.request(method, self.url(path));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn call(
-        &self,
-        token: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        self.call_as(token, method, path, body).await
-    }
-
     async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self
-            .call(Some(&self.owner), method.clone(), path, body)
-            .await;
-        assert!(s.is_success(), "{method} {path} → {s}: {v}");
-        v
+        self.daemon.ok(&self.owner, method, path, body).await
     }
 
     async fn git_service(&self, repo: &str, processes: Value) {
@@ -201,9 +123,8 @@ impl Daemon {
         Ok(out)
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = self.task.take().unwrap().await;
+    async fn stop(self) {
+        self.daemon.stop_whatever_the_outcome().await;
     }
 }
 
@@ -257,16 +178,9 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_are_listed_with_their_commit_and_logs_and_exec_reach_every_process_and_replica() {
-    let docker = match clank_docker::DockerRuntime::connect().await {
-        Ok(d) => d,
-        Err(e) => {
-            let _: Option<()> = skip_or_fail("a Docker Engine", &e.to_string());
-            return;
-        }
+    let Some(_docker) = docker_with_testapp().await else {
+        return;
     };
-    clank_testkit::testapp::docker::ensure_testapp_image(docker.client())
-        .await
-        .unwrap();
     cleanup().await;
     let _cleanup = Cleanup;
     let repo = TestRepo::new(&[
@@ -275,7 +189,7 @@ async fn builds_are_listed_with_their_commit_and_logs_and_exec_reach_every_proce
         ("Procfile", PROCFILE),
     ]);
     let broken_sha = repo.head();
-    let d = Daemon::start("docker").await;
+    let d = Shop::start("docker").await;
     d.git_service(
         &repo.url(),
         json!({"web": {"replicas": 2}, "worker": {"replicas": 1}}),
@@ -458,7 +372,7 @@ async fn builds_are_listed_with_their_commit_and_logs_and_exec_reach_every_proce
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_webhook_shows_its_endpoints_and_the_secret_only_to_owners_and_admins() {
-    let d = Daemon::start("process").await;
+    let d = Shop::start("process").await;
     d.git_service(
         "https://git.example.com/acme/shop.git",
         json!({"web": {"replicas": 1}}),
@@ -488,7 +402,7 @@ async fn the_service_webhook_shows_its_endpoints_and_the_secret_only_to_owners_a
         )
         .await;
     let (s, as_dev) = d
-        .call_as(
+        .call(
             dev["token"].as_str(),
             Method::GET,
             &format!("{SVC}/webhook"),

@@ -18,7 +18,6 @@ use clank_core::runtime::{OwnerFilter, Runtime};
 use clank_testkit::githttp::GitHttpServer;
 use clank_testkit::gitrepo::TestRepo;
 use clank_testkit::pebble::{Pebble, PebbleOptions, free_port};
-use clank_testkit::runtime::skip_or_fail;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -35,22 +34,8 @@ struct Api {
 
 impl Api {
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("http://{}{path}", self.addr));
-        if !self.token.is_empty() {
-            r = r.bearer_auth(&self.token);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let token = Some(self.token.as_str()).filter(|t| !t.is_empty());
+        common::call_at(&self.http, self.addr, token, method, path, body).await
     }
 
     async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
@@ -120,17 +105,10 @@ fn dockerfile(version: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_daemon_deploys_from_git_serves_tls_from_acme_and_deploys_a_pushed_commit() {
-    let docker = match clank_docker::DockerRuntime::connect().await {
-        Ok(d) => d,
-        Err(e) => {
-            let _: Option<()> = skip_or_fail("a Docker Engine", &e.to_string());
-            return;
-        }
+    // With the base image the repository's Dockerfile names (no registry is reachable here).
+    let Some(_docker) = common::docker_with_testapp().await else {
+        return;
     };
-    // The base image the repository's Dockerfile names (no registry is reachable here).
-    clank_testkit::testapp::docker::ensure_testapp_image(docker.client())
-        .await
-        .unwrap();
     let proxy_http = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let proxy_tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let Some(pebble) = Pebble::start(PebbleOptions {

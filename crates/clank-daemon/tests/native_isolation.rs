@@ -7,7 +7,6 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::time::Duration;
 
 use clank_daemon::ApiLimits;
 use clank_testkit::testapp;
@@ -20,41 +19,6 @@ const FIRST_WORKSPACE_UID: u64 = 2_000_000_000;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().mode() & 0o777
-}
-
-/// The busybox test app as service `web`, in a directory its workspace's user may use (the
-/// app keeps its health state there), deployed and ACTIVE.
-async fn deploy_testapp(d: &Daemon, owner: &str) {
-    let app = d.dir.path().join("app");
-    testapp::write_testapp(&app).unwrap();
-    let start = app.join("start.sh").to_string_lossy().into_owned();
-    d.service(
-        owner,
-        "web",
-        vec![testapp::BUSYBOX.into(), "sh".into(), start],
-    )
-    .await;
-    let svc = format!("{ENV}/services/web");
-    let v = d
-        .ok(
-            owner,
-            Method::POST,
-            &format!("{svc}/deployments"),
-            Some(json!({})),
-        )
-        .await;
-    let n = v["number"].as_u64().unwrap();
-    for _ in 0..600 {
-        let v = d
-            .ok(owner, Method::GET, &format!("{svc}/deployments/{n}"), None)
-            .await;
-        match v["status"].as_str() {
-            Some("ACTIVE") => return,
-            Some("FAILED" | "CANCELLED") => panic!("the test app did not deploy: {v}"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    panic!("the test app is not ACTIVE after 60 s");
 }
 
 async fn exec(d: &Daemon, token: &str, command: &[&str]) -> Value {
@@ -88,7 +52,9 @@ async fn a_developers_exec_on_the_native_runtime_reads_neither_the_keyring_nor_t
     std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let owner = d.init().await;
     let (_, developer) = d.member(&owner, "dev", "developer").await;
-    deploy_testapp(&d, &owner).await;
+    d.active_testapp(&owner)
+        .await
+        .expect("busybox was checked above");
 
     let data = d.dir.path().join("data");
     let keyring = data.join("keyring");

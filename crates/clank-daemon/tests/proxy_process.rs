@@ -13,18 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clank_testkit::testapp;
-use serde_json::{Value, json};
+use common::{free_addr, init_at, ok_at, spawn_daemon};
+use serde_json::json;
 
 const RESTARTS: usize = 10;
 const CLIENTS: usize = 8;
 const HOST: &str = "app.test";
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 struct Daemon {
     child: tokio::process::Child,
@@ -32,51 +26,10 @@ struct Daemon {
 
 async fn start(data: &Path, api: SocketAddr, proxy: SocketAddr) -> (Daemon, Duration) {
     let began = Instant::now();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clank-daemon"))
-        .env("CLANK_DATA", data)
-        .env("CLANK_LISTEN", api.to_string())
-        .env("CLANK_RUNTIME", "process")
-        .env("CLANK_PROXY_LISTEN", proxy.to_string())
-        .env("CLANK_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    for _ in 0..400 {
-        if http
-            .get(format!("http://{api}/v1/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return (Daemon { child }, began.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("clank-daemon did not come up on {api}");
-}
-
-async fn call(
-    api: SocketAddr,
-    token: Option<&str>,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut r = reqwest::Client::new().request(method.clone(), format!("http://{api}{path}"));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{method} {path} → {status}: {v}");
-    v
+    let proxy = proxy.to_string();
+    let env = [("CLANK_RUNTIME", "process"), ("CLANK_PROXY_LISTEN", &proxy)];
+    let child = spawn_daemon(data, api, &env, Stdio::inherit()).await;
+    (Daemon { child }, began.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,22 +46,12 @@ async fn traffic_through_the_proxy_survives_ten_daemon_sigkills_and_a_graceful_s
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
     let data = dir.path().join("data");
     let _reaper = common::ProxyReaper(data.clone());
-    let (api, proxy) = (free_port(), free_port());
+    let (api, proxy) = (free_addr(), free_addr());
     let (mut daemon, _) = start(&data, api, proxy).await;
 
-    let owner = call(
-        api,
-        None,
-        reqwest::Method::POST,
-        "/v1/init",
-        Some(json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"})),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let owner = init_at(api).await;
     let owner = owner.as_str();
-    call(
+    ok_at(
         api,
         Some(owner),
         reqwest::Method::POST,
@@ -120,7 +63,7 @@ async fn traffic_through_the_proxy_survives_ten_daemon_sigkills_and_a_graceful_s
     testapp::write_testapp(&app).unwrap();
     let start_sh = app.join("start.sh").to_string_lossy().into_owned();
     let env = "/v1/workspaces/acme/projects/shop/environments/production";
-    call(
+    ok_at(
         api,
         Some(owner),
         reqwest::Method::POST,
@@ -135,7 +78,7 @@ async fn traffic_through_the_proxy_survives_ten_daemon_sigkills_and_a_graceful_s
     )
     .await;
     let svc = format!("{env}/services/web");
-    let d = call(
+    let d = ok_at(
         api,
         Some(owner),
         reqwest::Method::POST,
@@ -146,7 +89,7 @@ async fn traffic_through_the_proxy_survives_ten_daemon_sigkills_and_a_graceful_s
     let n = d["number"].as_u64().unwrap();
     let mut active = false;
     for _ in 0..600 {
-        let v = call(
+        let v = ok_at(
             api,
             Some(owner),
             reqwest::Method::GET,

@@ -3,81 +3,37 @@
 //! directory: nothing is stuck, nothing is duplicated, and the new version ends up serving
 //! (or, killed after activation, keeps serving).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use clank_core::runtime::{OwnerFilter, Runtime};
-use clank_testkit::runtime::skip_or_fail;
-use serde_json::{Value, json};
+use common::{docker_with_testapp, free_addr, init_at, ok_at, spawn_daemon};
+use serde_json::json;
 
 struct Proc {
     child: tokio::process::Child,
     addr: SocketAddr,
 }
 
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 async fn start(data: &Path, addr: SocketAddr) -> Proc {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clank-daemon"))
-        .env("CLANK_DATA", data)
-        .env("CLANK_LISTEN", addr.to_string())
-        .env("CLANK_RUNTIME", "docker")
-        .env("CLANK_LOG", "warn")
+    let env = [
+        ("CLANK_RUNTIME", "docker"),
         // Many daemons start here: the proxy takes any free port, inside the daemon (these
         // tests are about the engine's recovery; tests/proxy_process.rs kills around a proxy
         // process).
-        .env("CLANK_PROXY_LISTEN", "127.0.0.1:0")
-        .env("CLANK_PROXY_MODE", "embedded")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("http://{addr}/v1/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return Proc { child, addr };
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("clank-daemon did not come up on {addr}");
-}
-
-async fn call(
-    addr: SocketAddr,
-    token: Option<&str>,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut r = reqwest::Client::new().request(method.clone(), format!("http://{addr}{path}"));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{method} {path} → {status}: {v}");
-    v
+        ("CLANK_PROXY_LISTEN", "127.0.0.1:0"),
+        ("CLANK_PROXY_MODE", "embedded"),
+    ];
+    let child = spawn_daemon(data, addr, &env, Stdio::null()).await;
+    Proc { child, addr }
 }
 
 async fn status(addr: SocketAddr, token: &str, svc: &str, n: u64) -> String {
-    let v = call(
+    let v = ok_at(
         addr,
         Some(token),
         reqwest::Method::GET,
@@ -89,33 +45,16 @@ async fn status(addr: SocketAddr, token: &str, svc: &str, n: u64) -> String {
 }
 
 async fn kill_in(phase: &str, project: &str) {
-    let docker = match clank_docker::DockerRuntime::connect().await {
-        Ok(d) => d,
-        Err(e) => {
-            let _: Option<()> = skip_or_fail("a Docker Engine", &e.to_string());
-            return;
-        }
+    let Some(docker) = docker_with_testapp().await else {
+        return;
     };
-    clank_testkit::testapp::docker::ensure_testapp_image(docker.client())
-        .await
-        .unwrap();
     // Leftovers of an earlier, interrupted run would own this project's network name.
     remove_project(&docker, project).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut d = start(&data, free_port()).await;
-    let token = call(
-        d.addr,
-        None,
-        reqwest::Method::POST,
-        "/v1/init",
-        Some(json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"})),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ws_id = call(
+    let mut d = start(&data, free_addr()).await;
+    let token = init_at(d.addr).await;
+    let ws_id = ok_at(
         d.addr,
         Some(&token),
         reqwest::Method::GET,
@@ -124,7 +63,7 @@ async fn kill_in(phase: &str, project: &str) {
     )
     .await;
     let _ = ws_id;
-    call(
+    ok_at(
         d.addr,
         Some(&token),
         reqwest::Method::POST,
@@ -133,9 +72,9 @@ async fn kill_in(phase: &str, project: &str) {
     )
     .await;
     let envp = format!("/v1/workspaces/acme/projects/{project}/environments/production");
-    call(d.addr, Some(&token), reqwest::Method::POST, &format!("{envp}/services"), Some(json!({"slug": "web", "source": {"type": "docker_image", "image": "clank-testapp:latest"}, "settings": {"health_check_interval_s": 1, "deploy_timeout_s": 60}}))).await;
+    ok_at(d.addr, Some(&token), reqwest::Method::POST, &format!("{envp}/services"), Some(json!({"slug": "web", "source": {"type": "docker_image", "image": "clank-testapp:latest"}, "settings": {"health_check_interval_s": 1, "deploy_timeout_s": 60}}))).await;
     let svc = format!("{envp}/services/web");
-    call(
+    ok_at(
         d.addr,
         Some(&token),
         reqwest::Method::POST,
@@ -156,8 +95,8 @@ async fn kill_in(phase: &str, project: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Slow health answers widen HEALTH_CHECKING so the kill can land inside it.
-    call(d.addr, Some(&token), reqwest::Method::PATCH, &format!("{svc}/config"), Some(json!({"changes": [{"key": "HEALTH", "value": "slow"}, {"key": "HEALTH_DELAY", "value": "1"}]}))).await;
-    call(
+    ok_at(d.addr, Some(&token), reqwest::Method::PATCH, &format!("{svc}/config"), Some(json!({"changes": [{"key": "HEALTH", "value": "slow"}, {"key": "HEALTH_DELAY", "value": "1"}]}))).await;
+    ok_at(
         d.addr,
         Some(&token),
         reqwest::Method::POST,
@@ -177,7 +116,7 @@ async fn kill_in(phase: &str, project: &str) {
     let _ = d.child.wait().await;
     let seen_at_kill = phase;
 
-    d = start(&data, free_port()).await;
+    d = start(&data, free_addr()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let s = status(d.addr, &token, &svc, 2).await;
@@ -195,7 +134,7 @@ async fn kill_in(phase: &str, project: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status(d.addr, &token, &svc, 1).await, "SUPERSEDED");
-    let v2 = call(
+    let v2 = ok_at(
         d.addr,
         Some(&token),
         reqwest::Method::GET,
@@ -204,7 +143,7 @@ async fn kill_in(phase: &str, project: &str) {
     )
     .await;
     let id: clank_core::id::DeploymentId = v2["id"].as_str().unwrap().parse().unwrap();
-    let v1 = call(
+    let v1 = ok_at(
         d.addr,
         Some(&token),
         reqwest::Method::GET,

@@ -4,80 +4,37 @@
 //! pinned on the deployment. No builder is reachable with the process runtime, so the created
 //! deployments fail later; what is asserted is that they are created (or not).
 
-use std::net::SocketAddr;
-use std::time::Duration;
+mod common;
 
-use clank_daemon::DaemonConfig;
+use common::Daemon;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-struct Daemon {
-    addr: SocketAddr,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+/// The daemon with workspace `acme`, its Owner's token, project `shop` and the workspace's
+/// webhook secret.
+struct Hooks {
+    daemon: Daemon,
     owner: String,
     secret: String,
+}
+
+impl std::ops::Deref for Hooks {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.daemon
+    }
 }
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 const ENV: &str = "/v1/workspaces/acme/projects/shop/environments/production";
 
-impl Daemon {
-    async fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let config = DaemonConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_owned(),
-            runtime: "process".into(),
-            proxy: None,
-            agent_listen: None,
-            agent_tls: true,
-            ..DaemonConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            clank_daemon::serve(config, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let mut d = Daemon {
-            addr,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-            owner: String::new(),
-            secret: String::new(),
-        };
-        let mut up = false;
-        for _ in 0..200 {
-            if d.http.get(d.url("/v1/health")).send().await.is_ok() {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(up, "daemon did not come up");
-        let (s, v) = d
-            .call(
-                None,
-                Method::POST,
-                "/v1/init",
-                Some(json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        d.owner = v["token"].as_str().unwrap().to_owned();
-        let owner = d.owner.clone();
-        let (s, v) = d
+impl Hooks {
+    async fn start() -> Hooks {
+        let daemon = Daemon::start_on("process", |_| {}).await;
+        let owner = daemon.init().await;
+        let (s, v) = daemon
             .call(
                 Some(&owner),
                 Method::POST,
@@ -86,7 +43,7 @@ impl Daemon {
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
-        let (s, v) = d
+        let (s, v) = daemon
             .call(
                 Some(&owner),
                 Method::POST,
@@ -95,36 +52,13 @@ impl Daemon {
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
-        d.secret = v["secret"].as_str().unwrap().to_owned();
-        assert!(d.secret.len() >= 32);
-        d
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn call(
-        &self,
-        token: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut r = self.http.request(method, self.url(path));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
+        let secret = v["secret"].as_str().unwrap().to_owned();
+        assert!(secret.len() >= 32);
+        Hooks {
+            daemon,
+            owner,
+            secret,
         }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
     }
 
     async fn git_service(&self, slug: &str, repo: &str, branch: &str, auto_deploy: bool) {
@@ -158,34 +92,8 @@ impl Daemon {
         v.as_array().unwrap().clone()
     }
 
-    async fn post_raw(
-        &self,
-        path: &str,
-        headers: &[(&str, String)],
-        body: &[u8],
-    ) -> (StatusCode, Value) {
-        let mut r = self.http.post(self.url(path)).body(body.to_vec());
-        if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            r = r.header("content-type", "application/json");
-        }
-        for (k, v) in headers {
-            r = r.header(*k, v);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = self.task.take().unwrap().await;
+    async fn stop(self) {
+        self.daemon.stop_whatever_the_outcome().await;
     }
 }
 
@@ -220,7 +128,7 @@ fn github_headers(sig: String) -> Vec<(&'static str, String)> {
 
 #[tokio::test]
 async fn github_push_deploys_matching_services_with_the_commit_pinned() {
-    let d = Daemon::start().await;
+    let d = Hooks::start().await;
     // Same repository written three ways; one on another branch, one with auto_deploy off,
     // one of another repository.
     d.git_service("web", "https://github.com/acme/shop.git", "main", true)
@@ -322,7 +230,7 @@ fn github_push_at(branch: &str, commit: &str, timestamp: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn replayed_deliveries_and_older_pushes_never_redeploy() {
-    let d = Daemon::start().await;
+    let d = Hooks::start().await;
     d.git_service("web", "https://github.com/acme/shop.git", "main", true)
         .await;
     let newer = "b".repeat(40);
@@ -373,7 +281,7 @@ async fn replayed_deliveries_and_older_pushes_never_redeploy() {
 
 #[tokio::test]
 async fn github_form_encoded_deliveries_deploy_like_json_ones() {
-    let d = Daemon::start().await;
+    let d = Hooks::start().await;
     d.git_service("web", "https://github.com/acme/shop.git", "main", true)
         .await;
     let json = github_push("main", COMMIT);
@@ -406,7 +314,7 @@ async fn github_form_encoded_deliveries_deploy_like_json_ones() {
 
 #[tokio::test]
 async fn bad_signatures_are_refused_and_change_nothing() {
-    let d = Daemon::start().await;
+    let d = Hooks::start().await;
     d.git_service("web", "https://github.com/acme/shop.git", "main", true)
         .await;
     let body = github_push("main", COMMIT);
@@ -512,7 +420,7 @@ async fn bad_signatures_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn gitlab_and_gitea_pushes_deploy_and_malformed_payloads_name_the_field() {
-    let d = Daemon::start().await;
+    let d = Hooks::start().await;
     d.git_service(
         "web",
         "https://gitlab.example.com/acme/shop.git",
@@ -601,7 +509,7 @@ async fn gitlab_and_gitea_pushes_deploy_and_malformed_payloads_name_the_field() 
 /// Docker.
 #[tokio::test]
 async fn services_list_paginates_with_a_cursor() {
-    let d = Daemon::start().await;
+    let d = Hooks::start().await;
     for i in 0..5 {
         d.git_service(
             &format!("s{i}"),
@@ -661,7 +569,7 @@ async fn services_list_paginates_with_a_cursor() {
 /// Not a webhook either: the OpenAPI document is served without a token.
 #[tokio::test]
 async fn openapi_document_is_served() {
-    let d = Daemon::start().await;
+    let d = Hooks::start().await;
     let (s, v) = d.call(None, Method::GET, "/v1/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["openapi"], "3.1.0");

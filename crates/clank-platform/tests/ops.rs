@@ -2,12 +2,17 @@
 //! errors keeping their kind and field, event subscriptions by address, and endpoints of a
 //! deployment, on the embedded defaults with native processes (no Docker needed).
 
+mod common;
+
 use std::time::Duration;
 
 use clank_core::ErrorKind;
 use clank_platform::{EmbeddedOptions, Platform, RuntimeChoice};
-use clank_testkit::{http, testapp};
-use serde_json::{Value, json};
+use common::{
+    busybox_available, call, healthy_endpoint, reachable_tempdir, remove_all_workloads,
+    testapp_services, wait_active,
+};
+use serde_json::json;
 
 async fn open(dir: &std::path::Path) -> Platform {
     let mut options = EmbeddedOptions::new(dir.join("data"));
@@ -17,11 +22,6 @@ async fn open(dir: &std::path::Path) -> Platform {
         .await
         .expect("default workspace");
     p
-}
-
-async fn call(p: &Platform, request: Value) -> clank_core::Result<Value> {
-    let answer = p.execute_json(&request.to_string()).await?;
-    Ok(serde_json::from_str(&answer).expect("answers are JSON"))
 }
 
 #[test]
@@ -137,42 +137,12 @@ async fn requests_answer_with_views_and_errors_keep_kind_and_field() {
 
 #[tokio::test]
 async fn a_subscription_follows_one_service_and_endpoints_reach_its_workload() {
-    if !testapp::busybox_available() {
-        eprintln!(
-            "SKIPPED: {} missing (Debian's busybox-static)",
-            testapp::BUSYBOX
-        );
+    if !busybox_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    // Run as root, the native runtime runs workloads as their workspace's own user: it must
-    // reach the workload root beside the data directory and the app's directory (where the
-    // app keeps its health state) through the 0700 temporary directory.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let dir = reachable_tempdir();
     let p = open(dir.path()).await;
-    let app = dir.path().join("app");
-    testapp::write_testapp(&app).unwrap();
-    let start = app.join("start.sh").to_string_lossy().into_owned();
-    call(
-        &p,
-        json!({"op": "create_project", "name": "Demo", "slug": "demo"}),
-    )
-    .await
-    .unwrap();
-    for slug in ["web", "other"] {
-        call(
-            &p,
-            json!({"op": "create_service", "environment": "demo", "spec": {
-                "slug": slug,
-                "source": {"type": "docker_image", "image": testapp::IMAGE},
-                "settings": {"health_check_interval_s": 1},
-                "processes": {"web": {"command": [testapp::BUSYBOX, "sh", start]}},
-            }}),
-        )
-        .await
-        .unwrap();
-    }
+    testapp_services(&p, &dir.path().join("app"), &["web", "other"]).await;
     let mut missing = p.subscribe(Some("demo/missing"));
     assert_eq!(
         missing.next().await.unwrap_err().kind(),
@@ -188,47 +158,12 @@ async fn a_subscription_follows_one_service_and_endpoints_reach_its_workload() {
         .await
         .unwrap();
     let web_id = d["service_id"].as_str().unwrap().to_owned();
-    let active = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let e = web.next().await.unwrap().expect("stream open");
-            assert_eq!(e.service.to_string(), web_id, "only demo/web's events");
-            if let clank_engine::EventKind::Transition { to, .. } = e.kind {
-                assert!(!to.is_terminal(), "deployment ended {to}");
-                if to == clank_core::deploy::DeploymentStatus::Active {
-                    return e.number;
-                }
-            }
-        }
-    })
-    .await
-    .expect("ACTIVE within 60 s");
-
-    let endpoints = call(
-        &p,
-        json!({"op": "endpoints", "service": "demo/web", "number": active}),
-    )
-    .await
-    .unwrap();
-    let [addr] = endpoints.as_array().unwrap().as_slice() else {
-        panic!("one web replica: {endpoints}");
-    };
-    let addr = addr.as_str().unwrap().parse().unwrap();
-    let health = http::get(addr, "/health", Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert_eq!(health.status, 200);
+    let active = wait_active(&mut web, Some(&web_id)).await;
+    healthy_endpoint(&p, "demo/web", active).await;
 
     engine.stop(Duration::from_secs(10)).await.unwrap();
     engine.stop(Duration::from_secs(10)).await.unwrap(); // idempotent
-    // Leave nothing running: the native runtime's workloads are processes of this test.
-    let runtime = p.engine().runtime().clone();
-    let all = runtime
-        .list(&clank_core::runtime::OwnerFilter::default())
-        .await
-        .unwrap();
-    for w in all {
-        runtime.remove(&w.id).await.unwrap();
-    }
+    remove_all_workloads(p.engine().runtime().as_ref()).await;
 }
 
 #[tokio::test]

@@ -73,6 +73,13 @@ pub trait Fixture: Send + Sync + 'static {
     async fn remove_kept_volume(&self, name: &str) {
         let _ = name;
     }
+
+    /// Delete a network the runtime's `remove_network` only forgets (a remote server's agent
+    /// removes it when it next applies its desired state, which a stopped agent never does),
+    /// after [`Fixture::cleanup`], so a test run leaves none behind.
+    async fn remove_kept_network(&self, name: &str) {
+        let _ = name;
+    }
 }
 
 /// What a property wants to run; [`Fixture::app_spec`] turns it into a [`WorkloadSpec`].
@@ -243,8 +250,8 @@ impl<F: Fixture> Harness<F> {
             Err(e) => eprintln!("cleanup of run {}: list: {e}", self.run),
         }
         let networks = std::mem::take(&mut *lock(&self.networks));
-        for n in networks {
-            if let Err(e) = runtime.remove_network(&n).await {
+        for n in &networks {
+            if let Err(e) = runtime.remove_network(n).await {
                 eprintln!("cleanup of run {}: remove network {n}: {e}", self.run);
             }
         }
@@ -259,6 +266,9 @@ impl<F: Fixture> Harness<F> {
             }
         }
         self.fixture.cleanup().await;
+        for n in &networks {
+            self.fixture.remove_kept_network(n).await;
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use super::AppState;
 use super::audit::{Change, audited};
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{DeployPath, Params, SvcPath, service_addr};
+use super::extract::{BuildPath, NewestFirst, Params, ServicePath};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -24,25 +24,13 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(service_webhook))
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListBuilds {
-    #[serde(default)]
-    limit: Option<usize>,
-    #[serde(default)]
-    before: Option<u64>,
-}
-
 /// A service's builds, newest first: number, commit, branch, trigger, duration, status.
 #[utoipa::path(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/builds",
     tag = "builds",
     params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
+        ServicePath,
         ("limit" = Option<usize>, Query, description = "page size (default 20, at most 500)"),
         ("before" = Option<u64>, Query, description = "only builds numbered below this"),
     ),
@@ -55,20 +43,12 @@ pub(super) struct ListBuilds {
 pub(super) async fn list_builds(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s)): SvcPath,
-    Params(q): Params<ListBuilds>,
+    Path(at): Path<ServicePath>,
+    Params(page): Params<NewestFirst>,
 ) -> ApiResult<Json<Vec<BuildView>>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform
-            .builds(
-                &service_addr(&ws, &proj, &e, &s)?,
-                q.limit.unwrap_or(20),
-                q.before,
-            )
-            .await?,
-    ))
+    let addr = at.authorize(&p, Permission::Read)?;
+    let builds = st.platform.builds(&addr, page.limit(), page.before);
+    Ok(Json(builds.await?))
 }
 
 /// Build `v{n}` with the newest lines of its log (`log.truncated` says if earlier ones were
@@ -77,13 +57,7 @@ pub(super) async fn list_builds(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/builds/{n}",
     tag = "builds",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-        ("n" = u64, Path, description = "build number (v1, v2, ... as 1, 2, ...)"),
-    ),
+    params(BuildPath),
     responses(
         (status = 200, description = "success", body = Object),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -93,15 +67,10 @@ pub(super) async fn list_builds(
 pub(super) async fn get_build(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s, n)): DeployPath,
+    Path(at): Path<BuildPath>,
 ) -> ApiResult<Json<BuildView>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform
-            .build(&service_addr(&ws, &proj, &e, &s)?, n)
-            .await?,
-    ))
+    let (addr, n) = at.authorize(&p, Permission::Read)?;
+    Ok(Json(st.platform.build(&addr, n).await?))
 }
 
 /// Where to point a forge's webhook for this service, and the secret it signs with.
@@ -124,12 +93,7 @@ pub(super) struct ServiceWebhook {
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/webhook",
     tag = "webhooks",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-    ),
+    params(ServicePath),
     responses(
         (status = 200, description = "success", body = ServiceWebhook),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -139,11 +103,9 @@ pub(super) struct ServiceWebhook {
 pub(super) async fn service_webhook(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s)): SvcPath,
+    Path(at): Path<ServicePath>,
 ) -> ApiResult<Json<ServiceWebhook>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    let addr = service_addr(&ws, &proj, &e, &s)?;
+    let addr = at.authorize(&p, Permission::Read)?;
     let service = st.platform.service(&addr).await?;
     let ServiceSource::Git {
         repo_url, branch, ..
@@ -170,11 +132,11 @@ pub(super) async fn service_webhook(
     if !view.secret_visible {
         return Ok(Json(view));
     }
-    let change = Change::new("webhook_secret.read", format!("{ws}/{proj}/{e}/{s}"));
+    let change = Change::new("webhook_secret.read", at.to_string());
     audited(&st, &p, change, async {
         view.secret = st
             .platform
-            .webhook_secret(&ws)
+            .webhook_secret(&at.ws)
             .await?
             .map(|s| s.expose().to_owned());
         Ok(Json(view))

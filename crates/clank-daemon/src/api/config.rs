@@ -28,7 +28,7 @@ use super::AppState;
 use super::audit::{Change, audited, config_details};
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{Body, SvcPath, env_addr, project_addr, service_addr};
+use super::extract::{Body, ServicePath, env_addr, project_addr, service_addr};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     Scope::ALL
@@ -304,12 +304,7 @@ async fn write(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/config/resolved",
     tag = "config",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-    ),
+    params(ServicePath),
     responses(
         (status = 200, description = "success", body = [Object]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -319,15 +314,10 @@ async fn write(
 async fn resolved_config(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s)): SvcPath,
+    Path(at): Path<ServicePath>,
 ) -> ApiResult<Json<Vec<ResolvedVarView>>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform
-            .resolved_config(&service_addr(&ws, &proj, &e, &s)?)
-            .await?,
-    ))
+    let addr = at.authorize(&p, Permission::Read)?;
+    Ok(Json(st.platform.resolved_config(&addr).await?))
 }
 
 #[cfg(test)]

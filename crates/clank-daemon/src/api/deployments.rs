@@ -21,7 +21,7 @@ use super::AppState;
 use super::audit::{Change, audited, record_call};
 use super::auth::Principal;
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{DeployPath, Params, SvcPath, service_addr};
+use super::extract::{DeploymentPath, NewestFirst, Params, ServicePath};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -37,12 +37,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     post,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments",
     tag = "deployments",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-    ),
+    params(ServicePath),
     responses(
         (status = 202, description = "success", body = Object),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -52,35 +47,31 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 async fn deploy(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s)): SvcPath,
+    Path(at): Path<ServicePath>,
 ) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
-    p.in_workspace(&ws)?;
-    let result = async {
+    p.in_workspace(&at.ws)?;
+    let started = async {
         p.require(Permission::Deploy)?;
-        let d = st
-            .platform
-            .deploy(
-                &service_addr(&ws, &proj, &e, &s)?,
-                Trigger::Manual { by: Some(p.user) },
-            )
-            .await?;
-        Ok((StatusCode::ACCEPTED, Json(d)))
-    }
-    .await;
-    let number = result.as_ref().ok().map(|(_, d)| d.number);
-    let change = Change::new("deployment.create", format!("{ws}/{proj}/{e}/{s}"))
-        .details(json!({ "number": number }));
-    record_call(&st, &p, change, &result).await;
-    result
+        let trigger = Trigger::Manual { by: Some(p.user) };
+        Ok(st.platform.deploy(&at.addr()?, trigger).await?)
+    };
+    started_audited(&st, &p, "deployment.create", at.to_string(), started).await
 }
 
-#[derive(Debug, serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ListDeployments {
-    #[serde(default)]
-    limit: Option<usize>,
-    #[serde(default)]
-    before: Option<u64>,
+/// Audits a call that starts a deployment (a deploy, a rollback) once it is answered, with the
+/// new deployment's number, and answers 202 with the deployment.
+async fn started_audited(
+    st: &AppState,
+    p: &Principal,
+    action: &'static str,
+    target: String,
+    started: impl Future<Output = ApiResult<DeploymentView>>,
+) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
+    let result = started.await;
+    let number = result.as_ref().ok().map(|d| d.number);
+    let change = Change::new(action, target).details(json!({ "number": number }));
+    record_call(st, p, change, &result).await;
+    result.map(|d| (StatusCode::ACCEPTED, Json(d)))
 }
 
 #[utoipa::path(
@@ -88,10 +79,7 @@ struct ListDeployments {
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments",
     tag = "deployments",
     params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
+        ServicePath,
         ("limit" = Option<usize>, Query, description = "at most this many, newest first (default 20)"),
         ("before" = Option<u64>, Query, description = "only deployments numbered below this"),
     ),
@@ -104,33 +92,19 @@ struct ListDeployments {
 async fn list_deployments(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s)): SvcPath,
-    Params(q): Params<ListDeployments>,
+    Path(at): Path<ServicePath>,
+    Params(page): Params<NewestFirst>,
 ) -> ApiResult<Json<Vec<DeploymentView>>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform
-            .deployments(
-                &service_addr(&ws, &proj, &e, &s)?,
-                q.limit.unwrap_or(20),
-                q.before,
-            )
-            .await?,
-    ))
+    let addr = at.authorize(&p, Permission::Read)?;
+    let deployments = st.platform.deployments(&addr, page.limit(), page.before);
+    Ok(Json(deployments.await?))
 }
 
 #[utoipa::path(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}",
     tag = "deployments",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-        ("n" = u64, Path, description = "deployment number"),
-    ),
+    params(DeploymentPath),
     responses(
         (status = 200, description = "success", body = Object),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -140,28 +114,17 @@ async fn list_deployments(
 async fn get_deployment(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s, n)): DeployPath,
+    Path(at): Path<DeploymentPath>,
 ) -> ApiResult<Json<DeploymentView>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform
-            .deployment(&service_addr(&ws, &proj, &e, &s)?, n)
-            .await?,
-    ))
+    let (addr, n) = at.authorize(&p, Permission::Read)?;
+    Ok(Json(st.platform.deployment(&addr, n).await?))
 }
 
 #[utoipa::path(
     post,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/cancel",
     tag = "deployments",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-        ("n" = u64, Path, description = "deployment number"),
-    ),
+    params(DeploymentPath),
     responses(
         (status = 200, description = "success", body = Object),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -171,17 +134,13 @@ async fn get_deployment(
 async fn cancel(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s, n)): DeployPath,
+    Path(at): Path<DeploymentPath>,
 ) -> ApiResult<Json<DeploymentView>> {
-    p.in_workspace(&ws)?;
-    let change = Change::new("deployment.cancel", format!("{ws}/{proj}/{e}/{s}#{n}"));
+    p.in_workspace(&at.ws)?;
+    let change = Change::new("deployment.cancel", at.to_string());
     audited(&st, &p, change, async {
         p.require(Permission::Deploy)?;
-        Ok(Json(
-            st.platform
-                .cancel(&service_addr(&ws, &proj, &e, &s)?, n)
-                .await?,
-        ))
+        Ok(Json(st.platform.cancel(&at.addr()?, at.n).await?))
     })
     .await
 }
@@ -190,13 +149,7 @@ async fn cancel(
     post,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/rollback",
     tag = "deployments",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-        ("n" = u64, Path, description = "deployment number"),
-    ),
+    params(DeploymentPath),
     responses(
         (status = 202, description = "success", body = Object),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -206,39 +159,21 @@ async fn cancel(
 async fn rollback(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s, n)): DeployPath,
+    Path(at): Path<DeploymentPath>,
 ) -> ApiResult<(StatusCode, Json<DeploymentView>)> {
-    p.in_workspace(&ws)?;
-    let result = async {
+    p.in_workspace(&at.ws)?;
+    let started = async {
         p.require(Permission::Deploy)?;
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(
-                st.platform
-                    .rollback(&service_addr(&ws, &proj, &e, &s)?, n)
-                    .await?,
-            ),
-        ))
-    }
-    .await;
-    let number = result.as_ref().ok().map(|(_, d)| d.number);
-    let change = Change::new("deployment.rollback", format!("{ws}/{proj}/{e}/{s}#{n}"))
-        .details(json!({ "number": number }));
-    record_call(&st, &p, change, &result).await;
-    result
+        Ok(st.platform.rollback(&at.addr()?, at.n).await?)
+    };
+    started_audited(&st, &p, "deployment.rollback", at.to_string(), started).await
 }
 
 #[utoipa::path(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/log",
     tag = "deployments",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-        ("n" = u64, Path, description = "deployment number"),
-    ),
+    params(DeploymentPath),
     responses(
         (status = 200, description = "success", body = [Object]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -248,15 +183,10 @@ async fn rollback(
 async fn deploy_log(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s, n)): DeployPath,
+    Path(at): Path<DeploymentPath>,
 ) -> ApiResult<Json<Vec<LogEntry>>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform
-            .deploy_log(&service_addr(&ws, &proj, &e, &s)?, n)
-            .await?,
-    ))
+    let (addr, n) = at.authorize(&p, Permission::Read)?;
+    Ok(Json(st.platform.deploy_log(&addr, n).await?))
 }
 
 fn settled(status: DeploymentStatus) -> bool {
@@ -269,13 +199,7 @@ fn settled(status: DeploymentStatus) -> bool {
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/events",
     tag = "deployments",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-        ("n" = u64, Path, description = "deployment number"),
-    ),
+    params(DeploymentPath),
     responses(
         (status = 200, description = "Server-Sent Events of the deployment", content_type = "text/event-stream"),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -285,11 +209,9 @@ fn settled(status: DeploymentStatus) -> bool {
 async fn follow(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s, n)): DeployPath,
+    Path(at): Path<DeploymentPath>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    let addr = service_addr(&ws, &proj, &e, &s)?;
+    let (addr, n) = at.authorize(&p, Permission::Read)?;
     let slot = st.streams.reserve(&p)?;
     // Subscribe before reading the status, so no transition falls between the two.
     let events = st.platform.events();

@@ -11,7 +11,7 @@ use super::AppState;
 use super::audit::{Change, audited};
 use super::auth::Principal;
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{Body, project_addr};
+use super::extract::{Body, ProjectPath};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_environments, create_environment))
@@ -27,10 +27,7 @@ struct NewEnvironment {
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments",
     tag = "environments",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-    ),
+    params(ProjectPath),
     responses(
         (status = 200, description = "success", body = [Object]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -40,25 +37,17 @@ struct NewEnvironment {
 async fn list_environments(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj)): Path<(String, String)>,
+    Path(at): Path<ProjectPath>,
 ) -> ApiResult<Json<Vec<Environment>>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform
-            .list_environments(&project_addr(&ws, &proj)?)
-            .await?,
-    ))
+    let addr = at.authorize(&p, Permission::Read)?;
+    Ok(Json(st.platform.list_environments(&addr).await?))
 }
 
 #[utoipa::path(
     post,
     path = "/v1/workspaces/{ws}/projects/{p}/environments",
     tag = "environments",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-    ),
+    params(ProjectPath),
     request_body = NewEnvironment,
     responses(
         (status = 201, description = "success", body = Object),
@@ -69,21 +58,18 @@ async fn list_environments(
 async fn create_environment(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj)): Path<(String, String)>,
+    Path(at): Path<ProjectPath>,
     Body(req): Body<NewEnvironment>,
 ) -> ApiResult<(StatusCode, Json<Environment>)> {
-    p.in_workspace(&ws)?;
-    let change = Change::new("environment.create", format!("{ws}/{proj}/{}", req.name));
+    p.in_workspace(&at.ws)?;
+    let change = Change::new("environment.create", format!("{at}/{}", req.name));
     audited(&st, &p, change, async {
         p.require(Permission::ManageProjects)?;
-        Ok((
-            StatusCode::CREATED,
-            Json(
-                st.platform
-                    .create_environment(&project_addr(&ws, &proj)?, &req.name)
-                    .await?,
-            ),
-        ))
+        let env = st
+            .platform
+            .create_environment(&at.addr()?, &req.name)
+            .await?;
+        Ok((StatusCode::CREATED, Json(env)))
     })
     .await
 }

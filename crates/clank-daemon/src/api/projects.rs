@@ -11,7 +11,7 @@ use super::AppState;
 use super::audit::{Change, audited};
 use super::auth::Principal;
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{Body, Params, project_addr};
+use super::extract::{Body, Params, ProjectPath, WorkspacePath};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -39,7 +39,7 @@ struct ListProjects {
     path = "/v1/workspaces/{ws}/projects",
     tag = "projects",
     params(
-        ("ws" = String, Path, description = "workspace slug"),
+        WorkspacePath,
         ("include_deleted" = Option<bool>, Query, description = "include soft-deleted projects"),
     ),
     responses(
@@ -51,7 +51,7 @@ struct ListProjects {
 async fn list_projects(
     p: Principal,
     State(st): State<AppState>,
-    Path(ws): Path<String>,
+    Path(WorkspacePath { ws }): Path<WorkspacePath>,
     Params(q): Params<ListProjects>,
 ) -> ApiResult<Json<Vec<Project>>> {
     p.in_workspace(&ws)?;
@@ -65,9 +65,7 @@ async fn list_projects(
     post,
     path = "/v1/workspaces/{ws}/projects",
     tag = "projects",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-    ),
+    params(WorkspacePath),
     request_body = NewProject,
     responses(
         (status = 201, description = "success", body = Object),
@@ -78,7 +76,7 @@ async fn list_projects(
 async fn create_project(
     p: Principal,
     State(st): State<AppState>,
-    Path(ws): Path<String>,
+    Path(WorkspacePath { ws }): Path<WorkspacePath>,
     Body(req): Body<NewProject>,
 ) -> ApiResult<(StatusCode, Json<Project>)> {
     p.in_workspace(&ws)?;
@@ -106,10 +104,7 @@ async fn create_project(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}",
     tag = "projects",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-    ),
+    params(ProjectPath),
     responses(
         (status = 200, description = "success", body = Object),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -119,23 +114,17 @@ async fn create_project(
 async fn get_project(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj)): Path<(String, String)>,
+    Path(at): Path<ProjectPath>,
 ) -> ApiResult<Json<Project>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform.project(&project_addr(&ws, &proj)?).await?.value,
-    ))
+    let addr = at.authorize(&p, Permission::Read)?;
+    Ok(Json(st.platform.project(&addr).await?.value))
 }
 
 #[utoipa::path(
     delete,
     path = "/v1/workspaces/{ws}/projects/{p}",
     tag = "projects",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-    ),
+    params(ProjectPath),
     responses(
         (status = 200, description = "success", body = Object),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -145,17 +134,13 @@ async fn get_project(
 async fn delete_project(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj)): Path<(String, String)>,
+    Path(at): Path<ProjectPath>,
 ) -> ApiResult<Json<Project>> {
-    p.in_workspace(&ws)?;
-    let change = Change::new("project.delete", format!("{ws}/{proj}"));
+    p.in_workspace(&at.ws)?;
+    let change = Change::new("project.delete", at.to_string());
     audited(&st, &p, change, async {
         p.require(Permission::ManageProjects)?;
-        Ok(Json(
-            st.platform
-                .delete_project(&project_addr(&ws, &proj)?)
-                .await?,
-        ))
+        Ok(Json(st.platform.delete_project(&at.addr()?).await?))
     })
     .await
 }

@@ -20,7 +20,7 @@ use super::AppState;
 use super::audit::{Change, audited};
 use super::auth::Principal;
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{Body, Params, SvcPath, env_addr, service_addr};
+use super::extract::{Body, EnvironmentPath, Params, ServicePath};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -48,9 +48,7 @@ struct ListServices {
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services",
     tag = "services",
     params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
+        EnvironmentPath,
         ("limit" = Option<usize>, Query, description = "page size, 1..=1000; without `limit` and `after` every service"),
         ("after" = Option<String>, Query, description = "the previous page's `X-Next-Cursor`"),
     ),
@@ -63,14 +61,14 @@ struct ListServices {
 async fn list_services(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e)): Path<(String, String, String)>,
+    Path(at): Path<EnvironmentPath>,
     Params(q): Params<ListServices>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     use base64::Engine as _;
-    p.in_workspace(&ws)?;
+    p.in_workspace(&at.ws)?;
     p.require(Permission::Read)?;
-    let env = env_addr(&ws, &proj, &e)?;
+    let env = at.addr()?;
     if q.limit.is_none() && q.after.is_none() {
         return Ok(Json(st.platform.list_services(&env).await?).into_response());
     }
@@ -102,11 +100,7 @@ async fn list_services(
     post,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services",
     tag = "services",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-    ),
+    params(EnvironmentPath),
     request_body(content = Object, content_type = "application/json"),
     responses(
         (status = 201, description = "success", body = Object),
@@ -117,24 +111,18 @@ async fn list_services(
 async fn create_service(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e)): Path<(String, String, String)>,
+    Path(at): Path<EnvironmentPath>,
     Body(spec): Body<ServiceSpec>,
 ) -> ApiResult<(StatusCode, Json<Service>)> {
-    p.in_workspace(&ws)?;
-    let change = Change::new("service.create", format!("{ws}/{proj}/{e}/{}", spec.slug));
+    p.in_workspace(&at.ws)?;
+    let change = Change::new("service.create", format!("{at}/{}", spec.slug));
     audited(&st, &p, change, async {
         p.require(Permission::ManageServices)?;
         if spec.server_id.is_some() {
             p.require(Permission::ManageServers)?;
         }
-        Ok((
-            StatusCode::CREATED,
-            Json(
-                st.platform
-                    .create_service(&env_addr(&ws, &proj, &e)?, spec)
-                    .await?,
-            ),
-        ))
+        let service = st.platform.create_service(&at.addr()?, spec).await?;
+        Ok((StatusCode::CREATED, Json(service)))
     })
     .await
 }
@@ -143,12 +131,7 @@ async fn create_service(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}",
     tag = "services",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-    ),
+    params(ServicePath),
     responses(
         (status = 200, description = "success", body = Object),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
@@ -158,28 +141,17 @@ async fn create_service(
 async fn get_service(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s)): SvcPath,
+    Path(at): Path<ServicePath>,
 ) -> ApiResult<Json<Service>> {
-    p.in_workspace(&ws)?;
-    p.require(Permission::Read)?;
-    Ok(Json(
-        st.platform
-            .service(&service_addr(&ws, &proj, &e, &s)?)
-            .await?
-            .value,
-    ))
+    let addr = at.authorize(&p, Permission::Read)?;
+    Ok(Json(st.platform.service(&addr).await?.value))
 }
 
 #[utoipa::path(
     patch,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}",
     tag = "services",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-    ),
+    params(ServicePath),
     request_body(content = Object, content_type = "application/json"),
     responses(
         (status = 200, description = "success", body = Object),
@@ -190,22 +162,18 @@ async fn get_service(
 async fn update_service(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s)): SvcPath,
+    Path(at): Path<ServicePath>,
     Body(patch): Body<ServicePatch>,
 ) -> ApiResult<Json<Service>> {
-    p.in_workspace(&ws)?;
-    let change = Change::new("service.update", format!("{ws}/{proj}/{e}/{s}"))
+    p.in_workspace(&at.ws)?;
+    let change = Change::new("service.update", at.to_string())
         .details(json!({ "fields": patch_fields(&patch) }));
     audited(&st, &p, change, async {
         p.require(Permission::ManageServices)?;
         if patch.server_id.is_some() {
             p.require(Permission::ManageServers)?;
         }
-        Ok(Json(
-            st.platform
-                .update_service(&service_addr(&ws, &proj, &e, &s)?, patch)
-                .await?,
-        ))
+        Ok(Json(st.platform.update_service(&at.addr()?, patch).await?))
     })
     .await
 }
@@ -246,10 +214,7 @@ struct LogsQuery {
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/logs",
     tag = "services",
     params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
+        ServicePath,
         ("follow" = Option<bool>, Query, description = "keep streaming new lines"),
         ("tail" = Option<usize>, Query, description = "only the last N lines of history"),
         ("process" = Option<String>, Query, description = "only this process type's workloads (`web`, `worker`, ...)"),
@@ -265,10 +230,10 @@ struct LogsQuery {
 async fn service_logs(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s)): SvcPath,
+    Path(at): Path<ServicePath>,
     Params(q): Params<LogsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    p.in_workspace(&ws)?;
+    p.in_workspace(&at.ws)?;
     p.require(Permission::Read)?;
     let tail = q.tail.map(|t| t.min(10_000));
     // Only a followed log stays open (and counts); history alone ends by itself.
@@ -283,12 +248,7 @@ async fn service_logs(
     };
     let lines = st
         .platform
-        .logs(
-            &service_addr(&ws, &proj, &e, &s)?,
-            &selector,
-            q.follow,
-            tail,
-        )
+        .logs(&at.addr()?, &selector, q.follow, tail)
         .await?;
     let stream = lines.map(|line| {
         Ok(match line {
@@ -333,12 +293,7 @@ struct ExecResult {
     post,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/exec",
     tag = "services",
-    params(
-        ("ws" = String, Path, description = "workspace slug"),
-        ("p" = String, Path, description = "project slug"),
-        ("e" = String, Path, description = "environment name"),
-        ("s" = String, Path, description = "service slug"),
-    ),
+    params(ServicePath),
     request_body = ExecBody,
     responses(
         (status = 200, description = "the command ran", body = ExecResult),
@@ -350,12 +305,12 @@ struct ExecResult {
 async fn service_exec(
     p: Principal,
     State(st): State<AppState>,
-    Path((ws, proj, e, s)): SvcPath,
+    Path(at): Path<ServicePath>,
     Body(req): Body<ExecBody>,
 ) -> ApiResult<Json<ExecResult>> {
-    p.in_workspace(&ws)?;
+    p.in_workspace(&at.ws)?;
     // The program only: arguments may carry credentials.
-    let change = Change::new("service.exec", format!("{ws}/{proj}/{e}/{s}")).details(
+    let change = Change::new("service.exec", at.to_string()).details(
         json!({ "program": req.command.first(), "process": req.process, "replica": req.replica }),
     );
     audited(&st, &p, change, async {
@@ -367,12 +322,7 @@ async fn service_exec(
         };
         let out = st
             .platform
-            .exec(
-                &service_addr(&ws, &proj, &e, &s)?,
-                &selector,
-                req.command,
-                timeout,
-            )
+            .exec(&at.addr()?, &selector, req.command, timeout)
             .await?;
         Ok(Json(ExecResult {
             exit_code: out.exit_code,

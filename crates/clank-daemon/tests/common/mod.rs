@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clank_core::runtime::{OwnerFilter, Runtime};
@@ -22,30 +23,54 @@ pub(crate) struct Daemon {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub(crate) task: Option<tokio::task::JoinHandle<Result<(), DaemonError>>>,
     pub(crate) dir: tempfile::TempDir,
+    /// The embedded proxy's HTTP address, when the settings configure a proxy.
+    pub(crate) proxy_addr: Option<SocketAddr>,
+    /// Every response body [`Daemon::call`] has seen, to check secrets never appear in any.
+    pub(crate) bodies: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
+    /// On native processes, with the API limits `limits`.
     pub(crate) async fn start(limits: ApiLimits) -> Daemon {
+        Daemon::start_on("process", |s| s.limits = limits).await
+    }
+
+    /// On `runtime` with the settings `tweak` makes; with a proxy configured, the embedded
+    /// proxy serves HTTP on a loopback port of its own ([`Daemon::proxy_addr`]).
+    pub(crate) async fn start_on(runtime: &str, tweak: impl FnOnce(&mut Settings)) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         // The native runtime runs the test app as its workspace's own user (tests run as
         // root): its way into the app's directory must be open.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
             .unwrap();
-        let daemon = DaemonConfig {
+        let mut settings = Settings::from(DaemonConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("data"),
-            runtime: "process".into(),
+            runtime: runtime.into(),
             proxy: None,
             agent_listen: None,
             agent_tls: true,
             ..DaemonConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind(daemon.listen).await.unwrap();
+        });
+        tweak(&mut settings);
+        let listener = tokio::net::TcpListener::bind(settings.daemon.listen)
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
+        let mut proxy_listeners = clank_daemon::ProxyListeners::default();
+        if settings.daemon.proxy.is_some() {
+            proxy_listeners.http =
+                Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let proxy_addr = proxy_listeners
+            .http
+            .as_ref()
+            .map(|l| l.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(clank_daemon::serve(
-            Settings { daemon, limits },
+        let task = tokio::spawn(clank_daemon::serve_with_proxy(
+            settings,
             listener,
+            proxy_listeners,
             async move {
                 let _ = stopped.await;
             },
@@ -56,6 +81,8 @@ impl Daemon {
             stop: Some(stop),
             task: Some(task),
             dir,
+            proxy_addr,
+            bodies: Default::default(),
         };
         // A client of its own, dropped after: its pooled connection holds no slot of the cap.
         let probe = reqwest::Client::new();
@@ -96,19 +123,30 @@ impl Daemon {
         if let Some(b) = body {
             r = r.json(&b);
         }
-        // A pooled connection the server closed as idle is retried once on a fresh one.
-        let retry = r.try_clone().unwrap();
-        let resp = match r.send().await {
-            Ok(resp) => resp,
-            Err(e) if e.is_request() => retry.send().await.unwrap(),
-            Err(e) => panic!("{e}"),
-        };
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let (status, text) = send(r).await;
+        self.bodies.lock().unwrap().push(text.clone());
+        (status, json_or_text(text))
+    }
+
+    /// POST `body` as it is, with `headers` (JSON unless they name a content type).
+    pub(crate) async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (StatusCode, Value) {
+        let mut r = self.http.post(self.url(path)).body(body.to_vec());
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            r = r.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        let (status, text) = send(r).await;
+        (status, json_or_text(text))
     }
 
     pub(crate) async fn ok(
@@ -234,6 +272,101 @@ impl Daemon {
         }
         remove_workloads(self.dir.path().join("data/processes")).await;
     }
+
+    /// Shut down and wait for `serve` to return, whether or not it ended cleanly.
+    pub(crate) async fn stop_whatever_the_outcome(mut self) {
+        self.begin_shutdown();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        remove_workloads(self.dir.path().join("data/processes")).await;
+    }
+}
+
+/// Send `r`: the status and body text. A pooled connection the server closed (idle, or after
+/// answering early: a 413 before reading a huge body) is retried once on a fresh one.
+pub(crate) async fn send(r: reqwest::RequestBuilder) -> (StatusCode, String) {
+    let retry = r.try_clone().unwrap();
+    let resp = match r.send().await {
+        Ok(resp) => resp,
+        Err(e) if e.is_request() => retry.send().await.unwrap(),
+        Err(e) => panic!("{e}"),
+    };
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+/// A body as JSON, or as a JSON string when it is not JSON.
+pub(crate) fn json_or_text(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+/// One JSON request to the API at `addr` (a daemon this test did not start in-process).
+pub(crate) async fn call_at(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut r = http.request(method, format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let (status, text) = send(r).await;
+    (status, json_or_text(text))
+}
+
+/// [`call_at`] that must succeed: the body.
+pub(crate) async fn ok_at(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let (status, v) = call_at(
+        &reqwest::Client::new(),
+        addr,
+        token,
+        method.clone(),
+        path,
+        body,
+    )
+    .await;
+    assert!(status.is_success(), "{method} {path} → {status}: {v}");
+    v
+}
+
+/// `POST /v1/init` of workspace `acme` at `addr`: its Owner's token.
+pub(crate) async fn init_at(addr: SocketAddr) -> String {
+    ok_at(
+        addr,
+        None,
+        Method::POST,
+        "/v1/init",
+        Some(json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"})),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Docker with the test app image loaded, or `None`: the test skips (CI fails instead).
+pub(crate) async fn docker_with_testapp() -> Option<clank_docker::DockerRuntime> {
+    let docker = match clank_docker::DockerRuntime::connect().await {
+        Ok(d) => d,
+        Err(e) => return clank_testkit::runtime::skip_or_fail("a Docker Engine", &e.to_string()),
+    };
+    clank_testkit::testapp::docker::ensure_testapp_image(docker.client())
+        .await
+        .unwrap();
+    Some(docker)
 }
 
 /// The native runtime's workloads outlive the daemon (a restart adopts them): end them.
@@ -275,4 +408,45 @@ impl Drop for ProxyReaper {
                 .status();
         }
     }
+}
+
+/// A loopback address on a free port (bound and released).
+pub(crate) fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The released `clank-daemon` binary serving `data` on `api`, configured by `env` (besides
+/// `CLANK_DATA`, `CLANK_LISTEN` and a `warn` log), once it answers `/v1/health` (within 10 s).
+pub(crate) async fn spawn_daemon(
+    data: &std::path::Path,
+    api: SocketAddr,
+    env: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clank-daemon"))
+        .env("CLANK_DATA", data)
+        .env("CLANK_LISTEN", api.to_string())
+        .env("CLANK_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..400 {
+        if http
+            .get(format!("http://{api}/v1/health"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("clank-daemon did not come up on {api}");
 }

@@ -1,0 +1,181 @@
+//! The agent tests' one harness: the real daemon in-process as the control plane (REST API on
+//! loopback, TLS agent endpoint), restartable on the same data directory and ports; free
+//! loopback addresses; Docker with the test app image, or a skip.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clank_daemon::DaemonConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A loopback address on a free port (bound and released).
+pub(crate) fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], clank_testkit::pebble::free_port()))
+}
+
+/// Docker with the test app image loaded, or `None`: the test skips (CI fails instead).
+pub(crate) async fn docker_with_testapp() -> Option<clank_docker::DockerRuntime> {
+    match clank_docker::DockerRuntime::connect().await {
+        Ok(d) => {
+            clank_testkit::testapp::docker::ensure_testapp_image(d.client())
+                .await
+                .unwrap();
+            Some(d)
+        }
+        Err(e) => clank_testkit::runtime::skip_or_fail("a Docker Engine", &e.to_string()),
+    }
+}
+
+/// The daemon serving in-process until shut down (or dropped).
+pub(crate) struct ControlPlane {
+    pub(crate) api: SocketAddr,
+    pub(crate) agents: SocketAddr,
+    pub(crate) data: PathBuf,
+    pub(crate) http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Serve with its data in `data`, workloads on `runtime`, the REST API on `api` (port 0:
+    /// any free one) and the agent endpoint on `agents`.
+    pub(crate) async fn start(
+        data: &Path,
+        runtime: &str,
+        api: SocketAddr,
+        agents: SocketAddr,
+    ) -> ControlPlane {
+        let config = DaemonConfig {
+            listen: api,
+            data_dir: data.to_owned(),
+            runtime: runtime.into(),
+            proxy: None,
+            agent_listen: Some(agents),
+            agent_tls: true,
+            ..DaemonConfig::default()
+        };
+        let listener = tokio::net::TcpListener::bind(api).await.unwrap();
+        let api = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            clank_daemon::serve(config, listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let cp = ControlPlane {
+            api,
+            agents,
+            data: data.to_owned(),
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        for _ in 0..200 {
+            if cp.http.get(cp.url("/v1/health")).send().await.is_ok() {
+                return cp;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("daemon did not come up");
+    }
+
+    /// Signal shutdown and wait (up to 30 s) for `serve` to return.
+    pub(crate) async fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    pub(crate) async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub(crate) async fn ok(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let (s, v) = self.call(token, method.clone(), path, body).await;
+        assert!(s.is_success(), "{method} {path} → {s}: {v}");
+        v
+    }
+
+    /// The first workspace `acme` and its Owner's token.
+    pub(crate) async fn init(&self) -> String {
+        let resp = self
+            .http
+            .post(self.url("/v1/init"))
+            .json(&json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Register a server: (id, join token, endpoint fingerprint).
+    pub(crate) async fn add_server(&self, token: &str, name: &str) -> (String, String, String) {
+        let (s, v) = self
+            .call(
+                token,
+                Method::POST,
+                "/v1/workspaces/acme/servers",
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        (
+            v["server"]["id"].as_str().unwrap().to_owned(),
+            v["join_token"].as_str().unwrap().to_owned(),
+            v["control_plane_fingerprint"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The agent endpoint's certificate fingerprint (made in the data directory).
+    pub(crate) fn fingerprint(&self) -> String {
+        let pem = std::fs::read_to_string(self.data.join("agent-endpoint.crt")).unwrap();
+        clank_fleet::tls::fingerprint_of_pem(&pem).unwrap()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}

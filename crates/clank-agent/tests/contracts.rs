@@ -195,7 +195,13 @@ impl Fixture for AgentRuntimeFixture {
                     .as_deref()
                     .is_some_and(|n| n == name || clank_core::runtime::unscoped_name(n) == name);
                 if let (true, Some(id)) = (named, n.id) {
-                    let _ = docker.client().remove_network(&id).await;
+                    // The stopped agent's last containers may still be leaving the network.
+                    for _ in 0..25 {
+                        if docker.client().remove_network(&id).await.is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
                 }
             }
         }

@@ -148,15 +148,31 @@ async fn proxy(shared: &Shared, json: &str) -> Result<R, Error> {
         .map_err(|e| Error::Internal(e.to_string()))
 }
 
+/// Lines of recent history read to cover the gap between the control plane's "follow from now"
+/// and this agent attaching to the workload.
+const ATTACH_GAP_LINES: usize = 1000;
+
 /// Stream log lines as replies; the final reply (`end`) is sent by the dispatcher.
 async fn logs(shared: &Shared, id: u64, req: v1::LogsRequest) -> Result<R, Error> {
-    let options = LogOptions {
+    let mut options = LogOptions {
         follow: req.follow,
         tail: req.tail.map(|t| usize::try_from(t).unwrap_or(usize::MAX)),
     };
+    // "No history" means none before the control plane asked, not before this agent attached:
+    // take the recent history too and drop, by the runtime's timestamps, what came earlier.
+    let not_before = (req.not_before_unix_ms > 0 && req.follow && req.tail == Some(0))
+        .then(|| Timestamp::from_millis(i64::try_from(req.not_before_unix_ms).unwrap_or(i64::MAX)));
+    if not_before.is_some() {
+        options.tail = Some(ATTACH_GAP_LINES);
+    }
     let mut lines = shared.runtime.logs(&WorkloadId(req.name), options).await?;
     while let Some(line) = lines.next().await {
         let line = line?;
+        if let (Some(t), Some(at)) = (not_before, line.at)
+            && at < t
+        {
+            continue;
+        }
         reply(
             shared,
             id,

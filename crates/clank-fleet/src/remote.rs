@@ -245,10 +245,15 @@ impl Runtime for AgentRuntime {
                 format!("server {}: no workload `{}`", self.server, id.0),
             ));
         }
+        let not_before = match (options.follow, options.tail) {
+            (true, Some(0)) => u64::try_from(Timestamp::now().as_millis()).unwrap_or(0),
+            _ => 0,
+        };
         let request = v1::LogsRequest {
             name: id.0.clone(),
             follow: options.follow,
             tail: options.tail.map(|t| t as u64),
+            not_before_unix_ms: not_before,
         };
         let (call, mut rx) = self.fleet.call(self.server, Method::Logs(request)).await?;
         let fleet = self.fleet.clone();

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,10 +34,9 @@ use clank_core::id::{BuildId, DeploymentId, ServerId, ServiceId};
 use clank_core::model::{
     CancelRequest, Deployment, Environment, ProcessSpec, Project, Service, Trigger, Workspace,
 };
-use clank_core::proxy::{Cutover, Proxy, Route, Target};
+use clank_core::proxy::Proxy;
 use clank_core::runtime::{
-    OwnerFilter, Placement, PortBinding, ProbeResult, Runtime, WorkloadSpec, WorkloadState,
-    WorkloadStatus,
+    OwnerFilter, Placement, PortBinding, Runtime, WorkloadSpec, WorkloadState, WorkloadStatus,
 };
 use clank_core::secret::Keyring;
 use clank_core::store::catalog::{Catalog, Page, Versioned};
@@ -49,12 +48,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
 use crate::events::{DeployLog, Event, EventBus, EventKind, EventStream, LogEntry};
-use crate::health;
 use crate::workloads::{expected_workloads, workload_specs};
 
 mod builds;
+mod routing;
 mod stop_first;
+
 pub use builds::build_tag;
+use routing::web_addrs;
 
 /// Tunables of the engine; the defaults suit a single host.
 #[derive(Debug, Clone)]
@@ -1003,213 +1004,6 @@ impl Engine {
         }
     }
 
-    async fn web_workloads(&self, d: &Deployment) -> Result<Vec<WorkloadStatus>> {
-        Ok(self
-            .workloads_of(d)
-            .await?
-            .into_iter()
-            .filter(|w| w.owner.process == ProcessSpec::WEB)
-            .collect())
-    }
-
-    /// One round of the platform's probe of `d`'s `web` workloads (healthy only if all are).
-    async fn probe_once(&self, d: &Deployment) -> Result<ProbeResult> {
-        let check = d.snapshot.settings.health_check();
-        let web = self.web_workloads(d).await?;
-        let runtime = self.placed_for(d)?.map(|p| p.runtime);
-        let mut outcome = ProbeResult {
-            healthy: !web.is_empty(),
-            detail: "no web workload to probe".into(),
-            answered: false,
-        };
-        for w in &web {
-            let timeout = self.inner.config.probe_timeout;
-            let remote = match &runtime {
-                Some(r) => r.probe(w, &check, timeout).await?,
-                None => None,
-            };
-            outcome = match remote {
-                Some(remote) => remote,
-                None => health::probe(&check, w, timeout, self.now()).await,
-            };
-            if !outcome.healthy {
-                break;
-            }
-        }
-        if web.is_empty()
-            && d.snapshot
-                .processes
-                .get(ProcessSpec::WEB)
-                .is_none_or(|p| p.replicas == 0)
-        {
-            // Worker-only services: running is all there is to check.
-            outcome = ProbeResult {
-                healthy: true,
-                detail: "no web process; workers running".into(),
-                answered: true,
-            };
-        }
-        Ok(outcome)
-    }
-
-    /// Probe `d` until it is healthy or `budget` is over: the last outcome, and after how long.
-    async fn probe_until_healthy(
-        &self,
-        d: &Deployment,
-        budget: Duration,
-    ) -> Result<(ProbeResult, Duration)> {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(25);
-        loop {
-            let outcome = self.probe_once(d).await?;
-            if outcome.healthy || started.elapsed() + delay > budget {
-                return Ok((outcome, started.elapsed()));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
-        }
-    }
-
-    async fn probe(&self, d: &Deployment) -> Result<()> {
-        let check = d.snapshot.settings.health_check();
-        let outcome = self.probe_once(d).await?;
-        let previous = lock(&self.inner.health)
-            .get(&d.id)
-            .cloned()
-            .unwrap_or_default();
-        let next = previous.after_probe(outcome.healthy, outcome.answered, outcome.detail.clone());
-        // In progress every probe is logged; once ACTIVE only changes are.
-        let changed = std::mem::discriminant(&previous) != std::mem::discriminant(&next);
-        if d.state.status.is_in_progress() || changed {
-            self.note(
-                d,
-                format!(
-                    "health {} {}: {}",
-                    deploy::describe_health_check(&check),
-                    if outcome.healthy { "passed" } else { "failed" },
-                    outcome.detail
-                ),
-            )
-            .await;
-        }
-        lock(&self.inner.health).insert(d.id, next);
-        Ok(())
-    }
-
-    async fn target_of(&self, d: &Deployment) -> Result<Target> {
-        let addrs = web_addrs(&self.workloads_of(d).await?);
-        Ok(Target {
-            deployment: d.id,
-            addrs,
-        })
-    }
-
-    async fn switch_route(&self, service: &Service, d: &Deployment) -> Result<()> {
-        let target = self.target_of(d).await?;
-        let now = self.now();
-        let gate = d
-            .state
-            .deadline
-            .map(|dl| dl.since(now))
-            .unwrap_or(Duration::from_secs(u64::from(
-                d.snapshot.settings.deploy_timeout_s,
-            )));
-        let cutover = Cutover {
-            route: Route {
-                service: service.id,
-                endpoint: d.snapshot.endpoint.clone(),
-                target,
-            },
-            health: d.snapshot.settings.health_check(),
-            gate_timeout: gate,
-            drain_timeout: self.inner.config.drain_timeout,
-        };
-        let proxy = self.placed_on(d.snapshot.server_id)?.proxy;
-        match proxy.cutover(&cutover).await {
-            Ok(report) => {
-                // A stop-first cutover held the service's requests: they go to the new target.
-                self.release_held(service, d).await;
-                self.note(
-                    d,
-                    format!(
-                        "traffic switched to #{} (drained {} request(s) in {:.1} s, {} cut off)",
-                        d.number,
-                        report.drained_requests,
-                        report.drain_time.as_secs_f64(),
-                        report.abandoned_requests
-                    ),
-                )
-                .await;
-                Ok(())
-            }
-            Err(e @ (Error::Conflict(_) | Error::Runtime { .. })) => {
-                self.note(d, format!("cutover refused: {e}")).await;
-                lock(&self.inner.health).insert(
-                    d.id,
-                    HealthObservation::Failing {
-                        consecutive: 1,
-                        last: e.to_string(),
-                    },
-                );
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `d`'s volumes under the names the runtime knows them by: the workspace-scoped name
-    /// (`runtime::volume_runtime_name`), unless only a volume of the plain name exists for
-    /// this workspace and project — one an earlier version of Clank created, whose data the
-    /// service keeps.
-    async fn volume_mounts(&self, d: &Deployment) -> Result<Vec<clank_core::model::VolumeMount>> {
-        let scoped = crate::workloads::runtime_volumes(d);
-        if scoped.is_empty() {
-            return Ok(scoped);
-        }
-        let Some(placed) = self.placed_for(d)? else {
-            return Ok(scoped);
-        };
-        let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
-        let mut mounts = Vec::with_capacity(scoped.len());
-        for (mount, declared) in scoped.into_iter().zip(&d.snapshot.volumes) {
-            let legacy = !placed.runtime.volume_belongs(&mount.name, &labels).await?
-                && placed
-                    .runtime
-                    .volume_belongs(&declared.name, &labels)
-                    .await?;
-            mounts.push(if legacy {
-                clank_core::model::VolumeMount {
-                    name: declared.name.clone(),
-                    ..mount
-                }
-            } else {
-                mount
-            });
-        }
-        Ok(mounts)
-    }
-
-    async fn restore_route(&self, service: &Service, to: Option<DeploymentId>) -> Result<()> {
-        // The proxy of the server the service is on now: where a cutover moved the route.
-        let proxy = self.placed_on(service.server_id)?.proxy;
-        match to {
-            Some(previous) => {
-                let prev = self
-                    .inner
-                    .catalog
-                    .require::<Deployment>(&previous.to_string())
-                    .await?;
-                let route = Route {
-                    service: service.id,
-                    endpoint: prev.snapshot.endpoint.clone(),
-                    target: self.target_of(&prev).await?,
-                };
-                proxy.set_route(&route).await
-            }
-            None => proxy.remove_route(service.id).await,
-        }
-    }
-
     /// Stop and remove every workload of `d`; returns how many there were.
     async fn remove_workloads(&self, d: &Deployment) -> Result<usize> {
         let Some(placed) = self.placed_for(d)? else {
@@ -1311,15 +1105,6 @@ fn summarize(
     } else {
         WorkloadObservation::Starting
     }
-}
-
-/// Host addresses of the `web` workloads, the proxy's targets.
-fn web_addrs(workloads: &[WorkloadStatus]) -> Vec<SocketAddr> {
-    workloads
-        .iter()
-        .filter(|w| w.owner.process == ProcessSpec::WEB)
-        .filter_map(|w| w.endpoint)
-        .collect()
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -43,6 +43,7 @@ impl DemoApp {
             DemoApp::Image(tag) => (
                 ServiceSource::DockerImage {
                     image: tag.parse()?,
+                    credentials_secret: None,
                 },
                 None,
             ),
@@ -55,6 +56,7 @@ impl DemoApp {
                 (
                     ServiceSource::DockerImage {
                         image: format!("clank-demo-app:{}", digest()).parse()?,
+                        credentials_secret: None,
                     },
                     Some([("web".to_owned(), web)].into_iter().collect()),
                 )
@@ -152,16 +154,8 @@ async fn demo_service(p: &Platform, app: &DemoApp) -> Result<ServiceAddress, Box
         p.update_service(&addr, patch).await?;
         return Ok(addr);
     }
-    let mut spec = ServiceSpec {
-        slug: "hello".into(),
-        name: None,
-        source,
-        settings: Default::default(),
-        volumes: Vec::new(),
-        endpoint: None,
-        processes,
-        server_id: None,
-    };
+    let mut spec = ServiceSpec::new("hello", source);
+    spec.processes = processes;
     spec.settings.health_check_interval_s = 2;
     p.create_service(addr.environment_address(), spec).await?;
     Ok(addr)

@@ -96,6 +96,7 @@ async fn main() -> Result<(), BoxError> {
         "web",
         ServiceSource::DockerImage {
             image: testapp::IMAGE.parse()?,
+            credentials_secret: None,
         },
         now,
     )?;

@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &format!("svc{i}"),
             ServiceSource::DockerImage {
                 image: image.clone(),
+                credentials_secret: None,
             },
             now,
         )?;

@@ -256,6 +256,13 @@ export declare class Platform {
   updateService(service: string, changes: ServiceChanges): Promise<Service>;
   listServices(environment: string): Promise<Service[]>;
 
+  listTemplates(): Promise<TemplateSummary[]>;
+  template(name: string): Promise<Record<string, unknown>>;
+  createStack(environment: string, template: string, options?: CreateStackOptions): Promise<StackView>;
+  stacks(environment: string): Promise<StackView[]>;
+  stack(stack: string): Promise<StackView>;
+  upgradeStack(stack: string, options?: { to?: string; apply?: string }): Promise<StackUpgradeView>;
+
   setConfig(options: SetConfigOptions): Promise<ConfigVar[]>;
   config(scope: ConfigScope): Promise<ConfigVar[]>;
   resolvedConfig(service: string): Promise<ResolvedVar[]>;
@@ -271,4 +278,55 @@ export declare class Platform {
   /** `host:port` where the deployment's web workloads listen now. */
   endpoints(service: string, number: number): Promise<string[]>;
   events(service?: string | null): Events;
+}
+
+export interface TemplateSummary {
+  name: string;
+  title: string;
+  version: string;
+  category: string;
+  description: string;
+}
+
+export interface CreateStackOptions {
+  /** The stack's name (its app service's slug); default: from the template. */
+  name?: string;
+  inputs?: Record<string, string>;
+  /** Image overrides by template service slug. */
+  images?: Record<string, string>;
+  domain?: string;
+  lan?: boolean;
+}
+
+export interface StackServiceView {
+  template_slug: string;
+  service: string;
+  service_id: string;
+  image: string;
+  active: boolean;
+  status: string | null;
+  deployment: Deployment | null;
+}
+
+export interface StackView {
+  id: string;
+  slug: string;
+  template: string;
+  version: string;
+  available_version: string | null;
+  services: StackServiceView[];
+  variables: string[];
+  created_at: string;
+  updated_at: string;
+}
+
+export interface StackUpgradeView {
+  stack: string;
+  template: string;
+  from_version: string;
+  to_version: string;
+  changes: string[];
+  plan_id: string;
+  applied: boolean;
+  result: StackView | null;
 }

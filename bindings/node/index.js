@@ -194,6 +194,33 @@ class Platform {
     return this._call({ op: 'list_services', environment });
   }
 
+  // ---- Templates and stacks ----
+  listTemplates() {
+    return this._call({ op: 'list_templates' });
+  }
+  template(name) {
+    return this._call({ op: 'get_template', name });
+  }
+  /** Create `template`'s services in `environment` and deploy them, dependencies first. */
+  createStack(environment, template, options) {
+    const { name, inputs = {}, images = {}, domain, lan = false } = options || {};
+    const stack = { template, inputs, images, lan };
+    if (name !== undefined) stack.name = name;
+    if (domain !== undefined) stack.domain = domain;
+    return this._call({ op: 'create_stack', environment, stack });
+  }
+  stacks(environment) {
+    return this._call({ op: 'list_stacks', environment });
+  }
+  stack(stack) {
+    return this._call({ op: 'get_stack', stack });
+  }
+  /** Without `apply`: the preview (`changes`, `plan_id`); with `apply: planId`: that plan, applied. */
+  upgradeStack(stack, options) {
+    const { to = null, apply = null } = options || {};
+    return this._call({ op: 'upgrade_stack', stack, to, apply });
+  }
+
   // ---- Config ----
   /** Set plain `values`, sealed `secrets` and remove `unset` keys at one scope, all or nothing. */
   async setConfig(options) {
@@ -202,7 +229,7 @@ class Platform {
     const changes = [
       ...Object.entries(values).map(([key, value]) => ({ key, value: String(value), secret: false })),
       ...Object.entries(secrets).map(([key, value]) => ({ key, value: String(value), secret: true })),
-      ...[].concat(unset).map((key) => ({ key, value: null })),
+      ...[].concat(unset).map((key) => ({ key, unset: true })),
     ];
     return this._call({ op: 'set_config', target: tgt, changes });
   }

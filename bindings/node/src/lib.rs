@@ -1,7 +1,8 @@
 //! The private native half of the Node package: a [`clank_platform::Platform`] (its deploy
 //! engine running on napi's tokio runtime) answering JSON requests
-//! ([`clank_platform::Request`]) as Promises. `index.js` is the public API; it turns the
-//! encoded errors made by [`to_js_err`] into `ClankError` subclasses with `code` and `field`.
+//! ([`clank_platform::Request`], `clank-api`'s) as Promises. `index.js` is the public API; it
+//! turns the encoded errors made by [`to_js_err`] into `ClankError` subclasses with `code` and
+//! `field`.
 
 // napi-rs's `#[napi]` expands to `unsafe` FFI glue (Node-API calls). Our own code has no
 // `unsafe` block; this crate root is the only place it is allowed.

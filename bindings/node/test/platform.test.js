@@ -114,6 +114,39 @@ test('a secret never appears in any returned value', async () => {
   assert.ok(text.includes('********'));
 });
 
+test('a stack from a template: bad inputs change nothing, upgrades need the plan id', async () => {
+  await withPlatform('process', async (p) => {
+    await p.createProject('Shop', { slug: 'shop' });
+    const names = (await p.listTemplates()).map((t) => t.name);
+    assert.ok(names.includes('postgres') && names.includes('wordpress'));
+    assert.deepEqual(
+      (await p.template('wordpress')).services.map((s) => s.slug),
+      ['db', 'app'],
+    );
+    await rejectsWith(p.createStack('shop', 'postgres', { inputs: { nope: '1' } }), clank.InvalidInput, (e) =>
+      assert.equal(e.field, 'inputs.nope'),
+    );
+    await rejectsWith(p.createStack('shop', 'postgres', { images: { db: 'Not An Image!' } }), clank.InvalidInput, (e) =>
+      assert.equal(e.field, 'images.db'),
+    );
+    assert.deepEqual(await p.listServices('shop'), []);
+
+    const s = await p.createStack('shop', 'postgres', { name: 'db' });
+    assert.deepEqual(s.services.map((x) => x.service), ['db']);
+    assert.equal((await p.stack('shop/db')).template, 'postgres');
+    assert.deepEqual((await p.stacks('shop')).map((x) => x.slug), ['db']);
+    const pw = (await p.config({ service: 'shop/db' })).find((v) => v.key === 'POSTGRES_PASSWORD');
+    assert.equal(pw.secret, true);
+    assert.equal(pw.value, '********');
+
+    const preview = await p.upgradeStack('shop/db');
+    assert.equal(preview.applied, false);
+    await rejectsWith(p.upgradeStack('shop/db', { apply: 'not-the-plan' }), clank.Conflict);
+    const done = await p.upgradeStack('shop/db', { apply: preview.plan_id });
+    assert.equal(done.applied, true);
+  });
+});
+
 test('concurrent calls', async () => {
   await withPlatform('process', async (p) => {
     await p.createProject('Busy', { slug: 'busy' });

@@ -50,7 +50,7 @@ def set_config(
     if isinstance(unset, str):
         unset = [unset]
     for key in unset:
-        changes.append({"key": key, "value": None})
+        changes.append({"key": key, "unset": True})
     return {"op": "set_config", "target": tgt, "changes": changes}
 
 
@@ -100,3 +100,29 @@ def update_service(service: str, changes: Mapping[str, Any]) -> Request:
             field=unknown[0],
         )
     return {"op": "update_service", "service": service, "patch": dict(changes)}
+
+
+def create_stack(
+    environment: str,
+    template: str,
+    name: Optional[str],
+    inputs: Optional[Mapping[str, str]],
+    images: Optional[Mapping[str, str]],
+    domain: Optional[str],
+    lan: bool,
+) -> Request:
+    stack: Dict[str, Any] = {
+        "template": template,
+        "inputs": dict(inputs or {}),
+        "images": dict(images or {}),
+        "lan": lan,
+    }
+    if name is not None:
+        stack["name"] = name
+    if domain is not None:
+        stack["domain"] = domain
+    return {"op": "create_stack", "environment": environment, "stack": stack}
+
+
+def upgrade_stack(stack: str, to: Optional[str], apply: Optional[str]) -> Request:
+    return {"op": "upgrade_stack", "stack": stack, "to": to, "apply": apply}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from . import _native, _requests
 from . import PathLike
@@ -144,6 +144,48 @@ class Platform:
 
     def list_services(self, environment: str) -> List[Service]:
         return self._call({"op": "list_services", "environment": environment})
+
+    # ---- Templates and stacks ---------------------------------------------------------------
+
+    def list_templates(self) -> List[Dict[str, Any]]:
+        """Every template of the catalog: ``name``, ``title``, ``version``, ``category``."""
+        return self._call({"op": "list_templates"})
+
+    def template(self, name: str) -> Dict[str, Any]:
+        """A template's services, images, volumes and variables (never a value)."""
+        return self._call({"op": "get_template", "name": name})
+
+    def create_stack(
+        self,
+        environment: str,
+        template: str,
+        *,
+        name: Optional[str] = None,
+        inputs: Optional[Mapping[str, str]] = None,
+        images: Optional[Mapping[str, str]] = None,
+        domain: Optional[str] = None,
+        lan: bool = False,
+    ) -> Dict[str, Any]:
+        """Create ``template``'s services in ``environment`` (generated passwords kept as secret
+        config) and deploy them, dependencies first. ``images`` overrides a template service's
+        image (``{"db": "mirror/postgres:16.4"}``). A bad input changes nothing."""
+        return self._call(
+            _requests.create_stack(environment, template, name, inputs, images, domain, lan)
+        )
+
+    def stacks(self, environment: str) -> List[Dict[str, Any]]:
+        return self._call({"op": "list_stacks", "environment": environment})
+
+    def stack(self, stack: str) -> Dict[str, Any]:
+        """A stack (``"shop/blog"``): template, version, services with their status."""
+        return self._call({"op": "get_stack", "stack": stack})
+
+    def upgrade_stack(
+        self, stack: str, *, to: Optional[str] = None, apply: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """Without ``apply``: the preview (``changes``, ``plan_id``). With ``apply=plan_id``:
+        carry out exactly that plan (:class:`Conflict` if anything changed since)."""
+        return self._call(_requests.upgrade_stack(stack, to, apply))
 
     def set_config(
         self,

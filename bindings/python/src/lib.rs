@@ -1,7 +1,8 @@
 //! `clank._native`: the private native half of the Python package. It holds a
 //! [`clank_platform::Platform`] (with its deploy engine running on a shared tokio runtime) and
-//! answers JSON requests ([`clank_platform::Request`]) either as asyncio awaitables or by
-//! blocking with the GIL released; the public API is the Python package `clank`.
+//! answers JSON requests ([`clank_platform::Request`], `clank-api`'s) either as asyncio
+//! awaitables or by blocking with the GIL released; the public API is the Python package
+//! `clank`.
 //!
 //! Every platform error leaves through [`error::to_py_err`], the one mapping from
 //! `ErrorKind` to the exception classes defined in `clank/errors.py`.

@@ -137,6 +137,52 @@ def test_a_secret_never_appears_in_any_returned_value(data_dir: Path) -> None:
     assert "********" in text
 
 
+# ---- Templates and stacks --------------------------------------------------------------------
+
+
+def test_stack_from_a_template_with_its_secret_never_returned_and_upgrades_only_by_plan_id(
+    data_dir: Path,
+) -> None:
+    async def main() -> None:
+        async with await clank.Platform.open(data_dir, runtime="process") as p:
+            await p.create_project("Shop", slug="shop")
+            names = [t["name"] for t in await p.list_templates()]
+            assert "postgres" in names and "wordpress" in names
+            wp = await p.template("wordpress")
+            assert [s["slug"] for s in wp["services"]] == ["db", "app"]
+
+            with pytest.raises(clank.InvalidInput) as bad:
+                await p.create_stack("shop", "postgres", inputs={"nope": "1"})
+            assert bad.value.field == "inputs.nope"
+            with pytest.raises(clank.InvalidInput) as unknown:
+                await p.create_stack("shop", "no-such-template")
+            assert unknown.value.field == "template"
+            assert await p.list_services("shop") == []
+
+            s = await p.create_stack("shop", "postgres", name="db", inputs={"database": "orders"})
+            assert s["template"] == "postgres" and [x["service"] for x in s["services"]] == ["db"]
+            assert (await p.stack("shop/db"))["slug"] == "db"
+            assert [x["slug"] for x in await p.stacks("shop")] == ["db"]
+            with pytest.raises(clank.InvalidInput) as taken:
+                await p.create_stack("shop", "postgres", name="db")
+            assert taken.value.field == "name"
+
+            config = await p.config(service="shop/db")
+            by_key = {v["key"]: v for v in config}
+            assert by_key["POSTGRES_PASSWORD"]["secret"] is True
+            assert by_key["POSTGRES_PASSWORD"]["value"] == "********"
+            assert by_key["POSTGRES_DB"]["value"] == "orders"
+
+            preview = await p.upgrade_stack("shop/db")
+            assert preview["applied"] is False and preview["plan_id"]
+            with pytest.raises(clank.Conflict):
+                await p.upgrade_stack("shop/db", apply="not-the-plan")
+            done = await p.upgrade_stack("shop/db", apply=preview["plan_id"])
+            assert done["applied"] is True
+
+    run(main())
+
+
 # ---- Concurrency -----------------------------------------------------------------------------
 
 

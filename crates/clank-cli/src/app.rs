@@ -1,8 +1,13 @@
 //! The state every command shares (`App`: client, output mode, address defaults), turning
 //! addresses into API paths, printing human or JSON output, and following a deployment.
 
+use std::collections::HashSet;
+
+use clank_api::{DeploymentView, Event, EventKind};
 use clank_core::address::{AddressDefaults, EnvironmentAddress, ProjectAddress, ServiceAddress};
-use serde_json::{Value, json};
+use clank_core::deploy::DeploymentStatus;
+use clank_core::model::{Role, StatusChange};
+use serde::Serialize;
 
 use crate::client::{CliError, Client};
 
@@ -52,13 +57,11 @@ impl App {
         format!("/v1/workspaces/{}", self.defaults.workspace)
     }
 
+    /// Print `value`: as JSON with `--json`, else as `human` renders it.
     #[allow(clippy::print_stdout)]
-    pub(crate) fn show(&self, value: &Value, human: impl FnOnce(&Value) -> String) {
+    pub(crate) fn show<T: Serialize + ?Sized>(&self, value: &T, human: impl FnOnce(&T) -> String) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            );
+            println!("{}", pretty_json(value));
         } else {
             println!("{}", human(value));
         }
@@ -67,80 +70,93 @@ impl App {
     /// Follow a deployment's events; Ok(true) when it ended ACTIVE.
     #[allow(clippy::print_stdout)]
     pub(crate) async fn follow(&self, service_path: &str, number: u64) -> Result<bool, CliError> {
-        let mut last = String::new();
+        let mut last: Option<DeploymentStatus> = None;
         let json = self.json;
+        let path = format!("{service_path}/deployments/{number}/events");
         // A transition can arrive both in the first status's history and as an event (the
         // daemon subscribes before it reads the status); a status never repeats one, so each
         // (from, to) is printed once.
-        let mut printed = std::collections::HashSet::<(String, String)>::new();
+        let mut printed = HashSet::<(Option<DeploymentStatus>, DeploymentStatus)>::new();
+        let mut transition = |change: &StatusChange| {
+            let first = printed.insert((change.from, change.to));
+            if let (false, true, Some(from)) = (json, first, change.from) {
+                let reason = change
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                println!("#{number} {from} → {}{reason}", change.to);
+            }
+        };
         self.client
-            .sse(
-                &format!("{service_path}/deployments/{number}/events"),
-                |name, data| {
-                    if json {
-                        println!("{}", json!({ "event": name, "data": data }));
+            .sse(&path, |name, data| {
+                if json {
+                    println!("{}", raw_event(name, data));
+                }
+                match name {
+                    "status" => {
+                        let d: DeploymentView = self.client.event(&path, name, data)?;
+                        // What happened before we connected, so the output never depends on
+                        // timing.
+                        d.history.iter().for_each(&mut transition);
+                        last = Some(d.status);
                     }
-                    match name {
-                        "status" => {
-                            // What happened before we connected, so the output never depends on timing.
-                            for h in data["history"].as_array().into_iter().flatten() {
-                                if let (Some(from), Some(to)) =
-                                    (h["from"].as_str(), h["to"].as_str())
-                                {
-                                    let reason = h["reason"]
-                                        .as_str()
-                                        .map(|r| format!(": {r}"))
-                                        .unwrap_or_default();
-                                    let first = printed.insert((from.to_owned(), to.to_owned()));
-                                    if !json && first {
-                                        println!("#{number} {from} → {to}{reason}");
-                                    }
-                                }
+                    "transition" | "log" => {
+                        let event: Event = self.client.event(&path, name, data)?;
+                        match event.kind {
+                            EventKind::Transition { from, to, reason } => {
+                                transition(&StatusChange {
+                                    at: event.at,
+                                    from: Some(from),
+                                    to,
+                                    reason,
+                                });
+                                last = Some(to);
                             }
-                            last = data["status"].as_str().unwrap_or_default().to_owned();
-                        }
-                        "transition" => {
-                            let (from, to) = (
-                                data["from"].as_str().unwrap_or("?"),
-                                data["to"].as_str().unwrap_or("?"),
-                            );
-                            let reason = data["reason"]
-                                .as_str()
-                                .map(|r| format!(": {r}"))
-                                .unwrap_or_default();
-                            let first = printed.insert((from.to_owned(), to.to_owned()));
-                            if !json && first {
-                                println!("#{number} {from} → {to}{reason}");
+                            EventKind::Log { message } if !json => {
+                                println!("#{number}   {message}");
                             }
-                            last = to.to_owned();
+                            _ => {}
                         }
-                        "log" if !json => println!(
-                            "#{number}   {}",
-                            data["message"].as_str().unwrap_or_default()
-                        ),
-                        _ => {}
                     }
-                },
-            )
+                    _ => {}
+                }
+                Ok(())
+            })
             .await?;
-        if last.is_empty()
-            || !matches!(
-                last.as_str(),
-                "ACTIVE" | "FAILED" | "CANCELLED" | "SUPERSEDED"
-            )
-        {
+        let status = match last {
+            Some(s) if s == DeploymentStatus::Active || s.is_terminal() => s,
             // The stream ended early (daemon restart): read the outcome.
-            let d: Value = self
-                .client
-                .get(&format!("{service_path}/deployments/{number}"))
-                .await?;
-            last = d["status"].as_str().unwrap_or_default().to_owned();
-        }
+            _ => {
+                let d: DeploymentView = self
+                    .client
+                    .get(&format!("{service_path}/deployments/{number}"))
+                    .await?;
+                d.status
+            }
+        };
         if !json {
-            println!("#{number} is {last}");
+            println!("#{number} is {status}");
         }
-        Ok(last == "ACTIVE")
+        Ok(status == DeploymentStatus::Active)
     }
+}
+
+/// A stream event as `--json` prints it, one line: `{"data": ..., "event": name}`, the data as
+/// the daemon sent it (JSON, or a string when it is plain text). Free-form by design: the
+/// event's fields pass through untouched.
+pub(crate) fn raw_event(name: &str, data: &str) -> String {
+    let data =
+        serde_json::from_str(data).unwrap_or_else(|_| serde_json::Value::String(data.to_owned()));
+    serde_json::json!({ "event": name, "data": data }).to_string()
+}
+
+/// `value` as indented JSON with its keys sorted (through a `serde_json::Value`): the
+/// daemon's answer as the CLI always printed it, whatever order a type declares its fields in.
+pub(crate) fn pretty_json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_value(value)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_default()
 }
 
 /// Percent-escape a query value (anything but unreserved characters).
@@ -155,8 +171,24 @@ pub(crate) fn url_escape(s: &str) -> String {
         .collect()
 }
 
-pub(crate) fn lines(v: &Value, f: impl Fn(&Value) -> String) -> String {
-    v.as_array()
-        .map(|a| a.iter().map(f).collect::<Vec<_>>().join("\n"))
+/// One line per item.
+pub(crate) fn lines<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
+    items.iter().map(f).collect::<Vec<_>>().join("\n")
+}
+
+/// A unit enum's name on the wire (`developer`, `awaiting_enrollment`, `SUCCEEDED`): how the
+/// CLI always printed it, from the one serde definition.
+pub(crate) fn wire_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value)
         .unwrap_or_default()
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// A role as the CLI takes it (`owner`, `admin`, `developer`, `viewer`).
+pub(crate) fn parse_role(s: &str) -> Result<Role, String> {
+    Role::ALL
+        .into_iter()
+        .find(|r| wire_name(r).eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("`{s}` is not a role: owner, admin, developer or viewer"))
 }

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use clank_api::ErrorBody;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 /// A failed call, with the daemon's error body when there is one.
 #[derive(Debug)]
@@ -101,27 +101,112 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, r: reqwest::RequestBuilder) -> Result<T, CliError> {
-        let resp = r.send().await.map_err(|e| {
-            CliError::new(format!("cannot reach the daemon at {}: {e}", self.url), 1)
-        })?;
-        let status = resp.status();
-        let body: Value = if status == reqwest::StatusCode::NO_CONTENT {
-            Value::Null
-        } else {
-            resp.json()
-                .await
-                .map_err(|e| CliError::new(format!("unreadable answer ({status}): {e}"), 1))?
-        };
-        if status.is_success() {
-            return serde_json::from_value(body)
-                .map_err(|e| CliError::new(format!("unexpected answer: {e}"), 1));
+    /// Send, and read the answer as `T`: a success body that does not parse is an error saying
+    /// so (never a default), a failure body the daemon's [`ErrorBody`].
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, reqwest::Body)>,
+    ) -> Result<T, CliError> {
+        let mut r = self.request(method.clone(), path);
+        if let Some((content_type, body)) = body {
+            r = r.header("content-type", content_type).body(body);
         }
-        Err(refusal(status, &body))
+        let resp = r.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| {
+            CliError::new(
+                format!(
+                    "the daemon at {} answered {method} {path} ({status}) but the body broke off: {e}",
+                    self.url
+                ),
+                1,
+            )
+        })?;
+        self.answer(&method, path, status, &bytes)
+    }
+
+    /// The answer's body as `T`, or the refusal it carries.
+    fn answer<T: DeserializeOwned>(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        status: reqwest::StatusCode,
+        bytes: &[u8],
+    ) -> Result<T, CliError> {
+        if !status.is_success() {
+            return Err(self.refusal(method, path, status, bytes));
+        }
+        // No content (204, or an empty body) reads as JSON `null`: `()` or `None`.
+        let body: &[u8] = if bytes.is_empty() { b"null" } else { bytes };
+        serde_json::from_slice(body).map_err(|e| self.not_understood(method, path, &e))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> CliError {
+        CliError::new(format!("cannot reach the daemon at {}: {e}", self.url), 1)
+    }
+
+    /// A body that does not parse into the type this CLI expects: most likely a daemon of
+    /// another version.
+    fn not_understood(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        e: &serde_json::Error,
+    ) -> CliError {
+        CliError::new(
+            format!(
+                "the daemon at {} answered {method} {path} with a body this clank (version {}) \
+                 does not understand: {e}; are the CLI and daemon the same version?",
+                self.url,
+                env!("CARGO_PKG_VERSION"),
+            ),
+            1,
+        )
+    }
+
+    /// The daemon's error answer as a CLI error: its message and field, the exit code by class
+    /// (2 bad input, 3 auth, 4 not found, 1 anything else).
+    fn refusal(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        status: reqwest::StatusCode,
+        body: &[u8],
+    ) -> CliError {
+        let code = match status.as_u16() {
+            400 | 413 | 422 => 2,
+            401 | 403 => 3,
+            404 => 4,
+            _ => 1,
+        };
+        let message = match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(ErrorBody { message, field, .. }) => {
+                let field = field.map(|f| format!(" (field `{f}`)")).unwrap_or_default();
+                format!("{message}{field}")
+            }
+            // Not the daemon's error shape: a proxy in between, or another program.
+            Err(_) => {
+                let text = String::from_utf8_lossy(body);
+                let text = text.trim();
+                let shown: String = text.chars().take(200).collect();
+                format!(
+                    "the daemon at {} refused {method} {path} without a Clank error body{}",
+                    self.url,
+                    if shown.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {shown}")
+                    }
+                )
+            }
+        };
+        CliError::new(format!("{message} [{}]", status.as_u16()), code)
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        self.send(self.request(reqwest::Method::GET, path)).await
+        self.send(reqwest::Method::GET, path, None).await
     }
 
     pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
@@ -129,8 +214,13 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, CliError> {
-        self.send(self.request(reqwest::Method::POST, path).json(body))
+        self.send(reqwest::Method::POST, path, Some((JSON, json_body(body)?)))
             .await
+    }
+
+    /// POST an action that takes no body (deploy, cancel, rotate).
+    pub(crate) async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        self.send(reqwest::Method::POST, path, None).await
     }
 
     pub(crate) async fn patch<B: Serialize, T: DeserializeOwned>(
@@ -138,7 +228,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, CliError> {
-        self.send(self.request(reqwest::Method::PATCH, path).json(body))
+        self.send(reqwest::Method::PATCH, path, Some((JSON, json_body(body)?)))
             .await
     }
 
@@ -149,35 +239,34 @@ impl Client {
         body: Vec<u8>,
     ) -> Result<T, CliError> {
         self.send(
-            self.request(reqwest::Method::PUT, path)
-                .header("content-type", "application/octet-stream")
-                .body(body),
+            reqwest::Method::PUT,
+            path,
+            Some(("application/octet-stream", body.into())),
         )
         .await
     }
 
     pub(crate) async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        self.send(self.request(reqwest::Method::DELETE, path)).await
+        self.send(reqwest::Method::DELETE, path, None).await
     }
 
-    /// Follow a Server-Sent Events stream, calling `on_event(name, data)` per event.
+    /// Follow a Server-Sent Events stream, calling `on_event(name, data)` per event with the
+    /// event's raw data; an error the callback returns ends the stream with it.
     pub(crate) async fn sse(
         &self,
         path: &str,
-        mut on_event: impl FnMut(&str, Value),
+        mut on_event: impl FnMut(&str, &str) -> Result<(), CliError>,
     ) -> Result<(), CliError> {
         let resp = self
             .request(reqwest::Method::GET, path)
             .header("accept", "text/event-stream")
             .send()
             .await
-            .map_err(|e| {
-                CliError::new(format!("cannot reach the daemon at {}: {e}", self.url), 1)
-            })?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            return Err(refusal(status, &body));
+            .map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(self.refusal(&reqwest::Method::GET, path, status, &body));
         }
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();
@@ -190,9 +279,7 @@ impl Client {
                 let line = line.trim_end_matches(['\r', '\n']);
                 if line.is_empty() {
                     if !data.is_empty() {
-                        let value =
-                            serde_json::from_str(&data).unwrap_or(Value::String(data.clone()));
-                        on_event(&name, value);
+                        on_event(&name, &data)?;
                     }
                     name.clear();
                     data.clear();
@@ -205,21 +292,119 @@ impl Client {
         }
         Ok(())
     }
+
+    /// An event's data as `T`, or the error saying this CLI does not understand it.
+    pub(crate) fn event<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        name: &str,
+        data: &str,
+    ) -> Result<T, CliError> {
+        serde_json::from_str(data).map_err(|e| {
+            CliError::new(
+                format!(
+                    "the daemon at {} sent a `{name}` event on GET {path} this clank (version {}) \
+                     does not understand: {e}; are the CLI and daemon the same version?",
+                    self.url,
+                    env!("CARGO_PKG_VERSION"),
+                ),
+                1,
+            )
+        })
+    }
 }
 
-/// The daemon's error answer as a CLI error: its message and field, the exit code by class
-/// (2 bad input, 3 auth, 4 not found, 1 anything else).
-fn refusal(status: reqwest::StatusCode, body: &Value) -> CliError {
-    let message = body["message"].as_str().unwrap_or("request failed");
-    let field = body["field"]
-        .as_str()
-        .map(|f| format!(" (field `{f}`)"))
-        .unwrap_or_default();
-    let code = match status.as_u16() {
-        400 | 413 | 422 => 2,
-        401 | 403 => 3,
-        404 => 4,
-        _ => 1,
-    };
-    CliError::new(format!("{message}{field} [{}]", status.as_u16()), code)
+const JSON: &str = "application/json";
+
+fn json_body<B: Serialize>(body: &B) -> Result<reqwest::Body, CliError> {
+    serde_json::to_vec(body)
+        .map(reqwest::Body::from)
+        .map_err(|e| CliError::new(format!("cannot encode the request: {e}"), 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use clank_api::system::WhoAmI;
+    use reqwest::{Method, StatusCode};
+
+    use super::*;
+
+    fn client() -> Client {
+        Client::new("http://127.0.0.1:7070/".into(), None)
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_is_an_error_naming_the_call_and_versions() {
+        let err = client()
+            .answer::<WhoAmI>(
+                &Method::GET,
+                "/v1/whoami",
+                StatusCode::OK,
+                br#"{"workspace": "acme"}"#,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 1);
+        for part in [
+            "the daemon at http://127.0.0.1:7070 answered GET /v1/whoami",
+            "does not understand",
+            "missing field",
+            env!("CARGO_PKG_VERSION"),
+            "same version",
+        ] {
+            assert!(err.message.contains(part), "{part}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn an_error_body_gives_its_message_field_and_exit_code() {
+        let err = client()
+            .answer::<()>(
+                &Method::POST,
+                "/v1/workspaces/acme/projects",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                br#"{"code": "invalid_input", "message": "bad slug", "field": "slug"}"#,
+            )
+            .unwrap_err();
+        assert_eq!(err.message, "bad slug (field `slug`) [422]");
+        assert_eq!(err.code, 2);
+        let err = client()
+            .answer::<()>(
+                &Method::GET,
+                "/v1/x",
+                StatusCode::NOT_FOUND,
+                br#"{"code": "not_found", "message": "no such service"}"#,
+            )
+            .unwrap_err();
+        assert_eq!(
+            (err.message.as_str(), err.code),
+            ("no such service [404]", 4)
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_a_clank_error_body_says_so_with_the_body() {
+        let err = client()
+            .answer::<()>(
+                &Method::GET,
+                "/v1/whoami",
+                StatusCode::BAD_GATEWAY,
+                b"<html>502 Bad Gateway</html>",
+            )
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("without a Clank error body: <html>502 Bad Gateway</html>")
+                && err.message.ends_with("[502]"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.code, 1);
+    }
+
+    #[test]
+    fn no_content_reads_as_unit() {
+        client()
+            .answer::<()>(&Method::DELETE, "/v1/x", StatusCode::NO_CONTENT, b"")
+            .unwrap();
+    }
 }

@@ -70,6 +70,12 @@ enum Command {
     /// Services.
     #[command(subcommand)]
     Service(ServiceCmd),
+    /// One-click templates (databases, apps with their companions).
+    #[command(subcommand)]
+    Template(commands::templates::TemplateCmd),
+    /// Stacks: a template's services, created and upgraded together.
+    #[command(subcommand)]
+    Stack(commands::templates::StackCmd),
     /// Config variables and secrets.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -191,6 +197,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Project(cmd) => projects::project(&app, cmd).await?,
         Command::Env(cmd) => projects::env(&app, cmd).await?,
         Command::Service(cmd) => services::service(&app, cmd).await?,
+        Command::Template(cmd) => commands::templates::template(&app, cmd).await?,
+        Command::Stack(cmd) => commands::templates::stack(&app, cmd).await?,
         Command::Config(cmd) => config::config(&app, cmd).await?,
         Command::Deploy { address, follow } => return deploy::deploy(&app, address, follow).await,
         Command::Rollback {

@@ -197,6 +197,7 @@ impl ConfigVar {
 
 /// A stored variable as shown to users; secrets are [`MASK`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigVarView {
     pub key: String,
     pub value: String,
@@ -255,6 +256,7 @@ impl ResolvedVar {
 
 /// A resolved variable as shown to users (`clank config explain`); secrets are [`MASK`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResolvedVarView {
     pub key: String,
     pub value: String,

@@ -735,6 +735,7 @@ mod tests {
             "api",
             ServiceSource::DockerImage {
                 image: "nginx:1.27".parse().unwrap(),
+                credentials_secret: None,
             },
             Timestamp(0),
         )

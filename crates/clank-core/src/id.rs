@@ -11,6 +11,7 @@ macro_rules! typed_id {
     ($(#[$doc:meta] $name:ident => $what:literal),* $(,)?) => {$(
         #[$doc]
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, format = "uuid"))]
         #[serde(transparent)]
         pub struct $name(uuid::Uuid);
 
@@ -84,6 +85,8 @@ typed_id! {
     TokenId => "token",
     /// One immutable record of the audit log.
     AuditEventId => "audit event",
+    /// A stack: the services one template created in an environment.
+    StackId => "stack",
 }
 
 impl WorkspaceId {

@@ -13,6 +13,8 @@ pub mod error;
 pub mod id;
 pub mod image;
 pub mod model;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod probe;
 pub mod procfile;
 pub mod proxy;

@@ -18,6 +18,7 @@ use crate::config::EnvValue;
 use crate::error::Result;
 use crate::id::{DeploymentId, EnvironmentId, ProjectId, ServiceId, WorkspaceId};
 use crate::image::ImageRef;
+use crate::secret::SecretString;
 use crate::time::Timestamp;
 
 /// Label/metadata key prefix on everything a runtime creates for Clank.
@@ -342,6 +343,7 @@ pub struct WorkloadStatus {
 
 /// Which stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     Stdout,
@@ -349,6 +351,7 @@ pub enum LogStream {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     pub stream: LogStream,
     pub line: String,
@@ -414,6 +417,47 @@ pub struct WorkloadStats {
     pub memory_limit_bytes: Option<u64>,
 }
 
+/// Credentials for a private registry: the value of a service's `credentials_secret`
+/// (`username:password`, or `username:token`). The password is a [`SecretString`] and `Debug`
+/// shows neither it nor its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: SecretString,
+}
+
+impl RegistryAuth {
+    /// Parse `username:password` (split at the first `:`, so a token may contain more).
+    /// The error names `key`, the config secret, never the value.
+    pub fn parse(key: &str, value: &SecretString) -> std::result::Result<RegistryAuth, String> {
+        match value.expose().split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                Ok(RegistryAuth {
+                    username: user.to_owned(),
+                    password: SecretString::new(password),
+                })
+            }
+            _ => Err(format!(
+                "the registry credentials secret `{key}` must hold `username:password` (or \
+                 `username:token`); set it again in that form"
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &crate::secret::MASK)
+            .finish()
+    }
+}
+
+/// Where a pull reports its progress: one human-readable line at a time (layer states with
+/// sizes, throttled by the runtime), bound for the deployment's log.
+pub type PullProgress<'a> = &'a (dyn Fn(String) + Send + Sync);
+
 /// What a runtime can do, so callers and the contract suite adapt instead of guessing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeCapabilities {
@@ -457,6 +501,26 @@ pub trait Runtime: Send + Sync + fmt::Debug {
     }
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus>;
+    /// Make sure `image` is on the host, pulling it from its registry (with `auth` when
+    /// given) if it is not, within `within`, reporting progress lines to `progress`. Returns
+    /// the image's registry digest (`sha256:…`) when the host knows it (pulled images), `None`
+    /// for local-only images and for runtimes without images.
+    ///
+    /// Errors name the image, the registry and why: the registry refused the credentials,
+    /// the image or tag does not exist, the registry could not be reached, or the pull did
+    /// not finish within `within` ([`RuntimeFailure::Timeout`](crate::RuntimeFailure)). The
+    /// default does nothing: native processes have no images, and a remote server's agent
+    /// pulls in its own `start`.
+    async fn pull(
+        &self,
+        image: &ImageRef,
+        auth: Option<&RegistryAuth>,
+        within: Duration,
+        progress: PullProgress<'_>,
+    ) -> Result<Option<String>> {
+        let _ = (image, auth, within, progress);
+        Ok(None)
+    }
     /// Make ready what starting `spec` needs, without starting anything (a container runtime:
     /// the image is on the host, pulled if it can be), so a stop-first cutover is refused
     /// before it stops the running version. Idempotent; fails as `start` would.
@@ -503,6 +567,22 @@ pub trait Placement: Send + Sync + fmt::Debug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_auth_splits_at_the_first_colon_and_never_shows_the_password() {
+        let auth = RegistryAuth::parse("REGISTRY_AUTH", &SecretString::new("bot:tok:en")).unwrap();
+        assert_eq!(auth.username, "bot");
+        assert_eq!(auth.password.expose(), "tok:en");
+        let shown = format!("{auth:?}");
+        assert!(shown.contains("bot") && !shown.contains("tok"), "{shown}");
+        for bad in ["justatoken", ":hunter2", "bob:"] {
+            let err = RegistryAuth::parse("REGISTRY_AUTH", &SecretString::new(bad)).unwrap_err();
+            assert!(
+                err.contains("`REGISTRY_AUTH`") && !err.contains(bad),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn owner_round_trips_through_labels_and_rejects_foreign_ones() {

@@ -81,6 +81,11 @@ pub struct DaemonConfig {
     /// data directory (`CLANK_WORKLOAD_ROOT`; default `<data_dir>-workloads`, beside it).
     #[serde(default)]
     pub workload_root: Option<PathBuf>,
+    /// A directory of the operator's templates (`*.toml`), added to the built-ins or
+    /// replacing the built-in of the same name (`CLANK_TEMPLATES_DIR`). A broken file stops
+    /// the start, naming the file, field and rule.
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
 }
 
 impl Default for DaemonConfig {
@@ -97,6 +102,7 @@ impl Default for DaemonConfig {
             allow_local_repositories: false,
             builder: BuilderConfig::default(),
             workload_root: None,
+            templates_dir: None,
         }
     }
 }
@@ -322,6 +328,9 @@ impl DaemonConfig {
         if let Ok(v) = std::env::var("CLANK_WORKLOAD_ROOT") {
             config.workload_root = Some(PathBuf::from(v));
         }
+        if let Ok(v) = std::env::var("CLANK_TEMPLATES_DIR") {
+            config.templates_dir = (!v.trim().is_empty()).then(|| PathBuf::from(v));
+        }
         if let Ok(v) = std::env::var("CLANK_AGENT_LISTEN") {
             config.agent_listen = if v.trim().eq_ignore_ascii_case("off") {
                 None
@@ -471,6 +480,11 @@ pub async fn serve_with_proxy(
         .builder
         .repository_policy(config.allow_local_repositories);
     options.builder = config.builder.build_settings();
+    if let Some(dir) = &config.templates_dir {
+        let catalog = clank_templates::Catalog::load(Some(dir))
+            .map_err(|e| DaemonError::Config(format!("templates_dir `{}`:\n{e}", dir.display())))?;
+        options.templates = Some(std::sync::Arc::new(catalog));
+    }
     let proxy = proxy::RunningProxy::start(&config, proxy_listeners).await?;
     options.proxy = proxy.as_ref().map(proxy::RunningProxy::as_proxy);
     let mut agent_tls = None;

@@ -1092,6 +1092,7 @@ async fn every_documented_operation_reaches_a_handler() {
             .replace("{s}", "web")
             .replace("{n}", "1")
             .replace("{name}", "edge")
+            .replace("{stack}", "blog")
             .replace("{user}", "ada@example.com")
             .replace("{id}", "0");
         assert!(

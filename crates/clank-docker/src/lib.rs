@@ -2,8 +2,9 @@
 //! socket, negotiating the API version with the engine (Docker 20.10 speaks 1.41).
 //!
 //! - [`DockerRuntime`] implements `clank_core::runtime::Runtime`: idempotent start by name
-//!   (adopting a container of the same owner, refusing one of another), image presence check
-//!   with a short pull attempt, CPU/memory limits (swap = memory, so the limit is an OOM kill),
+//!   (adopting a container of the same owner, refusing one of another), pulls from registries
+//!   with credentials, a deadline and progress lines (its errors say which
+//!   image, which registry and why), a short fallback pull in `start`, CPU/memory limits (swap = memory, so the limit is an OOM kill),
 //!   restart policies, ports published on a host address, a project network with DNS
 //!   aliases, named volumes; a failed start leaves no container behind.
 //! - [`naming`]: the names Clank gives containers and networks, and the checks that keep
@@ -20,6 +21,7 @@ mod container;
 pub mod error;
 mod logs;
 pub mod naming;
+mod pull;
 mod resources;
 mod runtime;
 

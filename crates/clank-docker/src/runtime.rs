@@ -12,12 +12,14 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerInspectResponse, ExecConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions, StatsOptions, StopContainerOptions,
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StatsOptions, StopContainerOptions,
 };
+use clank_core::image::ImageRef;
 use clank_core::runtime::{
-    ExecOutput, ExecRequest, LogOptions, LogStreamBox, OwnerFilter, Runtime, RuntimeCapabilities,
-    WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats, WorkloadStatus, append_capped,
+    ExecOutput, ExecRequest, LogOptions, LogStreamBox, OwnerFilter, PullProgress, RegistryAuth,
+    Runtime, RuntimeCapabilities, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats,
+    WorkloadStatus, append_capped,
 };
 use clank_core::{Error, InvalidInput, Result, RuntimeFailure, Timestamp};
 use futures_util::StreamExt;
@@ -35,7 +37,8 @@ pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long connecting and negotiating the API version may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a pull of a missing image may take before it counts as "cannot be pulled".
+/// How long `start` may spend pulling a missing image nobody pulled first (deployments pull
+/// beforehand, bounded by their own deadline; see [`Runtime::pull`]).
 const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Added to a stop's grace period for the engine to kill and reap the container.
 const STOP_MARGIN: Duration = Duration::from_secs(30);
@@ -119,7 +122,8 @@ impl DockerRuntime {
         })
     }
 
-    /// How long `start` may spend pulling a missing image (default 20 s).
+    /// How long `start` may spend pulling a missing image that no [`Runtime::pull`] fetched
+    /// first (default 20 s).
     pub fn with_pull_timeout(mut self, timeout: Duration) -> Self {
         self.pull_timeout = timeout;
         self
@@ -238,51 +242,25 @@ impl DockerRuntime {
             .ok_or_else(|| not_found_name(&spec.name))
     }
 
-    /// Make sure `image` is on the host, pulling it (briefly) if the engine does not have it.
+    /// Make sure `image` is on the host, pulling it (without credentials, within the pull
+    /// timeout) if the engine does not have it: the fallback for callers that did not
+    /// [`Runtime::pull`] first.
     async fn ensure_image(&self, image: &str) -> Result<()> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if http_status(&e) == Some(404) => {}
-            Err(e) => return Err(engine_error(e, Subject::Image, image)),
+        let reference: ImageRef = image.parse()?;
+        let progress = |line: String| debug!(image, "{line}");
+        match crate::pull::pull(&self.docker, &reference, None, self.pull_timeout, &progress).await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.runtime_failure() == Some(RuntimeFailure::EngineUnavailable) => Err(e),
+            Err(e) => Err(Error::runtime(
+                RuntimeFailure::ImageMissing,
+                format!(
+                    "image `{image}` is not on this Docker host and pulling it failed: {e}. \
+                     Build or load it on the host (`docker build -t {image} .` or `docker \
+                     load`), or give the service registry credentials"
+                ),
+            )),
         }
-        info!(image, "Image not on the host; trying to pull it.");
-        let options = CreateImageOptions {
-            from_image: Some(image.to_owned()),
-            ..CreateImageOptions::default()
-        };
-        let pull = async {
-            let mut progress = self.docker.create_image(Some(options), None, None);
-            while let Some(step) = progress.next().await {
-                step?;
-            }
-            Ok::<(), bollard::errors::Error>(())
-        };
-        let why = match tokio::time::timeout(self.pull_timeout, pull).await {
-            Ok(Ok(())) => match self.docker.inspect_image(image).await {
-                Ok(_) => return Ok(()),
-                Err(e) => format!("the pull finished but the image is still missing: {e}"),
-            },
-            Ok(Err(e)) => match e {
-                bollard::errors::Error::DockerResponseServerError { message, .. } => message,
-                bollard::errors::Error::DockerStreamError { error } => error,
-                other => {
-                    let mapped = engine_error(other, Subject::Image, image);
-                    if mapped.runtime_failure() == Some(RuntimeFailure::EngineUnavailable) {
-                        return Err(mapped);
-                    }
-                    mapped.to_string()
-                }
-            },
-            Err(_) => format!("the pull took longer than {:?}", self.pull_timeout),
-        };
-        Err(Error::runtime(
-            RuntimeFailure::ImageMissing,
-            format!(
-                "image `{image}` is not on this Docker host and pulling it failed ({why}); no \
-                 registry was reachable. Build or load it on the host (`docker build -t \
-                 {image} .` or `docker load`)"
-            ),
-        ))
     }
 
     /// Remove a half-created container after a failed start; failures are only logged, the
@@ -732,6 +710,16 @@ impl Runtime for DockerRuntime {
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus> {
         self.start_spec(spec).await
+    }
+
+    async fn pull(
+        &self,
+        image: &ImageRef,
+        auth: Option<&RegistryAuth>,
+        within: Duration,
+        progress: PullProgress<'_>,
+    ) -> Result<Option<String>> {
+        crate::pull::pull(&self.docker, image, auth, within, progress).await
     }
 
     async fn prepare(&self, spec: &WorkloadSpec) -> Result<()> {

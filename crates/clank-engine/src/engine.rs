@@ -16,6 +16,10 @@
 //! BUILDING deadline (`build_timeout_s`), its log streamed (batched) into the deploy log and events; `observe`
 //! reports the task's state to the planner; `CancelBuild` aborts the task. Build state is in
 //! memory: an engine restarted mid-build sees no build and the planner starts a new one.
+//!
+//! `StartWorkload` pulls the deployment's images first (`engine/pull.rs`): with the registry
+//! credentials its config secret holds, bounded by what is left of the DEPLOYING deadline, the
+//! runtime's progress lines in the deploy log, the digest recorded on the deployment.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -51,6 +55,7 @@ use crate::events::{DeployLog, Event, EventBus, EventKind, EventStream, LogEntry
 use crate::workloads::{expected_workloads, workload_specs};
 
 mod builds;
+mod pull;
 mod routing;
 mod stop_first;
 
@@ -589,7 +594,47 @@ impl Engine {
         let observed = self.observe(&service, &d, &live).await?;
         let now = self.now();
         let plan = deploy::plan(&d, &observed, now);
+        if plan.transition.is_none() {
+            self.note_waiting(&d, &observed).await?;
+        }
         self.execute(&service, &d, &observed, plan, now).await
+    }
+
+    /// A PENDING deployment waiting on a dependency says so in its `reason` (shown in the
+    /// deployment view) without changing status.
+    async fn note_waiting(&self, d: &Versioned<Deployment>, observed: &Observed) -> Result<()> {
+        let Some(dep) = &observed.waiting_on else {
+            return Ok(());
+        };
+        let reason = deploy::waiting_reason(dep);
+        if d.state.status != DeploymentStatus::Pending
+            || d.state.reason.as_deref() == Some(reason.as_str())
+        {
+            return Ok(());
+        }
+        let mut next = d.value.clone();
+        next.state.reason = Some(reason);
+        match self.inner.catalog.save_deployment(d, &next).await {
+            // Someone else wrote first: the next pass looks again.
+            Err(Error::WriteConflict { .. }) | Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first of the service's dependencies (slugs in its environment) with no ACTIVE
+    /// deployment; a missing one counts as not ACTIVE.
+    async fn first_unready_dependency(&self, service: &Service) -> Result<Option<String>> {
+        for dep in &service.depends_on {
+            let found = self
+                .inner
+                .catalog
+                .lookup::<Service>("slug", &format!("{}:{dep}", service.environment_id))
+                .await?;
+            if found.is_none_or(|s| s.active_deployment.is_none()) {
+                return Ok(Some(dep.clone()));
+            }
+        }
+        Ok(None)
     }
 
     async fn observe(
@@ -698,7 +743,13 @@ impl Engine {
                         CutoverStrategy::StopFirst(_)
                     )
             });
+        let waiting_on = if d.state.status == DeploymentStatus::Pending {
+            self.first_unready_dependency(service).await?
+        } else {
+            None
+        };
         Ok(Observed {
+            waiting_on,
             previous_active,
             newer_queued: live
                 .iter()
@@ -943,6 +994,13 @@ impl Engine {
         };
         let stop_first = self.stop_first_of(service, d).await?;
         let runtime = &self.placed_on(d.snapshot.server_id)?.runtime;
+        // Images first, bounded by the deployment's deadline, before anything is started (or,
+        // stop-first, stopped): a refused pull fails the deployment touching nothing.
+        if let pull::Pulled::Refused(why) = self.pull_images(d, runtime, &specs).await? {
+            self.note(d, format!("could not pull: {why}")).await;
+            lock(&self.inner.start_failures).insert(d.id, why);
+            return Ok(());
+        }
         let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
         let attempt = async {
             runtime

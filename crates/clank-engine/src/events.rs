@@ -3,43 +3,14 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use clank_core::deploy::DeploymentStatus;
-use clank_core::id::{DeploymentId, ServiceId};
+use clank_core::id::DeploymentId;
 use clank_core::store::{Scan, Store, Txn};
-use clank_core::{Error, Result, Timestamp};
+use clank_core::{Error, Result};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-/// Something that happened to a deployment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Event {
-    pub at: Timestamp,
-    pub service: ServiceId,
-    pub deployment: DeploymentId,
-    pub number: u64,
-    #[serde(flatten)]
-    pub kind: EventKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum EventKind {
-    Created,
-    Transition {
-        from: DeploymentStatus,
-        to: DeploymentStatus,
-        reason: Option<String>,
-    },
-    /// A line of the deploy log: what the platform did, each probe result.
-    Log {
-        message: String,
-    },
-    /// An ACTIVE deployment's workload was replaced (crash, failing health checks).
-    Restarted {
-        reason: String,
-    },
-}
+pub use clank_api::{Event, EventKind};
 
 /// Events as they happen. A follower that falls more than the buffer behind skips the lost
 /// events (the deploy log in the store keeps the full record).
@@ -67,12 +38,8 @@ impl EventBus {
     }
 }
 
-/// One persisted line of a deployment's log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LogEntry {
-    pub at: Timestamp,
-    pub message: String,
-}
+/// One persisted line of a deployment's log: the API's type, stored as it is shown.
+pub use clank_api::LogEntry;
 
 /// The deploy log in the store: `log/deployment/{id}/{millis}-{seq}` → JSON entry.
 #[derive(Debug, Default)]

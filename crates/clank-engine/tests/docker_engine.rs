@@ -241,6 +241,7 @@ async fn missing_image_fails_with_the_image_named_and_nothing_left() {
     let Some(p) = Platform::image_service(|s| {
         s.source = ServiceSource::DockerImage {
             image: "clank-no-such-image:v404".parse::<ImageRef>().unwrap(),
+            credentials_secret: None,
         };
     })
     .await

@@ -202,6 +202,7 @@ async fn byo_proxy_redeploy_whose_image_is_missing_fails_before_the_old_version_
     p.update_service(|next| {
         next.source = ServiceSource::DockerImage {
             image: "clank-no-such-image:v404".parse::<ImageRef>().unwrap(),
+            credentials_secret: None,
         };
     })
     .await;

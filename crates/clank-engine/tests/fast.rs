@@ -51,7 +51,14 @@ impl World {
     /// A `web` service running image `V1`.
     async fn image(tweak: impl FnOnce(&mut Service)) -> World {
         let image: ImageRef = V1.parse().unwrap();
-        World::with_source(ServiceSource::DockerImage { image }, tweak).await
+        World::with_source(
+            ServiceSource::DockerImage {
+                image,
+                credentials_secret: None,
+            },
+            tweak,
+        )
+        .await
     }
 
     /// A git service, built by the fake builder.
@@ -209,8 +216,13 @@ impl World {
 
     async fn use_image(&self, image: &str) {
         let image: ImageRef = image.parse().unwrap();
-        self.update_service(|s| s.source = ServiceSource::DockerImage { image })
-            .await;
+        self.update_service(|s| {
+            s.source = ServiceSource::DockerImage {
+                image,
+                credentials_secret: None,
+            }
+        })
+        .await;
     }
 
     async fn set_env(&self, key: &str, value: &str) {
@@ -768,4 +780,73 @@ async fn a_panicking_reconcile_pass_is_logged_and_the_service_is_reconciled_agai
     w.use_image(V2).await;
     let next = w.deploy().await;
     w.wait_for(next.id, DeploymentStatus::Active).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependent_stays_pending_until_its_dependency_is_active_across_a_restart() {
+    let mut w = World::image(|s| s.depends_on = vec!["db".into()]).await;
+    let web = w.deploy().await;
+    // The dependency does not exist yet: web waits, saying for what.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let waiting = w.get(web.id).await;
+    assert_eq!(waiting.state.status, DeploymentStatus::Pending);
+    assert_eq!(
+        waiting.state.reason.as_deref(),
+        Some("waiting for db to be ACTIVE")
+    );
+    assert_eq!(w.starts_of(web.id), 0, "nothing started while waiting");
+
+    w.restart_engine().await;
+    let app = w.service().await;
+    let mut db = Service::new(
+        app.workspace_id,
+        app.project_id,
+        app.environment_id,
+        "db",
+        app.source.clone(),
+        Timestamp::now(),
+    )
+    .unwrap();
+    db.settings = app.settings.clone();
+    w.catalog.create(&db).await.unwrap();
+    let db_deploy = w
+        .engine
+        .deploy(db.id, Trigger::Manual { by: None })
+        .await
+        .unwrap();
+    w.wait_for(db_deploy.id, DeploymentStatus::Active).await;
+    let active = w.wait_for(web.id, DeploymentStatus::Active).await;
+    let db_active_at = w
+        .get(db_deploy.id)
+        .await
+        .state
+        .history
+        .iter()
+        .find(|h| h.to == DeploymentStatus::Active)
+        .map(|h| h.at)
+        .unwrap();
+    let web_left_pending_at = active
+        .state
+        .history
+        .iter()
+        .find(|h| h.from == Some(DeploymentStatus::Pending))
+        .map(|h| h.at)
+        .unwrap();
+    assert!(
+        web_left_pending_at >= db_active_at,
+        "web left PENDING at {web_left_pending_at}, before db was ACTIVE at {db_active_at}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependent_whose_dependency_never_comes_fails_at_its_deadline_naming_it() {
+    let w = World::image(|s| s.depends_on = vec!["db".into()]).await;
+    let web = w.deploy().await;
+    let failed = w.wait_for(web.id, DeploymentStatus::Failed).await;
+    let reason = failed.state.reason.unwrap();
+    assert!(
+        reason.contains("waiting for db to be ACTIVE"),
+        "the reason names the dependency: {reason}"
+    );
+    assert_eq!(w.starts_of(web.id), 0);
 }

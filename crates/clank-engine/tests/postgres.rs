@@ -86,6 +86,7 @@ async fn twenty_redeploys_of_postgres_under_writes_never_share_its_data_director
     let image = postgres_image();
     let source = ServiceSource::DockerImage {
         image: image.parse().unwrap(),
+        credentials_secret: None,
     };
     let p = Platform::with_source(source, None, |s| {
         s.settings.port = Some(5432);

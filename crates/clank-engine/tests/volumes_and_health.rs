@@ -273,7 +273,10 @@ async fn two_tenants_with_the_same_slugs_and_volume_name_never_share_a_network_o
         let slug = slug.clone();
         async move {
             let image = clank_testkit::testapp::IMAGE.parse().unwrap();
-            let source = clank_core::model::ServiceSource::DockerImage { image };
+            let source = clank_core::model::ServiceSource::DockerImage {
+                image,
+                credentials_secret: None,
+            };
             let p = Platform::in_project(Some(&slug), source, None, |s| {
                 s.settings.deploy_timeout_s = 20;
                 s.volumes = vec![VolumeMount {

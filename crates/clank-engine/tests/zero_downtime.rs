@@ -73,6 +73,7 @@ async fn redeploys_under_load_through_the_proxy_fail_no_request() {
         "web",
         ServiceSource::DockerImage {
             image: testapp::IMAGE.parse().unwrap(),
+            credentials_secret: None,
         },
         now,
     )

@@ -75,29 +75,7 @@ impl Default for FleetConfig {
     }
 }
 
-/// A server as the API shows it: the stored record plus what its live session says.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ServerView {
-    #[serde(flatten)]
-    pub server: Server,
-    pub connected: bool,
-    /// Fingerprint of the running agent binary (changes with a self-update).
-    pub agent_binary_sha256: Option<String>,
-    /// Generation of the desired state, and the newest one the agent reported applied.
-    pub desired_generation: u64,
-    pub applied_generation: u64,
-    pub lease_epoch: u64,
-    pub workloads: usize,
-    pub last_update: Option<UpdateOutcome>,
-}
-
-/// What an agent reported about an offered update.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct UpdateOutcome {
-    pub version: String,
-    pub ok: bool,
-    pub message: String,
-}
+pub use clank_api::servers::{ServerView, UpdateOutcome};
 
 /// An agent binary offered to every agent.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use clank_core::store::catalog::Page;
 use clank_core::{Error, Result};
 
 use crate::Platform;
-use crate::views::{BuildLogView, BuildView, DeploymentView};
+use clank_api::{BuildLogView, BuildView, DeploymentView};
 
 /// At most this many lines of a build's log in its view (the newest ones).
 pub const BUILD_LOG_LINES: usize = 2_000;

@@ -129,6 +129,8 @@ pub struct EmbeddedOptions {
     /// Native runtime: where workloads' working directories and volumes live, outside the
     /// data directory (which they must not reach). `None`: `<data_dir>-workloads`, beside it.
     pub workload_root: Option<PathBuf>,
+    /// The template catalog (the daemon's: built-ins plus `templates_dir`); `None`: built-ins.
+    pub templates: Option<Arc<clank_templates::Catalog>>,
 }
 
 impl EmbeddedOptions {
@@ -143,6 +145,7 @@ impl EmbeddedOptions {
             repositories: Default::default(),
             builder: Default::default(),
             workload_root: None,
+            templates: None,
         }
     }
 }
@@ -342,9 +345,16 @@ pub struct PlatformBuilder {
     engine: EngineConfig,
     fleet: Option<clank_fleet::FleetConfig>,
     repositories: clank_core::validate::RepositoryPolicy,
+    templates: Option<Arc<clank_templates::Catalog>>,
 }
 
 impl PlatformBuilder {
+    /// The templates stacks are created from (default: the built-ins).
+    pub fn templates(mut self, templates: Arc<clank_templates::Catalog>) -> Self {
+        self.templates = Some(templates);
+        self
+    }
+
     /// The proxy the engine cuts services over with (default: an in-memory `RouteTable`).
     pub fn proxy(mut self, proxy: Arc<dyn Proxy>) -> Self {
         self.proxy = Some(proxy);
@@ -404,8 +414,11 @@ impl PlatformBuilder {
         if let Some(builder) = self.image_builder {
             engine = engine.with_builder(builder);
         }
-        let platform = Platform::new(catalog.clone(), engine, self.keyring.clone())
+        let mut platform = Platform::new(catalog.clone(), engine, self.keyring.clone())
             .with_repository_policy(self.repositories);
+        if let Some(templates) = self.templates {
+            platform = platform.with_templates(templates);
+        }
         Ok(match self.fleet {
             Some(config) => {
                 let fleet = clank_fleet::Fleet::open(catalog, self.keyring, config).await?;
@@ -432,6 +445,7 @@ impl Platform {
             engine: EngineConfig::default(),
             fleet: None,
             repositories: Default::default(),
+            templates: None,
         }
     }
 
@@ -452,6 +466,9 @@ impl Platform {
             .repository_policy(options.repositories.clone());
         if let Some(proxy) = options.proxy {
             builder = builder.proxy(proxy);
+        }
+        if let Some(templates) = options.templates.clone() {
+            builder = builder.templates(templates);
         }
         if let Some(image_builder) = image_builder {
             builder = builder.image_builder(image_builder);

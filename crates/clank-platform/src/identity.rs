@@ -161,13 +161,7 @@ pub fn validate_email(email: &str) -> Result<String, InvalidInput> {
     }
 }
 
-/// A workspace and its first Owner, as `init` and a new tenant ask for them.
-#[derive(Debug, Clone)]
-pub struct NewWorkspace {
-    pub workspace: String,
-    pub name: String,
-    pub email: String,
-}
+pub use clank_api::members::NewWorkspace;
 
 /// A new workspace's first Owner: the workspace, the user and their first token's record.
 #[derive(Debug, Clone)]
@@ -177,51 +171,7 @@ pub struct FirstOwner {
     pub token: ApiToken,
 }
 
-/// A member with the user's name and email (absent only for a user record that is gone).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct MemberView {
-    #[serde(flatten)]
-    pub member: Member,
-    pub name: Option<String>,
-    pub email: Option<String>,
-}
-
-/// What a removal took with it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct MemberRemoved {
-    pub user: UserId,
-    pub email: Option<String>,
-    pub role: Role,
-    pub tokens_deleted: usize,
-}
-
-/// A token as listed: never its hash.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TokenInfo {
-    pub id: TokenId,
-    pub user: UserId,
-    pub name: String,
-    pub prefix: String,
-    pub role: Role,
-    pub created_at: Timestamp,
-    pub expires_at: Option<Timestamp>,
-    pub revoked: bool,
-}
-
-impl From<ApiToken> for TokenInfo {
-    fn from(t: ApiToken) -> Self {
-        TokenInfo {
-            id: t.id,
-            user: t.user_id,
-            name: t.name,
-            prefix: t.prefix,
-            role: t.role,
-            created_at: t.created_at,
-            expires_at: t.expires_at,
-            revoked: t.revoked_at.is_some(),
-        }
-    }
-}
+pub use clank_api::members::{MemberRemoved, MemberView, TokenInfo};
 
 fn first_owner(
     ws: &Workspace,

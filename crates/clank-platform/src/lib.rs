@@ -14,20 +14,17 @@ pub mod identity;
 mod ops;
 mod running;
 mod servers;
-mod views;
+mod stacks;
 mod webhook;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clank_core::address::{AddressDefaults, EnvironmentAddress, ProjectAddress, ServiceAddress};
 use clank_core::config::{self, ConfigChange, ConfigLayer, ConfigVarView, ResolvedVarView, Scope};
-use clank_core::id::ServerId;
 use clank_core::model::{
-    Deployment, Endpoint, Environment, ProcessSpec, Project, Service, ServiceSettings,
-    ServiceSource, Trigger, VolumeMount, Workspace,
+    Deployment, Environment, Project, Service, ServiceSource, Trigger, Workspace,
 };
 use clank_core::runtime::OwnerFilter;
 use clank_core::secret::Keyring;
@@ -36,83 +33,22 @@ use clank_core::{Error, InvalidInput, Result, Timestamp};
 use clank_engine::{Engine, EventStream, LogEntry};
 
 pub use builds::BUILD_LOG_LINES;
+pub use clank_api::{
+    BuildLogView, BuildRef, BuildView, DeploymentView, Request, ServicePatch, ServiceSpec,
+    TargetRef,
+};
 pub use clank_docker::{BuildSettings, FRAMEWORK_BASE_IMAGES};
 pub use embedded::{
     EmbeddedOptions, PlatformBuilder, RuntimeChoice, StoreChoice, load_or_create_keyring,
     owner_only,
 };
-pub use ops::{ChangeRef, Request, Subscription, TargetRef};
+pub use ops::Subscription;
 pub use running::{WorkloadLogLine, WorkloadLogStream, WorkloadSelector};
 pub use servers::NewServer;
-pub use views::{BuildLogView, BuildRef, BuildView, DeploymentView};
 pub use webhook::{
     Push, PushAdmission, PushDeployment, PushHead, PushLedger, REMEMBERED_BRANCHES,
     REMEMBERED_DELIVERIES, WebhookSecret, admit_push, normalize_repo_url,
 };
-
-/// What a new service looks like; everything but `slug` and `source` has the documented default.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceSpec {
-    pub slug: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    pub source: ServiceSource,
-    #[serde(default)]
-    pub settings: ServiceSettings,
-    #[serde(default)]
-    pub volumes: Vec<VolumeMount>,
-    #[serde(default)]
-    pub endpoint: Option<Endpoint>,
-    /// Process types; default: one `web` replica running the image's own command.
-    #[serde(default)]
-    pub processes: Option<BTreeMap<String, ProcessSpec>>,
-    #[serde(default)]
-    pub server_id: Option<ServerId>,
-}
-
-/// A change to a service; absent fields stay as they are. Changes apply from the next deploy.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServicePatch {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub source: Option<ServiceSource>,
-    #[serde(default)]
-    pub settings: Option<ServiceSettings>,
-    #[serde(default)]
-    pub volumes: Option<Vec<VolumeMount>>,
-    /// `Some(None)` removes the endpoint.
-    #[serde(default, with = "double_option")]
-    pub endpoint: Option<Option<Endpoint>>,
-    #[serde(default)]
-    pub processes: Option<BTreeMap<String, ProcessSpec>>,
-    /// `Some(None)` moves the service back to the platform host.
-    #[serde(default, with = "double_option")]
-    pub server_id: Option<Option<ServerId>>,
-}
-
-/// Distinguish "field absent" from "field null" for patches.
-mod double_option {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub(super) fn serialize<T: Serialize, S: Serializer>(
-        v: &Option<Option<T>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(inner) => inner.serialize(s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
-}
 
 /// Where a config variable is set, by address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +70,8 @@ pub struct Platform {
     fleet: Option<clank_fleet::Fleet>,
     /// Which repositories git services may build from (checked at create and update).
     repositories: clank_core::validate::RepositoryPolicy,
+    /// The templates stacks are created from: the built-ins unless the operator added some.
+    templates: std::sync::Arc<clank_templates::Catalog>,
 }
 
 impl Platform {
@@ -145,7 +83,15 @@ impl Platform {
             defaults: AddressDefaults::default(),
             fleet: None,
             repositories: Default::default(),
+            templates: stacks::builtin_templates(),
         }
+    }
+
+    /// Create stacks from `templates` (e.g. `Catalog::load(Some(dir))`: the built-ins and an
+    /// operator's directory) instead of the built-ins only.
+    pub fn with_templates(mut self, templates: std::sync::Arc<clank_templates::Catalog>) -> Self {
+        self.templates = templates;
+        self
     }
 
     /// Let git services build from the repositories `policy` allows (by default, only ones on
@@ -401,11 +347,13 @@ impl Platform {
             service.processes = processes;
         }
         service.server_id = spec.server_id;
+        service.depends_on = spec.depends_on;
         if let Some(server) = service.server_id {
             self.check_server(project.workspace_id, server).await?;
         }
         service.validate()?;
         self.check_source(&service.source)?;
+        self.check_dependencies(&service).await?;
         self.catalog.create(&service).await?;
         Ok(service)
     }
@@ -442,10 +390,16 @@ impl Platform {
                 }
                 next.server_id = *server;
             }
+            if let Some(deps) = &patch.depends_on {
+                next.depends_on = deps.clone();
+            }
             next.updated_at = Timestamp::now();
             next.validate()?;
             if patch.source.is_some() {
                 self.check_source(&next.source)?;
+            }
+            if patch.depends_on.is_some() {
+                self.check_dependencies(&next).await?;
             }
             match self.catalog.update(&current, &next).await {
                 Err(Error::WriteConflict { .. }) => continue,

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use clank_core::config::ConfigChange;
 use clank_core::id::ServiceId;
 use clank_core::model::Trigger;
 use clank_core::{Error, InvalidInput, Result};
@@ -15,166 +14,18 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{ConfigTarget, Platform, ServicePatch, ServiceSpec};
+use clank_api::{Request, TargetRef};
 
-/// Where a config change applies, by address: `{"service": "demo/hello"}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum TargetRef {
-    Workspace(String),
-    Project(String),
-    Environment(String),
-    Service(String),
-}
-
-/// One config edit: `value` set (as a secret when `secret`), or `null` to unset the key.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeRef {
-    pub key: String,
-    #[serde(default)]
-    pub value: Option<String>,
-    #[serde(default)]
-    pub secret: bool,
-}
-
-impl std::fmt::Debug for ChangeRef {
-    /// Never prints a value: it may be a secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangeRef")
-            .field("key", &self.key)
-            .field("set", &self.value.is_some())
-            .field("secret", &self.secret)
-            .finish()
-    }
-}
-
-/// One platform operation. Addresses are strings in the platform's address syntax
-/// (`project/service` means workspace `default`, environment `production`).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    EnsureWorkspace {
-        slug: String,
-    },
-    ListWorkspaces,
-    CreateProject {
-        #[serde(default = "default_workspace")]
-        workspace: String,
-        name: String,
-        #[serde(default)]
-        slug: Option<String>,
-    },
-    GetProject {
-        project: String,
-    },
-    ListProjects {
-        #[serde(default = "default_workspace")]
-        workspace: String,
-        #[serde(default)]
-        include_deleted: bool,
-    },
-    DeleteProject {
-        project: String,
-    },
-    CreateEnvironment {
-        project: String,
-        name: String,
-    },
-    ListEnvironments {
-        project: String,
-    },
-    CreateService {
-        environment: String,
-        spec: ServiceSpec,
-    },
-    GetService {
-        service: String,
-    },
-    UpdateService {
-        service: String,
-        patch: ServicePatch,
-    },
-    ListServices {
-        environment: String,
-    },
-    SetConfig {
-        target: TargetRef,
-        changes: Vec<ChangeRef>,
-    },
-    GetConfig {
-        target: TargetRef,
-    },
-    ResolvedConfig {
-        service: String,
-    },
-    Deploy {
-        service: String,
-    },
-    Rollback {
-        service: String,
-        number: u64,
-    },
-    Cancel {
-        service: String,
-        number: u64,
-    },
-    GetDeployment {
-        service: String,
-        number: u64,
-    },
-    ListDeployments {
-        service: String,
-        #[serde(default = "default_limit")]
-        limit: usize,
-        #[serde(default)]
-        before: Option<u64>,
-    },
-    DeployLog {
-        service: String,
-        number: u64,
-    },
-    ListBuilds {
-        service: String,
-        #[serde(default = "default_limit")]
-        limit: usize,
-        #[serde(default)]
-        before: Option<u64>,
-    },
-    /// One build with the tail of its log.
-    GetBuild {
-        service: String,
-        number: u64,
-    },
-    Wait {
-        service: String,
-        number: u64,
-        timeout_s: f64,
-    },
-    Endpoints {
-        service: String,
-        number: u64,
-    },
-}
-
-fn default_workspace() -> String {
-    "default".to_owned()
-}
-
-fn default_limit() -> usize {
-    20
-}
+use crate::{ConfigTarget, Platform};
 
 fn json<T: Serialize>(v: T) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(format!("serialize response: {e}")))
 }
 
-impl Request {
-    /// Parse a JSON request; anything malformed is [`InvalidInput`] on field `request`.
-    pub fn from_json(s: &str) -> Result<Request> {
-        serde_json::from_str(s)
-            .map_err(|e| InvalidInput::new("request", "json", format!("bad request: {e}")).into())
-    }
+/// Parse a JSON request; anything malformed is [`InvalidInput`] on field `request`.
+fn request_from_json(s: &str) -> Result<Request> {
+    serde_json::from_str(s)
+        .map_err(|e| InvalidInput::new("request", "json", format!("bad request: {e}")).into())
 }
 
 impl Platform {
@@ -234,14 +85,7 @@ impl Platform {
                     .await?,
             ),
             Request::SetConfig { target, changes } => {
-                let changes: Vec<ConfigChange> = changes
-                    .into_iter()
-                    .map(|c| match (c.value, c.secret) {
-                        (Some(v), true) => ConfigChange::set_secret(c.key, v),
-                        (Some(v), false) => ConfigChange::set_plain(c.key, v),
-                        (None, _) => ConfigChange::unset(c.key),
-                    })
-                    .collect();
+                let changes = clank_api::ConfigRequest { changes }.into_changes()?;
                 json(self.set_config(&self.target(&target)?, &changes).await?)
             }
             Request::GetConfig { target } => json(self.config(&self.target(&target)?).await?),
@@ -311,12 +155,32 @@ impl Platform {
                     .await?;
                 json(found.iter().map(|a| a.to_string()).collect::<Vec<_>>())
             }
+            Request::ListTemplates => json(self.list_templates()),
+            Request::GetTemplate { name } => json(self.template(&name)?),
+            Request::CreateStack { environment, stack } => json(
+                self.create_stack(&self.parse_environment(&environment)?, stack)
+                    .await?,
+            ),
+            Request::ListStacks { environment } => {
+                json(self.stacks(&self.parse_environment(&environment)?).await?)
+            }
+            Request::GetStack { stack } => {
+                let (env, slug) = self.parse_stack(&stack)?;
+                json(self.stack(&env, &slug).await?)
+            }
+            Request::UpgradeStack { stack, to, apply } => {
+                let (env, slug) = self.parse_stack(&stack)?;
+                json(
+                    self.upgrade_stack(&env, &slug, clank_api::StackUpgrade { to, apply })
+                        .await?,
+                )
+            }
         }
     }
 
     /// [`Platform::execute`] from and to JSON text: what the bindings call.
     pub async fn execute_json(&self, request: &str) -> Result<String> {
-        let value = self.execute(Request::from_json(request)?).await?;
+        let value = self.execute(request_from_json(request)?).await?;
         Ok(value.to_string())
     }
 

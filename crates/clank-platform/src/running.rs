@@ -10,7 +10,7 @@ use std::time::Duration;
 use clank_core::address::ServiceAddress;
 use clank_core::model::{Deployment, ProcessSpec};
 use clank_core::runtime::{
-    ExecOutput, ExecRequest, LogLine, LogOptions, OwnerFilter, Runtime, WorkloadStatus,
+    ExecOutput, ExecRequest, LogOptions, OwnerFilter, Runtime, WorkloadStatus,
 };
 use clank_core::{Error, InvalidInput, Result};
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -25,21 +25,7 @@ pub struct WorkloadSelector {
     pub replica: Option<u32>,
 }
 
-/// One line of a workload's output, with the workload it came from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct WorkloadLogLine {
-    pub process: String,
-    pub replica: u32,
-    #[serde(flatten)]
-    pub line: LogLine,
-}
-
-impl WorkloadLogLine {
-    /// `web.0`: how the CLI prefixes the line.
-    pub fn workload(&self) -> String {
-        format!("{}.{}", self.process, self.replica)
-    }
-}
+pub use clank_api::services::WorkloadLogLine;
 
 /// Lines of one or more workloads as they come.
 pub type WorkloadLogStream = BoxStream<'static, Result<WorkloadLogLine>>;
@@ -267,7 +253,7 @@ fn merge_history(
 #[cfg(test)]
 mod tests {
     use clank_core::Timestamp;
-    use clank_core::runtime::LogStream;
+    use clank_core::runtime::{LogLine, LogStream};
 
     use super::*;
 

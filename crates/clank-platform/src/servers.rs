@@ -8,16 +8,7 @@ use clank_fleet::{Fleet, ServerView};
 
 use crate::Platform;
 
-/// A registered server and its one-time join token.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NewServer {
-    pub server: ServerView,
-    /// Shown once; only its hash is kept.
-    pub join_token: String,
-    /// The agent endpoint's certificate fingerprint for the agent to pin
-    /// (`--fingerprint`); `None` when the endpoint is plain HTTP/2.
-    pub control_plane_fingerprint: Option<String>,
-}
+pub use clank_api::servers::NewServer;
 
 impl Platform {
     fn fleet_or_err(&self) -> Result<&Fleet> {

@@ -149,15 +149,7 @@ fn aad(ws: WorkspaceId) -> SecretAad {
     SecretAad::new(format!("workspace:{ws}"), "webhook_secret")
 }
 
-/// One deployment a push created.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PushDeployment {
-    pub project: String,
-    pub environment: String,
-    pub service: String,
-    pub number: u64,
-    pub deployment: DeploymentView,
-}
+pub use clank_api::webhooks::PushDeployment;
 
 /// A clone URL reduced to `host/path`, lowercase, without scheme, user, port, `.git` or
 /// trailing slash, so `https://github.com/Acme/Shop.git`, `git@github.com:acme/shop` and

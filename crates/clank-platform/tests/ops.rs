@@ -90,7 +90,7 @@ async fn requests_answer_with_views_and_errors_keep_kind_and_field() {
     let unset = call(
         &p,
         json!({"op": "set_config", "target": {"service": "shop/api"}, "changes": [
-            {"key": "MODE", "value": null},
+            {"key": "MODE", "unset": true},
         ]}),
     )
     .await

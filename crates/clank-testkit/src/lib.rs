@@ -13,6 +13,8 @@
 //! - [`gitrepo`]: local git repositories (`file://`) for build tests.
 //! - [`githttp`]: those repositories served over git's smart HTTP on loopback.
 //! - [`pebble`]: Debian's `pebble` ACME test CA on loopback.
+//! - `registry` (feature `docker`): Debian's `docker-registry` on loopback with htpasswd auth
+//!   and TLS, and test images pushed to it (and removed locally) for pull tests.
 //! - [`fakes`]: recording fakes of `Runtime`, `Proxy` and `ImageBuilder` (scripted probes,
 //!   refusals, build outcomes and panics) for fast engine tests without Docker.
 //! - [`http`]: a minimal GET client for probing workloads.
@@ -28,6 +30,8 @@ pub mod http;
 pub mod interpreters;
 pub mod pebble;
 pub mod proxy;
+#[cfg(feature = "docker")]
+pub mod registry;
 pub mod runtime;
 pub mod store;
 pub mod testapp;

@@ -1,7 +1,8 @@
 //! A service's config variables and secrets.
 
+use clank_api::{ConfigEdit, ConfigRequest};
+use clank_core::config::{ConfigVarView, ResolvedVarView};
 use clap::Subcommand;
-use serde_json::{Value, json};
 
 use crate::app::{App, lines};
 use crate::client::CliError;
@@ -33,27 +34,21 @@ pub(crate) enum ConfigCmd {
 pub(crate) async fn config(app: &App, cmd: ConfigCmd) -> Result<(), CliError> {
     match cmd {
         ConfigCmd::List { address, resolved } => {
-            let path = app.service_path(&address)?;
-            let v: Value = app
-                .client
-                .get(&format!(
-                    "{path}/config{}",
-                    if resolved { "/resolved" } else { "" }
-                ))
-                .await?;
-            app.show(&v, |v| {
-                lines(v, |c| {
-                    let source = c["source"]
-                        .as_str()
-                        .map(|s| format!("  (from {})", s.split(':').next().unwrap_or(s)))
-                        .unwrap_or_default();
-                    format!(
-                        "{}={}{source}",
-                        c["key"].as_str().unwrap_or(""),
-                        c["value"].as_str().unwrap_or("")
-                    )
-                })
-            });
+            let path = format!("{}/config", app.service_path(&address)?);
+            if resolved {
+                let vars: Vec<ResolvedVarView> =
+                    app.client.get(&format!("{path}/resolved")).await?;
+                app.show(&vars, |vars| {
+                    lines(vars, |c| {
+                        format!("{}={}  (from {})", c.key, c.value, c.source.level())
+                    })
+                });
+            } else {
+                let vars: Vec<ConfigVarView> = app.client.get(&path).await?;
+                app.show(&vars, |vars| {
+                    lines(vars, |c| format!("{}={}", c.key, c.value))
+                });
+            }
         }
         ConfigCmd::Set {
             address,
@@ -65,16 +60,20 @@ pub(crate) async fn config(app: &App, cmd: ConfigCmd) -> Result<(), CliError> {
                 let (k, v) = pair
                     .split_once('=')
                     .ok_or_else(|| CliError::new(format!("`{pair}` is not KEY=VALUE"), 2))?;
-                changes.push(json!({ "key": k, "value": v, "secret": secret }));
+                changes.push(if secret {
+                    ConfigEdit::set_secret(k, v)
+                } else {
+                    ConfigEdit::set(k, v)
+                });
             }
-            let v: Value = app
+            let vars: Vec<ConfigVarView> = app
                 .client
                 .patch(
                     &format!("{}/config", app.service_path(&address)?),
-                    &json!({ "changes": changes }),
+                    &ConfigRequest { changes },
                 )
                 .await?;
-            app.show(&v, |_| {
+            app.show(&vars, |_| {
                 format!(
                     "{} variable(s) set; they apply from the next deploy",
                     pairs.len()
@@ -82,18 +81,15 @@ pub(crate) async fn config(app: &App, cmd: ConfigCmd) -> Result<(), CliError> {
             });
         }
         ConfigCmd::Unset { address, keys } => {
-            let changes: Vec<_> = keys
-                .iter()
-                .map(|k| json!({ "key": k, "unset": true }))
-                .collect();
-            let v: Value = app
+            let changes = keys.iter().map(ConfigEdit::unset).collect();
+            let vars: Vec<ConfigVarView> = app
                 .client
                 .patch(
                     &format!("{}/config", app.service_path(&address)?),
-                    &json!({ "changes": changes }),
+                    &ConfigRequest { changes },
                 )
                 .await?;
-            app.show(&v, |_| format!("{} variable(s) unset", keys.len()));
+            app.show(&vars, |_| format!("{} variable(s) unset", keys.len()));
         }
     }
     Ok(())

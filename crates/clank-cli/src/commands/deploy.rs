@@ -2,29 +2,25 @@
 
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use clank_api::{BuildView, DeploymentView, LogEntry};
+use clank_core::model::{Service, ServiceSource, Trigger};
 
-use crate::app::{App, lines};
+use crate::app::{App, lines, wire_name};
 use crate::client::CliError;
 
 pub(crate) async fn deploy(app: &App, address: String, follow: bool) -> Result<ExitCode, CliError> {
     let path = app.service_path(&address)?;
-    let d: Value = app
+    let d: DeploymentView = app
         .client
-        .post(&format!("{path}/deployments"), &json!({}))
+        .post_empty(&format!("{path}/deployments"))
         .await?;
-    let number = d["number"].as_u64().unwrap_or_default();
     if !follow {
         app.show(&d, |d| {
-            format!(
-                "deployment #{} requested ({})",
-                d["number"],
-                d["status"].as_str().unwrap_or("")
-            )
+            format!("deployment #{} requested ({})", d.number, d.status)
         });
         return Ok(ExitCode::SUCCESS);
     }
-    Ok(if app.follow(&path, number).await? {
+    Ok(if app.follow(&path, d.number).await? {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -38,21 +34,20 @@ pub(crate) async fn rollback(
     follow: bool,
 ) -> Result<ExitCode, CliError> {
     let path = app.service_path(&address)?;
-    let d: Value = app
+    let d: DeploymentView = app
         .client
-        .post(&format!("{path}/deployments/{number}/rollback"), &json!({}))
+        .post_empty(&format!("{path}/deployments/{number}/rollback"))
         .await?;
-    let new = d["number"].as_u64().unwrap_or_default();
     if !follow {
         app.show(&d, |d| {
             format!(
                 "rollback to #{number} requested as deployment #{}",
-                d["number"]
+                d.number
             )
         });
         return Ok(ExitCode::SUCCESS);
     }
-    Ok(if app.follow(&path, new).await? {
+    Ok(if app.follow(&path, d.number).await? {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -61,31 +56,45 @@ pub(crate) async fn rollback(
 
 pub(crate) async fn cancel(app: &App, address: String, number: u64) -> Result<(), CliError> {
     let path = app.service_path(&address)?;
-    let d: Value = app
+    let d: DeploymentView = app
         .client
-        .post(&format!("{path}/deployments/{number}/cancel"), &json!({}))
+        .post_empty(&format!("{path}/deployments/{number}/cancel"))
         .await?;
-    app.show(&d, |d| format!("cancel of #{} requested", d["number"]));
+    app.show(&d, |d| format!("cancel of #{} requested", d.number));
     Ok(())
+}
+
+/// `clank status`: the service and its newest deployments (`--json`: both, as the daemon
+/// answered them).
+#[derive(serde::Serialize)]
+struct Status {
+    service: Service,
+    deployments: Vec<DeploymentView>,
 }
 
 pub(crate) async fn status(app: &App, address: String) -> Result<(), CliError> {
     let path = app.service_path(&address)?;
-    let s: Value = app.client.get(&path).await?;
-    let ds: Value = app
-        .client
-        .get(&format!("{path}/deployments?limit=5"))
-        .await?;
-    let all = json!({ "service": s, "deployments": ds });
-    app.show(&all, |v| {
+    let status = Status {
+        service: app.client.get(&path).await?,
+        deployments: app
+            .client
+            .get(&format!("{path}/deployments?limit=5"))
+            .await?,
+    };
+    app.show(&status, |s| {
+        let source = match &s.service.source {
+            ServiceSource::DockerImage { image, .. } | ServiceSource::Template { image, .. } => {
+                image.to_string()
+            }
+            ServiceSource::Git { .. } => "git".to_owned(),
+        };
         let mut out = format!(
-            "{} ({})\n",
+            "{} ({source})\n",
             app.service(&address)
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
-            v["service"]["source"]["image"].as_str().unwrap_or("git")
         );
-        out.push_str(&lines(&v["deployments"], deployment_line));
+        out.push_str(&lines(&s.deployments, deployment_line));
         out
     });
     Ok(())
@@ -93,13 +102,11 @@ pub(crate) async fn status(app: &App, address: String) -> Result<(), CliError> {
 
 pub(crate) async fn log(app: &App, address: String, number: u64) -> Result<(), CliError> {
     let path = app.service_path(&address)?;
-    let v: Value = app
+    let entries: Vec<LogEntry> = app
         .client
         .get(&format!("{path}/deployments/{number}/log"))
         .await?;
-    app.show(&v, |v| {
-        lines(v, |l| l["message"].as_str().unwrap_or("").to_owned())
-    });
+    app.show(&entries, |entries| lines(entries, |l| l.message.clone()));
     Ok(())
 }
 
@@ -113,18 +120,20 @@ pub(crate) async fn builds(
     let path = app.service_path(&address)?;
     match number {
         Some(n) => {
-            let v: Value = app.client.get(&format!("{path}/builds/{n}")).await?;
-            app.show(&v, |b| {
+            let b: BuildView = app.client.get(&format!("{path}/builds/{n}")).await?;
+            app.show(&b, |b| {
                 let mut out = build_line(b);
-                if let Some(f) = b["failure"].as_str() {
+                if let Some(f) = &b.failure {
                     out.push_str(&format!("\nfailure: {f}"));
                 }
-                if b["log"]["truncated"].as_bool() == Some(true) {
-                    out.push_str("\n(earlier log lines left out)");
-                }
-                for l in b["log"]["lines"].as_array().into_iter().flatten() {
-                    out.push('\n');
-                    out.push_str(l.as_str().unwrap_or_default());
+                if let Some(log) = &b.log {
+                    if log.truncated {
+                        out.push_str("\n(earlier log lines left out)");
+                    }
+                    for l in &log.lines {
+                        out.push('\n');
+                        out.push_str(l);
+                    }
                 }
                 out
             });
@@ -134,12 +143,12 @@ pub(crate) async fn builds(
             if let Some(b) = before {
                 q.push_str(&format!("&before={b}"));
             }
-            let v: Value = app.client.get(&q).await?;
-            app.show(&v, |v| {
-                if v.as_array().is_some_and(Vec::is_empty) {
+            let builds: Vec<BuildView> = app.client.get(&q).await?;
+            app.show(&builds, |builds| {
+                if builds.is_empty() {
                     "no builds".to_owned()
                 } else {
-                    lines(v, build_line)
+                    lines(builds, build_line)
                 }
             });
         }
@@ -147,20 +156,21 @@ pub(crate) async fn builds(
     Ok(())
 }
 
-fn deployment_line(d: &Value) -> String {
-    let build = match d["build"]["number"].as_u64() {
-        Some(n) => format!(
-            "build v{n} {}",
-            short_sha(d["build"]["commit_sha"].as_str().unwrap_or(""))
+fn deployment_line(d: &DeploymentView) -> String {
+    let build = match &d.build {
+        Some(b) => format!(
+            "build v{} {}",
+            b.number,
+            short_sha(b.commit_sha.as_deref().unwrap_or(""))
         ),
         None => String::new(),
     };
     format!(
         "#{:<4} {:<16} {:<20} {}",
-        d["number"],
-        d["status"].as_str().unwrap_or("?"),
+        d.number,
+        d.status.as_str(),
         build,
-        d["reason"].as_str().unwrap_or("")
+        d.reason.as_deref().unwrap_or("")
     )
 }
 
@@ -169,31 +179,29 @@ fn short_sha(sha: &str) -> &str {
 }
 
 /// What started a build or deployment, in a word or two.
-fn trigger_text(t: &Value) -> String {
-    match t["kind"].as_str() {
-        Some("manual") => "manual".to_owned(),
-        Some("auto_deploy") => "push".to_owned(),
-        Some("rollback_of") => format!("rollback of #{}", t["number"]),
-        Some("promotion_from") => "promotion".to_owned(),
-        _ => "?".to_owned(),
+fn trigger_text(t: Option<&Trigger>) -> String {
+    match t {
+        Some(Trigger::Manual { .. }) => "manual".to_owned(),
+        Some(Trigger::AutoDeploy { .. }) => "push".to_owned(),
+        Some(Trigger::RollbackOf { number, .. }) => format!("rollback of #{number}"),
+        Some(Trigger::PromotionFrom { .. }) => "promotion".to_owned(),
+        None => "?".to_owned(),
     }
 }
 
 /// One build as a line: number, status, commit, branch, trigger, deployment, duration.
-fn build_line(b: &Value) -> String {
+fn build_line(b: &BuildView) -> String {
     format!(
         "v{:<4} {:<10} {:<12} {:<16} {:<14} {:<6} {}",
-        b["number"],
-        b["status"].as_str().unwrap_or("?"),
-        short_sha(b["commit_sha"].as_str().unwrap_or("-")),
-        b["branch"].as_str().unwrap_or(""),
-        trigger_text(&b["trigger"]),
-        b["deployment"]
-            .as_u64()
+        b.number,
+        wire_name(&b.status),
+        short_sha(b.commit_sha.as_deref().unwrap_or("-")),
+        b.branch,
+        trigger_text(b.trigger.as_ref()),
+        b.deployment
             .map(|n| format!("#{n}"))
             .unwrap_or_else(|| "-".into()),
-        b["duration_s"]
-            .as_f64()
+        b.duration_s
             .map(|s| format!("{s:.1} s"))
             .unwrap_or_else(|| "running".into()),
     )

@@ -1,9 +1,10 @@
 //! Members of the workspace and their roles.
 
+use clank_api::members::{AddMember, MemberCreated, MemberPatch, MemberRemoved, MemberView};
+use clank_core::model::Role;
 use clap::Subcommand;
-use serde_json::{Value, json};
 
-use crate::app::{App, lines, url_escape};
+use crate::app::{App, lines, parse_role, url_escape, wire_name};
 use crate::client::CliError;
 
 #[derive(Debug, Subcommand)]
@@ -16,22 +17,26 @@ pub(crate) enum MemberCmd {
         #[arg(long)]
         name: String,
         /// owner, admin, developer or viewer.
-        #[arg(long)]
-        role: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
     },
     /// Change a member's role (by email or user id).
-    SetRole { user: String, role: String },
+    SetRole {
+        user: String,
+        #[arg(value_parser = parse_role)]
+        role: Role,
+    },
     /// Remove a member (by email or user id); their tokens in the workspace are deleted.
     Remove { user: String },
 }
 
-fn member_line(m: &Value) -> String {
+fn member_line(m: &MemberView) -> String {
     format!(
         "{:<32} {:<20} {:<10} {}",
-        m["email"].as_str().unwrap_or("?"),
-        m["name"].as_str().unwrap_or(""),
-        m["role"].as_str().unwrap_or(""),
-        m["user_id"].as_str().unwrap_or(""),
+        m.email.as_deref().unwrap_or("?"),
+        m.name.as_deref().unwrap_or(""),
+        wire_name(&m.member.role),
+        m.member.user_id,
     )
 }
 
@@ -39,51 +44,50 @@ pub(crate) async fn members(app: &App, cmd: MemberCmd) -> Result<(), CliError> {
     let base = format!("{}/members", app.ws_path());
     match cmd {
         MemberCmd::List => {
-            let v: Value = app.client.get(&base).await?;
-            app.show(&v, |v| lines(v, member_line));
+            let members: Vec<MemberView> = app.client.get(&base).await?;
+            app.show(&members, |members| lines(members, member_line));
         }
         MemberCmd::Add { email, name, role } => {
-            let v: Value = app
+            let created: MemberCreated = app
                 .client
-                .post(
-                    &base,
-                    &json!({ "name": name, "email": email, "role": role }),
-                )
+                .post(&base, &AddMember { name, email, role })
                 .await?;
-            app.show(&v, |m| {
+            app.show(&created, |m| {
                 format!(
-                    "{email} added as {role}. Their first token (shown once; hand it over now):\n{}",
-                    m["token"].as_str().unwrap_or("")
+                    "{} added as {}. Their first token (shown once; hand it over now):\n{}",
+                    m.user.email,
+                    wire_name(&m.role),
+                    m.token
                 )
             });
         }
         MemberCmd::SetRole { user, role } => {
-            let v: Value = app
+            let member: MemberView = app
                 .client
                 .patch(
                     &format!("{base}/{}", url_escape(&user)),
-                    &json!({ "role": role }),
+                    &MemberPatch { role },
                 )
                 .await?;
-            app.show(&v, |m| {
+            app.show(&member, |m| {
                 format!(
                     "{} is now {}",
-                    m["email"].as_str().unwrap_or(&user),
-                    m["role"].as_str().unwrap_or("?")
+                    m.email.as_deref().unwrap_or(&user),
+                    wire_name(&m.member.role)
                 )
             });
         }
         MemberCmd::Remove { user } => {
-            let v: Value = app
+            let removed: MemberRemoved = app
                 .client
                 .delete(&format!("{base}/{}", url_escape(&user)))
                 .await?;
-            app.show(&v, |r| {
+            app.show(&removed, |r| {
                 format!(
                     "removed {} ({}); {} token(s) deleted",
-                    r["email"].as_str().unwrap_or(&user),
-                    r["role"].as_str().unwrap_or("?"),
-                    r["tokens_deleted"]
+                    r.email.as_deref().unwrap_or(&user),
+                    wire_name(&r.role),
+                    r.tokens_deleted
                 )
             });
         }

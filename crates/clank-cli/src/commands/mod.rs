@@ -9,6 +9,7 @@ pub(crate) mod projects;
 pub(crate) mod servers;
 pub(crate) mod services;
 pub(crate) mod session;
+pub(crate) mod templates;
 pub(crate) mod tokens;
 pub(crate) mod webhook;
 pub(crate) mod workloads;

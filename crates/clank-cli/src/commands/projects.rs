@@ -1,7 +1,8 @@
 //! Projects and their environments.
 
+use clank_api::projects::{NewEnvironment, NewProject};
+use clank_core::model::{Environment, Project};
 use clap::Subcommand;
-use serde_json::{Value, json};
 
 use crate::app::{App, lines};
 use crate::client::CliError;
@@ -29,42 +30,36 @@ pub(crate) enum EnvCmd {
 pub(crate) async fn project(app: &App, cmd: ProjectCmd) -> Result<(), CliError> {
     match cmd {
         ProjectCmd::List => {
-            let v: Value = app
+            let projects: Vec<Project> = app
                 .client
                 .get(&format!("{}/projects", app.ws_path()))
                 .await?;
-            app.show(&v, |v| {
-                lines(v, |p| {
-                    format!(
-                        "{:<24} {}",
-                        p["slug"].as_str().unwrap_or(""),
-                        p["name"].as_str().unwrap_or("")
-                    )
-                })
+            app.show(&projects, |projects| {
+                lines(projects, |p| format!("{:<24} {}", p.slug, p.name))
             });
         }
         ProjectCmd::Create { name, slug } => {
-            let v: Value = app
+            let project: Project = app
                 .client
                 .post(
                     &format!("{}/projects", app.ws_path()),
-                    &json!({ "name": name, "slug": slug }),
+                    &NewProject { name, slug },
                 )
                 .await?;
-            app.show(&v, |p| {
+            app.show(&project, |p| {
                 format!(
                     "project `{}` created (network {})",
-                    p["slug"].as_str().unwrap_or(""),
-                    format_args!("clank-project-{}", p["slug"].as_str().unwrap_or(""))
+                    p.slug,
+                    p.network_name()
                 )
             });
         }
         ProjectCmd::Delete { project } => {
-            let v: Value = app.client.delete(&app.project_path(&project)?).await?;
-            app.show(&v, |p| {
+            let project: Project = app.client.delete(&app.project_path(&project)?).await?;
+            app.show(&project, |p| {
                 format!(
                     "project `{}` deleted (soft: containers and volumes untouched)",
-                    p["slug"].as_str().unwrap_or("")
+                    p.slug
                 )
             });
         }
@@ -75,25 +70,21 @@ pub(crate) async fn project(app: &App, cmd: ProjectCmd) -> Result<(), CliError> 
 pub(crate) async fn env(app: &App, cmd: EnvCmd) -> Result<(), CliError> {
     match cmd {
         EnvCmd::List { project } => {
-            let v: Value = app
+            let envs: Vec<Environment> = app
                 .client
                 .get(&format!("{}/environments", app.project_path(&project)?))
                 .await?;
-            app.show(&v, |v| {
-                lines(v, |e| e["name"].as_str().unwrap_or("").to_owned())
-            });
+            app.show(&envs, |envs| lines(envs, |e| e.name.clone()));
         }
         EnvCmd::Create { project, name } => {
-            let v: Value = app
+            let env: Environment = app
                 .client
                 .post(
                     &format!("{}/environments", app.project_path(&project)?),
-                    &json!({ "name": name }),
+                    &NewEnvironment { name },
                 )
                 .await?;
-            app.show(&v, |e| {
-                format!("environment `{}` created", e["name"].as_str().unwrap_or(""))
-            });
+            app.show(&env, |e| format!("environment `{}` created", e.name));
         }
     }
     Ok(())

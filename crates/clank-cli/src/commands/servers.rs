@@ -1,9 +1,10 @@
 //! Remote servers: register, list, join tokens, revoke, agent releases.
 
+use clank_api::servers::{NewServer, NewServerBody, ReleasePublished, ServerView};
+use clank_core::model::ServerKind;
 use clap::Subcommand;
-use serde_json::{Value, json};
 
-use crate::app::{App, lines, url_escape};
+use crate::app::{App, lines, url_escape, wire_name};
 use crate::client::CliError;
 
 #[derive(Debug, Subcommand)]
@@ -28,77 +29,87 @@ pub(crate) enum ServerCmd {
     },
 }
 
-fn server_line(s: &Value) -> String {
-    let usage = &s["usage"];
-    let gib = |b: &Value| b.as_u64().unwrap_or(0) as f64 / f64::from(1u32 << 30);
+fn server_line(s: &ServerView) -> String {
+    let usage = match &s.server.usage {
+        Some(u) => {
+            let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+            format!(
+                "cpu {:>5.1}%  mem {:.1}/{:.1} GiB  disk {:.0}/{:.0} GiB",
+                u.cpu_percent,
+                gib(u.memory_used_bytes),
+                gib(u.memory_total_bytes),
+                gib(u.disk_used_bytes),
+                gib(u.disk_total_bytes),
+            )
+        }
+        None => "no usage reported yet".to_owned(),
+    };
+    let agent = match &s.server.kind {
+        ServerKind::Agent {
+            agent_version: Some(v),
+            ..
+        } => v.as_str(),
+        _ => "-",
+    };
     format!(
-        "{:<16} {:<20} cpu {:>5.1}%  mem {:.1}/{:.1} GiB  disk {:.0}/{:.0} GiB  agent {}",
-        s["name"].as_str().unwrap_or(""),
-        s["status"].as_str().unwrap_or(""),
-        usage["cpu_percent"].as_f64().unwrap_or(0.0),
-        gib(&usage["memory_used_bytes"]),
-        gib(&usage["memory_total_bytes"]),
-        gib(&usage["disk_used_bytes"]),
-        gib(&usage["disk_total_bytes"]),
-        s["kind"]["agent_version"].as_str().unwrap_or("-"),
+        "{:<16} {:<20} {usage}  agent {agent}",
+        s.server.name,
+        wire_name(&s.server.status),
+    )
+}
+
+/// A registered server's join token and the agent command to run with it.
+fn joined(n: &NewServer) -> String {
+    let token = &n.join_token;
+    // TLS endpoints come with the certificate fingerprint the agent pins.
+    let (scheme, pin) = match &n.control_plane_fingerprint {
+        Some(f) => ("https", format!(" --fingerprint {f}")),
+        None => ("http", String::new()),
+    };
+    format!(
+        "server {} registered.\njoin token (shown once): {token}\non the server run:\n  \
+         clank-agent --control-plane {scheme}://<this-host>:<agent port>{pin} --join-token {token}",
+        n.server.server.name,
     )
 }
 
 pub(crate) async fn server(app: &App, cmd: ServerCmd) -> Result<(), CliError> {
     let base = format!("{}/servers", app.ws_path());
-    let joined = |v: &Value| {
-        let token = v["join_token"].as_str().unwrap_or("");
-        // TLS endpoints come with the certificate fingerprint the agent pins.
-        let (scheme, pin) = match v["control_plane_fingerprint"].as_str() {
-            Some(f) => ("https", format!(" --fingerprint {f}")),
-            None => ("http", String::new()),
-        };
-        format!(
-            "server {} registered.\njoin token (shown once): {token}\non the server run:\n  \
-             clank-agent --control-plane {scheme}://<this-host>:<agent port>{pin} --join-token {token}",
-            v["server"]["name"].as_str().unwrap_or(""),
-        )
-    };
     match cmd {
         ServerCmd::Add { name } => {
-            let v: Value = app.client.post(&base, &json!({ "name": name })).await?;
-            app.show(&v, joined);
+            let n: NewServer = app.client.post(&base, &NewServerBody { name }).await?;
+            app.show(&n, joined);
         }
         ServerCmd::List => {
-            let v: Value = app.client.get(&base).await?;
-            app.show(&v, |v| {
-                if v.as_array().is_some_and(Vec::is_empty) {
+            let servers: Vec<ServerView> = app.client.get(&base).await?;
+            app.show(&servers, |servers| {
+                if servers.is_empty() {
                     "no servers".to_owned()
                 } else {
-                    lines(v, server_line)
+                    lines(servers, server_line)
                 }
             });
         }
         ServerCmd::Show { name } => {
-            let v: Value = app
+            let s: ServerView = app
                 .client
                 .get(&format!("{base}/{}", url_escape(&name)))
                 .await?;
-            app.show(&v, server_line);
+            app.show(&s, server_line);
         }
         ServerCmd::JoinToken { name } => {
-            let v: Value = app
+            let n: NewServer = app
                 .client
-                .post(
-                    &format!("{base}/{}/join-token", url_escape(&name)),
-                    &json!({}),
-                )
+                .post_empty(&format!("{base}/{}/join-token", url_escape(&name)))
                 .await?;
-            app.show(&v, joined);
+            app.show(&n, joined);
         }
         ServerCmd::Revoke { name } => {
-            let v: Value = app
+            let s: ServerView = app
                 .client
-                .post(&format!("{base}/{}/revoke", url_escape(&name)), &json!({}))
+                .post_empty(&format!("{base}/{}/revoke", url_escape(&name)))
                 .await?;
-            app.show(&v, |s| {
-                format!("revoked {}", s["name"].as_str().unwrap_or(""))
-            });
+            app.show(&s, |s| format!("revoked {}", s.server.name));
         }
         ServerCmd::Release { version, binary } => {
             let bytes = std::fs::read(&binary)
@@ -108,13 +119,9 @@ pub(crate) async fn server(app: &App, cmd: ServerCmd) -> Result<(), CliError> {
                 app.ws_path(),
                 url_escape(&version)
             );
-            let v: Value = app.client.put_bytes(&path, bytes).await?;
-            app.show(&v, |r| {
-                format!(
-                    "offered agent {} (sha256 {})",
-                    r["version"].as_str().unwrap_or(""),
-                    r["sha256"].as_str().unwrap_or("")
-                )
+            let r: ReleasePublished = app.client.put_bytes(&path, bytes).await?;
+            app.show(&r, |r| {
+                format!("offered agent {} (sha256 {})", r.version, r.sha256)
             });
         }
     }

@@ -1,9 +1,13 @@
 //! Services: create from an image or a repository, update how they are reached, list, show.
 
 use clap::Subcommand;
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-use crate::app::{App, lines};
+use clank_api::{ServicePatch, ServiceSpec};
+use clank_core::ImageRef;
+use clank_core::model::{Endpoint, ProcessSpec, Service, ServiceSettings, ServiceSource};
+
+use crate::app::{App, input, lines, pretty_json};
 use crate::client::CliError;
 
 #[derive(Debug, Subcommand)]
@@ -12,8 +16,9 @@ pub(crate) enum ServiceCmd {
     List {
         environment: String,
     },
-    /// Create a service from a container image (`--image`) or a git repository (`--repo`,
-    /// built on each deploy).
+    /// Create a service from a container image (`--image`), a git repository (`--repo`,
+    /// built on each deploy) or a template (`--template postgres`: a stack named after the
+    /// service).
     Create(Box<CreateService>),
     /// Change how an existing service is reached: port, health path, endpoint, processes.
     /// Takes effect at the next deploy.
@@ -51,8 +56,15 @@ pub(crate) struct UpdateService {
 #[derive(Debug, clap::Args)]
 pub(crate) struct CreateService {
     address: String,
-    #[arg(long, required_unless_present = "repo", conflicts_with = "repo")]
+    #[arg(long, required_unless_present_any = ["repo", "template"], conflicts_with_all = ["repo", "template"])]
     image: Option<String>,
+    /// Create it from a template (`clank template list`): its config, volumes and generated
+    /// passwords, deployed at once.
+    #[arg(long, conflicts_with = "repo")]
+    template: Option<String>,
+    /// A template input, `KEY=VALUE` (repeatable).
+    #[arg(long = "input", value_name = "KEY=VALUE", requires = "template")]
+    inputs: Vec<String>,
     /// The repository to clone and build (https://, ssh://, git@host:path).
     #[arg(long)]
     repo: Option<String>,
@@ -92,24 +104,37 @@ pub(crate) struct CreateService {
 pub(crate) async fn service(app: &App, cmd: ServiceCmd) -> Result<(), CliError> {
     match cmd {
         ServiceCmd::List { environment } => {
-            let v: Value = app
+            let services: Vec<Service> = app
                 .client
                 .get(&format!("{}/services", app.env_path(&environment)?))
                 .await?;
-            app.show(&v, |v| {
-                lines(v, |s| {
-                    format!(
-                        "{:<20} active: {}",
-                        s["slug"].as_str().unwrap_or(""),
-                        s["active_deployment"]
-                    )
+            app.show(&services, |services| {
+                lines(services, |s| {
+                    let active = s
+                        .active_deployment
+                        .map_or_else(|| "none".to_owned(), |d| d.to_string());
+                    format!("{:<20} active: {active}", s.slug)
                 })
             });
         }
         ServiceCmd::Create(create) => {
+            if let Some(template) = create.template.clone() {
+                let a = app.service(&create.address)?;
+                let [w, p, e, s] = a.segments();
+                let options = super::templates::StackOptions {
+                    inputs: create.inputs.clone(),
+                    domain: create.domains.first().cloned(),
+                    ..Default::default()
+                };
+                let env = format!("{w}/{p}/{e}");
+                return super::templates::create(app, &env, template, Some(s.to_owned()), options)
+                    .await;
+            }
             let CreateService {
                 address,
                 image,
+                template: _,
+                inputs: _,
                 repo,
                 branch,
                 dockerfile,
@@ -124,51 +149,58 @@ pub(crate) async fn service(app: &App, cmd: ServiceCmd) -> Result<(), CliError> 
             } = *create;
             let a = app.service(&address)?;
             let [w, p, e, s] = a.segments();
-            let mut settings = serde_json::Map::new();
+            let mut settings = ServiceSettings::default();
             if let Some(port) = port {
-                settings.insert("port".into(), json!(port));
+                settings.port = Some(port);
             }
             if let Some(h) = health_path {
-                settings.insert("health_check_path".into(), json!(h));
+                settings.health_check_path = h;
             }
             if no_auto_deploy {
-                settings.insert("auto_deploy".into(), json!(false));
+                settings.auto_deploy = false;
             }
             if let Some(t) = build_timeout {
-                settings.insert("build_timeout_s".into(), json!(t));
+                settings.build_timeout_s = t;
             }
             let source = match (&image, &repo) {
-                (_, Some(repo)) => json!({
-                    "type": "git",
-                    "repo_url": repo,
-                    "branch": branch,
-                    "dockerfile_path": dockerfile,
-                    "build_context": context,
-                    "credentials_secret": credentials_secret,
-                }),
-                (Some(image), None) => json!({ "type": "docker_image", "image": image }),
+                (_, Some(repo)) => ServiceSource::Git {
+                    repo_url: repo.clone(),
+                    branch: branch.clone(),
+                    dockerfile_path: dockerfile,
+                    build_context: context,
+                    credentials_secret,
+                },
+                (Some(image), None) => ServiceSource::DockerImage {
+                    image: ImageRef::parse(image).map_err(input)?,
+                    credentials_secret: None,
+                },
                 (None, None) => {
                     return Err(CliError::new("give --image or --repo", 2));
                 }
             };
-            let mut body = json!({ "slug": s, "source": source, "settings": settings });
-            if !domains.is_empty() {
-                body["endpoint"] = json!({ "mode": "public_direct", "domains": domains });
-            }
-            if let Some(processes) = processes_arg(&processes)? {
-                body["processes"] = processes;
-            }
-            let v: Value = app
+            let spec = ServiceSpec {
+                settings,
+                endpoint: (!domains.is_empty()).then(|| Endpoint::PublicDirect {
+                    domains,
+                    tls: Default::default(),
+                }),
+                processes: processes_arg(&processes)?,
+                ..ServiceSpec::new(s, source)
+            };
+            let created: Service = app
                 .client
                 .post(
                     &format!("/v1/workspaces/{w}/projects/{p}/environments/{e}/services"),
-                    &body,
+                    &spec,
                 )
                 .await?;
-            app.show(&v, |v| match &repo {
+            app.show(&created, |v| match &repo {
                 Some(repo) => format!(
                     "git service `{a}` created: builds {repo} at `{}` on each deploy{}",
-                    v["source"]["branch"].as_str().unwrap_or(&branch),
+                    match &v.source {
+                        ServiceSource::Git { branch, .. } => branch,
+                        _ => &branch,
+                    },
                     if no_auto_deploy {
                         String::new()
                     } else {
@@ -191,75 +223,74 @@ pub(crate) async fn service(app: &App, cmd: ServiceCmd) -> Result<(), CliError> 
                 processes,
             } = *update;
             let path = app.service_path(&address)?;
-            let mut body = serde_json::Map::new();
+            let mut patch = ServicePatch::default();
             if port.is_some() || health_path.is_some() {
                 // Settings are replaced whole: start from the service's own.
-                let current: Value = app.client.get(&path).await?;
-                let mut settings = current["settings"].clone();
+                let current: Service = app.client.get(&path).await?;
+                let mut settings = current.settings;
                 if let Some(port) = port {
-                    settings["port"] = json!(port);
+                    settings.port = Some(port);
                 }
                 if let Some(h) = health_path {
-                    settings["health_check_path"] = json!(h);
+                    settings.health_check_path = h;
                 }
-                body.insert("settings".into(), settings);
+                patch.settings = Some(settings);
             }
             if no_endpoint {
-                body.insert("endpoint".into(), Value::Null);
+                patch.endpoint = Some(None);
             } else if !domains.is_empty() {
-                body.insert(
-                    "endpoint".into(),
-                    json!({ "mode": "public_direct", "domains": domains }),
-                );
+                patch.endpoint = Some(Some(Endpoint::PublicDirect {
+                    domains,
+                    tls: Default::default(),
+                }));
             } else if !lan_domains.is_empty() {
-                body.insert(
-                    "endpoint".into(),
-                    json!({ "mode": "lan_only", "domains": lan_domains }),
-                );
+                patch.endpoint = Some(Some(Endpoint::LanOnly {
+                    domains: lan_domains,
+                }));
             }
-            if let Some(processes) = processes_arg(&processes)? {
-                body.insert("processes".into(), processes);
-            }
-            if body.is_empty() {
+            patch.processes = processes_arg(&processes)?;
+            if patch == ServicePatch::default() {
                 return Err(CliError::new(
                     "nothing to change: give --port, --health-path, --domain, --lan-domain, \
                      --no-endpoint or --process",
                     2,
                 ));
             }
-            let v: Value = app.client.patch(&path, &Value::Object(body)).await?;
-            app.show(&v, |v| {
-                let endpoint = match v["endpoint"]["domains"].as_array() {
-                    Some(d) => d
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    None => "none".into(),
+            let updated: Service = app.client.patch(&path, &patch).await?;
+            app.show(&updated, |v| {
+                let endpoint = match v.endpoint.as_ref().map(Endpoint::routed_domains) {
+                    Some(d) if !d.is_empty() => d.join(", "),
+                    _ => "none".into(),
                 };
+                let port = v
+                    .settings
+                    .port
+                    .map_or_else(|| "none".to_owned(), |p| p.to_string());
                 format!(
-                    "service `{address}` updated (port {}, health `{}`, domains: {endpoint}); \
+                    "service `{address}` updated (port {port}, health `{}`, domains: {endpoint}); \
                      it takes effect at the next deploy",
-                    v["settings"]["port"],
-                    v["settings"]["health_check_path"].as_str().unwrap_or("")
+                    v.settings.health_check_path
                 )
             });
         }
         ServiceCmd::Show { address } => {
-            let v: Value = app.client.get(&app.service_path(&address)?).await?;
-            app.show(&v, |s| serde_json::to_string_pretty(s).unwrap_or_default());
+            let service: Service = app.client.get(&app.service_path(&address)?).await?;
+            app.show(&service, pretty_json);
         }
     }
     Ok(())
 }
 
 /// A service's processes from `NAME[=REPLICAS]` flags; `web=1` unless `web` is among them.
-fn processes_arg(flags: &[String]) -> Result<Option<Value>, CliError> {
+fn processes_arg(flags: &[String]) -> Result<Option<BTreeMap<String, ProcessSpec>>, CliError> {
     if flags.is_empty() {
         return Ok(None);
     }
-    let mut map = serde_json::Map::new();
-    map.insert("web".into(), json!({ "replicas": 1 }));
+    let spec = |replicas| ProcessSpec {
+        command: None,
+        replicas,
+    };
+    let mut map = BTreeMap::from([(ProcessSpec::WEB.to_owned(), spec(1))]);
     for f in flags {
         let (name, replicas) = match f.split_once('=') {
             Some((n, r)) => (
@@ -270,7 +301,7 @@ fn processes_arg(flags: &[String]) -> Result<Option<Value>, CliError> {
             ),
             None => (f.as_str(), 1),
         };
-        map.insert(name.to_owned(), json!({ "replicas": replicas }));
+        map.insert(name.to_owned(), spec(replicas));
     }
-    Ok(Some(Value::Object(map)))
+    Ok(Some(map))
 }

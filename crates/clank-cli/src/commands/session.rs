@@ -1,8 +1,9 @@
 //! Getting a token: `init` on a fresh daemon, `login` with a token, `whoami`.
 
-use serde_json::{Value, json};
+use clank_api::members::{NewWorkspace, TokenCreated};
+use clank_api::system::WhoAmI;
 
-use crate::app::App;
+use crate::app::{App, wire_name};
 use crate::client::{CliError, Client, Context};
 
 pub(crate) async fn init(
@@ -12,20 +13,24 @@ pub(crate) async fn init(
     name: String,
     email: String,
 ) -> Result<(), CliError> {
-    let v: Value = app
+    let created: TokenCreated = app
         .client
         .post(
             "/v1/init",
-            &json!({ "workspace": workspace, "name": name, "email": email }),
+            &NewWorkspace {
+                workspace: workspace.clone(),
+                name,
+                email,
+            },
         )
         .await?;
     let ctx = Context {
         url: Some(url),
-        token: v["token"].as_str().map(str::to_owned),
+        token: Some(created.token.clone()),
         workspace: Some(workspace.clone()),
     };
     ctx.save()?;
-    app.show(&v, |_| {
+    app.show(&created, |_| {
         format!(
             "workspace `{workspace}` created; you are its Owner. Token saved to {}",
             Context::path().display()
@@ -35,34 +40,29 @@ pub(crate) async fn init(
 }
 
 pub(crate) async fn login(app: &App, url: String, token: String) -> Result<(), CliError> {
-    let who: Value = Client::new(url.clone(), Some(token.clone()))
+    let who: WhoAmI = Client::new(url.clone(), Some(token.clone()))
         .get("/v1/whoami")
         .await?;
     let ctx = Context {
         url: Some(url),
         token: Some(token),
-        workspace: who["workspace"].as_str().map(str::to_owned),
+        workspace: Some(who.workspace.clone()),
     };
     ctx.save()?;
     app.show(&who, |w| {
         format!(
             "logged in to workspace `{}` as {}",
-            w["workspace"].as_str().unwrap_or("?"),
-            w["role"].as_str().unwrap_or("?")
+            w.workspace,
+            wire_name(&w.role)
         )
     });
     Ok(())
 }
 
 pub(crate) async fn whoami(app: &App) -> Result<(), CliError> {
-    let v: Value = app.client.get("/v1/whoami").await?;
-    app.show(&v, |w| {
-        format!(
-            "{} in `{}` ({})",
-            w["user"],
-            w["workspace"].as_str().unwrap_or("?"),
-            w["role"].as_str().unwrap_or("?")
-        )
+    let who: WhoAmI = app.client.get("/v1/whoami").await?;
+    app.show(&who, |w| {
+        format!("{} in `{}` ({})", w.user, w.workspace, wire_name(&w.role))
     });
     Ok(())
 }

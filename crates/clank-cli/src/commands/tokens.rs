@@ -1,9 +1,10 @@
 //! API tokens: create, list, revoke.
 
+use clank_api::members::{NewToken, TokenCreated, TokenInfo};
+use clank_core::model::Role;
 use clap::Subcommand;
-use serde_json::{Value, json};
 
-use crate::app::{App, lines, url_escape};
+use crate::app::{App, lines, parse_role, url_escape, wire_name};
 use crate::client::CliError;
 
 #[derive(Debug, Subcommand)]
@@ -11,8 +12,8 @@ pub(crate) enum TokenCmd {
     /// A token for yourself (shown once), with at most your own role.
     Create {
         name: String,
-        #[arg(long)]
-        role: Option<String>,
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
     },
     /// Your tokens; `--all`: every member's (Owner; Admin: everyone's but Owners').
     List {
@@ -23,19 +24,15 @@ pub(crate) enum TokenCmd {
     Revoke { id: String },
 }
 
-fn token_line(t: &Value) -> String {
+fn token_line(t: &TokenInfo) -> String {
     format!(
         "{:<36}  {:<14} {:<20} {:<10} {}{}",
-        t["id"].as_str().unwrap_or(""),
-        t["prefix"].as_str().unwrap_or(""),
-        t["name"].as_str().unwrap_or(""),
-        t["role"].as_str().unwrap_or(""),
-        t["user"].as_str().unwrap_or(""),
-        if t["revoked"].as_bool() == Some(true) {
-            " (revoked)"
-        } else {
-            ""
-        }
+        t.id,
+        t.prefix,
+        t.name,
+        wire_name(&t.role),
+        t.user,
+        if t.revoked { " (revoked)" } else { "" }
     )
 }
 
@@ -43,15 +40,9 @@ pub(crate) async fn tokens(app: &App, cmd: TokenCmd) -> Result<(), CliError> {
     let base = format!("{}/tokens", app.ws_path());
     match cmd {
         TokenCmd::Create { name, role } => {
-            let v: Value = app
-                .client
-                .post(&base, &json!({ "name": name, "role": role }))
-                .await?;
-            app.show(&v, |t| {
-                format!(
-                    "{}\n(shown once; store it now)",
-                    t["token"].as_str().unwrap_or("")
-                )
+            let created: TokenCreated = app.client.post(&base, &NewToken { name, role }).await?;
+            app.show(&created, |t| {
+                format!("{}\n(shown once; store it now)", t.token)
             });
         }
         TokenCmd::List { all } => {
@@ -60,15 +51,15 @@ pub(crate) async fn tokens(app: &App, cmd: TokenCmd) -> Result<(), CliError> {
             } else {
                 base
             };
-            let v: Value = app.client.get(&path).await?;
-            app.show(&v, |v| lines(v, token_line));
+            let tokens: Vec<TokenInfo> = app.client.get(&path).await?;
+            app.show(&tokens, |tokens| lines(tokens, token_line));
         }
         TokenCmd::Revoke { id } => {
-            let v: Value = app
+            let () = app
                 .client
                 .delete(&format!("{base}/{}", url_escape(&id)))
                 .await?;
-            app.show(&v, |_| format!("token {id} revoked"));
+            app.show(&(), |()| format!("token {id} revoked"));
         }
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! Git-push webhooks: the URLs a forge delivers to, and the workspace's signing secret.
 
+use clank_api::ServiceWebhook;
+use clank_api::webhooks::WebhookSecretCreated;
 use clap::Subcommand;
-use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::client::CliError;
@@ -19,54 +20,52 @@ pub(crate) async fn webhook(app: &App, url: &str, cmd: WebhookCmd) -> Result<(),
     let base = url.trim_end_matches('/');
     match cmd {
         WebhookCmd::Show { address } => {
-            let mut v: Value = app
+            let mut w: ServiceWebhook = app
                 .client
                 .get(&format!("{}/webhook", app.service_path(&address)?))
                 .await?;
             // Full URLs: the daemon knows its paths, the client the address it reaches it at.
-            if let Some(endpoints) = v["endpoints"].as_object_mut() {
-                for path in endpoints.values_mut() {
-                    *path = json!(format!("{base}{}", path.as_str().unwrap_or_default()));
-                }
+            let e = &mut w.endpoints;
+            for path in [&mut e.github, &mut e.gitlab, &mut e.gitea] {
+                *path = format!("{base}{path}");
             }
-            app.show(&v, |w| {
+            app.show(&w, |w| {
                 let mut out = format!(
                     "pushes to `{}` of {} deploy `{address}`{}\n",
-                    w["branch"].as_str().unwrap_or("?"),
-                    w["repo_url"].as_str().unwrap_or("?"),
-                    if w["auto_deploy"].as_bool() == Some(false) {
-                        " (auto_deploy is off: pushes are ignored)"
-                    } else {
+                    w.branch,
+                    w.repo_url,
+                    if w.auto_deploy {
                         ""
+                    } else {
+                        " (auto_deploy is off: pushes are ignored)"
                     }
                 );
-                for forge in ["github", "gitlab", "gitea"] {
-                    out.push_str(&format!(
-                        "{forge:<7} {}\n",
-                        w["endpoints"][forge].as_str().unwrap_or("")
-                    ));
+                for (forge, endpoint) in [
+                    ("github", &w.endpoints.github),
+                    ("gitlab", &w.endpoints.gitlab),
+                    ("gitea", &w.endpoints.gitea),
+                ] {
+                    out.push_str(&format!("{forge:<7} {endpoint}\n"));
                 }
-                out.push_str(
-                    &match (w["secret"].as_str(), w["secret_visible"].as_bool()) {
-                        (Some(secret), _) => format!("secret  {secret}"),
-                        (None, Some(true)) => {
-                            "secret  none yet: create one with `clank webhook rotate`".to_owned()
-                        }
-                        _ => "secret  (only Owners and Admins may see it)".to_owned(),
-                    },
-                );
+                out.push_str(&match (&w.secret, w.secret_visible) {
+                    (Some(secret), _) => format!("secret  {secret}"),
+                    (None, true) => {
+                        "secret  none yet: create one with `clank webhook rotate`".to_owned()
+                    }
+                    (None, false) => "secret  (only Owners and Admins may see it)".to_owned(),
+                });
                 out
             });
         }
         WebhookCmd::Rotate => {
-            let v: Value = app
+            let created: WebhookSecretCreated = app
                 .client
-                .post(&format!("{}/webhook-secret", app.ws_path()), &json!({}))
+                .post_empty(&format!("{}/webhook-secret", app.ws_path()))
                 .await?;
-            app.show(&v, |v| {
+            app.show(&created, |c| {
                 format!(
                     "new webhook secret (the old one no longer verifies):\n{}",
-                    v["secret"].as_str().unwrap_or("")
+                    c.secret
                 )
             });
         }

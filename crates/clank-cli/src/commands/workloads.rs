@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use clank_api::services::{ExecBody, ExecResult, WorkloadLogLine};
 
-use crate::app::{App, url_escape};
+use crate::app::{App, raw_event, url_escape};
 use crate::client::CliError;
 
 pub(crate) async fn logs(
@@ -30,10 +30,12 @@ pub(crate) async fn logs(
         .sse(&query, |name, data| {
             #[allow(clippy::print_stdout)]
             if json {
-                println!("{}", json!({ "event": name, "data": data }));
+                println!("{}", raw_event(name, data));
             } else if name == "line" {
-                println!("{}", log_line(&data, prefixed));
+                let line: WorkloadLogLine = app.client.event(&query, name, data)?;
+                println!("{}", log_line(&line, prefixed));
             }
+            Ok(())
         })
         .await?;
     Ok(())
@@ -47,38 +49,39 @@ pub(crate) async fn exec(
     command: Vec<String>,
 ) -> Result<ExitCode, CliError> {
     let path = app.service_path(&address)?;
-    let v: Value = app
+    let r: ExecResult = app
         .client
         .post(
             &format!("{path}/exec"),
-            &json!({ "command": command, "process": process, "replica": replica }),
+            &ExecBody {
+                command,
+                timeout_s: None,
+                process,
+                replica,
+            },
         )
         .await?;
     if app.json {
-        app.show(&v, |_| String::new());
+        app.show(&r, |_| String::new());
     } else {
         #[allow(clippy::print_stdout, clippy::print_stderr)]
         {
-            print!("{}", v["stdout"].as_str().unwrap_or_default());
-            eprint!("{}", v["stderr"].as_str().unwrap_or_default());
+            print!("{}", r.stdout);
+            eprint!("{}", r.stderr);
         }
     }
-    let code = v["exit_code"].as_i64().unwrap_or(1);
+    // No exit code: the command was killed (timeout) or its end is unknown, a failure.
+    let code = r.exit_code.unwrap_or(1);
     Ok(ExitCode::from(
         u8::try_from(code.clamp(0, 255)).unwrap_or(1),
     ))
 }
 
 /// `[web.0] line` when several workloads may speak; the line alone for one chosen workload.
-fn log_line(data: &Value, prefixed: bool) -> String {
-    let line = data["line"].as_str().unwrap_or_default();
+fn log_line(l: &WorkloadLogLine, prefixed: bool) -> String {
     if prefixed {
-        format!(
-            "[{}.{}] {line}",
-            data["process"].as_str().unwrap_or("?"),
-            data["replica"]
-        )
+        format!("[{}] {}", l.workload(), l.line.line)
     } else {
-        line.to_owned()
+        l.line.line.clone()
     }
 }

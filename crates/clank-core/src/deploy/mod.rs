@@ -12,7 +12,7 @@ pub use cutover::{
 pub use deadline::{QUEUE_SLACK, inherits_deadline, phase_timeout, probe_backoff};
 pub use planner::{
     BuildObservation, Command, HealthObservation, Observed, POLL, Plan, START_POLL, Transition,
-    WorkloadObservation, describe_health_check, plan,
+    WorkloadObservation, describe_health_check, plan, waiting_reason,
 };
 pub use status::DeploymentStatus;
 

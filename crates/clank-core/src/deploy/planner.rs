@@ -122,6 +122,9 @@ pub struct Observed {
     /// (ACTIVE only) Its `web` workloads are stopped for the stop-first cutover of the
     /// deployment in flight: they must be neither probed nor restarted meanwhile.
     pub held_for_cutover: bool,
+    /// (PENDING only) The first of the service's `depends_on` with no ACTIVE deployment: the
+    /// deployment stays PENDING until it has one, or its deadline passes.
+    pub waiting_on: Option<String>,
 }
 
 /// A status change the reconciler writes (with compare-and-swap) after running the commands.
@@ -250,6 +253,11 @@ fn plan_pending(d: &Deployment, obs: &Observed) -> Plan {
     }
     if obs.other_in_flight.is_some() {
         // One cutover per service at a time: wait for the in-flight deployment to finish.
+        return Plan::wait(POLL);
+    }
+    if obs.waiting_on.is_some() {
+        // Dependencies first (an app waits for its database); the reconciler records the
+        // reason on the deployment, and the PENDING deadline bounds the wait.
         return Plan::wait(POLL);
     }
     if d.needs_build() {
@@ -479,15 +487,21 @@ fn last_observation(status: DeploymentStatus, obs: &Observed) -> String {
         (DeploymentStatus::HealthChecking, HealthObservation::Unknown, _) => {
             "; no health probe completed".to_owned()
         }
-        (DeploymentStatus::Pending, _, _) => match obs.other_in_flight {
-            Some(n) => format!("; still queued behind deployment #{n}"),
-            None => String::new(),
+        (DeploymentStatus::Pending, _, _) => match (obs.other_in_flight, &obs.waiting_on) {
+            (Some(n), _) => format!("; still queued behind deployment #{n}"),
+            (None, Some(dep)) => format!("; {}", waiting_reason(dep)),
+            (None, None) => String::new(),
         },
         (DeploymentStatus::Building, _, BuildObservation::Running) => {
             "; the build was still running and is being cancelled".to_owned()
         }
         _ => String::new(),
     }
+}
+
+/// What a PENDING deployment waiting on dependency `dep` says (its `reason` meanwhile).
+pub fn waiting_reason(dep: &str) -> String {
+    format!("waiting for {dep} to be ACTIVE")
 }
 
 fn exit_text(code: Option<i64>, oom_killed: bool) -> String {

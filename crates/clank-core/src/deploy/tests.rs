@@ -19,6 +19,7 @@ fn image_service() -> Service {
         "api",
         ServiceSource::DockerImage {
             image: "registry.local/shop/api:1.0".parse().unwrap(),
+            credentials_secret: None,
         },
         T0,
     )
@@ -198,6 +199,36 @@ fn planner_table() {
             },
             to: Some(Cancelled),
             reason_has: "#7",
+            ..Case::default()
+        },
+        Case {
+            name: "pending waits while a dependency has no ACTIVE deployment",
+            obs: Observed {
+                waiting_on: Some("blog-db".into()),
+                ..Observed::default()
+            },
+            ..Case::default()
+        },
+        Case {
+            name: "pending waiting on a dependency is still cancelled by a newer request",
+            obs: Observed {
+                waiting_on: Some("blog-db".into()),
+                newer_queued: Some(3),
+                ..Observed::default()
+            },
+            to: Some(Cancelled),
+            reason_has: "#3",
+            ..Case::default()
+        },
+        Case {
+            name: "pending past its deadline while waiting fails naming the dependency",
+            obs: Observed {
+                waiting_on: Some("blog-db".into()),
+                ..Observed::default()
+            },
+            at_ms: day,
+            to: Some(Failed),
+            reason_has: "waiting for blog-db to be ACTIVE",
             ..Case::default()
         },
         Case {
@@ -751,12 +782,18 @@ fn observation_grid(prev: Option<DeploymentId>) -> Vec<Observed> {
         for workload in &workloads {
             for health in &healths {
                 for routed_here in [false, true] {
-                    for queue in [(None, None), (Some(9), None), (None, Some(1))] {
+                    for queue in [
+                        (None, None, None),
+                        (Some(9), None, None),
+                        (None, Some(1), None),
+                        (None, None, Some("db")),
+                    ] {
                         for previous_stopped in [false, true] {
                             out.push(Observed {
                                 previous_active: prev,
                                 newer_queued: queue.0,
                                 other_in_flight: queue.1,
+                                waiting_on: queue.2.map(str::to_owned),
                                 build: build.clone(),
                                 workload: workload.clone(),
                                 health: health.clone(),
@@ -1086,6 +1123,7 @@ fn random_lifecycles_keep_every_invariant() {
             for i in 0..deployments.len() {
                 let d = &deployments[i];
                 let obs = Observed {
+                    waiting_on: None,
                     previous_active: service.active_deployment.filter(|a| *a != d.id),
                     newer_queued: deployments
                         .iter()

@@ -11,6 +11,7 @@ use crate::time::Timestamp;
 
 /// Who asked for a change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Actor {
     /// A caller holding an API token.
@@ -38,6 +39,7 @@ impl fmt::Display for Actor {
 
 /// How the change ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum AuditOutcome {
     Succeeded,
@@ -62,6 +64,7 @@ impl fmt::Display for AuditOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     /// Time-ordered (UUIDv7): listing by id is listing by time.
     pub id: AuditEventId,

@@ -21,6 +21,7 @@ use crate::time::Timestamp;
 
 /// Why a deployment exists.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trigger {
     Manual {
@@ -45,6 +46,7 @@ pub enum Trigger {
 
 /// What the deployment runs: a known image, or a commit to build first.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Artifact {
     Image {
@@ -76,6 +78,10 @@ pub struct DeploymentSnapshot {
     pub endpoint: Option<Endpoint>,
     pub processes: BTreeMap<String, ProcessSpec>,
     pub server_id: Option<ServerId>,
+    /// The config secret (in `config`) holding `username:password` for pulling the image
+    /// from a private registry (see `ServiceSource::DockerImage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_credentials: Option<String>,
 }
 
 impl DeploymentSnapshot {
@@ -91,6 +97,7 @@ impl DeploymentSnapshot {
 
 /// One entry in a deployment's status history.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusChange {
     /// `None` for the creation entry.
     pub from: Option<DeploymentStatus>,
@@ -119,6 +126,10 @@ pub struct DeploymentState {
     pub reason: Option<String>,
     /// The image actually run: the snapshot's, or the one the build produced. Set once.
     pub image: Option<ImageRef>,
+    /// The registry digest (`sha256:…`) of `image` as pulled for this deployment, when it
+    /// came from a registry: what exactly ran, even if the tag moves later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     pub build_id: Option<BuildId>,
     pub cancel: Option<CancelRequest>,
     pub history: Vec<StatusChange>,
@@ -195,7 +206,7 @@ impl Deployment {
         now: Timestamp,
     ) -> Self {
         let artifact = match &service.source {
-            ServiceSource::DockerImage { image } | ServiceSource::Template { image, .. } => {
+            ServiceSource::DockerImage { image, .. } | ServiceSource::Template { image, .. } => {
                 Artifact::Image {
                     image: image.clone(),
                 }
@@ -226,6 +237,7 @@ impl Deployment {
             endpoint: service.endpoint.clone(),
             processes: service.processes.clone(),
             server_id: service.server_id,
+            registry_credentials: service.source.registry_credentials().map(str::to_owned),
         };
         Self::from_snapshot(service, snapshot, trigger, now)
     }
@@ -309,6 +321,7 @@ impl Deployment {
                 deadline,
                 reason: None,
                 image,
+                image_digest: None,
                 build_id: None,
                 cancel: None,
                 history: vec![StatusChange {

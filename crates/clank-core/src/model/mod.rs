@@ -10,6 +10,7 @@
 //!             ├── Config (cascade, see `crate::config`)
 //!             ├── Volumes
 //!             └── Endpoint (one access mode)
+//! Stack (a template instance: its services, template version and stored variable values)
 //! Server (the platform host, or a remote machine running clank-agent)
 //! AuditEvent (who changed what in a workspace, and how it ended; never altered)
 //! ```
@@ -20,6 +21,7 @@ mod deployment;
 mod project;
 mod server;
 mod service;
+mod stack;
 mod token;
 mod workspace;
 
@@ -34,5 +36,6 @@ pub use service::{
     AccessMode, Endpoint, HealthCheck, ProcessSpec, Service, ServiceSettings, ServiceSource,
     TlsMode, VolumeMount,
 };
+pub use stack::{Stack, StackValue};
 pub use token::ApiToken;
 pub use workspace::{Instance, Member, Permission, Role, Team, User, Workspace};

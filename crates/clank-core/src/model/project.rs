@@ -7,6 +7,7 @@ use crate::validate;
 
 /// A logical group of services; all its containers share the network `clank-project-{slug}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Project {
     pub id: ProjectId,
     pub workspace_id: WorkspaceId,
@@ -57,6 +58,7 @@ impl Project {
 
 /// Whether an environment lives until deleted or is a preview torn down with its pull request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EnvironmentKind {
     Persistent,
@@ -70,6 +72,7 @@ pub enum EnvironmentKind {
 
 /// A deployment target inside a project (production, staging, a preview, ...).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Environment {
     pub id: EnvironmentId,
     pub project_id: ProjectId,

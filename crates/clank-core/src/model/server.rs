@@ -4,6 +4,7 @@ use crate::id::{ServerId, WorkspaceId};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ServerKind {
     /// The machine running the control plane; services with no `server_id` run here.
@@ -17,6 +18,7 @@ pub enum ServerKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ServerStatus {
     /// Created; waiting for an agent to enroll with the join token.
@@ -29,6 +31,7 @@ pub enum ServerStatus {
 
 /// Resource usage reported by heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerUsage {
     pub cpu_percent: f64,
     pub memory_used_bytes: u64,
@@ -38,6 +41,7 @@ pub struct ServerUsage {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Server {
     pub id: ServerId,
     pub workspace_id: WorkspaceId,

@@ -12,10 +12,18 @@ use crate::validate;
 
 /// Where a service's image comes from (`resource_type` in the product documents).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServiceSource {
     /// A pre-built image, run as is.
-    DockerImage { image: ImageRef },
+    DockerImage {
+        image: ImageRef,
+        /// Name of a config secret (set on the service or a scope above it) holding
+        /// `username:password` (or `username:token`) for a private registry. The value reaches
+        /// the runtime's pull only, never a log line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credentials_secret: Option<String>,
+    },
     /// A repository Clank clones and builds.
     Git {
         repo_url: String,
@@ -35,6 +43,10 @@ pub enum ServiceSource {
         template: String,
         version: String,
         image: ImageRef,
+        /// As [`ServiceSource::DockerImage`]'s: a config secret with `username:password` for
+        /// a template whose image is in a private registry.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credentials_secret: Option<String>,
     },
 }
 
@@ -43,9 +55,26 @@ impl ServiceSource {
         matches!(self, ServiceSource::Git { .. })
     }
 
+    /// The config secret holding `username:password` for pulling the service's image from a
+    /// private registry (image and template services); `None` for git services, whose built
+    /// image is local.
+    pub fn registry_credentials(&self) -> Option<&str> {
+        match self {
+            ServiceSource::DockerImage {
+                credentials_secret, ..
+            }
+            | ServiceSource::Template {
+                credentials_secret, ..
+            } => credentials_secret.as_deref(),
+            ServiceSource::Git { .. } => None,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), InvalidInput> {
         match self {
-            ServiceSource::DockerImage { .. } => Ok(()),
+            ServiceSource::DockerImage {
+                credentials_secret, ..
+            } => validate_registry_credentials(credentials_secret.as_deref()),
             ServiceSource::Git {
                 repo_url,
                 branch,
@@ -83,13 +112,24 @@ impl ServiceSource {
                 Ok(())
             }
             ServiceSource::Template {
-                template, version, ..
+                template,
+                version,
+                credentials_secret,
+                ..
             } => {
                 validate::validate_slug("source.template", template)?;
                 validate::validate_display_name("source.version", version)?;
-                Ok(())
+                validate_registry_credentials(credentials_secret.as_deref())
             }
         }
+    }
+}
+
+/// A registry credentials secret is named like any config variable.
+fn validate_registry_credentials(key: Option<&str>) -> Result<(), InvalidInput> {
+    match key {
+        Some(key) => validate::validate_env_key("source.credentials_secret", key),
+        None => Ok(()),
     }
 }
 
@@ -123,6 +163,7 @@ fn default_true() -> bool {
 
 /// Every setting from the product's service-settings table, with its documented default.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSettings {
     /// The port the application listens on inside the container; `None` for workers.
@@ -236,6 +277,7 @@ pub enum HealthCheck {
 
 /// A named volume mounted into the service's containers. Survives redeploys.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VolumeMount {
     pub name: String,
@@ -262,6 +304,7 @@ impl VolumeMount {
 
 /// The five ways a service can be reached (DESIGN.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AccessMode {
     PublicDirect,
@@ -273,6 +316,7 @@ pub enum AccessMode {
 
 /// Where the TLS certificate of a public endpoint comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TlsMode {
     /// Issued and renewed through ACME (HTTP-01 or TLS-ALPN-01).
@@ -284,6 +328,7 @@ pub enum TlsMode {
 
 /// How a service is reached from outside its container. One per service.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Endpoint {
     /// The proxy serves the domains with TLS and redirects HTTP to HTTPS.
@@ -295,7 +340,12 @@ pub enum Endpoint {
     /// The proxy serves the hostnames over plain HTTP on the LAN listener.
     LanOnly { domains: Vec<String> },
     /// The container port is published on a host address; the user's proxy sits in front.
-    ByoProxy { host_ip: IpAddr, host_port: u16 },
+    ByoProxy {
+        /// An IPv4 or IPv6 address of the host.
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        host_ip: IpAddr,
+        host_port: u16,
+    },
     /// `tailscale serve` maps HTTPS on the tailnet to the service.
     TailscaleHttps {
         #[serde(default = "default_https_port")]
@@ -414,6 +464,7 @@ fn normalise_domains(domains: &mut [String]) -> Result<(), InvalidInput> {
 
 /// One process type (from a Procfile, or `web` by default) and how many instances run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProcessSpec {
     /// Command as an argument vector; `None` runs the image's own entrypoint/cmd.
@@ -434,6 +485,7 @@ impl ProcessSpec {
 
 /// The desired state of one deployable unit. A deployment snapshots it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Service {
     pub id: ServiceId,
     pub workspace_id: WorkspaceId,
@@ -452,6 +504,10 @@ pub struct Service {
     pub processes: BTreeMap<String, ProcessSpec>,
     /// The single ACTIVE deployment, moved only by a successful cutover.
     pub active_deployment: Option<DeploymentId>,
+    /// Slugs of services of the same environment that must have an ACTIVE deployment before a
+    /// deployment of this one leaves PENDING (a template's app waits for its database).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
     /// Next deployment number (#1, #2, …); bumped in the same write that creates one.
     pub next_deployment_number: u64,
     /// Next build number (v1, v2, …).
@@ -493,6 +549,7 @@ impl Service {
             endpoint: None,
             processes,
             active_deployment: None,
+            depends_on: Vec::new(),
             next_deployment_number: 1,
             next_build_number: 1,
             created_at: now,
@@ -534,6 +591,17 @@ impl Service {
                     "endpoint",
                     "requires_port",
                     "an endpoint needs the service's `port` to be set",
+                ));
+            }
+        }
+        for (i, dep) in self.depends_on.iter().enumerate() {
+            let field = format!("depends_on[{i}]");
+            validate::validate_slug(&field, dep)?;
+            if *dep == self.slug {
+                return Err(InvalidInput::new(
+                    field,
+                    "self",
+                    "a service cannot depend on itself",
                 ));
             }
         }
@@ -590,6 +658,7 @@ mod tests {
             "api",
             ServiceSource::DockerImage {
                 image: "nginx:1.27".parse().unwrap(),
+                credentials_secret: None,
             },
             Timestamp(0),
         )
@@ -606,6 +675,31 @@ mod tests {
         assert_eq!((s.build_timeout_s, s.deploy_timeout_s), (600, 300));
         assert_eq!((s.cpu_limit, s.memory_limit_mb), (0.5, 512));
         assert!(s.auto_deploy && s.is_public);
+    }
+
+    #[test]
+    fn image_sources_name_registry_credentials_optionally_and_validly() {
+        // Records and requests from before the field still parse, and write it only when set.
+        let old: ServiceSource =
+            serde_json::from_str(r#"{"type": "docker_image", "image": "nginx:1.27"}"#).unwrap();
+        assert_eq!(old.registry_credentials(), None);
+        assert!(!serde_json::to_string(&old).unwrap().contains("credentials"));
+        let private: ServiceSource = serde_json::from_str(
+            r#"{"type": "docker_image", "image": "ghcr.io/acme/api:1", "credentials_secret": "GHCR_AUTH"}"#,
+        )
+        .unwrap();
+        assert_eq!(private.registry_credentials(), Some("GHCR_AUTH"));
+        assert!(private.validate().is_ok());
+        let bad = ServiceSource::Template {
+            template: "postgres".into(),
+            version: "16".into(),
+            image: "postgres:16".parse().unwrap(),
+            credentials_secret: Some("not a key".into()),
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "source.credentials_secret"
+        );
     }
 
     #[test]

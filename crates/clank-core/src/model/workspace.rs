@@ -9,6 +9,7 @@ use crate::validate;
 
 /// The tenant boundary: members, teams, projects and config all belong to one workspace.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Workspace {
     pub id: WorkspaceId,
     pub slug: String,
@@ -34,6 +35,7 @@ impl Workspace {
 
 /// A person who can sign in. Authentication (tokens) is in [`super::ApiToken`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: UserId,
     pub name: String,
@@ -54,6 +56,7 @@ pub struct User {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -64,6 +67,7 @@ pub enum Role {
 
 /// What an action needs. Every API endpoint names exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
     /// See projects, environments, services, deployments, builds, logs, masked config.
@@ -117,6 +121,7 @@ impl Role {
 
 /// A user's membership in a workspace.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     pub workspace_id: WorkspaceId,
     pub user_id: UserId,
@@ -127,6 +132,7 @@ pub struct Member {
 
 /// A group of members. Teams own projects and carry a config scope; access stays role-based.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Team {
     pub id: TeamId,
     pub workspace_id: WorkspaceId,

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::id::{AuditEventId, EnvironmentId, ProjectId, ServiceId, WorkspaceId};
 use crate::model::{
     ApiToken, AuditEvent, Build, Deployment, Endpoint, Environment, Instance, Member, Project,
-    Server, Service, Team, User, Workspace,
+    Server, Service, Stack, Team, User, Workspace,
 };
 use crate::time::Timestamp;
 
@@ -828,6 +828,26 @@ impl Record for Service {
             ));
         }
         Ok(())
+    }
+}
+
+impl Record for Stack {
+    const TABLE: &'static str = "stack";
+    fn id_string(&self) -> String {
+        self.id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![IndexEntry::new(
+            "environment",
+            self.environment_id,
+            &self.slug,
+        )]
+    }
+    fn unique(&self) -> Vec<(&'static str, String)> {
+        vec![("slug", format!("{}:{}", self.environment_id, self.slug))]
+    }
+    fn check_update(old: &Self, new: &Self) -> Result<()> {
+        immutable("stack", "slug", &old.slug, &new.slug)
     }
 }
 

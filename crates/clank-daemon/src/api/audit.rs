@@ -8,6 +8,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use clank_api::audit::AuditQuery;
 use clank_core::InvalidInput;
 use clank_core::Timestamp;
 use clank_core::config::{ConfigChange, NewValue};
@@ -155,17 +156,6 @@ pub(super) fn config_details(changes: &[ConfigChange]) -> Value {
     json!({ "changes": changes })
 }
 
-#[derive(Debug, serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AuditQuery {
-    /// 1..=1000, default 50.
-    #[serde(default)]
-    limit: Option<usize>,
-    /// An event id: only events older than it (the last id of the previous page).
-    #[serde(default)]
-    before: Option<String>,
-}
-
 /// The workspace's audit log, newest first. Admin and Owner only.
 #[utoipa::path(
     get,
@@ -174,11 +164,10 @@ pub(super) struct AuditQuery {
     tag = "audit",
     params(
         ("ws" = String, Path, description = "workspace slug"),
-        ("limit" = Option<usize>, Query, description = "at most this many events, 1..=1000 (default 50)"),
-        ("before" = Option<String>, Query, description = "an event id: only older events (paging)"),
+        AuditQuery,
     ),
     responses(
-        (status = 200, description = "events, newest first: `id`, `at` (ms since the epoch), `workspace_id`, `actor`, `action`, `target`, `outcome`, `details`", body = [Object]),
+        (status = 200, description = "events, newest first", body = [AuditEvent]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),

@@ -5,9 +5,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use clank_api::webhooks::ForgeEndpoints;
+use clank_api::{BuildView, ServiceWebhook};
 use clank_core::model::{Permission, ServiceSource};
-use clank_platform::BuildView;
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -15,7 +15,8 @@ use super::AppState;
 use super::audit::{Change, audited};
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{BuildPath, NewestFirst, Params, ServicePath};
+use super::extract::{BuildPath, Params, ServicePath};
+use clank_api::deployments::NewestFirst;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -31,11 +32,10 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     tag = "builds",
     params(
         ServicePath,
-        ("limit" = Option<usize>, Query, description = "page size (default 20, at most 500)"),
-        ("before" = Option<u64>, Query, description = "only builds numbered below this"),
+        NewestFirst,
     ),
     responses(
-        (status = 200, description = "success", body = [Object]),
+        (status = 200, description = "success", body = [BuildView]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -59,7 +59,7 @@ pub(super) async fn list_builds(
     tag = "builds",
     params(BuildPath),
     responses(
-        (status = 200, description = "success", body = Object),
+        (status = 200, description = "success", body = BuildView),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -71,21 +71,6 @@ pub(super) async fn get_build(
 ) -> ApiResult<Json<BuildView>> {
     let (addr, n) = at.authorize(&p, Permission::Read)?;
     Ok(Json(st.platform.build(&addr, n).await?))
-}
-
-/// Where to point a forge's webhook for this service, and the secret it signs with.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub(super) struct ServiceWebhook {
-    /// Paths on the daemon's address, one per forge (`github`, `gitlab`, `gitea`).
-    endpoints: serde_json::Value,
-    repo_url: String,
-    branch: String,
-    auto_deploy: bool,
-    /// The workspace's webhook secret; `null` until one is created (`POST
-    /// /v1/workspaces/{ws}/webhook-secret`) or when the role may not see it.
-    secret: Option<String>,
-    /// `true` when the caller's role may see and rotate the secret (Owner, Admin).
-    secret_visible: bool,
 }
 
 /// The service's webhook: its forge endpoints and (for Owner and Admin) the secret.
@@ -118,11 +103,7 @@ pub(super) async fn service_webhook(
         )));
     };
     let mut view = ServiceWebhook {
-        endpoints: json!({
-            "github": "/v1/webhooks/github",
-            "gitlab": "/v1/webhooks/gitlab",
-            "gitea": "/v1/webhooks/gitea",
-        }),
+        endpoints: ForgeEndpoints::default(),
         repo_url: repo_url.clone(),
         branch: branch.clone(),
         auto_deploy: service.settings.auto_deploy,

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use clank_core::InvalidInput;
+use clank_api::ConfigRequest;
 use clank_core::config::{ConfigChange, ConfigVarView, ResolvedVarView};
 use clank_core::model::Permission;
 use clank_platform::ConfigTarget;
@@ -146,8 +146,12 @@ impl Scope {
         );
         item.patch = Some(self.set_operation());
         doc.paths.paths.insert(self.path().to_owned(), item);
-        let mut schemas = vec![(ConfigRequest::name().into_owned(), ConfigRequest::schema())];
+        let mut schemas = vec![
+            (ConfigRequest::name().into_owned(), ConfigRequest::schema()),
+            (ConfigVarView::name().into_owned(), ConfigVarView::schema()),
+        ];
         <ConfigRequest as ToSchema>::schemas(&mut schemas);
+        <ConfigVarView as ToSchema>::schemas(&mut schemas);
         doc.components
             .get_or_insert_with(Default::default)
             .schemas
@@ -164,7 +168,11 @@ impl Scope {
             .description("success")
             .content(
                 "application/json",
-                json(ArrayBuilder::new().items(ObjectBuilder::new()).into()),
+                json(
+                    ArrayBuilder::new()
+                        .items(Ref::from_schema_name(ConfigVarView::name()))
+                        .into(),
+                ),
             )
             .build();
         let refused: Response = ResponseBuilder::new()
@@ -216,47 +224,8 @@ impl Scope {
     }
 }
 
-/// One change in a bulk config request: set (`value`, optionally `secret`) or `unset`.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ChangeBody {
-    key: String,
-    #[serde(default)]
-    value: Option<String>,
-    #[serde(default)]
-    secret: bool,
-    #[serde(default)]
-    unset: bool,
-}
-
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ConfigRequest {
-    changes: Vec<ChangeBody>,
-}
-
 fn changes(req: ConfigRequest) -> ApiResult<Vec<ConfigChange>> {
-    req.changes
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| match (c.unset, c.value) {
-            (true, None) if !c.secret => Ok(ConfigChange::unset(c.key)),
-            (true, _) => Err(InvalidInput::new(
-                format!("changes[{i}]"),
-                "conflict",
-                "an unset takes no value or secret flag",
-            )
-            .into()),
-            (false, Some(v)) if c.secret => Ok(ConfigChange::set_secret(c.key, v)),
-            (false, Some(v)) => Ok(ConfigChange::set_plain(c.key, v)),
-            (false, None) => Err(InvalidInput::new(
-                format!("changes[{i}].value"),
-                "required",
-                "a set needs a value (or `\"unset\": true`)",
-            )
-            .into()),
-        })
-        .collect()
+    Ok(req.into_changes()?)
 }
 
 /// `GET` at any scope: the config kept there (secrets masked).
@@ -306,7 +275,7 @@ async fn write(
     tag = "config",
     params(ServicePath),
     responses(
-        (status = 200, description = "success", body = [Object]),
+        (status = 200, description = "success", body = [ResolvedVarView]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),

@@ -8,10 +8,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use clank_api::DeploymentView;
+use clank_api::LogEntry;
 use clank_core::deploy::DeploymentStatus;
 use clank_core::model::{Permission, Trigger};
-use clank_engine::{EventKind, LogEntry};
-use clank_platform::DeploymentView;
+use clank_engine::EventKind;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,7 +22,8 @@ use super::AppState;
 use super::audit::{Change, audited, record_call};
 use super::auth::Principal;
 use super::error::{ApiResult, ErrorBody};
-use super::extract::{DeploymentPath, NewestFirst, Params, ServicePath};
+use super::extract::{DeploymentPath, Params, ServicePath};
+use clank_api::deployments::NewestFirst;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -39,7 +41,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     tag = "deployments",
     params(ServicePath),
     responses(
-        (status = 202, description = "success", body = Object),
+        (status = 202, description = "success", body = DeploymentView),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -80,11 +82,10 @@ async fn started_audited(
     tag = "deployments",
     params(
         ServicePath,
-        ("limit" = Option<usize>, Query, description = "at most this many, newest first (default 20)"),
-        ("before" = Option<u64>, Query, description = "only deployments numbered below this"),
+        NewestFirst,
     ),
     responses(
-        (status = 200, description = "success", body = [Object]),
+        (status = 200, description = "success", body = [DeploymentView]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -106,7 +107,7 @@ async fn list_deployments(
     tag = "deployments",
     params(DeploymentPath),
     responses(
-        (status = 200, description = "success", body = Object),
+        (status = 200, description = "success", body = DeploymentView),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -126,7 +127,7 @@ async fn get_deployment(
     tag = "deployments",
     params(DeploymentPath),
     responses(
-        (status = 200, description = "success", body = Object),
+        (status = 200, description = "success", body = DeploymentView),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -151,7 +152,7 @@ async fn cancel(
     tag = "deployments",
     params(DeploymentPath),
     responses(
-        (status = 202, description = "success", body = Object),
+        (status = 202, description = "success", body = DeploymentView),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -175,7 +176,7 @@ async fn rollback(
     tag = "deployments",
     params(DeploymentPath),
     responses(
-        (status = 200, description = "success", body = [Object]),
+        (status = 200, description = "success", body = [LogEntry]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -242,14 +243,8 @@ async fn follow(
                     continue;
                 }
                 let finished = matches!(&ev.kind, EventKind::Transition { to, .. } if settled(*to));
-                let name = match &ev.kind {
-                    EventKind::Transition { .. } => "transition",
-                    EventKind::Log { .. } => "log",
-                    EventKind::Created => "created",
-                    EventKind::Restarted { .. } => "restarted",
-                };
                 let sse = SseEvent::default()
-                    .event(name)
+                    .event(ev.kind.name())
                     .json_data(&ev)
                     .unwrap_or_default();
                 return Some((Ok(sse), (events, finished)));

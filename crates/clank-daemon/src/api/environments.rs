@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use clank_api::projects::NewEnvironment;
 use clank_core::model::{Environment, Permission};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,19 +18,13 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_environments, create_environment))
 }
 
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct NewEnvironment {
-    name: String,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments",
     tag = "environments",
     params(ProjectPath),
     responses(
-        (status = 200, description = "success", body = [Object]),
+        (status = 200, description = "success", body = [Environment]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -50,7 +45,7 @@ async fn list_environments(
     params(ProjectPath),
     request_body = NewEnvironment,
     responses(
-        (status = 201, description = "success", body = Object),
+        (status = 201, description = "success", body = Environment),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),

@@ -8,14 +8,7 @@ use axum::response::{IntoResponse, Response};
 use clank_core::{Error, ErrorKind};
 use clank_platform::identity::IdentityError;
 
-/// Every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub field: Option<String>,
-}
+pub use clank_api::ErrorBody;
 
 /// An error as the API answers it.
 #[derive(Debug)]

@@ -46,25 +46,6 @@ where
     }
 }
 
-/// `?limit=&before=`: a page of a service's numbered records (deployments, builds), newest
-/// first.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewestFirst {
-    #[serde(default)]
-    limit: Option<usize>,
-    /// Only those numbered below this.
-    #[serde(default)]
-    pub(super) before: Option<u64>,
-}
-
-impl NewestFirst {
-    /// At most this many (20 unless asked; the platform caps it).
-    pub(super) fn limit(&self) -> usize {
-        self.limit.unwrap_or(20)
-    }
-}
-
 pub(super) fn project_addr(ws: &str, p: &str) -> ApiResult<ProjectAddress> {
     Ok(ProjectAddress::new(ws, p)?)
 }

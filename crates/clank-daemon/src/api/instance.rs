@@ -5,9 +5,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use clank_core::id::TokenId;
+use clank_api::members::{NewWorkspace, TokenCreated};
 use clank_core::model::{AuditOutcome, Role};
-use clank_platform::identity::NewWorkspace;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,51 +23,24 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_workspace))
 }
 
-/// A new token as its holder sees it, once.
-#[derive(Debug, serde::Serialize)]
-pub(super) struct TokenCreated {
-    /// Shown once; only its hash is stored.
-    pub(super) token: String,
-    pub(super) id: TokenId,
-    pub(super) role: Role,
-}
-
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct InitRequest {
-    workspace: String,
-    name: String,
-    email: String,
-}
-
-impl InitRequest {
-    fn into_new_workspace(self) -> NewWorkspace {
-        NewWorkspace {
-            workspace: self.workspace,
-            name: self.name,
-            email: self.email,
-        }
-    }
-}
-
 /// Create the first workspace and its Owner. Only possible while no user exists.
 #[utoipa::path(
     post,
     path = "/v1/init",
     tag = "system",
-    request_body = InitRequest,
+    request_body = NewWorkspace,
     responses(
-        (status = 201, description = "success", body = Object),
+        (status = 201, description = "success", body = TokenCreated),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(()),
 )]
 pub(super) async fn init(
     State(st): State<AppState>,
-    Body(req): Body<InitRequest>,
+    Body(req): Body<NewWorkspace>,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     let (token, digest) = mint_token();
-    let first = st.platform.init(&req.into_new_workspace(), digest).await?;
+    let first = st.platform.init(&req, digest).await?;
     let actor = clank_core::model::Actor::Token {
         token_id: first.token.id,
         token_name: first.token.name.clone(),
@@ -120,9 +92,9 @@ pub(super) async fn require_operator(st: &AppState, p: &Principal, what: &str) -
     post,
     path = "/v1/workspaces",
     tag = "system",
-    request_body = InitRequest,
+    request_body = NewWorkspace,
     responses(
-        (status = 201, description = "the workspace's first Owner token", body = Object),
+        (status = 201, description = "the workspace's first Owner token", body = TokenCreated),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -130,7 +102,7 @@ pub(super) async fn require_operator(st: &AppState, p: &Principal, what: &str) -
 pub(super) async fn create_workspace(
     p: Principal,
     State(st): State<AppState>,
-    Body(req): Body<InitRequest>,
+    Body(req): Body<NewWorkspace>,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     let change = Change::new(
         "workspace.create",
@@ -139,10 +111,7 @@ pub(super) async fn create_workspace(
     audited(&st, &p, change, async {
         require_operator(&st, &p, "create workspaces").await?;
         let (token, digest) = mint_token();
-        let first = st
-            .platform
-            .create_tenant(&req.into_new_workspace(), digest)
-            .await?;
+        let first = st.platform.create_tenant(&req, digest).await?;
         Ok((
             StatusCode::CREATED,
             Json(TokenCreated {

@@ -6,8 +6,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use clank_core::model::{Permission, Role, User};
-use clank_platform::identity::{MemberRemoved, MemberView, TokenInfo};
+use clank_api::members::{
+    AddMember, ListTokens, MemberCreated, MemberPatch, MemberRemoved, MemberView, NewToken,
+    TokenCreated, TokenInfo,
+};
+use clank_core::model::{Permission, Role};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,7 +20,6 @@ use super::audit::{Change, audited, record_call};
 use super::auth::{Principal, mint_token};
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{Body, Params};
-use super::instance::TokenCreated;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -25,33 +27,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(update_member, remove_member))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
-}
-
-/// `clank_core::model::Role` as the OpenAPI document shows it (clank-core has no utoipa).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub(super) enum RoleName {
-    Viewer,
-    Developer,
-    Admin,
-    Owner,
-}
-
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AddMember {
-    name: String,
-    email: String,
-    #[schema(value_type = RoleName)]
-    role: Role,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub(super) struct MemberCreated {
-    user: User,
-    role: Role,
-    token: String,
 }
 
 /// Add a user to the workspace with a role, returning their first token (shown once).
@@ -64,7 +39,7 @@ pub(super) struct MemberCreated {
     ),
     request_body = AddMember,
     responses(
-        (status = 201, description = "success", body = Object),
+        (status = 201, description = "success", body = MemberCreated),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -111,7 +86,7 @@ pub(super) async fn add_member(
         ("ws" = String, Path, description = "workspace slug"),
     ),
     responses(
-        (status = 200, description = "success", body = [Object]),
+        (status = 200, description = "success", body = [MemberView]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -126,13 +101,6 @@ pub(super) async fn list_members(
     Ok(Json(st.platform.members(p.caller()).await?))
 }
 
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MemberPatch {
-    #[schema(value_type = RoleName)]
-    role: Role,
-}
-
 /// Change a member's role. Making, or changing the role of, an Owner is for Owners; the last
 /// Owner cannot be demoted. Their tokens never act above the new role.
 #[utoipa::path(
@@ -145,7 +113,7 @@ pub(super) struct MemberPatch {
     ),
     request_body = MemberPatch,
     responses(
-        (status = 200, description = "the member as changed", body = Object),
+        (status = 200, description = "the member as changed", body = MemberView),
         (status = "4XX", description = "refused (409 `last_owner`: the last Owner cannot be demoted)", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -180,7 +148,7 @@ pub(super) async fn update_member(
         ("user" = String, Path, description = "the member's user id, or their email"),
     ),
     responses(
-        (status = 200, description = "removed; what went with them", body = Object),
+        (status = 200, description = "removed; what went with them", body = MemberRemoved),
         (status = "4XX", description = "refused (409 `last_owner`: the last Owner cannot be removed)", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -207,15 +175,6 @@ pub(super) async fn remove_member(
     result
 }
 
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewToken {
-    name: String,
-    #[serde(default)]
-    #[schema(value_type = Option<RoleName>)]
-    role: Option<Role>,
-}
-
 /// A token for yourself, with at most your own role.
 #[utoipa::path(
     post,
@@ -226,7 +185,7 @@ pub(super) struct NewToken {
     ),
     request_body = NewToken,
     responses(
-        (status = 201, description = "success", body = Object),
+        (status = 201, description = "success", body = TokenCreated),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -259,13 +218,6 @@ pub(super) async fn create_token(
     .await
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListTokens {
-    #[serde(default)]
-    all: bool,
-}
-
 /// Your own tokens; with `all=true` every token of the workspace (Owners), or of every
 /// member who is not an Owner (Admins).
 #[utoipa::path(
@@ -274,10 +226,10 @@ pub(super) struct ListTokens {
     tag = "members",
     params(
         ("ws" = String, Path, description = "workspace slug"),
-        ("all" = Option<bool>, Query, description = "every member's tokens (Owner; Admin: non-Owners' only)"),
+        ListTokens,
     ),
     responses(
-        (status = 200, description = "success", body = [Object]),
+        (status = 200, description = "success", body = [TokenInfo]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),

@@ -21,6 +21,7 @@ mod projects;
 mod servers;
 mod services;
 mod system;
+mod templates;
 mod webhooks;
 
 pub mod openapi;
@@ -77,6 +78,7 @@ fn endpoints() -> OpenApiRouter<AppState> {
         .merge(services::routes())
         .merge(deployments::routes())
         .merge(builds::routes())
+        .merge(templates::routes())
 }
 
 pub fn router(state: AppState) -> Router {

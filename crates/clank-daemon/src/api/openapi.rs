@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of the REST API, served at `GET /v1/openapi.json`. Its paths come
 //! from the same list as the router (`api::endpoints`, each handler's `#[utoipa::path]`); this
-//! file adds what is not an endpoint: the title, the bearer scheme and the error shape. Bodies of
-//! clank-core types are `Object` here (clank-core does not depend on utoipa).
+//! file adds what is not an endpoint: the title, the bearer scheme and the error shape. Every
+//! body's schema is derived from its `clank-api` (or `clank-core`) type.
 
 use std::sync::Arc;
 
@@ -99,6 +99,77 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A body's schema is a named type (a `$ref`), a list of them, or a typed primitive: never
+    /// a bare `object` that says nothing of the JSON.
+    fn typed(schema: &serde_json::Value) -> bool {
+        if schema.get("$ref").is_some() {
+            return true;
+        }
+        match schema["type"].as_str() {
+            Some("array") => typed(&schema["items"]),
+            Some("object") | None => false,
+            Some(_) => true,
+        }
+    }
+
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, x) in map {
+                    match (k.as_str(), x.as_str()) {
+                        ("$ref", Some(r)) => out.push(r),
+                        _ => refs(x, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(xs) => xs.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_body_has_a_typed_schema_and_every_ref_resolves() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut bodies = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let mut contents: Vec<(String, &serde_json::Value)> = Vec::new();
+                if let Some(c) = op["requestBody"]["content"].as_object() {
+                    contents.extend(c.iter().map(|(t, c)| (format!("request {t}"), c)));
+                }
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if let Some(c) = response["content"].as_object() {
+                        let named = |(t, c)| (format!("{status} {t}"), c);
+                        contents.extend(c.iter().map(named));
+                    }
+                }
+                for (what, content) in contents {
+                    if what.ends_with("text/event-stream") {
+                        continue;
+                    }
+                    let schema = &content["schema"];
+                    let binary = what.ends_with("application/octet-stream");
+                    assert!(
+                        typed(schema) || binary,
+                        "{method} {path} {what}: untyped body schema {schema}"
+                    );
+                    bodies += 1;
+                }
+            }
+        }
+        assert!(bodies >= 100, "only {bodies} bodies documented");
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("`{r}` points outside components.schemas"));
+            assert!(schemas.contains_key(name), "`{r}` does not resolve");
         }
     }
 }

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use clank_api::projects::{ListProjects, NewProject};
 use clank_core::model::{Permission, Project};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -19,31 +20,16 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_project, delete_project))
 }
 
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct NewProject {
-    name: String,
-    #[serde(default)]
-    slug: Option<String>,
-}
-
-#[derive(Debug, serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ListProjects {
-    #[serde(default)]
-    include_deleted: bool,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/workspaces/{ws}/projects",
     tag = "projects",
     params(
         WorkspacePath,
-        ("include_deleted" = Option<bool>, Query, description = "include soft-deleted projects"),
+        ListProjects,
     ),
     responses(
-        (status = 200, description = "success", body = [Object]),
+        (status = 200, description = "success", body = [Project]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -68,7 +54,7 @@ async fn list_projects(
     params(WorkspacePath),
     request_body = NewProject,
     responses(
-        (status = 201, description = "success", body = Object),
+        (status = 201, description = "success", body = Project),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -106,7 +92,7 @@ async fn create_project(
     tag = "projects",
     params(ProjectPath),
     responses(
-        (status = 200, description = "success", body = Object),
+        (status = 200, description = "success", body = Project),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -126,7 +112,7 @@ async fn get_project(
     tag = "projects",
     params(ProjectPath),
     responses(
-        (status = 200, description = "success", body = Object),
+        (status = 200, description = "success", body = Project),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),

@@ -6,9 +6,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use clank_api::servers::{NewServer, NewServerBody, ReleasePublished, ReleaseQuery, ServerView};
 use clank_core::model::Permission;
-use clank_fleet::ServerView;
-use clank_platform::NewServer;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::router::UtoipaMethodRouterExt;
@@ -36,13 +35,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 /// Largest agent binary accepted by `PUT /v1/workspaces/{ws}/agent-release`.
 pub(super) const AGENT_BINARY_LIMIT: usize = 256 * 1024 * 1024;
 
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewServerBody {
-    /// A slug, unique in the workspace.
-    name: String,
-}
-
 #[utoipa::path(
     get,
     operation_id = "list_servers",
@@ -50,7 +42,7 @@ pub(super) struct NewServerBody {
     tag = "servers",
     params(("ws" = String, Path, description = "workspace slug")),
     responses(
-        (status = 200, description = "servers with live state (connected, usage, generations)", body = Object),
+        (status = 200, description = "servers with live state (connected, usage, generations)", body = [ServerView]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -72,7 +64,7 @@ pub(super) async fn list(
     params(("ws" = String, Path, description = "workspace slug")),
     request_body = NewServerBody,
     responses(
-        (status = 201, description = "the server and its one-time join token", body = Object),
+        (status = 201, description = "the server and its one-time join token", body = NewServer),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -104,7 +96,7 @@ pub(super) async fn create(
         ("name" = String, Path, description = "server name"),
     ),
     responses(
-        (status = 200, description = "the server with live state", body = Object),
+        (status = 200, description = "the server with live state", body = ServerView),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -128,7 +120,7 @@ pub(super) async fn get(
         ("name" = String, Path, description = "server name"),
     ),
     responses(
-        (status = 200, description = "a fresh one-time join token (re-enrollment)", body = Object),
+        (status = 200, description = "a fresh one-time join token (re-enrollment)", body = NewServer),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -156,7 +148,7 @@ pub(super) async fn join_token(
         ("name" = String, Path, description = "server name"),
     ),
     responses(
-        (status = 200, description = "the revoked server; its agent is cut off", body = Object),
+        (status = 200, description = "the revoked server; its agent is cut off", body = ServerView),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -175,13 +167,6 @@ pub(super) async fn revoke(
     .await
 }
 
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ReleaseQuery {
-    /// The version the agents will report.
-    version: String,
-}
-
 #[utoipa::path(
     put,
     path = "/v1/workspaces/{ws}/agent-release",
@@ -189,7 +174,7 @@ pub(super) struct ReleaseQuery {
     params(("ws" = String, Path, description = "workspace slug"), ReleaseQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the agent binary"),
     responses(
-        (status = 200, description = "signed with the release key and offered to every agent; its SHA-256", body = Object),
+        (status = 200, description = "signed with the release key and offered to every agent; its SHA-256", body = ReleasePublished),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -200,7 +185,7 @@ pub(super) async fn offer_release(
     Path(ws): Path<String>,
     Params(q): Params<ReleaseQuery>,
     body: Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ReleasePublished>> {
     p.in_workspace(&ws)?;
     let change = Change::new("agent.release", format!("{ws}/agent-release"))
         .details(json!({"version": q.version, "bytes": body.len()}));
@@ -213,7 +198,10 @@ pub(super) async fn offer_release(
             .platform
             .offer_agent_update(&q.version, body.to_vec())
             .await?;
-        Ok(Json(json!({"version": q.version, "sha256": sha256})))
+        Ok(Json(ReleasePublished {
+            version: q.version,
+            sha256,
+        }))
     })
     .await
 }

@@ -8,9 +8,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use clank_api::services::{ExecBody, ExecResult, ListServices, LogsQuery};
+use clank_api::{ServicePatch, ServiceSpec};
 use clank_core::InvalidInput;
 use clank_core::model::{Permission, Service};
-use clank_platform::{ServicePatch, ServiceSpec, WorkloadSelector};
+use clank_platform::WorkloadSelector;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,17 +32,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(service_exec))
 }
 
-#[derive(Debug, serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ListServices {
-    /// Page size (1..=1000). Without it (and without `after`) every service is returned.
-    #[serde(default)]
-    limit: Option<usize>,
-    /// The `X-Next-Cursor` of the previous page.
-    #[serde(default)]
-    after: Option<String>,
-}
-
 /// Services of an environment in slug order. Paginated with `?limit=` (and `?after=` the
 /// previous page's `X-Next-Cursor` header, absent on the last page).
 #[utoipa::path(
@@ -49,11 +40,10 @@ struct ListServices {
     tag = "services",
     params(
         EnvironmentPath,
-        ("limit" = Option<usize>, Query, description = "page size, 1..=1000; without `limit` and `after` every service"),
-        ("after" = Option<String>, Query, description = "the previous page's `X-Next-Cursor`"),
+        ListServices,
     ),
     responses(
-        (status = 200, description = "success", body = [Object]),
+        (status = 200, description = "success; a further page's cursor in `X-Next-Cursor`", body = [Service]),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -101,9 +91,9 @@ async fn list_services(
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services",
     tag = "services",
     params(EnvironmentPath),
-    request_body(content = Object, content_type = "application/json"),
+    request_body = ServiceSpec,
     responses(
-        (status = 201, description = "success", body = Object),
+        (status = 201, description = "success", body = Service),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -133,7 +123,7 @@ async fn create_service(
     tag = "services",
     params(ServicePath),
     responses(
-        (status = 200, description = "success", body = Object),
+        (status = 200, description = "success", body = Service),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -152,9 +142,9 @@ async fn get_service(
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}",
     tag = "services",
     params(ServicePath),
-    request_body(content = Object, content_type = "application/json"),
+    request_body = ServicePatch,
     responses(
-        (status = 200, description = "success", body = Object),
+        (status = 200, description = "success", body = Service),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -196,29 +186,13 @@ fn patch_fields(patch: &ServicePatch) -> Vec<&'static str> {
 
 // ---- The running service: logs and exec ----------------------------------------------------
 
-#[derive(Debug, serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct LogsQuery {
-    #[serde(default)]
-    follow: bool,
-    #[serde(default)]
-    tail: Option<usize>,
-    #[serde(default)]
-    process: Option<String>,
-    #[serde(default)]
-    replica: Option<u32>,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/logs",
     tag = "services",
     params(
         ServicePath,
-        ("follow" = Option<bool>, Query, description = "keep streaming new lines"),
-        ("tail" = Option<usize>, Query, description = "only the last N lines of history"),
-        ("process" = Option<String>, Query, description = "only this process type's workloads (`web`, `worker`, ...)"),
-        ("replica" = Option<u32>, Query, description = "only this replica (from 0)"),
+        LogsQuery,
     ),
     responses(
         (status = 200, description = "Server-Sent Events, one `line` event per log line (`process`, `replica`, `stream`, `line`, `at`); every workload of the ACTIVE deployment unless `process`/`replica` pick some", content_type = "text/event-stream"),
@@ -264,29 +238,6 @@ async fn service_logs(
         None => st.streams.until_shutdown(stream).boxed(),
     };
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-/// A command to run in the service: an argument vector, never a shell string.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ExecBody {
-    command: Vec<String>,
-    /// Seconds before the command is abandoned (default 30, at most 600).
-    #[serde(default)]
-    timeout_s: Option<u64>,
-    /// The process type to run it in (default `web`, else the first one).
-    #[serde(default)]
-    process: Option<String>,
-    /// The replica to run it in (default 0).
-    #[serde(default)]
-    replica: Option<u32>,
-}
-
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-struct ExecResult {
-    exit_code: Option<i64>,
-    stdout: String,
-    stderr: String,
 }
 
 #[utoipa::path(

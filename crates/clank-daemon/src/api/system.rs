@@ -1,8 +1,7 @@
 //! The daemon itself: is it up, and who is this token.
 
 use axum::Json;
-use clank_core::id::UserId;
-use clank_core::model::Role;
+use clank_api::system::{Health, WhoAmI};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -21,20 +20,16 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     path = "/v1/health",
     tag = "system",
     responses(
-        (status = 200, description = "success", body = Object),
+        (status = 200, description = "success", body = Health),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(()),
 )]
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
-}
-
-#[derive(Debug, serde::Serialize)]
-struct WhoAmI {
-    workspace: String,
-    user: UserId,
-    role: Role,
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
 #[utoipa::path(
@@ -42,7 +37,7 @@ struct WhoAmI {
     path = "/v1/whoami",
     tag = "system",
     responses(
-        (status = 200, description = "success", body = Object),
+        (status = 200, description = "success", body = WhoAmI),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),

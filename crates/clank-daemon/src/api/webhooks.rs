@@ -13,9 +13,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use clank_api::webhooks::{ForgePush, PushResult, WebhookSecretCreated};
 use clank_core::Timestamp;
 use clank_core::model::{Actor, AuditOutcome, Permission, Workspace};
-use clank_platform::{Push, PushAdmission, PushDeployment};
+use clank_platform::{Push, PushAdmission};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde_json::Value;
@@ -56,27 +57,6 @@ impl Forge {
     }
 }
 
-/// What a verified push created.
-#[derive(Debug, serde::Serialize)]
-pub(super) struct PushResult {
-    workspace: String,
-    repository: String,
-    branch: Option<String>,
-    commit: Option<String>,
-    /// Why nothing was deployed, when nothing was.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ignored: Option<String>,
-    deployments: Vec<PushDeployment>,
-}
-
-#[derive(Debug, serde::Serialize)]
-pub(super) struct WebhookSecretCreated {
-    /// Shown once; stored sealed.
-    secret: String,
-    /// Where each forge delivers (relative to the daemon's address).
-    endpoints: [&'static str; 3],
-}
-
 /// Owner/Admin: create or rotate the workspace's webhook secret. The old one stops verifying at
 /// once.
 #[utoipa::path(
@@ -87,7 +67,7 @@ pub(super) struct WebhookSecretCreated {
         ("ws" = String, Path, description = "workspace slug"),
     ),
     responses(
-        (status = 201, description = "success", body = Object),
+        (status = 201, description = "success", body = WebhookSecretCreated),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -109,10 +89,10 @@ pub(super) async fn rotate_secret(
             StatusCode::CREATED,
             Json(WebhookSecretCreated {
                 secret,
-                endpoints: [
-                    "/v1/webhooks/github",
-                    "/v1/webhooks/gitlab",
-                    "/v1/webhooks/gitea",
+                endpoints: vec![
+                    "/v1/webhooks/github".to_owned(),
+                    "/v1/webhooks/gitlab".to_owned(),
+                    "/v1/webhooks/gitea".to_owned(),
                 ],
             }),
         ))
@@ -124,10 +104,10 @@ pub(super) async fn rotate_secret(
     post,
     path = "/v1/webhooks/github",
     tag = "webhooks",
-    request_body(content = Object, content_type = "application/json", description = "the forge's push payload, signed"),
+    request_body(content = ForgePush, content_type = "application/json", description = "the forge's push payload, signed"),
     responses(
-        (status = 200, description = "ping or another event: nothing deployed", body = Object),
-        (status = 202, description = "the deployments the push created", body = Object),
+        (status = 200, description = "ping or another event: nothing deployed", body = PushResult),
+        (status = 202, description = "the deployments the push created", body = PushResult),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(()),
@@ -144,10 +124,10 @@ pub(super) async fn github(
     post,
     path = "/v1/webhooks/gitlab",
     tag = "webhooks",
-    request_body(content = Object, content_type = "application/json", description = "the forge's push payload, signed"),
+    request_body(content = ForgePush, content_type = "application/json", description = "the forge's push payload, signed"),
     responses(
-        (status = 200, description = "ping or another event: nothing deployed", body = Object),
-        (status = 202, description = "the deployments the push created", body = Object),
+        (status = 200, description = "ping or another event: nothing deployed", body = PushResult),
+        (status = 202, description = "the deployments the push created", body = PushResult),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(()),
@@ -164,10 +144,10 @@ pub(super) async fn gitlab(
     post,
     path = "/v1/webhooks/gitea",
     tag = "webhooks",
-    request_body(content = Object, content_type = "application/json", description = "the forge's push payload, signed"),
+    request_body(content = ForgePush, content_type = "application/json", description = "the forge's push payload, signed"),
     responses(
-        (status = 200, description = "ping or another event: nothing deployed", body = Object),
-        (status = 202, description = "the deployments the push created", body = Object),
+        (status = 200, description = "ping or another event: nothing deployed", body = PushResult),
+        (status = 202, description = "the deployments the push created", body = PushResult),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(()),

@@ -418,11 +418,18 @@ impl Platform {
     /// The `web` service running the test app image (`clank-testapp:latest`), validated.
     pub(crate) async fn image_service(tweak: impl FnOnce(&mut Service)) -> Option<Platform> {
         let image = testapp::IMAGE.parse().unwrap();
-        Platform::with_source(ServiceSource::DockerImage { image }, None, |s| {
-            s.settings.deploy_timeout_s = 20;
-            tweak(s);
-            s.validate().unwrap();
-        })
+        Platform::with_source(
+            ServiceSource::DockerImage {
+                image,
+                credentials_secret: None,
+            },
+            None,
+            |s| {
+                s.settings.deploy_timeout_s = 20;
+                tweak(s);
+                s.validate().unwrap();
+            },
+        )
         .await
     }
 

@@ -25,6 +25,7 @@ async fn service_in(cat: &Catalog) -> (Project, Environment, Versioned<Service>)
         "api",
         ServiceSource::DockerImage {
             image: "shop/api:1".parse().unwrap(),
+            credentials_secret: None,
         },
         T0,
     )

@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
         config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     }
+    // Its `Debug` (in lib.rs) shows the user name only: a password never reaches a log.
+    config.skip_debug(["clank.agent.v1.RegistryCredentials"]);
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

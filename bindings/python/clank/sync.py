@@ -148,11 +148,9 @@ class Platform:
     # ---- Templates and stacks ---------------------------------------------------------------
 
     def list_templates(self) -> List[Dict[str, Any]]:
-        """Every template of the catalog: ``name``, ``title``, ``version``, ``category``."""
         return self._call({"op": "list_templates"})
 
     def template(self, name: str) -> Dict[str, Any]:
-        """A template's services, images, volumes and variables (never a value)."""
         return self._call({"op": "get_template", "name": name})
 
     def create_stack(
@@ -166,9 +164,6 @@ class Platform:
         domain: Optional[str] = None,
         lan: bool = False,
     ) -> Dict[str, Any]:
-        """Create ``template``'s services in ``environment`` (generated passwords kept as secret
-        config) and deploy them, dependencies first. ``images`` overrides a template service's
-        image (``{"db": "mirror/postgres:16.4"}``). A bad input changes nothing."""
         return self._call(
             _requests.create_stack(environment, template, name, inputs, images, domain, lan)
         )
@@ -177,14 +172,11 @@ class Platform:
         return self._call({"op": "list_stacks", "environment": environment})
 
     def stack(self, stack: str) -> Dict[str, Any]:
-        """A stack (``"shop/blog"``): template, version, services with their status."""
         return self._call({"op": "get_stack", "stack": stack})
 
     def upgrade_stack(
         self, stack: str, *, to: Optional[str] = None, apply: Optional[str] = None
     ) -> Dict[str, Any]:
-        """Without ``apply``: the preview (``changes``, ``plan_id``). With ``apply=plan_id``:
-        carry out exactly that plan (:class:`Conflict` if anything changed since)."""
         return self._call(_requests.upgrade_stack(stack, to, apply))
 
     def set_config(

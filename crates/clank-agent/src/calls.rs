@@ -38,6 +38,7 @@ pub(crate) fn dispatch(shared: Arc<Shared>, call: v1::Call) {
         let shared = task_shared;
         let result = match method {
             Method::Logs(req) => logs(&shared, id, req).await,
+            Method::Image(req) => crate::images::ensure(&shared, id, req).await,
             other => answer(&shared, other).await,
         };
         let result = result.unwrap_or_else(|e| R::Error(clank_proto::call_error(&e)));
@@ -47,7 +48,7 @@ pub(crate) fn dispatch(shared: Arc<Shared>, call: v1::Call) {
     lock(&shared.calls.follows).insert(id, task.abort_handle());
 }
 
-async fn reply(shared: &Shared, call_id: u64, result: R) {
+pub(crate) async fn reply(shared: &Shared, call_id: u64, result: R) {
     shared
         .send_up(Up::Reply(v1::Reply {
             call_id,
@@ -132,7 +133,9 @@ async fn answer(shared: &Shared, method: Method) -> Result<R, Error> {
             }))
         }
         Method::ProxyJson(json) => proxy(shared, &json).await,
-        Method::Logs(_) | Method::Cancel(_) => Err(Error::Internal("dispatched elsewhere".into())),
+        Method::Logs(_) | Method::Image(_) | Method::Cancel(_) => {
+            Err(Error::Internal("dispatched elsewhere".into()))
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 //! - Reconcile ([`reconcile`]): idempotent, by workload name; only while the lease is valid
 //!   and only for the newest epoch seen (fencing). Workloads keep running when the control
 //!   plane is unreachable.
-//! - Calls ([`calls`]): list, logs, exec, probes from this host, the local proxy's routes.
+//! - Calls ([`calls`]): list, logs, exec, probes from this host, the local proxy's routes,
+//!   and images ([`images`]): present, pulled here, or received from the control plane.
 //! - Self-update ([`update`]): verify the offer's signature with the release key learned at
 //!   enrollment, download, verify the checksum, check-connect, swap atomically, re-exec, roll
 //!   back.
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 mod calls;
+mod images;
 pub mod pinned;
 mod reconcile;
 pub mod state;
@@ -34,6 +36,9 @@ mod usage;
 pub use state::StateDir;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What this agent tells the control plane it can do (`Hello.features`).
+pub const FEATURES: &[&str] = &[clank_proto::FEATURE_IMAGE_TRANSFER];
 
 /// Exit codes of the `clank-agent` binary.
 pub mod exit {
@@ -183,6 +188,9 @@ pub async fn connect(
         .http2_keep_alive_interval(Duration::from_secs(15))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
+        // Image transfers stream to this side: a receive window that grows with the link's
+        // bandwidth-delay product, not HTTP/2's fixed 64 KiB (a few hundred KiB/s at 100 ms).
+        .http2_adaptive_window(true)
         .tcp_nodelay(true);
     if tls {
         let fingerprint = fingerprint.ok_or_else(|| {
@@ -493,6 +501,7 @@ async fn session(shared: &Arc<Shared>) -> Result<(), SessionError> {
             .applied_generation
             .load(std::sync::atomic::Ordering::Relaxed),
         probe: false,
+        features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
     };
     tx.send(v1::AgentMessage {
         body: Some(Up::Hello(hello)),

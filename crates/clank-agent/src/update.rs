@@ -257,6 +257,7 @@ pub async fn check(control_plane: &str, state: &crate::StateDir) -> Result<(), S
             last_epoch: state.epoch()?,
             applied_generation: 0,
             probe: true,
+            features: crate::FEATURES.iter().map(|f| (*f).to_owned()).collect(),
         })),
     };
     let req = crate::authorize(

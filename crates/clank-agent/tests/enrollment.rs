@@ -121,6 +121,8 @@ async fn open_session(
             last_epoch: 0,
             applied_generation: 0,
             probe: false,
+            // An agent of before `features`: it receives no images.
+            features: Vec::new(),
         })),
     })
     .await

@@ -146,8 +146,20 @@ impl clank_proto::AgentControl for Fake {
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
+
+    type FetchImageStream = DownImage;
+
+    async fn fetch_image(
+        &self,
+        _request: Request<v1::FetchImageRequest>,
+    ) -> Result<Response<DownImage>, Status> {
+        Err(Status::not_found(
+            "this scripted control plane offers no images",
+        ))
+    }
 }
 
+type DownImage = Pin<Box<dyn futures_util::Stream<Item = Result<v1::ImageChunk, Status>> + Send>>;
 type DownChunks = Pin<Box<dyn futures_util::Stream<Item = Result<v1::UpdateChunk, Status>> + Send>>;
 
 /// A scripted control plane and one agent process enrolled with it.

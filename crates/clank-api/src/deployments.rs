@@ -31,6 +31,10 @@ pub struct DeploymentView {
     pub artifact: Artifact,
     /// The image actually run, once known.
     pub image: Option<ImageRef>,
+    /// What exactly ran, even if the tag moves later: the registry digest (`sha256:…`) of
+    /// `image` as pulled, or on a remote server the image id its agent verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// The build whose image this deployment runs: its own, or for a rollback the earlier
     /// deployment's. `None` for image services.
     pub build: Option<BuildRef>,
@@ -61,6 +65,7 @@ impl From<&Deployment> for DeploymentView {
             trigger: d.trigger.clone(),
             artifact: d.snapshot.artifact.clone(),
             image: d.state.image.clone(),
+            image_digest: d.state.image_digest.clone(),
             build: None,
             created_at: d.created_at,
             deadline: d.state.deadline,

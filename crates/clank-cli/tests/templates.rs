@@ -16,6 +16,20 @@ fn builtin(file: &str) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
+/// A daemon (native runtime) whose operator templates directory holds `file` with `text`;
+/// the data directory lives as long as the returned `TempDir`.
+async fn daemon_with_template(file: &str, text: String) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let templates: PathBuf = dir.path().join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(templates.join(file), text).unwrap();
+    let daemon = Daemon::start(dir.path(), "process", |c| {
+        c.templates_dir = Some(templates.clone());
+    })
+    .await;
+    (dir, daemon)
+}
+
 async fn ok(url: &str, ctx: &Path, args: &[&str]) -> String {
     let o = clank(url, ctx, args).await;
     assert!(o.status.success(), "{args:?}: {}", text(&o));
@@ -24,15 +38,8 @@ async fn ok(url: &str, ctx: &Path, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn template_and_stack_commands_create_show_and_upgrade_only_after_a_preview() {
-    let dir = tempfile::tempdir().unwrap();
-    let templates: PathBuf = dir.path().join("templates");
-    std::fs::create_dir(&templates).unwrap();
     let keyval = builtin("redis.toml").replace("name = \"redis\"", "name = \"keyval\"");
-    std::fs::write(templates.join("keyval.toml"), keyval).unwrap();
-    let daemon = Daemon::start(dir.path(), "process", |c| {
-        c.templates_dir = Some(templates.clone());
-    })
-    .await;
+    let (dir, daemon) = daemon_with_template("keyval.toml", keyval).await;
     let url = daemon.url.clone();
     let ctx = dir.path().join("context.json");
     ok(&url, &ctx, &INIT).await;
@@ -132,15 +139,8 @@ async fn template_and_stack_commands_create_show_and_upgrade_only_after_a_previe
 
 #[tokio::test]
 async fn a_broken_template_file_stops_the_daemon_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let templates = dir.path().join("templates");
-    std::fs::create_dir(&templates).unwrap();
     let broken = builtin("redis.toml").replace("image = \"redis:7.4\"", "image = \"redis:latest\"");
-    std::fs::write(templates.join("redis.toml"), broken).unwrap();
-    let daemon = Daemon::start(dir.path(), "process", |c| {
-        c.templates_dir = Some(templates.clone());
-    })
-    .await;
+    let (_dir, daemon) = daemon_with_template("redis.toml", broken).await;
     let ended = daemon.stop().await.unwrap();
     let message = ended.unwrap_err().to_string();
     assert!(

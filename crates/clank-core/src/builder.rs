@@ -70,8 +70,18 @@ pub struct BuildOutput {
     pub framework: Option<String>,
 }
 
-/// Receives build log lines as they happen.
-pub type BuildLog = Box<dyn FnMut(String) + Send>;
+/// What a builder reports while a build runs, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildProgress {
+    /// A line of build output, for the deploy log.
+    Line(String),
+    /// The checkout resolved the ref to `commit` (the full id). Reported before the image is
+    /// built, so the `Build` says what it built even if the build then fails.
+    CheckedOut { commit: String },
+}
+
+/// Receives a build's progress as it happens.
+pub type BuildLog = Box<dyn FnMut(BuildProgress) + Send>;
 
 /// Builds images from repositories. The engine runs `build` in a task with the request's
 /// timeout and aborts it to cancel: implementations must stop their child processes and

@@ -458,6 +458,38 @@ impl fmt::Debug for RegistryAuth {
 /// sizes, throttled by the runtime), bound for the deployment's log.
 pub type PullProgress<'a> = &'a (dyn Fn(String) + Send + Sync);
 
+/// An image as a host's engine holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalImage {
+    /// The engine's content-addressed id (`sha256:…`): the same on every engine holding
+    /// these bits, however they got there.
+    pub id: String,
+    /// Bytes on disk (an exported archive is about as large).
+    pub size: u64,
+    /// The registry digest (`sha256:…`) when the image came from its registry.
+    pub repo_digest: Option<String>,
+}
+
+/// An image archive (what `docker save` writes) as it streams, in chunks.
+pub type ImageArchive = Pin<Box<dyn Stream<Item = Result<Vec<u8>>> + Send>>;
+
+/// The images of one host's engine, as whole archives: how an image built or loaded on the
+/// control plane reaches a remote server whose engine has never seen it.
+#[async_trait::async_trait]
+pub trait ImageStore: Send + Sync + fmt::Debug {
+    /// The image `image` names, or `None` when the engine does not hold it.
+    async fn find(&self, image: &ImageRef) -> Result<Option<LocalImage>>;
+    /// `image` as an archive, streamed as the engine writes it (never whole in memory).
+    async fn export(&self, image: &ImageRef) -> Result<ImageArchive>;
+    /// Load an archive. An archive that ends early or errors loads nothing: the engine only
+    /// keeps an image once its whole archive has been read.
+    async fn import(&self, archive: ImageArchive) -> Result<()>;
+    /// Remove the image with id `id` (a load that did not produce what was sent).
+    async fn remove(&self, id: &str) -> Result<()>;
+    /// Name the image with id `id` `image` too; `false` when the engine has no such image.
+    async fn tag(&self, id: &str, image: &ImageRef) -> Result<bool>;
+}
+
 /// What a runtime can do, so callers and the contract suite adapt instead of guessing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeCapabilities {
@@ -509,8 +541,10 @@ pub trait Runtime: Send + Sync + fmt::Debug {
     /// Errors name the image, the registry and why: the registry refused the credentials,
     /// the image or tag does not exist, the registry could not be reached, or the pull did
     /// not finish within `within` ([`RuntimeFailure::Timeout`](crate::RuntimeFailure)). The
-    /// default does nothing: native processes have no images, and a remote server's agent
-    /// pulls in its own `start`.
+    /// default does nothing: native processes have no images. A remote server's runtime
+    /// makes its engine hold the image (already there, pulled there, or sent from the
+    /// control plane's engine) and returns the id (`sha256:…`) verified there when there is
+    /// no registry digest.
     async fn pull(
         &self,
         image: &ImageRef,
@@ -525,6 +559,11 @@ pub trait Runtime: Send + Sync + fmt::Debug {
     /// the image is on the host, pulled if it can be), so a stop-first cutover is refused
     /// before it stops the running version. Idempotent; fails as `start` would.
     async fn prepare(&self, spec: &WorkloadSpec) -> Result<()>;
+    /// This host's images as archives, when the runtime runs images on an engine that can
+    /// export and load them (Docker); `None` (the default) otherwise.
+    fn image_store(&self) -> Option<std::sync::Arc<dyn ImageStore>> {
+        None
+    }
     /// `None` if the workload does not exist.
     async fn inspect(&self, id: &WorkloadId) -> Result<Option<WorkloadStatus>>;
     async fn stop(&self, id: &WorkloadId, grace: Duration) -> Result<()>;

@@ -7,6 +7,8 @@
 //!   image, which registry and why), a short fallback pull in `start`, CPU/memory limits (swap = memory, so the limit is an OOM kill),
 //!   restart policies, ports published on a host address, a project network with DNS
 //!   aliases, named volumes; a failed start leaves no container behind.
+//! - [`DockerImages`]: the engine's images as archives (save streamed out, load streamed in),
+//!   how an image reaches a remote server's engine.
 //! - [`naming`]: the names Clank gives containers and networks, and the checks that keep
 //!   anything Docker would refuse or misread away from the engine.
 //! - [`build`]: [`DockerImageBuilder`], the `ImageBuilder` for git services (clone, detect
@@ -19,6 +21,7 @@
 pub mod build;
 mod container;
 pub mod error;
+mod images;
 mod logs;
 pub mod naming;
 mod pull;
@@ -26,5 +29,6 @@ mod resources;
 mod runtime;
 
 pub use build::{BuildSettings, DockerImageBuilder, FRAMEWORK_BASE_IMAGES};
+pub use images::DockerImages;
 pub use naming::{container_name, project_network_name};
 pub use runtime::{DEFAULT_SOCKET, DockerRuntime, SCOPE_LABEL};

@@ -726,6 +726,12 @@ impl Runtime for DockerRuntime {
         self.ensure_image(&checked_image(spec)?).await
     }
 
+    fn image_store(&self) -> Option<std::sync::Arc<dyn clank_core::runtime::ImageStore>> {
+        Some(std::sync::Arc::new(crate::DockerImages::new(
+            self.docker.clone(),
+        )))
+    }
+
     async fn inspect(&self, id: &WorkloadId) -> Result<Option<WorkloadStatus>> {
         check_id(id)?;
         self.status(&id.0).await

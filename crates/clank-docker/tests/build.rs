@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clank_core::builder::{BuildOutput, BuildRequest, ImageBuilder};
+use clank_core::builder::{BuildOutput, BuildProgress, BuildRequest, ImageBuilder};
 use clank_core::id::{BuildId, ServiceId};
 use clank_core::secret::SecretString;
 use clank_docker::{DockerImageBuilder, DockerRuntime};
@@ -50,17 +50,32 @@ fn unique_tag(name: &str) -> String {
     format!("clank-build-test/{name}:v{}", &id[id.len() - 8..])
 }
 
-/// Build, collecting the log.
+/// Build, collecting the log. A build that succeeds must have reported the commit it built,
+/// once, as it checked it out.
 async fn build(
     builder: &DockerImageBuilder,
     req: &BuildRequest,
 ) -> (clank_core::Result<BuildOutput>, Vec<String>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let sink = progress.clone();
     let out = builder
-        .build(req, Box::new(move |l| sink.lock().unwrap().push(l)))
+        .build(req, Box::new(move |p| sink.lock().unwrap().push(p)))
         .await;
-    let lines = lines.lock().unwrap().clone();
+    let mut lines = Vec::new();
+    let mut checked_out = Vec::new();
+    for p in progress.lock().unwrap().drain(..) {
+        match p {
+            BuildProgress::Line(line) => lines.push(line),
+            BuildProgress::CheckedOut { commit } => checked_out.push(commit),
+        }
+    }
+    if let Ok(o) = &out {
+        assert_eq!(
+            checked_out,
+            std::slice::from_ref(&o.commit_sha),
+            "{lines:#?}"
+        );
+    }
     (out, lines)
 }
 

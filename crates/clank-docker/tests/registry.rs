@@ -15,51 +15,26 @@ use clank_core::image::ImageRef;
 use clank_core::runtime::{RegistryAuth, Runtime};
 use clank_core::secret::SecretString;
 use clank_docker::DockerRuntime;
-use clank_testkit::registry::{Registry, remove_image};
+use clank_testkit::registry::{PushedImage, Registry};
 
 /// Size of the random layer each test image carries: big enough for download progress.
 const LAYER: usize = 3 << 20;
 
-/// Removes an image from the engine when dropped, even when the test panicked first.
-struct RemoveOnDrop(String);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let reference = self.0.clone();
-        // Drop cannot await, and the test's runtime may be shutting down: a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(docker) = DockerRuntime::connect().await {
-                    remove_image(docker.client(), &reference).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 /// A registry holding a freshly pushed image that the engine does not have.
-async fn world(test: &str) -> Option<(DockerRuntime, Registry, ImageRef, RemoveOnDrop)> {
+async fn world(test: &str) -> Option<(DockerRuntime, Registry, ImageRef, PushedImage)> {
     let rt = common::docker().await?;
     let registry = Registry::start(rt.client()).await?;
-    let repository = format!("clank-test/{test}-{:08x}", rand::random::<u32>());
-    let reference = registry
-        .push_test_image(rt.client(), &repository, "v1", LAYER)
+    let pushed = registry
+        .push_fresh_image(rt.client(), test, LAYER)
         .await
         .unwrap_or_else(|e| panic!("pushing the test image: {e}"));
-    let guard = RemoveOnDrop(reference.clone());
+    let reference = &pushed.reference;
     assert!(
-        rt.client().inspect_image(&reference).await.is_err(),
+        rt.client().inspect_image(reference).await.is_err(),
         "{reference} must be gone from the engine before the pull"
     );
     let image = reference.parse().unwrap_or_else(|e| panic!("{e}"));
-    Some((rt, registry, image, guard))
+    Some((rt, registry, image, pushed))
 }
 
 /// Pull `image`, collecting the progress lines.
@@ -75,6 +50,21 @@ async fn pull(
     let result = rt.pull(image, auth, within, &progress).await;
     let lines = lines.lock().unwrap_or_else(|p| p.into_inner()).clone();
     (result, lines)
+}
+
+/// Pull `image`, which must fail (`why`): the error's failure kind and its text, which is
+/// printed as what a user sees.
+async fn pull_fails(
+    rt: &DockerRuntime,
+    image: &ImageRef,
+    auth: Option<&RegistryAuth>,
+    within: Duration,
+    why: &str,
+) -> (Option<RuntimeFailure>, String) {
+    let (result, _) = pull(rt, image, auth, within).await;
+    let err = result.expect_err(why);
+    eprintln!("what a user sees: {err}");
+    (err.runtime_failure(), err.to_string())
 }
 
 fn wrong_password(registry: &Registry) -> RegistryAuth {
@@ -130,11 +120,15 @@ async fn pull_without_credentials_is_an_auth_error_naming_image_and_registry() {
     let Some((rt, registry, image, _guard)) = world("nocreds").await else {
         return;
     };
-    let (result, _) = pull(&rt, &image, None, Duration::from_secs(60)).await;
-    let err = result.expect_err("the registry requires authentication");
-    eprintln!("what a user sees: {err}");
-    assert_eq!(err.runtime_failure(), Some(RuntimeFailure::ImageMissing));
-    let text = err.to_string();
+    let (failure, text) = pull_fails(
+        &rt,
+        &image,
+        None,
+        Duration::from_secs(60),
+        "the registry requires authentication",
+    )
+    .await;
+    assert_eq!(failure, Some(RuntimeFailure::ImageMissing));
     assert!(text.contains("requires authentication"), "{text}");
     assert!(text.contains(&format!("`{image}`")), "{text}");
     assert!(
@@ -149,17 +143,15 @@ async fn pull_with_a_wrong_password_is_an_auth_error_naming_the_user_and_registr
     let Some((rt, registry, image, _guard)) = world("wrongpw").await else {
         return;
     };
-    let (result, _) = pull(
+    let (failure, text) = pull_fails(
         &rt,
         &image,
         Some(&wrong_password(&registry)),
         Duration::from_secs(60),
+        "a wrong password is refused",
     )
     .await;
-    let err = result.expect_err("a wrong password is refused");
-    eprintln!("what a user sees: {err}");
-    assert_eq!(err.runtime_failure(), Some(RuntimeFailure::ImageMissing));
-    let text = err.to_string();
+    assert_eq!(failure, Some(RuntimeFailure::ImageMissing));
     assert!(
         text.contains(&format!(
             "registry `{}` refused the credentials of user `{}`",
@@ -179,17 +171,15 @@ async fn pull_of_a_missing_tag_is_not_found_naming_the_tag() {
     let missing: ImageRef = format!("{}/{}:missing", registry.host, image.repository())
         .parse()
         .unwrap_or_else(|e| panic!("{e}"));
-    let (result, _) = pull(
+    let (failure, text) = pull_fails(
         &rt,
         &missing,
         Some(&registry.auth()),
         Duration::from_secs(60),
+        "the tag was never pushed",
     )
     .await;
-    let err = result.expect_err("the tag was never pushed");
-    eprintln!("what a user sees: {err}");
-    assert_eq!(err.runtime_failure(), Some(RuntimeFailure::ImageMissing));
-    let text = err.to_string();
+    assert_eq!(failure, Some(RuntimeFailure::ImageMissing));
     assert!(text.contains("was not found on registry"), "{text}");
     assert!(text.contains("tag `missing`"), "{text}");
     assert!(text.contains(&format!("`{missing}`")), "{text}");
@@ -201,11 +191,15 @@ async fn pull_from_a_stopped_registry_is_a_network_error() {
         return;
     };
     registry.stop().await;
-    let (result, _) = pull(&rt, &image, Some(&registry.auth()), Duration::from_secs(60)).await;
-    let err = result.expect_err("nothing listens on the registry's port");
-    eprintln!("what a user sees: {err}");
-    assert_eq!(err.runtime_failure(), Some(RuntimeFailure::ImageMissing));
-    let text = err.to_string();
+    let (failure, text) = pull_fails(
+        &rt,
+        &image,
+        Some(&registry.auth()),
+        Duration::from_secs(60),
+        "nothing listens on the registry's port",
+    )
+    .await;
+    assert_eq!(failure, Some(RuntimeFailure::ImageMissing));
     assert!(
         text.contains(&format!("cannot reach registry `{}`", registry.host)),
         "{text}"
@@ -218,17 +212,15 @@ async fn pull_that_outlasts_its_deadline_is_a_timeout_naming_image_and_registry(
     let Some((rt, registry, image, _guard)) = world("slow").await else {
         return;
     };
-    let (result, _) = pull(
+    let (failure, text) = pull_fails(
         &rt,
         &image,
         Some(&registry.auth()),
         Duration::from_millis(1),
+        "no pull finishes in a millisecond",
     )
     .await;
-    let err = result.expect_err("no pull finishes in a millisecond");
-    eprintln!("what a user sees: {err}");
-    assert_eq!(err.runtime_failure(), Some(RuntimeFailure::Timeout));
-    let text = err.to_string();
+    assert_eq!(failure, Some(RuntimeFailure::Timeout));
     assert!(text.contains("did not finish within"), "{text}");
     assert!(text.contains("deadline"), "{text}");
     assert!(text.contains(&format!("`{image}`")), "{text}");
@@ -256,11 +248,15 @@ async fn pull_from_a_registry_with_an_untrusted_certificate_is_a_network_error()
         .unwrap_or(());
     }
     registry.distrust();
-    let (result, _) = pull(&rt, &image, Some(&registry.auth()), Duration::from_secs(60)).await;
-    let err = result.expect_err("the engine no longer trusts the registry's CA");
-    eprintln!("what a user sees: {err}");
-    assert_eq!(err.runtime_failure(), Some(RuntimeFailure::ImageMissing));
-    let text = err.to_string();
+    let (failure, text) = pull_fails(
+        &rt,
+        &image,
+        Some(&registry.auth()),
+        Duration::from_secs(60),
+        "the engine no longer trusts the registry's CA",
+    )
+    .await;
+    assert_eq!(failure, Some(RuntimeFailure::ImageMissing));
     assert!(
         text.contains(&format!("cannot reach registry `{}`", registry.host)),
         "{text}"

@@ -248,11 +248,7 @@ async fn missing_image_fails_with_the_image_named_and_nothing_left() {
     else {
         return;
     };
-    let d = p.deploy().await;
-    let failed = p
-        .wait_for(d.id, DeploymentStatus::Failed, Duration::from_secs(60))
-        .await;
-    let reason = failed.state.reason.unwrap();
+    let (d, reason) = p.deploy_and_fail(Duration::from_secs(60)).await;
     assert!(reason.contains("clank-no-such-image"), "{reason}");
     assert_eq!(p.containers_of(d.id).await, 0);
 }
@@ -271,11 +267,7 @@ async fn crash_looping_workload_fails_with_its_exit_code() {
     else {
         return;
     };
-    let d = p.deploy().await;
-    let failed = p
-        .wait_for(d.id, DeploymentStatus::Failed, Duration::from_secs(30))
-        .await;
-    let reason = failed.state.reason.unwrap();
+    let (d, reason) = p.deploy_and_fail(Duration::from_secs(30)).await;
     assert!(
         reason.contains("exit") || reason.contains("exited"),
         "{reason}"

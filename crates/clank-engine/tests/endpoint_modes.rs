@@ -476,11 +476,7 @@ async fn cloudflare_tunnel_whose_connector_exits_fails_the_deployment() {
     let p = platform(tunnel).await;
     p.set_config(ConfigChange::set_secret(TOKEN_SECRET, TOKEN))
         .await;
-    let d = p.deploy().await;
-    let failed = p
-        .wait_for(d.id, DeploymentStatus::Failed, Duration::from_secs(30))
-        .await;
-    let reason = failed.state.reason.clone().unwrap_or_default();
+    let (d, reason) = p.deploy_and_fail(Duration::from_secs(30)).await;
     assert!(reason.contains("exited"), "{reason}");
     assert_eq!(p.containers_of(d.id).await, 0);
     assert_eq!(p.active().await, None);

@@ -1,6 +1,6 @@
 //! The engine's logic on recording fakes (`clank_testkit::fakes`), without Docker: cutover,
 //! failures, cancel, rollback, stop-first ordering, deadlines, recovery after a restart, builds,
-//! queueing and a panicking pass. Each test runs on tokio's paused clock and the engine reads
+//! queueing, the image pull (time, credentials, digest, refusals) and a panicking pass. Each test runs on tokio's paused clock and the engine reads
 //! that clock (`Clock::tokio`), so a 30 s deadline passes in milliseconds of real time.
 //!
 //! The fakes answer the platform's probes through `Runtime::probe` (the seam remote runtimes
@@ -12,17 +12,17 @@ use std::time::Duration;
 
 use clank_core::config::{ConfigChange, ConfigLayer, EnvValue, Scope, apply_bulk};
 use clank_core::deploy::DeploymentStatus;
-use clank_core::id::{DeploymentId, ServiceId, WorkspaceId};
+use clank_core::id::{DeploymentId, EnvironmentId, ServiceId, WorkspaceId};
 use clank_core::model::{
     BuildStatus, Deployment, Project, Service, ServiceSource, Trigger, VolumeMount, Workspace,
 };
 use clank_core::secret::{KeyId, Keyring};
 use clank_core::store::catalog::{Catalog, Page, Versioned};
 use clank_core::store::memory::MemoryStore;
-use clank_core::{ImageRef, Timestamp};
+use clank_core::{ImageRef, RuntimeFailure, Timestamp};
 use clank_engine::{Clock, Engine, EngineConfig};
 use clank_testkit::fakes::{
-    Behaviour, BuildOutcome, Call, FakeBuilder, FakeProxy, FakeRuntime, Journal,
+    Behaviour, BuildOutcome, Call, FAKE_COMMIT, FakeBuilder, FakeProxy, FakeRuntime, Journal, Pull,
 };
 use tokio::task::JoinHandle;
 
@@ -44,6 +44,7 @@ struct World {
     loop_task: Option<JoinHandle<()>>,
     workspace: WorkspaceId,
     project_slug: String,
+    environment: EnvironmentId,
     service: ServiceId,
 }
 
@@ -105,6 +106,7 @@ impl World {
             loop_task: None,
             workspace: ws.id,
             project_slug: project.slug.clone(),
+            environment: env.id,
             service: service.id,
         };
         w.start_loop();
@@ -227,12 +229,16 @@ impl World {
 
     async fn set_env(&self, key: &str, value: &str) {
         let scope = Scope::Service(self.service);
+        self.change_config(scope, ConfigChange::set_plain(key, value))
+            .await;
+    }
+
+    async fn change_config(&self, scope: Scope, change: ConfigChange) {
         let current = self.catalog.config_layer(scope).await.unwrap();
         let base = current
             .as_ref()
             .map(|v| v.value.clone())
             .unwrap_or_else(|| ConfigLayer::new(scope));
-        let change = ConfigChange::set_plain(key, value);
         let next = apply_bulk(&base, &[change], &self.keyring, Timestamp::now()).unwrap();
         match current {
             Some(cur) => self.catalog.update(&cur, &next).await.unwrap(),
@@ -670,6 +676,21 @@ async fn a_failed_build_fails_the_deployment_with_the_builders_reason() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_build_records_the_commit_its_checkout_reported() {
+    let w = World::git(|_| {}).await;
+    w.builder.then(BuildOutcome::Fails {
+        took: Duration::from_secs(3),
+        reason: "npm ERR! missing script: build".into(),
+    });
+    let d = w.deploy().await;
+    w.wait_for(d.id, DeploymentStatus::Failed).await;
+    let builds = w.catalog.builds_of(w.service, Page::all()).await.unwrap();
+    let build = &builds.items[0].value;
+    assert_eq!(build.status, BuildStatus::Failed);
+    assert_eq!(build.commit_sha.as_deref(), Some(FAKE_COMMIT));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_build_past_build_timeout_is_stopped_and_fails_the_deployment() {
     let w = World::git(|s| s.settings.build_timeout_s = 60).await;
     w.builder.then(BuildOutcome::Hangs);
@@ -849,4 +870,103 @@ async fn a_dependent_whose_dependency_never_comes_fails_at_its_deadline_naming_i
         "the reason names the dependency: {reason}"
     );
     assert_eq!(w.starts_of(web.id), 0);
+}
+
+const PRIVATE: &str = "registry.example/private/app:v1";
+const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const PASSWORD: &str = "tok-fast-secret";
+
+/// A private image service naming `REGISTRY_AUTH`, whose credentials are `credentials`, set
+/// at the environment scope (they reach the service by the cascade); its pulls answer `pull`.
+async fn private_image(pull: Pull, credentials: &str) -> World {
+    let source = ServiceSource::DockerImage {
+        image: PRIVATE.parse().unwrap(),
+        credentials_secret: Some("REGISTRY_AUTH".into()),
+    };
+    let w = World::with_source(source, |_| {}).await;
+    w.runtime.script(
+        PRIVATE,
+        Behaviour {
+            pull,
+            ..Behaviour::default()
+        },
+    );
+    let scope = Scope::Environment(w.environment);
+    w.change_config(
+        scope,
+        ConfigChange::set_secret("REGISTRY_AUTH", credentials),
+    )
+    .await;
+    w
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pull_gets_the_deadlines_time_and_the_cascaded_credentials_before_any_start() {
+    let pinned = Pull::Pinned {
+        progress: vec!["layer aaa: Downloading 1.0 MB / 4.0 MB".into()],
+        digest: DIGEST.into(),
+    };
+    let w = private_image(pinned, &format!("bot:{PASSWORD}")).await;
+    let d = w.deploy().await;
+    let active = w.wait_for(d.id, DeploymentStatus::Active).await;
+    let pulled = w.position("pull", |c| matches!(c, Call::Pull { .. }));
+    let started = w.position("start", |c| matches!(c, Call::Start { .. }));
+    assert!(pulled < started, "{:#?}", w.journal.calls());
+    let Call::Pull {
+        image,
+        within,
+        auth,
+    } = w.journal.calls()[pulled].clone()
+    else {
+        unreachable!()
+    };
+    assert_eq!(image, PRIVATE);
+    assert_eq!(auth, Some(("bot".to_owned(), PASSWORD.to_owned())));
+    // What is left of DEPLOYING's 30 s (entered a moment ago), less the one-second margin.
+    assert!(
+        within <= Duration::from_secs(29) && within > Duration::from_secs(28),
+        "{within:?}"
+    );
+    assert_eq!(active.state.image_digest.as_deref(), Some(DIGEST));
+    let log = w.log_of(d.id).await;
+    assert!(
+        log.contains("layer aaa: Downloading 1.0 MB / 4.0 MB"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("image pinned at digest {DIGEST}")),
+        "{log}"
+    );
+    assert!(!log.contains(PASSWORD), "{log}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_pull_fails_the_deployment_with_its_reason_and_starts_nothing() {
+    let why = "registry `registry.example` refused the credentials of user `bot` for image \
+               `registry.example/private/app:v1` (authentication failed: unauthorized)";
+    let refused = Pull::Refused(RuntimeFailure::ImageMissing, why.to_owned());
+    let w = private_image(refused, &format!("bot:{PASSWORD}")).await;
+    let d = w.deploy().await;
+    let failed = w.wait_for(d.id, DeploymentStatus::Failed).await;
+    let reason = failed.state.reason.unwrap_or_default();
+    assert!(reason.contains(why), "{reason}");
+    assert!(reason.contains("config secret `REGISTRY_AUTH`"), "{reason}");
+    assert_eq!(w.starts_of(d.id), 0);
+    assert!(!w.log_of(d.id).await.contains(PASSWORD));
+}
+
+#[tokio::test(start_paused = true)]
+async fn credentials_that_are_not_user_colon_token_fail_without_pulling() {
+    let w = private_image(Pull::Nothing, PASSWORD).await;
+    let d = w.deploy().await;
+    let failed = w.wait_for(d.id, DeploymentStatus::Failed).await;
+    let reason = failed.state.reason.unwrap_or_default();
+    assert!(
+        reason.contains("`REGISTRY_AUTH` must hold `username:password`"),
+        "{reason}"
+    );
+    assert!(!reason.contains(PASSWORD), "{reason}");
+    let pulls = w.journal.filtered(|c| matches!(c, Call::Pull { .. }));
+    assert!(pulls.is_empty(), "{pulls:?}");
+    assert_eq!(w.starts_of(d.id), 0);
 }

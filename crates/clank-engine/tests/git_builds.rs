@@ -299,11 +299,7 @@ async fn option_like_ref_is_refused_and_runs_nothing() {
     else {
         return;
     };
-    let d = p.deploy().await;
-    let failed = p
-        .wait_for(d.id, DeploymentStatus::Failed, Duration::from_secs(30))
-        .await;
-    let reason = failed.state.reason.unwrap();
+    let (_, reason) = p.deploy_and_fail(Duration::from_secs(30)).await;
     assert!(
         reason.contains("source.branch") && reason.contains("`-`"),
         "{reason}"
@@ -318,11 +314,7 @@ async fn unreachable_repository_fails_with_a_precise_reason() {
     let Some(p) = Platform::git(&url, Some(&[]), |_| {}).await else {
         return;
     };
-    let d = p.deploy().await;
-    let failed = p
-        .wait_for(d.id, DeploymentStatus::Failed, Duration::from_secs(30))
-        .await;
-    let reason = failed.state.reason.unwrap();
+    let (_, reason) = p.deploy_and_fail(Duration::from_secs(30)).await;
     assert!(
         reason.contains(&format!("could not clone {url} (branch `main`)"))
             && reason.contains("does not appear to be a git repository"),
@@ -348,11 +340,7 @@ async fn repository_token_comes_from_a_config_secret_and_stays_out_of_logs() {
         return;
     };
     // Not set yet: the build cannot start, and says which secret is missing.
-    let d = p.deploy().await;
-    let failed = p
-        .wait_for(d.id, DeploymentStatus::Failed, Duration::from_secs(30))
-        .await;
-    let reason = failed.state.reason.unwrap();
+    let (_, reason) = p.deploy_and_fail(Duration::from_secs(30)).await;
     assert!(
         reason.contains("credentials_secret `GIT_TOKEN` is not set"),
         "{reason}"

@@ -8,51 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use clank_core::Timestamp;
-use clank_core::config::{ConfigChange, ConfigLayer, Scope, apply_bulk};
+use clank_core::config::{ConfigChange, Scope};
 use clank_core::deploy::DeploymentStatus;
 use clank_core::model::ServiceSource;
-use clank_docker::DockerRuntime;
-use clank_testkit::registry::{Registry, remove_image};
+use clank_testkit::registry::Registry;
 use common::Platform;
-
-/// Removes an image from the engine when dropped, even when the test panicked first.
-struct RemoveOnDrop(String);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let reference = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(docker) = DockerRuntime::connect().await {
-                    remove_image(docker.client(), &reference).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// Set `change` at the project scope: the credentials reach the service through the cascade.
-async fn set_project_config(p: &Platform, change: ConfigChange) {
-    let scope = Scope::Project(p.service().await.project_id);
-    let current = p.catalog.config_layer(scope).await.unwrap();
-    let base = current
-        .as_ref()
-        .map(|v| v.value.clone())
-        .unwrap_or_else(|| ConfigLayer::new(scope));
-    let next = apply_bulk(&base, &[change], &p.keyring, Timestamp::now()).unwrap();
-    match current {
-        Some(cur) => p.catalog.update(&cur, &next).await.unwrap(),
-        None => p.catalog.create(&next).await.unwrap(),
-    };
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_image_deploys_with_credentials_from_a_config_secret() {
@@ -62,13 +22,11 @@ async fn private_image_deploys_with_credentials_from_a_config_secret() {
     let Some(registry) = Registry::start(docker.client()).await else {
         return;
     };
-    let unique = clank_core::id::ServiceId::new().to_string();
-    let repository = format!("clank-test/engine-{}", &unique[unique.len() - 8..]);
-    let reference = registry
-        .push_test_image(docker.client(), &repository, "v1", 3 << 20)
+    let pushed = registry
+        .push_fresh_image(docker.client(), "engine", 3 << 20)
         .await
         .unwrap_or_else(|e| panic!("pushing the test image: {e}"));
-    let _guard = RemoveOnDrop(reference.clone());
+    let reference = pushed.reference.clone();
     let source = ServiceSource::DockerImage {
         image: reference.parse().unwrap(),
         credentials_secret: Some("REGISTRY_AUTH".into()),
@@ -82,31 +40,26 @@ async fn private_image_deploys_with_credentials_from_a_config_secret() {
         return;
     };
 
+    // Credentials at the project scope reach the service through the cascade.
+    let project = Scope::Project(p.service().await.project_id);
+
     // Not set: nothing is pulled, and the reason names the secret.
-    let d = p.deploy().await;
-    let failed = p
-        .wait_for(d.id, DeploymentStatus::Failed, Duration::from_secs(30))
-        .await;
-    let reason = failed.state.reason.unwrap_or_default();
+    let (_, reason) = p.deploy_and_fail(Duration::from_secs(30)).await;
     assert!(
         reason.contains("credentials_secret `REGISTRY_AUTH` is not set"),
         "{reason}"
     );
 
     // A wrong password: the registry refuses, and the reason says which registry and secret.
-    set_project_config(
-        &p,
+    p.set_config_at(
+        project,
         ConfigChange::set_secret(
             "REGISTRY_AUTH",
             format!("{}:wrong-password", registry.username),
         ),
     )
     .await;
-    let d = p.deploy().await;
-    let failed = p
-        .wait_for(d.id, DeploymentStatus::Failed, Duration::from_secs(60))
-        .await;
-    let reason = failed.state.reason.unwrap_or_default();
+    let (_, reason) = p.deploy_and_fail(Duration::from_secs(60)).await;
     eprintln!("what a user sees: {reason}");
     assert!(
         reason.contains(&format!(
@@ -119,8 +72,8 @@ async fn private_image_deploys_with_credentials_from_a_config_secret() {
     assert!(!reason.contains("wrong-password"), "{reason}");
 
     // The right ones, at the project scope: pulled, started, ACTIVE.
-    set_project_config(
-        &p,
+    p.set_config_at(
+        project,
         ConfigChange::set_secret("REGISTRY_AUTH", registry.secret_value()),
     )
     .await;

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 pub mod identity;
+mod images;
 mod release;
 mod remote;
 mod session;
@@ -175,6 +176,8 @@ pub(crate) struct LiveInfo {
     pub(crate) agent_version: Option<String>,
     pub(crate) binary_sha256: Option<String>,
     pub(crate) update: Option<UpdateOutcome>,
+    /// `Hello.features` of the connected agent.
+    pub(crate) features: Vec<String>,
 }
 
 /// One server's in-memory state.
@@ -217,6 +220,10 @@ pub(crate) struct Inner {
     pub(crate) release_key: release::ReleaseSigner,
     /// Set by [`Fleet::close`]: sessions end and new ones are refused.
     pub(crate) closing: watch::Sender<bool>,
+    /// The control plane's own images, sent to agents whose engine lacks one.
+    pub(crate) images: StdMutex<Option<Arc<dyn clank_core::runtime::ImageStore>>>,
+    /// Image transfers offered to agents and not fetched yet or in progress.
+    pub(crate) transfers: images::Transfers,
 }
 
 fn unavailable(server: ServerId, what: &str) -> Error {
@@ -254,6 +261,8 @@ impl Fleet {
                 release: StdMutex::new(None),
                 release_key,
                 closing: watch::Sender::new(false),
+                images: StdMutex::new(None),
+                transfers: images::Transfers::default(),
             }),
         };
         // Nothing is connected right after a start, whatever the records said at the crash.
@@ -279,6 +288,12 @@ impl Fleet {
                     .await;
             }
         }
+    }
+
+    /// Send images from `store` (the control plane's engine) to agents whose engine lacks
+    /// them: a git-built or locally loaded image exists nowhere else.
+    pub fn export_images_from(&self, store: Arc<dyn clank_core::runtime::ImageStore>) {
+        *lock(&self.inner.images) = Some(store);
     }
 
     pub fn config(&self) -> &FleetConfig {

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use clank_core::error::{Error, Result, RuntimeFailure};
 use clank_core::id::ServerId;
+use clank_core::image::ImageRef;
 use clank_core::model::HealthCheck;
 use clank_core::proxy::{ProxyCall, ProxyReply, ProxyTransport};
 use clank_core::runtime::{
     ExecOutput, ExecRequest, LogLine, LogOptions, LogStream, LogStreamBox, OwnerFilter,
-    ProbeResult, Runtime, RuntimeCapabilities, WorkloadId, WorkloadSpec, WorkloadStats,
-    WorkloadStatus,
+    ProbeResult, PullProgress, RegistryAuth, Runtime, RuntimeCapabilities, WorkloadId,
+    WorkloadSpec, WorkloadStats, WorkloadStatus,
 };
 use clank_core::time::Timestamp;
 use clank_proto::v1::{self, call::Method, reply::Result as R};
@@ -127,10 +128,22 @@ impl Runtime for AgentRuntime {
         ))
     }
 
-    /// Nothing to do from here: the agent pulls the image when it applies the workload, and the
-    /// protocol has no way to fetch one without starting it.
+    /// The image already reached the server in `pull` (the engine pulls before it starts or
+    /// stops anything); the agent falls back to a pull of its own when it applies the workload.
     async fn prepare(&self, _spec: &WorkloadSpec) -> Result<()> {
         Ok(())
+    }
+
+    /// Make the server's engine hold `image`: already there, pulled from its registry by the
+    /// agent, or sent from the control plane's engine over the agent's connection.
+    async fn pull(
+        &self,
+        image: &ImageRef,
+        auth: Option<&RegistryAuth>,
+        within: Duration,
+        progress: PullProgress<'_>,
+    ) -> Result<Option<String>> {
+        crate::images::ensure(&self.fleet, self.server, image, auth, within, progress).await
     }
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus> {

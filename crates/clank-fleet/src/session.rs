@@ -95,6 +95,7 @@ impl FleetService {
 
 type DownStream = Pin<Box<dyn Stream<Item = Result<v1::ControlMessage, Status>> + Send>>;
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::UpdateChunk, Status>> + Send>>;
+type ImageStream = Pin<Box<dyn Stream<Item = Result<v1::ImageChunk, Status>> + Send>>;
 
 fn lease(epoch: u64, server: ServerId, ttl: std::time::Duration) -> v1::ControlMessage {
     v1::ControlMessage {
@@ -223,6 +224,7 @@ impl clank_proto::AgentControl for FleetService {
             let mut live = lock(&slot.live);
             live.agent_version = Some(hello.agent_version.clone());
             live.binary_sha256 = Some(hello.binary_sha256.clone());
+            live.features = hello.features.clone();
             live.last_seen = Some(Timestamp::now());
             live.session.replace(session.clone())
         };
@@ -331,6 +333,18 @@ impl clank_proto::AgentControl for FleetService {
             .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
+
+    type FetchImageStream = ImageStream;
+
+    async fn fetch_image(
+        &self,
+        request: Request<v1::FetchImageRequest>,
+    ) -> Result<Response<ImageStream>, Status> {
+        let ident = self.authenticate(&request).await?;
+        let transfer = request.into_inner().transfer;
+        let stream = crate::images::serve(&self.fleet, ident.server_id, transfer).await?;
+        Ok(Response::new(stream))
+    }
 }
 
 /// One message from the agent of the session with `session.epoch`.
@@ -388,7 +402,10 @@ async fn handle(fleet: &Fleet, slot: &Arc<Slot>, session: &Session, msg: v1::Age
         Some(Up::Reply(r)) => {
             let Some(result) = r.result else { return };
             let mut pending = lock(&session.calls.pending);
-            let more = matches!(result, v1::reply::Result::LogLine(_));
+            let more = matches!(
+                result,
+                v1::reply::Result::LogLine(_) | v1::reply::Result::Progress(_)
+            );
             if let Some(tx) = pending.get(&r.call_id) {
                 let _ = tx.send(result);
             }

@@ -404,6 +404,8 @@ impl PlatformBuilder {
         let proxy = self
             .proxy
             .unwrap_or_else(|| Arc::new(RouteTable::new(self.engine.probe_timeout)));
+        // The runtime's images go to remote servers whose engine lacks them.
+        let images = self.runtime.image_store();
         let mut engine = Engine::new(
             catalog.clone(),
             self.runtime,
@@ -422,6 +424,9 @@ impl PlatformBuilder {
         Ok(match self.fleet {
             Some(config) => {
                 let fleet = clank_fleet::Fleet::open(catalog, self.keyring, config).await?;
+                if let Some(images) = images {
+                    fleet.export_images_from(images);
+                }
                 platform.with_fleet(fleet)
             }
             None => platform,

@@ -167,31 +167,21 @@ impl Platform {
         let mut batch = Batch::new();
         let mut created = Vec::with_capacity(rendered.services.len());
         for r in &rendered.services {
-            if self
-                .catalog
-                .lookup::<Service>("slug", &format!("{}:{}", environment.id, r.slug))
-                .await?
-                .is_some()
-            {
-                return Err(taken(
-                    "name",
-                    &format!(
-                        "service `{}` already exists in `{env}`; choose another stack name",
-                        r.slug
-                    ),
-                ));
-            }
-            let service = new_service(&project, &environment, r, now)?;
+            let exists = format!(
+                "service `{}` already exists in `{env}`; choose another stack name",
+                r.slug
+            );
+            let service = self
+                .add_service(
+                    &mut batch,
+                    &project,
+                    &environment,
+                    r,
+                    now,
+                    ("name", &exists),
+                )
+                .await?;
             self.check_source(&service.source)?;
-            batch.create(&service)?;
-            let layer = config_layer(
-                &ConfigLayer::new(Scope::Service(service.id)),
-                r,
-                &[],
-                &self.keyring,
-                now,
-            )?;
-            batch.create(&layer)?;
             stack.services.insert(r.template_slug.clone(), service.id);
             created.push(service);
         }
@@ -441,30 +431,13 @@ impl Platform {
                     deploy.push(*id);
                 }
                 None => {
-                    if self
-                        .catalog
-                        .lookup::<Service>("slug", &format!("{}:{}", environment.id, r.slug))
-                        .await?
-                        .is_some()
-                    {
-                        return Err(taken(
-                            "to",
-                            &format!(
-                                "the new version adds service `{}`, and one by that name exists",
-                                r.slug
-                            ),
-                        ));
-                    }
-                    let service = new_service(project, environment, r, now)?;
-                    batch.create(&service)?;
-                    let layer = config_layer(
-                        &ConfigLayer::new(Scope::Service(service.id)),
-                        r,
-                        &[],
-                        &self.keyring,
-                        now,
-                    )?;
-                    batch.create(&layer)?;
+                    let exists = format!(
+                        "the new version adds service `{}`, and one by that name exists",
+                        r.slug
+                    );
+                    let service = self
+                        .add_service(&mut batch, project, environment, r, now, ("to", &exists))
+                        .await?;
                     next.services.insert(r.template_slug.clone(), service.id);
                     deploy.push(service.id);
                 }
@@ -490,6 +463,40 @@ impl Platform {
             ))),
             other => other.map(|_| deploy),
         }
+    }
+
+    /// Add the rendered service `r` to `batch` as a new service of `environment`, with its
+    /// config layer. `Err` (`field` taken, with `message`) when `environment` already has a
+    /// service by that name.
+    async fn add_service(
+        &self,
+        batch: &mut Batch,
+        project: &Project,
+        environment: &Environment,
+        r: &RenderedService,
+        now: Timestamp,
+        (field, message): (&str, &str),
+    ) -> Result<Service> {
+        let slug = format!("{}:{}", environment.id, r.slug);
+        if self
+            .catalog
+            .lookup::<Service>("slug", &slug)
+            .await?
+            .is_some()
+        {
+            return Err(taken(field, message));
+        }
+        let service = new_service(project, environment, r, now)?;
+        batch.create(&service)?;
+        let layer = config_layer(
+            &ConfigLayer::new(Scope::Service(service.id)),
+            r,
+            &[],
+            &self.keyring,
+            now,
+        )?;
+        batch.create(&layer)?;
+        Ok(service)
     }
 
     /// The stack's stored values, secrets opened, as a re-render takes them.

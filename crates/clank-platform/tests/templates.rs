@@ -11,7 +11,6 @@
 //! Fails (never skips) without a Docker Engine in CI; building an image needs Debian's mirror.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,21 +24,9 @@ use clank_core::{Error, ErrorKind};
 use clank_docker::DockerRuntime;
 use clank_engine::EngineConfig;
 use clank_platform::{EngineTask, Platform, WorkloadSelector};
+use clank_testkit::cleanup::block_on_aside;
 use clank_testkit::runtime::skip_or_fail;
-
-/// Build (or reuse) an image with `scripts/images/<name>.sh`; its tag.
-fn image(name: &str) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts/images")
-        .join(format!("{name}.sh"));
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-    assert!(out.status.success(), "building the {name} image failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
+use clank_testkit::service_images;
 
 fn keyring() -> Keyring {
     Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap())
@@ -115,6 +102,21 @@ impl World {
             .unwrap_or_else(|e| panic!("create stack {name} from {template}: {e}"))
     }
 
+    /// Create stack `name` from `template` and wait until it is ACTIVE (`within`): the view
+    /// `create_stack` returned, and how long create → ACTIVE took.
+    async fn create_active(
+        &self,
+        template: &str,
+        name: &str,
+        images: &[(&str, &str)],
+        within: Duration,
+    ) -> (StackView, StackView, Duration) {
+        let began = Instant::now();
+        let created = self.create(template, name, images).await;
+        let active = self.wait_stack_active(name, within).await;
+        (created, active, began.elapsed())
+    }
+
     /// Wait until every service of the stack has an ACTIVE deployment; fails on a terminal one.
     async fn wait_stack_active(&self, name: &str, within: Duration) -> StackView {
         let began = Instant::now();
@@ -187,10 +189,10 @@ impl World {
         }
     }
 
-    /// Deploy `service` again and wait for ACTIVE, sampling how many of its containers run at
-    /// once; returns (the stop-first gap: DEPLOYING entered → ACTIVE, the most containers seen
-    /// running together).
-    async fn redeploy(&self, service: &str) -> (Duration, usize) {
+    /// Deploy `service` again and wait for ACTIVE, never seeing two of its containers run at
+    /// once (it owns its data directory); returns the stop-first gap (DEPLOYING entered →
+    /// ACTIVE).
+    async fn redeploy(&self, service: &str) -> Duration {
         let addr = self.addr(service);
         let id = self.platform.service(&addr).await.unwrap().id;
         let d = self
@@ -198,15 +200,17 @@ impl World {
             .deploy(&addr, clank_core::model::Trigger::Manual { by: None })
             .await
             .unwrap();
-        self.wait_active_sampling(service, id, d.number).await
+        self.wait_active_one_at_a_time(service, id, d.number).await
     }
 
-    async fn wait_active_sampling(
+    /// Wait for deployment `number` of `service` to be ACTIVE, sampling how many of its
+    /// containers run at once: never more than one. Returns the gap (DEPLOYING → ACTIVE).
+    async fn wait_active_one_at_a_time(
         &self,
         service: &str,
         id: clank_core::id::ServiceId,
         number: u64,
-    ) -> (Duration, usize) {
+    ) -> Duration {
         let addr = self.addr(service);
         let filter = OwnerFilter {
             service: Some(id),
@@ -229,8 +233,11 @@ impl World {
                 let at = |s: DeploymentStatus| {
                     d.history.iter().find(|h| h.to == s).map(|h| h.at).unwrap()
                 };
-                let gap = at(DeploymentStatus::Active).since(at(DeploymentStatus::Deploying));
-                return (gap, most);
+                assert_eq!(
+                    most, 1,
+                    "never two servers of {service} on its data directory"
+                );
+                return at(DeploymentStatus::Active).since(at(DeploymentStatus::Deploying));
             }
             assert!(
                 !d.status.is_terminal(),
@@ -253,81 +260,73 @@ impl Drop for World {
     fn drop(&mut self) {
         drop(self.engine.take());
         let project = self.project.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let Ok(runtime) = DockerRuntime::connect().await else {
-                    return;
-                };
-                let docker = runtime.client().clone();
-                // Containers of this project: their names carry the project slug.
-                let containers = docker
-                    .list_containers(Some(
-                        bollard::query_parameters::ListContainersOptionsBuilder::default()
-                            .all(true)
-                            .build(),
-                    ))
-                    .await
-                    .unwrap_or_default();
-                for c in containers {
-                    let ours = c
-                        .names
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|n| n.contains(&project));
-                    if let (true, Some(id)) = (ours, c.id) {
+        block_on_aside(async move {
+            let Ok(runtime) = DockerRuntime::connect().await else {
+                return;
+            };
+            let docker = runtime.client().clone();
+            // Containers of this project: their names carry the project slug.
+            let containers = docker
+                .list_containers(Some(
+                    bollard::query_parameters::ListContainersOptionsBuilder::default()
+                        .all(true)
+                        .build(),
+                ))
+                .await
+                .unwrap_or_default();
+            for c in containers {
+                let ours = c
+                    .names
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|n| n.contains(&project));
+                if let (true, Some(id)) = (ours, c.id) {
+                    let _ = docker
+                        .remove_container(
+                            &id,
+                            Some(
+                                bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+                                    .force(true)
+                                    .build(),
+                            ),
+                        )
+                        .await;
+                }
+            }
+            clank_testkit::testapp::docker::remove_networks_of_project(&docker, &project).await;
+            // Tags this test made (`…-next-<project>`), also after a panic.
+            if let Ok(images) = docker
+                .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+                .await
+            {
+                for tag in images.into_iter().flat_map(|i| i.repo_tags) {
+                    if tag.contains(&project) {
                         let _ = docker
-                            .remove_container(
-                                &id,
-                                Some(
-                                    bollard::query_parameters::RemoveContainerOptionsBuilder::default()
-                                        .force(true)
-                                        .build(),
-                                ),
+                            .remove_image(
+                                &tag,
+                                None::<bollard::query_parameters::RemoveImageOptions>,
+                                None,
                             )
                             .await;
                     }
                 }
-                clank_testkit::testapp::docker::remove_networks_of_project(&docker, &project)
-                    .await;
-                // Tags this test made (`…-next-<project>`), also after a panic.
-                if let Ok(images) = docker
-                    .list_images(None::<bollard::query_parameters::ListImagesOptions>)
-                    .await
-                {
-                    for tag in images.into_iter().flat_map(|i| i.repo_tags) {
-                        if tag.contains(&project) {
-                            let _ = docker
-                                .remove_image(
-                                    &tag,
-                                    None::<bollard::query_parameters::RemoveImageOptions>,
-                                    None,
-                                )
-                                .await;
-                        }
+            }
+            if let Ok(volumes) = docker
+                .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
+                .await
+            {
+                for v in volumes.volumes.unwrap_or_default() {
+                    if v.name.contains(&project) {
+                        let _ = docker
+                            .remove_volume(
+                                &v.name,
+                                None::<bollard::query_parameters::RemoveVolumeOptions>,
+                            )
+                            .await;
                     }
                 }
-                if let Ok(volumes) = docker
-                    .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
-                    .await
-                {
-                    for v in volumes.volumes.unwrap_or_default() {
-                        if v.name.contains(&project) {
-                            let _ = docker
-                                .remove_volume(
-                                    &v.name,
-                                    None::<bollard::query_parameters::RemoveVolumeOptions>,
-                                )
-                                .await;
-                        }
-                    }
-                }
-            });
-        })
-        .join();
+            }
+        });
     }
 }
 
@@ -349,7 +348,7 @@ const PSQL_TCP: &str = "PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -h 127.0.0.1 -U \
 
 #[tokio::test]
 async fn postgres_stack_keeps_its_rows_and_password_across_a_redeploy_and_an_upgrade() {
-    let pg = image("postgres");
+    let pg = service_images::build("postgres");
     let Some(w) = World::new(None).await else {
         return;
     };
@@ -361,11 +360,10 @@ async fn postgres_stack_keeps_its_rows_and_password_across_a_redeploy_and_an_upg
         .status();
     assert!(tagged.unwrap().success());
 
-    let began = Instant::now();
-    let created = w.create("postgres", "db", &[("db", &pg)]).await;
+    let (created, _, to_active) = w
+        .create_active("postgres", "db", &[("db", &pg)], Duration::from_secs(300))
+        .await;
     assert_eq!(created.services[0].image, pg);
-    w.wait_stack_active("db", Duration::from_secs(300)).await;
-    let to_active = began.elapsed();
 
     // The stored secret is what the server was initialised with: a TCP login with it works,
     // one without it is refused.
@@ -382,8 +380,7 @@ async fn postgres_stack_keeps_its_rows_and_password_across_a_redeploy_and_an_upg
     let password_before = stdout(&w.sh("db", "printf %s \"$POSTGRES_PASSWORD\"").await);
     assert_eq!(password_before.len(), 48, "24 random bytes, hex");
 
-    let (gap, most) = w.redeploy("db").await;
-    assert_eq!(most, 1, "never two servers on the data directory");
+    let gap = w.redeploy("db").await;
     let rows = w
         .sh_ok(
             "db",
@@ -453,8 +450,7 @@ async fn postgres_stack_keeps_its_rows_and_password_across_a_redeploy_and_an_upg
     let after = applied.result.unwrap();
     assert_eq!(after.version, "16.5");
     let number = after.services[0].deployment.as_ref().unwrap().number;
-    let (upgrade_gap, most) = w.wait_active_sampling("db", id, number).await;
-    assert_eq!(most, 1, "never two servers on the data directory");
+    let upgrade_gap = w.wait_active_one_at_a_time("db", id, number).await;
     let rows = w
         .sh_ok(
             "db",
@@ -492,14 +488,18 @@ async fn postgres_stack_keeps_its_rows_and_password_across_a_redeploy_and_an_upg
 
 #[tokio::test]
 async fn redis_stack_answers_with_its_generated_password_and_refuses_without_it() {
-    let redis = image("redis");
+    let redis = service_images::build("redis");
     let Some(w) = World::new(None).await else {
         return;
     };
-    let began = Instant::now();
-    w.create("redis", "cache", &[("cache", &redis)]).await;
-    w.wait_stack_active("cache", Duration::from_secs(300)).await;
-    let to_active = began.elapsed();
+    let (_, _, to_active) = w
+        .create_active(
+            "redis",
+            "cache",
+            &[("cache", &redis)],
+            Duration::from_secs(300),
+        )
+        .await;
     let pong = w
         .sh_ok(
             "cache",
@@ -514,8 +514,7 @@ async fn redis_stack_answers_with_its_generated_password_and_refuses_without_it(
         text.contains("NOAUTH"),
         "an unauthenticated call is refused: {text}"
     );
-    let (gap, most) = w.redeploy("cache").await;
-    assert_eq!(most, 1, "never two servers on the data directory");
+    let gap = w.redeploy("cache").await;
     eprintln!(
         "MEASURED redis: create -> ACTIVE {:.1} s; redeploy gap (stop-first) {:.1} s",
         to_active.as_secs_f64(),
@@ -527,14 +526,18 @@ const MARIADB_APP: &str = "mariadb -h 127.0.0.1 -u\"$MARIADB_USER\" -p\"$MARIADB
 
 #[tokio::test]
 async fn mariadb_stack_answers_with_its_generated_password_and_refuses_without_it() {
-    let mariadb = image("mariadb");
+    let mariadb = service_images::build("mariadb");
     let Some(w) = World::new(None).await else {
         return;
     };
-    let began = Instant::now();
-    w.create("mariadb", "sql", &[("db", &mariadb)]).await;
-    w.wait_stack_active("sql", Duration::from_secs(300)).await;
-    let to_active = began.elapsed();
+    let (_, _, to_active) = w
+        .create_active(
+            "mariadb",
+            "sql",
+            &[("db", &mariadb)],
+            Duration::from_secs(300),
+        )
+        .await;
     let answer = w.sh_ok("sql", MARIADB_APP, Duration::from_secs(60)).await;
     assert_eq!(stdout(&answer), "42");
     let anonymous = w
@@ -544,8 +547,7 @@ async fn mariadb_stack_answers_with_its_generated_password_and_refuses_without_i
         )
         .await;
     assert_ne!(anonymous.exit_code, Some(0), "no password: refused");
-    let (gap, most) = w.redeploy("sql").await;
-    assert_eq!(most, 1, "never two servers on the data directory");
+    let gap = w.redeploy("sql").await;
     w.sh_ok("sql", MARIADB_APP, Duration::from_secs(60)).await;
     eprintln!(
         "MEASURED mariadb: create -> ACTIVE {:.1} s; redeploy gap (stop-first) {:.1} s",
@@ -556,18 +558,14 @@ async fn mariadb_stack_answers_with_its_generated_password_and_refuses_without_i
 
 #[tokio::test]
 async fn wordpress_stack_starts_its_database_first_and_serves_the_installer() {
-    let mariadb = image("mariadb");
-    let wordpress = image("wordpress");
+    let mariadb = service_images::build("mariadb");
+    let wordpress = service_images::build("wordpress");
     let Some(w) = World::new(None).await else {
         return;
     };
-    let began = Instant::now();
-    let created = w
-        .create(
-            "wordpress",
-            "blog",
-            &[("db", &mariadb), ("app", &wordpress)],
-        )
+    let images = [("db", mariadb.as_str()), ("app", wordpress.as_str())];
+    let (created, s, to_active) = w
+        .create_active("wordpress", "blog", &images, Duration::from_secs(600))
         .await;
     let slugs: Vec<&str> = created
         .services
@@ -575,8 +573,6 @@ async fn wordpress_stack_starts_its_database_first_and_serves_the_installer() {
         .map(|s| s.service.as_str())
         .collect();
     assert_eq!(slugs, ["blog-db", "blog"]);
-    let s = w.wait_stack_active("blog", Duration::from_secs(600)).await;
-    let to_active = began.elapsed();
 
     let db = s.services[0].deployment.as_ref().unwrap();
     let app = s.services[1].deployment.as_ref().unwrap();
@@ -623,8 +619,7 @@ async fn wordpress_stack_starts_its_database_first_and_serves_the_installer() {
         "the installer page: {}",
         &page.body[..page.body.len().min(500)]
     );
-    let (gap, most) = w.redeploy("blog-db").await;
-    assert_eq!(most, 1, "never two MariaDB servers on the data directory");
+    let gap = w.redeploy("blog-db").await;
     eprintln!(
         "MEASURED wordpress (+ mariadb): create -> ACTIVE {:.1} s; database redeploy gap (stop-first) {:.1} s",
         to_active.as_secs_f64(),

@@ -39,6 +39,41 @@ pub const SERVER_HEADER: &str = "x-clank-server";
 /// Largest message either side accepts (a desired state of a big server, a log line).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The `Hello.features` entry of agents that answer `EnsureImage` calls (receive images the
+/// control plane holds, pull with credentials it sends).
+pub const FEATURE_IMAGE_TRANSFER: &str = "image_transfer";
+
+/// Bytes per `ImageChunk`: large enough that framing costs nothing, small enough that a
+/// transfer holds a few of them in memory at a time.
+pub const IMAGE_CHUNK_BYTES: usize = 1024 * 1024;
+
+impl std::fmt::Debug for v1::RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &clank_core::secret::MASK)
+            .finish()
+    }
+}
+
+impl From<&clank_core::runtime::RegistryAuth> for v1::RegistryCredentials {
+    fn from(a: &clank_core::runtime::RegistryAuth) -> Self {
+        v1::RegistryCredentials {
+            username: a.username.clone(),
+            password: a.password.expose().to_owned(),
+        }
+    }
+}
+
+impl From<v1::RegistryCredentials> for clank_core::runtime::RegistryAuth {
+    fn from(c: v1::RegistryCredentials) -> Self {
+        clank_core::runtime::RegistryAuth {
+            username: c.username,
+            password: SecretString::new(c.password),
+        }
+    }
+}
+
 /// Domain separation of the agent-release signature: nothing else signed with the release
 /// key can pass for an offer, and a future format changes the `v1` line.
 const RELEASE_CONTEXT: &str = "clank-agent-release\nv1\n";

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use clank_core::builder::{BuildLog, BuildOutput, BuildRequest, ImageBuilder};
+use clank_core::builder::{BuildLog, BuildOutput, BuildProgress, BuildRequest, ImageBuilder};
 use clank_core::id::{DeploymentId, ServiceId};
 use clank_core::model::HealthCheck;
 use clank_core::proxy::{Cutover, CutoverReport, Proxy, Route};
 use clank_core::runtime::{
-    ExecOutput, ExecRequest, LogOptions, LogStreamBox, OwnerFilter, ProbeResult, Runtime,
-    RuntimeCapabilities, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats, WorkloadStatus,
+    ExecOutput, ExecRequest, LogOptions, LogStreamBox, OwnerFilter, ProbeResult, PullProgress,
+    RegistryAuth, Runtime, RuntimeCapabilities, WorkloadId, WorkloadSpec, WorkloadState,
+    WorkloadStats, WorkloadStatus,
 };
 use clank_core::{Error, ImageRef, Result, RuntimeFailure, Timestamp};
 
@@ -76,6 +77,13 @@ pub enum Call {
     RemoveImage {
         image: String,
     },
+    /// `Runtime::pull` of `image`, with the time it was given and the credentials
+    /// (`user`, `password`) it was handed.
+    Pull {
+        image: String,
+        within: Duration,
+        auth: Option<(String, String)>,
+    },
 }
 
 /// The calls of all fakes sharing it, in order. Cheap to clone.
@@ -113,12 +121,28 @@ pub enum Health {
     Silent,
 }
 
+/// What `Runtime::pull` of an image answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Pull {
+    /// Nothing to pull, no digest (a runtime without registries).
+    #[default]
+    Nothing,
+    /// Reports `progress`, line by line, then pins the image at `digest`.
+    Pinned {
+        progress: Vec<String>,
+        digest: String,
+    },
+    /// Fails with this failure and message.
+    Refused(RuntimeFailure, String),
+}
+
 /// How workloads of one image behave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Behaviour {
     /// `Some`: `prepare` and `start` refuse with this failure and message.
     pub refuse_start: Option<(RuntimeFailure, String)>,
     pub health: Health,
+    pub pull: Pull,
 }
 
 impl Default for Behaviour {
@@ -126,6 +150,7 @@ impl Default for Behaviour {
         Behaviour {
             refuse_start: None,
             health: Health::Healthy,
+            pull: Pull::Nothing,
         }
     }
 }
@@ -356,6 +381,33 @@ impl Runtime for FakeRuntime {
         Ok(status)
     }
 
+    async fn pull(
+        &self,
+        image: &ImageRef,
+        auth: Option<&RegistryAuth>,
+        within: Duration,
+        progress: PullProgress<'_>,
+    ) -> Result<Option<String>> {
+        self.journal.record(Call::Pull {
+            image: image.to_string(),
+            within,
+            auth: auth.map(|a| (a.username.clone(), a.password.expose().to_owned())),
+        });
+        match self.behaviour_of(Some(image)).pull {
+            Pull::Nothing => Ok(None),
+            Pull::Pinned {
+                progress: lines,
+                digest,
+            } => {
+                for line in lines {
+                    progress(line);
+                }
+                Ok(Some(digest))
+            }
+            Pull::Refused(failure, message) => Err(Error::runtime(failure, message)),
+        }
+    }
+
     async fn prepare(&self, spec: &WorkloadSpec) -> Result<()> {
         self.journal.record(Call::Prepare {
             deployment: spec.owner.deployment,
@@ -559,6 +611,9 @@ pub enum BuildOutcome {
     Hangs,
 }
 
+/// The commit every `FakeBuilder` build checks out.
+pub const FAKE_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
 /// An `ImageBuilder` whose builds end as scripted, in order (once the script is used up,
 /// builds succeed at once). A build's image is the tag the engine asked for.
 #[derive(Debug)]
@@ -623,13 +678,20 @@ impl ImageBuilder for FakeBuilder {
             number: request.number,
             finished: false,
         };
-        log(format!("fake build of {}", request.repo_url));
+        log(BuildProgress::Line(format!(
+            "fake build of {}",
+            request.repo_url
+        )));
+        // Like a real builder, the checkout comes first: even a build that then fails has it.
+        log(BuildProgress::CheckedOut {
+            commit: FAKE_COMMIT.into(),
+        });
         let result = match outcome {
             BuildOutcome::Succeeds { took } => {
                 tokio::time::sleep(took).await;
                 Ok(BuildOutput {
                     image: request.tag.clone(),
-                    commit_sha: "0123456789abcdef0123456789abcdef01234567".into(),
+                    commit_sha: FAKE_COMMIT.into(),
                     dockerfile: "FROM scratch\n".into(),
                     procfile: None,
                     framework: None,

@@ -15,12 +15,19 @@
 //! - [`pebble`]: Debian's `pebble` ACME test CA on loopback.
 //! - `registry` (feature `docker`): Debian's `docker-registry` on loopback with htpasswd auth
 //!   and TLS, and test images pushed to it (and removed locally) for pull tests.
+//! - [`second_engine`]: a second, private `dockerd` on this host (vfs, no default bridge, no
+//!   firewall rules), stopped and removed on drop: a remote server's engine that has never
+//!   seen the control plane's images.
+//! - [`cleanup`]: async cleanup from `Drop`, on a runtime of its own.
 //! - [`fakes`]: recording fakes of `Runtime`, `Proxy` and `ImageBuilder` (scripted probes,
 //!   refusals, build outcomes and panics) for fast engine tests without Docker.
 //! - [`http`]: a minimal GET client for probing workloads.
+//! - [`service_images`]: PostgreSQL, MariaDB, Redis and WordPress images made from Debian's
+//!   packages by `scripts/images/*.sh`, for template tests.
 //! - `interpreters` (feature `docker`): Node.js and Python base images made from the host's
 //!   own interpreters, for building detected apps without a registry.
 
+pub mod cleanup;
 pub mod crash;
 pub mod fakes;
 pub mod githttp;
@@ -33,5 +40,8 @@ pub mod proxy;
 #[cfg(feature = "docker")]
 pub mod registry;
 pub mod runtime;
+pub mod second_engine;
+pub mod service_images;
 pub mod store;
 pub mod testapp;
+mod tls;

@@ -65,89 +65,32 @@ pub fn installed() -> bool {
     })
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let status = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success(), "openssl {args:?}");
-}
-
 /// A CA and a `localhost`/127.0.0.1 leaf it signed, for pebble's own HTTPS listeners.
 fn pebble_tls(dir: &Path) {
-    let key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(key);
-    ca.extend([
-        "-days",
-        "2",
-        "-subj",
-        "/CN=clank test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&ca, dir);
-    let mut csr = vec!["req"];
-    csr.extend(key);
-    csr.extend([
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-    ]);
-    openssl(&csr, dir);
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
-    )
-    .expect("write leaf.ext");
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "leaf.pem",
-        ],
+    crate::tls::make_ca_and_leaf(
         dir,
+        "clank test CA",
+        "localhost",
+        "DNS:localhost,IP:127.0.0.1",
     );
 }
 
-async fn wait_for_tcp(addr: SocketAddr, what: &str) {
+/// Whether something accepts connections on `addr` within about ten seconds.
+pub(crate) async fn listening(addr: SocketAddr) -> bool {
     for _ in 0..200 {
         if TcpStream::connect(addr).await.is_ok() {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what} did not start listening on {addr}");
+    false
+}
+
+async fn wait_for_tcp(addr: SocketAddr, what: &str) {
+    assert!(
+        listening(addr).await,
+        "{what} did not start listening on {addr}"
+    );
 }
 
 impl Pebble {

@@ -20,11 +20,6 @@
 //! app's image plus a layer of random bytes, pushed with credentials and removed locally, so a
 //! pull really downloads (and reports) a layer.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
-
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{PushImageOptions, RemoveImageOptions};
@@ -32,11 +27,15 @@ use clank_core::runtime::RegistryAuth;
 use clank_core::secret::SecretString;
 use futures_util::StreamExt;
 use rand::RngCore as _;
-use tokio::net::TcpStream;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use tokio::process::{Child, Command};
 
-use crate::pebble::free_port;
+use crate::cleanup::block_on_aside;
+use crate::pebble::{free_port, listening};
 use crate::testapp;
+use crate::tls::{make_ca_and_leaf, run};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -113,84 +112,6 @@ pub fn installed() -> bool {
     })
 }
 
-fn run(program: &str, args: &[&str], dir: &Path) -> Vec<u8> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// A CA and a leaf for `ip` it signed, for the registry's HTTPS listener.
-fn make_tls(dir: &Path, ip: std::net::IpAddr) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-days",
-        "2",
-        "-subj",
-        "/CN=clank registry test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    run("openssl", &ca, dir);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-subj",
-        "/CN=clank registry test",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-    ]);
-    run("openssl", &csr, dir);
-    std::fs::write(
-        dir.join("leaf.ext"),
-        format!("subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
-    )
-    .expect("write leaf.ext");
-    run(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "leaf.pem",
-        ],
-        dir,
-    );
-}
-
 impl Registry {
     /// Start a registry with one user (`clank-test`, a random password): trusted TLS on the
     /// engine's bridge address when this process may add a `certs.d` entry, else plain HTTP on
@@ -219,7 +140,13 @@ impl Registry {
             let candidate = format!("{ip}:{port}");
             let certs = Path::new(DOCKER_CERTS_D).join(&candidate);
             if std::fs::create_dir_all(&certs).is_ok() {
-                make_tls(dir.path(), ip);
+                let san = format!("IP:{ip}");
+                make_ca_and_leaf(
+                    dir.path(),
+                    "clank registry test CA",
+                    "clank registry test",
+                    &san,
+                );
                 std::fs::copy(dir.path().join("ca.pem"), certs.join("ca.crt"))
                     .expect("copy the CA into certs.d");
                 tls = format!("  tls:\n    certificate: {d}/leaf.pem\n    key: {d}/leaf.key\n");
@@ -260,16 +187,8 @@ impl Registry {
             trusted_ca,
         };
         let addr: SocketAddr = registry.host.parse().expect("a socket address");
-        let mut up = false;
-        for _ in 0..200 {
-            if TcpStream::connect(addr).await.is_ok() {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         assert!(
-            up,
+            listening(addr).await,
             "docker-registry did not listen on {addr}: {}",
             registry.log()
         );
@@ -329,6 +248,21 @@ impl Registry {
         }
     }
 
+    /// [`Registry::push_test_image`] to a repository of its own, `clank-test/{name}-<random>`,
+    /// tag `v1`; removed from the engine again (what a pull brought back) when dropped.
+    pub async fn push_fresh_image(
+        &self,
+        docker: &Docker,
+        name: &str,
+        layer_bytes: usize,
+    ) -> Result<PushedImage, BoxError> {
+        let repository = format!("clank-test/{name}-{:08x}", rand::random::<u32>());
+        let reference = self
+            .push_test_image(docker, &repository, "v1", layer_bytes)
+            .await?;
+        Ok(PushedImage { reference })
+    }
+
     /// Build `{host}/{repository}:{tag}` (the test app's image plus a `layer_bytes` layer of
     /// random bytes), push it with the user's credentials, and remove it from the engine, so
     /// a pull has to download it. Remove what a pull brings back with [`remove_image`].
@@ -373,6 +307,25 @@ impl Registry {
         remove_image(docker, &reference).await;
         pushed?;
         Ok(reference)
+    }
+}
+
+/// An image [`Registry::push_fresh_image`] pushed: whatever a pull of it brings to the engine
+/// is removed when this is dropped, even after a panic.
+#[derive(Debug)]
+pub struct PushedImage {
+    /// `{host}/{repository}:v1`.
+    pub reference: String,
+}
+
+impl Drop for PushedImage {
+    fn drop(&mut self) {
+        let reference = self.reference.clone();
+        block_on_aside(async move {
+            if let Ok(docker) = testapp::docker::connect().await {
+                remove_image(&docker, &reference).await;
+            }
+        });
     }
 }
 

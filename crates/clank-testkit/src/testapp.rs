@@ -131,6 +131,20 @@ pub mod docker {
 
     static BUILT: OnceCell<String> = OnceCell::const_new();
 
+    /// Connect to the engine the platform picks (the `unix://` socket in `DOCKER_HOST`, else
+    /// the default) and negotiate the API version (the engine may be older than bollard's
+    /// default: Docker 20.10 speaks 1.41).
+    pub async fn connect() -> Result<Docker, BoxError> {
+        let docker = match std::env::var("DOCKER_HOST") {
+            Ok(host) if !host.is_empty() => match host.strip_prefix("unix://") {
+                Some(path) => Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)?,
+                None => return Err(format!("DOCKER_HOST={host}: only unix:// sockets").into()),
+            },
+            _ => Docker::connect_with_socket_defaults()?,
+        };
+        Ok(docker.negotiate_version().await?)
+    }
+
     /// Make sure [`IMAGE`] exists and matches this build of the app; returns the digest.
     ///
     /// Builds at most once per process, and not at all when the engine already has an image

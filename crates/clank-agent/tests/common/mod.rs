@@ -49,7 +49,18 @@ impl ControlPlane {
         api: SocketAddr,
         agents: SocketAddr,
     ) -> ControlPlane {
-        let config = DaemonConfig {
+        ControlPlane::start_with(data, runtime, api, agents, |_| {}).await
+    }
+
+    /// [`ControlPlane::start`] with the configuration changed by `tweak` first.
+    pub(crate) async fn start_with(
+        data: &Path,
+        runtime: &str,
+        api: SocketAddr,
+        agents: SocketAddr,
+        tweak: impl FnOnce(&mut DaemonConfig),
+    ) -> ControlPlane {
+        let mut config = DaemonConfig {
             listen: api,
             data_dir: data.to_owned(),
             runtime: runtime.into(),
@@ -58,6 +69,7 @@ impl ControlPlane {
             agent_tls: true,
             ..DaemonConfig::default()
         };
+        tweak(&mut config);
         let listener = tokio::net::TcpListener::bind(api).await.unwrap();
         let api = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -127,7 +127,8 @@ pub struct DeploymentState {
     /// The image actually run: the snapshot's, or the one the build produced. Set once.
     pub image: Option<ImageRef>,
     /// The registry digest (`sha256:…`) of `image` as pulled for this deployment, when it
-    /// came from a registry: what exactly ran, even if the tag moves later.
+    /// came from a registry, or on a remote server the image id (`sha256:…`) its agent
+    /// verified: what exactly ran, even if the tag moves later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
     pub build_id: Option<BuildId>,

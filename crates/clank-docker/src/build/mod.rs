@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptions;
-use clank_core::builder::{BuildLog, BuildOutput, BuildRequest, ImageBuilder};
+use clank_core::builder::{BuildLog, BuildOutput, BuildProgress, BuildRequest, ImageBuilder};
 use clank_core::validate::RepositoryPolicy;
 use clank_core::{Error, Result, RuntimeFailure};
 use futures_util::StreamExt;
@@ -305,9 +305,9 @@ impl ImageBuilder for DockerImageBuilder {
         let _slot = match self.slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                log(
+                log(BuildProgress::Line(
                     "waiting for a build slot (the server's concurrent builds are all busy)".into(),
-                );
+                ));
                 self.slots
                     .clone()
                     .acquire_owned()
@@ -337,11 +337,17 @@ impl ImageBuilder for DockerImageBuilder {
                 )
             })?;
         let checkout = work.path().join("src");
-        let commit_sha = git::checkout(&source, &checkout, &mut *log).await?;
-        log(format!(
+        let commit_sha = git::checkout(&source, &checkout, &mut |line| {
+            log(BuildProgress::Line(line))
+        })
+        .await?;
+        log(BuildProgress::CheckedOut {
+            commit: commit_sha.clone(),
+        });
+        log(BuildProgress::Line(format!(
             "checked out {commit_sha} in {:.1} s",
             started.elapsed().as_secs_f64()
-        ));
+        )));
 
         let port = request.port.unwrap_or(DEFAULT_PORT);
         let build_context = request.build_context.clone();
@@ -366,12 +372,12 @@ impl ImageBuilder for DockerImageBuilder {
         .map_err(|e| Error::Internal(format!("preparing the build context panicked: {e}")))?
         .map_err(|reason| Error::runtime(RuntimeFailure::Other, reason))?;
         for note in &prepared.notes {
-            log(note.clone());
+            log(BuildProgress::Line(note.clone()));
         }
-        log(format!(
+        log(BuildProgress::Line(format!(
             "sending a {:.1} MiB build context to the Docker engine",
             prepared.tar.len() as f64 / (1024.0 * 1024.0)
-        ));
+        )));
 
         // Generated Dockerfiles name the operator's base images as their ARG defaults.
         let mut build_args: HashMap<String, String> = HashMap::new();
@@ -416,7 +422,7 @@ impl ImageBuilder for DockerImageBuilder {
                                 last_step = line.trim().to_owned();
                             }
                             if let Some(l) = engine_line(&line) {
-                                log(l);
+                                log(BuildProgress::Line(l));
                             }
                         }
                     }
@@ -426,7 +432,7 @@ impl ImageBuilder for DockerImageBuilder {
                 }
                 Err(bollard::errors::Error::DockerStreamError { error }) => {
                     if let Some(l) = engine_line(&partial) {
-                        log(l);
+                        log(BuildProgress::Line(l));
                     }
                     return Err(step_failed(&last_step, &error, request.memory_limit_mb));
                 }
@@ -434,16 +440,16 @@ impl ImageBuilder for DockerImageBuilder {
             }
         }
         if let Some(l) = engine_line(&partial) {
-            log(l);
+            log(BuildProgress::Line(l));
         }
         self.docker
             .inspect_image(&tag)
             .await
             .map_err(|e| engine_error(e, Subject::Image, &tag))?;
-        log(format!(
+        log(BuildProgress::Line(format!(
             "built {tag} from {commit_sha} in {:.1} s",
             started.elapsed().as_secs_f64()
-        ));
+        )));
         Ok(BuildOutput {
             image: request.tag.clone(),
             commit_sha,

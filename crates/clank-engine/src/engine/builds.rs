@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clank_core::builder::{BuildLog, BuildOutput, BuildRequest, ImageBuilder};
+use clank_core::builder::{BuildLog, BuildOutput, BuildProgress, BuildRequest, ImageBuilder};
 use clank_core::config::ConfigValue;
 use clank_core::id::{BuildId, WorkspaceId};
 use clank_core::model::{
@@ -47,16 +47,6 @@ const BUILD_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
 
 /// The Procfile process type run once before cutover.
 const RELEASE: &str = "release";
-
-/// The commit in the builder's checkout line (`checked out <sha> in 0.4 s`), if `line` is it.
-fn checked_out_commit(line: &str) -> Option<&str> {
-    let sha = line
-        .strip_prefix("checked out ")?
-        .split_whitespace()
-        .next()?;
-    let hex = (7..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit());
-    hex.then_some(sha)
-}
 
 /// The image tag of build `number` of a service: `clank/{scope}-{project}-{service}:v{number}`,
 /// `scope` being the workspace's (tenants name their projects and services freely, so two
@@ -273,10 +263,10 @@ impl Engine {
         timeout: Duration,
     ) {
         let started = Instant::now();
-        let (tx, rx) = mpsc::unbounded_channel::<String>();
+        let (tx, rx) = mpsc::unbounded_channel::<BuildProgress>();
         let release_log = tx.clone();
-        let log: BuildLog = Box::new(move |line| {
-            let _ = tx.send(line);
+        let log: BuildLog = Box::new(move |progress| {
+            let _ = tx.send(progress);
         });
         let (req, b, dep, engine) = (&request, &builder, &d, &self);
         // Dropping this future (timeout) drops both senders, which ends the log pump.
@@ -319,42 +309,30 @@ impl Engine {
     }
 
     /// Write build output to the deploy log and the events in batches, until the build ends.
-    /// The checkout's line names the commit the ref resolved to: it goes on the `Build` at
-    /// once, so the record says what was built even if the build fails afterwards.
+    /// The checked-out commit goes on the `Build` at once, so the record says what was built
+    /// even if the build fails afterwards.
     async fn pump_build_log(
         &self,
         d: &Deployment,
         build: &Build,
-        mut rx: mpsc::UnboundedReceiver<String>,
+        mut rx: mpsc::UnboundedReceiver<BuildProgress>,
     ) {
         let number = build.number;
-        let mut commit_recorded = false;
-        let mut lines = Vec::new();
-        while rx.recv_many(&mut lines, 512).await > 0 {
-            if !commit_recorded {
-                if let Some(sha) = lines.iter().find_map(|l| checked_out_commit(l)) {
-                    commit_recorded = true;
-                    let sha = sha.to_owned();
-                    let written = self
-                        .update_build(build.id, |b| {
-                            if b.commit_sha.is_none() {
-                                b.commit_sha = Some(sha.clone());
-                            }
-                        })
-                        .await;
-                    if let Err(err) = written {
-                        warn!(deployment = %d.id, build = %build.id, error = %err, "Could not record a build's commit.");
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 512).await > 0 {
+            let at = self.now();
+            let mut entries = Vec::with_capacity(batch.len());
+            for progress in batch.drain(..) {
+                match progress {
+                    BuildProgress::Line(line) => entries.push(LogEntry {
+                        at,
+                        message: format!("build v{number}: {line}"),
+                    }),
+                    BuildProgress::CheckedOut { commit } => {
+                        self.record_build_commit(d, build, commit).await;
                     }
                 }
             }
-            let at = self.now();
-            let entries: Vec<LogEntry> = lines
-                .drain(..)
-                .map(|l| LogEntry {
-                    at,
-                    message: format!("build v{number}: {l}"),
-                })
-                .collect();
             let store = self.inner.catalog.store();
             if let Err(err) = self.inner.log.append(store.as_ref(), d.id, &entries).await {
                 warn!(deployment = %d.id, error = %err, "Could not persist build log lines.");
@@ -363,6 +341,20 @@ impl Engine {
                 self.publish(d, EventKind::Log { message: e.message });
             }
             tokio::time::sleep(BUILD_LOG_BATCH).await;
+        }
+    }
+
+    /// Put the commit the checkout resolved to on the `Build` (unless it already has one).
+    async fn record_build_commit(&self, d: &Deployment, build: &Build, commit: String) {
+        let written = self
+            .update_build(build.id, |b| {
+                if b.commit_sha.is_none() {
+                    b.commit_sha = Some(commit.clone());
+                }
+            })
+            .await;
+        if let Err(err) = written {
+            warn!(deployment = %d.id, build = %build.id, error = %err, "Could not record a build's commit.");
         }
     }
 
@@ -526,7 +518,7 @@ impl Engine {
         d: &Deployment,
         image: &ImageRef,
         release: &ProcfileEntry,
-        log: &mpsc::UnboundedSender<String>,
+        log: &mpsc::UnboundedSender<BuildProgress>,
     ) -> std::result::Result<(), String> {
         let cannot = |e: Error| format!("the release command could not run: {e}");
         let cat = &self.inner.catalog;
@@ -594,7 +586,10 @@ impl Engine {
             .ensure_network(&project.network_name(), &labels)
             .await
             .map_err(cannot)?;
-        let _ = log.send(format!("release: running `{}`", release.command));
+        let _ = log.send(BuildProgress::Line(format!(
+            "release: running `{}`",
+            release.command
+        )));
         let started = runtime.start(&spec).await.map_err(cannot)?;
         if let Ok(mut lines) = runtime
             .logs(
@@ -607,7 +602,7 @@ impl Engine {
             .await
         {
             while let Some(Ok(line)) = lines.next().await {
-                let _ = log.send(format!("release: {}", line.line));
+                let _ = log.send(BuildProgress::Line(format!("release: {}", line.line)));
             }
         }
         let exit = loop {
@@ -624,7 +619,9 @@ impl Engine {
         let _ = runtime.remove(&started.id).await;
         match exit? {
             (Some(0), _) => {
-                let _ = log.send("release: finished (exit code 0)".to_owned());
+                let _ = log.send(BuildProgress::Line(
+                    "release: finished (exit code 0)".to_owned(),
+                ));
                 Ok(())
             }
             (_, true) => Err(format!(
@@ -715,17 +712,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_checkout_line_names_the_commit_and_nothing_else_does() {
-        let sha = "0123456789abcdef0123456789abcdef01234567";
-        assert_eq!(
-            checked_out_commit(&format!("checked out {sha} in 0.4 s")),
-            Some(sha)
-        );
-        assert_eq!(checked_out_commit("checked out main in 0.4 s"), None);
-        assert_eq!(checked_out_commit(&format!("Step 1/3 : {sha}")), None);
-    }
 
     #[test]
     fn build_tags_are_versioned_per_service_and_scoped_to_the_workspace() {

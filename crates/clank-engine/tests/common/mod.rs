@@ -21,6 +21,7 @@ use clank_core::{ImageRef, Timestamp};
 use clank_docker::{DockerImageBuilder, DockerRuntime};
 use clank_engine::{Engine, EngineConfig, RouteTable};
 use clank_store::RedbStore;
+use clank_testkit::cleanup::block_on_aside;
 use clank_testkit::runtime::skip_or_fail;
 use clank_testkit::testapp;
 use tokio::task::JoinHandle;
@@ -176,8 +177,14 @@ impl Platform {
         self.start_loop();
     }
 
+    /// Apply `change` to the service's own config layer.
     pub(crate) async fn set_config(&self, change: ConfigChange) {
-        let scope = Scope::Service(self.service);
+        self.set_config_at(Scope::Service(self.service), change)
+            .await;
+    }
+
+    /// Apply `change` to the config layer of `scope` (created if it has none yet).
+    pub(crate) async fn set_config_at(&self, scope: Scope, change: ConfigChange) {
         let current = self.catalog.config_layer(scope).await.unwrap();
         let base = current
             .as_ref()
@@ -195,6 +202,18 @@ impl Platform {
             .deploy(self.service, Trigger::Manual { by: None })
             .await
             .unwrap()
+    }
+
+    /// Deploy now and wait (`within`) for the deployment to fail: it as it failed, and why.
+    pub(crate) async fn deploy_and_fail(&self, within: Duration) -> (Deployment, String) {
+        let d = self.deploy().await;
+        let failed = self.wait_for(d.id, DeploymentStatus::Failed, within).await;
+        let reason = failed
+            .state
+            .reason
+            .clone()
+            .expect("a failed deployment says why");
+        (failed, reason)
     }
 
     pub(crate) async fn get(&self, id: DeploymentId) -> Versioned<Deployment> {
@@ -381,36 +400,29 @@ impl Drop for Platform {
         let workspace = self.workspace;
         let network = self.network.clone();
         let images: Vec<String> = (1..=8).map(|n| self.image(n).to_string()).collect();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let Ok(runtime) = DockerRuntime::connect().await else {
-                    return;
-                };
-                let filter = OwnerFilter {
-                    workspace: Some(workspace),
-                    ..OwnerFilter::default()
-                };
-                for w in runtime.list(&filter).await.unwrap_or_default() {
-                    let _ = runtime.remove(&w.id).await;
-                }
-                let _ = runtime.remove_network(&network).await;
-                for image in images {
-                    let _ = runtime
-                        .client()
-                        .remove_image(
-                            &image,
-                            None::<bollard::query_parameters::RemoveImageOptions>,
-                            None,
-                        )
-                        .await;
-                }
-            });
-        })
-        .join();
+        block_on_aside(async move {
+            let Ok(runtime) = DockerRuntime::connect().await else {
+                return;
+            };
+            let filter = OwnerFilter {
+                workspace: Some(workspace),
+                ..OwnerFilter::default()
+            };
+            for w in runtime.list(&filter).await.unwrap_or_default() {
+                let _ = runtime.remove(&w.id).await;
+            }
+            let _ = runtime.remove_network(&network).await;
+            for image in images {
+                let _ = runtime
+                    .client()
+                    .remove_image(
+                        &image,
+                        None::<bollard::query_parameters::RemoveImageOptions>,
+                        None,
+                    )
+                    .await;
+            }
+        });
     }
 }
 

@@ -6,33 +6,12 @@
 //! content digest the image was built from; exits 2 when no engine answers (so callers can tell
 //! "no Docker here" from a failed build).
 
-use clank_testkit::testapp::docker::ensure_testapp_image;
+use clank_testkit::testapp::docker::{connect, ensure_testapp_image};
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    // The same engine the platform picks: the unix socket in `DOCKER_HOST`, else the default.
-    let connected = match std::env::var("DOCKER_HOST") {
-        Ok(host) if !host.is_empty() => match host.strip_prefix("unix://") {
-            Some(path) => {
-                bollard::Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
-            }
-            None => {
-                eprintln!("clank-testapp-image: DOCKER_HOST={host}: only unix:// sockets");
-                return std::process::ExitCode::from(2);
-            }
-        },
-        _ => bollard::Docker::connect_with_socket_defaults(),
-    };
-    let docker = match connected {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("clank-testapp-image: no Docker Engine: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    // The engine may be older than bollard's default API version (Docker 20.10 speaks 1.41).
-    let docker = match docker.negotiate_version().await {
+    let docker = match connect().await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("clank-testapp-image: no Docker Engine: {e}");

@@ -91,6 +91,8 @@ export interface Service {
   active_deployment: string | null;
   next_deployment_number: number;
   next_build_number: number;
+  /** Set (Unix milliseconds) while the service is stopped; absent when it runs. */
+  stopped_at?: number;
   created_at: number;
   updated_at: number;
 }
@@ -255,6 +257,10 @@ export declare class Platform {
   getService(service: string): Promise<Service>;
   updateService(service: string, changes: ServiceChanges): Promise<Service>;
   listServices(environment: string): Promise<Service[]>;
+  /** Stop a service: its route and workloads go; deployments and volumes are kept. */
+  stopService(service: string): Promise<Service>;
+  /** Start a stopped service: its ACTIVE deployment runs and is routed again. */
+  startService(service: string): Promise<Service>;
 
   listTemplates(): Promise<TemplateSummary[]>;
   template(name: string): Promise<Record<string, unknown>>;

@@ -193,6 +193,12 @@ class Platform {
   listServices(environment) {
     return this._call({ op: 'list_services', environment });
   }
+  stopService(service) {
+    return this._call({ op: 'stop_service', service });
+  }
+  startService(service) {
+    return this._call({ op: 'start_service', service });
+  }
 
   // ---- Templates and stacks ----
   listTemplates() {

@@ -220,6 +220,16 @@ class Platform:
     async def list_services(self, environment: str) -> List[Service]:
         return await self._call({"op": "list_services", "environment": environment})
 
+    async def stop_service(self, service: str) -> Service:
+        """Stop a service: its route is removed, then its workloads; its deployments,
+        history and volumes are kept, and new deployments are refused until it is started."""
+        return await self._call({"op": "stop_service", "service": service})
+
+    async def start_service(self, service: str) -> Service:
+        """Start a stopped service: its ACTIVE deployment's workloads run again and the
+        route comes back once they pass their health checks."""
+        return await self._call({"op": "start_service", "service": service})
+
     # ---- Templates and stacks ---------------------------------------------------------------
 
     async def list_templates(self) -> List[Dict[str, Any]]:

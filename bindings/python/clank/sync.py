@@ -145,6 +145,12 @@ class Platform:
     def list_services(self, environment: str) -> List[Service]:
         return self._call({"op": "list_services", "environment": environment})
 
+    def stop_service(self, service: str) -> Service:
+        return self._call({"op": "stop_service", "service": service})
+
+    def start_service(self, service: str) -> Service:
+        return self._call({"op": "start_service", "service": service})
+
     # ---- Templates and stacks ---------------------------------------------------------------
 
     def list_templates(self) -> List[Dict[str, Any]]:

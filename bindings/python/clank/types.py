@@ -92,6 +92,8 @@ class Service(TypedDict):
     active_deployment: Optional[str]
     next_deployment_number: int
     next_build_number: int
+    #: Set (Unix milliseconds) while the service is stopped; absent (not null) when it runs.
+    stopped_at: Optional[int]
     created_at: int
     updated_at: int
 

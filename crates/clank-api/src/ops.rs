@@ -70,6 +70,14 @@ pub enum Request {
         service: String,
         patch: ServicePatch,
     },
+    /// Stop a service (its route and workloads go; deployments and volumes are kept).
+    StopService {
+        service: String,
+    },
+    /// Start a stopped service again.
+    StartService {
+        service: String,
+    },
     ListServices {
         environment: String,
     },

@@ -153,6 +153,26 @@ async fn cli_drives_the_whole_lifecycle_and_reports_failures_by_exit_code() {
         "exec passes the command's exit code through"
     );
 
+    // Stopped, the service refuses deploys and says how to start it; started, it deploys.
+    let o = clank(&url, &ctx, &["service", "stop", "cli-shop/web"]).await;
+    assert!(
+        o.status.success() && text(&o).contains("web stopped"),
+        "{}",
+        text(&o)
+    );
+    let o = clank(&url, &ctx, &["deploy", "cli-shop/web"]).await;
+    assert!(
+        !o.status.success() && text(&o).contains("clank service start"),
+        "{}",
+        text(&o)
+    );
+    let o = clank(&url, &ctx, &["--json", "service", "start", "cli-shop/web"]).await;
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert!(v.get("stopped_at").is_none(), "{v}");
+    let o = clank(&url, &ctx, &["service", "stop", "cli-shop/nope"]).await;
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+
     // A deploy that fails exits non-zero and says why.
     let o = clank(
         &url,

@@ -6,7 +6,7 @@
 //! [`ResolvedConfig::to_env`], which the runtime calls when it starts a workload. Every
 //! user-facing shape ([`ResolvedVarView`], [`ConfigVarView`]) shows secrets as [`MASK`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -274,6 +274,42 @@ pub struct ResolvedConfig {
 impl ResolvedConfig {
     pub fn get(&self, key: &str) -> Option<&ResolvedVar> {
         self.vars.get(key)
+    }
+
+    /// The layer `scope` held when this config was resolved: every variable whose winning
+    /// value came from it (a scope's own keys always win below it, so none is lost). Secrets
+    /// stay sealed for that scope's row, so they can be stored back as they are.
+    pub fn layer_of(&self, scope: Scope) -> ConfigLayer {
+        let vars = self
+            .vars
+            .values()
+            .filter(|v| v.source == scope)
+            .map(|v| {
+                let var = ConfigVar {
+                    key: v.key.clone(),
+                    value: v.value.clone(),
+                    updated_at: v.updated_at,
+                };
+                (v.key.clone(), var)
+            })
+            .collect();
+        ConfigLayer { scope, vars }
+    }
+
+    /// Keys whose winning value differs between `self` and `other` (set, changed or unset),
+    /// each with the scope it comes from in `other` (or in `self` if `other` lacks it).
+    pub fn differing_keys(&self, other: &ResolvedConfig) -> Vec<(String, Scope)> {
+        let keys: BTreeSet<&String> = self.vars.keys().chain(other.vars.keys()).collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let (a, b) = (self.vars.get(k), other.vars.get(k));
+                if a.map(|v| &v.value) == b.map(|v| &v.value) {
+                    return None;
+                }
+                let source = b.or(a).map(|v| v.source)?;
+                Some((k.clone(), source))
+            })
+            .collect()
     }
 
     /// Variables sorted by key.

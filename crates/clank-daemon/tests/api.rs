@@ -336,6 +336,9 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
             Some(json!({"name": "Web"})),
             ManageServices,
         ),
+        // Stopped and started again at once, so the calls after them find it running.
+        (Method::POST, format!("{SVC}/stop"), None, ManageServices),
+        (Method::POST, format!("{SVC}/start"), None, ManageServices),
         (Method::GET, format!("{SVC}/config"), None, Read),
         (
             Method::PATCH,

@@ -33,7 +33,7 @@ use clank_core::config::{self, ConfigLayer, EnvValue, ResolvedConfig, Scope};
 use clank_core::deploy::{self, Command, DeploymentStatus, HealthObservation, Observed, Plan};
 use clank_core::id::{BuildId, DeploymentId, ServerId, ServiceId};
 use clank_core::model::{
-    CancelRequest, Deployment, Environment, Project, Service, Trigger, Workspace,
+    CancelRequest, Deployment, Environment, Project, RestoredState, Service, Trigger, Workspace,
 };
 use clank_core::proxy::Proxy;
 use clank_core::runtime::{OwnerFilter, Placement, PortBinding, Runtime, WorkloadSpec};
@@ -50,6 +50,7 @@ use crate::events::{DeployLog, Event, EventBus, EventKind, EventStream, LogEntry
 use crate::workloads::workload_specs;
 
 mod builds;
+mod lifecycle;
 mod observe;
 mod pull;
 mod routing;
@@ -253,6 +254,11 @@ impl Engine {
 
     /// Resolve the config cascade for a service as it is now (secrets stay sealed).
     pub async fn resolve_config(&self, service: &Service) -> Result<ResolvedConfig> {
+        config::resolve(&self.config_layers(service).await?)
+    }
+
+    /// The stored layers of the service's config cascade, least specific first.
+    async fn config_layers(&self, service: &Service) -> Result<Vec<ConfigLayer>> {
         let cat = &self.inner.catalog;
         let project = cat
             .require::<Project>(&service.project_id.to_string())
@@ -270,7 +276,7 @@ impl Engine {
                 layers.push(layer.value);
             }
         }
-        config::resolve(&layers)
+        Ok(layers)
     }
 
     /// Request a deployment of the service as it is now. Returns it PENDING; the reconciler
@@ -294,23 +300,68 @@ impl Engine {
 
     /// Roll back to an earlier deployment: a new deployment with its image *and* config.
     pub async fn rollback(&self, service: ServiceId, to: DeploymentId) -> Result<Deployment> {
-        let earlier = self
-            .inner
-            .catalog
-            .require::<Deployment>(&to.to_string())
-            .await?;
+        Ok(self.rollback_restoring(service, to).await?.0)
+    }
+
+    /// [`Engine::rollback`], which also sets the service's desired state (image, settings,
+    /// processes, volumes, endpoint and its own config layer) back to what the earlier
+    /// deployment ran, in the same write, so the next deploy does not bring back what was
+    /// rolled back. Config inherited from higher scopes is not rewritten: keys whose value
+    /// changed there since are listed in the deploy log as not restored. Returns what changed.
+    pub async fn rollback_restoring(
+        &self,
+        service: ServiceId,
+        to: DeploymentId,
+    ) -> Result<(Deployment, RestoredState)> {
+        let cat = &self.inner.catalog;
+        let earlier = cat.require::<Deployment>(&to.to_string()).await?;
         loop {
-            let svc = self
-                .inner
-                .catalog
-                .require::<Service>(&service.to_string())
-                .await?;
+            let svc = cat.require::<Service>(&service.to_string()).await?;
             self.ensure_deployable(&svc).await?;
             let d = Deployment::rollback_of(&svc, &earlier, self.now())?;
-            match self.create(&svc, d).await {
+            let (restored, fields) = earlier.snapshot.restore_onto(&svc);
+            let scope = Scope::Service(svc.id);
+            let layer = earlier.snapshot.config.layer_of(scope);
+            let current_layer = cat.config_layer(scope).await?;
+            let empty = BTreeMap::new();
+            let own_before = current_layer.as_ref().map_or(&empty, |l| &l.value.vars);
+            let config_keys = own_before
+                .keys()
+                .chain(layer.vars.keys())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|k| {
+                    own_before.get(*k).map(|v| &v.value) != layer.vars.get(*k).map(|v| &v.value)
+                })
+                .cloned()
+                .collect();
+            let mut next_layers = self.config_layers(&svc).await?;
+            next_layers.retain(|l| l.scope != scope);
+            next_layers.push(layer.clone());
+            let not_restored = earlier
+                .snapshot
+                .config
+                .differing_keys(&config::resolve(&next_layers)?);
+            let state = RestoredState {
+                fields,
+                config_keys,
+                not_restored,
+            };
+            match cat
+                .create_rollback(&svc, &restored, &d, current_layer.as_ref(), &layer)
+                .await
+            {
                 Err(Error::WriteConflict { .. }) => continue,
-                other => return other,
+                Err(e) => return Err(e),
+                Ok(_) => {}
             }
+            self.announce(&d).await;
+            self.note(&d, restored_summary(&state)).await;
+            for (key, source) in &state.not_restored {
+                let message = format!("{key}: inherited from {}, not restored", source.level());
+                self.note(&d, message).await;
+            }
+            return Ok((d, state));
         }
     }
 
@@ -360,19 +411,30 @@ impl Engine {
                 project.slug
             )));
         }
+        if svc.stopped_at.is_some() {
+            return Err(Error::Conflict(format!(
+                "service `{}` is stopped; run `clank service start` before deploying it",
+                svc.slug
+            )));
+        }
         Ok(())
     }
 
     async fn create(&self, svc: &Versioned<Service>, d: Deployment) -> Result<Deployment> {
         self.inner.catalog.create_deployment(svc, &d).await?;
-        self.publish(&d, EventKind::Created);
+        self.announce(&d).await;
+        Ok(d)
+    }
+
+    /// Publish and log a deployment just recorded, and hand it to the reconciler.
+    async fn announce(&self, d: &Deployment) {
+        self.publish(d, EventKind::Created);
         self.note(
-            &d,
+            d,
             format!("deployment #{} requested ({:?})", d.number, d.trigger),
         )
         .await;
         self.wake(d.service_id);
-        Ok(d)
     }
 
     /// Schedule a reconcile of the service as soon as possible.
@@ -909,6 +971,22 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// The server a deployment names cannot run anything (unknown, revoked, or this platform has
 /// no remote servers).
+/// The deploy log's line for what a rollback set back on its service (names, never values).
+fn restored_summary(state: &RestoredState) -> String {
+    let mut parts: Vec<String> = state.fields.iter().map(|f| (*f).to_owned()).collect();
+    if !state.config_keys.is_empty() {
+        parts.push(format!("service config {}", state.config_keys.join(", ")));
+    }
+    if parts.is_empty() {
+        "rollback: the service's desired state already matched; nothing restored".to_owned()
+    } else {
+        format!(
+            "rollback: restored the service's {} (the next deploy runs them)",
+            parts.join("; ")
+        )
+    }
+}
+
 fn unplaceable(e: &Error) -> bool {
     matches!(e, Error::NotFound { .. }) || e.runtime_failure() == Some(RuntimeFailure::Unsupported)
 }

@@ -197,11 +197,11 @@ async fn rollback_restores_the_image_and_the_config_of_the_earlier_deployment() 
             .trim(),
         "one"
     );
-    // Today's config still says "two": only the rollback's snapshot carries "one".
+    // The rollback also set the service's own config back, so the next deploy keeps "one".
     let resolved = p.engine.resolve_config(&p.service().await).await.unwrap();
     assert_eq!(
         format!("{:?}", resolved.get("GREETING").unwrap().value),
-        format!("{:?}", clank_core::config::ConfigValue::Plain("two".into()))
+        format!("{:?}", clank_core::config::ConfigValue::Plain("one".into()))
     );
 }
 

@@ -503,6 +503,90 @@ async fn rollback_restores_the_earlier_image_and_config() {
     );
 }
 
+/// What the last `web` workload of `d` was started with for `key`, secrets opened (compared
+/// here, never printed).
+fn started_value(w: &World, d: DeploymentId, key: &str) -> Option<String> {
+    let spec = w
+        .runtime
+        .started_specs()
+        .into_iter()
+        .rev()
+        .find(|s| s.owner.deployment == d && s.owner.process == "web")?;
+    spec.env
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.expose().to_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_becomes_the_services_desired_state_so_the_next_deploy_keeps_it() {
+    let w = World::image(|_| {}).await;
+    let env = Scope::Environment(w.environment);
+    let own = Scope::Service(w.service);
+    w.set_env("FOO", "1").await;
+    w.change_config(own, ConfigChange::set_secret("TOKEN", "first-token"))
+        .await;
+    w.change_config(env, ConfigChange::set_plain("LEVEL", "a"))
+        .await;
+    let v1 = w.deploy().await;
+    w.wait_for(v1.id, DeploymentStatus::Active).await;
+    let settings_v1 = w.service().await.settings;
+
+    w.set_env("FOO", "2").await;
+    w.set_env("ADDED", "later").await;
+    w.change_config(own, ConfigChange::set_secret("TOKEN", "second-token"))
+        .await;
+    w.change_config(env, ConfigChange::set_plain("LEVEL", "b"))
+        .await;
+    w.update_service(|s| s.settings.memory_limit_mb += 128)
+        .await;
+    w.use_image(V2).await;
+    let v2 = w.deploy().await;
+    w.wait_for(v2.id, DeploymentStatus::Active).await;
+
+    let (back, restored) = w.engine.rollback_restoring(w.service, v1.id).await.unwrap();
+    assert_eq!(restored.fields, vec!["image", "settings"]);
+    assert_eq!(restored.config_keys, vec!["ADDED", "FOO", "TOKEN"]);
+    assert_eq!(restored.not_restored, vec![("LEVEL".to_owned(), env)]);
+    w.wait_for(back.id, DeploymentStatus::Active).await;
+    assert_eq!(started_value(&w, back.id, "FOO").as_deref(), Some("1"));
+    let svc = w.service().await;
+    assert_eq!(svc.settings, settings_v1);
+    assert!(
+        matches!(&svc.source, ServiceSource::DockerImage { image, .. } if image.to_string() == V1),
+        "{:?}",
+        svc.source
+    );
+
+    let next = w.deploy().await;
+    w.wait_for(next.id, DeploymentStatus::Active).await;
+    assert_eq!(w.started_image(next.id).as_deref(), Some(V1));
+    assert_eq!(started_value(&w, next.id, "FOO").as_deref(), Some("1"));
+    assert_eq!(started_value(&w, next.id, "ADDED"), None);
+    assert_eq!(
+        started_value(&w, next.id, "TOKEN").as_deref(),
+        Some("first-token"),
+        "the service-scope secret is restored sealed as it was"
+    );
+    assert_eq!(
+        started_value(&w, next.id, "LEVEL").as_deref(),
+        Some("b"),
+        "a higher scope's value is not rewritten"
+    );
+    assert_eq!(w.get(next.id).await.snapshot.settings, settings_v1);
+
+    let log = w.log_of(back.id).await;
+    assert!(
+        log.contains("LEVEL: inherited from environment, not restored"),
+        "{log}"
+    );
+    assert!(log.contains("service config ADDED, FOO, TOKEN"), "{log}");
+    assert!(
+        !log.contains("first-token") && !log.contains("second-token"),
+        "{log}"
+    );
+}
+
 fn single_writer_volume(s: &mut Service) {
     s.volumes.push(VolumeMount {
         name: "clank-shop-web-data".into(),
@@ -969,4 +1053,74 @@ async fn credentials_that_are_not_user_colon_token_fail_without_pulling() {
     let pulls = w.journal.filtered(|c| matches!(c, Call::Pull { .. }));
     assert!(pulls.is_empty(), "{pulls:?}");
     assert_eq!(w.starts_of(d.id), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_service_loses_route_and_workloads_stays_stopped_across_a_restart_and_starts_again()
+ {
+    let mut w = World::image(|_| {}).await;
+    let v1 = w.deploy().await;
+    w.wait_for(v1.id, DeploymentStatus::Active).await;
+
+    let stopped = w.engine.stop_service(w.service).await.unwrap();
+    assert!(stopped.stopped_at.is_some());
+    let (runtime, proxy, service) = (w.runtime.clone(), w.proxy.clone(), w.service);
+    w.until("the stopped service's workloads and route are gone", || {
+        runtime.workloads_of(v1.id).is_empty() && proxy.routed(service).is_none()
+    })
+    .await;
+    // History is kept: v1 is still the ACTIVE deployment, ready to be started again.
+    assert_eq!(w.get(v1.id).await.state.status, DeploymentStatus::Active);
+    assert_eq!(w.active().await, Some(v1.id));
+    let refused = w
+        .engine
+        .deploy(w.service, Trigger::Manual { by: None })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("clank service start"), "{refused}");
+
+    // A restarted control plane neither restarts nor routes it.
+    w.restart_engine().await;
+    w.journal.clear();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(w.runtime.workloads_of(v1.id).is_empty());
+    assert_eq!(w.proxy.routed(w.service), None);
+    assert_eq!(w.starts_of(v1.id), 0);
+
+    let started = w.engine.start_service(w.service).await.unwrap();
+    assert!(started.stopped_at.is_none());
+    let (runtime, proxy) = (w.runtime.clone(), w.proxy.clone());
+    w.until("the started service runs and is routed again", || {
+        runtime.running_of(v1.id) == 1 && proxy.routed(service) == Some(v1.id)
+    })
+    .await;
+    let start = w.position("start", |c| matches!(c, Call::Start { .. }));
+    let cut = w.position("cutover", |c| matches!(c, Call::Cutover { .. }));
+    assert!(
+        start < cut,
+        "the route comes back only to a started version"
+    );
+    assert_eq!(w.get(v1.id).await.state.status, DeploymentStatus::Active);
+    let v2 = w.deploy().await;
+    w.wait_for(v2.id, DeploymentStatus::Active).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_with_a_deployment_in_flight_is_not_stopped() {
+    let w = World::image(|_| {}).await;
+    w.runtime.script(V1, Behaviour::silent());
+    let v1 = w.deploy().await;
+    w.wait_for(v1.id, DeploymentStatus::HealthChecking).await;
+    let refused = w
+        .engine
+        .stop_service(w.service)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("#1") && refused.contains("cancel"),
+        "{refused}"
+    );
+    assert!(w.service().await.stopped_at.is_none());
 }

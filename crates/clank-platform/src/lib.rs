@@ -11,6 +11,7 @@
 mod builds;
 mod embedded;
 pub mod identity;
+mod lifecycle;
 mod ops;
 mod running;
 mod servers;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use clank_core::address::{AddressDefaults, EnvironmentAddress, ProjectAddress, ServiceAddress};
 use clank_core::config::{self, ConfigChange, ConfigLayer, ConfigVarView, ResolvedVarView, Scope};
 use clank_core::model::{
-    Deployment, Environment, Project, Service, ServiceSource, Trigger, Workspace,
+    Deployment, Environment, Project, RestoredState, Service, ServiceSource, Trigger, Workspace,
 };
 use clank_core::runtime::OwnerFilter;
 use clank_core::secret::Keyring;
@@ -503,11 +504,24 @@ impl Platform {
         self.deployment_view(&d).await
     }
 
-    /// Roll back to deployment `number`: a new deployment with its image and config.
+    /// Roll back to deployment `number`: a new deployment with its image and config, which
+    /// also become the service's desired state (see [`Engine::rollback_restoring`]).
     pub async fn rollback(&self, addr: &ServiceAddress, number: u64) -> Result<DeploymentView> {
+        Ok(self.rollback_restoring(addr, number).await?.0)
+    }
+
+    /// [`Platform::rollback`], with what it set back on the service (names, never values).
+    pub async fn rollback_restoring(
+        &self,
+        addr: &ServiceAddress,
+        number: u64,
+    ) -> Result<(DeploymentView, RestoredState)> {
         let (service, target) = self.deployment_record(addr, number).await?;
-        let d = self.engine.rollback(service.id, target.id).await?;
-        self.deployment_view(&d).await
+        let (d, restored) = self
+            .engine
+            .rollback_restoring(service.id, target.id)
+            .await?;
+        Ok((self.deployment_view(&d).await?, restored))
     }
 
     pub async fn cancel(&self, addr: &ServiceAddress, number: u64) -> Result<DeploymentView> {

@@ -76,6 +76,12 @@ impl Platform {
             Request::GetService { service } => {
                 json(self.service(&self.parse_service(&service)?).await?.value)
             }
+            Request::StopService { service } => {
+                json(self.stop_service(&self.parse_service(&service)?).await?)
+            }
+            Request::StartService { service } => {
+                json(self.start_service(&self.parse_service(&service)?).await?)
+            }
             Request::UpdateService { service, patch } => json(
                 self.update_service(&self.parse_service(&service)?, patch)
                     .await?,

@@ -1,4 +1,5 @@
-//! Services: create from an image or a repository, update how they are reached, list, show.
+//! Services: create from an image or a repository, update how they are reached, list, show,
+//! stop and start.
 
 use clap::Subcommand;
 use std::collections::BTreeMap;
@@ -24,6 +25,15 @@ pub(crate) enum ServiceCmd {
     /// Takes effect at the next deploy.
     Update(Box<UpdateService>),
     Show {
+        address: String,
+    },
+    /// Stop a service: its domain stops answering and its workloads are removed; its
+    /// deployments, history and volumes are kept, and deploys are refused until `start`.
+    Stop {
+        address: String,
+    },
+    /// Start a stopped service: its ACTIVE deployment runs again and is routed once healthy.
+    Start {
         address: String,
     },
 }
@@ -276,6 +286,27 @@ pub(crate) async fn service(app: &App, cmd: ServiceCmd) -> Result<(), CliError> 
         ServiceCmd::Show { address } => {
             let service: Service = app.client.get(&app.service_path(&address)?).await?;
             app.show(&service, pretty_json);
+        }
+        ServiceCmd::Stop { address } => {
+            let path = format!("{}/stop", app.service_path(&address)?);
+            let service: Service = app.client.post_empty(&path).await?;
+            app.show(&service, |s| {
+                format!(
+                    "{} stopped: its route and workloads are being removed; \
+                     `clank service start {address}` brings it back",
+                    s.slug
+                )
+            });
+        }
+        ServiceCmd::Start { address } => {
+            let path = format!("{}/start", app.service_path(&address)?);
+            let service: Service = app.client.post_empty(&path).await?;
+            app.show(&service, |s| {
+                format!(
+                    "{} started: its workloads are starting; the route returns once they are healthy",
+                    s.slug
+                )
+            });
         }
     }
     Ok(())

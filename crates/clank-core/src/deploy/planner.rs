@@ -125,6 +125,9 @@ pub struct Observed {
     /// (PENDING only) The first of the service's `depends_on` with no ACTIVE deployment: the
     /// deployment stays PENDING until it has one, or its deadline passes.
     pub waiting_on: Option<String>,
+    /// The service is stopped on purpose (`Service::stopped_at`): an ACTIVE deployment's
+    /// workloads and route are removed, not restarted.
+    pub service_stopped: bool,
 }
 
 /// A status change the reconciler writes (with compare-and-swap) after running the commands.
@@ -378,6 +381,23 @@ fn plan_active(d: &Deployment, obs: &Observed) -> Plan {
         // Stopped on purpose: the deployment in flight restarts it if it fails.
         return Plan::wait(interval(d));
     }
+    if obs.service_stopped {
+        // The service is stopped: take its route away first (the domain stops answering
+        // rather than pointing at nothing), then its workloads. Nothing to look at again until
+        // `start` wakes the service.
+        let mut commands = Vec::new();
+        if obs.routed_here {
+            commands.push(Command::RestoreRoute { to: None });
+        }
+        if obs.workload != WorkloadObservation::Absent {
+            commands.push(Command::RemoveWorkload);
+        }
+        return Plan {
+            transition: None,
+            commands,
+            requeue: None,
+        };
+    }
     let retries = d.snapshot.settings.health_check_retries;
     let restart = match (&obs.workload, &obs.health) {
         (WorkloadObservation::Exited { code, oom_killed }, _) => Some(format!(
@@ -394,9 +414,11 @@ fn plan_active(d: &Deployment, obs: &Observed) -> Plan {
         _ => None,
     };
     let mut commands = Vec::new();
-    if !obs.routed_here && obs.other_in_flight.is_none() {
-        // The route table lost us (proxy restarted, manual edit): put it back. Not while
-        // another deployment is mid-cutover: it holds the route legitimately.
+    if !obs.routed_here && obs.other_in_flight.is_none() && restart.is_none() {
+        // The route table lost us (proxy restarted, manual edit, a stopped service started
+        // again): put it back. Not while another deployment is mid-cutover: it holds the
+        // route legitimately; not before a workload being restarted runs again (the switch is
+        // health-gated, the next pass makes it).
         commands.push(Command::SwitchRoute);
     }
     match restart {

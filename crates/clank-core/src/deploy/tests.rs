@@ -607,6 +607,40 @@ fn planner_table() {
             ..Case::default()
         },
         Case {
+            name: "active of a stopped service loses its route, then its workloads",
+            status: Active,
+            obs: Observed {
+                health: HealthObservation::Passing,
+                routed_here: true,
+                service_stopped: true,
+                ..running()
+            },
+            commands: vec![Command::RestoreRoute { to: None }, Command::RemoveWorkload],
+            ..Case::default()
+        },
+        Case {
+            name: "active of a stopped service with nothing left is neither restarted nor routed",
+            status: Active,
+            obs: Observed {
+                workload: WorkloadObservation::Absent,
+                service_stopped: true,
+                ..running()
+            },
+            ..Case::default()
+        },
+        Case {
+            name: "active started again restarts its workloads before taking its route back",
+            status: Active,
+            obs: Observed {
+                workload: WorkloadObservation::Absent,
+                ..running()
+            },
+            commands: vec![Command::RestartWorkload {
+                reason: "workload is gone".into(),
+            }],
+            ..Case::default()
+        },
+        Case {
             name: "active ignores a cancel request and deadlines",
             status: Active,
             cancel: true,
@@ -788,7 +822,9 @@ fn observation_grid(prev: Option<DeploymentId>) -> Vec<Observed> {
                         (None, Some(1), None),
                         (None, None, Some("db")),
                     ] {
-                        for previous_stopped in [false, true] {
+                        for (previous_stopped, service_stopped) in
+                            [(false, false), (true, false), (false, true)]
+                        {
                             out.push(Observed {
                                 previous_active: prev,
                                 newer_queued: queue.0,
@@ -800,6 +836,7 @@ fn observation_grid(prev: Option<DeploymentId>) -> Vec<Observed> {
                                 routed_here,
                                 previous_stopped,
                                 held_for_cutover: false,
+                                service_stopped,
                             });
                         }
                     }
@@ -1124,6 +1161,7 @@ fn random_lifecycles_keep_every_invariant() {
                 let d = &deployments[i];
                 let obs = Observed {
                     waiting_on: None,
+                    service_stopped: false,
                     previous_active: service.active_deployment.filter(|a| *a != d.id),
                     newer_queued: deployments
                         .iter()

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::ResolvedConfig;
+use crate::config::{ResolvedConfig, Scope};
 use crate::deploy::{DeploymentStatus, inherits_deadline, phase_timeout};
 use crate::error::{Error, InvalidInput, Result};
 use crate::id::{
@@ -18,6 +18,20 @@ use crate::model::service::{
     Endpoint, ProcessSpec, Service, ServiceSettings, ServiceSource, VolumeMount,
 };
 use crate::time::Timestamp;
+
+/// What a rollback wrote back to its service's desired state, by name only (never a value),
+/// so the next plain deploy runs the rolled-back version rather than bringing back the newer one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoredState {
+    /// Service fields set back: `image`, `settings`, `processes`, `volumes`, `endpoint`.
+    pub fields: Vec<&'static str>,
+    /// Service-scope config keys set, changed or unset back.
+    pub config_keys: Vec<String>,
+    /// Keys inherited from a higher scope (with that scope) whose value changed since the
+    /// rolled-back deployment: a rollback restores the service's own layer only, so the next
+    /// deploy runs their current value.
+    pub not_restored: Vec<(String, Scope)>,
+}
 
 /// Why a deployment exists.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,6 +99,39 @@ pub struct DeploymentSnapshot {
 }
 
 impl DeploymentSnapshot {
+    /// `service` with its desired state set back to what this snapshot ran: the image (for a
+    /// service that runs an image; a git or template service keeps its source), settings,
+    /// processes, volumes and endpoint. Returns it with the names of the fields that changed.
+    /// Placement (`server_id`) is not a version's property and stays as it is.
+    pub fn restore_onto(&self, service: &Service) -> (Service, Vec<&'static str>) {
+        let mut next = service.clone();
+        let mut changed = Vec::new();
+        if let (ServiceSource::DockerImage { image, .. }, Artifact::Image { image: ran }) =
+            (&mut next.source, &self.artifact)
+            && image != ran
+        {
+            *image = ran.clone();
+            changed.push("image");
+        }
+        if next.settings != self.settings {
+            next.settings = self.settings.clone();
+            changed.push("settings");
+        }
+        if next.processes != self.processes {
+            next.processes = self.processes.clone();
+            changed.push("processes");
+        }
+        if next.volumes != self.volumes {
+            next.volumes = self.volumes.clone();
+            changed.push("volumes");
+        }
+        if next.endpoint != self.endpoint {
+            next.endpoint = self.endpoint.clone();
+            changed.push("endpoint");
+        }
+        (next, changed)
+    }
+
     /// The endpoint the platform applies to this version: none unless the service is public
     /// and has a port (as [`crate::endpoint::plan_service`]).
     pub fn applied_endpoint(&self) -> Option<&Endpoint> {

@@ -28,7 +28,8 @@ mod workspace;
 pub use audit::{Actor, AuditEvent, AuditOutcome};
 pub use build::{Build, BuildStatus};
 pub use deployment::{
-    Artifact, CancelRequest, Deployment, DeploymentSnapshot, DeploymentState, StatusChange, Trigger,
+    Artifact, CancelRequest, Deployment, DeploymentSnapshot, DeploymentState, RestoredState,
+    StatusChange, Trigger,
 };
 pub use project::{Environment, EnvironmentKind, Project};
 pub use server::{Server, ServerKind, ServerStatus, ServerUsage};

@@ -512,6 +512,11 @@ pub struct Service {
     pub next_deployment_number: u64,
     /// Next build number (v1, v2, …).
     pub next_build_number: u64,
+    /// Set while the service is stopped on purpose (`stop`): its ACTIVE deployment stays
+    /// ACTIVE (history and rollback targets kept) but the reconciler removes its workloads and
+    /// route instead of restarting them, and new deployments are refused until `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -552,6 +557,7 @@ impl Service {
             depends_on: Vec::new(),
             next_deployment_number: 1,
             next_build_number: 1,
+            stopped_at: None,
             created_at: now,
             updated_at: now,
         };

@@ -552,6 +552,45 @@ impl Catalog {
         self.commit(b).await
     }
 
+    /// Record a rollback: the new PENDING deployment, the service's desired state set back to
+    /// `restored` (with its deployment counter bumped) and its own config layer set back to
+    /// `layer`, all in one write, so the next deploy cannot see half of it. `current_layer` is
+    /// the service's layer as read (`None` if it has none).
+    pub async fn create_rollback(
+        &self,
+        service: &Versioned<Service>,
+        restored: &Service,
+        deployment: &Deployment,
+        current_layer: Option<&Versioned<ConfigLayer>>,
+        layer: &ConfigLayer,
+    ) -> Result<Revision> {
+        if deployment.number != service.next_deployment_number
+            || deployment.service_id != service.id
+            || restored.id != service.id
+            || layer.scope != Scope::Service(service.id)
+        {
+            return Err(Error::Conflict(format!(
+                "rollback #{} was prepared from a stale view of service `{}`",
+                deployment.number, service.slug
+            )));
+        }
+        let mut next = restored.clone();
+        next.next_deployment_number = service.next_deployment_number + 1;
+        let mut b = Batch::new();
+        b.update(service, &next)?.create(deployment)?;
+        match current_layer {
+            Some(current) if current.value != *layer => {
+                b.update(current, layer)?;
+            }
+            Some(_) => {}
+            None if layer.vars.is_empty() => {}
+            None => {
+                b.create(layer)?;
+            }
+        }
+        self.commit(b).await
+    }
+
     /// Record a new build and bump the service's build counter in the same write, so build
     /// numbers (v1, v2, …) are unique and gapless per service, like deployment numbers.
     pub async fn create_build(

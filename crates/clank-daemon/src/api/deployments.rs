@@ -165,9 +165,29 @@ async fn rollback(
     p.in_workspace(&at.ws)?;
     let started = async {
         p.require(Permission::Deploy)?;
-        Ok(st.platform.rollback(&at.addr()?, at.n).await?)
+        Ok(st.platform.rollback_restoring(&at.addr()?, at.n).await?)
     };
-    started_audited(&st, &p, "deployment.rollback", at.to_string(), started).await
+    let result: ApiResult<_> = started.await;
+    // What the rollback set back on the service, by name: keys, never values.
+    let details = match &result {
+        Ok((d, restored)) => json!({
+            "number": d.number,
+            "rollback_of": at.n,
+            "restored": {
+                "fields": restored.fields,
+                "config_keys": restored.config_keys,
+                "not_restored": restored
+                    .not_restored
+                    .iter()
+                    .map(|(key, scope)| json!({"key": key, "inherited_from": scope.level().to_string()}))
+                    .collect::<Vec<_>>(),
+            },
+        }),
+        Err(_) => json!({ "number": null, "rollback_of": at.n }),
+    };
+    let change = Change::new("deployment.rollback", at.to_string()).details(details);
+    record_call(&st, &p, change, &result).await;
+    result.map(|(d, _)| (StatusCode::ACCEPTED, Json(d)))
 }
 
 #[utoipa::path(

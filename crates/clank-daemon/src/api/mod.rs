@@ -16,6 +16,7 @@ mod config;
 mod deployments;
 mod environments;
 mod instance;
+mod lifecycle;
 mod members;
 mod projects;
 mod servers;
@@ -76,6 +77,7 @@ fn endpoints() -> OpenApiRouter<AppState> {
         .merge(projects::routes())
         .merge(environments::routes())
         .merge(services::routes())
+        .merge(lifecycle::routes())
         .merge(deployments::routes())
         .merge(builds::routes())
         .merge(templates::routes())

@@ -1,0 +1,86 @@
+//! Stopping and starting a service on purpose. Both only record the wish on the service
+//! (`Service::stopped_at`) and wake the reconciler: the pure planner then decides (an ACTIVE
+//! deployment of a stopped service loses its route, then its workloads; started again, its
+//! workloads are restarted and the route comes back through the health-gated switch). The
+//! deployments and their history are untouched, so a daemon restart keeps a stopped service
+//! stopped and `start` brings back exactly the version that was ACTIVE.
+
+use clank_core::id::ServiceId;
+use clank_core::model::Service;
+use clank_core::{Error, Result};
+
+use super::Engine;
+
+impl Engine {
+    /// Stop the service: refused while one of its deployments is in progress (cancel it or let
+    /// it finish first); stopping a stopped service is a no-op.
+    pub async fn stop_service(&self, service: ServiceId) -> Result<Service> {
+        loop {
+            let svc = self
+                .inner
+                .catalog
+                .require::<Service>(&service.to_string())
+                .await?;
+            if svc.stopped_at.is_some() {
+                return Ok(svc.value);
+            }
+            let live = self.inner.catalog.live_deployments_of(service).await?;
+            if let Some(d) = live.iter().find(|d| d.state.status.is_in_progress()) {
+                return Err(Error::Conflict(format!(
+                    "service `{}` has deployment #{} {}; cancel it or wait for it to finish \
+                     before stopping the service",
+                    svc.slug, d.number, d.state.status
+                )));
+            }
+            let mut next = svc.value.clone();
+            next.stopped_at = Some(self.now());
+            next.updated_at = self.now();
+            // Compare-and-swap on the service: a deployment created meanwhile bumped its
+            // version, so the retry sees it in progress.
+            match self.inner.catalog.update(&svc, &next).await {
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            for d in &live {
+                self.note(
+                    d,
+                    "service stopped: removing its route and workloads".into(),
+                )
+                .await;
+            }
+            self.wake(service);
+            return Ok(next);
+        }
+    }
+
+    /// Start a stopped service again: its ACTIVE deployment's workloads are restarted and the
+    /// route switched back once they pass their health checks. Starting a running service is
+    /// a no-op.
+    pub async fn start_service(&self, service: ServiceId) -> Result<Service> {
+        loop {
+            let svc = self
+                .inner
+                .catalog
+                .require::<Service>(&service.to_string())
+                .await?;
+            if svc.stopped_at.is_none() {
+                return Ok(svc.value);
+            }
+            let mut next = svc.value.clone();
+            next.stopped_at = None;
+            next.updated_at = self.now();
+            match self.inner.catalog.update(&svc, &next).await {
+                Err(Error::WriteConflict { .. }) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            for d in self.inner.catalog.live_deployments_of(service).await? {
+                self.note(&d, "service started: restarting its workloads".into())
+                    .await;
+            }
+            self.wake(service);
+            return Ok(next);
+        }
+    }
+}

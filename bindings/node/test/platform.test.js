@@ -273,8 +273,42 @@ test('deploy, follow events to ACTIVE and roll back on Docker', { timeout: 300_0
       assert.equal((await p.getService(svc)).active_deployment, back.id);
       const log = await p.deployLog(svc, back.number);
       assert.ok(log.length > 0 && log.every((entry) => !entry.message.includes(SECRET)));
+
+      // Stopped: its workloads go away, the deployment stays ACTIVE, deploys are refused until
+      // it is started again; started, the same version serves again.
+      const stopped = await p.stopService(svc);
+      assert.ok(stopped.stopped_at);
+      assert.deepEqual(await endpointsWhen(p, svc, back.number, false), []);
+      assert.equal((await p.deployment(svc, back.number)).status, 'ACTIVE');
+      await rejectsWith(p.deploy(svc), clank.Conflict);
+      const started = await p.startService(svc);
+      assert.equal(started.stopped_at, undefined);
+      [endpoint] = await endpointsWhen(p, svc, back.number, true);
+      assert.equal(await httpGetOnceUp(endpoint, '/env?GREETING'), 'first');
     });
   } finally {
     if (workspaceId) dockerCleanup(workspaceId);
   }
 });
+
+/** The deployment's endpoints once there are some (`present`) or none, within 60 s. */
+async function endpointsWhen(p, svc, number, present) {
+  for (let i = 0; i < 600; i++) {
+    const found = await p.endpoints(svc, number);
+    if (found.length > 0 === present) return found;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`endpoints of #${number} never became ${present ? 'present' : 'empty'}`);
+}
+
+/** `httpGet` once the workload answers (it may still be starting), within 30 s. */
+async function httpGetOnceUp(endpoint, urlPath) {
+  for (let i = 0; i < 300; i++) {
+    try {
+      return await httpGet(endpoint, urlPath);
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return httpGet(endpoint, urlPath);
+}

@@ -334,4 +334,37 @@ def test_deploy_follow_events_and_roll_back_on_docker(
             assert log and all(SECRET not in entry["message"] for entry in log)
             assert "#1 PENDING->DEPLOYING" in seen or any(s.startswith("#1 ") for s in seen)
 
+            # Stopped: its workloads go away, the deployment stays ACTIVE, deploys are refused
+            # until it is started again; started, the same version serves again.
+            stopped = await p.stop_service(svc)
+            assert stopped["stopped_at"] is not None
+            assert await wait_for_endpoints(p, svc, back["number"], present=False) == []
+            assert (await p.deployment(svc, back["number"]))["status"] == "ACTIVE"
+            with pytest.raises(clank.Conflict):
+                await p.deploy(svc)
+            started = await p.start_service(svc)
+            assert started.get("stopped_at") is None
+            [endpoint] = await wait_for_endpoints(p, svc, back["number"], present=True)
+            assert await http_get_once_up(endpoint, "/env?GREETING") == "first"
+
     run(main())
+
+
+async def http_get_once_up(endpoint: str, path: str) -> str:
+    """`http_get` once the workload answers (it may still be starting), within 30 s."""
+    for _ in range(300):
+        try:
+            return http_get(endpoint, path)
+        except OSError:
+            await asyncio.sleep(0.1)
+    return http_get(endpoint, path)
+
+
+async def wait_for_endpoints(p: Any, svc: str, number: int, present: bool) -> List[str]:
+    """The deployment's endpoints once there are some (`present`) or none, within 60 s."""
+    for _ in range(600):
+        found = await p.endpoints(svc, number)
+        if bool(found) == present:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"endpoints of #{number} never became {'present' if present else 'empty'}")

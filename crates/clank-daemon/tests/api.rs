@@ -10,7 +10,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Daemon, docker_with_testapp};
+use common::{Daemon, docker_with_testapp, remove_project_containers};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -94,29 +94,12 @@ async fn wait_status(d: &Daemon, token: &str, n: u64, want: &str) -> Value {
     panic!("deployment #{n} never became {want}");
 }
 
-async fn cleanup_containers() {
-    let docker = clank_docker::DockerRuntime::connect().await.unwrap();
-    use clank_core::runtime::{OwnerFilter, Runtime};
-    // The daemon's data directory is gone with the test; remove what its workspace started.
-    let all = docker
-        .list(&OwnerFilter::default())
-        .await
-        .unwrap_or_default();
-    for w in all
-        .into_iter()
-        .filter(|w| clank_core::runtime::unscoped_name(&w.name).starts_with("clank-shop--"))
-    {
-        let _ = docker.remove(&w.id).await;
-    }
-    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), "shop").await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_over_http_with_secrets_masked_everywhere() {
     let Some(d) = start_on_docker(false).await else {
         return;
     };
-    cleanup_containers().await;
+    remove_project_containers("shop").await;
     let owner = d.init().await;
     service_with_project(&d, &owner).await;
     let secret = "s3cr3t-value-7f1c9a";
@@ -275,7 +258,7 @@ async fn full_lifecycle_over_http_with_secrets_masked_everywhere() {
         leaks.join("\n")
     );
     d.stop_whatever_the_outcome().await;
-    cleanup_containers().await;
+    remove_project_containers("shop").await;
 }
 
 /// (method, path, body, permission needed). Paths use the test's workspace and names.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Daemon, docker_with_testapp};
+use common::{Daemon, docker_with_testapp, remove_project_containers};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -65,29 +65,13 @@ async fn workload_has(d: &Daemon, owner: &str, key: &str, want: &str) -> bool {
     out["stdout"].as_str().unwrap().trim() == "same"
 }
 
-async fn cleanup_containers() {
-    let docker = clank_docker::DockerRuntime::connect().await.unwrap();
-    use clank_core::runtime::{OwnerFilter, Runtime};
-    let all = docker
-        .list(&OwnerFilter::default())
-        .await
-        .unwrap_or_default();
-    for w in all
-        .into_iter()
-        .filter(|w| clank_core::runtime::unscoped_name(&w.name).starts_with("clank-undo--"))
-    {
-        let _ = docker.remove(&w.id).await;
-    }
-    clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), "undo").await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_becomes_the_services_config_so_the_next_deploy_keeps_it() {
     if docker_with_testapp().await.is_none() {
         return;
     }
     let d = Daemon::start_on("docker", |_| {}).await;
-    cleanup_containers().await;
+    remove_project_containers("undo").await;
     let owner = d.init().await;
     d.ok(
         &owner,
@@ -193,5 +177,5 @@ async fn a_rollback_becomes_the_services_config_so_the_next_deploy_keeps_it() {
     assert!(!log.contains(first_secret) && !log.contains(second_secret));
 
     d.stop_whatever_the_outcome().await;
-    cleanup_containers().await;
+    remove_project_containers("undo").await;
 }

@@ -9,11 +9,14 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{ProxyReaper, call_at, docker_with_testapp, free_addr, init_at, ok_at, spawn_daemon};
+use common::{
+    ProxyReaper, call_at, docker_cli, docker_with_testapp, free_addr, init_at, kill_and_wait,
+    ok_at, project_leftovers, remove_project_leftovers, spawn_daemon,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -30,22 +33,6 @@ struct World {
     _proxy: ProxyReaper,
 }
 
-fn docker(args: &[&str]) -> Vec<String> {
-    std::process::Command::new("docker")
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl World {
     async fn start_daemon(&mut self) {
         let proxy = self.proxy.to_string();
@@ -54,22 +41,12 @@ impl World {
     }
 
     fn kill_daemon(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            let _ = d.start_kill();
-            if let Some(pid) = d.id() {
-                for _ in 0..100 {
-                    if !Path::new(&format!("/proc/{pid}")).exists() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
+        kill_and_wait(self.daemon.take());
     }
 
     /// Containers of service `id`, found by the owner label every Clank container carries.
     fn containers_of(service: &str) -> Vec<String> {
-        docker(&[
+        docker_cli(&[
             "ps",
             "-aq",
             "--filter",
@@ -78,31 +55,11 @@ impl World {
     }
 
     fn leftovers(&self) -> [Vec<String>; 3] {
-        let filter = format!("name={}", self.project);
-        [
-            docker(&["ps", "-aq", "--filter", &filter]),
-            docker(&["network", "ls", "-q", "--filter", &filter]),
-            docker(&["volume", "ls", "-q", "--filter", &filter]),
-        ]
+        project_leftovers(&self.project)
     }
 
     fn remove_leftovers(&self) {
-        for _ in 0..10 {
-            let [containers, networks, volumes] = self.leftovers();
-            if containers.is_empty() && networks.is_empty() && volumes.is_empty() {
-                return;
-            }
-            for c in &containers {
-                docker(&["rm", "-f", "-v", c]);
-            }
-            for n in &networks {
-                docker(&["network", "rm", n]);
-            }
-            for v in &volumes {
-                docker(&["volume", "rm", "-f", v]);
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        remove_project_leftovers(&self.project);
     }
 
     /// `GET /health` through the proxy with Host `host`: the status.

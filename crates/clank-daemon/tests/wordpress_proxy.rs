@@ -12,14 +12,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use clank_api::StackView;
 use clank_core::deploy::DeploymentStatus;
 use clank_testkit::service_images;
-use common::{ProxyReaper, call_at, free_addr, init_at, ok_at, spawn_daemon};
+use common::{
+    ProxyReaper, call_at, free_addr, init_at, kill_and_wait, ok_at, project_leftovers,
+    remove_project_leftovers, spawn_daemon,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -37,70 +40,19 @@ struct Stack {
 }
 
 impl Stack {
-    /// `docker` with `args`: its stdout lines (none when it fails).
-    fn docker(args: &[&str]) -> Vec<String> {
-        std::process::Command::new("docker")
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The containers, networks and volumes whose names carry this test's project slug (every
-    /// name Clank gives them does: `clank-{scope}--{project}--…`, `clank-{scope}--{project}`,
-    /// `clank-{scope}--clank-{project}-…-data`).
     fn leftovers(&self) -> [Vec<String>; 3] {
-        let filter = format!("name={}", self.project);
-        [
-            Self::docker(&["ps", "-aq", "--filter", &filter]),
-            Self::docker(&["network", "ls", "-q", "--filter", &filter]),
-            Self::docker(&["volume", "ls", "-q", "--filter", &filter]),
-        ]
+        project_leftovers(&self.project)
     }
 
-    /// Remove them (containers first: a network or volume in use cannot go).
     fn remove_leftovers(&self) {
-        for _ in 0..10 {
-            let [containers, networks, volumes] = self.leftovers();
-            if containers.is_empty() && networks.is_empty() && volumes.is_empty() {
-                return;
-            }
-            for c in &containers {
-                Self::docker(&["rm", "-f", "-v", c]);
-            }
-            for n in &networks {
-                Self::docker(&["network", "rm", n]);
-            }
-            for v in &volumes {
-                Self::docker(&["volume", "rm", "-f", v]);
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        remove_project_leftovers(&self.project);
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         // The daemon first: it would restart what is removed under it.
-        if let Some(mut d) = self.daemon.take() {
-            let _ = d.start_kill();
-            if let Some(pid) = d.id() {
-                for _ in 0..50 {
-                    if !Path::new(&format!("/proc/{pid}")).exists() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
+        kill_and_wait(self.daemon.take());
         self.remove_leftovers();
         // `_proxy` then ends the proxy process.
     }

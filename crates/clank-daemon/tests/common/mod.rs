@@ -450,3 +450,85 @@ pub(crate) async fn spawn_daemon(
     }
     panic!("clank-daemon did not come up on {api}");
 }
+
+/// Remove the Docker containers and network of project `project` of a daemon whose data
+/// directory is gone with its test (what its workspace started outlives it).
+pub(crate) async fn remove_project_containers(project: &str) {
+    let docker = clank_docker::DockerRuntime::connect().await.unwrap();
+    let all = docker
+        .list(&OwnerFilter::default())
+        .await
+        .unwrap_or_default();
+    let prefix = format!("clank-{project}--");
+    for w in all
+        .into_iter()
+        .filter(|w| clank_core::runtime::unscoped_name(&w.name).starts_with(&prefix))
+    {
+        let _ = docker.remove(&w.id).await;
+    }
+    testapp::docker::remove_networks_of_project(docker.client(), project).await;
+}
+
+/// `docker` with `args` (the CLI): its stdout lines, none when it fails.
+pub(crate) fn docker_cli(args: &[&str]) -> Vec<String> {
+    std::process::Command::new("docker")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The containers, networks and volumes whose names carry `project` (every name Clank gives
+/// them does: `clank-{scope}--{project}--…`, `clank-{scope}--{project}`,
+/// `clank-{scope}--clank-{project}-…-data`).
+pub(crate) fn project_leftovers(project: &str) -> [Vec<String>; 3] {
+    let filter = format!("name={project}");
+    [
+        docker_cli(&["ps", "-aq", "--filter", &filter]),
+        docker_cli(&["network", "ls", "-q", "--filter", &filter]),
+        docker_cli(&["volume", "ls", "-q", "--filter", &filter]),
+    ]
+}
+
+/// Remove them (containers first: a network or volume in use cannot go), retrying a while.
+pub(crate) fn remove_project_leftovers(project: &str) {
+    for _ in 0..10 {
+        let [containers, networks, volumes] = project_leftovers(project);
+        if containers.is_empty() && networks.is_empty() && volumes.is_empty() {
+            return;
+        }
+        for c in &containers {
+            docker_cli(&["rm", "-f", "-v", c]);
+        }
+        for n in &networks {
+            docker_cli(&["network", "rm", n]);
+        }
+        for v in &volumes {
+            docker_cli(&["volume", "rm", "-f", v]);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Kill a spawned daemon process and wait (up to 5 s) until it is gone: usable from `Drop`.
+pub(crate) fn kill_and_wait(daemon: Option<tokio::process::Child>) {
+    if let Some(mut d) = daemon {
+        let _ = d.start_kill();
+        if let Some(pid) = d.id() {
+            for _ in 0..100 {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}

@@ -15,17 +15,30 @@ impl Engine {
     /// Stop the service: refused while one of its deployments is in progress (cancel it or let
     /// it finish first); stopping a stopped service is a no-op.
     pub async fn stop_service(&self, service: ServiceId) -> Result<Service> {
+        self.set_stopped(service, true).await
+    }
+
+    /// Start a stopped service again: its ACTIVE deployment's workloads are restarted and the
+    /// route switched back once they pass their health checks. Starting a running service is
+    /// a no-op.
+    pub async fn start_service(&self, service: ServiceId) -> Result<Service> {
+        self.set_stopped(service, false).await
+    }
+
+    /// Record the wish (compare-and-swap on the service), note it in the live deployments'
+    /// logs and wake the reconciler.
+    async fn set_stopped(&self, service: ServiceId, stop: bool) -> Result<Service> {
         loop {
             let svc = self
                 .inner
                 .catalog
                 .require::<Service>(&service.to_string())
                 .await?;
-            if svc.stopped_at.is_some() {
+            if svc.stopped_at.is_some() == stop {
                 return Ok(svc.value);
             }
             let live = self.inner.catalog.live_deployments_of(service).await?;
-            if let Some(d) = live.iter().find(|d| d.state.status.is_in_progress()) {
+            if stop && let Some(d) = live.iter().find(|d| d.state.status.is_in_progress()) {
                 return Err(Error::Conflict(format!(
                     "service `{}` has deployment #{} {}; cancel it or wait for it to finish \
                      before stopping the service",
@@ -33,51 +46,22 @@ impl Engine {
                 )));
             }
             let mut next = svc.value.clone();
-            next.stopped_at = Some(self.now());
+            next.stopped_at = stop.then(|| self.now());
             next.updated_at = self.now();
-            // Compare-and-swap on the service: a deployment created meanwhile bumped its
-            // version, so the retry sees it in progress.
+            // A deployment created meanwhile bumped the service's version, so the retry sees
+            // it in progress.
             match self.inner.catalog.update(&svc, &next).await {
                 Err(Error::WriteConflict { .. }) => continue,
                 Err(e) => return Err(e),
                 Ok(_) => {}
             }
+            let note = if stop {
+                "service stopped: removing its route and workloads"
+            } else {
+                "service started: restarting its workloads"
+            };
             for d in &live {
-                self.note(
-                    d,
-                    "service stopped: removing its route and workloads".into(),
-                )
-                .await;
-            }
-            self.wake(service);
-            return Ok(next);
-        }
-    }
-
-    /// Start a stopped service again: its ACTIVE deployment's workloads are restarted and the
-    /// route switched back once they pass their health checks. Starting a running service is
-    /// a no-op.
-    pub async fn start_service(&self, service: ServiceId) -> Result<Service> {
-        loop {
-            let svc = self
-                .inner
-                .catalog
-                .require::<Service>(&service.to_string())
-                .await?;
-            if svc.stopped_at.is_none() {
-                return Ok(svc.value);
-            }
-            let mut next = svc.value.clone();
-            next.stopped_at = None;
-            next.updated_at = self.now();
-            match self.inner.catalog.update(&svc, &next).await {
-                Err(Error::WriteConflict { .. }) => continue,
-                Err(e) => return Err(e),
-                Ok(_) => {}
-            }
-            for d in self.inner.catalog.live_deployments_of(service).await? {
-                self.note(&d, "service started: restarting its workloads".into())
-                    .await;
+                self.note(d, note.into()).await;
             }
             self.wake(service);
             return Ok(next);

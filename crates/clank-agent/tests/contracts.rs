@@ -9,11 +9,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clank_core::config::EnvValue;
 use clank_core::id::{ServerId, WorkspaceId};
-use clank_core::model::VolumeMount;
 use clank_core::proxy::{CalledProxy, Proxy};
-use clank_core::runtime::{PortBinding, RestartPolicy, Runtime, WorkloadSpec};
+use clank_core::runtime::{Runtime, WorkloadSpec};
 use clank_core::secret::{KeyId, Keyring};
 use clank_core::store::catalog::Catalog;
 use clank_core::store::memory::MemoryStore;
@@ -21,14 +19,10 @@ use clank_fleet::{AgentProxy, AgentRuntime};
 use clank_fleet::{Fleet, FleetConfig};
 use clank_testkit::proxy::ProxyFixture;
 use clank_testkit::runtime::{Fixture, TestApp};
-use clank_testkit::testapp;
 use common::{docker_with_testapp, free_addr};
 use tokio_util::sync::CancellationToken;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_clank-agent");
-
-/// Where the test app's volume is mounted in its container.
-const DATA_MOUNT: &str = "/data";
 
 /// A fleet with one enrolled, connected agent.
 struct Remote {
@@ -142,38 +136,7 @@ impl Fixture for AgentRuntimeFixture {
 
     /// The test app as a container on the server's engine, as the Docker runtime runs it.
     fn app_spec(&self, app: &TestApp) -> WorkloadSpec {
-        let mut env = vec![(
-            "PORT".to_owned(),
-            EnvValue::Plain(testapp::DEFAULT_PORT.to_string()),
-        )];
-        let mut volumes = Vec::new();
-        if let Some(volume) = &app.data_volume {
-            env.push((
-                "DATA_DIR".to_owned(),
-                EnvValue::Plain(DATA_MOUNT.to_owned()),
-            ));
-            volumes.push(VolumeMount {
-                name: volume.clone(),
-                mount_path: DATA_MOUNT.to_owned(),
-                shared: false,
-            });
-        }
-        env.extend(app.env.iter().cloned());
-        WorkloadSpec {
-            name: app.name.clone(),
-            owner: app.owner.clone(),
-            image: Some(testapp::IMAGE.parse().unwrap()),
-            command: app.command.clone(),
-            env,
-            working_dir: None,
-            port: Some(testapp::DEFAULT_PORT),
-            publish: Some(PortBinding::loopback()),
-            network: app.network.clone(),
-            volumes,
-            cpu_limit: 1.0,
-            memory_limit_mb: 64,
-            restart: RestartPolicy::Never,
-        }
+        app.container_spec()
     }
 
     async fn cleanup(&self) {

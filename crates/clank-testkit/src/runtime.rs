@@ -96,6 +96,53 @@ pub struct TestApp {
     pub network: Option<NetworkAttachment>,
 }
 
+impl TestApp {
+    /// Where [`TestApp::container_spec`] mounts the data volume.
+    pub const DATA_MOUNT: &'static str = "/data";
+
+    /// The test app as a container (the Docker runtime, the agent's engine): the image's own
+    /// command (or `command`), its port published on an ephemeral loopback port, the volume at
+    /// [`TestApp::DATA_MOUNT`] with its path in `DATA_DIR`.
+    pub fn container_spec(&self) -> WorkloadSpec {
+        let mut env = vec![(
+            "PORT".to_owned(),
+            EnvValue::Plain(crate::testapp::DEFAULT_PORT.to_string()),
+        )];
+        let mut volumes = Vec::new();
+        if let Some(volume) = &self.data_volume {
+            env.push((
+                "DATA_DIR".to_owned(),
+                EnvValue::Plain(Self::DATA_MOUNT.to_owned()),
+            ));
+            volumes.push(clank_core::model::VolumeMount {
+                name: volume.clone(),
+                mount_path: Self::DATA_MOUNT.to_owned(),
+                shared: false,
+            });
+        }
+        env.extend(self.env.iter().cloned());
+        WorkloadSpec {
+            name: self.name.clone(),
+            owner: self.owner.clone(),
+            image: Some(
+                crate::testapp::IMAGE
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{}: {e}", crate::testapp::IMAGE)),
+            ),
+            command: self.command.clone(),
+            env,
+            working_dir: None,
+            port: Some(crate::testapp::DEFAULT_PORT),
+            publish: Some(clank_core::runtime::PortBinding::loopback()),
+            network: self.network.clone(),
+            volumes,
+            cpu_limit: 1.0,
+            memory_limit_mb: 64,
+            restart: RestartPolicy::Never,
+        }
+    }
+}
+
 /// Return `None` (skip the test) outside CI, panic in CI: a skipped infrastructure test proves
 /// nothing, so CI must never pass by skipping.
 pub fn skip_or_fail<T>(what: &str, why: &str) -> Option<T> {

@@ -6,15 +6,13 @@
 #![allow(dead_code)]
 
 use clank_core::Result;
-use clank_core::config::EnvValue;
-use clank_core::model::VolumeMount;
-use clank_core::runtime::{PortBinding, RestartPolicy, Runtime, WorkloadSpec};
+use clank_core::runtime::{Runtime, WorkloadSpec};
 use clank_docker::DockerRuntime;
 use clank_testkit::runtime::{Fixture, TestApp, skip_or_fail};
 use clank_testkit::testapp;
 
 /// Where the test app's volume is mounted in its container.
-pub(crate) const DATA_MOUNT: &str = "/data";
+pub(crate) const DATA_MOUNT: &str = TestApp::DATA_MOUNT;
 
 /// A connected runtime with the test app's image built, or `None` to skip (never in CI).
 pub(crate) async fn docker() -> Option<DockerRuntime> {
@@ -49,45 +47,9 @@ impl Fixture for DockerFixture {
     }
 }
 
-/// The test app as a container: the image's own command (or `app.command`), port 8080
-/// published on an ephemeral loopback port, the volume at [`DATA_MOUNT`].
+/// The test app as a container (see [`TestApp::container_spec`]).
 pub(crate) fn app_spec(app: &TestApp) -> WorkloadSpec {
-    let mut env = vec![(
-        "PORT".to_owned(),
-        EnvValue::Plain(testapp::DEFAULT_PORT.to_string()),
-    )];
-    let mut volumes = Vec::new();
-    if let Some(volume) = &app.data_volume {
-        env.push((
-            "DATA_DIR".to_owned(),
-            EnvValue::Plain(DATA_MOUNT.to_owned()),
-        ));
-        volumes.push(VolumeMount {
-            name: volume.clone(),
-            mount_path: DATA_MOUNT.to_owned(),
-            shared: false,
-        });
-    }
-    env.extend(app.env.iter().cloned());
-    WorkloadSpec {
-        name: app.name.clone(),
-        owner: app.owner.clone(),
-        image: Some(
-            testapp::IMAGE
-                .parse()
-                .unwrap_or_else(|e| panic!("{}: {e}", testapp::IMAGE)),
-        ),
-        command: app.command.clone(),
-        env,
-        working_dir: None,
-        port: Some(testapp::DEFAULT_PORT),
-        publish: Some(PortBinding::loopback()),
-        network: app.network.clone(),
-        volumes,
-        cpu_limit: 1.0,
-        memory_limit_mb: 64,
-        restart: RestartPolicy::Never,
-    }
+    app.container_spec()
 }
 
 /// The fixture, once the engine is known to be there and the image built.

@@ -170,6 +170,7 @@ export type Event =
 /** Exactly one scope, by address. */
 export type ConfigScope =
   | { workspace: string }
+  | { team: string }
   | { project: string }
   | { environment: string }
   | { service: string };
@@ -179,6 +180,56 @@ export type SetConfigOptions = ConfigScope & {
   secrets?: Record<string, string>;
   unset?: string | string[];
 };
+
+export interface CloneEnvironmentOptions {
+  /** How the copies' domains are named (`{service}-{env}.example.com`); absent: no domains. */
+  domainPattern?: string;
+  /** Copy the environment's and each service's config (default true). */
+  copyConfig?: boolean;
+  /** Deploy every copied service afterwards (default false). */
+  deploy?: boolean;
+}
+
+export interface DeleteOptions {
+  /** Remove for good instead of a restorable soft delete. */
+  purge?: boolean;
+  /** With `purge`: remove named volumes with their data too. */
+  volumes?: boolean;
+}
+
+export interface DeleteReport {
+  /** What was deleted, as an address. */
+  target: string;
+  deleted_at: number;
+  /** Until when a restore brings it back; null once purged. */
+  restorable_until: number | null;
+  purged?: Record<string, unknown>;
+}
+
+export interface Team {
+  id: string;
+  workspace_id: string;
+  slug: string;
+  name: string;
+  created_at: number;
+}
+
+export interface TeamView extends Team {
+  members: number;
+  /** Slugs of the projects assigned to the team. */
+  projects: string[];
+}
+
+export interface Member {
+  workspace_id: string;
+  user_id: string;
+  role: 'owner' | 'admin' | 'developer' | 'viewer';
+  /** Team ids. */
+  teams: string[];
+  joined_at: number;
+  name: string | null;
+  email: string | null;
+}
 
 export interface CreateServiceOptions {
   image?: string;
@@ -249,14 +300,43 @@ export declare class Platform {
   createProject(name: string, options?: { slug?: string; workspace?: string }): Promise<Project>;
   getProject(project: string): Promise<Project>;
   listProjects(options?: { workspace?: string; includeDeleted?: boolean }): Promise<Project[]>;
-  deleteProject(project: string): Promise<Project>;
+  /** Soft delete with its environments and services (restorable); `purge` removes it for good. */
+  deleteProject(project: string, options?: DeleteOptions): Promise<DeleteReport>;
+  restoreProject(project: string): Promise<Project>;
   createEnvironment(project: string, name: string): Promise<Environment>;
   listEnvironments(project: string): Promise<Environment[]>;
+  deleteEnvironment(environment: string, options?: DeleteOptions): Promise<DeleteReport>;
+  restoreEnvironment(environment: string): Promise<Environment>;
+  cloneEnvironment(environment: string, name: string, options?: CloneEnvironmentOptions): Promise<Record<string, unknown>>;
+
+  planPromotion(source: string, target: string): Promise<Record<string, unknown>>;
+  getPlan(plan: string, options?: { workspace?: string }): Promise<Record<string, unknown>>;
+  /** Apply exactly that plan (Conflict if anything it read changed since). */
+  applyPlan(plan: string, options?: { workspace?: string }): Promise<Record<string, unknown>>;
+
+  previewSettings(project: string): Promise<Record<string, unknown> | null>;
+  setPreviewSettings(project: string, settings: Record<string, unknown>): Promise<Record<string, unknown>>;
+  listPreviews(project: string): Promise<Record<string, unknown>[]>;
+  closePreview(project: string, pullRequest: number): Promise<Record<string, unknown>>;
+
+  createTeam(name: string, options?: { slug?: string; workspace?: string }): Promise<Team>;
+  listTeams(options?: { workspace?: string }): Promise<TeamView[]>;
+  getTeam(team: string): Promise<TeamView>;
+  /** Rejects with Conflict while projects are assigned to the team. */
+  deleteTeam(team: string): Promise<Team>;
+  addTeamMember(team: string, member: string): Promise<Member>;
+  removeTeamMember(team: string, member: string): Promise<Member>;
+  listTeamMembers(team: string): Promise<Member[]>;
+  assignProject(project: string, team: string): Promise<Project>;
+  unassignProject(project: string): Promise<Project>;
 
   createService(environment: string, slug: string, options: CreateServiceOptions): Promise<Service>;
   getService(service: string): Promise<Service>;
   updateService(service: string, changes: ServiceChanges): Promise<Service>;
   listServices(environment: string): Promise<Service[]>;
+  deleteService(service: string, options?: DeleteOptions): Promise<DeleteReport>;
+  /** Bring a soft-deleted service back (its ACTIVE deployment starts again). */
+  restoreService(service: string): Promise<Service>;
   /** Stop a service: its route and workloads go; deployments and volumes are kept. */
   stopService(service: string): Promise<Service>;
   /** Start a stopped service: its ACTIVE deployment runs and is routed again. */
@@ -278,6 +358,10 @@ export declare class Platform {
   cancel(service: string, number: number): Promise<Deployment>;
   deployment(service: string, number: number): Promise<Deployment>;
   deployments(service: string, options?: { limit?: number; before?: number }): Promise<Deployment[]>;
+  /** A git service's builds, newest first. */
+  builds(service: string, options?: { limit?: number; before?: number }): Promise<Record<string, unknown>[]>;
+  /** One build with the tail of its log. */
+  build(service: string, number: number): Promise<Record<string, unknown>>;
   deployLog(service: string, number: number): Promise<LogEntry[]>;
   /** Until ACTIVE or finished; rejects with Conflict after `timeout` seconds (default 300). */
   wait(service: string, number: number, options?: { timeout?: number }): Promise<Deployment>;

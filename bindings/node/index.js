@@ -68,10 +68,10 @@ async function guard(promise) {
 }
 
 function target(t = {}) {
-  const given = ['workspace', 'project', 'environment', 'service'].filter((k) => t[k] != null);
+  const given = ['workspace', 'team', 'project', 'environment', 'service'].filter((k) => t[k] != null);
   if (given.length !== 1) {
     throw new InvalidInput(
-      'name exactly one of workspace, project, environment or service',
+      'name exactly one of workspace, team, project, environment or service',
       'invalid',
       'target',
     );
@@ -149,14 +149,93 @@ class Platform {
     const { workspace = 'default', includeDeleted = false } = options;
     return this._call({ op: 'list_projects', workspace, include_deleted: includeDeleted });
   }
-  deleteProject(project) {
-    return this._call({ op: 'delete_project', project });
+  /** Soft delete with its environments and services (restorable); `purge` removes it for good. */
+  deleteProject(project, options = {}) {
+    const { purge = false, volumes = false } = options;
+    return this._call({ op: 'delete_project', project, purge, volumes });
+  }
+  restoreProject(project) {
+    return this._call({ op: 'restore_project', project });
   }
   createEnvironment(project, name) {
     return this._call({ op: 'create_environment', project, name });
   }
   listEnvironments(project) {
     return this._call({ op: 'list_environments', project });
+  }
+  deleteEnvironment(environment, options = {}) {
+    const { purge = false, volumes = false } = options;
+    return this._call({ op: 'delete_environment', environment, purge, volumes });
+  }
+  restoreEnvironment(environment) {
+    return this._call({ op: 'restore_environment', environment });
+  }
+  /** Copy `environment` into a new one named `name` (config copied unless `copyConfig: false`). */
+  cloneEnvironment(environment, name, options = {}) {
+    const { domainPattern = null, copyConfig = true, deploy = false } = options;
+    const clone = { name, copy_config: copyConfig, deploy };
+    if (domainPattern != null) clone.domain_pattern = domainPattern;
+    return this._call({ op: 'clone_environment', environment, clone });
+  }
+
+  // ---- Promotion plans ----
+  planPromotion(source, target) {
+    return this._call({ op: 'plan_promotion', source, target });
+  }
+  getPlan(plan, options = {}) {
+    const { workspace = 'default' } = options;
+    return this._call({ op: 'get_plan', workspace, plan });
+  }
+  /** Apply exactly that plan (Conflict if anything it read changed since). */
+  applyPlan(plan, options = {}) {
+    const { workspace = 'default' } = options;
+    return this._call({ op: 'apply_plan', workspace, plan });
+  }
+
+  // ---- Pull-request previews ----
+  previewSettings(project) {
+    return this._call({ op: 'get_preview_settings', project });
+  }
+  setPreviewSettings(project, settings) {
+    return this._call({ op: 'set_preview_settings', project, settings });
+  }
+  listPreviews(project) {
+    return this._call({ op: 'list_previews', project });
+  }
+  closePreview(project, pullRequest) {
+    return this._call({ op: 'close_preview', project, pull_request: pullRequest });
+  }
+
+  // ---- Teams (`[workspace/]team`, slug or id; a team grants no access) ----
+  createTeam(name, options = {}) {
+    const { slug = null, workspace = 'default' } = options;
+    return this._call({ op: 'create_team', workspace, name, slug });
+  }
+  listTeams(options = {}) {
+    const { workspace = 'default' } = options;
+    return this._call({ op: 'list_teams', workspace });
+  }
+  getTeam(team) {
+    return this._call({ op: 'get_team', team });
+  }
+  /** Rejects with Conflict while projects are assigned to the team. */
+  deleteTeam(team) {
+    return this._call({ op: 'delete_team', team });
+  }
+  addTeamMember(team, member) {
+    return this._call({ op: 'add_team_member', team, member });
+  }
+  removeTeamMember(team, member) {
+    return this._call({ op: 'remove_team_member', team, member });
+  }
+  listTeamMembers(team) {
+    return this._call({ op: 'list_team_members', team });
+  }
+  assignProject(project, team) {
+    return this._call({ op: 'assign_project', project, team });
+  }
+  unassignProject(project) {
+    return this._call({ op: 'assign_project', project, team: null });
   }
 
   // ---- Services ----
@@ -192,6 +271,13 @@ class Platform {
   }
   listServices(environment) {
     return this._call({ op: 'list_services', environment });
+  }
+  deleteService(service, options = {}) {
+    const { purge = false, volumes = false } = options;
+    return this._call({ op: 'delete_service', service, purge, volumes });
+  }
+  restoreService(service) {
+    return this._call({ op: 'restore_service', service });
   }
   stopService(service) {
     return this._call({ op: 'stop_service', service });
@@ -262,6 +348,15 @@ class Platform {
   deployments(service, options = {}) {
     const { limit = 20, before = null } = options;
     return this._call({ op: 'list_deployments', service, limit, before });
+  }
+  /** A git service's builds, newest first; `before` continues from a build number. */
+  builds(service, options = {}) {
+    const { limit = 20, before = null } = options;
+    return this._call({ op: 'list_builds', service, limit, before });
+  }
+  /** One build with the tail of its log. */
+  build(service, number) {
+    return this._call({ op: 'get_build', service, number });
   }
   deployLog(service, number) {
     return this._call({ op: 'deploy_log', service, number });

@@ -39,6 +39,74 @@ async function rejectsWith(promise, Class, check = () => {}) {
   });
 }
 
+test('a team gives its projects config below the services own', async () => {
+  await withPlatform('process', async (p) => {
+    await p.ensureWorkspace('default');
+    await p.createProject('Shop', { slug: 'shop' });
+    await p.createService('shop', 'api', { image: 'clank-testapp:latest', command: ['/bin/true'] });
+    const team = await p.createTeam('Ops');
+    assert.equal(team.slug, 'ops');
+    assert.equal((await p.assignProject('shop', 'ops')).team_id, team.id);
+    await p.setConfig({ team: 'ops', values: { REGION: 'eu', LEVEL: 'team' } });
+    await p.setConfig({ service: 'shop/api', values: { LEVEL: 'service' } });
+    assert.deepEqual((await p.config({ team: 'ops' })).map((v) => v.key).sort(), ['LEVEL', 'REGION']);
+    const resolved = Object.fromEntries((await p.resolvedConfig('shop/api')).map((v) => [v.key, v]));
+    assert.equal(resolved.REGION.source, `team:${team.id}`);
+    assert.equal(resolved.LEVEL.value, 'service');
+    assert.deepEqual(resolved.LEVEL.overridden, [`team:${team.id}`]);
+    assert.deepEqual((await p.listTeams()).map((t) => [t.slug, t.projects]), [['ops', ['shop']]]);
+    assert.equal((await p.getTeam(team.id)).slug, 'ops');
+    assert.deepEqual(await p.listTeamMembers('ops'), []);
+
+    await rejectsWith(p.deleteTeam('ops'), clank.Conflict, (e) => assert.match(e.message, /`shop`/));
+    await rejectsWith(p.addTeamMember('ops', 'nobody@example.com'), clank.NotFound);
+    await rejectsWith(p.createTeam('X', { slug: 'Bad Slug' }), clank.InvalidInput, (e) =>
+      assert.equal(e.field, 'slug'),
+    );
+    await rejectsWith(p.config({ team: 'ops', project: 'shop' }), clank.InvalidInput, (e) =>
+      assert.equal(e.field, 'target'),
+    );
+    assert.equal((await p.unassignProject('shop')).team_id, null);
+    assert.equal((await p.deleteTeam('default/ops')).id, team.id);
+    assert.deepEqual(await p.listTeams(), []);
+  });
+});
+
+test('deleted services, environments and projects come back with restore', async () => {
+  await withPlatform('process', async (p) => {
+    await p.ensureWorkspace('default');
+    await p.createProject('Shop', { slug: 'shop' });
+    await p.createEnvironment('shop', 'staging');
+    await p.createService('shop', 'api', { image: 'clank-testapp:latest', command: ['/bin/true'] });
+
+    const report = await p.deleteService('shop/api');
+    assert.match(report.target, /shop\/production\/api$/);
+    assert.notEqual(report.restorable_until, null);
+    assert.deepEqual(await p.listServices('shop'), []);
+    assert.equal((await p.restoreService('shop/api')).slug, 'api');
+    assert.deepEqual(await p.builds('shop/api'), []);
+    await rejectsWith(p.build('shop/api', 1), clank.NotFound);
+    assert.deepEqual((await p.listServices('shop')).map((s) => s.slug), ['api']);
+
+    await rejectsWith(p.deleteEnvironment('shop/staging', { volumes: true }), clank.InvalidInput, (e) =>
+      assert.equal(e.field, 'volumes'),
+    );
+    await p.deleteEnvironment('shop/staging');
+    assert.deepEqual((await p.listEnvironments('shop')).map((e) => e.name), ['production']);
+    assert.equal((await p.restoreEnvironment('shop/staging')).name, 'staging');
+
+    await p.deleteProject('shop');
+    assert.deepEqual(await p.listProjects(), []);
+    assert.deepEqual((await p.listProjects({ includeDeleted: true })).map((x) => x.slug), ['shop']);
+    assert.equal((await p.restoreProject('shop')).deleted_at, null);
+
+    const purged = await p.deleteService('shop/api', { purge: true });
+    assert.equal(purged.restorable_until, null);
+    assert.ok(purged.purged);
+    await rejectsWith(p.restoreService('shop/api'), clank.NotFound);
+  });
+});
+
 test('platform errors reject with the mapped class, code and field', async () => {
   await withPlatform('process', async (p) => {
     await p.createProject('Shop', { slug: 'shop' });

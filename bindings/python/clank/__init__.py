@@ -47,13 +47,17 @@ from .errors import (
 )
 from .types import (
     ConfigVar,
+    DeleteReport,
     Deployment,
     Environment,
     Event,
     LogEntry,
+    Member,
     Project,
     ResolvedVar,
     Service,
+    Team,
+    TeamView,
     Workspace,
 )
 
@@ -172,15 +176,125 @@ class Platform:
             {"op": "list_projects", "workspace": workspace, "include_deleted": include_deleted}
         )
 
-    async def delete_project(self, project: str) -> Project:
-        """Soft delete: nothing running is stopped, no volume is touched."""
-        return await self._call({"op": "delete_project", "project": project})
+    async def delete_project(
+        self, project: str, *, purge: bool = False, volumes: bool = False
+    ) -> DeleteReport:
+        """Soft delete, with its environments and services (restorable until
+        ``restorable_until``); ``purge=True`` removes it for good, its named volumes too
+        with ``volumes=True``."""
+        return await self._call(_requests.delete("project", project, purge, volumes))
+
+    async def restore_project(self, project: str) -> Project:
+        """Bring a soft-deleted project back with its environments and services."""
+        return await self._call({"op": "restore_project", "project": project})
 
     async def create_environment(self, project: str, name: str) -> Environment:
         return await self._call({"op": "create_environment", "project": project, "name": name})
 
     async def list_environments(self, project: str) -> List[Environment]:
         return await self._call({"op": "list_environments", "project": project})
+
+    async def delete_environment(
+        self, environment: str, *, purge: bool = False, volumes: bool = False
+    ) -> DeleteReport:
+        """Soft delete (or ``purge``) an environment and its services; the default environment
+        goes only with its project."""
+        return await self._call(_requests.delete("environment", environment, purge, volumes))
+
+    async def restore_environment(self, environment: str) -> Environment:
+        return await self._call({"op": "restore_environment", "environment": environment})
+
+    async def clone_environment(
+        self,
+        environment: str,
+        name: str,
+        *,
+        domain_pattern: Optional[str] = None,
+        copy_config: bool = True,
+        deploy: bool = False,
+    ) -> Dict[str, Any]:
+        """Copy ``environment`` (``"shop/staging"``) into a new one named ``name``: its
+        services, and (``copy_config``) its and their config. Domains are copied only through
+        ``domain_pattern`` (``"{service}-{env}.example.com"``)."""
+        return await self._call(
+            _requests.clone_environment(environment, name, domain_pattern, copy_config, deploy)
+        )
+
+    # ---- Promotion plans --------------------------------------------------------------------
+
+    async def plan_promotion(self, source: str, target: str) -> Dict[str, Any]:
+        """Plan promoting a service or environment (``source``) to environment ``target``;
+        the plan is stored: its ``id`` is what :meth:`apply_plan` takes."""
+        return await self._call({"op": "plan_promotion", "source": source, "target": target})
+
+    async def get_plan(self, plan: str, *, workspace: str = "default") -> Dict[str, Any]:
+        return await self._call({"op": "get_plan", "workspace": workspace, "plan": plan})
+
+    async def apply_plan(self, plan: str, *, workspace: str = "default") -> Dict[str, Any]:
+        """Apply exactly that plan (:class:`Conflict` if anything it read changed since)."""
+        return await self._call({"op": "apply_plan", "workspace": workspace, "plan": plan})
+
+    # ---- Pull-request previews --------------------------------------------------------------
+
+    async def preview_settings(self, project: str) -> Optional[Dict[str, Any]]:
+        """A project's preview settings (``None`` when never set)."""
+        return await self._call({"op": "get_preview_settings", "project": project})
+
+    async def set_preview_settings(
+        self, project: str, settings: Mapping[str, Any]
+    ) -> Dict[str, Any]:
+        """Replace a project's preview settings (``base_environment``, ``domain``, ...)."""
+        return await self._call(
+            {"op": "set_preview_settings", "project": project, "settings": dict(settings)}
+        )
+
+    async def list_previews(self, project: str) -> List[Dict[str, Any]]:
+        return await self._call({"op": "list_previews", "project": project})
+
+    async def close_preview(self, project: str, pull_request: int) -> Dict[str, Any]:
+        """Tear down a pull request's preview now, with its volumes."""
+        return await self._call(
+            {"op": "close_preview", "project": project, "pull_request": pull_request}
+        )
+
+    # ---- Teams ------------------------------------------------------------------------------
+    # A team is ``[workspace/]team`` (slug or id). Teams group members, own projects and carry
+    # a config scope (between the workspace's and each project's); they grant no access.
+
+    async def create_team(
+        self, name: str, *, slug: Optional[str] = None, workspace: str = "default"
+    ) -> Team:
+        return await self._call(
+            {"op": "create_team", "workspace": workspace, "name": name, "slug": slug}
+        )
+
+    async def list_teams(self, workspace: str = "default") -> List[TeamView]:
+        return await self._call({"op": "list_teams", "workspace": workspace})
+
+    async def get_team(self, team: str) -> TeamView:
+        return await self._call({"op": "get_team", "team": team})
+
+    async def delete_team(self, team: str) -> Team:
+        """:class:`Conflict` while projects are assigned to it; its config goes with it."""
+        return await self._call({"op": "delete_team", "team": team})
+
+    async def add_team_member(self, team: str, member: str) -> Member:
+        """Add a workspace member (user id or email) to the team."""
+        return await self._call({"op": "add_team_member", "team": team, "member": member})
+
+    async def remove_team_member(self, team: str, member: str) -> Member:
+        return await self._call({"op": "remove_team_member", "team": team, "member": member})
+
+    async def list_team_members(self, team: str) -> List[Member]:
+        return await self._call({"op": "list_team_members", "team": team})
+
+    async def assign_project(self, project: str, team: str) -> Project:
+        """Assign a project to a team of its workspace: its services get the team's config
+        from their next deploy."""
+        return await self._call({"op": "assign_project", "project": project, "team": team})
+
+    async def unassign_project(self, project: str) -> Project:
+        return await self._call({"op": "assign_project", "project": project, "team": None})
 
     # ---- Services ---------------------------------------------------------------------------
 
@@ -219,6 +333,16 @@ class Platform:
 
     async def list_services(self, environment: str) -> List[Service]:
         return await self._call({"op": "list_services", "environment": environment})
+
+    async def delete_service(
+        self, service: str, *, purge: bool = False, volumes: bool = False
+    ) -> DeleteReport:
+        """Soft delete (restorable), or ``purge`` (its named volumes too with ``volumes``)."""
+        return await self._call(_requests.delete("service", service, purge, volumes))
+
+    async def restore_service(self, service: str) -> Service:
+        """Bring a soft-deleted service back (its ACTIVE deployment starts again)."""
+        return await self._call({"op": "restore_service", "service": service})
 
     async def stop_service(self, service: str) -> Service:
         """Stop a service: its route is removed, then its workloads; its deployments,
@@ -281,14 +405,15 @@ class Platform:
         project: Optional[str] = None,
         environment: Optional[str] = None,
         service: Optional[str] = None,
+        team: Optional[str] = None,
         values: Optional[Mapping[str, str]] = None,
         secrets: Optional[Mapping[str, str]] = None,
         unset: Iterable[str] = (),
     ) -> List[ConfigVar]:
         """Set plain ``values``, sealed ``secrets`` and remove ``unset`` keys at one scope (name
-        exactly one of ``workspace=``, ``project=``, ``environment=``, ``service=``), all or
-        nothing. Returns the scope's variables, secrets masked."""
-        tgt = _requests.target(workspace, project, environment, service)
+        exactly one of ``workspace=``, ``team=``, ``project=``, ``environment=``,
+        ``service=``), all or nothing. Returns the scope's variables, secrets masked."""
+        tgt = _requests.target(workspace, project, environment, service, team)
         return await self._call(_requests.set_config(tgt, values, secrets, unset))
 
     async def config(
@@ -298,9 +423,10 @@ class Platform:
         project: Optional[str] = None,
         environment: Optional[str] = None,
         service: Optional[str] = None,
+        team: Optional[str] = None,
     ) -> List[ConfigVar]:
         """The variables set at one scope, secrets masked."""
-        tgt = _requests.target(workspace, project, environment, service)
+        tgt = _requests.target(workspace, project, environment, service, team)
         return await self._call({"op": "get_config", "target": tgt})
 
     async def resolved_config(self, service: str) -> List[ResolvedVar]:
@@ -330,6 +456,18 @@ class Platform:
         return await self._call(
             {"op": "list_deployments", "service": service, "limit": limit, "before": before}
         )
+
+    async def builds(
+        self, service: str, *, limit: int = 20, before: Optional[int] = None
+    ) -> List[Dict[str, Any]]:
+        """A git service's builds, newest first; ``before`` continues from a build number."""
+        return await self._call(
+            {"op": "list_builds", "service": service, "limit": limit, "before": before}
+        )
+
+    async def build(self, service: str, number: int) -> Dict[str, Any]:
+        """One build with the tail of its log."""
+        return await self._call({"op": "get_build", "service": service, "number": number})
 
     async def deploy_log(self, service: str, number: int) -> List[LogEntry]:
         """Every step and probe result of a deployment, as persisted."""

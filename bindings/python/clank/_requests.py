@@ -17,6 +17,7 @@ def target(
     project: Optional[str],
     environment: Optional[str],
     service: Optional[str],
+    team: Optional[str] = None,
 ) -> Dict[str, str]:
     given = {
         k: v
@@ -25,12 +26,13 @@ def target(
             ("project", project),
             ("environment", environment),
             ("service", service),
+            ("team", team),
         )
         if v is not None
     }
     if len(given) != 1:
         raise InvalidInput(
-            "name exactly one of workspace=, project=, environment= or service=",
+            "name exactly one of workspace=, team=, project=, environment= or service=",
             field="target",
         )
     return given
@@ -126,3 +128,21 @@ def create_stack(
 
 def upgrade_stack(stack: str, to: Optional[str], apply: Optional[str]) -> Request:
     return {"op": "upgrade_stack", "stack": stack, "to": to, "apply": apply}
+
+
+def delete(kind: str, address: str, purge: bool, volumes: bool) -> Request:
+    """``delete_project`` / ``delete_environment`` / ``delete_service``."""
+    return {"op": f"delete_{kind}", kind: address, "purge": purge, "volumes": volumes}
+
+
+def clone_environment(
+    environment: str,
+    name: str,
+    domain_pattern: Optional[str],
+    copy_config: bool,
+    deploy: bool,
+) -> Request:
+    clone: Dict[str, Any] = {"name": name, "copy_config": copy_config, "deploy": deploy}
+    if domain_pattern is not None:
+        clone["domain_pattern"] = domain_pattern
+    return {"op": "clone_environment", "environment": environment, "clone": clone}

@@ -18,13 +18,17 @@ from . import _native, _requests
 from . import PathLike
 from .types import (
     ConfigVar,
+    DeleteReport,
     Deployment,
     Environment,
     Event,
     LogEntry,
+    Member,
     Project,
     ResolvedVar,
     Service,
+    Team,
+    TeamView,
     Workspace,
 )
 
@@ -107,14 +111,98 @@ class Platform:
             {"op": "list_projects", "workspace": workspace, "include_deleted": include_deleted}
         )
 
-    def delete_project(self, project: str) -> Project:
-        return self._call({"op": "delete_project", "project": project})
+    def delete_project(
+        self, project: str, *, purge: bool = False, volumes: bool = False
+    ) -> DeleteReport:
+        return self._call(_requests.delete("project", project, purge, volumes))
+
+    def restore_project(self, project: str) -> Project:
+        return self._call({"op": "restore_project", "project": project})
 
     def create_environment(self, project: str, name: str) -> Environment:
         return self._call({"op": "create_environment", "project": project, "name": name})
 
     def list_environments(self, project: str) -> List[Environment]:
         return self._call({"op": "list_environments", "project": project})
+
+    def delete_environment(
+        self, environment: str, *, purge: bool = False, volumes: bool = False
+    ) -> DeleteReport:
+        return self._call(_requests.delete("environment", environment, purge, volumes))
+
+    def restore_environment(self, environment: str) -> Environment:
+        return self._call({"op": "restore_environment", "environment": environment})
+
+    def clone_environment(
+        self,
+        environment: str,
+        name: str,
+        *,
+        domain_pattern: Optional[str] = None,
+        copy_config: bool = True,
+        deploy: bool = False,
+    ) -> Dict[str, Any]:
+        return self._call(
+            _requests.clone_environment(environment, name, domain_pattern, copy_config, deploy)
+        )
+
+    # ---- Promotion plans --------------------------------------------------------------------
+
+    def plan_promotion(self, source: str, target: str) -> Dict[str, Any]:
+        return self._call({"op": "plan_promotion", "source": source, "target": target})
+
+    def get_plan(self, plan: str, *, workspace: str = "default") -> Dict[str, Any]:
+        return self._call({"op": "get_plan", "workspace": workspace, "plan": plan})
+
+    def apply_plan(self, plan: str, *, workspace: str = "default") -> Dict[str, Any]:
+        return self._call({"op": "apply_plan", "workspace": workspace, "plan": plan})
+
+    # ---- Pull-request previews --------------------------------------------------------------
+
+    def preview_settings(self, project: str) -> Optional[Dict[str, Any]]:
+        return self._call({"op": "get_preview_settings", "project": project})
+
+    def set_preview_settings(self, project: str, settings: Mapping[str, Any]) -> Dict[str, Any]:
+        return self._call(
+            {"op": "set_preview_settings", "project": project, "settings": dict(settings)}
+        )
+
+    def list_previews(self, project: str) -> List[Dict[str, Any]]:
+        return self._call({"op": "list_previews", "project": project})
+
+    def close_preview(self, project: str, pull_request: int) -> Dict[str, Any]:
+        return self._call({"op": "close_preview", "project": project, "pull_request": pull_request})
+
+    # ---- Teams ------------------------------------------------------------------------------
+
+    def create_team(
+        self, name: str, *, slug: Optional[str] = None, workspace: str = "default"
+    ) -> Team:
+        return self._call({"op": "create_team", "workspace": workspace, "name": name, "slug": slug})
+
+    def list_teams(self, workspace: str = "default") -> List[TeamView]:
+        return self._call({"op": "list_teams", "workspace": workspace})
+
+    def get_team(self, team: str) -> TeamView:
+        return self._call({"op": "get_team", "team": team})
+
+    def delete_team(self, team: str) -> Team:
+        return self._call({"op": "delete_team", "team": team})
+
+    def add_team_member(self, team: str, member: str) -> Member:
+        return self._call({"op": "add_team_member", "team": team, "member": member})
+
+    def remove_team_member(self, team: str, member: str) -> Member:
+        return self._call({"op": "remove_team_member", "team": team, "member": member})
+
+    def list_team_members(self, team: str) -> List[Member]:
+        return self._call({"op": "list_team_members", "team": team})
+
+    def assign_project(self, project: str, team: str) -> Project:
+        return self._call({"op": "assign_project", "project": project, "team": team})
+
+    def unassign_project(self, project: str) -> Project:
+        return self._call({"op": "assign_project", "project": project, "team": None})
 
     def create_service(
         self,
@@ -144,6 +232,14 @@ class Platform:
 
     def list_services(self, environment: str) -> List[Service]:
         return self._call({"op": "list_services", "environment": environment})
+
+    def delete_service(
+        self, service: str, *, purge: bool = False, volumes: bool = False
+    ) -> DeleteReport:
+        return self._call(_requests.delete("service", service, purge, volumes))
+
+    def restore_service(self, service: str) -> Service:
+        return self._call({"op": "restore_service", "service": service})
 
     def stop_service(self, service: str) -> Service:
         return self._call({"op": "stop_service", "service": service})
@@ -192,11 +288,12 @@ class Platform:
         project: Optional[str] = None,
         environment: Optional[str] = None,
         service: Optional[str] = None,
+        team: Optional[str] = None,
         values: Optional[Mapping[str, str]] = None,
         secrets: Optional[Mapping[str, str]] = None,
         unset: Iterable[str] = (),
     ) -> List[ConfigVar]:
-        tgt = _requests.target(workspace, project, environment, service)
+        tgt = _requests.target(workspace, project, environment, service, team)
         return self._call(_requests.set_config(tgt, values, secrets, unset))
 
     def config(
@@ -206,8 +303,9 @@ class Platform:
         project: Optional[str] = None,
         environment: Optional[str] = None,
         service: Optional[str] = None,
+        team: Optional[str] = None,
     ) -> List[ConfigVar]:
-        tgt = _requests.target(workspace, project, environment, service)
+        tgt = _requests.target(workspace, project, environment, service, team)
         return self._call({"op": "get_config", "target": tgt})
 
     def resolved_config(self, service: str) -> List[ResolvedVar]:
@@ -227,6 +325,14 @@ class Platform:
 
     def deployments(self, service: str, *, limit: int = 20, before: Optional[int] = None) -> List[Deployment]:
         return self._call({"op": "list_deployments", "service": service, "limit": limit, "before": before})
+
+    def builds(
+        self, service: str, *, limit: int = 20, before: Optional[int] = None
+    ) -> List[Dict[str, Any]]:
+        return self._call({"op": "list_builds", "service": service, "limit": limit, "before": before})
+
+    def build(self, service: str, number: int) -> Dict[str, Any]:
+        return self._call({"op": "get_build", "service": service, "number": number})
 
     def deploy_log(self, service: str, number: int) -> List[LogEntry]:
         return self._call({"op": "deploy_log", "service": service, "number": number})

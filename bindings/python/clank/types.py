@@ -24,6 +24,10 @@ __all__ = [
     "Deployment",
     "LogEntry",
     "Event",
+    "Team",
+    "TeamView",
+    "Member",
+    "DeleteReport",
 ]
 
 
@@ -176,3 +180,40 @@ _EventDetails = TypedDict(
 class Event(_EventBase, _EventDetails):
     """Something that happened to a deployment: the base keys, plus ``from``/``to``/``reason``
     for a ``transition``, ``message`` for a ``log``, ``reason`` for a ``restarted``."""
+
+
+class Team(TypedDict):
+    id: str
+    workspace_id: str
+    slug: str
+    name: str
+    created_at: int
+
+
+class TeamView(Team):
+    """A team with how many members it has and its projects' slugs."""
+
+    members: int
+    projects: List[str]
+
+
+class Member(TypedDict):
+    """A workspace member: ``role`` and ``teams`` (team ids), with the user's name and email."""
+
+    workspace_id: str
+    user_id: str
+    role: str
+    teams: List[str]
+    joined_at: int
+    name: Optional[str]
+    email: Optional[str]
+
+
+class DeleteReport(TypedDict, total=False):
+    """What a delete did: ``target`` (an address), ``deleted_at``, ``restorable_until``
+    (``None`` once purged) and, for a purge, ``purged`` (what was removed and kept)."""
+
+    target: str
+    deleted_at: int
+    restorable_until: Optional[int]
+    purged: Dict[str, Any]

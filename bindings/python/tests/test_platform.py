@@ -137,6 +137,101 @@ def test_a_secret_never_appears_in_any_returned_value(data_dir: Path) -> None:
     assert "********" in text
 
 
+# ---- Teams -----------------------------------------------------------------------------------
+
+
+def test_a_team_gives_its_projects_config_below_the_services_own(data_dir: Path) -> None:
+    async def main() -> None:
+        async with await clank.Platform.open(data_dir, runtime="process") as p:
+            await p.ensure_workspace("default")
+            await p.create_project("Shop", slug="shop")
+            await p.create_service("shop", "api", image="clank-testapp:latest", command=["/bin/true"])
+            team = await p.create_team("Ops")
+            assert team["slug"] == "ops"
+            assert (await p.assign_project("shop", "ops"))["team_id"] == team["id"]
+            await p.set_config(team="ops", values={"REGION": "eu", "LEVEL": "team"})
+            await p.set_config(service="shop/api", values={"LEVEL": "service"})
+            assert {v["key"] for v in await p.config(team="ops")} == {"REGION", "LEVEL"}
+            resolved = {v["key"]: v for v in await p.resolved_config("shop/api")}
+            assert resolved["REGION"]["source"] == f"team:{team['id']}"
+            assert resolved["LEVEL"]["value"] == "service"
+            assert resolved["LEVEL"]["overridden"] == [f"team:{team['id']}"]
+            assert [(t["slug"], t["projects"]) for t in await p.list_teams()] == [("ops", ["shop"])]
+            assert (await p.get_team(team["id"]))["slug"] == "ops"
+            assert await p.list_team_members("ops") == []
+
+            with pytest.raises(clank.Conflict) as busy:
+                await p.delete_team("ops")
+            assert "`shop`" in str(busy.value)
+            with pytest.raises(clank.NotFound):
+                await p.add_team_member("ops", "nobody@example.com")
+            with pytest.raises(clank.InvalidInput) as bad:
+                await p.create_team("X", slug="Bad Slug")
+            assert bad.value.field == "slug"
+            with pytest.raises(clank.InvalidInput) as two:
+                await p.config(team="ops", project="shop")
+            assert two.value.field == "target"
+
+            assert (await p.unassign_project("shop"))["team_id"] is None
+            assert (await p.delete_team("default/ops"))["id"] == team["id"]
+            assert await p.list_teams() == []
+            resolved = {v["key"] for v in await p.resolved_config("shop/api")}
+            assert "REGION" not in resolved
+
+    run(main())
+    # The blocking twin, on a data directory of its own (the async one may still hold its lock).
+    with clank.sync.Platform.open(data_dir / "sync", runtime="process") as p:
+        p.ensure_workspace("default")
+        p.create_project("Shop", slug="shop")
+        t = p.create_team("Data", slug="data")
+        assert p.assign_project("shop", "data")["team_id"] == t["id"]
+        p.set_config(team="data", secrets={"TOKEN": SECRET})
+        assert p.config(team="data")[0]["value"] == "********"
+        assert p.get_team("data")["projects"] == ["shop"]
+
+
+# ---- Delete and restore ----------------------------------------------------------------------
+
+
+def test_deleted_services_environments_and_projects_come_back_with_restore(data_dir: Path) -> None:
+    async def main() -> None:
+        async with await clank.Platform.open(data_dir, runtime="process") as p:
+            await p.ensure_workspace("default")
+            await p.create_project("Shop", slug="shop")
+            await p.create_environment("shop", "staging")
+            await p.create_service("shop", "api", image="clank-testapp:latest", command=["/bin/true"])
+
+            report = await p.delete_service("shop/api")
+            assert report["target"].endswith("shop/production/api"), report
+            assert report["restorable_until"] is not None and "purged" not in report
+            assert [s["slug"] for s in await p.list_services("shop")] == []
+            assert (await p.restore_service("shop/api"))["slug"] == "api"
+            assert await p.builds("shop/api") == []
+            with pytest.raises(clank.NotFound):
+                await p.build("shop/api", 1)
+            assert [s["slug"] for s in await p.list_services("shop")] == ["api"]
+
+            with pytest.raises(clank.InvalidInput) as bad:
+                await p.delete_environment("shop/staging", volumes=True)
+            assert bad.value.field == "volumes"
+            await p.delete_environment("shop/staging")
+            assert [e["name"] for e in await p.list_environments("shop")] == ["production"]
+            assert (await p.restore_environment("shop/staging"))["name"] == "staging"
+
+            await p.delete_project("shop")
+            assert await p.list_projects() == []
+            assert [x["slug"] for x in await p.list_projects(include_deleted=True)] == ["shop"]
+            assert (await p.restore_project("shop"))["deleted_at"] is None
+            assert [x["slug"] for x in await p.list_projects()] == ["shop"]
+
+            purged = await p.delete_service("shop/api", purge=True)
+            assert purged["restorable_until"] is None and "purged" in purged
+            with pytest.raises(clank.NotFound):
+                await p.restore_service("shop/api")
+
+    run(main())
+
+
 # ---- Templates and stacks --------------------------------------------------------------------
 
 

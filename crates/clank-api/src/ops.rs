@@ -4,6 +4,7 @@
 //! with the same argument names.
 
 use crate::config::ConfigEdit;
+use crate::previews::PreviewSettingsBody;
 use crate::services::{ServicePatch, ServiceSpec};
 use crate::templates::NewStack;
 
@@ -21,6 +22,8 @@ pub enum TargetRef {
     /// A service address (`project/service` means workspace `default`, environment
     /// `production`).
     Service(String),
+    /// `[workspace/]team`: a team's slug (or id).
+    Team(String),
 }
 
 /// One platform operation. Addresses are strings in the platform's address syntax
@@ -49,8 +52,43 @@ pub enum Request {
         #[serde(default)]
         include_deleted: bool,
     },
+    /// Soft-delete a project with its environments and services (restorable for the
+    /// retention period), or with `purge` remove it for good (`volumes` too if set).
     DeleteProject {
         project: String,
+        #[serde(default)]
+        purge: bool,
+        #[serde(default)]
+        volumes: bool,
+    },
+    /// Bring a soft-deleted project back with its environments and services.
+    RestoreProject {
+        project: String,
+    },
+    /// Soft-delete (or with `purge`, remove) an environment and its services; the default
+    /// environment is deleted only with its project.
+    DeleteEnvironment {
+        environment: String,
+        #[serde(default)]
+        purge: bool,
+        #[serde(default)]
+        volumes: bool,
+    },
+    /// Bring a soft-deleted environment back with its services.
+    RestoreEnvironment {
+        environment: String,
+    },
+    /// Soft-delete (or with `purge`, remove) a service.
+    DeleteService {
+        service: String,
+        #[serde(default)]
+        purge: bool,
+        #[serde(default)]
+        volumes: bool,
+    },
+    /// Bring a soft-deleted service back (its ACTIVE deployment starts again).
+    RestoreService {
+        service: String,
     },
     CreateEnvironment {
         project: String,
@@ -58,6 +96,46 @@ pub enum Request {
     },
     ListEnvironments {
         project: String,
+    },
+    /// Clone an environment (`[workspace/]project/environment`) into a new one.
+    CloneEnvironment {
+        environment: String,
+        clone: crate::environments::CloneEnvironment,
+    },
+    /// Plan a promotion of a service or environment to another environment; stores the plan.
+    PlanPromotion {
+        source: String,
+        target: String,
+    },
+    /// A stored plan by id.
+    GetPlan {
+        #[serde(default = "default_workspace")]
+        workspace: String,
+        plan: String,
+    },
+    /// Apply a stored plan by id (409 when anything it read changed, or it expired).
+    ApplyPlan {
+        #[serde(default = "default_workspace")]
+        workspace: String,
+        plan: String,
+    },
+    /// A project's preview settings (`null` when never set).
+    GetPreviewSettings {
+        project: String,
+    },
+    /// Set a project's preview settings (replacing earlier ones).
+    SetPreviewSettings {
+        project: String,
+        settings: PreviewSettingsBody,
+    },
+    /// A project's live preview environments.
+    ListPreviews {
+        project: String,
+    },
+    /// Tear down pull request `pull_request`'s preview now, with its volumes.
+    ClosePreview {
+        project: String,
+        pull_request: u64,
     },
     CreateService {
         environment: String,
@@ -140,6 +218,45 @@ pub enum Request {
     Endpoints {
         service: String,
         number: u64,
+    },
+    /// A team in `workspace`; its slug is made from the name when absent.
+    CreateTeam {
+        #[serde(default = "default_workspace")]
+        workspace: String,
+        name: String,
+        #[serde(default)]
+        slug: Option<String>,
+    },
+    ListTeams {
+        #[serde(default = "default_workspace")]
+        workspace: String,
+    },
+    /// `team` is `[workspace/]team` (a slug or an id), here and below.
+    GetTeam {
+        team: String,
+    },
+    /// Refused while projects are assigned to the team (unassign them first).
+    DeleteTeam {
+        team: String,
+    },
+    /// `member` is a workspace member's user id or email.
+    AddTeamMember {
+        team: String,
+        member: String,
+    },
+    RemoveTeamMember {
+        team: String,
+        member: String,
+    },
+    ListTeamMembers {
+        team: String,
+    },
+    /// Assign a project to a team of its workspace (`team` a slug or id), or with no `team`,
+    /// unassign it.
+    AssignProject {
+        project: String,
+        #[serde(default)]
+        team: Option<String>,
     },
     ListTemplates,
     GetTemplate {

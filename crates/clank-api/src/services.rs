@@ -124,6 +124,9 @@ pub struct ListServices {
     /// The `X-Next-Cursor` of the previous page.
     #[serde(default)]
     pub after: Option<String>,
+    /// Include soft-deleted services.
+    #[serde(default)]
+    pub include_deleted: bool,
 }
 
 /// Which output of the running service (`GET …/logs`).

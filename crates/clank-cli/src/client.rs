@@ -232,6 +232,15 @@ impl Client {
             .await
     }
 
+    pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CliError> {
+        self.send(reqwest::Method::PUT, path, Some((JSON, json_body(body)?)))
+            .await
+    }
+
     /// PUT a binary body (`application/octet-stream`).
     pub(crate) async fn put_bytes<T: DeserializeOwned>(
         &self,

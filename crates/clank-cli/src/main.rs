@@ -5,6 +5,7 @@
 mod app;
 mod client;
 mod commands;
+mod plan;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand};
 use client::{CliError, Client, Context};
 use commands::config::ConfigCmd;
 use commands::members::MemberCmd;
+use commands::previews::PreviewCmd;
 use commands::projects::{EnvCmd, ProjectCmd};
 use commands::servers::ServerCmd;
 use commands::services::ServiceCmd;
@@ -93,6 +95,21 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Promote a service's (`shop/staging/api`) or an environment's (`shop/staging`) running
+    /// version to another environment: shows the plan, applies it after confirmation.
+    Promote {
+        /// A service or environment address (workspace: the context's).
+        source: Option<String>,
+        /// The target environment (its name in the source's project).
+        #[arg(long)]
+        to: Option<String>,
+        /// Apply without asking.
+        #[arg(long, short)]
+        yes: bool,
+        /// Apply a plan shown earlier, by id.
+        #[arg(long, conflicts_with_all = ["source", "to"])]
+        plan: Option<String>,
+    },
     /// Cancel a deployment in progress.
     Cancel { address: String, number: u64 },
     /// A service's current state and recent deployments.
@@ -143,12 +160,18 @@ enum Command {
     /// Git-push webhooks: where a forge delivers, and the secret it signs with.
     #[command(subcommand)]
     Webhook(WebhookCmd),
+    /// Preview environments per pull request: settings, the live ones, closing one.
+    #[command(subcommand)]
+    Preview(PreviewCmd),
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
     /// Members of the workspace and their roles.
     #[command(subcommand)]
     Member(MemberCmd),
+    /// Teams of the workspace: members, projects (config: `clank config … --team`).
+    #[command(subcommand)]
+    Team(commands::teams::TeamCmd),
     /// Remote servers (their agents dial out to the daemon's agent endpoint).
     #[command(subcommand)]
     Server(ServerCmd),
@@ -160,6 +183,16 @@ enum Command {
         /// Only events older than this event id (the last id of the previous page).
         #[arg(long)]
         before: Option<String>,
+    },
+    /// Write a project (environments, services, config; secrets only by name) as TOML.
+    Export { project: String },
+    /// Show what applying an exported file would change; `--yes` applies it.
+    Apply {
+        #[arg(short = 'f', long)]
+        file: std::path::PathBuf,
+        /// Apply the plan shown (without it, only show it).
+        #[arg(long)]
+        yes: bool,
     },
     /// Print a shell completion script: `clank completions bash > ~/.local/share/bash-completion/completions/clank`.
     Completions {
@@ -206,6 +239,12 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             number,
             follow,
         } => return deploy::rollback(&app, address, number, follow).await,
+        Command::Promote {
+            source,
+            to,
+            yes,
+            plan,
+        } => commands::promote::promote(&app, source, to, yes, plan).await?,
         Command::Cancel { address, number } => deploy::cancel(&app, address, number).await?,
         Command::Status { address } => deploy::status(&app, address).await?,
         Command::Log { address, number } => deploy::log(&app, address, number).await?,
@@ -229,8 +268,12 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             command,
         } => return workloads::exec(&app, address, process, replica, command).await,
         Command::Webhook(cmd) => webhook::webhook(&app, &url, cmd).await?,
+        Command::Preview(cmd) => commands::previews::previews(&app, cmd).await?,
         Command::Token(cmd) => tokens::tokens(&app, cmd).await?,
         Command::Member(cmd) => members::members(&app, cmd).await?,
+        Command::Team(cmd) => commands::teams::team(&app, cmd).await?,
+        Command::Export { project } => commands::declare::export(&app, project).await?,
+        Command::Apply { file, yes } => commands::declare::apply(&app, file, yes).await?,
         Command::Server(cmd) => servers::server(&app, cmd).await?,
         Command::Audit { limit, before } => audit::audit(&app, limit, before).await?,
         Command::Completions { shell } => {

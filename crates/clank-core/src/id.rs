@@ -87,6 +87,8 @@ typed_id! {
     AuditEventId => "audit event",
     /// A stack: the services one template created in an environment.
     StackId => "stack",
+    /// A stored plan (a promotion), applied by its id.
+    PlanId => "plan",
 }
 
 impl WorkspaceId {

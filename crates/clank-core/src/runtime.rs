@@ -120,9 +120,30 @@ pub fn workload_name(
 }
 
 /// The private network of a workspace's project: `clank-{workspace scope}--{project}`.
-/// `project_slug` is a validated slug (a `Project`'s).
+/// `project_slug` is a validated slug (a `Project`'s). This is the network of the project's
+/// default environment (`production`); see [`environment_network_name`].
 pub fn project_network_name(workspace: WorkspaceId, project_slug: &str) -> String {
     bounded_name(format!("clank-{}--{project_slug}", workspace.scope()))
+}
+
+/// The private network of one environment of a project. Each environment has its own, so a
+/// service of `staging` or a pull request's preview never resolves (or reaches) production's
+/// `db`: the default environment keeps the project's network
+/// (`clank-{scope}--{project}`), any other is `clank-{scope}--{project}--{environment}`
+/// (`--` never occurs inside a slug, so no two pairs share a name).
+pub fn environment_network_name(
+    workspace: WorkspaceId,
+    project_slug: &str,
+    environment_slug: &str,
+) -> String {
+    if environment_slug == crate::model::Environment::DEFAULT {
+        project_network_name(workspace, project_slug)
+    } else {
+        bounded_name(format!(
+            "clank-{}--{project_slug}--{environment_slug}",
+            workspace.scope()
+        ))
+    }
 }
 
 /// The name a runtime gives a service's volume `name` (`clank-{project}-{service}-data` by

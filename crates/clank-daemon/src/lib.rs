@@ -86,6 +86,15 @@ pub struct DaemonConfig {
     /// the start, naming the file, field and rule.
     #[serde(default)]
     pub templates_dir: Option<PathBuf>,
+    /// How long a deleted service, environment or project can be restored before it is
+    /// purged (workloads, networks and records removed; volumes kept), in hours
+    /// (`CLANK_DELETE_RETENTION_HOURS`, default 168: seven days).
+    #[serde(default = "default_delete_retention_hours")]
+    pub delete_retention_hours: u64,
+}
+
+fn default_delete_retention_hours() -> u64 {
+    clank_platform::DEFAULT_DELETE_RETENTION.as_secs() / 3600
 }
 
 impl Default for DaemonConfig {
@@ -103,6 +112,7 @@ impl Default for DaemonConfig {
             builder: BuilderConfig::default(),
             workload_root: None,
             templates_dir: None,
+            delete_retention_hours: default_delete_retention_hours(),
         }
     }
 }
@@ -331,6 +341,11 @@ impl DaemonConfig {
         if let Ok(v) = std::env::var("CLANK_TEMPLATES_DIR") {
             config.templates_dir = (!v.trim().is_empty()).then(|| PathBuf::from(v));
         }
+        if let Ok(v) = std::env::var("CLANK_DELETE_RETENTION_HOURS") {
+            config.delete_retention_hours = v.trim().parse().map_err(|e| {
+                DaemonError::Config(format!("CLANK_DELETE_RETENTION_HOURS `{v}`: {e}"))
+            })?;
+        }
         if let Ok(v) = std::env::var("CLANK_AGENT_LISTEN") {
             config.agent_listen = if v.trim().eq_ignore_ascii_case("off") {
                 None
@@ -514,8 +529,16 @@ pub async fn serve_with_proxy(
         }
         None => None,
     };
+    let retention =
+        std::time::Duration::from_secs(config.delete_retention_hours.saturating_mul(3600));
+    let preview_sweep = preview_sweep_interval()?;
     let opened = match Platform::open(options).await {
-        Ok(p) => api::pin_operator(&p).await.map(|()| p),
+        Ok(p) => {
+            let p = p
+                .with_delete_retention(retention)
+                .with_preview_sweep(preview_sweep);
+            api::pin_operator(&p).await.map(|()| p)
+        }
         Err(e) => Err(e),
     };
     let platform = match opened {
@@ -592,6 +615,25 @@ pub async fn serve_with_proxy(
     }
     info!("Clank daemon stopped.");
     Ok(())
+}
+
+/// How often expired preview environments are torn down: `CLANK_PREVIEW_SWEEP_S` seconds
+/// (default 60).
+fn preview_sweep_interval() -> Result<std::time::Duration, DaemonError> {
+    match std::env::var("CLANK_PREVIEW_SWEEP_S") {
+        Err(_) => Ok(clank_platform::DEFAULT_PREVIEW_SWEEP),
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.1 && *s <= 86_400.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| {
+                DaemonError::Config(format!(
+                    "CLANK_PREVIEW_SWEEP_S `{v}`: must be seconds between 0.1 and 86400"
+                ))
+            }),
+    }
 }
 
 #[cfg(test)]

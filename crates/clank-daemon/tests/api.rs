@@ -1079,6 +1079,7 @@ async fn every_documented_operation_reaches_a_handler() {
             .replace("{n}", "1")
             .replace("{name}", "edge")
             .replace("{stack}", "blog")
+            .replace("{t}", "ops")
             .replace("{user}", "ada@example.com")
             .replace("{id}", "0");
         assert!(

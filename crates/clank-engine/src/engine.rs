@@ -53,6 +53,7 @@ mod builds;
 mod lifecycle;
 mod observe;
 mod pull;
+mod removal;
 mod routing;
 mod stop_first;
 
@@ -399,7 +400,8 @@ impl Engine {
         }
     }
 
-    async fn ensure_deployable(&self, svc: &Service) -> Result<()> {
+    /// Refuses a deployment of a service that is deleted, stopped or in a deleted project.
+    pub async fn ensure_deployable(&self, svc: &Service) -> Result<()> {
         let project = self
             .inner
             .catalog
@@ -407,8 +409,15 @@ impl Engine {
             .await?;
         if project.is_deleted() {
             return Err(Error::Conflict(format!(
-                "project `{}` is deleted; its services cannot be deployed",
+                "project `{}` is deleted; restore it first (`clank project restore`) to deploy \
+                 its services",
                 project.slug
+            )));
+        }
+        if svc.is_deleted() {
+            return Err(Error::Conflict(format!(
+                "service `{}` is deleted; restore it first (`clank service restore`) to deploy it",
+                svc.slug
             )));
         }
         if svc.stopped_at.is_some() {
@@ -426,8 +435,9 @@ impl Engine {
         Ok(d)
     }
 
-    /// Publish and log a deployment just recorded, and hand it to the reconciler.
-    async fn announce(&self, d: &Deployment) {
+    /// Publish and log a deployment just recorded, and hand it to the reconciler (for
+    /// deployments written by the platform's own batches, like a promotion's).
+    pub async fn announce(&self, d: &Deployment) {
         self.publish(d, EventKind::Created);
         self.note(
             d,
@@ -833,12 +843,13 @@ impl Engine {
         }
     }
 
-    /// Every workload `d` runs, secrets decrypted (only here), Procfile commands applied.
+    /// Every workload `d` runs, secrets decrypted (only here), Procfile commands applied, and
+    /// the name of the environment's network they join.
     async fn specs_of(
         &self,
         service: &Service,
         d: &Deployment,
-    ) -> Result<(Project, Vec<WorkloadSpec>)> {
+    ) -> Result<(String, Vec<WorkloadSpec>)> {
         let cat = &self.inner.catalog;
         let project = cat.require::<Project>(&d.project_id.to_string()).await?;
         let environment = cat
@@ -849,18 +860,18 @@ impl Engine {
             host_ip: self.inner.config.publish_ip,
             host_port: None,
         };
-        let publish = crate::workloads::web_publish(&project, service, d, default)?;
+        let publish = crate::workloads::web_publish(&project, &environment, service, d, default)?;
         let mut specs = workload_specs(&project, &environment, service, d, &user_env, publish)?;
         let mounts = self.volume_mounts(d).await?;
         for spec in specs.iter_mut().filter(|s| !s.volumes.is_empty()) {
             spec.volumes = mounts.clone();
         }
         let specs = self.apply_procfile(d, specs).await?;
-        Ok((project.value, specs))
+        Ok((project.network_of(&environment), specs))
     }
 
     async fn start_workloads(&self, service: &Service, d: &Deployment) -> Result<()> {
-        let (project, specs) = match self.specs_of(service, d).await {
+        let (network, specs) = match self.specs_of(service, d).await {
             Ok(found) => found,
             // The snapshot cannot run (a connector without its token): fail, touching nothing.
             Err(e @ Error::Invalid(_)) => {
@@ -881,9 +892,7 @@ impl Engine {
         }
         let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
         let attempt = async {
-            runtime
-                .ensure_network(&project.network_name(), &labels)
-                .await?;
+            runtime.ensure_network(&network, &labels).await?;
             // The specs already name each volume as the runtime knows it (`volume_mounts`).
             let volumes: BTreeSet<&str> = specs
                 .iter()

@@ -40,17 +40,19 @@ fn injected_env(
 /// `default` (the platform's address, any free port, reached only by the prober and proxy).
 pub(crate) fn web_publish(
     project: &Project,
+    environment: &Environment,
     service: &Service,
     d: &Deployment,
     default: PortBinding,
 ) -> Result<PortBinding> {
-    let plan = endpoint_plan(project, service, d)?;
+    let plan = endpoint_plan(project, environment, service, d)?;
     Ok(plan.and_then(|p| p.host_publish()).unwrap_or(default))
 }
 
 /// The plan of the endpoint the deployment applies (none unless public with a port).
 fn endpoint_plan(
     project: &Project,
+    environment: &Environment,
     service: &Service,
     d: &Deployment,
 ) -> Result<Option<EndpointPlan>> {
@@ -62,7 +64,7 @@ fn endpoint_plan(
         endpoint,
         &EndpointContext {
             service_alias: service.slug.clone(),
-            network: project.network_name(),
+            network: project.network_of(environment),
             container_port: port,
         },
     )?;
@@ -161,7 +163,7 @@ pub fn workload_specs(
                 port: snap.settings.port,
                 publish: (web && snap.settings.port.is_some()).then_some(publish),
                 network: Some(NetworkAttachment {
-                    network: project.network_name(),
+                    network: project.network_of(environment),
                     // Other services of the project reach this one by its slug.
                     aliases: if web {
                         vec![service.slug.clone()]
@@ -176,7 +178,7 @@ pub fn workload_specs(
             });
         }
     }
-    let plan = endpoint_plan(project, service, d)?;
+    let plan = endpoint_plan(project, environment, service, d)?;
     if let Some(connector) = plan.as_ref().and_then(EndpointPlan::connector) {
         // The connector belongs to the deployment: it starts, stops and is removed with it.
         let token = tunnel_token(d, &connector.token_secret, user_env)?;

@@ -1124,3 +1124,59 @@ async fn a_service_with_a_deployment_in_flight_is_not_stopped() {
     );
     assert!(w.service().await.stopped_at.is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_service_is_parked_like_a_stopped_one_and_a_purge_removes_what_is_left() {
+    let w = World::image(|_| {}).await;
+    let v1 = w.deploy().await;
+    w.wait_for(v1.id, DeploymentStatus::Active).await;
+
+    let catalog = w.engine.catalog().clone();
+    let mark = |deleted: bool| {
+        let catalog = catalog.clone();
+        let id = w.service.to_string();
+        async move {
+            catalog
+                .modify::<clank_core::model::Service>(&id, |s| {
+                    s.deleted_at = deleted.then_some(clank_core::Timestamp(1));
+                    Ok(())
+                })
+                .await
+                .unwrap()
+        }
+    };
+    mark(true).await;
+    w.engine.park(&[w.service]).await.unwrap();
+    let (runtime, proxy, service) = (w.runtime.clone(), w.proxy.clone(), w.service);
+    w.until("the deleted service's workloads and route are gone", || {
+        runtime.workloads_of(v1.id).is_empty() && proxy.routed(service).is_none()
+    })
+    .await;
+    assert_eq!(w.get(v1.id).await.state.status, DeploymentStatus::Active);
+    let refused = w
+        .engine
+        .deploy(w.service, Trigger::Manual { by: None })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("restore it first"), "{refused}");
+
+    // Restored: the same version runs and is routed again.
+    let restored = mark(false).await;
+    w.engine.unpark(&[w.service]);
+    w.until("the restored service runs and is routed again", || {
+        runtime.running_of(v1.id) == 1 && proxy.routed(service) == Some(v1.id)
+    })
+    .await;
+
+    // A purge removes every workload of the service and its route, whatever its records say.
+    let d = w.get(v1.id).await.value;
+    let removed = w
+        .engine
+        .remove_service_workloads(&restored, &[d])
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert!(w.runtime.workloads_of(v1.id).is_empty());
+    assert_eq!(w.proxy.routed(w.service), None);
+}

@@ -9,13 +9,18 @@
 //! `Proxy`, `ImageBuilder`).
 
 mod builds;
+mod deletion;
 mod embedded;
+mod environments;
 pub mod identity;
 mod lifecycle;
 mod ops;
+mod previews;
+mod promotion;
 mod running;
 mod servers;
 mod stacks;
+mod teams;
 mod webhook;
 
 use std::future::Future;
@@ -39,11 +44,16 @@ pub use clank_api::{
     TargetRef,
 };
 pub use clank_docker::{BuildSettings, FRAMEWORK_BASE_IMAGES};
+pub use deletion::DEFAULT_DELETE_RETENTION;
 pub use embedded::{
     EmbeddedOptions, PlatformBuilder, RuntimeChoice, StoreChoice, load_or_create_keyring,
     owner_only,
 };
 pub use ops::Subscription;
+pub use previews::{
+    DEFAULT_PREVIEW_SWEEP, PullRequestAction, PullRequestEvent, PullRequestHandled,
+};
+pub use promotion::PromotionSource;
 pub use running::{WorkloadLogLine, WorkloadLogStream, WorkloadSelector};
 pub use servers::NewServer;
 pub use webhook::{
@@ -58,6 +68,11 @@ pub enum ConfigTarget {
     Project(ProjectAddress),
     Environment(EnvironmentAddress),
     Service(ServiceAddress),
+    /// A team of a workspace, by slug or id.
+    Team {
+        workspace: String,
+        team: String,
+    },
 }
 
 /// The platform: catalog + engine + keyring, addressed by slugs.
@@ -73,6 +88,11 @@ pub struct Platform {
     repositories: clank_core::validate::RepositoryPolicy,
     /// The templates stacks are created from: the built-ins unless the operator added some.
     templates: std::sync::Arc<clank_templates::Catalog>,
+    /// How often expired preview environments are looked for.
+    preview_sweep: Duration,
+    /// How long a deleted service, environment or project stays restorable before the sweep
+    /// purges it.
+    delete_retention: Duration,
 }
 
 impl Platform {
@@ -85,6 +105,8 @@ impl Platform {
             fleet: None,
             repositories: Default::default(),
             templates: stacks::builtin_templates(),
+            preview_sweep: previews::DEFAULT_PREVIEW_SWEEP,
+            delete_retention: deletion::DEFAULT_DELETE_RETENTION,
         }
     }
 
@@ -138,9 +160,14 @@ impl Platform {
         &self.defaults
     }
 
-    /// Run the deploy engine until `shutdown` completes.
+    /// Run the deploy engine, and the sweep purging what was deleted longer than the
+    /// retention ago, until `shutdown` completes.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        self.engine.run(shutdown).await
+        tokio::select! {
+            result = self.engine.run(shutdown) => result,
+            never = self.purge_sweep() => match never {},
+            never = self.preview_sweep_loop() => match never {},
+        }
     }
 
     /// Run the deploy engine on a background task of the current tokio runtime until the
@@ -281,23 +308,6 @@ impl Platform {
             .collect())
     }
 
-    /// Soft delete: the project is marked, nothing running is stopped, no volume is touched.
-    pub async fn delete_project(&self, addr: &ProjectAddress) -> Result<Project> {
-        loop {
-            let p = self.project(addr).await?;
-            if p.is_deleted() {
-                return Ok(p.value);
-            }
-            let mut next = p.value.clone();
-            next.deleted_at = Some(Timestamp::now());
-            match self.catalog.update(&p, &next).await {
-                Err(Error::WriteConflict { .. }) => continue,
-                Err(e) => return Err(e),
-                Ok(_) => return Ok(next),
-            }
-        }
-    }
-
     pub async fn create_environment(
         &self,
         project: &ProjectAddress,
@@ -310,14 +320,28 @@ impl Platform {
         Ok(env)
     }
 
+    /// A project's environments; soft-deleted ones are hidden (see
+    /// [`Platform::list_environments_with`]).
     pub async fn list_environments(&self, project: &ProjectAddress) -> Result<Vec<Environment>> {
+        self.list_environments_with(project, false).await
+    }
+
+    /// A project's environments; soft-deleted ones only when asked.
+    pub async fn list_environments_with(
+        &self,
+        project: &ProjectAddress,
+        include_deleted: bool,
+    ) -> Result<Vec<Environment>> {
         let p = self.project(project).await?;
         Ok(values(
             self.catalog
                 .find::<Environment>("project", &p.id.to_string(), Page::all())
                 .await?
                 .items,
-        ))
+        )
+        .into_iter()
+        .filter(|e| include_deleted || !e.is_deleted())
+        .collect())
     }
 
     // ---- Services ---------------------------------------------------------------------------
@@ -329,6 +353,7 @@ impl Platform {
     ) -> Result<Service> {
         let (project, environment) = self.environment(env).await?;
         live(&project)?;
+        deletion::live_environment(&environment)?;
         let now = Timestamp::now();
         let mut service = Service::new(
             project.workspace_id,
@@ -417,6 +442,7 @@ impl Platform {
         env: &EnvironmentAddress,
         limit: usize,
         after: Option<String>,
+        include_deleted: bool,
     ) -> Result<(Vec<Service>, Option<String>)> {
         let (_, environment) = self.environment(env).await?;
         let page = Page {
@@ -428,17 +454,36 @@ impl Platform {
             .catalog
             .services_in_environment(environment.id, page)
             .await?;
-        Ok((values(listing.items), listing.next))
+        // A page may come out shorter than `limit` when it held deleted services.
+        let items = values(listing.items)
+            .into_iter()
+            .filter(|s| include_deleted || !s.is_deleted())
+            .collect();
+        Ok((items, listing.next))
     }
 
+    /// An environment's services; soft-deleted ones are hidden (see
+    /// [`Platform::list_services_with`]).
     pub async fn list_services(&self, env: &EnvironmentAddress) -> Result<Vec<Service>> {
+        self.list_services_with(env, false).await
+    }
+
+    /// An environment's services; soft-deleted ones only when asked.
+    pub async fn list_services_with(
+        &self,
+        env: &EnvironmentAddress,
+        include_deleted: bool,
+    ) -> Result<Vec<Service>> {
         let (_, environment) = self.environment(env).await?;
         Ok(values(
             self.catalog
                 .services_in_environment(environment.id, Page::all())
                 .await?
                 .items,
-        ))
+        )
+        .into_iter()
+        .filter(|s| include_deleted || !s.is_deleted())
+        .collect())
     }
 
     // ---- Config -----------------------------------------------------------------------------
@@ -449,6 +494,9 @@ impl Platform {
             ConfigTarget::Project(a) => Scope::Project(self.project(a).await?.id),
             ConfigTarget::Environment(a) => Scope::Environment(self.environment(a).await?.1.id),
             ConfigTarget::Service(a) => Scope::Service(self.service(a).await?.id),
+            ConfigTarget::Team { workspace, team } => {
+                Scope::Team(self.team(workspace, team).await?.id)
+            }
         })
     }
 

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
+use clank_api::lifecycle::DeleteQuery;
 use clank_api::{Request, TargetRef};
 
 use crate::{ConfigTarget, Platform};
@@ -35,6 +36,10 @@ impl Platform {
             TargetRef::Project(a) => ConfigTarget::Project(self.parse_project(a)?),
             TargetRef::Environment(a) => ConfigTarget::Environment(self.parse_environment(a)?),
             TargetRef::Service(a) => ConfigTarget::Service(self.parse_service(a)?),
+            TargetRef::Team(a) => {
+                let (workspace, team) = self.parse_team(a)?;
+                ConfigTarget::Team { workspace, team }
+            }
         })
     }
 
@@ -58,8 +63,48 @@ impl Platform {
                 workspace,
                 include_deleted,
             } => json(self.list_projects(&workspace, include_deleted).await?),
-            Request::DeleteProject { project } => {
-                json(self.delete_project(&self.parse_project(&project)?).await?)
+            Request::DeleteProject {
+                project,
+                purge,
+                volumes,
+            } => json(
+                self.delete_project(
+                    &self.parse_project(&project)?,
+                    DeleteQuery { purge, volumes },
+                )
+                .await?,
+            ),
+            Request::RestoreProject { project } => {
+                json(self.restore_project(&self.parse_project(&project)?).await?)
+            }
+            Request::DeleteEnvironment {
+                environment,
+                purge,
+                volumes,
+            } => json(
+                self.delete_environment(
+                    &self.parse_environment(&environment)?,
+                    DeleteQuery { purge, volumes },
+                )
+                .await?,
+            ),
+            Request::RestoreEnvironment { environment } => json(
+                self.restore_environment(&self.parse_environment(&environment)?)
+                    .await?,
+            ),
+            Request::DeleteService {
+                service,
+                purge,
+                volumes,
+            } => json(
+                self.delete_service(
+                    &self.parse_service(&service)?,
+                    DeleteQuery { purge, volumes },
+                )
+                .await?,
+            ),
+            Request::RestoreService { service } => {
+                json(self.restore_service(&self.parse_service(&service)?).await?)
             }
             Request::CreateEnvironment { project, name } => json(
                 self.create_environment(&self.parse_project(&project)?, &name)
@@ -67,6 +112,35 @@ impl Platform {
             ),
             Request::ListEnvironments { project } => json(
                 self.list_environments(&self.parse_project(&project)?)
+                    .await?,
+            ),
+            Request::CloneEnvironment { environment, clone } => json(
+                self.clone_environment(&self.parse_environment(&environment)?, clone)
+                    .await?,
+            ),
+            Request::PlanPromotion { source, target } => {
+                json(self.plan_promotion(&source, &target).await?)
+            }
+            Request::GetPlan { workspace, plan } => json(self.plan(&workspace, &plan).await?),
+            Request::ApplyPlan { workspace, plan } => {
+                json(self.apply_plan(&workspace, &plan).await?)
+            }
+            Request::GetPreviewSettings { project } => json(
+                self.preview_settings(&self.parse_project(&project)?)
+                    .await?,
+            ),
+            Request::SetPreviewSettings { project, settings } => json(
+                self.set_preview_settings(&self.parse_project(&project)?, settings)
+                    .await?,
+            ),
+            Request::ListPreviews { project } => {
+                json(self.list_previews(&self.parse_project(&project)?).await?)
+            }
+            Request::ClosePreview {
+                project,
+                pull_request,
+            } => json(
+                self.close_preview(&self.parse_project(&project)?, pull_request)
                     .await?,
             ),
             Request::CreateService { environment, spec } => json(
@@ -161,6 +235,36 @@ impl Platform {
                     .await?;
                 json(found.iter().map(|a| a.to_string()).collect::<Vec<_>>())
             }
+            Request::CreateTeam {
+                workspace,
+                name,
+                slug,
+            } => json(self.create_team(&workspace, &name, slug.as_deref()).await?),
+            Request::ListTeams { workspace } => json(self.teams(&workspace).await?),
+            Request::GetTeam { team } => {
+                let (ws, team) = self.parse_team(&team)?;
+                json(self.team_view(&ws, &team).await?)
+            }
+            Request::DeleteTeam { team } => {
+                let (ws, team) = self.parse_team(&team)?;
+                json(self.delete_team(&ws, &team).await?)
+            }
+            Request::AddTeamMember { team, member } => {
+                let (ws, team) = self.parse_team(&team)?;
+                json(self.add_team_member(&ws, &team, &member).await?)
+            }
+            Request::RemoveTeamMember { team, member } => {
+                let (ws, team) = self.parse_team(&team)?;
+                json(self.remove_team_member(&ws, &team, &member).await?)
+            }
+            Request::ListTeamMembers { team } => {
+                let (ws, team) = self.parse_team(&team)?;
+                json(self.team_members(&ws, &team).await?)
+            }
+            Request::AssignProject { project, team } => json(
+                self.assign_project(&self.parse_project(&project)?, team.as_deref())
+                    .await?,
+            ),
             Request::ListTemplates => json(self.list_templates()),
             Request::GetTemplate { name } => json(self.template(&name)?),
             Request::CreateStack { environment, stack } => json(

@@ -2,7 +2,9 @@
 //! the matching of a pushed repository and branch to the git services that follow it.
 
 use clank_core::id::WorkspaceId;
-use clank_core::model::{Environment, Project, Service, ServiceSource, Trigger, Workspace};
+use clank_core::model::{
+    Environment, EnvironmentKind, Project, Service, ServiceSource, Trigger, Workspace,
+};
 use clank_core::secret::{SealedSecret, SecretAad, SecretString};
 use clank_core::store::catalog::{Page, Record};
 use clank_core::{Error, Result, Timestamp};
@@ -278,23 +280,25 @@ impl Platform {
         push: &Push<'_>,
         previous: Option<PushHead>,
     ) -> Result<()> {
-        let Some(key) = ledger_key(push) else {
-            return Ok(());
-        };
+        // A push without a repository (a pull-request event's delivery) only forgets its id.
+        let key = ledger_key(push);
         let edited = self
             .catalog
             .modify::<PushLedger>(&workspace.to_string(), |ledger| {
                 if let Some(id) = push.delivery {
                     ledger.deliveries.retain(|d| d != id);
                 }
+                let Some(key) = &key else {
+                    return Ok(());
+                };
                 if ledger
                     .heads
-                    .get(&key)
+                    .get(key)
                     .is_some_and(|h| h.commit == push.commit)
                 {
                     match &previous {
                         Some(head) => ledger.heads.insert(key.clone(), head.clone()),
-                        None => ledger.heads.remove(&key),
+                        None => ledger.heads.remove(key),
                     };
                 }
                 Ok(())
@@ -352,6 +356,18 @@ impl Platform {
                 if !follows(&service, &wanted, branch) {
                     continue;
                 }
+                let env = self
+                    .catalog
+                    .get::<Environment>(&service.environment_id.to_string())
+                    .await?;
+                // A preview follows its pull request: the pull-request webhook's `synchronize`
+                // redeploys it, so a push to its branch deploys nothing twice.
+                if env
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.kind, EnvironmentKind::Preview { .. }))
+                {
+                    continue;
+                }
                 let d = self
                     .engine
                     .deploy(
@@ -362,12 +378,7 @@ impl Platform {
                         },
                     )
                     .await?;
-                let environment = self
-                    .catalog
-                    .get::<Environment>(&service.environment_id.to_string())
-                    .await?
-                    .map(|e| e.value.name)
-                    .unwrap_or_default();
+                let environment = env.map(|e| e.value.name).unwrap_or_default();
                 out.push(PushDeployment {
                     project: project_slug(&project.value),
                     environment,

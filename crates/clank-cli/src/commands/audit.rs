@@ -26,6 +26,7 @@ pub(crate) async fn audit(app: &App, limit: usize, before: Option<String>) -> Re
 fn audit_line(e: &AuditEvent) -> String {
     let actor = match &e.actor {
         Actor::Webhook { provider } => format!("webhook:{provider}"),
+        Actor::System { task } => format!("system:{task}"),
         Actor::Token {
             user_id,
             token_name,

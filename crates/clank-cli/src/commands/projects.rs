@@ -4,6 +4,7 @@ use clank_api::projects::{NewEnvironment, NewProject};
 use clank_core::model::{Environment, Project};
 use clap::Subcommand;
 
+use super::deletion::{self, Kind};
 use crate::app::{App, lines};
 use crate::client::CliError;
 
@@ -15,16 +16,57 @@ pub(crate) enum ProjectCmd {
         #[arg(long)]
         slug: Option<String>,
     },
-    /// Soft delete: nothing running is stopped, no volume is removed.
+    /// Delete a project with its environments and services: domains stop answering and
+    /// workloads are removed; restorable for the retention period (7 days by default).
+    /// `--purge` removes it for good now (`--volumes`: its volumes' data too).
     Delete {
+        project: String,
+        #[command(flatten)]
+        how: super::deletion::DeleteFlags,
+    },
+    /// Restore a deleted project with its environments and services.
+    Restore {
         project: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EnvCmd {
-    List { project: String },
-    Create { project: String, name: String },
+    List {
+        project: String,
+    },
+    Create {
+        project: String,
+        name: String,
+    },
+    /// Clone an environment (`project/environment`) into a new one named NAME: every
+    /// service (new empty volumes; domains only with --domain-pattern) and the config.
+    Clone {
+        environment: String,
+        name: String,
+        /// The copies' domains, `{service}` and `{env}` replaced
+        /// (`{service}-{env}.example.com`); without it they have none.
+        #[arg(long)]
+        domain_pattern: Option<String>,
+        /// Deploy every copy.
+        #[arg(long)]
+        deploy: bool,
+        /// Leave the config out.
+        #[arg(long)]
+        no_config: bool,
+    },
+    /// Delete an environment (`project/environment`) with its services; restorable for the
+    /// retention period. `--purge` removes it for good now with its network (`--volumes`:
+    /// its volumes' data too). The default environment goes only with its project.
+    Delete {
+        environment: String,
+        #[command(flatten)]
+        how: super::deletion::DeleteFlags,
+    },
+    /// Restore a deleted environment with its services.
+    Restore {
+        environment: String,
+    },
 }
 
 pub(crate) async fn project(app: &App, cmd: ProjectCmd) -> Result<(), CliError> {
@@ -54,14 +96,13 @@ pub(crate) async fn project(app: &App, cmd: ProjectCmd) -> Result<(), CliError> 
                 )
             });
         }
-        ProjectCmd::Delete { project } => {
-            let project: Project = app.client.delete(&app.project_path(&project)?).await?;
-            app.show(&project, |p| {
-                format!(
-                    "project `{}` deleted (soft: containers and volumes untouched)",
-                    p.slug
-                )
-            });
+        ProjectCmd::Delete { project, how } => {
+            let path = app.project_path(&project)?;
+            deletion::delete(app, Kind::Project, &project, &path, how).await?;
+        }
+        ProjectCmd::Restore { project } => {
+            let path = app.project_path(&project)?;
+            deletion::restore::<Project>(app, Kind::Project, &project, &path).await?;
         }
     }
     Ok(())
@@ -85,6 +126,24 @@ pub(crate) async fn env(app: &App, cmd: EnvCmd) -> Result<(), CliError> {
                 )
                 .await?;
             app.show(&env, |e| format!("environment `{}` created", e.name));
+        }
+        EnvCmd::Clone {
+            environment,
+            name,
+            domain_pattern,
+            deploy,
+            no_config,
+        } => {
+            super::environments::clone(app, environment, name, domain_pattern, deploy, no_config)
+                .await?;
+        }
+        EnvCmd::Delete { environment, how } => {
+            let path = app.env_path(&environment)?;
+            deletion::delete(app, Kind::Environment, &environment, &path, how).await?;
+        }
+        EnvCmd::Restore { environment } => {
+            let path = app.env_path(&environment)?;
+            deletion::restore::<Environment>(app, Kind::Environment, &environment, &path).await?;
         }
     }
     Ok(())

@@ -1,5 +1,5 @@
 //! Services: create from an image or a repository, update how they are reached, list, show,
-//! stop and start.
+//! stop and start, delete and restore.
 
 use clap::Subcommand;
 use std::collections::BTreeMap;
@@ -34,6 +34,18 @@ pub(crate) enum ServiceCmd {
     },
     /// Start a stopped service: its ACTIVE deployment runs again and is routed once healthy.
     Start {
+        address: String,
+    },
+    /// Delete a service: its domains stop answering and its workloads are removed; it can be
+    /// restored for the retention period (7 days by default). `--purge` removes it for good
+    /// now (`--volumes`: its volumes' data too).
+    Delete {
+        address: String,
+        #[command(flatten)]
+        how: super::deletion::DeleteFlags,
+    },
+    /// Restore a deleted service: its ACTIVE deployment runs again.
+    Restore {
         address: String,
     },
 }
@@ -297,6 +309,21 @@ pub(crate) async fn service(app: &App, cmd: ServiceCmd) -> Result<(), CliError> 
                     s.slug
                 )
             });
+        }
+        ServiceCmd::Delete { address, how } => {
+            let path = app.service_path(&address)?;
+            super::deletion::delete(app, super::deletion::Kind::Service, &address, &path, how)
+                .await?;
+        }
+        ServiceCmd::Restore { address } => {
+            let path = app.service_path(&address)?;
+            super::deletion::restore::<Service>(
+                app,
+                super::deletion::Kind::Service,
+                &address,
+                &path,
+            )
+            .await?;
         }
         ServiceCmd::Start { address } => {
             let path = format!("{}/start", app.service_path(&address)?);

@@ -125,8 +125,8 @@ pub struct Observed {
     /// (PENDING only) The first of the service's `depends_on` with no ACTIVE deployment: the
     /// deployment stays PENDING until it has one, or its deadline passes.
     pub waiting_on: Option<String>,
-    /// The service is stopped on purpose (`Service::stopped_at`): an ACTIVE deployment's
-    /// workloads and route are removed, not restarted.
+    /// The service is stopped on purpose or soft-deleted (`Service::is_parked`): an ACTIVE
+    /// deployment's workloads and route are removed, not restarted.
     pub service_stopped: bool,
 }
 

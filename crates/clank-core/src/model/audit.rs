@@ -22,6 +22,8 @@ pub enum Actor {
     },
     /// A verified push delivery from a forge (`github`, `gitlab`, `gitea`).
     Webhook { provider: String },
+    /// The platform itself, on a schedule (`preview-ttl`: a preview torn down at its deadline).
+    System { task: String },
 }
 
 impl fmt::Display for Actor {
@@ -33,6 +35,7 @@ impl fmt::Display for Actor {
                 ..
             } => write!(f, "user:{user_id} (token `{token_name}`)"),
             Actor::Webhook { provider } => write!(f, "webhook:{provider}"),
+            Actor::System { task } => write!(f, "system:{task}"),
         }
     }
 }

@@ -132,6 +132,30 @@ impl DeploymentSnapshot {
         (next, changed)
     }
 
+    /// `service` (a promotion's target) with the version's desired state: the image (for a
+    /// service that runs an image), settings and processes. Endpoint, volumes and server stay
+    /// the target's. Returns it with the names of the fields that changed.
+    pub fn promote_onto(&self, service: &Service) -> (Service, Vec<&'static str>) {
+        let mut next = service.clone();
+        let mut changed = Vec::new();
+        if let (ServiceSource::DockerImage { image, .. }, Artifact::Image { image: ran }) =
+            (&mut next.source, &self.artifact)
+            && image != ran
+        {
+            *image = ran.clone();
+            changed.push("image");
+        }
+        if next.settings != self.settings {
+            next.settings = self.settings.clone();
+            changed.push("settings");
+        }
+        if next.processes != self.processes {
+            next.processes = self.processes.clone();
+            changed.push("processes");
+        }
+        (next, changed)
+    }
+
     /// The endpoint the platform applies to this version: none unless the service is public
     /// and has a port (as [`crate::endpoint::plan_service`]).
     pub fn applied_endpoint(&self) -> Option<&Endpoint> {
@@ -308,10 +332,32 @@ impl Deployment {
         Ok(Self::from_snapshot(service, snapshot, trigger, now))
     }
 
-    /// A promotion: `source` (from another environment) deployed unchanged to `service`.
-    pub fn promotion_of(service: &Service, source: &Deployment, now: Timestamp) -> Result<Self> {
+    /// A promotion: a **new** deployment of `service` (the target, in another environment)
+    /// running `source`'s version — its image (pinned to the digest it was pulled at, when
+    /// known), settings and processes —
+    /// with the target's own resolved `config` (resolved in the target's cascade) and the
+    /// target's endpoint, volumes and server: domains, data and placement belong to the
+    /// environment, not to the version.
+    pub fn promotion_of(
+        service: &Service,
+        source: &Deployment,
+        config: ResolvedConfig,
+        now: Timestamp,
+    ) -> Result<Self> {
         let mut snapshot = source.runnable_snapshot()?;
-        // The target keeps its own placement; everything that defines the version is copied.
+        // Pinned to the digest the source pulled, so a tag moved since cannot change what runs.
+        if let (Artifact::Image { image }, Artifact::Image { .. }, Some(digest)) = (
+            &mut snapshot.artifact,
+            &source.snapshot.artifact,
+            &source.state.image_digest,
+        ) && image.digest().is_none()
+            && let Ok(pinned) = ImageRef::parse(&format!("{image}@{digest}"))
+        {
+            *image = pinned;
+        }
+        snapshot.config = config;
+        snapshot.endpoint = service.endpoint.clone();
+        snapshot.volumes = service.volumes.clone();
         snapshot.server_id = service.server_id;
         let trigger = Trigger::PromotionFrom {
             deployment: source.id,

@@ -18,6 +18,8 @@
 mod audit;
 mod build;
 mod deployment;
+mod plan;
+mod preview;
 mod project;
 mod server;
 mod service;
@@ -30,6 +32,11 @@ pub use build::{Build, BuildStatus};
 pub use deployment::{
     Artifact, CancelRequest, Deployment, DeploymentSnapshot, DeploymentState, RestoredState,
     StatusChange, Trigger,
+};
+pub use plan::{PLAN_TTL_MS, PromotionPlan, PromotionStep, ReadRevision};
+pub use preview::{
+    DEFAULT_PATTERN, DEFAULT_TTL_MINUTES, MAX_TTL_MINUTES, PreviewSettings,
+    preview_environment_name,
 };
 pub use project::{Environment, EnvironmentKind, Project};
 pub use server::{Server, ServerKind, ServerStatus, ServerUsage};

@@ -17,7 +17,9 @@ pub struct Project {
     /// Used in container, volume and network names; unique in the workspace; never changes.
     pub slug: String,
     pub created_at: Timestamp,
-    /// Soft delete: marked, running containers untouched, volumes never removed.
+    /// Soft delete: set with every environment and service of the project marked too (their
+    /// workloads and routes removed, volumes kept), cleared by restore; purged at
+    /// `deleted_at` + the retention.
     pub deleted_at: Option<Timestamp>,
 }
 
@@ -44,11 +46,17 @@ impl Project {
         })
     }
 
-    /// The project's private Docker network: services reach each other by name inside it.
-    /// Carries the workspace's scope, so another workspace's project of the same slug has
-    /// its own.
+    /// The private Docker network of the project's default environment: services reach each
+    /// other by name inside it. Carries the workspace's scope, so another workspace's project
+    /// of the same slug has its own.
     pub fn network_name(&self) -> String {
         crate::runtime::project_network_name(self.workspace_id, &self.slug)
+    }
+
+    /// The private network of `environment` (one of this project's): every environment has its
+    /// own, so staging or a preview never reaches production's services by name.
+    pub fn network_of(&self, environment: &Environment) -> String {
+        crate::runtime::environment_network_name(self.workspace_id, &self.slug, &environment.name)
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -80,6 +88,10 @@ pub struct Environment {
     pub name: String,
     pub kind: EnvironmentKind,
     pub created_at: Timestamp,
+    /// Soft delete: set with every service of the environment marked too (their workloads
+    /// and routes removed), cleared by restore; purged at `deleted_at` + the retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<Timestamp>,
 }
 
 impl Environment {
@@ -93,7 +105,12 @@ impl Environment {
             name: validate::validate_slug("name", name).map(|()| name.to_owned())?,
             kind: EnvironmentKind::Persistent,
             created_at: now,
+            deleted_at: None,
         })
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
     }
 }
 
@@ -111,6 +128,27 @@ mod tests {
         );
         let other = Project::new(WorkspaceId::new(), "My Shop", None, Timestamp(0)).unwrap();
         assert_ne!(other.network_name(), p.network_name());
+    }
+
+    #[test]
+    fn each_environment_has_its_own_network_and_production_keeps_the_projects() {
+        let p = Project::new(WorkspaceId::new(), "Shop", None, Timestamp(0)).unwrap();
+        let prod = Environment::new(p.id, Environment::DEFAULT, Timestamp(0)).unwrap();
+        let staging = Environment::new(p.id, "staging", Timestamp(0)).unwrap();
+        assert_eq!(p.network_of(&prod), p.network_name());
+        assert_eq!(
+            p.network_of(&staging),
+            format!("clank-{}--shop--staging", p.workspace_id.scope())
+        );
+    }
+
+    #[test]
+    fn an_environment_stored_before_soft_delete_loads_undeleted() {
+        let env = Environment::new(ProjectId::new(), "staging", Timestamp(0)).unwrap();
+        let json = serde_json::to_value(&env).unwrap();
+        assert!(json.get("deleted_at").is_none(), "{json}");
+        let back: Environment = serde_json::from_value(json).unwrap();
+        assert!(!back.is_deleted());
     }
 
     #[test]

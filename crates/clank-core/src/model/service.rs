@@ -517,11 +517,25 @@ pub struct Service {
     /// route instead of restarting them, and new deployments are refused until `start`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
+    /// Set while the service is soft-deleted (on its own or with its environment or
+    /// project): parked like a stopped service, deployments refused, slug and domains still
+    /// claimed; cleared by restore, purged at `deleted_at` + the retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 impl Service {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+
+    /// Whether the reconciler keeps the service down: stopped on purpose or soft-deleted.
+    pub fn is_parked(&self) -> bool {
+        self.stopped_at.is_some() || self.deleted_at.is_some()
+    }
+
     pub fn new(
         workspace_id: WorkspaceId,
         project_id: ProjectId,
@@ -558,6 +572,7 @@ impl Service {
             next_deployment_number: 1,
             next_build_number: 1,
             stopped_at: None,
+            deleted_at: None,
             created_at: now,
             updated_at: now,
         };
@@ -655,6 +670,19 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleted_service_is_parked_like_a_stopped_one_and_old_records_load_undeleted() {
+        let mut s = image_service();
+        assert!(!s.is_parked());
+        s.deleted_at = Some(Timestamp(5));
+        assert!(s.is_parked() && s.is_deleted());
+        let mut json = serde_json::to_value(image_service()).unwrap();
+        assert!(json.get("deleted_at").is_none(), "{json}");
+        json.as_object_mut().unwrap().remove("stopped_at");
+        let old: Service = serde_json::from_value(json).unwrap();
+        assert!(!old.is_deleted());
+    }
 
     fn image_service() -> Service {
         Service::new(

@@ -141,6 +141,30 @@ pub struct Team {
     pub created_at: Timestamp,
 }
 
+impl Team {
+    /// A team of `workspace_id`; its slug (given, or made from the name) follows the project
+    /// slug rules, so it is safe in addresses and URLs.
+    pub fn new(
+        workspace_id: WorkspaceId,
+        name: &str,
+        slug: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Self, InvalidInput> {
+        let name = validate::validate_display_name("name", name)?.to_owned();
+        let slug = match slug {
+            Some(s) => validate::validate_slug("slug", s).map(|()| s.to_owned())?,
+            None => validate::slugify("name", &name)?,
+        };
+        Ok(Team {
+            id: TeamId::new(),
+            workspace_id,
+            slug,
+            name,
+            created_at: now,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +194,19 @@ mod tests {
         );
         expect(Role::Developer, &[Read, ManageServices, Deploy]);
         expect(Role::Viewer, &[Read]);
+    }
+
+    #[test]
+    fn a_team_slug_is_made_from_the_name_or_checked_naming_the_field() {
+        let ws = WorkspaceId::new();
+        let t = Team::new(ws, "Platform Crew", None, Timestamp(0)).unwrap();
+        assert_eq!((t.slug.as_str(), t.workspace_id), ("platform-crew", ws));
+        for bad in ["../etc", "Ops", "a--b", "-x", ""] {
+            let e = Team::new(ws, "Ops", Some(bad), Timestamp(0)).unwrap_err();
+            assert_eq!(e.field, "slug", "{bad:?}");
+        }
+        let e = Team::new(ws, "  ", None, Timestamp(0)).unwrap_err();
+        assert_eq!(e.field, "name");
     }
 
     #[test]

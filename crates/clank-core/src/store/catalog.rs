@@ -25,8 +25,8 @@ use crate::deploy::{self, DeploymentStatus};
 use crate::error::{Error, Result};
 use crate::id::{AuditEventId, EnvironmentId, ProjectId, ServiceId, WorkspaceId};
 use crate::model::{
-    ApiToken, AuditEvent, Build, Deployment, Endpoint, Environment, Instance, Member, Project,
-    Server, Service, Stack, Team, User, Workspace,
+    ApiToken, AuditEvent, Build, Deployment, Endpoint, Environment, Instance, Member,
+    PreviewSettings, Project, Server, Service, Stack, Team, User, Workspace,
 };
 use crate::time::Timestamp;
 
@@ -279,6 +279,17 @@ impl Batch {
         self
     }
 
+    /// Commit only if record `id` of `T` is still at `revision` (`None`: still absent), writing
+    /// nothing to it: a read the batch's writes were decided on.
+    pub fn expect<T: Record>(&mut self, id: &str, revision: Option<Revision>) -> &mut Self {
+        let key = record_key::<T>(id);
+        self.txn.conditions.push(match revision {
+            Some(version) => Condition::Version(key, version),
+            None => Condition::Absent(key),
+        });
+        self
+    }
+
     fn put_empty(&mut self, key: String) {
         self.txn.ops.push(super::Op::Put { key, value: vec![] });
     }
@@ -458,11 +469,47 @@ impl Catalog {
                     unescape(parts.next().unwrap_or_default()),
                 );
                 let shown = value.rsplit(':').next().unwrap_or_default();
-                Err(Error::Conflict(format!(
-                    "a {table} with {constraint} `{shown}` already exists"
-                )))
+                if let Some(holder) = self.deleted_holder(&key, table).await {
+                    return Err(Error::Conflict(format!(
+                        "{constraint} `{shown}` belongs to the deleted {table} `{holder}`; \
+                         restore it, or purge it to free the {constraint}"
+                    )));
+                }
+                let message = if (table, constraint) == ("service", "volume") {
+                    format!(
+                        "volume `{shown}` is already mounted by another service of this \
+                         workspace; a volume has one writer unless every service mounting it \
+                         marks it `shared: true`, so give this service a volume of its own"
+                    )
+                } else {
+                    format!("a {table} with {constraint} `{shown}` already exists")
+                };
+                Err(Error::Conflict(message))
             }
             other => other,
+        }
+    }
+
+    /// The slug of the soft-deleted record holding unique entry `key` of `table`, if it is
+    /// one (a deleted service, environment or project keeps its slug and domains so it can
+    /// be restored); `None` when it is live or cannot be read.
+    async fn deleted_holder(&self, key: &str, table: &str) -> Option<String> {
+        let entry = self.store.get(key).await.ok()??;
+        let id = String::from_utf8(entry.value).ok()?;
+        match table {
+            "service" => {
+                let s = self.get::<Service>(&id).await.ok()??.value;
+                s.is_deleted().then_some(s.slug)
+            }
+            "environment" => {
+                let e = self.get::<Environment>(&id).await.ok()??.value;
+                e.is_deleted().then_some(e.name)
+            }
+            "project" => {
+                let p = self.get::<Project>(&id).await.ok()??.value;
+                p.is_deleted().then_some(p.slug)
+            }
+            _ => None,
         }
     }
 
@@ -823,6 +870,21 @@ impl Record for Environment {
     }
 }
 
+/// One per project, keyed by the project's id.
+impl Record for PreviewSettings {
+    const TABLE: &'static str = "preview_settings";
+    fn id_string(&self) -> String {
+        self.project_id.to_string()
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![IndexEntry::new(
+            "workspace",
+            self.workspace_id,
+            self.project_id,
+        )]
+    }
+}
+
 impl Record for Service {
     const TABLE: &'static str = "service";
     fn id_string(&self) -> String {
@@ -855,6 +917,21 @@ impl Record for Service {
             names.dedup();
             v.extend(names.into_iter().map(|d| ("domain", d)));
         }
+        // A volume not marked `shared` has one writer: one service of the workspace (whatever
+        // its environment) may mount it. A cloned environment gets its own volumes.
+        let mut volumes: Vec<&str> = self
+            .volumes
+            .iter()
+            .filter(|v| !v.shared)
+            .map(|v| v.name.as_str())
+            .collect();
+        volumes.sort_unstable();
+        volumes.dedup();
+        v.extend(
+            volumes
+                .into_iter()
+                .map(|name| ("volume", format!("{}:{name}", self.workspace_id))),
+        );
         v
     }
     fn check_update(old: &Self, new: &Self) -> Result<()> {

@@ -99,10 +99,17 @@ async fn authenticate(catalog: &Catalog, header: Option<&str>) -> ApiResult<Prin
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>`"))?;
+    principal_for_hash(catalog, &hash_token(token)).await
+}
+
+/// The caller whose token hashes to `hash`, checked as every request's token is (usable, its
+/// user still a member, the role no more than the member's): the dashboard's sessions keep
+/// only the hash and come through here on every page.
+pub(crate) async fn principal_for_hash(catalog: &Catalog, hash: &str) -> ApiResult<Principal> {
     // Looking up by the hash means the comparison happens on hashes inside the store: the
     // token itself is never compared byte by byte, so timing reveals nothing about it.
     let record = catalog
-        .lookup::<ApiToken>("hash", &hash_token(token))
+        .lookup::<ApiToken>("hash", hash)
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
     if !record.is_usable(Timestamp::now()) {

@@ -1,5 +1,5 @@
-//! Config at each scope (workspace, project, environment, service): read, and change in bulk;
-//! and a service's resolved config, with where each value comes from.
+//! Config at each scope (workspace, team, project, environment, service): read, and change in
+//! bulk; and a service's resolved config, with where each value comes from.
 //!
 //! One handler per verb serves the four scopes: which scope is which route matched, and each
 //! scope's route and OpenAPI operations are made from the same [`Scope`] table.
@@ -46,7 +46,12 @@ enum Scope {
     Project,
     Environment,
     Service,
+    /// A team of the workspace (`/teams/{t}/config`): between the workspace and its projects.
+    Team,
 }
+
+/// A team scope's path parameters.
+const TEAM_PARAMETERS: [(&str, &str); 2] = [("ws", "workspace slug"), ("t", "team slug or id")];
 
 /// Every path parameter a scope can have, widest first, with its description.
 const PARAMETERS: [(&str, &str); 4] = [
@@ -57,11 +62,12 @@ const PARAMETERS: [(&str, &str); 4] = [
 ];
 
 impl Scope {
-    const ALL: [Scope; 4] = [
+    const ALL: [Scope; 5] = [
         Scope::Workspace,
         Scope::Project,
         Scope::Environment,
         Scope::Service,
+        Scope::Team,
     ];
 
     /// As operation ids name it (`project_config`, `set_project_config`).
@@ -71,6 +77,7 @@ impl Scope {
             Scope::Project => "project",
             Scope::Environment => "environment",
             Scope::Service => "service",
+            Scope::Team => "team",
         }
     }
 
@@ -82,18 +89,22 @@ impl Scope {
             Scope::Service => {
                 "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/config"
             }
+            Scope::Team => "/v1/workspaces/{ws}/teams/{t}/config",
         }
     }
 
     /// The path's parameters, widest first.
     fn parameters(self) -> &'static [(&'static str, &'static str)] {
-        &PARAMETERS[..self as usize + 1]
+        match self {
+            Scope::Team => &TEAM_PARAMETERS,
+            _ => &PARAMETERS[..self as usize + 1],
+        }
     }
 
     /// What a change of config at this scope needs.
     fn change_needs(self) -> Permission {
         match self {
-            Scope::Workspace => Permission::ManageTeamSettings,
+            Scope::Workspace | Scope::Team => Permission::ManageTeamSettings,
             Scope::Project | Scope::Environment => Permission::ManageProjects,
             Scope::Service => Permission::ManageServices,
         }
@@ -114,6 +125,10 @@ impl Scope {
             (Scope::Service, [ws, proj, e, s]) => {
                 ConfigTarget::Service(service_addr(ws, proj, e, s)?)
             }
+            (Scope::Team, [ws, team]) => ConfigTarget::Team {
+                workspace: (*ws).to_owned(),
+                team: (*team).to_owned(),
+            },
             // The route is `path()`, which has exactly `parameters()`.
             _ => {
                 return Err(ApiError::new(
@@ -254,6 +269,7 @@ async fn write(
         ConfigTarget::Project(a) => a.to_string(),
         ConfigTarget::Environment(a) => a.to_string(),
         ConfigTarget::Service(a) => a.to_string(),
+        ConfigTarget::Team { workspace, team } => format!("{workspace}/teams/{team}"),
     };
     let changes = changes(req);
     let details = match &changes {
@@ -334,13 +350,14 @@ mod tests {
     fn a_scope_names_its_target_and_another_workspace_is_not_found() {
         let p = principal("acme");
         let all = ["acme", "shop", "production", "web"];
-        for (i, scope) in Scope::ALL.into_iter().enumerate() {
+        for (i, scope) in Scope::ALL.into_iter().take(4).enumerate() {
             let target = scope.target(&p, &path(&all[..=i])).unwrap();
             let name = match target {
                 ConfigTarget::Workspace(ws) => ws,
                 ConfigTarget::Project(a) => a.to_string(),
                 ConfigTarget::Environment(a) => a.to_string(),
                 ConfigTarget::Service(a) => a.to_string(),
+                ConfigTarget::Team { .. } => unreachable!("the first four are not teams"),
             };
             assert_eq!(name, all[..=i].join("/"), "{scope:?}");
             let elsewhere = ["other", "shop", "production", "web"];
@@ -365,7 +382,23 @@ mod tests {
                 Permission::ManageProjects,
                 Permission::ManageProjects,
                 Permission::ManageServices,
+                Permission::ManageTeamSettings,
             ]
         );
+    }
+
+    #[test]
+    fn the_team_scope_names_its_team_and_another_workspace_is_not_found() {
+        let p = principal("acme");
+        let at = |ws: &str| vec![("ws".to_owned(), ws.to_owned()), ("t".into(), "ops".into())];
+        assert_eq!(
+            Scope::Team.target(&p, &at("acme")).unwrap(),
+            ConfigTarget::Team {
+                workspace: "acme".into(),
+                team: "ops".into()
+            }
+        );
+        let err = Scope::Team.target(&p, &at("other")).unwrap_err();
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
     }
 }

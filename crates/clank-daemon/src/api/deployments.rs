@@ -46,7 +46,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     ),
     security(("bearer" = [])),
 )]
-async fn deploy(
+pub(super) async fn deploy(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<ServicePath>,
@@ -157,7 +157,7 @@ async fn cancel(
     ),
     security(("bearer" = [])),
 )]
-async fn rollback(
+pub(super) async fn rollback(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<DeploymentPath>,
@@ -227,7 +227,7 @@ fn settled(status: DeploymentStatus) -> bool {
     ),
     security(("bearer" = [])),
 )]
-async fn follow(
+pub(super) async fn follow(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<DeploymentPath>,

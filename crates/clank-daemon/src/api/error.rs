@@ -42,6 +42,12 @@ impl ApiError {
         &self.body.code
     }
 
+    /// What clients are told: code, message and the offending field (the dashboard shows them
+    /// next to the field).
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

@@ -13,15 +13,19 @@ mod streams;
 mod audit;
 mod builds;
 mod config;
+mod deletion;
 mod deployments;
 mod environments;
 mod instance;
 mod lifecycle;
 mod members;
+mod previews;
 mod projects;
+mod promotions;
 mod servers;
 mod services;
 mod system;
+mod teams;
 mod templates;
 mod webhooks;
 
@@ -70,14 +74,18 @@ fn endpoints() -> OpenApiRouter<AppState> {
         .merge(system::routes())
         .merge(instance::routes())
         .merge(members::routes())
+        .merge(teams::routes())
         .merge(servers::routes())
         .merge(webhooks::routes())
         .merge(audit::routes())
         .merge(config::routes())
         .merge(projects::routes())
         .merge(environments::routes())
+        .merge(promotions::routes())
+        .merge(previews::routes())
         .merge(services::routes())
         .merge(lifecycle::routes())
+        .merge(deletion::routes())
         .merge(deployments::routes())
         .merge(builds::routes())
         .merge(templates::routes())

@@ -1,8 +1,10 @@
-//! Projects: list (soft-deleted ones on request), create, read, delete.
+//! Projects: list (soft-deleted ones on request), create, read, delete (soft, or purged;
+//! restore is in `deletion.rs`).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use clank_api::lifecycle::{DeleteQuery, DeleteReport};
 use clank_api::projects::{ListProjects, NewProject};
 use clank_core::model::{Permission, Project};
 use utoipa_axum::router::OpenApiRouter;
@@ -110,9 +112,9 @@ async fn get_project(
     delete,
     path = "/v1/workspaces/{ws}/projects/{p}",
     tag = "projects",
-    params(ProjectPath),
+    params(ProjectPath, DeleteQuery),
     responses(
-        (status = 200, description = "success", body = Project),
+        (status = 200, description = "success: when it was deleted, until when it can be restored (with its environments and services), or what the purge removed", body = DeleteReport),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -121,12 +123,13 @@ async fn delete_project(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<ProjectPath>,
-) -> ApiResult<Json<Project>> {
+    Params(q): Params<DeleteQuery>,
+) -> ApiResult<Json<DeleteReport>> {
     p.in_workspace(&at.ws)?;
-    let change = Change::new("project.delete", at.to_string());
+    let change = Change::new(super::deletion::audit_name("project", &q), at.to_string());
     audited(&st, &p, change, async {
         p.require(Permission::ManageProjects)?;
-        Ok(Json(st.platform.delete_project(&at.addr()?).await?))
+        Ok(Json(st.platform.delete_project(&at.addr()?, q).await?))
     })
     .await
 }

@@ -60,7 +60,12 @@ async fn list_services(
     p.require(Permission::Read)?;
     let env = at.addr()?;
     if q.limit.is_none() && q.after.is_none() {
-        return Ok(Json(st.platform.list_services(&env).await?).into_response());
+        return Ok(Json(
+            st.platform
+                .list_services_with(&env, q.include_deleted)
+                .await?,
+        )
+        .into_response());
     }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -76,7 +81,10 @@ async fn list_services(
                 .ok_or_else(|| InvalidInput::new("after", "cursor", "not a page cursor"))?,
         ),
     };
-    let (items, next) = st.platform.list_services_page(&env, limit, after).await?;
+    let (items, next) = st
+        .platform
+        .list_services_page(&env, limit, after, q.include_deleted)
+        .await?;
     let mut resp = Json(items).into_response();
     if let Some(next) = next
         && let Ok(v) = axum::http::HeaderValue::from_str(&b64.encode(next))

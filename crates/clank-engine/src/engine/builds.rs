@@ -583,7 +583,7 @@ impl Engine {
             .runtime;
         let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
         runtime
-            .ensure_network(&project.network_name(), &labels)
+            .ensure_network(&project.network_of(&environment), &labels)
             .await
             .map_err(cannot)?;
         let _ = log.send(BuildProgress::Line(format!(

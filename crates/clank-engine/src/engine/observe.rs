@@ -184,7 +184,7 @@ impl Engine {
             routed_here,
             previous_stopped,
             held_for_cutover,
-            service_stopped: service.stopped_at.is_some(),
+            service_stopped: service.is_parked(),
         })
     }
 

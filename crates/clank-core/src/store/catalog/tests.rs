@@ -413,6 +413,42 @@ async fn a_domain_routed_by_one_workspace_cannot_be_claimed_by_another() {
 }
 
 #[tokio::test]
+async fn a_volume_not_marked_shared_is_mounted_by_one_service_of_the_workspace() {
+    let cat = catalog();
+    let (project, _, a) = service_in(&cat).await;
+    let staging = Environment::new(project.id, "staging", T0).unwrap();
+    cat.create(&staging).await.unwrap();
+    let mut b = a.value.clone();
+    b.id = ServiceId::new();
+    b.environment_id = staging.id;
+    cat.create(&b).await.unwrap();
+    let b = cat.require::<Service>(&b.id.to_string()).await.unwrap();
+    let mount = |shared: bool| crate::model::VolumeMount {
+        name: "shop-data".into(),
+        mount_path: "/data".into(),
+        shared,
+    };
+    let mut next = a.value.clone();
+    next.volumes = vec![mount(false)];
+    cat.update(&a, &next).await.unwrap();
+    // Staging's copy of the service may not write production's data.
+    let mut claim = b.value.clone();
+    claim.volumes = vec![mount(false)];
+    let err = cat.update(&b, &claim).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    assert!(err.to_string().contains("`shop-data`"), "{err}");
+    assert!(err.to_string().contains("shared"), "{err}");
+    // Another workspace's volume of that name is another volume.
+    let (_, _, other) = service_in(&cat).await;
+    let mut theirs = other.value.clone();
+    theirs.volumes = vec![mount(false)];
+    cat.update(&other, &theirs).await.unwrap();
+    // Declared shared by the second mount, it is the app's call.
+    claim.volumes = vec![mount(true)];
+    cat.update(&b, &claim).await.unwrap();
+}
+
+#[tokio::test]
 async fn lookup_never_returns_a_record_that_no_longer_holds_the_value() {
     // A unique entry read just before its record moved on (here: left pointing at a record
     // whose slug is now another) must not hand that record to a caller acting on the value.

@@ -1,0 +1,125 @@
+//! Promotions and plans: plan a promotion (`POST …/promotions`: stored, nothing else
+//! written), read a plan, and apply it by id (`POST …/plans/{id}/apply`: 409 when anything it
+//! read changed or it expired). Both need the Deploy permission and are audited.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use clank_api::plans::{AppliedPlan, NewPromotion, PlanView};
+use clank_core::model::Permission;
+use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::audit::{Change, audited};
+use super::auth::Principal;
+use super::error::{ApiResult, ErrorBody};
+use super::extract::{Body, WorkspacePath};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(plan_promotion))
+        .routes(routes!(get_plan))
+        .routes(routes!(apply_plan))
+}
+
+/// `{ws}/plans/{id}`: a stored plan's path.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct PlanPath {
+    /// workspace slug
+    ws: String,
+    /// the plan's id
+    id: String,
+}
+
+/// `address` inside workspace `ws`: the body's addresses never name a workspace, so a plan
+/// never reaches another tenant's (a fourth segment makes the address invalid).
+fn in_workspace(ws: &str, address: &str) -> String {
+    format!("{ws}/{address}")
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/promotions",
+    tag = "promotions",
+    params(WorkspacePath),
+    request_body = NewPromotion,
+    responses(
+        (status = 201, description = "the plan, stored; apply it by id", body = PlanView),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn plan_promotion(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(at): Path<WorkspacePath>,
+    Body(req): Body<NewPromotion>,
+) -> ApiResult<(StatusCode, Json<PlanView>)> {
+    p.in_workspace(&at.ws)?;
+    let source = in_workspace(&at.ws, &req.source);
+    let target = if req.target.contains('/') {
+        in_workspace(&at.ws, &req.target)
+    } else {
+        req.target.clone()
+    };
+    let change = Change::new("promotion.plan", &source).details(json!({ "target": target }));
+    audited(&st, &p, change, async {
+        p.require(Permission::Deploy)?;
+        let plan = st.platform.plan_promotion(&source, &target).await?;
+        Ok((StatusCode::CREATED, Json(plan)))
+    })
+    .await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/plans/{id}",
+    tag = "promotions",
+    params(PlanPath),
+    responses(
+        (status = 200, description = "success", body = PlanView),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_plan(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(at): Path<PlanPath>,
+) -> ApiResult<Json<PlanView>> {
+    p.in_workspace(&at.ws)?;
+    p.require(Permission::Read)?;
+    Ok(Json(st.platform.plan(&at.ws, &at.id).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/workspaces/{ws}/plans/{id}/apply",
+    tag = "promotions",
+    params(PlanPath),
+    responses(
+        (status = 202, description = "the deployments it started", body = AppliedPlan),
+        (status = "4XX", description = "refused (409: out of date, expired or applied; plan again)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn apply_plan(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(at): Path<PlanPath>,
+) -> ApiResult<(StatusCode, Json<AppliedPlan>)> {
+    p.in_workspace(&at.ws)?;
+    let change =
+        Change::new("promotion.apply", format!("{}/plans/{}", at.ws, at.id)).details(json!({
+            "plan": at.id,
+        }));
+    audited(&st, &p, change, async {
+        p.require(Permission::Deploy)?;
+        let applied = st.platform.apply_plan(&at.ws, &at.id).await?;
+        Ok((StatusCode::ACCEPTED, Json(applied)))
+    })
+    .await
+}

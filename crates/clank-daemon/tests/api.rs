@@ -414,7 +414,97 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
             None,
             OwnWorkspace,
         ),
+        // Teams: team `core` exists; changes need ManageTeamSettings, reads Read.
+        (Method::GET, format!("{ws}/teams"), None, Read),
+        (
+            Method::POST,
+            format!("{ws}/teams"),
+            Some(json!({"name": "team-{role}"})),
+            ManageTeamSettings,
+        ),
+        (Method::GET, format!("{ws}/teams/core"), None, Read),
+        (Method::GET, format!("{ws}/teams/core/members"), None, Read),
+        (
+            Method::POST,
+            format!("{ws}/teams/core/members"),
+            Some(json!({"member": "viewer@example.com"})),
+            ManageTeamSettings,
+        ),
+        (
+            Method::POST,
+            format!("{ws}/teams/core/projects"),
+            Some(json!({"project": "shop"})),
+            ManageTeamSettings,
+        ),
+        (Method::GET, format!("{ws}/teams/core/config"), None, Read),
+        (
+            Method::PATCH,
+            format!("{ws}/teams/core/config"),
+            Some(json!({"changes": [{"key": "X", "value": "1"}]})),
+            ManageTeamSettings,
+        ),
+        // Environments: clone, promotion plans, previews; `qa` exists.
+        (
+            Method::POST,
+            format!("{e}/clone"),
+            Some(json!({"name": "copy-{role}"})),
+            ManageProjects,
+        ),
+        (
+            Method::POST,
+            format!("{ws}/promotions"),
+            Some(json!({"source": "shop/production/web", "target": "qa"})),
+            Deploy,
+        ),
+        (
+            Method::GET,
+            format!("{ws}/plans/0190f3a1-0000-7000-8000-000000000000"),
+            None,
+            Read,
+        ),
+        (
+            Method::POST,
+            format!("{ws}/plans/0190f3a1-0000-7000-8000-000000000000/apply"),
+            None,
+            Deploy,
+        ),
+        (Method::GET, format!("{p}/previews"), None, Read),
+        (
+            Method::PUT,
+            format!("{p}/previews"),
+            Some(json!({"enabled": true, "base_environment": "production"})),
+            ManageProjects,
+        ),
+        (
+            Method::GET,
+            format!("{p}/previews/environments"),
+            None,
+            Read,
+        ),
+        // Deleted and restored at once, so the calls after them find them.
+        (Method::DELETE, SVC.into(), None, ManageServices),
+        (Method::POST, format!("{SVC}/restore"), None, ManageServices),
+        // `api` (created above by each role allowed to) purged with its volumes: Admin only.
+        (
+            Method::DELETE,
+            format!("{e}/services/api?purge=true&volumes=true"),
+            None,
+            ManageProjects,
+        ),
+        (
+            Method::DELETE,
+            format!("{p}/environments/qa"),
+            None,
+            ManageProjects,
+        ),
+        (
+            Method::POST,
+            format!("{p}/environments/qa/restore"),
+            None,
+            ManageProjects,
+        ),
         (Method::DELETE, p.clone(), None, ManageProjects),
+        (Method::POST, format!("{p}/restore"), None, ManageProjects),
     ]
 }
 
@@ -431,6 +521,20 @@ async fn role_matrix_is_enforced_on_every_endpoint() {
         Method::POST,
         "/v1/workspaces/acme/servers",
         Some(json!({"name": "edge"})),
+    )
+    .await;
+    d.ok(
+        &owner,
+        Method::POST,
+        "/v1/workspaces/acme/teams",
+        Some(json!({"name": "core"})),
+    )
+    .await;
+    d.ok(
+        &owner,
+        Method::POST,
+        "/v1/workspaces/acme/projects/shop/environments",
+        Some(json!({"name": "qa"})),
     )
     .await;
     // The member the member endpoints act on (removed by the first role allowed to).

@@ -90,6 +90,8 @@ pub struct Platform {
     templates: std::sync::Arc<clank_templates::Catalog>,
     /// How often expired preview environments are looked for.
     preview_sweep: Duration,
+    /// One preview change at a time per workspace (see `previews`).
+    preview_locks: previews::WorkspaceLocks,
     /// How long a deleted service, environment or project stays restorable before the sweep
     /// purges it.
     delete_retention: Duration,
@@ -106,6 +108,7 @@ impl Platform {
             repositories: Default::default(),
             templates: stacks::builtin_templates(),
             preview_sweep: previews::DEFAULT_PREVIEW_SWEEP,
+            preview_locks: Default::default(),
             delete_retention: deletion::DEFAULT_DELETE_RETENTION,
         }
     }

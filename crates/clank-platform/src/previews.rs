@@ -3,10 +3,12 @@
 //! every push to it, and purged with its volumes when it closes or its time-to-live (stored on
 //! the environment, so a restart keeps it) runs out.
 //!
-//! Every change here is serialised by one lock: an `opened` and a `synchronize` delivered at
-//! once, or a close racing the sweep, never make two environments or half-purge one.
+//! Every change here is serialised per workspace: an `opened` and a `synchronize` delivered at
+//! once, or a close racing the sweep, never make two environments or half-purge one, and one
+//! workspace's slow teardown never holds up another's webhooks.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clank_api::lifecycle::{DeleteQuery, PurgeReport};
@@ -32,9 +34,20 @@ pub const DEFAULT_PREVIEW_SWEEP: Duration = Duration::from_secs(60);
 const PURGE_TRIES: u32 = 120;
 const PURGE_RETRY: Duration = Duration::from_millis(500);
 
-/// One preview change at a time (see the module header).
-static PREVIEW_LOCK: LazyLock<tokio::sync::Mutex<()>> =
-    LazyLock::new(|| tokio::sync::Mutex::new(()));
+/// One preview change at a time per workspace (see the module header). A platform holds one;
+/// entries are per workspace, so the map is bounded by the workspaces there are.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WorkspaceLocks(Arc<Mutex<HashMap<WorkspaceId, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl WorkspaceLocks {
+    async fn hold(&self, workspace: WorkspaceId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(map.entry(workspace).or_default())
+        };
+        lock.lock_owned().await
+    }
+}
 
 /// What happened to a pull request, as every forge's payload is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +214,7 @@ impl Platform {
         number: u64,
     ) -> Result<Option<PreviewOutcome>> {
         let project = self.project(addr).await?;
-        let _held = PREVIEW_LOCK.lock().await;
+        let _held = self.preview_locks.hold(project.workspace_id).await;
         let Some(env) = self.preview_of(&project, number).await? else {
             return Ok(None);
         };
@@ -217,7 +230,7 @@ impl Platform {
         event: &PullRequestEvent,
         actor: &Actor,
     ) -> Result<PullRequestHandled> {
-        let _held = PREVIEW_LOCK.lock().await;
+        let _held = self.preview_locks.hold(workspace).await;
         let wanted: Vec<String> = event
             .base_repo_urls
             .iter()
@@ -298,7 +311,6 @@ impl Platform {
 
     /// Purge every preview whose stored deadline has passed; what was removed.
     pub async fn sweep_expired_previews(&self, now: Timestamp) -> Result<Vec<PreviewOutcome>> {
-        let _held = PREVIEW_LOCK.lock().await;
         let mut out = Vec::new();
         for env in self.catalog.list::<Environment>(Page::all()).await?.items {
             let EnvironmentKind::Preview {
@@ -320,6 +332,19 @@ impl Platform {
             };
             let actor = Actor::System {
                 task: "preview-ttl".to_owned(),
+            };
+            let _held = self.preview_locks.hold(project.workspace_id).await;
+            // Read again under the lock: a push may have moved the deadline, a close purged it.
+            let Some(env) = self
+                .catalog
+                .get::<Environment>(&env.id.to_string())
+                .await?
+                .map(|e| e.value)
+                .filter(|e| {
+                    matches!(e.kind, EnvironmentKind::Preview { expires_at: Some(d), .. } if d <= now)
+                })
+            else {
+                continue;
             };
             let outcome = self.tear_down(&project, &env).await;
             self.audit_preview(&project, &env.name, "preview.expire", &actor, &outcome)

@@ -104,23 +104,7 @@ impl DeploymentSnapshot {
     /// processes, volumes and endpoint. Returns it with the names of the fields that changed.
     /// Placement (`server_id`) is not a version's property and stays as it is.
     pub fn restore_onto(&self, service: &Service) -> (Service, Vec<&'static str>) {
-        let mut next = service.clone();
-        let mut changed = Vec::new();
-        if let (ServiceSource::DockerImage { image, .. }, Artifact::Image { image: ran }) =
-            (&mut next.source, &self.artifact)
-            && image != ran
-        {
-            *image = ran.clone();
-            changed.push("image");
-        }
-        if next.settings != self.settings {
-            next.settings = self.settings.clone();
-            changed.push("settings");
-        }
-        if next.processes != self.processes {
-            next.processes = self.processes.clone();
-            changed.push("processes");
-        }
+        let (mut next, mut changed) = self.promote_onto(service);
         if next.volumes != self.volumes {
             next.volumes = self.volumes.clone();
             changed.push("volumes");

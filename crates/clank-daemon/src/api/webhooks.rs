@@ -528,14 +528,11 @@ fn github_style_pull_request(payload: &Value) -> ApiResult<Option<PullRequestEve
             .and_then(Value::as_u64)
             .or_else(|| side.get("repo_id").and_then(Value::as_u64))
     };
-    // A head repository the forge no longer shows (a deleted fork) is not the base's.
-    let from_fork = match (repo_id(head), repo_id(base)) {
-        (Some(h), Some(b)) => h != b,
-        _ => {
-            head_repo_urls.is_empty()
-                || normalize_repo_url(&head_repo_urls[0]) != normalize_repo_url(&base_repo_urls[0])
-        }
-    };
+    let from_fork = is_fork(
+        (repo_id(head), repo_id(base)),
+        &head_repo_urls,
+        &base_repo_urls,
+    );
     checked(PullRequestEvent {
         number,
         action,
@@ -618,16 +615,14 @@ fn gitlab_merge_request(payload: &Value) -> ApiResult<Option<PullRequestEvent>> 
             "the merge request names no clone URL of its target project",
         ));
     }
-    let from_fork = match (
-        attrs.get("source_project_id").and_then(Value::as_u64),
-        attrs.get("target_project_id").and_then(Value::as_u64),
-    ) {
-        (Some(s), Some(t)) => s != t,
-        _ => {
-            head_repo_urls.is_empty()
-                || normalize_repo_url(&head_repo_urls[0]) != normalize_repo_url(&base_repo_urls[0])
-        }
-    };
+    let from_fork = is_fork(
+        (
+            attrs.get("source_project_id").and_then(Value::as_u64),
+            attrs.get("target_project_id").and_then(Value::as_u64),
+        ),
+        &head_repo_urls,
+        &base_repo_urls,
+    );
     checked(PullRequestEvent {
         number,
         action,
@@ -637,6 +632,19 @@ fn gitlab_merge_request(payload: &Value) -> ApiResult<Option<PullRequestEvent>> 
         base_repo_urls,
         from_fork,
     })
+}
+
+/// Whether a pull request comes from another repository than the one it targets: by the
+/// forge's repository ids `(head, base)` when it sends both, else by clone URL. A head
+/// repository the forge no longer shows (a deleted fork) is not the base's.
+fn is_fork(ids: (Option<u64>, Option<u64>), head_urls: &[String], base_urls: &[String]) -> bool {
+    match ids {
+        (Some(head), Some(base)) => head != base,
+        _ => match (head_urls.first(), base_urls.first()) {
+            (Some(head), Some(base)) => normalize_repo_url(head) != normalize_repo_url(base),
+            _ => true,
+        },
+    }
 }
 
 /// The head commit is a SHA and the branch a plain name before anything is built from them.

@@ -8,6 +8,7 @@ pub mod api;
 mod builder;
 mod connections;
 mod proxy;
+mod ui;
 
 pub use builder::{BuilderConfig, RepositoryRules};
 
@@ -589,7 +590,9 @@ pub async fn serve_with_proxy(
     };
     let state = api::AppState::new(platform, &limits, stop.clone());
     // Returns once the API's connections are closed, at the latest at the deadline.
-    let deadline = connections::serve(listener, api::router(state), limits, stop).await;
+    // The dashboard (`/ui`) shares the listener: it is one more client of the same state.
+    let router = api::router(state.clone()).merge(ui::router(state));
+    let deadline = connections::serve(listener, router, limits, stop).await;
     // What is left of the budget goes to the engine, the agents and the proxy, in that order;
     // whatever has not stopped by the deadline is cut (every engine step is idempotent).
     if tokio::time::timeout_at(deadline, &mut engine)

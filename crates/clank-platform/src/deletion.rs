@@ -19,7 +19,7 @@ use clank_api::lifecycle::{DeleteQuery, DeleteReport, PurgeReport};
 use clank_core::address::{EnvironmentAddress, ProjectAddress, ServiceAddress};
 use clank_core::config::Scope;
 use clank_core::id::{ServiceId, WorkspaceId};
-use clank_core::model::{Environment, Project, Service, Stack, Workspace};
+use clank_core::model::{CanvasLayout, Environment, Project, Service, Stack, Workspace};
 use clank_core::runtime::volume_runtime_name;
 use clank_core::store::catalog::{Batch, Catalog, Page, Record, Versioned};
 use clank_core::{Error, InvalidInput, Result, Timestamp};
@@ -606,6 +606,15 @@ impl Platform {
             .await?
         {
             removal.delete(&layer);
+        }
+        // Every user's canvas of the project goes with it.
+        for layout in self
+            .catalog
+            .find::<CanvasLayout>("project", id, Page::all())
+            .await?
+            .items
+        {
+            removal.delete(&layout);
         }
         if let Some(current) = self.catalog.get::<Project>(id).await? {
             removal.delete(&current);

@@ -9,6 +9,7 @@
 //! `Proxy`, `ImageBuilder`).
 
 mod builds;
+mod canvas;
 mod deletion;
 mod embedded;
 mod environments;

@@ -13,10 +13,12 @@
 //! Stack (a template instance: its services, template version and stored variable values)
 //! Server (the platform host, or a remote machine running clank-agent)
 //! AuditEvent (who changed what in a workspace, and how it ended; never altered)
+//! CanvasLayout (one user's arrangement of a project's cards on the dashboard)
 //! ```
 
 mod audit;
 mod build;
+mod canvas;
 mod deployment;
 mod plan;
 mod preview;
@@ -29,6 +31,7 @@ mod workspace;
 
 pub use audit::{Actor, AuditEvent, AuditOutcome};
 pub use build::{Build, BuildStatus};
+pub use canvas::{CanvasLayout, CardPosition, MAX_CANVAS_CARDS, MAX_CANVAS_COORDINATE};
 pub use deployment::{
     Artifact, CancelRequest, Deployment, DeploymentSnapshot, DeploymentState, RestoredState,
     StatusChange, Trigger,

@@ -25,7 +25,7 @@ use crate::deploy::{self, DeploymentStatus};
 use crate::error::{Error, Result};
 use crate::id::{AuditEventId, EnvironmentId, ProjectId, ServiceId, WorkspaceId};
 use crate::model::{
-    ApiToken, AuditEvent, Build, Deployment, Endpoint, Environment, Instance, Member,
+    ApiToken, AuditEvent, Build, CanvasLayout, Deployment, Endpoint, Environment, Instance, Member,
     PreviewSettings, Project, Server, Service, Stack, Team, User, Workspace,
 };
 use crate::time::Timestamp;
@@ -881,6 +881,21 @@ impl Record for PreviewSettings {
             "workspace",
             self.workspace_id,
             self.project_id,
+        )]
+    }
+}
+
+/// One per user and project (`{user}:{project}`): a dashboard preference.
+impl Record for CanvasLayout {
+    const TABLE: &'static str = "canvas_layout";
+    fn id_string(&self) -> String {
+        CanvasLayout::key(self.user_id, self.project_id)
+    }
+    fn indexes(&self) -> Vec<IndexEntry> {
+        vec![IndexEntry::new(
+            "project",
+            self.project_id,
+            CanvasLayout::key(self.user_id, self.project_id),
         )]
     }
 }

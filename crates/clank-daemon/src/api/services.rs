@@ -106,7 +106,7 @@ async fn list_services(
     ),
     security(("bearer" = [])),
 )]
-async fn create_service(
+pub(super) async fn create_service(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<EnvironmentPath>,

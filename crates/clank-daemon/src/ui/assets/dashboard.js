@@ -1,0 +1,242 @@
+// The Clank dashboard's only script: live status of deployments in progress. Each status
+// cell of a deployment that has not settled names its event stream (`data-follow`); the
+// daemon's Server-Sent Events update the cell in place. Pages work without it.
+"use strict";
+
+(function () {
+  var SETTLED = ["ACTIVE", "SUPERSEDED", "FAILED", "CANCELLED"];
+
+  function show(cell, status) {
+    cell.textContent = status;
+    cell.className = "status status-" + status.toLowerCase();
+    cell.setAttribute("data-status", status);
+  }
+
+  function follow(cell) {
+    var url = cell.getAttribute("data-follow");
+    if (!url || typeof EventSource === "undefined") {
+      return;
+    }
+    var source = new EventSource(url);
+    var update = function (status) {
+      if (!status) {
+        return;
+      }
+      if (status === "ACTIVE") {
+        // The previous ACTIVE deployment of the service is superseded by this one.
+        document.querySelectorAll(".status[data-status=ACTIVE]").forEach(function (other) {
+          if (other !== cell) {
+            show(other, "SUPERSEDED");
+          }
+        });
+      }
+      show(cell, status);
+      if (SETTLED.indexOf(status) >= 0) {
+        source.close();
+      }
+    };
+    source.addEventListener("status", function (e) {
+      update(JSON.parse(e.data).status);
+    });
+    source.addEventListener("transition", function (e) {
+      update(JSON.parse(e.data).to);
+    });
+    source.addEventListener("error", function () {
+      // The stream ends once the deployment settles; a dropped one is retried by the browser
+      // unless the deployment is settled already.
+      if (SETTLED.indexOf(cell.getAttribute("data-status")) >= 0) {
+        source.close();
+      }
+    });
+  }
+
+  function start() {
+    document.querySelectorAll(".status[data-follow]").forEach(follow);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
+
+// The project canvas: cards placed at their saved positions (data-x, data-y), the known
+// connections (the list after the canvas) drawn as lines between card centres, cards moved by
+// dragging or, when focused, by the arrow keys (Shift: further), and what moved saved for this
+// user with a same-origin POST carrying the page's CSRF token. Without the script the cards
+// stay a list and the connections a list of sentences.
+(function () {
+  var STEP = 10;
+  var BIG_STEP = 50;
+  var MARGIN = 40;
+  var SVG = "http://www.w3.org/2000/svg";
+
+  function place(card, x, y) {
+    x = Math.max(0, Math.round(x));
+    y = Math.max(0, Math.round(y));
+    card.setAttribute("data-x", String(x));
+    card.setAttribute("data-y", String(y));
+    card.style.left = x + "px";
+    card.style.top = y + "px";
+  }
+
+  function pos(card) {
+    return {
+      x: parseInt(card.getAttribute("data-x"), 10) || 0,
+      y: parseInt(card.getAttribute("data-y"), 10) || 0,
+    };
+  }
+
+  function setup(canvas) {
+    var list = canvas.querySelector(".cards");
+    var cards = Array.prototype.slice.call(list.querySelectorAll(":scope > .card"));
+    var edgeList = canvas.nextElementSibling;
+    while (edgeList && !(edgeList.matches && edgeList.matches("ul.edges"))) {
+      edgeList = edgeList.nextElementSibling;
+    }
+    var edges = edgeList ? Array.prototype.slice.call(edgeList.querySelectorAll("li[data-from]")) : [];
+    var status = document.querySelector(".canvas-status");
+    var byId = {};
+    cards.forEach(function (c) {
+      byId[c.getAttribute("data-card")] = c;
+    });
+    canvas.classList.add("canvas-live");
+    document.body.classList.add("has-canvas");
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "edges");
+    svg.setAttribute("aria-hidden", "true");
+    canvas.insertBefore(svg, list);
+    var lines = edges.map(function (e) {
+      var line = document.createElementNS(SVG, "line");
+      svg.appendChild(line);
+      return { line: line, from: byId[e.getAttribute("data-from")], to: byId[e.getAttribute("data-to")] };
+    });
+
+    function redraw() {
+      var w = 0;
+      var h = 0;
+      cards.forEach(function (c) {
+        var p = pos(c);
+        w = Math.max(w, p.x + c.offsetWidth + MARGIN);
+        h = Math.max(h, p.y + c.offsetHeight + MARGIN);
+      });
+      list.style.width = w + "px";
+      list.style.height = h + "px";
+      svg.setAttribute("width", String(w));
+      svg.setAttribute("height", String(h));
+      lines.forEach(function (l) {
+        if (!l.from || !l.to) {
+          return;
+        }
+        var a = pos(l.from);
+        var b = pos(l.to);
+        l.line.setAttribute("x1", String(a.x + l.from.offsetWidth / 2));
+        l.line.setAttribute("y1", String(a.y + l.from.offsetHeight / 2));
+        l.line.setAttribute("x2", String(b.x + l.to.offsetWidth / 2));
+        l.line.setAttribute("y2", String(b.y + l.to.offsetHeight / 2));
+      });
+    }
+
+    var pending = {};
+    var timer = null;
+    function save(card) {
+      var p = pos(card);
+      pending[card.getAttribute("data-card")] = p.x + "," + p.y;
+      if (timer) {
+        clearTimeout(timer);
+      }
+      timer = setTimeout(flush, 300);
+    }
+    function flush() {
+      timer = null;
+      var entries = Object.keys(pending).map(function (id) {
+        return id + ":" + pending[id];
+      });
+      pending = {};
+      if (entries.length === 0) {
+        return;
+      }
+      var body = new URLSearchParams();
+      body.set("csrf", canvas.getAttribute("data-csrf"));
+      body.set("positions", entries.join(";"));
+      fetch(canvas.getAttribute("data-save"), {
+        method: "POST",
+        credentials: "same-origin",
+        body: body,
+      }).then(function (r) {
+        if (status) {
+          status.textContent = r.ok ? "Layout saved." : "Could not save the layout (" + r.status + ").";
+        }
+      }, function () {
+        if (status) {
+          status.textContent = "Could not save the layout: the daemon is unreachable.";
+        }
+      });
+    }
+
+    cards.forEach(function (card) {
+      var p = pos(card);
+      place(card, p.x, p.y);
+      var drag = null;
+      card.addEventListener("pointerdown", function (e) {
+        if (e.button !== 0 || e.target.closest("a, button, input")) {
+          return;
+        }
+        var at = pos(card);
+        drag = { x: e.clientX - at.x, y: e.clientY - at.y, moved: false };
+        card.setPointerCapture(e.pointerId);
+        card.classList.add("dragging");
+        e.preventDefault();
+      });
+      card.addEventListener("pointermove", function (e) {
+        if (!drag) {
+          return;
+        }
+        drag.moved = true;
+        place(card, e.clientX - drag.x, e.clientY - drag.y);
+        redraw();
+      });
+      var end = function () {
+        if (!drag) {
+          return;
+        }
+        var moved = drag.moved;
+        drag = null;
+        card.classList.remove("dragging");
+        if (moved) {
+          save(card);
+        }
+      };
+      card.addEventListener("pointerup", end);
+      card.addEventListener("pointercancel", end);
+      card.addEventListener("keydown", function (e) {
+        if (e.target !== card) {
+          return;
+        }
+        var step = e.shiftKey ? BIG_STEP : STEP;
+        var d = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[e.key];
+        if (!d) {
+          return;
+        }
+        e.preventDefault();
+        var at = pos(card);
+        place(card, at.x + d[0], at.y + d[1]);
+        redraw();
+        save(card);
+      });
+    });
+    redraw();
+    window.addEventListener("resize", redraw);
+  }
+
+  function start() {
+    document.querySelectorAll(".canvas[data-save]").forEach(setup);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

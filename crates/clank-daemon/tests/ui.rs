@@ -1,0 +1,821 @@
+//! The dashboard (`/ui`) against the real daemon in-process (native-process runtime): sign-in
+//! with an API token and the session cookie's flags, the security headers of every page, CSRF
+//! and origin checks on every form, roles as the API enforces them, and attacker-controlled
+//! text (service names, config keys and values, deploy log lines) escaped wherever it shows.
+//! A browser is not driven here: these read the HTML the daemon serves.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, ENV, WS};
+use reqwest::header::{HeaderMap, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+                      base-uri 'none'";
+const XSS: &str = "<script>alert(1)</script>";
+const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
+const SERVICE: &str = "/ui/workspaces/acme/projects/shop/environments/production/services/web";
+
+/// A browser of the dashboard: its cookies, sent back as a browser would (redirects are not
+/// followed, so each answer can be checked).
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+/// An answer: status, headers, body.
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> Option<&str> {
+        self.headers.get("location").and_then(|v| v.to_str().ok())
+    }
+
+    /// The first form's CSRF token on the page.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find(r#"name="csrf" value=""#)
+            .unwrap_or_else(|| panic!("no CSRF field in {}", self.body));
+        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn assert_secure_headers(&self, what: &str) {
+        let h = |name: &str| {
+            self.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("{what}: no {name}"))
+                .to_owned()
+        };
+        assert_eq!(h("content-security-policy"), POLICY, "{what}");
+        assert_eq!(h("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(h("referrer-policy"), "same-origin", "{what}");
+    }
+}
+
+impl Browser {
+    fn new(daemon: &Daemon) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: format!("http://{}", daemon.addr),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Keep what `Set-Cookie` says (a `Max-Age=0` removes).
+    fn remember(&mut self, page: &Page) {
+        for c in page.set_cookies() {
+            let pair = c.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(k, _)| k != name);
+            if !c.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    async fn send(&mut self, r: reqwest::RequestBuilder) -> Page {
+        let r = if self.cookies.is_empty() {
+            r
+        } else {
+            r.header("cookie", self.cookie_header())
+        };
+        let resp = r.send().await.unwrap();
+        let page = Page {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        };
+        self.remember(&page);
+        page
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let r = self.http.get(format!("{}{path}", self.base));
+        self.send(r).await
+    }
+
+    /// A form posted as a browser on this page would: same origin, form-encoded.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        self.post_with(path, fields, &[("origin", self.base.clone())])
+            .await
+    }
+
+    async fn post_with(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, String)],
+    ) -> Page {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        self.send(r).await
+    }
+
+    /// Signed in with `token`: the sign-in page's answer.
+    async fn sign_in(&mut self, token: &str) -> Page {
+        let form = self.get("/ui/signin").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = form.csrf();
+        self.post("/ui/signin", &[("csrf", &csrf), ("token", token)])
+            .await
+    }
+
+    fn has_session(&self) -> bool {
+        self.cookies.iter().any(|(k, _)| k == "clank_session")
+    }
+}
+
+/// The daemon with workspace `acme`, its Owner's token, and project `shop` with service `web`
+/// named `name`, running `command`.
+async fn with_service(name: &str, command: &[&str]) -> (Daemon, String) {
+    let daemon = Daemon::start_on("process", |_| {}).await;
+    let owner = daemon.init().await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{WS}/projects"),
+            Some(json!({"name": "Shop"})),
+        )
+        .await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{ENV}/services"),
+            Some(json!({
+                "slug": "web",
+                "name": name,
+                "source": {"type": "docker_image", "image": clank_testkit::testapp::IMAGE},
+                "settings": {"health_check_interval_s": 1},
+                "processes": {"web": {"command": command}},
+            })),
+        )
+        .await;
+    (daemon, owner)
+}
+
+/// The service's deployments as the API lists them.
+async fn deployments(daemon: &Daemon, token: &str) -> Vec<serde_json::Value> {
+    let v = daemon
+        .ok(
+            token,
+            Method::GET,
+            &format!("{ENV}/services/web/deployments"),
+            None,
+        )
+        .await;
+    v.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn signing_in_with_a_bad_token_is_refused_and_opens_no_session() {
+    let (daemon, _owner) = with_service("Web", &["/bin/true"]).await;
+    let mut b = Browser::new(&daemon);
+    let page = b.sign_in("clank_not-a-real-token").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    assert!(
+        page.body.contains("unknown or revoked token"),
+        "{}",
+        page.body
+    );
+    assert!(!b.has_session());
+    // Without a session every page sends the browser to the sign-in form.
+    let page = b.get("/ui/workspaces/acme").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), Some("/ui/signin"));
+    // A sign-in without the form's token (a cross-site login attempt) is refused too.
+    let mut other = Browser::new(&daemon);
+    let page = other
+        .post("/ui/signin", &[("token", "clank_x"), ("csrf", "guess")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_strict_under_ui_secure_behind_tls_and_ends_at_sign_out() {
+    let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
+    let mut b = Browser::new(&daemon);
+    let page = b.sign_in(&owner).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location(), Some("/ui/workspaces/acme"));
+    let session = page
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("clank_session="))
+        .expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=43200"] {
+        assert!(session.contains(flag), "{flag} missing: {session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP: {session}");
+    assert!(
+        !session.contains(&owner),
+        "the cookie never holds the token"
+    );
+
+    // Behind a TLS-terminating proxy the cookie is Secure.
+    let mut tls = Browser::new(&daemon);
+    let form = tls.get("/ui/signin").await;
+    let page = tls
+        .post_with(
+            "/ui/signin",
+            &[("csrf", &form.csrf()), ("token", &owner)],
+            &[("x-forwarded-proto", "https".into())],
+        )
+        .await;
+    let session = page
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("clank_session="))
+        .expect("a session cookie");
+    assert!(session.ends_with("; Secure"), "{session}");
+
+    // Signed in, the pages render; signed out, the old cookie opens nothing.
+    let old = b.cookies.clone();
+    let home = b.get("/ui/workspaces/acme").await;
+    assert_eq!(home.status, StatusCode::OK);
+    let out = b.post("/ui/signout", &[("csrf", &home.csrf())]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(!b.has_session());
+    b.cookies = old;
+    let page = b.get("/ui/workspaces/acme").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), Some("/ui/signin"));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn every_page_renders_for_an_owner_with_the_security_headers() {
+    let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{ENV}/services/web/deployments"),
+            Some(json!({})),
+        )
+        .await;
+    let mut b = Browser::new(&daemon);
+    let signin = b.get("/ui/signin").await;
+    signin.assert_secure_headers("sign-in");
+    b.sign_in(&owner).await;
+    let service = b.get(SERVICE).await;
+    let style = service
+        .body
+        .split('"')
+        .find(|s| s.starts_with("/ui/assets/dashboard-") && s.ends_with(".css"))
+        .expect("a stylesheet link")
+        .to_owned();
+    let script = service
+        .body
+        .split('"')
+        .find(|s| s.starts_with("/ui/assets/dashboard-") && s.ends_with(".js"))
+        .expect("a script link")
+        .to_owned();
+    for path in [
+        "/ui/workspaces/acme",
+        "/ui/workspaces/acme/projects/shop",
+        SERVICE,
+        &format!("{SERVICE}/deployments/1"),
+        &style,
+        &script,
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        page.assert_secure_headers(path);
+    }
+    let asset = b.get(&style).await;
+    assert_eq!(
+        asset.headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let page = b.get(SERVICE).await;
+    assert_eq!(page.headers["cache-control"], "no-store");
+    for shown in ["Deploy", "Roll back", "Deployments", "Settings", "Volumes"] {
+        assert!(page.body.contains(shown), "{shown} missing");
+    }
+    // Errors carry the headers too.
+    let missing = b.get("/ui/workspaces/acme/projects/nope").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    missing.assert_secure_headers("a missing project");
+    let nowhere = b.get("/ui/no/such/page").await;
+    assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
+    nowhere.assert_secure_headers("an unknown page");
+    let elsewhere = b.get("/ui/workspaces/other").await;
+    assert_eq!(elsewhere.status, StatusCode::NOT_FOUND, "another workspace");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_needs_the_sessions_csrf_token_and_this_origin() {
+    let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
+    let mut b = Browser::new(&daemon);
+    b.sign_in(&owner).await;
+    let csrf = b.get(SERVICE).await.csrf();
+    let deploy = format!("{SERVICE}/deployments");
+    let refused = b.post(&deploy, &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "no token");
+    refused.assert_secure_headers("a refused post");
+    let wrong = b.post(&deploy, &[("csrf", "forged")]).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN, "a wrong token");
+    let cross = b
+        .post_with(
+            &deploy,
+            &[("csrf", &csrf)],
+            &[("origin", "https://evil.example".into())],
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN, "another origin");
+    let cross = b
+        .post_with(
+            &deploy,
+            &[("csrf", &csrf)],
+            &[("sec-fetch-site", "cross-site".into())],
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN, "a cross-site fetch");
+    assert!(deployments(&daemon, &owner).await.is_empty());
+
+    let accepted = b.post(&deploy, &[("csrf", &csrf)]).await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
+    assert_eq!(
+        accepted.location(),
+        Some(format!("{SERVICE}#deployments").as_str())
+    );
+    let listed = deployments(&daemon, &owner).await;
+    assert_eq!(listed.len(), 1);
+    // Audited like the REST call, as the session's token.
+    let audit = daemon
+        .ok(&owner, Method::GET, &format!("{WS}/audit"), None)
+        .await
+        .to_string();
+    assert!(audit.contains("deployment.create"), "{audit}");
+    // The new deployment's status cell follows its event stream until it settles.
+    let page = b.get(SERVICE).await;
+    if !page.body.contains(r#"data-status="FAILED""#) && !page.body.contains("ACTIVE") {
+        assert!(
+            page.body
+                .contains(&format!(r#"data-follow="{SERVICE}/deployments/1/events""#)),
+            "{}",
+            page.body
+        );
+    }
+    let events = b.get(&format!("{SERVICE}/deployments/1/events")).await;
+    assert_eq!(events.status, StatusCode::OK);
+    assert!(events.body.contains("event: status"), "{}", events.body);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_deploy_or_rollback_form_and_a_forged_deploy_is_refused() {
+    let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{ENV}/services/web/deployments"),
+            Some(json!({})),
+        )
+        .await;
+    let (_, viewer) = daemon.member(&owner, "vera", "viewer").await;
+    let mut b = Browser::new(&daemon);
+    assert_eq!(b.sign_in(&viewer).await.status, StatusCode::SEE_OTHER);
+    let page = b.get(SERVICE).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        !page
+            .body
+            .contains(&format!(r#"action="{SERVICE}/deployments""#))
+    );
+    assert!(!page.body.contains(">Deploy<"), "{}", page.body);
+    assert!(!page.body.contains("Roll back"), "{}", page.body);
+    assert!(!page.body.contains(r#"name="key""#), "no config form");
+    // The sign-out form still carries the session's token: forge the deploy with it.
+    let csrf = page.csrf();
+    let forged = b
+        .post(&format!("{SERVICE}/deployments"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    assert!(
+        forged.body.contains("does not allow Deploy"),
+        "{}",
+        forged.body
+    );
+    let forged = b
+        .post(
+            &format!("{SERVICE}/deployments/1/rollback"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let forged = b
+        .post(
+            &format!("{SERVICE}/config"),
+            &[("csrf", &csrf), ("key", "A"), ("value", "b")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(deployments(&daemon, &owner).await.len(), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn attacker_controlled_text_is_escaped_on_every_page_and_secrets_stay_masked() {
+    // The name and the command (which reaches the deploy log and the failure reason).
+    let program = format!("/nonexistent/{XSS}");
+    let (daemon, owner) = with_service(XSS, &[&program]).await;
+    daemon
+        .ok(
+            &owner,
+            Method::PATCH,
+            &format!("{ENV}/services/web/config"),
+            Some(json!({"changes": [
+                {"key": "GREETING", "value": XSS},
+                {"key": "API_KEY", "value": "hunter2-never-shown", "secret": true},
+            ]})),
+        )
+        .await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{ENV}/services/web/deployments"),
+            Some(json!({})),
+        )
+        .await;
+    // Until it has failed: its log and reason then hold the command.
+    for _ in 0..200 {
+        let d = &deployments(&daemon, &owner).await[0];
+        if d["status"] == "FAILED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = daemon
+        .ok(
+            &owner,
+            Method::GET,
+            &format!("{ENV}/services/web/deployments/1/log"),
+            None,
+        )
+        .await
+        .to_string();
+
+    let mut b = Browser::new(&daemon);
+    b.sign_in(&owner).await;
+    let csrf = b.get(SERVICE).await.csrf();
+    // A config key with markup is refused next to its field, the message escaped.
+    let refused = b
+        .post(
+            &format!("{SERVICE}/config"),
+            &[("csrf", &csrf), ("key", XSS), ("value", "v")],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains(r#"id="config-key-error""#),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains(r#"aria-invalid="true""#));
+    assert!(!refused.body.contains(XSS), "{}", refused.body);
+
+    let pages = [
+        "/ui/workspaces/acme".to_owned(),
+        "/ui/workspaces/acme/projects/shop".to_owned(),
+        SERVICE.to_owned(),
+        format!("{SERVICE}/deployments/1"),
+    ];
+    for path in &pages {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(!page.body.contains(XSS), "{path} has the raw markup");
+        assert!(
+            !page.body.contains("hunter2-never-shown"),
+            "{path} shows a secret"
+        );
+        if path != "/ui/workspaces/acme" {
+            assert!(
+                page.body.contains(ESCAPED),
+                "{path} lost the name: {}",
+                page.body
+            );
+        }
+    }
+    let service = b.get(SERVICE).await;
+    assert!(service.body.contains("********"), "the secret is masked");
+    assert!(service.body.contains("API_KEY"));
+    let deployment = b.get(&format!("{SERVICE}/deployments/1")).await;
+    if log.contains("nonexistent") {
+        assert!(
+            deployment.body.contains(&format!("/nonexistent/{ESCAPED}")),
+            "the log line, escaped: {}",
+            deployment.body
+        );
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_ends_when_its_token_is_revoked() {
+    let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
+    let (user, developer) = daemon.member(&owner, "dev", "developer").await;
+    let mut b = Browser::new(&daemon);
+    assert_eq!(b.sign_in(&developer).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(b.get(SERVICE).await.status, StatusCode::OK);
+    // Removing the member deletes their tokens: the session's next page is the sign-in form.
+    daemon
+        .ok(
+            &owner,
+            Method::DELETE,
+            &format!("{WS}/members/{user}"),
+            None,
+        )
+        .await;
+    let page = b.get(SERVICE).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), Some("/ui/signin"));
+    daemon.stop().await;
+}
+
+#[test]
+fn the_live_script_moves_a_status_cell_through_the_event_stream() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let run = std::process::Command::new("node")
+        .arg(format!("{dir}/tests/dashboard_script.js"))
+        .arg(format!("{dir}/src/ui/assets/dashboard.js"))
+        .output();
+    let out = match run {
+        Ok(out) => out,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED: node is not available ({e})");
+            return;
+        }
+        Err(e) => panic!("node is needed to test the dashboard's script: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deployment `n`'s event stream as the dashboard's script reads it, to its end (it ends once
+/// the deployment is ACTIVE or finished).
+async fn follow_to_the_end(b: &mut Browser, n: u64) -> String {
+    let events = tokio::time::timeout(
+        Duration::from_secs(60),
+        b.get(&format!("{SERVICE}/deployments/{n}/events")),
+    )
+    .await
+    .expect("the stream ends when the deployment settles");
+    assert_eq!(events.status, StatusCode::OK);
+    assert_eq!(events.headers["content-type"], "text/event-stream");
+    events.body
+}
+
+#[tokio::test]
+async fn a_deploy_and_a_rollback_from_the_dashboard_go_live_over_the_event_stream() {
+    let daemon = Daemon::start_on("process", |_| {}).await;
+    let owner = daemon.init().await;
+    if !clank_testkit::testapp::busybox_available() {
+        eprintln!("SKIPPED: {} missing", clank_testkit::testapp::BUSYBOX);
+        daemon.stop().await;
+        return;
+    }
+    let app = daemon.dir.path().join("app");
+    clank_testkit::testapp::write_testapp(&app).unwrap();
+    let start = app.join("start.sh").to_string_lossy().into_owned();
+    daemon
+        .service(
+            &owner,
+            "web",
+            vec![clank_testkit::testapp::BUSYBOX.into(), "sh".into(), start],
+        )
+        .await;
+    let mut b = Browser::new(&daemon);
+    b.sign_in(&owner).await;
+    for n in 1..=2 {
+        let csrf = b.get(SERVICE).await.csrf();
+        let posted = b
+            .post(&format!("{SERVICE}/deployments"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+        let stream = follow_to_the_end(&mut b, n).await;
+        assert!(stream.starts_with("event: status"), "{stream}");
+        assert!(stream.contains(r#""to":"ACTIVE""#), "#{n}: {stream}");
+    }
+    let csrf = b.get(SERVICE).await.csrf();
+    let rolled = b
+        .post(
+            &format!("{SERVICE}/deployments/1/rollback"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rolled.status, StatusCode::SEE_OTHER, "{}", rolled.body);
+    let stream = follow_to_the_end(&mut b, 3).await;
+    assert!(stream.contains(r#""to":"ACTIVE""#), "#3: {stream}");
+    let page = b.get(SERVICE).await;
+    assert!(page.body.contains("rollback to #1"), "{}", page.body);
+    assert!(
+        !page.body.contains("data-follow"),
+        "nothing left to follow: {}",
+        page.body
+    );
+    let listed = deployments(&daemon, &owner).await;
+    let statuses: Vec<&str> = listed
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ACTIVE", "SUPERSEDED", "SUPERSEDED"]);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn canvas_positions_are_kept_per_user_behind_csrf_and_only_for_the_projects_services() {
+    let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
+    let web = daemon
+        .ok(&owner, Method::GET, &format!("{ENV}/services/web"), None)
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let project = "/ui/workspaces/acme/projects/shop";
+    let canvas = format!("{project}/canvas");
+    let mut b = Browser::new(&daemon);
+    b.sign_in(&owner).await;
+    let page = b.get(project).await;
+    assert!(
+        page.body.contains(&format!(r#"data-card="{web}""#)),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let place = format!("{web}:420,360");
+    let forged = b.post(&canvas, &[("positions", &place)]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "no CSRF token");
+    let stranger = format!("{}:1,2", uuid_like());
+    let refused = b
+        .post(&canvas, &[("csrf", &csrf), ("positions", &stranger)])
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    let malformed = b
+        .post(&canvas, &[("csrf", &csrf), ("positions", "web:x,y")])
+        .await;
+    assert_eq!(malformed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let saved = b
+        .post(&canvas, &[("csrf", &csrf), ("positions", &place)])
+        .await;
+    assert_eq!(saved.status, StatusCode::NO_CONTENT, "{}", saved.body);
+    let page = b.get(project).await;
+    assert!(
+        page.body.contains(r#"data-x="420" data-y="360""#),
+        "{}",
+        page.body
+    );
+    // Another user's canvas is theirs: the default grid, not the Owner's arrangement.
+    let (_, viewer) = daemon.member(&owner, "vic", "viewer").await;
+    let mut other = Browser::new(&daemon);
+    other.sign_in(&viewer).await;
+    let theirs = other.get(project).await;
+    assert!(
+        theirs.body.contains(r#"data-x="16" data-y="16""#),
+        "{}",
+        theirs.body
+    );
+    daemon.stop().await;
+}
+
+/// An id no service has.
+fn uuid_like() -> String {
+    "01900000-0000-7000-8000-000000000000".to_owned()
+}
+
+#[tokio::test]
+async fn a_service_created_from_the_form_is_refused_next_to_its_field_then_made() {
+    let daemon = Daemon::start_on("process", |_| {}).await;
+    let owner = daemon.init().await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{WS}/projects"),
+            Some(json!({"name": "Shop"})),
+        )
+        .await;
+    let project = "/ui/workspaces/acme/projects/shop";
+    let create = format!("{project}/environments/production/services");
+    let mut b = Browser::new(&daemon);
+    b.sign_in(&owner).await;
+    let csrf = b.get(project).await.csrf();
+    let forged = b
+        .post(&create, &[("slug", "web"), ("image", "nginx:1.27")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let refused = b
+        .post(
+            &create,
+            &[("csrf", &csrf), ("slug", XSS), ("image", "nginx:1.27")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains(r#"id="new-production-slug-error""#),
+        "{}",
+        refused.body
+    );
+    assert!(!refused.body.contains(XSS), "the slug is shown escaped");
+    assert!(refused.body.contains(ESCAPED), "{}", refused.body);
+    let bad_port = b
+        .post(
+            &create,
+            &[
+                ("csrf", &csrf),
+                ("slug", "web"),
+                ("image", "nginx:1.27"),
+                ("port", "99999"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_port.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad_port.body.contains(r#"id="new-production-port-error""#));
+    let made = b
+        .post(
+            &create,
+            &[
+                ("csrf", &csrf),
+                ("name", "Web"),
+                ("slug", "web"),
+                ("image", "nginx:1.27"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    assert_eq!(made.location(), Some(SERVICE));
+    let again = b
+        .post(
+            &create,
+            &[("csrf", &csrf), ("slug", "web"), ("image", "nginx:1.27")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(again.body.contains(r#"id="new-production-slug-error""#));
+    let audit = daemon
+        .ok(&owner, Method::GET, &format!("{WS}/audit"), None)
+        .await
+        .to_string();
+    assert!(audit.contains("service.create"), "{audit}");
+    daemon.stop().await;
+}

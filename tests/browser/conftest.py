@@ -1,0 +1,191 @@
+"""Fixtures of the browser tests: the released daemon binary on a fresh data directory (only
+README configuration: `CLANK_DATA`, `CLANK_LISTEN`, `CLANK_RUNTIME`, `CLANK_PROXY_LISTEN`,
+`CLANK_LOG`) on the Docker Engine with the test app's image (skipped loudly without an engine,
+a failure when ``CI`` is set, as in ``bindings/python/tests/conftest.py``), its Owner's token
+from ``POST /v1/init``, and Debian's Chromium driven by Playwright (never Playwright's own
+browser download)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+SCREENSHOTS = TARGET / "screenshots"
+CHROMIUM = os.environ.get("CLANK_CHROMIUM", "/usr/bin/chromium")
+WS = "acme"
+
+
+def _ensure_test_image() -> str:
+    """Build `clank-testapp:latest` through the Rust test-support binary; '' when the engine is
+    unreachable. `CLANK_TESTAPP_IMAGE_BIN` (set by scripts/test) names an already built one."""
+    prebuilt = os.environ.get("CLANK_TESTAPP_IMAGE_BIN")
+    if prebuilt:
+        cmd = [prebuilt]
+    else:
+        cmd = [
+            "cargo", "run", "-q", "--manifest-path", str(REPO / "Cargo.toml"),
+            "-p", "clank-testkit", "--features", "docker", "--bin", "clank-testapp-image",
+        ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode == 2:
+        return ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the test image failed:\n{proc.stderr}")
+    return "clank-testapp:latest"
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    image = _ensure_test_image()
+    if not image:
+        message = (
+            "\n" + "!" * 78 + "\n"
+            "!! NO DOCKER ENGINE: the browser tests that deploy on Docker are SKIPPED.\n"
+            "!! They run (and must pass) in CI, where the CI variable makes this a failure.\n"
+            + "!" * 78
+        )
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but no Docker Engine is reachable" + message)
+        warnings.warn(message, stacklevel=1)
+        pytest.skip("no Docker Engine reachable (set CI to make this a failure)")
+    return image
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Daemon:
+    """A running `clank-daemon` and its first workspace's Owner token."""
+
+    base: str
+    owner: str
+    data: Path
+
+    def call(
+        self, method: str, path: str, body: Optional[Dict[str, Any]] = None, token: Optional[str] = None
+    ) -> Tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("authorization", f"Bearer {token or self.owner}")
+        if data is not None:
+            req.add_header("content-type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                text = r.read().decode()
+                return r.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as e:
+            text = e.read().decode()
+            try:
+                return e.code, json.loads(text)
+            except ValueError:
+                return e.code, text
+
+    def ok(self, method: str, path: str, body: Optional[Dict[str, Any]] = None, token: Optional[str] = None) -> Any:
+        status, v = self.call(method, path, body, token)
+        assert 200 <= status < 300, f"{method} {path} -> {status}: {v}"
+        return v
+
+
+@pytest.fixture
+def daemon(docker_image: str, tmp_path: Path) -> Iterator[Daemon]:
+    binary = TARGET / "debug" / "clank-daemon"
+    if not binary.exists():
+        raise SystemExit(f"build the daemon first: cargo build -p clank-daemon ({binary})")
+    data = tmp_path / "clank-data"
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        CLANK_DATA=str(data),
+        CLANK_LISTEN=f"127.0.0.1:{port}",
+        CLANK_RUNTIME="docker",
+        CLANK_PROXY_LISTEN="off",
+        CLANK_LOG="warn",
+    )
+    log = open(tmp_path / "daemon.log", "wb")
+    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(400):
+            if proc.poll() is not None:
+                raise RuntimeError(f"clank-daemon exited: {(tmp_path / 'daemon.log').read_text()}")
+            try:
+                urllib.request.urlopen(base + "/v1/health", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.025)
+        else:
+            raise RuntimeError(f"clank-daemon did not come up on {base}")
+        req = urllib.request.Request(
+            base + "/v1/init",
+            data=json.dumps({"workspace": WS, "name": "Ada", "email": "ada@example.com"}).encode(),
+            method="POST",
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            owner = json.loads(r.read())["token"]
+        d = Daemon(base=base, owner=owner, data=data)
+        yield d
+        _purge_projects(d)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _purge_projects(d: Daemon) -> None:
+    """Remove what the test's projects started on the engine (workloads outlive the daemon)."""
+    status, projects = d.call("GET", f"/v1/workspaces/{WS}/projects")
+    if status != 200:
+        return
+    items = projects if isinstance(projects, list) else projects.get("items", [])
+    for p in items:
+        d.call("DELETE", f"/v1/workspaces/{WS}/projects/{p['slug']}?purge=true&volumes=true")
+
+
+@pytest.fixture
+def unique() -> str:
+    """A suffix for project slugs: container and network names derive from them."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, under Playwright (no `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: scripts/test installs Debian's chromium")
+    args: List[str] = ["--no-sandbox"] if os.geteuid() == 0 else []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def shots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

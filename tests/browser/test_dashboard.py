@@ -1,0 +1,348 @@
+"""The dashboard in a real browser (Debian's Chromium under Playwright) against the released
+daemon binary on Docker: sign in with a token, deploy and watch the status cell reach ACTIVE
+without a reload, roll back, secrets masked, a Viewer without deploy buttons (and refused by
+the server anyway), and attacker-controlled text shown as text with no script running.
+Screenshots of each main page go to ``target/screenshots``.
+
+The first test creates its service with the dashboard's form; the others create theirs
+through the REST API (`POST …/services`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, List, Optional
+
+import pytest
+
+from conftest import WS, Daemon
+
+SECRET = "hunter2-never-shown"
+XSS_NAME = "<script>alert('name')</script>"
+XSS_VALUE = "<img src=x onerror=alert('value')><script>alert('value')</script>"
+DEPLOY_WAIT_MS = 120_000
+
+
+def project(d: Daemon, slug: str, name: str = "Browser test") -> None:
+    d.ok("POST", f"/v1/workspaces/{WS}/projects", {"name": name, "slug": slug})
+
+
+def service(d: Daemon, p: str, image: str, name: str = "Web") -> None:
+    d.ok(
+        "POST",
+        f"/v1/workspaces/{WS}/projects/{p}/environments/production/services",
+        {
+            "slug": "web",
+            "name": name,
+            "source": {"type": "docker_image", "image": image},
+            "settings": {"health_check_interval_s": 1},
+        },
+    )
+
+
+def service_path(p: str) -> str:
+    return f"/ui/workspaces/{WS}/projects/{p}/environments/production/services/web"
+
+
+def sign_in(browser: Any, d: Daemon, token: str, shots: Optional[Path] = None) -> Any:
+    """A new browser context signed in with `token`: its page, on the workspace page."""
+    context = browser.new_context(base_url=d.base, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto("/ui")
+    assert "/ui/signin" in page.url
+    if shots is not None:
+        page.screenshot(path=str(shots / "signin.png"), full_page=True)
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(rf"/ui/workspaces/{WS}$"))
+    return page
+
+
+def dialogs_of(page: Any) -> List[str]:
+    """Every alert/confirm/prompt the page opens (none must)."""
+    seen: List[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        seen.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    return seen
+
+
+def cell(page: Any, n: int) -> Any:
+    return page.locator(f'.status[data-deployment="{n}"]').first
+
+
+def deploy_and_watch_active(page: Any, click: Any, n: int) -> None:
+    """Click (`click()`), land on the service page, and see #`n` reach ACTIVE in place: the
+    page is not reloaded meanwhile (a marker set on the landed page survives)."""
+    click()
+    page.wait_for_url(re.compile(r"/services/web(#deployments)?$"))
+    first = cell(page, n)
+    first.wait_for()
+    assert first.get_attribute("data-status") != "ACTIVE", "already ACTIVE on landing"
+    assert first.get_attribute("data-follow"), "an unsettled cell follows its event stream"
+    page.evaluate("window.__clankNoReload = true")
+    page.wait_for_selector(
+        f'.status[data-deployment="{n}"][data-status="ACTIVE"]', timeout=DEPLOY_WAIT_MS
+    )
+    assert page.evaluate("window.__clankNoReload === true"), "the page was reloaded"
+    assert first.inner_text() == "ACTIVE"
+
+
+def test_sign_in_create_deploy_live_roll_back_and_secret_masked(
+    chromium: Any, daemon: Daemon, docker_image: str, unique: str, shots: Path
+) -> None:
+    p = f"br-{unique}"
+    project(daemon, p)
+    page = sign_in(chromium, daemon, daemon.owner, shots)
+    dialogs = dialogs_of(page)
+    page.screenshot(path=str(shots / "workspace.png"), full_page=True)
+
+    page.get_by_role("link", name="Browser test").click()
+    page.wait_for_url(re.compile(rf"/projects/{p}$"))
+    def new(field: str) -> Any:
+        return page.locator(f"#new-production-{field}")
+
+    # The service is created with the dashboard's form; what the API refuses is shown next
+    # to the field, and the form keeps what was typed.
+    page.get_by_text("New service in").click()
+    new("name").fill("Web")
+    new("slug").fill("Not A Slug!")
+    new("image").fill(docker_image)
+    page.get_by_role("button", name="Create").click()
+    slug_error = page.locator("#new-production-slug-error")
+    slug_error.wait_for()
+    assert slug_error.inner_text().strip()
+    assert new("slug").get_attribute("aria-invalid") == "true"
+    assert new("image").input_value() == docker_image
+    page.screenshot(path=str(shots / "project-new-service-refused.png"), full_page=True)
+    new("slug").fill("web")
+    new("image").fill("UPPER CASE/not an image")
+    page.get_by_role("button", name="Create").click()
+    page.locator("#new-production-image-error").wait_for()
+    new("image").fill(docker_image)
+    new("port").fill("8080")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url(re.compile(r"/services/web$"))
+
+    daemon.ok(
+        "PATCH",
+        f"/v1/workspaces/{WS}/projects/{p}/environments/production/services/web/config",
+        {"changes": [{"key": "API_KEY", "value": SECRET, "secret": True}]},
+    )
+    # The health checks every second keep the deploys short.
+    daemon.ok(
+        "PATCH",
+        f"/v1/workspaces/{WS}/projects/{p}/environments/production/services/web",
+        {"settings": {"health_check_interval_s": 1}},
+    )
+    page.reload()
+
+    # The secret: masked in the resolved view and at its scope, never in the page.
+    assert SECRET not in page.content()
+    row = page.locator("tr", has=page.locator("code", has_text="API_KEY"))
+    assert "********" in row.inner_text()
+
+    # A bad key is refused next to its field, with the API's message.
+    page.get_by_label("Key").fill("not a key!")
+    page.get_by_label("Value").fill("x")
+    page.get_by_role("button", name="Save").click()
+    error = page.locator("#config-key-error")
+    error.wait_for()
+    assert error.inner_text().strip(), "the API's message is shown"
+    assert page.get_by_label("Key").get_attribute("aria-invalid") == "true"
+    page.get_by_label("Key").fill("GREETING")
+    page.get_by_label("Value").fill("first")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"/services/web(#config)?$"))
+    assert page.locator("tr", has=page.locator("code", has_text="GREETING")).count() == 1
+
+    deploy = page.get_by_role("button", name="Deploy", exact=True)
+    deploy_and_watch_active(page, deploy.click, 1)
+    page.screenshot(path=str(shots / "service.png"), full_page=True)
+    deploy_and_watch_active(page, deploy.click, 2)
+    # The earlier ACTIVE one was marked SUPERSEDED in place too.
+    assert cell(page, 1).get_attribute("data-status") == "SUPERSEDED"
+
+    back = page.get_by_role("button", name="Roll back to deployment #1")
+    deploy_and_watch_active(page, back.click, 3)
+    assert "rollback to #1" in page.locator("tr", has=cell(page, 3)).inner_text()
+    page.reload()
+    assert cell(page, 3).get_attribute("data-status") == "ACTIVE"
+    assert cell(page, 2).get_attribute("data-status") == "SUPERSEDED"
+
+    page.get_by_role("link", name="#3").click()
+    page.wait_for_url(re.compile(r"/deployments/3$"))
+    page.screenshot(path=str(shots / "deployment.png"), full_page=True)
+    assert SECRET not in page.content()
+
+    page.goto(f"/ui/workspaces/{WS}/projects/{p}")
+    page.screenshot(path=str(shots / "project.png"), full_page=True)
+    assert dialogs == []
+
+
+def test_a_viewer_sees_no_deploy_button_and_is_refused_anyway(
+    chromium: Any, daemon: Daemon, docker_image: str, unique: str, shots: Path
+) -> None:
+    p = f"br-{unique}"
+    project(daemon, p)
+    service(daemon, p, docker_image)
+    member = daemon.ok(
+        "POST",
+        f"/v1/workspaces/{WS}/members",
+        {"name": "Vic", "email": "vic@example.com", "role": "viewer"},
+    )
+    page = sign_in(chromium, daemon, member["token"])
+    page.goto(service_path(p))
+    page.screenshot(path=str(shots / "service-viewer.png"), full_page=True)
+    assert page.get_by_role("button", name="Deploy", exact=True).count() == 0
+    assert page.get_by_role("button", name=re.compile("Roll back")).count() == 0
+    assert page.locator('form[action$="/config"]').count() == 0
+
+    # The server refuses the form's POST as well, with this session's own CSRF token.
+    csrf = page.locator('input[name="csrf"]').first.get_attribute("value")
+    answer = page.request.post(
+        service_path(p) + "/deployments",
+        form={"csrf": csrf},
+        headers={"origin": daemon.base, "sec-fetch-site": "same-origin"},
+        max_redirects=0,
+    )
+    assert answer.status == 403, answer.text()
+    status, deployments = daemon.call(
+        "GET", f"/v1/workspaces/{WS}/projects/{p}/environments/production/services/web/deployments"
+    )
+    assert status == 200 and not (deployments if isinstance(deployments, list) else deployments["items"])
+
+    # No new-service form for a Viewer either, and its POST is refused.
+    page.goto(f"/ui/workspaces/{WS}/projects/{p}")
+    assert page.locator("details.new-service").count() == 0
+    answer = page.request.post(
+        f"/ui/workspaces/{WS}/projects/{p}/environments/production/services",
+        form={"csrf": csrf, "slug": "sneaky", "image": docker_image},
+        headers={"origin": daemon.base, "sec-fetch-site": "same-origin"},
+        max_redirects=0,
+    )
+    assert answer.status == 403, answer.text()
+
+
+def test_script_in_a_service_name_and_a_config_value_runs_nowhere(
+    chromium: Any, daemon: Daemon, docker_image: str, unique: str, shots: Path
+) -> None:
+    p = f"br-{unique}"
+    project(daemon, p, name="XSS project")
+    service(daemon, p, docker_image, name=XSS_NAME)
+    page = sign_in(chromium, daemon, daemon.owner)
+    dialogs = dialogs_of(page)
+
+    # The value goes in through the dashboard's own form.
+    page.goto(service_path(p))
+    page.get_by_label("Key").fill("GREETING")
+    page.get_by_label("Value").fill(XSS_VALUE)
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"/services/web(#config)?$"))
+
+    for path in (f"/ui/workspaces/{WS}/projects/{p}", service_path(p)):
+        page.goto(path)
+        page.wait_for_load_state("load")
+        assert page.get_by_text(XSS_NAME, exact=True).count() >= 1, path
+        assert page.locator("script:not([src])").count() == 0, path
+        assert page.locator("img[src=x]").count() == 0, path
+    assert page.get_by_text(XSS_VALUE, exact=True).count() >= 1
+    page.wait_for_timeout(500)
+    assert dialogs == [], dialogs
+
+
+def test_canvas_shows_connections_and_keeps_a_dragged_card_after_a_reload(
+    chromium: Any, daemon: Daemon, docker_image: str, unique: str, shots: Path
+) -> None:
+    p = f"br-{unique}"
+    project(daemon, p, name="Canvas test")
+    env = f"/v1/workspaces/{WS}/projects/{p}/environments/production"
+    for slug, name in (("db", "Database"), ("web", "Web"), ("cache", "Cache")):
+        daemon.ok(
+            "POST",
+            f"{env}/services",
+            {"slug": slug, "name": name, "source": {"type": "docker_image", "image": docker_image}},
+        )
+    daemon.ok(
+        "PATCH",
+        f"{env}/services/web/config",
+        {"changes": [
+            {"key": "DATABASE_URL", "value": "postgres://app@db:5432/shop"},
+            {"key": "CACHE_ADDR", "value": "cache:6379"},
+            {"key": "APP_MODE", "value": "web"},
+        ]},
+    )
+    page = sign_in(chromium, daemon, daemon.owner)
+    dialogs = dialogs_of(page)
+    page.goto(f"/ui/workspaces/{WS}/projects/{p}")
+    canvas = page.locator(".canvas.canvas-live")
+    canvas.wait_for()
+    edges = page.locator("ul.edges li")
+    assert edges.count() == 2, edges.all_inner_texts()
+    texts = " | ".join(edges.all_inner_texts())
+    assert "Web → Database (DATABASE_URL)" in texts and "Web → Cache (CACHE_ADDR)" in texts, texts
+    assert page.locator("svg.edges line").count() == 2
+    page.screenshot(path=str(shots / "project-canvas.png"), full_page=True)
+
+    web = page.locator('.card:has(h3 a:text-is("Web"))')
+    before = web.bounding_box()
+    assert before is not None
+    with page.expect_response(lambda r: r.url.endswith("/canvas")) as saved:
+        page.mouse.move(before["x"] + 60, before["y"] + before["height"] - 10)
+        page.mouse.down()
+        page.mouse.move(before["x"] + 160, before["y"] + before["height"] + 90, steps=8)
+        page.mouse.up()
+    assert saved.value.status == 204
+    moved = web.bounding_box()
+    assert abs(moved["x"] - before["x"] - 100) <= 2 and abs(moved["y"] - before["y"] - 100) <= 2
+    x, y = web.get_attribute("data-x"), web.get_attribute("data-y")
+
+    page.reload()
+    page.locator(".canvas.canvas-live").wait_for()
+    web = page.locator('.card:has(h3 a:text-is("Web"))')
+    assert (web.get_attribute("data-x"), web.get_attribute("data-y")) == (x, y)
+    kept = web.bounding_box()
+    assert abs(kept["x"] - moved["x"]) <= 2 and abs(kept["y"] - moved["y"]) <= 2
+
+    # The keyboard moves a focused card, and that is kept too.
+    web.focus()
+    with page.expect_response(lambda r: r.url.endswith("/canvas")) as saved:
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+    assert saved.value.status == 204
+    page.reload()
+    web = page.locator('.card:has(h3 a:text-is("Web"))')
+    assert web.get_attribute("data-x") == str(int(x) + 30)
+    page.screenshot(path=str(shots / "project-canvas-arranged.png"), full_page=True)
+
+    # Another user's canvas is their own: the Owner's arrangement is not theirs.
+    member = daemon.ok(
+        "POST",
+        f"/v1/workspaces/{WS}/members",
+        {"name": "Vic", "email": "vic@example.com", "role": "viewer"},
+    )
+    other = sign_in(chromium, daemon, member["token"])
+    other.goto(f"/ui/workspaces/{WS}/projects/{p}")
+    assert other.locator('.card:has(h3 a:text-is("Web"))').get_attribute("data-x") != str(int(x) + 30)
+    assert dialogs == []
+
+
+def test_without_javascript_the_canvas_is_a_readable_list(
+    chromium: Any, daemon: Daemon, docker_image: str, unique: str
+) -> None:
+    p = f"br-{unique}"
+    project(daemon, p, name="No script")
+    service(daemon, p, docker_image)
+    context = chromium.new_context(base_url=daemon.base, java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/ui/signin")
+    page.get_by_label("API token").fill(daemon.owner)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(rf"/ui/workspaces/{WS}$"))
+    page.goto(f"/ui/workspaces/{WS}/projects/{p}")
+    assert page.locator(".canvas-live").count() == 0
+    assert page.get_by_role("link", name="Web").is_visible()
+    assert page.locator(".card").first.evaluate("c => getComputedStyle(c).position") == "static"

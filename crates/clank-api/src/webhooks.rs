@@ -45,6 +45,17 @@ impl std::fmt::Debug for WebhookSecretCreated {
     }
 }
 
+/// What a webhook delivery answers: a push's result, or a pull request's (preview
+/// environments) for GitHub `pull_request`, GitLab `Merge Request Hook` and Gitea/Forgejo
+/// `pull_request` events.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum WebhookResult {
+    Push(PushResult),
+    PullRequest(crate::previews::PullRequestResult),
+}
+
 /// What a verified push created.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use clank_api::previews::PullRequestResult;
-use clank_api::webhooks::{ForgePush, PushResult, WebhookSecretCreated};
+use clank_api::webhooks::{ForgePush, PushResult, WebhookResult, WebhookSecretCreated};
 use clank_core::Timestamp;
 use clank_core::model::{Actor, AuditOutcome, Permission, Workspace};
 use clank_platform::{
@@ -111,8 +111,8 @@ pub(super) async fn rotate_secret(
     tag = "webhooks",
     request_body(content = ForgePush, content_type = "application/json", description = "the forge's push payload, signed"),
     responses(
-        (status = 200, description = "ping, another event, a replay or a refused fork: nothing deployed", body = PushResult),
-        (status = 202, description = "the deployments the push created (a pull request event answers a `PullRequestResult`)", body = PushResult),
+        (status = 200, description = "ping, another event, a replay or a refused fork: nothing deployed", body = WebhookResult),
+        (status = 202, description = "the deployments a push or a pull request event created", body = WebhookResult),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(()),
@@ -131,8 +131,8 @@ pub(super) async fn github(
     tag = "webhooks",
     request_body(content = ForgePush, content_type = "application/json", description = "the forge's push payload, signed"),
     responses(
-        (status = 200, description = "ping, another event, a replay or a refused fork: nothing deployed", body = PushResult),
-        (status = 202, description = "the deployments the push created (a pull request event answers a `PullRequestResult`)", body = PushResult),
+        (status = 200, description = "ping, another event, a replay or a refused fork: nothing deployed", body = WebhookResult),
+        (status = 202, description = "the deployments a push or a pull request event created", body = WebhookResult),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(()),
@@ -151,8 +151,8 @@ pub(super) async fn gitlab(
     tag = "webhooks",
     request_body(content = ForgePush, content_type = "application/json", description = "the forge's push payload, signed"),
     responses(
-        (status = 200, description = "ping, another event, a replay or a refused fork: nothing deployed", body = PushResult),
-        (status = 202, description = "the deployments the push created (a pull request event answers a `PullRequestResult`)", body = PushResult),
+        (status = 200, description = "ping, another event, a replay or a refused fork: nothing deployed", body = WebhookResult),
+        (status = 202, description = "the deployments a push or a pull request event created", body = WebhookResult),
         (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
     ),
     security(()),

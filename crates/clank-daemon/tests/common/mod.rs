@@ -532,3 +532,41 @@ pub(crate) fn kill_and_wait(daemon: Option<tokio::process::Child>) {
         }
     }
 }
+
+/// Service `web` of project `shop` (workspace `acme`, environment `production`).
+pub(crate) const SVC: &str =
+    "/v1/workspaces/acme/projects/shop/environments/production/services/web";
+
+/// The daemon on the Docker Engine, with the remote-servers endpoints on and, with `proxy`, the
+/// embedded proxy on a loopback port of its own; `None` (skipped) without Docker.
+pub(crate) async fn on_docker(proxy: bool) -> Option<Daemon> {
+    docker_with_testapp().await?;
+    Some(
+        Daemon::start_on("docker", |s| {
+            s.daemon.proxy = proxy.then(clank_daemon::default_proxy_config);
+            // The test binds the proxy's listener itself: served in this process.
+            s.daemon.proxy_mode = clank_daemon::ProxyMode::Embedded;
+            s.daemon.agent_listen = Some("127.0.0.1:0".parse().unwrap());
+        })
+        .await,
+    )
+}
+
+/// Project `shop` with the test app as service `web` (not deployed).
+pub(crate) async fn service_with_project(d: &Daemon, owner: &str) {
+    d.ok(
+        owner,
+        Method::POST,
+        "/v1/workspaces/acme/projects",
+        Some(json!({"name": "Shop"})),
+    )
+    .await;
+    let body = json!({"slug": "web", "source": {"type": "docker_image", "image": "clank-testapp:latest"}, "settings": {"health_check_interval_s": 1}});
+    d.ok(
+        owner,
+        Method::POST,
+        "/v1/workspaces/acme/projects/shop/environments/production/services",
+        Some(body),
+    )
+    .await;
+}

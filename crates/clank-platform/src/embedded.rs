@@ -388,16 +388,25 @@ impl PlatformBuilder {
     /// The platform over these backends (opens the fleet's registry when one was asked for).
     pub async fn build(self) -> Result<Platform> {
         let catalog = Catalog::new(self.store);
-        // Services stored before domains were unique across the instance hold no `domain`
-        // entries: claim them now, so no other tenant can take (and be served for) a name a
-        // service already routes. Names two services already share are left to the operator.
+        // Services stored before domains were unique across the instance (or before a volume
+        // not marked `shared` had one writer) hold no `domain` (`volume`) entries: claim them
+        // now, so no other tenant can take (and be served for) a name a service already routes,
+        // and no second service can start writing a volume. What two services already share
+        // is left to the operator.
         for clash in catalog.backfill_unique::<Service>().await? {
+            let fix = match clash.constraint {
+                "volume" => {
+                    "Give the other service a volume of its own, or mark the volume `shared` on \
+                     both if the app coordinates its writers."
+                }
+                _ => "Change the other's endpoint.",
+            };
             warn!(
                 constraint = clash.constraint,
                 value = %clash.value,
                 kept_by = %clash.holder,
                 also_claimed_by = %clash.other,
-                "Two services claim one {}; the first keeps it. Change the other's endpoint.",
+                "Two services claim one {}; the first keeps it. {fix}",
                 clash.constraint
             );
         }

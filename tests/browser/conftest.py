@@ -12,11 +12,11 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -24,46 +24,19 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(REPO / "tests" / "support"))
+
+from clank_testapp import image_or_skip  # noqa: E402
+
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
 SCREENSHOTS = TARGET / "screenshots"
 CHROMIUM = os.environ.get("CLANK_CHROMIUM", "/usr/bin/chromium")
 WS = "acme"
 
 
-def _ensure_test_image() -> str:
-    """Build `clank-testapp:latest` through the Rust test-support binary; '' when the engine is
-    unreachable. `CLANK_TESTAPP_IMAGE_BIN` (set by scripts/test) names an already built one."""
-    prebuilt = os.environ.get("CLANK_TESTAPP_IMAGE_BIN")
-    if prebuilt:
-        cmd = [prebuilt]
-    else:
-        cmd = [
-            "cargo", "run", "-q", "--manifest-path", str(REPO / "Cargo.toml"),
-            "-p", "clank-testkit", "--features", "docker", "--bin", "clank-testapp-image",
-        ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode == 2:
-        return ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"building the test image failed:\n{proc.stderr}")
-    return "clank-testapp:latest"
-
-
 @pytest.fixture(scope="session")
 def docker_image() -> str:
-    image = _ensure_test_image()
-    if not image:
-        message = (
-            "\n" + "!" * 78 + "\n"
-            "!! NO DOCKER ENGINE: the browser tests that deploy on Docker are SKIPPED.\n"
-            "!! They run (and must pass) in CI, where the CI variable makes this a failure.\n"
-            + "!" * 78
-        )
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but no Docker Engine is reachable" + message)
-        warnings.warn(message, stacklevel=1)
-        pytest.skip("no Docker Engine reachable (set CI to make this a failure)")
-    return image
+    return image_or_skip("browser")
 
 
 def _free_port() -> int:

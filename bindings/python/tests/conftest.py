@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-import warnings
 from pathlib import Path
 from typing import Iterator, List
 
@@ -18,47 +17,19 @@ import pytest
 HERE = Path(__file__).resolve().parent
 PACKAGE_ROOT = HERE.parent
 REPO = PACKAGE_ROOT.parent.parent
+sys.path.insert(0, str(REPO / "tests" / "support"))
+
+from clank_testapp import image_or_skip  # noqa: E402
+
 sys.path.insert(0, str(PACKAGE_ROOT))
 
 if not (PACKAGE_ROOT / "clank" / "_native.abi3.so").exists():  # pragma: no cover
     raise SystemExit(f"build the native module first: {PACKAGE_ROOT / 'build.sh'}")
 
 
-def _ensure_test_image() -> str:
-    """Build `clank-testapp:latest` through the Rust test-support binary; '' when the engine is
-    unreachable. `CLANK_TESTAPP_IMAGE_BIN` may name an already built binary."""
-    cmd: List[str]
-    prebuilt = os.environ.get("CLANK_TESTAPP_IMAGE_BIN")
-    if prebuilt:
-        cmd = [prebuilt]
-    else:
-        cmd = [
-            "cargo", "run", "-q", "--manifest-path", str(REPO / "Cargo.toml"),
-            "-p", "clank-testkit", "--features", "docker", "--bin", "clank-testapp-image",
-        ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode == 2:
-        return ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"building the test image failed:\n{proc.stderr}")
-    return "clank-testapp:latest"
-
-
 @pytest.fixture(scope="session")
 def docker_image() -> str:
-    image = _ensure_test_image()
-    if not image:
-        message = (
-            "\n" + "!" * 78 + "\n"
-            "!! NO DOCKER ENGINE: the binding tests that deploy on Docker are SKIPPED.\n"
-            "!! They run (and must pass) in CI, where the CI variable makes this a failure.\n"
-            + "!" * 78
-        )
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but no Docker Engine is reachable" + message)
-        warnings.warn(message, stacklevel=1)
-        pytest.skip("no Docker Engine reachable (set CI to make this a failure)")
-    return image
+    return image_or_skip("binding")
 
 
 @pytest.fixture

@@ -75,33 +75,38 @@ fn check_query(how: DeleteQuery) -> Result<()> {
     Ok(())
 }
 
-/// Commit `batches` in order (each already bounded to [`BATCH_RECORDS`] records).
-async fn commit_chunks(catalog: &Catalog, batches: Vec<Batch>) -> Result<()> {
-    for b in batches.into_iter().filter(|b| !b.is_empty()) {
-        catalog.commit(b).await?;
-    }
-    Ok(())
-}
-
-/// Collects deletions into transactions of bounded size, counting the records.
+/// Writes collected into transactions of at most [`BATCH_RECORDS`] records each, committed in
+/// order (so what must be written last — a parent's mark — goes in last).
 #[derive(Default)]
-struct Removal {
+struct Chunked {
     batches: Vec<Batch>,
     in_last: usize,
     records: u64,
 }
 
-impl Removal {
-    fn delete<T: Record>(&mut self, rec: &Versioned<T>) {
+impl Chunked {
+    /// The batch the next record's write goes into: a new one once the last is full.
+    fn batch(&mut self) -> &mut Batch {
         if self.batches.is_empty() || self.in_last >= BATCH_RECORDS {
             self.batches.push(Batch::new());
             self.in_last = 0;
         }
-        if let Some(b) = self.batches.last_mut() {
-            b.delete(rec);
-        }
         self.in_last += 1;
         self.records += 1;
+        let last = self.batches.len() - 1;
+        &mut self.batches[last]
+    }
+
+    fn delete<T: Record>(&mut self, rec: &Versioned<T>) {
+        self.batch().delete(rec);
+    }
+
+    /// Commit every batch in order; how many records were written.
+    async fn commit(self, catalog: &Catalog) -> Result<u64> {
+        for b in self.batches.into_iter().filter(|b| !b.is_empty()) {
+            catalog.commit(b).await?;
+        }
+        Ok(self.records)
     }
 }
 
@@ -259,32 +264,22 @@ impl Platform {
                 .await?
                 .items;
             let ids = services.iter().map(|s| s.id).collect();
-            let mut batches = vec![Batch::new()];
-            let mut in_last = 0;
+            let mut writes = Chunked::default();
             for s in services.iter().filter(|s| s.deleted_at.is_none()) {
-                if in_last >= BATCH_RECORDS {
-                    batches.push(Batch::new());
-                    in_last = 0;
-                }
                 let mut next = s.value.clone();
                 next.deleted_at = Some(now);
                 next.updated_at = now;
-                if let Some(b) = batches.last_mut() {
-                    b.update(s, &next)?;
-                }
-                in_last += 1;
+                writes.batch().update(s, &next)?;
             }
             if env.deleted_at.is_none() {
                 let mut next = env.value.clone();
                 next.deleted_at = Some(now);
-                if let Some(b) = batches.last_mut() {
-                    b.update(&env, &next)?;
-                }
+                writes.batch().update(&env, &next)?;
             }
-            match commit_chunks(&self.catalog, batches).await {
+            match writes.commit(&self.catalog).await {
                 Err(Error::WriteConflict { .. }) => continue,
                 Err(e) => return Err(e),
-                Ok(()) => return Ok(ids),
+                Ok(_) => return Ok(ids),
             }
         }
     }
@@ -324,38 +319,28 @@ impl Platform {
                 .services_in_environment(env.id, Page::all())
                 .await?
                 .items;
-            let mut batches = vec![Batch::new()];
-            let mut in_last = 0;
+            let mut writes = Chunked::default();
             let mut restored = Vec::new();
             let now = Timestamp::now();
             for s in services
                 .iter()
                 .filter(|s| s.deleted_at.is_some_and(|at| at >= since))
             {
-                if in_last >= BATCH_RECORDS {
-                    batches.push(Batch::new());
-                    in_last = 0;
-                }
                 let mut next = s.value.clone();
                 next.deleted_at = None;
                 next.updated_at = now;
-                if let Some(b) = batches.last_mut() {
-                    b.update(s, &next)?;
-                }
-                in_last += 1;
+                writes.batch().update(s, &next)?;
                 restored.push(s.id);
             }
             // The environment last: if a write fails, it is still deleted and a retry
             // restores the rest.
             let mut next = env.value.clone();
             next.deleted_at = None;
-            if let Some(b) = batches.last_mut() {
-                b.update(&env, &next)?;
-            }
-            match commit_chunks(&self.catalog, batches).await {
+            writes.batch().update(&env, &next)?;
+            match writes.commit(&self.catalog).await {
                 Err(Error::WriteConflict { .. }) => continue,
                 Err(e) => return Err(e),
-                Ok(()) => return Ok((next, restored)),
+                Ok(_) => return Ok((next, restored)),
             }
         }
     }
@@ -487,7 +472,7 @@ impl Platform {
             }
             // Read again: the reconciler may have written a deployment while the workloads
             // went (a cancelled one reaching CANCELLED).
-            let mut removal = Removal::default();
+            let mut removal = Chunked::default();
             for d in self
                 .catalog
                 .deployments_of(svc.id, Page::all())
@@ -505,8 +490,7 @@ impl Platform {
             if let Some(current) = self.catalog.get::<Service>(&svc.id.to_string()).await? {
                 removal.delete(&current);
             }
-            commit_chunks(&self.catalog, removal.batches).await?;
-            report.records += removal.records;
+            report.records += removal.commit(&self.catalog).await?;
             info!(service = %svc.id, slug = %svc.slug, "Service purged.");
         }
         Ok(report)
@@ -562,7 +546,7 @@ impl Platform {
         // Remote servers keep their copy of the network: their agents have no call for it.
         self.engine.runtime().remove_network(&network).await?;
         report.networks.push(network);
-        let mut removal = Removal::default();
+        let mut removal = Chunked::default();
         for stack in self
             .catalog
             .find::<Stack>("environment", &env.id.to_string(), Page::all())
@@ -581,8 +565,7 @@ impl Platform {
         if let Some(current) = self.catalog.get::<Environment>(id).await? {
             removal.delete(&current);
         }
-        commit_chunks(&self.catalog, removal.batches).await?;
-        report.records += removal.records;
+        report.records += removal.commit(&self.catalog).await?;
         info!(environment = %env.id, name = %env.name, "Environment purged.");
         Ok(report)
     }
@@ -599,7 +582,7 @@ impl Platform {
                     .await?,
             );
         }
-        let mut removal = Removal::default();
+        let mut removal = Chunked::default();
         if let Some(layer) = self
             .catalog
             .config_layer(Scope::Project(project.id))
@@ -619,8 +602,7 @@ impl Platform {
         if let Some(current) = self.catalog.get::<Project>(id).await? {
             removal.delete(&current);
         }
-        commit_chunks(&self.catalog, removal.batches).await?;
-        report.records += removal.records;
+        report.records += removal.commit(&self.catalog).await?;
         info!(project = %project.id, slug = %project.slug, "Project purged.");
         Ok(report)
     }

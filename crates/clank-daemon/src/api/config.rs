@@ -285,6 +285,20 @@ async fn write(
     .await
 }
 
+/// The service-scope `PATCH` for another client of the same state (the dashboard): the same
+/// target, permission, write and `config.set` audit event.
+pub(super) async fn write_service(
+    p: Principal,
+    st: AppState,
+    at: &ServicePath,
+    req: ConfigRequest,
+) -> ApiResult<Json<Vec<ConfigVarView>>> {
+    let path = [("ws", &at.ws), ("p", &at.p), ("e", &at.e), ("s", &at.s)]
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .to_vec();
+    write(Scope::Service, p, st, path, req).await
+}
+
 #[utoipa::path(
     get,
     path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/config/resolved",

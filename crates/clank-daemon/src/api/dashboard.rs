@@ -1,6 +1,5 @@
-//! What the dashboard (`crate::ui`) does to the platform: the REST handlers themselves where a
-//! page does what an endpoint does (create a service, deploy, roll back, follow a deployment), and the config
-//! write with the same permission and audit event as `PATCH …/config`. A page is one more
+//! What the dashboard (`crate::ui`) does to the platform: the REST handlers themselves (create a
+//! service, deploy, roll back, follow a deployment, set a service's config). A page is one more
 //! client of these, never a second path to the data.
 
 use axum::Json;
@@ -8,11 +7,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use clank_api::{ConfigRequest, DeploymentView, ServiceSpec};
 use clank_core::config::ConfigVarView;
-use clank_core::model::{Permission, Service};
-use clank_platform::ConfigTarget;
+use clank_core::model::Service;
 
 use super::AppState;
-use super::audit::{Change, audited, config_details};
 use super::auth::Principal;
 use super::error::ApiResult;
 use super::extract::{Body, DeploymentPath, EnvironmentPath, ServicePath};
@@ -96,27 +93,13 @@ pub(crate) async fn follow(st: &AppState, p: Principal, at: &ServiceAt, n: u64) 
         .into_response()
 }
 
-/// `PATCH …/services/{s}/config`: what the REST write does at the service scope (permission
-/// `ManageServices`, one write, the `config.set` audit event without secret values).
+/// `PATCH …/services/{s}/config`, checked, written and audited by the REST handler.
 pub(crate) async fn set_service_config(
     st: &AppState,
     p: &Principal,
     at: &ServiceAt,
     req: ConfigRequest,
 ) -> ApiResult<Vec<ConfigVarView>> {
-    p.in_workspace(&at.ws)?;
-    let addr = at.path().addr()?;
-    let changes = req.into_changes();
-    let details = match &changes {
-        Ok(c) => config_details(c),
-        Err(_) => serde_json::Value::Null,
-    };
-    let change = Change::new("config.set", addr.to_string()).details(details);
-    audited(st, p, change, async {
-        p.require(Permission::ManageServices)?;
-        let changes = changes?;
-        let target = ConfigTarget::Service(addr.clone());
-        Ok(st.platform.set_config(&target, &changes).await?)
-    })
-    .await
+    let Json(vars) = super::config::write_service(p.clone(), st.clone(), &at.path(), req).await?;
+    Ok(vars)
 }

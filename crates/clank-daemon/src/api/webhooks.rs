@@ -647,15 +647,12 @@ fn is_fork(ids: (Option<u64>, Option<u64>), head_urls: &[String], base_urls: &[S
     }
 }
 
-/// The head commit is a SHA and the branch a plain name before anything is built from them.
-fn checked(event: PullRequestEvent) -> ApiResult<Option<PullRequestEvent>> {
-    let sha = &event.head_commit;
-    if sha.len() < 7 || sha.len() > 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid(
-            "head_commit",
-            format!("`{sha}` is not a commit SHA"),
-        ));
-    }
+/// The head commit is a SHA (lowercased) and the branch a plain name before anything is built
+/// from them.
+fn checked(mut event: PullRequestEvent) -> ApiResult<Option<PullRequestEvent>> {
+    event.head_commit =
+        clank_core::validate::validate_commit_sha("head_commit", &event.head_commit)
+            .map_err(|e| invalid("head_commit", e.message))?;
     clank_core::validate::validate_git_ref("head_branch", &event.head_branch)
         .map_err(|e| invalid("head_branch", e.message))?;
     if event.number == 0 {

@@ -170,10 +170,11 @@ class Platform {
   restoreEnvironment(environment) {
     return this._call({ op: 'restore_environment', environment });
   }
-  /** Copy `environment` into a new one named `name` (config copied unless `copyConfig: false`). */
+  /** Copy `environment` into a new one named `name` (config copied unless `copyConfig: false`;
+   * volume data only with `copyVolumes: true`). */
   cloneEnvironment(environment, name, options = {}) {
-    const { domainPattern = null, copyConfig = true, deploy = false } = options;
-    const clone = { name, copy_config: copyConfig, deploy };
+    const { domainPattern = null, copyConfig = true, deploy = false, copyVolumes = false } = options;
+    const clone = { name, copy_config: copyConfig, deploy, copy_volumes: copyVolumes };
     if (domainPattern != null) clone.domain_pattern = domainPattern;
     return this._call({ op: 'clone_environment', environment, clone });
   }

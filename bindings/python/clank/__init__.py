@@ -212,12 +212,16 @@ class Platform:
         domain_pattern: Optional[str] = None,
         copy_config: bool = True,
         deploy: bool = False,
+        copy_volumes: bool = False,
     ) -> Dict[str, Any]:
         """Copy ``environment`` (``"shop/staging"``) into a new one named ``name``: its
         services, and (``copy_config``) its and their config. Domains are copied only through
-        ``domain_pattern`` (``"{service}-{env}.example.com"``)."""
+        ``domain_pattern`` (``"{service}-{env}.example.com"``). Volumes get new names and
+        start empty unless ``copy_volumes`` copies the data into them."""
         return await self._call(
-            _requests.clone_environment(environment, name, domain_pattern, copy_config, deploy)
+            _requests.clone_environment(
+                environment, name, domain_pattern, copy_config, deploy, copy_volumes
+            )
         )
 
     # ---- Promotion plans --------------------------------------------------------------------

@@ -141,8 +141,14 @@ def clone_environment(
     domain_pattern: Optional[str],
     copy_config: bool,
     deploy: bool,
+    copy_volumes: bool = False,
 ) -> Request:
-    clone: Dict[str, Any] = {"name": name, "copy_config": copy_config, "deploy": deploy}
+    clone: Dict[str, Any] = {
+        "name": name,
+        "copy_config": copy_config,
+        "deploy": deploy,
+        "copy_volumes": copy_volumes,
+    }
     if domain_pattern is not None:
         clone["domain_pattern"] = domain_pattern
     return {"op": "clone_environment", "environment": environment, "clone": clone}

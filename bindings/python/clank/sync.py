@@ -141,9 +141,12 @@ class Platform:
         domain_pattern: Optional[str] = None,
         copy_config: bool = True,
         deploy: bool = False,
+        copy_volumes: bool = False,
     ) -> Dict[str, Any]:
         return self._call(
-            _requests.clone_environment(environment, name, domain_pattern, copy_config, deploy)
+            _requests.clone_environment(
+                environment, name, domain_pattern, copy_config, deploy, copy_volumes
+            )
         )
 
     # ---- Promotion plans --------------------------------------------------------------------

@@ -1,8 +1,8 @@
 //! Environments beyond creating one: cloning an environment with its services and config.
 
 /// Clone an environment into a new one of the same project: its services (settings,
-/// processes, dependencies, server), their volumes under new, empty names, and its config
-/// (secrets re-sealed for the new environment).
+/// processes, dependencies, server), their volumes under new names (empty unless
+/// `copy_volumes`), and its config (secrets re-sealed for the new environment).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -20,6 +20,12 @@ pub struct CloneEnvironment {
     /// Deploy every copied service afterwards (default: no).
     #[serde(default)]
     pub deploy: bool,
+    /// Copy each volume's data into the clone's new volume (default: no, the copies start
+    /// empty). The data is copied as it is at that moment: a service still writing (a
+    /// database) may leave its copy inconsistent, which the report notes. Services on a
+    /// remote server are refused.
+    #[serde(default)]
+    pub copy_volumes: bool,
 }
 
 fn yes() -> bool {
@@ -34,6 +40,7 @@ impl CloneEnvironment {
             domain_pattern: None,
             copy_config: true,
             deploy: false,
+            copy_volumes: false,
         }
     }
 }
@@ -48,7 +55,7 @@ pub struct ClonedService {
     pub from: String,
     /// The copy's domains (rewritten by the pattern; empty without one).
     pub domains: Vec<String>,
-    /// The copy's volume names (new and empty).
+    /// The copy's volume names (new; empty unless `copy_volumes`).
     pub volumes: Vec<String>,
     /// The deployment started for it, when `deploy` was asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +75,22 @@ pub struct CloneReport {
     /// What was not copied, and why (`stack wordpress: stacks are not cloned`).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The volumes whose data was copied (`copy_volumes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_copied: Vec<CopiedVolume>,
+}
+
+/// One volume's data copied into a clone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CopiedVolume {
+    /// The service copied (its slug).
+    pub service: String,
+    /// The source's volume name and the copy's.
+    pub from: String,
+    pub to: String,
+    /// Bytes moved (the runtime's archive of the data, so a little more than the files).
+    pub bytes: u64,
 }
 
 #[cfg(test)]

@@ -552,6 +552,25 @@ pub trait Runtime: Send + Sync + fmt::Debug {
         let _ = (name, labels);
         Ok(false)
     }
+    /// Copy the data of volume `from` into a new volume `to` created with `labels`, keeping
+    /// owners, modes and symlinks; returns the bytes moved (a runtime may count its archive
+    /// format's overhead). `from` must exist and belong to the owner `labels` names
+    /// (`NotFound` otherwise: another owner's data is never read); `to` must not exist yet
+    /// (`NameConflict`: a copy never mixes into data already there). A failed copy removes
+    /// `to`. A workload writing to `from` meanwhile may leave the copy inconsistent; callers
+    /// say so. The default: `Unsupported`.
+    async fn copy_volume(
+        &self,
+        from: &str,
+        to: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<u64> {
+        let _ = (from, to, labels);
+        Err(crate::Error::runtime(
+            crate::RuntimeFailure::Unsupported,
+            format!("the {} runtime cannot copy volume data", self.name()),
+        ))
+    }
 
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus>;
     /// Make sure `image` is on the host, pulling it from its registry (with `auth` when

@@ -42,27 +42,6 @@ fn svc(env_name: &str) -> String {
     format!("{}/services/api", env(env_name))
 }
 
-async fn wait_active(d: &Daemon, token: &str, service: &str, n: u64) -> Value {
-    for _ in 0..1200 {
-        let v = d
-            .ok(
-                token,
-                Method::GET,
-                &format!("{service}/deployments/{n}"),
-                None,
-            )
-            .await;
-        match v["status"].as_str() {
-            Some("ACTIVE") => return v,
-            Some("FAILED" | "CANCELLED" | "SUPERSEDED") => {
-                panic!("{service} deployment #{n} ended: {v}")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    panic!("{service} deployment #{n} is not ACTIVE after 120 s");
-}
-
 /// `GET /env?KEY` through the embedded proxy with `host`: the variable's value in the
 /// container that serves `host`.
 async fn env_via_proxy(proxy: SocketAddr, host: &str, key: &str) -> (StatusCode, String) {
@@ -181,7 +160,8 @@ async fn a_promotion_is_planned_masked_applied_once_and_a_clone_runs_on_its_own_
                 Some(json!({})),
             )
             .await;
-        wait_active(&d, &owner, &svc(e), v["number"].as_u64().unwrap()).await;
+        d.wait_active(&owner, &svc(e), v["number"].as_u64().unwrap())
+            .await;
     }
     until_env(proxy, "api-production.promo.test", "MODE", "production").await;
 
@@ -263,7 +243,7 @@ async fn a_promotion_is_planned_masked_applied_once_and_a_clone_runs_on_its_own_
     assert_eq!(s, StatusCode::ACCEPTED, "{applied}");
     let n = applied["deployments"][0]["number"].as_u64().unwrap();
     assert_eq!(n, 2);
-    let active = wait_active(&d, &owner, &svc("production"), n).await;
+    let active = d.wait_active(&owner, &svc("production"), n).await;
     assert_eq!(active["trigger"]["kind"], "promotion_from", "{active}");
     until_env(
         proxy,
@@ -376,7 +356,8 @@ async fn a_promotion_is_planned_masked_applied_once_and_a_clone_runs_on_its_own_
             Some(json!({})),
         )
         .await;
-    wait_active(&d, &owner, &staging_worker, v["number"].as_u64().unwrap()).await;
+    d.wait_active(&owner, &staging_worker, v["number"].as_u64().unwrap())
+        .await;
     let whole = d
         .ok(
             &owner,
@@ -419,8 +400,8 @@ async fn a_promotion_is_planned_masked_applied_once_and_a_clone_runs_on_its_own_
         "{applied}"
     );
     let production_worker = format!("{}/services/worker", env("production"));
-    wait_active(&d, &owner, &production_worker, 1).await;
-    wait_active(&d, &owner, &svc("production"), 3).await;
+    d.wait_active(&owner, &production_worker, 1).await;
+    d.wait_active(&owner, &svc("production"), 3).await;
     let created = d.ok(&owner, Method::GET, &production_worker, None).await;
     assert_eq!(
         created["volumes"][0]["name"], "promo-worker-production",
@@ -453,7 +434,7 @@ async fn a_promotion_is_planned_masked_applied_once_and_a_clone_runs_on_its_own_
         "{text}"
     );
     let n = copy["deployment"].as_u64().expect("deployed");
-    wait_active(&d, &owner, &svc("qa"), n).await;
+    d.wait_active(&owner, &svc("qa"), n).await;
     until_env(proxy, "api-qa.promo.test", "API_KEY", PRODUCTION_SECRET).await;
     until_env(proxy, "api-qa.promo.test", "MODE", "changed").await;
     let networks = docker_cli(&[

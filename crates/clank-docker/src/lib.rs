@@ -15,6 +15,9 @@
 //!   the framework, generate a Dockerfile, build through the engine's `/build`).
 //! - [`error`]: the single mapping from engine errors to `RuntimeFailure`s.
 //!
+//! - Volume copies (a cloned environment asked to keep its data) through the engine's
+//!   archive API, with nothing pulled or run: see `volume_copy`.
+//!
 //! Containers carry their `Owner` as `clank.*` labels, so a restarted control plane lists and
 //! controls what an earlier one started. Volumes are never removed except by `remove_volume`.
 
@@ -27,6 +30,7 @@ pub mod naming;
 mod pull;
 mod resources;
 mod runtime;
+mod volume_copy;
 
 pub use build::{BuildSettings, DockerImageBuilder, FRAMEWORK_BASE_IMAGES};
 pub use images::DockerImages;

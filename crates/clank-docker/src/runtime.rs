@@ -708,6 +708,15 @@ impl Runtime for DockerRuntime {
         crate::resources::volume_belongs(self, name, labels).await
     }
 
+    async fn copy_volume(
+        &self,
+        from: &str,
+        to: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<u64> {
+        crate::volume_copy::copy_volume(self, from, to, labels).await
+    }
+
     async fn start(&self, spec: &WorkloadSpec) -> Result<WorkloadStatus> {
         self.start_spec(spec).await
     }

@@ -1,22 +1,26 @@
 //! Cloning an environment: a new environment of the same project with a copy of every
 //! service (settings, processes, dependencies, server, source), each volume under a new empty
-//! name, domains rewritten by a pattern or left out (domains are unique across the instance),
-//! and the environment's and services' config re-sealed for their new scopes. Everything is
-//! written in one transaction; deploying the copies is optional.
+//! name (empty, or with a copy of the source's data when asked), domains rewritten by a
+//! pattern or left out (domains are unique across the instance), and the environment's and
+//! services' config re-sealed for their new scopes. Everything is written in one transaction,
+//! after the data copies (which are removed again if that write fails); deploying the copies
+//! is optional.
 //!
 //! [`Platform::clone_into`] is the reusable part: pull-request previews call it with a
 //! `Preview` environment and their own domain pattern.
 
 use std::collections::BTreeMap;
 
-use clank_api::environments::{CloneEnvironment, CloneReport, ClonedService};
+use clank_api::environments::{CloneEnvironment, CloneReport, ClonedService, CopiedVolume};
 use clank_core::address::EnvironmentAddress;
 use clank_core::config::{ConfigLayer, ConfigValue, Scope};
 use clank_core::model::{Endpoint, Environment, Service, Stack, Trigger, VolumeMount};
+use clank_core::runtime::{Owner, volume_runtime_name};
 use clank_core::secret::Keyring;
 use clank_core::store::catalog::{Batch, Page};
 use clank_core::validate::{VOLUME_NAME_MAX_LEN, validate_domain, validate_volume_name};
-use clank_core::{InvalidInput, Result, Timestamp};
+use clank_core::{Error, InvalidInput, Result, RuntimeFailure, Timestamp};
+use tracing::warn;
 
 use crate::Platform;
 
@@ -28,6 +32,8 @@ pub(crate) struct CloneOptions {
     pub domain_pattern: Option<String>,
     /// Copy the environment's and each service's config layer (secrets re-sealed).
     pub copy_config: bool,
+    /// Copy each volume's data into the copy's new volume (platform-host services only).
+    pub copy_volumes: bool,
 }
 
 /// What [`Platform::clone_into`] wrote besides the services.
@@ -39,6 +45,8 @@ pub(crate) struct CloneOutcome {
     pub config_keys: usize,
     /// What was not copied, and why.
     pub notes: Vec<String>,
+    /// The volumes whose data was copied.
+    pub volumes_copied: Vec<CopiedVolume>,
 }
 
 impl Platform {
@@ -55,6 +63,7 @@ impl Platform {
         let options = CloneOptions {
             domain_pattern: request.domain_pattern,
             copy_config: request.copy_config,
+            copy_volumes: request.copy_volumes,
         };
         let outcome = self.clone_into(source, target, &options).await?;
         let target_addr = source.project_address().environment(&request.name)?;
@@ -88,6 +97,7 @@ impl Platform {
             services,
             config_keys: outcome.config_keys,
             notes: outcome.notes,
+            volumes_copied: outcome.volumes_copied,
         })
     }
 
@@ -95,8 +105,9 @@ impl Platform {
     /// stored yet) with a copy of every live service of `source`, and, with
     /// `options.copy_config`, the environment's and each service's config layer re-sealed for
     /// the new scopes — all in one write, so a refused domain or volume name leaves nothing
-    /// behind. Volumes get new names (`{name}-{env}`, shortened to fit), so the copies start
-    /// empty and never share the source's data. Nothing is deployed.
+    /// behind. Volumes get new names (`{name}-{env}`, shortened to fit), so the copies never
+    /// share the source's data: they start empty, or with `options.copy_volumes` with a copy
+    /// of it made before that write (and removed if it fails). Nothing is deployed.
     pub(crate) async fn clone_into(
         &self,
         source: &EnvironmentAddress,
@@ -116,6 +127,7 @@ impl Platform {
         if let Some(pattern) = &options.domain_pattern {
             check_pattern(pattern)?;
         }
+        let sources_on_servers = |s: &Service| s.server_id.is_some() && !s.volumes.is_empty();
         let now = Timestamp::now();
         let sources: Vec<Service> = self
             .catalog
@@ -126,7 +138,23 @@ impl Platform {
             .map(|s| s.value)
             .filter(|s| !s.is_deleted())
             .collect();
+        if options.copy_volumes
+            && let Some(remote) = sources.iter().find(|s| sources_on_servers(s))
+        {
+            return Err(InvalidInput::new(
+                "copy_volumes",
+                "remote_server",
+                format!(
+                    "service `{}` runs on a remote server, and volume data is copied only on \
+                     the platform host; clone without `copy_volumes` and restore the data there \
+                     (a dump, or a copy of the volume on that server)",
+                    remote.slug
+                ),
+            )
+            .into());
+        }
         let mut outcome = CloneOutcome::default();
+        let mut pairs = Vec::new();
         let mut batch = Batch::new();
         batch.create(&target)?;
         let mut layers = Vec::new();
@@ -179,6 +207,15 @@ impl Platform {
             };
             copy.validate()
                 .map_err(|e| e.within(&format!("services.{}", original.slug)))?;
+            if options.copy_volumes {
+                pairs.extend(
+                    original
+                        .volumes
+                        .iter()
+                        .zip(&copy.volumes)
+                        .map(|(from, to)| (original, from.name.clone(), to.name.clone())),
+                );
+            }
             batch.create(&copy)?;
             if options.copy_config
                 && let Some(layer) = self
@@ -209,9 +246,83 @@ impl Platform {
                 stack.slug
             ));
         }
-        self.catalog.commit(batch).await?;
+        let labels = Owner::labels_for_project(project.workspace_id, project.id);
+        let copied = self.copy_volumes(&pairs, &labels, &mut outcome).await;
+        let written = match copied {
+            Ok(()) => self.catalog.commit(batch).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            for v in &outcome.volumes_copied {
+                let name = volume_runtime_name(project.workspace_id, &v.to);
+                if let Err(e) = self.engine.runtime().remove_volume(&name).await {
+                    warn!(volume = %name, error = %e, "Could not remove the copy of a failed clone.");
+                }
+            }
+            return Err(e);
+        }
         Ok(outcome)
     }
+
+    /// Copy each `(service, from, to)` volume's data on the platform host, recording each
+    /// copy in `outcome` (also those made before a failure, for the caller to remove).
+    async fn copy_volumes(
+        &self,
+        pairs: &[(&Service, String, String)],
+        labels: &BTreeMap<String, String>,
+        outcome: &mut CloneOutcome,
+    ) -> Result<()> {
+        let runtime = self.engine.runtime();
+        for (service, from, to) in pairs {
+            let target = volume_runtime_name(service.workspace_id, to);
+            // Under its scoped name, or the plain name an earlier version gave it.
+            let scoped = volume_runtime_name(service.workspace_id, from);
+            let mut copied = runtime.copy_volume(&scoped, &target, labels).await;
+            if scoped != *from && is_absent(&copied) {
+                copied = runtime.copy_volume(from, &target, labels).await;
+            }
+            let bytes = match copied {
+                Ok(bytes) => bytes,
+                Err(e) if e.runtime_failure() == Some(RuntimeFailure::NotFound) => {
+                    outcome.notes.push(format!(
+                        "{}: volume `{from}` holds no data yet (never deployed); `{to}` starts empty",
+                        service.slug
+                    ));
+                    continue;
+                }
+                Err(Error::Runtime { failure, message }) => {
+                    return Err(Error::runtime(
+                        failure,
+                        format!(
+                            "service `{}`: {message}; nothing was cloned (retry, or clone without \
+                             `copy_volumes`)",
+                            service.slug
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e),
+            };
+            if service.active_deployment.is_some() && service.stopped_at.is_none() {
+                outcome.notes.push(format!(
+                    "{}: volume `{from}` was copied while the service ran; files written during \
+                     the copy may be inconsistent (for a database, stop it first or restore a dump)",
+                    service.slug
+                ));
+            }
+            outcome.volumes_copied.push(CopiedVolume {
+                service: service.slug.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether a copy failed because its source volume does not exist.
+fn is_absent(copied: &Result<u64>) -> bool {
+    matches!(copied, Err(e) if e.runtime_failure() == Some(RuntimeFailure::NotFound))
 }
 
 /// A pattern must name the service, so two services never get the same domain.

@@ -701,9 +701,11 @@ impl Platform {
             project.slug,
             base.name
         ))?;
+        // A preview never gets the base's data: it runs code from a pull request.
         let options = CloneOptions {
             domain_pattern: pattern,
             copy_config: true,
+            copy_volumes: false,
         };
         Ok(self.clone_into(&source, target, &options).await?.services)
     }

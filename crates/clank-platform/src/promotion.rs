@@ -330,7 +330,8 @@ impl Platform {
                         .cascade(&project, target_env.id, Some(t.id), &mut ignored)
                         .await?;
                     let d = Deployment::promotion_of(&t, &source, config::resolve(&layers)?, now)?;
-                    let (mut next, _) = source.snapshot.promote_onto(&t);
+                    // The desired state names the digest the plan showed, not a movable tag.
+                    let (mut next, _) = source.promotion_snapshot()?.promote_onto(&t);
                     next.next_deployment_number = t.next_deployment_number + 1;
                     next.updated_at = now;
                     next.validate()?;
@@ -342,7 +343,8 @@ impl Platform {
                         .catalog
                         .require::<Service>(&step.source_service.to_string())
                         .await?;
-                    let copy = promoted_copy(&original, &target_env, &source.snapshot, now)?;
+                    let copy =
+                        promoted_copy(&original, &target_env, &source.promotion_snapshot()?, now)?;
                     let mut ignored = Fingerprint::default();
                     let mut layers = self
                         .cascade(&project, target_env.id, None, &mut ignored)

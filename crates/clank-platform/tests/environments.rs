@@ -117,6 +117,24 @@ async fn a_clone_rewrites_domains_renames_volumes_copies_config_and_fails_whole(
     .await
     .unwrap_err();
     assert_eq!(taken.kind(), ErrorKind::Conflict, "{taken}");
+    // Never deployed: nothing to copy, said per volume; the clone goes on with empty ones.
+    let with_data = ok(
+        &p,
+        json!({"op": "clone_environment", "environment": "shop/production",
+               "clone": {"name": "qa4", "copy_volumes": true}}),
+    )
+    .await;
+    assert!(with_data.get("volumes_copied").is_none(), "{with_data}");
+    let notes = with_data["notes"].to_string();
+    assert!(
+        notes.contains("volume `shop-db-data` holds no data yet"),
+        "{notes}"
+    );
+    ok(
+        &p,
+        json!({"op": "delete_environment", "environment": "shop/qa4", "purge": true, "volumes": true}),
+    )
+    .await;
     assert_eq!(
         environments(&p).await,
         ["production", "qa"],

@@ -53,6 +53,7 @@ mod meta;
 mod ports;
 mod procfs;
 mod supervisor;
+mod tree_copy;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -736,6 +737,67 @@ impl Runtime for ProcessRuntime {
         }
         let _ = std::fs::remove_file(layout.volume_labels_path(name));
         Ok(())
+    }
+
+    /// The workspace's directory `from` copied into a new directory `to` (created as
+    /// `ensure_volume` creates it), the copy given to the workspace's user.
+    async fn copy_volume(
+        &self,
+        from: &str,
+        to: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<u64> {
+        validate_volume_name("from", from)?;
+        validate_volume_name("to", to)?;
+        let Some(workspace) = labels
+            .get(&format!("{}workspace", clank_core::runtime::LABEL_PREFIX))
+            .and_then(|w| w.parse::<WorkspaceId>().ok())
+        else {
+            return Err(Error::Internal(
+                "a volume copy needs the owner's workspace label".to_owned(),
+            ));
+        };
+        let shared = &self.shared;
+        let layout = &shared.layout;
+        let exists = layout.volume_dir(workspace, from).is_dir()
+            || (layout.legacy_volume_dir(from).is_dir()
+                && shared.legacy_volume_is_of(workspace, from));
+        if !exists {
+            return Err(Error::runtime(
+                RuntimeFailure::NotFound,
+                format!("volume `{from}` does not exist on this host (nothing to copy)"),
+            ));
+        }
+        let target = layout.volume_dir(workspace, to);
+        if std::fs::symlink_metadata(&target).is_ok() {
+            return Err(Error::runtime(
+                RuntimeFailure::NameConflict,
+                format!(
+                    "volume `{to}` already exists on this host; a copy never writes into data \
+                     already there (remove it first, or copy under another name)"
+                ),
+            ));
+        }
+        let run_as = shared.users.admit(workspace, true)?;
+        let source = shared.volume(workspace, from, run_as)?;
+        self.ensure_volume(to, labels).await?;
+        let (src, dst) = (source.clone(), target.clone());
+        let copied = tokio::task::spawn_blocking(move || {
+            let bytes = tree_copy::copy_tree(&src, &dst)?;
+            if let Some(user) = run_as {
+                isolation::chown_tree(&dst, user.uid, user.gid)?;
+            }
+            Ok::<_, Error>(bytes)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("volume copy task: {e}")))
+        .and_then(|r| r);
+        if copied.is_err()
+            && let Err(e) = self.remove_volume(to).await
+        {
+            tracing::warn!(volume = %to, error = %e, "Could not remove the volume of a failed copy.");
+        }
+        copied
     }
 
     /// Nothing to fetch: a native workload runs a command already on this host. The spec is

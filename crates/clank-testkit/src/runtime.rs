@@ -382,6 +382,7 @@ macro_rules! runtime_contract_tests {
             prepare_starts_nothing_and_start_follows,
             start_with_a_taken_name_and_another_owner_is_a_name_conflict,
             volume_data_survives_replacing_the_workload,
+            a_volume_copy_carries_the_data_into_a_new_volume_only,
             list_by_owner_returns_exactly_the_matching_workloads,
             a_new_runtime_adopts_and_controls_workloads_of_the_old_one,
             logs_follow_yields_lines_written_after_the_stream_opened,

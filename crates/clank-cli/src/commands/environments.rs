@@ -1,5 +1,5 @@
-//! `clank env clone shop/staging preview-1 [--domain-pattern P] [--deploy] [--no-config]`:
-//! a new environment with a copy of every service and the config.
+//! `clank env clone shop/staging preview-1 [--domain-pattern P] [--deploy] [--no-config]
+//! [--copy-volumes]`: a new environment with a copy of every service and the config.
 
 use clank_api::environments::{CloneEnvironment, CloneReport};
 
@@ -9,17 +9,8 @@ use crate::client::CliError;
 pub(crate) async fn clone(
     app: &App,
     environment: String,
-    name: String,
-    domain_pattern: Option<String>,
-    deploy: bool,
-    no_config: bool,
+    body: CloneEnvironment,
 ) -> Result<(), CliError> {
-    let body = CloneEnvironment {
-        name,
-        domain_pattern,
-        copy_config: !no_config,
-        deploy,
-    };
     let report: CloneReport = app
         .client
         .post(&format!("{}/clone", app.env_path(&environment)?), &body)
@@ -47,6 +38,12 @@ fn render(r: &CloneReport) -> String {
         if !s.volumes.is_empty() {
             out.push(format!("    new volumes: {}", s.volumes.join(", ")));
         }
+    }
+    for v in &r.volumes_copied {
+        out.push(format!(
+            "  {}: volume {} copied into {} ({} bytes)",
+            v.service, v.from, v.to, v.bytes
+        ));
     }
     for note in &r.notes {
         out.push(format!("  note: {note}"));

@@ -1,5 +1,6 @@
 //! Projects and their environments.
 
+use clank_api::environments::CloneEnvironment;
 use clank_api::projects::{NewEnvironment, NewProject};
 use clank_core::model::{Environment, Project};
 use clap::Subcommand;
@@ -40,7 +41,8 @@ pub(crate) enum EnvCmd {
         name: String,
     },
     /// Clone an environment (`project/environment`) into a new one named NAME: every
-    /// service (new empty volumes; domains only with --domain-pattern) and the config.
+    /// service (new volumes, empty unless --copy-volumes; domains only with
+    /// --domain-pattern) and the config.
     Clone {
         environment: String,
         name: String,
@@ -54,6 +56,10 @@ pub(crate) enum EnvCmd {
         /// Leave the config out.
         #[arg(long)]
         no_config: bool,
+        /// Copy each volume's data into the new volumes (as it is at that moment: stop a
+        /// database first for a consistent copy).
+        #[arg(long)]
+        copy_volumes: bool,
     },
     /// Delete an environment (`project/environment`) with its services; restorable for the
     /// retention period. `--purge` removes it for good now with its network (`--volumes`:
@@ -133,9 +139,16 @@ pub(crate) async fn env(app: &App, cmd: EnvCmd) -> Result<(), CliError> {
             domain_pattern,
             deploy,
             no_config,
+            copy_volumes,
         } => {
-            super::environments::clone(app, environment, name, domain_pattern, deploy, no_config)
-                .await?;
+            let body = CloneEnvironment {
+                name,
+                domain_pattern,
+                copy_config: !no_config,
+                deploy,
+                copy_volumes,
+            };
+            super::environments::clone(app, environment, body).await?;
         }
         EnvCmd::Delete { environment, how } => {
             let path = app.env_path(&environment)?;

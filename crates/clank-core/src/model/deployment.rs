@@ -328,17 +328,7 @@ impl Deployment {
         config: ResolvedConfig,
         now: Timestamp,
     ) -> Result<Self> {
-        let mut snapshot = source.runnable_snapshot()?;
-        // Pinned to the digest the source pulled, so a tag moved since cannot change what runs.
-        if let (Artifact::Image { image }, Artifact::Image { .. }, Some(digest)) = (
-            &mut snapshot.artifact,
-            &source.snapshot.artifact,
-            &source.state.image_digest,
-        ) && image.digest().is_none()
-            && let Ok(pinned) = ImageRef::parse(&format!("{image}@{digest}"))
-        {
-            *image = pinned;
-        }
+        let mut snapshot = source.promotion_snapshot()?;
         snapshot.config = config;
         snapshot.endpoint = service.endpoint.clone();
         snapshot.volumes = service.volumes.clone();
@@ -348,6 +338,24 @@ impl Deployment {
             environment: source.environment_id,
         };
         Ok(Self::from_snapshot(service, snapshot, trigger, now))
+    }
+
+    /// What a promotion of this deployment runs: its snapshot pinned to the image it ran, and
+    /// to the digest it pulled, so a tag moved since cannot change what runs — neither in the
+    /// promoted deployment nor in the target service's desired state
+    /// ([`DeploymentSnapshot::promote_onto`]).
+    pub fn promotion_snapshot(&self) -> Result<DeploymentSnapshot> {
+        let mut snapshot = self.runnable_snapshot()?;
+        if let (Artifact::Image { image }, Artifact::Image { .. }, Some(digest)) = (
+            &mut snapshot.artifact,
+            &self.snapshot.artifact,
+            &self.state.image_digest,
+        ) && image.digest().is_none()
+            && let Ok(pinned) = ImageRef::parse(&format!("{image}@{digest}"))
+        {
+            *image = pinned;
+        }
+        Ok(snapshot)
     }
 
     /// This deployment's snapshot pinned to the image it ran, for rollback and promotion.

@@ -243,5 +243,17 @@ mod tests {
             "the target keeps its endpoint"
         );
         assert_eq!(desired.volumes, production.volumes, "and its volumes");
+        // The target's desired state keeps the digest too: its next plain deploy runs what was
+        // promoted even if the tag moved.
+        let (desired, _) = pulled
+            .promotion_snapshot()
+            .unwrap()
+            .promote_onto(&production);
+        match &desired.source {
+            ServiceSource::DockerImage { image, .. } => {
+                assert_eq!(image.digest(), Some(digest.as_str()));
+            }
+            other => panic!("an image source: {other:?}"),
+        }
     }
 }

@@ -161,6 +161,23 @@ impl Daemon {
         v
     }
 
+    /// Deployment `n` of `service` (its API path) once ACTIVE; panics if it ends otherwise or
+    /// takes over 120 s.
+    pub(crate) async fn wait_active(&self, token: &str, service: &str, n: u64) -> Value {
+        for _ in 0..1200 {
+            let path = format!("{service}/deployments/{n}");
+            let v = self.ok(token, Method::GET, &path, None).await;
+            match v["status"].as_str() {
+                Some("ACTIVE") => return v,
+                Some("FAILED" | "CANCELLED" | "SUPERSEDED") => {
+                    panic!("{service} deployment #{n} ended: {v}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        panic!("{service} deployment #{n} is not ACTIVE after 120 s");
+    }
+
     /// The first workspace `acme` and its Owner's token.
     pub(crate) async fn init(&self) -> String {
         let (s, v) = self

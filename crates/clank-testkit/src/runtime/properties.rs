@@ -218,6 +218,88 @@ pub async fn volume_data_survives_replacing_the_workload<F: Fixture>(h: Arc<Harn
     );
 }
 
+/// `copy_volume` puts the source's data into a new volume that then lives on its own (writes
+/// to either never reach the other); it refuses a target that exists, a source that does not,
+/// and another owner's volume (as absent). A runtime that cannot copy answers `Unsupported`.
+pub async fn a_volume_copy_carries_the_data_into_a_new_volume_only<F: Fixture>(h: Arc<Harness<F>>) {
+    let rt = h.runtime();
+    let (source, copy) = (h.volume("copy-src"), h.volume("copy-dst"));
+    let owner = h.owner();
+    let labels = h.project_labels(owner.project);
+    rt.ensure_volume(&source, &labels)
+        .await
+        .unwrap_or_else(|e| panic!("ensure_volume failed: {e}"));
+    let token = format!("token-{}", h.run);
+    let mut app = h.app("copy-1");
+    app.owner = owner.clone();
+    app.data_volume = Some(source.clone());
+    let writer = start(&*rt, &h.spec(&app)).await;
+    wait_http(
+        wait_endpoint(&*rt, &writer.id).await,
+        &format!("/data/write?{token}"),
+        200,
+    )
+    .await;
+    rt.remove(&writer.id)
+        .await
+        .unwrap_or_else(|e| panic!("remove failed: {e}"));
+
+    let copied = match rt.copy_volume(&source, &copy, &labels).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.runtime_failure() == Some(RuntimeFailure::Unsupported) => {
+            eprintln!("note: {} cannot copy volumes: {e}", rt.name());
+            return;
+        }
+        Err(e) => panic!("copy_volume failed: {e}"),
+    };
+    assert!(copied >= token.len() as u64, "{copied} bytes copied");
+
+    // The copy reads the data; a write to it leaves the source as it was.
+    let mut reader = app.clone();
+    reader.name = h.name("copy-2");
+    reader.owner.deployment = DeploymentId::new();
+    reader.data_volume = Some(copy.clone());
+    let b = start(&*rt, &h.spec(&reader)).await;
+    let b_endpoint = wait_endpoint(&*rt, &b.id).await;
+    assert_eq!(wait_http(b_endpoint, "/data", 200).await.body.trim(), token);
+    wait_http(b_endpoint, "/data/write?changed-in-the-copy", 200).await;
+    rt.remove(&b.id)
+        .await
+        .unwrap_or_else(|e| panic!("remove failed: {e}"));
+    let mut again = app.clone();
+    again.name = h.name("copy-3");
+    again.owner.deployment = DeploymentId::new();
+    let a = start(&*rt, &h.spec(&again)).await;
+    let read = wait_http(wait_endpoint(&*rt, &a.id).await, "/data", 200).await;
+    assert_eq!(read.body.trim(), token, "the source keeps its own data");
+    rt.remove(&a.id)
+        .await
+        .unwrap_or_else(|e| panic!("remove failed: {e}"));
+
+    assert_failure(
+        rt.copy_volume(&source, &copy, &labels).await,
+        RuntimeFailure::NameConflict,
+        "a copy into an existing volume",
+    );
+    let never = h.volume("copy-never");
+    assert_failure(
+        rt.copy_volume(&h.name("copy-missing"), &never, &labels)
+            .await,
+        RuntimeFailure::NotFound,
+        "a copy of a missing volume",
+    );
+    let stranger = Owner::labels_for_project(WorkspaceId::new(), ProjectId::new());
+    assert_failure(
+        rt.copy_volume(&source, &never, &stranger).await,
+        RuntimeFailure::NotFound,
+        "a copy of another owner's volume",
+    );
+    assert!(
+        !rt.volume_belongs(&never, &labels).await.unwrap_or(false),
+        "a refused copy leaves no target behind"
+    );
+}
+
 /// `list` with a filter returns exactly the workloads whose owner matches, by workspace,
 /// project, service and deployment.
 pub async fn list_by_owner_returns_exactly_the_matching_workloads<F: Fixture>(h: Arc<Harness<F>>) {

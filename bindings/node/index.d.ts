@@ -188,6 +188,78 @@ export interface CloneEnvironmentOptions {
   copyConfig?: boolean;
   /** Deploy every copied service afterwards (default false). */
   deploy?: boolean;
+  /** Copy each volume's data into the copy's new volume (default false: they start empty). */
+  copyVolumes?: boolean;
+}
+
+/** A config value in a declaration: plain text, or a secret by the name its value goes by. */
+export type Declared = string | { secret_env: string };
+
+export interface ServiceDeclaration {
+  name: string;
+  source: ServiceSource;
+  settings?: ServiceSettings;
+  volumes?: VolumeMount[];
+  endpoint?: Record<string, unknown> | null;
+  processes?: Record<string, ProcessSpec>;
+  depends_on?: string[];
+  config?: Record<string, Declared>;
+}
+
+export interface EnvironmentDeclaration {
+  config?: Record<string, Declared>;
+  services?: Record<string, ServiceDeclaration>;
+}
+
+/** A project as data: what `exportProject` returns and `applyDeclaration` takes. */
+export interface Declaration {
+  project: string;
+  name: string;
+  team?: string;
+  config?: Record<string, Declared>;
+  environments?: Record<string, EnvironmentDeclaration>;
+}
+
+export interface ApplyDeclarationOptions {
+  /** Values of the secrets the target lacks, by `secret_env` name (others are kept). */
+  secrets?: Record<string, string>;
+  workspace?: string;
+  /** What the plan shows as its source (a file name). */
+  source?: string;
+}
+
+/** A stored plan (a promotion's or a declaration's); apply it by `id` before `expires_at`. */
+export interface PlanView {
+  id: string;
+  kind: 'promotion' | 'apply';
+  source: string;
+  target: string;
+  created_at: number;
+  expires_at: number;
+  services: Array<{
+    service: string;
+    action: 'create' | 'update' | 'deploy' | 'unchanged';
+    image?: { from: string | null; to: string; digest?: string; build?: string };
+    fields: Array<{ field: string; from: string | null; to: string | null }>;
+    config: Array<{
+      key: string;
+      change: 'added' | 'removed' | 'changed';
+      secret: boolean;
+      from: string | null;
+      to: string | null;
+    }>;
+    kept: string[];
+  }>;
+  unchanged: boolean;
+  applied_at?: number;
+}
+
+export interface AppliedPlan {
+  plan: string;
+  /** The deployments it started (a declaration's: none). */
+  deployments: Deployment[];
+  /** Services it created. */
+  created: string[];
 }
 
 export interface DeleteOptions {
@@ -312,7 +384,12 @@ export declare class Platform {
   planPromotion(source: string, target: string): Promise<Record<string, unknown>>;
   getPlan(plan: string, options?: { workspace?: string }): Promise<Record<string, unknown>>;
   /** Apply exactly that plan (Conflict if anything it read changed since). */
-  applyPlan(plan: string, options?: { workspace?: string }): Promise<Record<string, unknown>>;
+  applyPlan(plan: string, options?: { workspace?: string }): Promise<AppliedPlan>;
+
+  /** The project as a declaration (what `clank export` writes); secrets by name only. */
+  exportProject(project: string): Promise<Declaration>;
+  /** Plan applying `declaration` to its project (created if missing); apply with `applyPlan(plan.id)`. */
+  applyDeclaration(declaration: Declaration, options?: ApplyDeclarationOptions): Promise<PlanView>;
 
   previewSettings(project: string): Promise<Record<string, unknown> | null>;
   setPreviewSettings(project: string, settings: Record<string, unknown>): Promise<Record<string, unknown>>;

@@ -193,6 +193,21 @@ class Platform {
     return this._call({ op: 'apply_plan', workspace, plan });
   }
 
+  // ---- Declarations ----
+  /** The project as a declaration (what `clank export` writes); secrets by name only. */
+  exportProject(project) {
+    return this._call({ op: 'export_project', project });
+  }
+  /**
+   * Plan applying a declaration to its project (created if missing): the plan is stored,
+   * nothing else written; apply exactly it with `applyPlan(plan.id)`. `secrets` holds the
+   * values of the secrets the target lacks, by `secret_env` name.
+   */
+  applyDeclaration(declaration, options = {}) {
+    const { secrets = {}, workspace = 'default', source = null } = options;
+    return this._call({ op: 'apply_declaration', workspace, declaration, secrets, source });
+  }
+
   // ---- Pull-request previews ----
   previewSettings(project) {
     return this._call({ op: 'get_preview_settings', project });

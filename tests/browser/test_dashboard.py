@@ -1,7 +1,9 @@
 """The dashboard in a real browser (Debian's Chromium under Playwright) against the released
 daemon binary on Docker: sign in with a token, deploy and watch the status cell reach ACTIVE
 without a reload, roll back, secrets masked, a Viewer without deploy buttons (and refused by
-the server anyway), and attacker-controlled text shown as text with no script running.
+the server anyway), attacker-controlled text shown as text with no script running, and a
+service's logs followed live (a new line without a reload, markup in it shown as text), and a
+deployment's deploy log followed until it is ACTIVE (its Cancel button gone then).
 Screenshots of each main page go to ``target/screenshots``.
 
 The first test creates its service with the dashboard's form; the others create theirs
@@ -10,6 +12,7 @@ through the REST API (`POST …/services`)."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -52,10 +55,16 @@ def sign_in(browser: Any, d: Daemon, token: str, shots: Optional[Path] = None) -
     assert "/ui/signin" in page.url
     if shots is not None:
         page.screenshot(path=str(shots / "signin.png"), full_page=True)
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
+    token_form(page, token)
     page.wait_for_url(re.compile(rf"/ui/workspaces/{WS}$"))
     return page
+
+
+def token_form(page: Any, token: str) -> None:
+    """Sign in with the sign-in page's API-token form (it may offer other ways too)."""
+    form = page.locator("form:has(#token)")
+    form.get_by_role("textbox", name="API token").fill(token)
+    form.get_by_role("button", name="Sign in").click()
 
 
 def dialogs_of(page: Any) -> List[str]:
@@ -339,10 +348,120 @@ def test_without_javascript_the_canvas_is_a_readable_list(
     context = chromium.new_context(base_url=daemon.base, java_script_enabled=False)
     page = context.new_page()
     page.goto("/ui/signin")
-    page.get_by_label("API token").fill(daemon.owner)
-    page.get_by_role("button", name="Sign in").click()
+    token_form(page, daemon.owner)
     page.wait_for_url(re.compile(rf"/ui/workspaces/{WS}$"))
     page.goto(f"/ui/workspaces/{WS}/projects/{p}")
     assert page.locator(".canvas-live").count() == 0
     assert page.get_by_role("link", name="Web").is_visible()
     assert page.locator(".card").first.evaluate("c => getComputedStyle(c).position") == "static"
+
+
+LOG_XSS = "<img src=x onerror=alert('log')><script>alert('log')</script>"
+
+
+def wait_status(d: Daemon, p: str, n: int, status: str) -> None:
+    path = f"/v1/workspaces/{WS}/projects/{p}/environments/production/services/web/deployments/{n}"
+    for _ in range(1200):
+        v = d.ok("GET", path)
+        if v["status"] == status:
+            return
+        assert v["status"] not in ("FAILED", "CANCELLED", "SUPERSEDED"), v
+        time.sleep(0.1)
+    raise AssertionError(f"deployment #{n} is not {status} after 120 s")
+
+
+def test_logs_follow_live_and_a_script_in_a_log_line_runs_nowhere(
+    chromium: Any, daemon: Daemon, docker_image: str, unique: str, shots: Path
+) -> None:
+    p = f"br-{unique}"
+    project(daemon, p, name="Logs test")
+    env = f"/v1/workspaces/{WS}/projects/{p}/environments/production"
+    # The test app, printing a line of markup first and then every line appended to /app/said.
+    script = (
+        'printf "%s\\n" "$1"; : > /app/said; /bin/busybox tail -f /app/said & '
+        "exec /bin/busybox sh /app/start.sh"
+    )
+    daemon.ok(
+        "POST",
+        f"{env}/services",
+        {
+            "slug": "web",
+            "name": "Web",
+            "source": {"type": "docker_image", "image": docker_image},
+            "settings": {"health_check_interval_s": 1},
+            "processes": {"web": {"command": ["/bin/busybox", "sh", "-c", script, "sh", "boot " + LOG_XSS]}},
+        },
+    )
+    daemon.ok("POST", f"{env}/services/web/deployments", {})
+    wait_status(daemon, p, 1, "ACTIVE")
+
+    page = sign_in(chromium, daemon, daemon.owner)
+    dialogs = dialogs_of(page)
+    page.goto(service_path(p))
+    log = page.locator("#service-log")
+    log.wait_for()
+    # The last lines come with the page (as text), then the stream takes over.
+    page.wait_for_function(
+        "t => document.getElementById('service-log').textContent.includes(t)",
+        arg="boot " + LOG_XSS,
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        "() => document.getElementById('service-log-status').textContent === 'Following live.'",
+        timeout=30_000,
+    )
+    page.evaluate("window.__clankNoReload = true")
+
+    # A line printed now (markup again) shows up without a reload, as text.
+    line = f"live {unique} {LOG_XSS}"
+    daemon.ok(
+        "POST",
+        f"{env}/services/web/exec",
+        {"command": ["/bin/busybox", "sh", "-c", 'printf "%s\\n" "$1" >> /app/said', "sh", line]},
+    )
+    page.wait_for_function(
+        "t => document.getElementById('service-log').textContent.includes(t)",
+        arg=line,
+        timeout=30_000,
+    )
+    assert page.evaluate("window.__clankNoReload === true"), "the page was reloaded"
+    assert log.locator("img").count() == 0
+    assert log.locator("script").count() == 0
+    assert page.locator("img[src=x]").count() == 0
+    assert page.locator("script:not([src])").count() == 0
+    page.screenshot(path=str(shots / "service-logs.png"), full_page=True)
+    page.wait_for_timeout(500)
+    assert dialogs == [], dialogs
+
+
+def test_a_deploy_log_follows_live_until_active_and_its_cancel_button_goes(
+    chromium: Any, daemon: Daemon, docker_image: str, unique: str, shots: Path
+) -> None:
+    p = f"br-{unique}"
+    project(daemon, p, name="Deploy log test")
+    service(daemon, p, docker_image)
+    svc = f"/v1/workspaces/{WS}/projects/{p}/environments/production/services/web"
+    # A slow-booting app: the deployment stays in progress for a few seconds.
+    daemon.ok("PATCH", f"{svc}/config", {"changes": [{"key": "START_DELAY", "value": "5"}]})
+    daemon.ok("POST", f"{svc}/deployments", {})
+    page = sign_in(chromium, daemon, daemon.owner)
+    dialogs = dialogs_of(page)
+    page.goto(service_path(p) + "/deployments/1")
+    log = page.locator("#deploy-log")
+    log.wait_for()
+    assert log.get_attribute("data-follow"), "an unsettled deployment's log follows"
+    cancel = page.get_by_role("button", name="Cancel deployment #1")
+    assert cancel.is_visible(), "in progress, it can be cancelled"
+    page.evaluate("window.__clankNoReload = true")
+    page.wait_for_function(
+        "() => document.getElementById('deploy-log').textContent.includes('HEALTH_CHECKING \u2192 ACTIVE')",
+        timeout=DEPLOY_WAIT_MS,
+    )
+    assert page.evaluate("window.__clankNoReload === true"), "the page was reloaded"
+    page.wait_for_selector('.status[data-deployment="1"][data-status="ACTIVE"]')
+    cancel.wait_for(state="hidden")
+    text = log.inner_text()
+    assert text.count("HEALTH_CHECKING \u2192 ACTIVE") == 1, text
+    assert "ACTIVE" in page.locator("#deploy-log-status").inner_text()
+    page.screenshot(path=str(shots / "deployment-live-log.png"), full_page=True)
+    assert dialogs == []

@@ -72,6 +72,42 @@ test('a team gives its projects config below the services own', async () => {
   });
 });
 
+test('an exported project applies by plan id once and then plans nothing', async () => {
+  await withPlatform('process', async (p) => {
+    await p.ensureWorkspace('default');
+    await p.createProject('Shop', { slug: 'shop' });
+    await p.createService('shop', 'api', { image: 'clank-testapp:latest', command: ['/bin/true'] });
+    await p.setConfig({ service: 'shop/api', values: { MODE: 'prod' }, secrets: { TOKEN: SECRET } });
+    const exported = await p.exportProject('shop');
+    assert.deepEqual(exported.environments.production.services.api.config, {
+      MODE: 'prod',
+      TOKEN: { secret_env: 'TOKEN' },
+    });
+    assert.ok(!JSON.stringify(exported).includes(SECRET));
+
+    const copy = { ...exported, project: 'shop2' };
+    await rejectsWith(p.applyDeclaration(copy), clank.InvalidInput, (e) =>
+      assert.equal(e.field, 'environments.production.services.api.config.TOKEN'),
+    );
+    const plan = await p.applyDeclaration(copy, { secrets: { TOKEN: `fresh-${SECRET}` }, source: 'shop.json' });
+    assert.equal(plan.kind, 'apply');
+    assert.equal(plan.source, 'shop.json');
+    assert.equal(plan.unchanged, false);
+    assert.ok(
+      plan.services.some((s) => s.service === 'default/shop2/production/api' && s.action === 'create'),
+      JSON.stringify(plan.services),
+    );
+    assert.ok(!JSON.stringify(plan).includes(SECRET));
+    const applied = await p.applyPlan(plan.id);
+    assert.deepEqual(applied.created, ['default/shop2/production/api']);
+    await rejectsWith(p.applyPlan(plan.id), clank.Conflict);
+    const token = (await p.config({ service: 'shop2/api' })).find((v) => v.key === 'TOKEN');
+    assert.equal(token.secret, true);
+    assert.equal(token.value, '********');
+    assert.equal((await p.applyDeclaration(copy)).unchanged, true);
+  });
+});
+
 test('deleted services, environments and projects come back with restore', async () => {
   await withPlatform('process', async (p) => {
     await p.ensureWorkspace('default');

@@ -238,6 +238,37 @@ class Platform:
         """Apply exactly that plan (:class:`Conflict` if anything it read changed since)."""
         return await self._call({"op": "apply_plan", "workspace": workspace, "plan": plan})
 
+    # ---- Declarations -----------------------------------------------------------------------
+
+    async def export_project(self, project: str) -> Dict[str, Any]:
+        """``project`` as a declaration (what ``clank export`` writes, as a dict): its
+        environments, services and config, secrets as ``{"secret_env": "KEY"}`` (never a
+        value)."""
+        return await self._call({"op": "export_project", "project": project})
+
+    async def apply_declaration(
+        self,
+        declaration: Mapping[str, Any],
+        secrets: Optional[Mapping[str, str]] = None,
+        *,
+        workspace: str = "default",
+        source: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """Plan applying ``declaration`` (as :meth:`export_project` returns it) to its project,
+        created if missing. The plan is stored and nothing else written: apply exactly it with
+        :meth:`apply_plan` (its ``id``), like a promotion. ``secrets`` holds the values of the
+        secrets the target lacks, by ``secret_env`` name (a secret the target has is kept);
+        one missing raises :class:`InvalidInput` naming its field."""
+        return await self._call(
+            {
+                "op": "apply_declaration",
+                "workspace": workspace,
+                "declaration": dict(declaration),
+                "secrets": dict(secrets or {}),
+                "source": source,
+            }
+        )
+
     # ---- Pull-request previews --------------------------------------------------------------
 
     async def preview_settings(self, project: str) -> Optional[Dict[str, Any]]:

@@ -160,6 +160,29 @@ class Platform:
     def apply_plan(self, plan: str, *, workspace: str = "default") -> Dict[str, Any]:
         return self._call({"op": "apply_plan", "workspace": workspace, "plan": plan})
 
+    # ---- Declarations -----------------------------------------------------------------------
+
+    def export_project(self, project: str) -> Dict[str, Any]:
+        return self._call({"op": "export_project", "project": project})
+
+    def apply_declaration(
+        self,
+        declaration: Mapping[str, Any],
+        secrets: Optional[Mapping[str, str]] = None,
+        *,
+        workspace: str = "default",
+        source: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        return self._call(
+            {
+                "op": "apply_declaration",
+                "workspace": workspace,
+                "declaration": dict(declaration),
+                "secrets": dict(secrets or {}),
+                "source": source,
+            }
+        )
+
     # ---- Pull-request previews --------------------------------------------------------------
 
     def preview_settings(self, project: str) -> Optional[Dict[str, Any]]:

@@ -190,6 +190,53 @@ def test_a_team_gives_its_projects_config_below_the_services_own(data_dir: Path)
         assert p.get_team("data")["projects"] == ["shop"]
 
 
+# ---- Declarations ----------------------------------------------------------------------------
+
+
+def test_an_exported_project_applies_by_plan_id_once_and_then_plans_nothing(data_dir: Path) -> None:
+    async def main() -> None:
+        async with await clank.Platform.open(data_dir, runtime="process") as p:
+            await p.ensure_workspace("default")
+            await p.create_project("Shop", slug="shop")
+            await p.create_service("shop", "api", image="clank-testapp:latest", command=["/bin/true"])
+            await p.set_config(service="shop/api", values={"MODE": "prod"}, secrets={"TOKEN": SECRET})
+            exported = await p.export_project("shop")
+            api = exported["environments"]["production"]["services"]["api"]
+            assert api["config"] == {"MODE": "prod", "TOKEN": {"secret_env": "TOKEN"}}
+            assert SECRET not in json.dumps(exported)
+
+            copy = {**exported, "project": "shop2"}
+            with pytest.raises(clank.InvalidInput) as missing:
+                await p.apply_declaration(copy)
+            assert missing.value.field == "environments.production.services.api.config.TOKEN"
+            plan = await p.apply_declaration(copy, secrets={"TOKEN": "fresh-" + SECRET})
+            assert plan["kind"] == "apply" and plan["unchanged"] is False
+            assert ("default/shop2/production/api", "create") in [
+                (s["service"], s["action"]) for s in plan["services"]
+            ]
+            assert SECRET not in json.dumps(plan)
+            applied = await p.apply_plan(plan["id"])
+            assert applied["created"] == ["default/shop2/production/api"]
+            with pytest.raises(clank.Conflict):
+                await p.apply_plan(plan["id"])
+            token = {v["key"]: v for v in await p.config(service="shop2/api")}["TOKEN"]
+            assert token["secret"] is True and token["value"] == "********"
+            again = await p.apply_declaration(copy)
+            assert again["unchanged"] is True
+            assert (await p.get_plan(again["id"]))["id"] == again["id"]
+
+    run(main())
+    with clank.sync.Platform.open(data_dir / "sync", runtime="process") as p:
+        p.ensure_workspace("default")
+        p.create_project("Shop", slug="shop")
+        declared = p.export_project("shop")
+        declared["config"] = {"MODE": "prod"}
+        plan = p.apply_declaration(declared)
+        p.apply_plan(plan["id"])
+        assert p.config(project="shop")[0]["value"] == "prod"
+        assert p.apply_declaration(declared)["unchanged"] is True
+
+
 # ---- Delete and restore ----------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod builds;
 pub mod config;
+pub mod declarations;
 pub mod deployments;
 pub mod environments;
 pub mod error;

@@ -6,7 +6,7 @@ use clank_core::id::{TokenId, UserId};
 use clank_core::model::{ApiToken, Member, Role, User};
 
 /// A workspace and its first Owner: the body of `init` and of a new tenant.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkspace {
@@ -16,6 +16,39 @@ pub struct NewWorkspace {
     pub name: String,
     /// The first Owner's email.
     pub email: String,
+    /// The first Owner's password for the dashboard's sign-in (email and password), at least
+    /// 12 characters; stored as an Argon2id hash, never returned. Without one, the dashboard
+    /// is signed in to with an API token. For a new tenant whose Owner already has an
+    /// account, leave it out: their password stays theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for NewWorkspace {
+    /// Never prints the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewWorkspace")
+            .field("workspace", &self.workspace)
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// A member's new dashboard password (at least 12 characters).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetPassword {
+    pub password: String,
+}
+
+impl std::fmt::Debug for SetPassword {
+    /// Never prints the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetPassword").finish_non_exhaustive()
+    }
 }
 
 /// A new token as its holder sees it, once.

@@ -119,6 +119,23 @@ pub enum Request {
         workspace: String,
         plan: String,
     },
+    /// A project as a declaration (what `clank export` writes); secrets by name only.
+    ExportProject {
+        project: String,
+    },
+    /// Plan applying a declaration to its project (created if missing) in `workspace`:
+    /// stores the plan (apply it with `apply_plan`); nothing else is written.
+    ApplyDeclaration {
+        #[serde(default = "default_workspace")]
+        workspace: String,
+        declaration: crate::declarations::Declaration,
+        /// Values of the secrets the target lacks, by `secret_env` name.
+        #[serde(default)]
+        secrets: crate::declarations::SecretValues,
+        /// What the plan shows as its source; default `declaration`.
+        #[serde(default)]
+        source: Option<String>,
+    },
     /// A project's preview settings (`null` when never set).
     GetPreviewSettings {
         project: String,

@@ -1,7 +1,7 @@
-//! Plans: what a promotion (and later `clank apply`) would change, shown before anything is
-//! written and applied only by its id. One format for every kind of plan, so the CLI renders
-//! them all the same way. A plan never carries a secret value: a secret key's change says
-//! only that it differs.
+//! Plans: what a promotion or a declaration (`clank apply`) would change, shown before
+//! anything is written and applied only by its id. One format for every kind of plan, so the
+//! CLI renders them all the same way. A plan never carries a secret value: a secret key's
+//! change says only that it differs.
 
 use std::fmt;
 

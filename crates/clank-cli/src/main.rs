@@ -55,6 +55,10 @@ enum Command {
         name: String,
         #[arg(long)]
         email: String,
+        /// Also give the Owner a password for the dashboard's sign-in, read from the first
+        /// line of standard input (at least 12 characters; never a command-line argument).
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Save a URL and token as the context for later commands.
     Login {
@@ -224,7 +228,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             workspace,
             name,
             email,
-        } => session::init(&app, url, workspace, name, email).await?,
+            password_stdin,
+        } => session::init(&app, url, workspace, name, email, password_stdin).await?,
         Command::Login { token } => session::login(&app, url, token).await?,
         Command::Whoami => session::whoami(&app).await?,
         Command::Project(cmd) => projects::project(&app, cmd).await?,

@@ -1,7 +1,7 @@
 //! A plan as people read it: one block per service with its action, the image, the fields
 //! and config keys that differ (a secret only ever as `********`, which is all the daemon
 //! sends), and what the target keeps. Shared by every command that shows a plan (`clank
-//! promote` now, `clank apply` later).
+//! promote`, `clank apply`).
 
 use clank_api::plans::{ConfigChangeKind, PlanAction, PlanKind, PlanView, ServicePlan};
 
@@ -11,18 +11,14 @@ pub(crate) fn render(plan: &PlanView) -> String {
         PlanKind::Promotion => "promotion",
         PlanKind::Apply => "apply",
     };
-    let mut out = match plan.kind {
-        // A stored plan: its id applies exactly it, until it expires.
-        PlanKind::Promotion => vec![
-            format!(
-                "Plan {} ({kind}): {} → {}",
-                plan.id, plan.source, plan.target
-            ),
-            format!("  valid until {}", plan.expires_at),
-        ],
-        // Computed by the CLI from the file each time: nothing stored, nothing expires.
-        PlanKind::Apply => vec![format!("Plan ({kind}): {} → {}", plan.source, plan.target)],
-    };
+    // A stored plan: its id applies exactly it, until it expires.
+    let mut out = vec![
+        format!(
+            "Plan {} ({kind}): {} → {}",
+            plan.id, plan.source, plan.target
+        ),
+        format!("  valid until {}", plan.expires_at),
+    ];
     if plan.unchanged {
         out.push("  nothing to change: the target already runs this".to_owned());
     }
@@ -165,8 +161,7 @@ mod tests {
             text.contains("keeps     domains: api.example.com"),
             "{text}"
         );
-        // The same plan computed by `clank apply`: nothing stored, so no id or expiry, and the
-        // file's values are what gets set.
+        // The same plan made by `clank apply`: the file's values are what gets set.
         let mut applied = plan;
         applied.kind = PlanKind::Apply;
         applied.services[0].config.push(ConfigDiff {
@@ -177,10 +172,7 @@ mod tests {
             to: Some("green".into()),
         });
         let text = render(&applied);
-        assert!(
-            !text.contains("valid until") && !text.contains("p1"),
-            "{text}"
-        );
+        assert!(text.contains("Plan p1 (apply)"), "{text}");
         assert!(
             text.contains("MODE") && text.contains("blue → green"),
             "{text}"

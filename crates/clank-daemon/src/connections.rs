@@ -137,12 +137,15 @@ impl Connection {
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let request = tracked.begin_request(!req.body().is_end_stream());
             let uploads = tracked.clone();
-            let req = req.map(|body| {
+            let mut req = req.map(|body| {
                 axum::body::Body::new(TrackedUpload {
                     inner: body,
                     activity: uploads,
                 })
             });
+            // Who is connected (the dashboard's sign-in limits failures per client).
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let response = hyper::service::Service::call(&router, req);
             async move {
                 let response = response.await?;

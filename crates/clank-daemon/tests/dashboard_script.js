@@ -29,6 +29,7 @@ function cell(number, status, follow) {
 const active = cell(1, "ACTIVE", null);
 const pending = cell(2, "PENDING", "/ui/x/deployments/2/events");
 const cells = [active, pending];
+const cancelForm = { hidden: false };
 
 const sources = [];
 class FakeEventSource {
@@ -55,6 +56,11 @@ const document = {
     let found;
     if (selector === ".canvas[data-save]") {
       // No canvas on this page (the canvas is proven in Chromium: tests/browser).
+      found = [];
+    } else if (/^form\[data-cancel="\d+"\]$/.test(selector)) {
+      found = selector === 'form[data-cancel="2"]' ? [cancelForm] : [];
+    } else if (selector === "pre.log[data-follow]") {
+      // No followed log on this page (see dashboard_logs_script.js).
       found = [];
     } else if (selector === ".status[data-follow]") {
       found = cells.filter((c) => c.getAttribute("data-follow"));
@@ -88,6 +94,7 @@ source.emit("transition", { type: "transition", from: "DEPLOYING", to: "HEALTH_C
 assert.strictEqual(pending.textContent, "HEALTH_CHECKING");
 assert.strictEqual(pending.getAttribute("data-status"), "HEALTH_CHECKING");
 assert.strictEqual(source.closed, false);
+assert.strictEqual(cancelForm.hidden, false, "in progress, it can still be cancelled");
 
 source.emit("transition", { type: "transition", from: "HEALTH_CHECKING", to: "ACTIVE" });
 assert.strictEqual(pending.textContent, "ACTIVE");
@@ -95,5 +102,6 @@ assert.strictEqual(pending.className, "status status-active");
 assert.strictEqual(active.textContent, "SUPERSEDED", "the previous ACTIVE is superseded");
 assert.strictEqual(active.className, "status status-superseded");
 assert.strictEqual(source.closed, true, "a settled deployment's stream is closed");
+assert.strictEqual(cancelForm.hidden, true, "a settled deployment's Cancel button goes");
 
 console.log("dashboard script: ok");

@@ -214,6 +214,13 @@ fn endpoints() -> Vec<(Method, String, Option<Value>, clank_core::model::Permiss
             None,
             Deploy,
         ),
+        (Method::GET, format!("{p}/declaration"), None, Read),
+        (
+            Method::POST,
+            format!("{ws}/declarations"),
+            Some(json!({"declaration": {"project": "shop", "name": "Shop"}})),
+            ManageServices,
+        ),
         (Method::GET, format!("{p}/previews"), None, Read),
         (
             Method::PUT,

@@ -8,162 +8,14 @@ mod common;
 
 use std::time::Duration;
 
+use common::browser::Browser;
 use common::{Daemon, ENV, WS};
-use reqwest::header::{HeaderMap, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-                      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
-                      base-uri 'none'";
 const XSS: &str = "<script>alert(1)</script>";
 const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
 const SERVICE: &str = "/ui/workspaces/acme/projects/shop/environments/production/services/web";
-
-/// A browser of the dashboard: its cookies, sent back as a browser would (redirects are not
-/// followed, so each answer can be checked).
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-    cookies: Vec<(String, String)>,
-}
-
-/// An answer: status, headers, body.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> Option<&str> {
-        self.headers.get("location").and_then(|v| v.to_str().ok())
-    }
-
-    /// The first form's CSRF token on the page.
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find(r#"name="csrf" value=""#)
-            .unwrap_or_else(|| panic!("no CSRF field in {}", self.body));
-        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn assert_secure_headers(&self, what: &str) {
-        let h = |name: &str| {
-            self.headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_else(|| panic!("{what}: no {name}"))
-                .to_owned()
-        };
-        assert_eq!(h("content-security-policy"), POLICY, "{what}");
-        assert_eq!(h("x-content-type-options"), "nosniff", "{what}");
-        assert_eq!(h("referrer-policy"), "same-origin", "{what}");
-    }
-}
-
-impl Browser {
-    fn new(daemon: &Daemon) -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: format!("http://{}", daemon.addr),
-            cookies: Vec::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    /// Keep what `Set-Cookie` says (a `Max-Age=0` removes).
-    fn remember(&mut self, page: &Page) {
-        for c in page.set_cookies() {
-            let pair = c.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(k, _)| k != name);
-            if !c.contains("Max-Age=0") {
-                self.cookies.push((name.to_owned(), value.to_owned()));
-            }
-        }
-    }
-
-    async fn send(&mut self, r: reqwest::RequestBuilder) -> Page {
-        let r = if self.cookies.is_empty() {
-            r
-        } else {
-            r.header("cookie", self.cookie_header())
-        };
-        let resp = r.send().await.unwrap();
-        let page = Page {
-            status: resp.status(),
-            headers: resp.headers().clone(),
-            body: resp.text().await.unwrap(),
-        };
-        self.remember(&page);
-        page
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let r = self.http.get(format!("{}{path}", self.base));
-        self.send(r).await
-    }
-
-    /// A form posted as a browser on this page would: same origin, form-encoded.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        self.post_with(path, fields, &[("origin", self.base.clone())])
-            .await
-    }
-
-    async fn post_with(
-        &mut self,
-        path: &str,
-        fields: &[(&str, &str)],
-        headers: &[(&str, String)],
-    ) -> Page {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let mut r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        for (k, v) in headers {
-            r = r.header(*k, v);
-        }
-        self.send(r).await
-    }
-
-    /// Signed in with `token`: the sign-in page's answer.
-    async fn sign_in(&mut self, token: &str) -> Page {
-        let form = self.get("/ui/signin").await;
-        assert_eq!(form.status, StatusCode::OK);
-        let csrf = form.csrf();
-        self.post("/ui/signin", &[("csrf", &csrf), ("token", token)])
-            .await
-    }
-
-    fn has_session(&self) -> bool {
-        self.cookies.iter().any(|(k, _)| k == "clank_session")
-    }
-}
 
 /// The daemon with workspace `acme`, its Owner's token, and project `shop` with service `web`
 /// named `name`, running `command`.
@@ -586,9 +438,20 @@ async fn a_session_ends_when_its_token_is_revoked() {
 
 #[test]
 fn the_live_script_moves_a_status_cell_through_the_event_stream() {
+    run_script_harness("dashboard_script.js");
+}
+
+#[test]
+fn the_live_log_script_adds_lines_as_text_keeps_a_bounded_number_and_stops_when_told() {
+    run_script_harness("dashboard_logs_script.js");
+}
+
+/// Runs `tests/{harness}` on the dashboard's script under node (skipped without node, unless
+/// `CI` is set).
+fn run_script_harness(harness: &str) {
     let dir = env!("CARGO_MANIFEST_DIR");
     let run = std::process::Command::new("node")
-        .arg(format!("{dir}/tests/dashboard_script.js"))
+        .arg(format!("{dir}/tests/{harness}"))
         .arg(format!("{dir}/src/ui/assets/dashboard.js"))
         .output();
     let out = match run {
@@ -665,8 +528,8 @@ async fn a_deploy_and_a_rollback_from_the_dashboard_go_live_over_the_event_strea
     let page = b.get(SERVICE).await;
     assert!(page.body.contains("rollback to #1"), "{}", page.body);
     assert!(
-        !page.body.contains("data-follow"),
-        "nothing left to follow: {}",
+        !page.body.contains(r#"/events""#),
+        "no status left to follow: {}",
         page.body
     );
     let listed = deployments(&daemon, &owner).await;
@@ -817,5 +680,260 @@ async fn a_service_created_from_the_form_is_refused_next_to_its_field_then_made(
         .await
         .to_string();
     assert!(audit.contains("service.create"), "{audit}");
+    daemon.stop().await;
+}
+
+/// The daemon and its Owner's token, with service `web` running the busybox test app that
+/// first prints `XSS` and then every line appended to the returned file (`tail -f`), deployed
+/// and ACTIVE; `None` without busybox.
+async fn with_talking_service() -> Option<(Daemon, String, std::path::PathBuf)> {
+    let daemon = Daemon::start_on("process", |_| {}).await;
+    let owner = daemon.init().await;
+    if !clank_testkit::testapp::busybox_available() {
+        eprintln!("SKIPPED: {} missing", clank_testkit::testapp::BUSYBOX);
+        daemon.stop().await;
+        return None;
+    }
+    let app = daemon.dir.path().join("app");
+    clank_testkit::testapp::write_testapp(&app).unwrap();
+    let said = app.join("said");
+    std::fs::write(&said, "").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&said, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let bb = clank_testkit::testapp::BUSYBOX;
+    let script = format!(r#"printf '%s\n' "$1"; {bb} tail -f "$2" & exec {bb} sh "$3""#);
+    let start = app.join("start.sh");
+    daemon
+        .service(
+            &owner,
+            "web",
+            vec![
+                bb.into(),
+                "sh".into(),
+                "-c".into(),
+                script,
+                "sh".into(),
+                XSS.into(),
+                said.to_string_lossy().into_owned(),
+                start.to_string_lossy().into_owned(),
+            ],
+        )
+        .await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{ENV}/services/web/deployments"),
+            Some(json!({})),
+        )
+        .await;
+    wait_for_status(&daemon, &owner, 1, &["ACTIVE"]).await;
+    Some((daemon, owner, said))
+}
+
+/// Deployment `n` once its status is one of `wanted` (panics after 60 s).
+async fn wait_for_status(daemon: &Daemon, token: &str, n: u64, wanted: &[&str]) -> String {
+    let path = format!("{ENV}/services/web/deployments/{n}");
+    let mut last = serde_json::Value::Null;
+    for _ in 0..600 {
+        last = daemon.ok(token, Method::GET, &path, None).await;
+        let status = last["status"].as_str().unwrap_or_default();
+        if wanted.contains(&status) {
+            return status.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("deployment #{n} is not {wanted:?} after 60 s: {last}");
+}
+
+/// Reads `resp` (an event stream) until its text so far contains `needle`; the text.
+async fn read_until(resp: &mut reqwest::Response, needle: &str) -> String {
+    let mut text = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "the stream never said {needle:?}: {text}"
+    );
+    text
+}
+
+#[tokio::test]
+async fn the_service_page_shows_the_tail_of_its_output_escaped_and_follows_a_new_line() {
+    let Some((daemon, owner, said)) = with_talking_service().await else {
+        return;
+    };
+    let mut b = Browser::new(&daemon);
+    b.sign_in(&owner).await;
+    // Without script: the last lines, escaped, on the page itself.
+    let mut page = b.get(SERVICE).await;
+    for _ in 0..50 {
+        if page.body.contains(ESCAPED) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        page = b.get(SERVICE).await;
+    }
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(ESCAPED),
+        "the tail, escaped: {}",
+        page.body
+    );
+    assert!(!page.body.contains(XSS), "raw markup on the page");
+    assert!(
+        page.body
+            .contains(&format!(r#"data-follow="{SERVICE}/logs""#)),
+        "{}",
+        page.body
+    );
+
+    // With script: the stream the page names, on the session's cookie alone.
+    let mut stream = b
+        .http
+        .get(format!("{}{SERVICE}/logs", b.base))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    // It starts with the tail the page showed (JSON text, for the script to add as text).
+    read_until(&mut stream, r#""line":"<script>alert(1)</script>""#).await;
+    // A line written after the page was loaded arrives on the open stream.
+    let later = "printed after the page <b>loaded</b>";
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&said)
+            .unwrap();
+        writeln!(f, "{later}").unwrap();
+    }
+    let text = read_until(&mut stream, later).await;
+    assert!(text.contains("event: line"), "{text}");
+    drop(stream);
+
+    // Signed out, there is nothing to follow.
+    let mut stranger = Browser::new(&daemon);
+    let refused = stranger.get(&format!("{SERVICE}/logs")).await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+
+    // The deploy log of the (settled) deployment: its history, then its status, then the end.
+    let log = tokio::time::timeout(
+        Duration::from_secs(30),
+        b.get(&format!("{SERVICE}/deployments/1/log")),
+    )
+    .await
+    .expect("a settled deployment's log stream ends");
+    assert_eq!(log.status, StatusCode::OK);
+    let history = log.body.find("event: history").expect("a history event");
+    let status = log.body.find("event: status").expect("the status");
+    assert!(log.body.starts_with("event: log"), "{}", log.body);
+    assert!(history < status, "{}", log.body);
+    assert!(
+        log.body.contains("HEALTH_CHECKING → ACTIVE"),
+        "{}",
+        log.body
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_an_in_progress_deployment_from_the_page_ends_it_and_a_viewer_cannot() {
+    // Nothing listens on the port: the health check never passes, so the deployment stays in
+    // progress (until its deploy timeout, far beyond this test).
+    let (daemon, owner) = with_service("Web", &["/bin/sleep", "600"]).await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{ENV}/services/web/deployments"),
+            Some(json!({})),
+        )
+        .await;
+    wait_for_status(&daemon, &owner, 1, &["HEALTH_CHECKING"]).await;
+    let cancel = format!("{SERVICE}/deployments/1/cancel");
+    let cancel_action = format!(r#"action="{cancel}""#);
+
+    // A Viewer sees no Cancel button and is refused anyway; nothing changes.
+    let (_, viewer) = daemon.member(&owner, "vera", "viewer").await;
+    let mut v = Browser::new(&daemon);
+    v.sign_in(&viewer).await;
+    for path in [SERVICE.to_owned(), format!("{SERVICE}/deployments/1")] {
+        let page = v.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(!page.body.contains(&cancel_action), "{path}: {}", page.body);
+        assert!(!page.body.contains(">Cancel<"), "{path}: {}", page.body);
+    }
+    let csrf = v.get(SERVICE).await.csrf();
+    let forged = v
+        .post(&cancel, &[("csrf", &csrf), ("from", "deployment")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    assert!(
+        forged.body.contains("does not allow Deploy"),
+        "{}",
+        forged.body
+    );
+    let still = &deployments(&daemon, &owner).await[0];
+    assert_eq!(still["status"], "HEALTH_CHECKING", "{still}");
+
+    // The Owner sees it on the timeline and on the deployment's page (which follows its log).
+    let mut b = Browser::new(&daemon);
+    b.sign_in(&owner).await;
+    let service = b.get(SERVICE).await;
+    assert!(service.body.contains(&cancel_action), "{}", service.body);
+    let page = b.get(&format!("{SERVICE}/deployments/1")).await;
+    assert!(page.body.contains(&cancel_action), "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!(r#"data-follow="{SERVICE}/deployments/1/log""#)),
+        "{}",
+        page.body
+    );
+    let without_token = b.post(&cancel, &[("from", "deployment")]).await;
+    assert_eq!(without_token.status, StatusCode::FORBIDDEN);
+    let done = b
+        .post(&cancel, &[("csrf", &page.csrf()), ("from", "deployment")])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(
+        done.location(),
+        Some(format!("{SERVICE}/deployments/1").as_str())
+    );
+    // As the API's cancel ends it (asked for at once, ended by the reconciler): CANCELLED,
+    // audited as the session's token.
+    let d = &deployments(&daemon, &owner).await[0];
+    assert_eq!(d["cancel_requested"], true, "{d}");
+    wait_for_status(&daemon, &owner, 1, &["CANCELLED"]).await;
+    let audit = daemon
+        .ok(&owner, Method::GET, &format!("{WS}/audit"), None)
+        .await
+        .to_string();
+    assert!(audit.contains("deployment.cancel"), "{audit}");
+    let page = b.get(&format!("{SERVICE}/deployments/1")).await;
+    assert!(
+        page.body.contains(r#"data-status="CANCELLED""#),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(&cancel_action), "{}", page.body);
+    assert!(!page.body.contains("data-follow"), "{}", page.body);
+    // Cancelling it again is the API's refusal, shown as a page.
+    let again = b
+        .post(&cancel, &[("csrf", &page.csrf()), ("from", "service")])
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
     daemon.stop().await;
 }

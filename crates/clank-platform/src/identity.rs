@@ -8,13 +8,21 @@
 //! token never has more than its holder's role. Who is calling, and whether their role allows
 //! an operation at all, is the caller's to establish ([`Caller`]); so are token secrets: the
 //! platform stores only a [`TokenDigest`], and token hashes never leave the catalog.
+//!
+//! A user may also have a password for the dashboard's sign-in (set at `init`, for a new
+//! tenant's new Owner, or later by an Owner): kept as an Argon2id hash in a record of its own
+//! (never a field of `User`, which the API returns), checked by [`Platform::password_sign_in`],
+//! which answers a right password with a short-lived token of the user's role, so a password
+//! session is a token session: listed with the user's tokens and revocable like one.
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use clank_core::id::{TokenId, UserId};
 use clank_core::model::{ApiToken, Instance, Member, Permission, Role, User, Workspace};
-use clank_core::store::catalog::{Batch, Catalog, Page, Versioned};
+use clank_core::store::catalog::{Batch, Catalog, Page, Record, Versioned};
 use clank_core::{Error, InvalidInput, Timestamp};
 
 use crate::Platform;
@@ -94,6 +102,9 @@ pub enum IdentityError {
     NotMember { who: String, workspace: String },
     /// No token with this id in the caller's workspace.
     TokenNotFound(TokenId),
+    /// A password sign-in with an unknown email, a user without a password, or a wrong
+    /// password: one answer for all, so it tells nothing about which.
+    BadCredentials,
     /// Invalid input, or the store's answer.
     Platform(Error),
 }
@@ -124,6 +135,7 @@ impl fmt::Display for IdentityError {
                 who.escape_debug()
             ),
             IdentityError::TokenNotFound(id) => write!(f, "token `{id}` not found"),
+            IdentityError::BadCredentials => f.write_str("wrong email or password"),
             IdentityError::Platform(e) => e.fmt(f),
         }
     }
@@ -214,6 +226,10 @@ impl Platform {
         let email = validate_email(&req.email)?;
         let user = new_user(&req.name, email)?;
         let ws = Workspace::new(&req.workspace, Some(&req.workspace), Timestamp::now())?;
+        let password = match &req.password {
+            Some(p) => Some(PasswordRecord::new(user.id, p).await?),
+            None => None,
+        };
         let (member, token) = first_owner(&ws, &user, "init", digest);
         let instance = Instance {
             operator: user.id,
@@ -225,6 +241,9 @@ impl Platform {
             .create(&user)?
             .create(&member)?
             .create(&token)?;
+        if let Some(p) = &password {
+            b.create(p)?;
+        }
         // The instance record makes this write conditional.
         match cat.commit(b).await {
             Ok(_) => Ok(FirstOwner {
@@ -255,11 +274,31 @@ impl Platform {
             Some(u) => u.value.clone(),
             None => new_user(&name, email)?,
         };
+        // A user who exists already keeps the password they have: it is theirs to change.
+        let password = match (&req.password, &existing) {
+            (Some(_), Some(_)) => {
+                return Err(InvalidInput::new(
+                    "password",
+                    "exists",
+                    format!(
+                        "`{}` already has an account: their password stays theirs (leave \
+                         `password` out)",
+                        user.email
+                    ),
+                )
+                .into());
+            }
+            (Some(p), None) => Some(PasswordRecord::new(user.id, p).await?),
+            (None, _) => None,
+        };
         let (member, token) = first_owner(&ws, &user, "owner", digest);
         let mut b = Batch::new();
         b.create(&ws)?.create(&member)?.create(&token)?;
         if existing.is_none() {
             b.create(&user)?;
+        }
+        if let Some(p) = &password {
+            b.create(p)?;
         }
         cat.commit(b).await?;
         Ok(FirstOwner {
@@ -408,6 +447,9 @@ impl Platform {
         let operator = self.instance_operator().await? == Some(user_id);
         if let (Some(u), false, false) = (&user, elsewhere, operator) {
             b.delete(u);
+            if let Some(p) = cat.get::<PasswordRecord>(&user_id.to_string()).await? {
+                b.delete(&p);
+            }
         }
         cat.commit(b).await?;
         Ok(MemberRemoved {
@@ -505,6 +547,216 @@ impl Platform {
         cat.update(&t, &next).await?;
         Ok(())
     }
+
+    /// Set (or change) the dashboard password of the member `who` names (a user id or an
+    /// email). Anyone may set their own; an Owner may set another member's, unless that user
+    /// is also a member of another workspace (whose Owners are not this one's).
+    pub async fn set_password(
+        &self,
+        caller: Caller<'_>,
+        who: &str,
+        password: &str,
+    ) -> Result<(), IdentityError> {
+        let cat = self.catalog();
+        let target = find_member(cat, caller, who).await?;
+        let user_id = target.value.user_id;
+        if user_id != caller.user {
+            caller.require(Permission::OwnWorkspace)?;
+            let elsewhere = cat
+                .find::<Member>("user", &user_id.to_string(), Page::all())
+                .await?
+                .items
+                .iter()
+                .any(|m| m.value.workspace_id != caller.workspace.id);
+            if elsewhere {
+                return Err(IdentityError::Forbidden {
+                    message: format!(
+                        "`{}` is also a member of another workspace: only they can set their \
+                         password",
+                        who.escape_debug()
+                    ),
+                    field: Some("password"),
+                });
+            }
+        }
+        let record = PasswordRecord::new(user_id, password).await?;
+        match cat.get::<PasswordRecord>(&user_id.to_string()).await? {
+            Some(old) => cat.update(&old, &record).await?,
+            None => cat.create(&record).await?,
+        };
+        Ok(())
+    }
+
+    /// The dashboard's sign-in with an email and a password: on a match, a new token of the
+    /// user's role in their first workspace, expiring after `lifetime` (the session's), named
+    /// [`SIGN_IN_TOKEN_NAME`]. An unknown email, a user without a password and a wrong password
+    /// all take an Argon2 verification and answer [`IdentityError::BadCredentials`].
+    pub async fn password_sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        digest: TokenDigest,
+        lifetime: Duration,
+    ) -> Result<SignedIn, IdentityError> {
+        let cat = self.catalog();
+        let user = match validate_email(email) {
+            Ok(email) => cat.lookup::<User>("email", &email).await?,
+            Err(_) => None,
+        };
+        let stored = match &user {
+            Some(u) => cat.get::<PasswordRecord>(&u.id.to_string()).await?,
+            None => None,
+        };
+        let matches = match &stored {
+            Some(p) => verify_password(p.phc.clone(), password.to_owned()).await?,
+            None => {
+                // The same work as a real check, so the time tells nothing either.
+                verify_password(dummy_hash().await?, password.to_owned()).await?;
+                false
+            }
+        };
+        let Some(user) = user.filter(|_| matches) else {
+            return Err(IdentityError::BadCredentials);
+        };
+        // Workspace ids are time-ordered: the first is the one they joined (or made) first.
+        let Some(member) = cat
+            .find::<Member>("user", &user.id.to_string(), Page::first(1))
+            .await?
+            .items
+            .into_iter()
+            .next()
+        else {
+            return Err(IdentityError::BadCredentials);
+        };
+        let workspace = cat
+            .require::<Workspace>(&member.workspace_id.to_string())
+            .await?
+            .value;
+        let now = Timestamp::now();
+        let mut token = digest.record(&workspace, user.id, SIGN_IN_TOKEN_NAME, member.role);
+        token.expires_at = Some(now.saturating_add(lifetime));
+        cat.create(&token).await?;
+        Ok(SignedIn {
+            workspace,
+            user: user.value,
+            token,
+        })
+    }
+}
+
+/// The name of the token a password sign-in makes.
+pub const SIGN_IN_TOKEN_NAME: &str = "dashboard sign-in";
+
+/// A password is at least this many characters.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// And at most this many bytes (the hash reads every one).
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// What a password sign-in opened: the workspace, the user and the new token's record.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub workspace: Workspace,
+    pub user: User,
+    pub token: ApiToken,
+}
+
+/// A user's dashboard password as stored: its Argon2id hash as a PHC string (algorithm,
+/// parameters, salt and hash), one record per user, keyed by the user's id.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct PasswordRecord {
+    user_id: UserId,
+    phc: String,
+    set_at: Timestamp,
+}
+
+impl fmt::Debug for PasswordRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordRecord")
+            .field("user_id", &self.user_id)
+            .field("set_at", &self.set_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Record for PasswordRecord {
+    const TABLE: &'static str = "password";
+    fn id_string(&self) -> String {
+        self.user_id.to_string()
+    }
+}
+
+impl PasswordRecord {
+    /// `password` checked and hashed for `user`.
+    async fn new(user_id: UserId, password: &str) -> Result<PasswordRecord, IdentityError> {
+        validate_password(password)?;
+        Ok(PasswordRecord {
+            user_id,
+            phc: hash_password(password.to_owned()).await?,
+            set_at: Timestamp::now(),
+        })
+    }
+}
+
+/// Whether `password` may be one: long enough, not absurdly long.
+pub fn validate_password(password: &str) -> Result<(), InvalidInput> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(InvalidInput::new(
+            "password",
+            "length",
+            format!("a password has at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(InvalidInput::new(
+            "password",
+            "length",
+            format!("a password has at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Argon2id (the crate's defaults: 19 MiB, 2 passes, 1 lane) with a random 128-bit salt, off
+/// the async threads.
+async fn hash_password(password: String) -> Result<String, Error> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::PasswordHasher as _;
+        let salt = argon2::password_hash::SaltString::encode_b64(&rand::random::<[u8; 16]>())
+            .map_err(|e| Error::Internal(format!("password salt: {e}")))?;
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Internal(format!("password hash: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("password hash: {e}")))?
+}
+
+/// Whether `password` matches the PHC string `phc`, off the async threads.
+async fn verify_password(phc: String, password: String) -> Result<bool, Error> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::PasswordVerifier as _;
+        let parsed = argon2::PasswordHash::new(&phc)
+            .map_err(|e| Error::Internal(format!("stored password hash: {e}")))?;
+        Ok(argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("password check: {e}")))?
+}
+
+/// A hash of a random password, made once: what an unknown email is checked against.
+async fn dummy_hash() -> Result<String, Error> {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    if let Some(h) = DUMMY.get() {
+        return Ok(h.clone());
+    }
+    let random = format!("{:032x}", rand::random::<u128>());
+    let h = hash_password(random).await?;
+    Ok(DUMMY.get_or_init(|| h).clone())
 }
 
 async fn view(cat: &Catalog, member: Member) -> clank_core::Result<MemberView> {
@@ -570,6 +822,57 @@ fn other_owner<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_has_at_least_twelve_characters_and_at_most_a_kilobyte() {
+        assert!(validate_password("correct horse").is_ok());
+        assert!(
+            validate_password("ééééééééééé€").is_ok(),
+            "characters, not bytes"
+        );
+        let short = validate_password("short").unwrap_err();
+        assert_eq!(short.field, "password");
+        assert!(validate_password(&"x".repeat(1025)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_password_is_stored_as_an_argon2id_hash_that_only_it_matches() {
+        let phc = hash_password("correct horse battery".into()).await.unwrap();
+        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(!phc.contains("correct horse"));
+        assert!(
+            verify_password(phc.clone(), "correct horse battery".into())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password(phc.clone(), "correct horse batterY".into())
+                .await
+                .unwrap()
+        );
+        // Salted: the same password hashes differently each time.
+        assert_ne!(
+            phc,
+            hash_password("correct horse battery".into()).await.unwrap()
+        );
+        let record = PasswordRecord {
+            user_id: UserId::new(),
+            phc,
+            set_at: Timestamp(0),
+        };
+        assert!(
+            !format!("{record:?}").contains("argon2"),
+            "Debug hides the hash"
+        );
+        // The dummy an unknown email is checked against is made once and is a real hash.
+        let dummy = dummy_hash().await.unwrap();
+        assert_eq!(dummy, dummy_hash().await.unwrap());
+        assert!(
+            !verify_password(dummy, "anything at all".into())
+                .await
+                .unwrap()
+        );
+    }
 
     #[test]
     fn an_email_is_trimmed_and_lowercased_and_a_non_email_names_the_field() {

@@ -10,12 +10,14 @@
 
 mod builds;
 mod canvas;
+mod declarations;
 mod deletion;
 mod embedded;
 mod environments;
 pub mod identity;
 mod lifecycle;
 mod ops;
+mod overview;
 mod previews;
 mod promotion;
 mod running;
@@ -45,12 +47,14 @@ pub use clank_api::{
     TargetRef,
 };
 pub use clank_docker::{BuildSettings, FRAMEWORK_BASE_IMAGES};
+pub use declarations::PlannedDeclaration;
 pub use deletion::DEFAULT_DELETE_RETENTION;
 pub use embedded::{
     EmbeddedOptions, PlatformBuilder, RuntimeChoice, StoreChoice, load_or_create_keyring,
     owner_only,
 };
 pub use ops::Subscription;
+pub use overview::{DeploymentHead, ServiceCard, ServiceCards};
 pub use previews::{
     DEFAULT_PREVIEW_SWEEP, PullRequestAction, PullRequestEvent, PullRequestHandled,
 };

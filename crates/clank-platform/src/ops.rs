@@ -125,6 +125,20 @@ impl Platform {
             Request::ApplyPlan { workspace, plan } => {
                 json(self.apply_plan(&workspace, &plan).await?)
             }
+            Request::ExportProject { project } => {
+                json(self.export_project(&self.parse_project(&project)?).await?)
+            }
+            Request::ApplyDeclaration {
+                workspace,
+                declaration,
+                secrets,
+                source,
+            } => {
+                let planned = self
+                    .plan_declaration(&workspace, declaration, &secrets, source)
+                    .await?;
+                json(self.store_declaration_plan(planned).await?)
+            }
             Request::GetPreviewSettings { project } => json(
                 self.preview_settings(&self.parse_project(&project)?)
                     .await?,

@@ -258,13 +258,17 @@ impl Platform {
             applied_at: None,
         };
         self.catalog.create(&record).await?;
-        self.forget_expired_plans(project.workspace_id, now).await;
+        self.forget_expired::<PromotionPlan>(project.workspace_id, now, |p| p.expires_at)
+            .await;
         Ok(view)
     }
 
     /// A stored plan by id, as it was shown (with `applied_at` once applied). `workspace`
     /// (a slug) must be the plan's.
     pub async fn plan(&self, workspace: &str, id: &str) -> Result<PlanView> {
+        if let Some(view) = self.declaration_plan_view(workspace, id).await? {
+            return Ok(view);
+        }
         let plan = self.stored_plan(workspace, id).await?;
         let mut view: PlanView = serde_json::from_str(&plan.view)
             .map_err(|e| Error::Internal(format!("stored plan {id}: {e}")))?;
@@ -289,6 +293,9 @@ impl Platform {
     /// already, or anything it read changed since. Creates each changed service's deployment
     /// (trigger `promotion_from`) and writes its desired state in the same transaction.
     pub async fn apply_plan(&self, workspace: &str, id: &str) -> Result<AppliedPlan> {
+        if let Some(applied) = self.apply_declaration_plan(workspace, id).await? {
+            return Ok(applied);
+        }
         let plan = self.stored_plan(workspace, id).await?;
         let now = Timestamp::now();
         plan.check_applicable(now)?;
@@ -401,13 +408,19 @@ impl Platform {
         })
     }
 
-    /// Remove the workspace's plans that can no longer be applied (expired a day ago or more),
-    /// so stored plans stay few. Best effort: a failure leaves them for the next plan.
-    async fn forget_expired_plans(&self, workspace: clank_core::id::WorkspaceId, now: Timestamp) {
+    /// Remove the workspace's stored plans of kind `T` that can no longer be applied (expired a
+    /// day ago or more, by `expires_at`), so stored plans stay few. Best effort: a failure
+    /// leaves them for the next plan.
+    pub(crate) async fn forget_expired<T: clank_core::store::catalog::Record>(
+        &self,
+        workspace: clank_core::id::WorkspaceId,
+        now: Timestamp,
+        expires_at: fn(&T) -> Timestamp,
+    ) {
         const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
         let Ok(listing) = self
             .catalog
-            .find::<PromotionPlan>("workspace", &workspace.to_string(), Page::all())
+            .find::<T>("workspace", &workspace.to_string(), Page::all())
             .await
         else {
             return;
@@ -416,7 +429,7 @@ impl Platform {
         for plan in listing
             .items
             .iter()
-            .filter(|p| p.expires_at.0.saturating_add(KEEP_MS) <= now.0)
+            .filter(|p| expires_at(p).0.saturating_add(KEEP_MS) <= now.0)
         {
             batch.delete(plan);
         }

@@ -101,6 +101,7 @@ async fn members_join_teams_by_email_and_another_workspaces_team_is_not_found() 
                 workspace: "acme".into(),
                 name: "Ada".into(),
                 email: "ada@example.com".into(),
+                password: None,
             },
             digest,
         )

@@ -236,6 +236,39 @@ impl Store for RedbStore {
         .await
     }
 
+    /// One read transaction on one blocking thread for all of them: a page of a thousand
+    /// records is one hop off the async threads, not a thousand.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = keys.to_vec();
+        self.blocking(move |db, path| {
+            let ctx = |e: redb::Error, key: &str| backend_error(path, "get", Some(key), e);
+            let first = keys.first().map(String::as_str).unwrap_or_default();
+            let rtx = db.begin_read().map_err(|e| ctx(e.into(), first))?;
+            let data = rtx.open_table(DATA).map_err(|e| ctx(e.into(), first))?;
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                let stored = data.get(key.as_bytes()).map_err(|e| ctx(e.into(), &key))?;
+                out.push(match stored {
+                    Some(stored) => {
+                        let (version, value) = decode_value(&key, stored.value())?;
+                        let value = value.to_vec();
+                        Some(Entry {
+                            value,
+                            key,
+                            version,
+                        })
+                    }
+                    None => None,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn scan(&self, scan: Scan) -> Result<Vec<Entry>> {
         self.blocking(move |db, path| scan_blocking(db, path, &scan))
             .await

@@ -48,6 +48,7 @@ macro_rules! store_contract_tests {
             empty_value_is_allowed,
             unicode_keys_round_trip_and_scan,
             large_value_round_trips,
+            get_many_answers_each_key_in_order,
         );
     };
     (@expand $module:ident, $make:expr; $($property:ident),+ $(,)?) => {
@@ -162,6 +163,29 @@ pub async fn get_of_missing_key_is_none<S: Store + 'static>(store: Arc<S>) {
         get(s, "present/").await,
         None,
         "an extension of a key is not that key"
+    );
+}
+
+/// `get_many` answers what `get` answers for each key, in the order asked, repeats and
+/// missing keys included; no keys, no answers.
+pub async fn get_many_answers_each_key_in_order<S: Store + 'static>(store: Arc<S>) {
+    let s = &*store;
+    assert_eq!(s.get_many(&[]).await.unwrap(), Vec::new(), "no keys");
+    let r1 = put(s, "a", b"one").await;
+    let r2 = put(s, "b", b"two").await;
+    let keys: Vec<String> = ["b", "missing", "a", "b", "a/"]
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect();
+    assert_eq!(
+        s.get_many(&keys).await.unwrap(),
+        vec![
+            Some(entry("b", b"two", r2)),
+            None,
+            Some(entry("a", b"one", r1)),
+            Some(entry("b", b"two", r2)),
+            None,
+        ]
     );
 }
 

@@ -28,6 +28,14 @@ pub(crate) enum MemberCmd {
     },
     /// Remove a member (by email or user id); their tokens in the workspace are deleted.
     Remove { user: String },
+    /// Set a member's password for the dashboard's sign-in (by email or user id; an Owner,
+    /// or the member themselves), read from the first line of standard input.
+    SetPassword {
+        user: String,
+        /// Read the password from standard input (the only way: never an argument).
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn member_line(m: &MemberView) -> String {
@@ -75,6 +83,28 @@ pub(crate) async fn members(app: &App, cmd: MemberCmd) -> Result<(), CliError> {
                     m.email.as_deref().unwrap_or(&user),
                     wire_name(&m.member.role)
                 )
+            });
+        }
+        MemberCmd::SetPassword {
+            user,
+            password_stdin,
+        } => {
+            if !password_stdin {
+                return Err(CliError::new(
+                    "pass the password on standard input with --password-stdin",
+                    2,
+                ));
+            }
+            let password = super::session::read_password(std::io::stdin().lock())?;
+            let () = app
+                .client
+                .put(
+                    &format!("{base}/{}/password", url_escape(&user)),
+                    &clank_api::members::SetPassword { password },
+                )
+                .await?;
+            app.show(&serde_json::json!({"user": user}), |_| {
+                format!("the dashboard password of {user} is set")
             });
         }
         MemberCmd::Remove { user } => {

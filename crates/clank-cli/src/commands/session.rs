@@ -12,7 +12,13 @@ pub(crate) async fn init(
     workspace: String,
     name: String,
     email: String,
+    password_stdin: bool,
 ) -> Result<(), CliError> {
+    let password = if password_stdin {
+        Some(read_password(std::io::stdin().lock())?)
+    } else {
+        None
+    };
     let created: TokenCreated = app
         .client
         .post(
@@ -21,6 +27,7 @@ pub(crate) async fn init(
                 workspace: workspace.clone(),
                 name,
                 email,
+                password,
             },
         )
         .await?;
@@ -65,4 +72,39 @@ pub(crate) async fn whoami(app: &App) -> Result<(), CliError> {
         format!("{} in `{}` ({})", w.user, w.workspace, wire_name(&w.role))
     });
     Ok(())
+}
+
+/// The first line of `input`, without its line ending: a password piped in (`--password-stdin`).
+pub(crate) fn read_password(mut input: impl std::io::BufRead) -> Result<String, CliError> {
+    let mut line = String::new();
+    input.read_line(&mut line).map_err(|e| {
+        CliError::new(
+            format!("--password-stdin: cannot read standard input: {e}"),
+            2,
+        )
+    })?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err(CliError::new(
+            "--password-stdin: standard input has no password (pipe one line in)",
+            2,
+        ));
+    }
+    Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_the_first_line_without_its_ending_and_an_empty_one_is_refused() {
+        assert_eq!(
+            read_password(&b"correct horse battery\r\nnext"[..]).unwrap(),
+            "correct horse battery"
+        );
+        assert_eq!(read_password(&b" spaced  "[..]).unwrap(), " spaced  ");
+        assert!(read_password(&b"\n"[..]).is_err());
+        assert!(read_password(&b""[..]).is_err());
+    }
 }

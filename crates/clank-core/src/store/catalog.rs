@@ -329,6 +329,95 @@ impl Catalog {
         }
     }
 
+    /// Several records by id, each answer in the order asked (one store read for all).
+    pub async fn get_many<T: Record>(&self, ids: &[String]) -> Result<Vec<Option<Versioned<T>>>> {
+        let keys: Vec<String> = ids.iter().map(|id| record_key::<T>(id)).collect();
+        self.store
+            .get_many(&keys)
+            .await?
+            .into_iter()
+            .map(|e| e.map(decode).transpose())
+            .collect()
+    }
+
+    /// Several records of `T` by id, each decoded as `V` (a part of `T`: the fields it
+    /// names, the rest skipped), in the order asked, in one store read.
+    pub async fn get_many_as<T: Record, V: DeserializeOwned>(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<V>>> {
+        let keys: Vec<String> = ids.iter().map(|id| record_key::<T>(id)).collect();
+        self.store
+            .get_many(&keys)
+            .await?
+            .into_iter()
+            .map(|e| {
+                e.map(|e| {
+                    serde_json::from_slice(&e.value).map_err(|err| Error::Corrupt {
+                        key: e.key.clone(),
+                        reason: err.to_string(),
+                    })
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    /// The ids of the records holding each of `values` under a unique constraint of `T`, in
+    /// the order asked, in one store read. Unlike [`Catalog::lookup`] the records are not
+    /// read: a caller reading them checks they still hold the value.
+    pub async fn unique_ids<T: Record>(
+        &self,
+        constraint: &str,
+        values: &[String],
+    ) -> Result<Vec<Option<String>>> {
+        let keys: Vec<String> = values
+            .iter()
+            .map(|v| unique_key::<T>(constraint, v))
+            .collect();
+        self.store
+            .get_many(&keys)
+            .await?
+            .into_iter()
+            .map(|e| {
+                e.map(|e| {
+                    String::from_utf8(e.value).map_err(|_| Error::Corrupt {
+                        key: e.key.clone(),
+                        reason: "unique entry is not UTF-8".into(),
+                    })
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    /// The records holding each of `values` under a unique constraint, in the order asked:
+    /// [`Catalog::lookup`] for many values in two store reads. A value released or moved
+    /// between the reads counts as not held.
+    pub async fn lookup_many<T: Record>(
+        &self,
+        constraint: &str,
+        values: &[String],
+    ) -> Result<Vec<Option<Versioned<T>>>> {
+        let ids = self.unique_ids::<T>(constraint, values).await?;
+        let wanted: Vec<String> = ids.iter().flatten().cloned().collect();
+        let mut records = self.get_many::<T>(&wanted).await?.into_iter();
+        let mut out = Vec::with_capacity(values.len());
+        for (value, id) in values.iter().zip(&ids) {
+            let rec = match id {
+                Some(_) => records.next().flatten(),
+                None => None,
+            };
+            out.push(rec.filter(|r| {
+                r.value
+                    .unique()
+                    .iter()
+                    .any(|(c, v)| *c == constraint && v == value)
+            }));
+        }
+        Ok(out)
+    }
+
     /// Like [`Catalog::get`], but a missing record is a `NotFound` error naming it.
     pub async fn require<T: Record>(&self, id: &str) -> Result<Versioned<T>> {
         self.get(id)
@@ -355,13 +444,17 @@ impl Catalog {
         let prefix = index_prefix::<T>(index, value);
         let entries = self.scan_page(&prefix, &page).await?;
         let next = next_cursor(&entries, &page);
+        let ids: Vec<String> = entries
+            .iter()
+            .map(|e| unescape(e.key.rsplit('/').next().unwrap_or_default()))
+            .collect();
+        // The records in one store read (the index scan was another).
+        let records = self.get_many::<T>(&ids).await?;
         let mut items = Vec::with_capacity(entries.len());
-        for e in entries {
-            let id = e.key.rsplit('/').next().unwrap_or_default();
-            let id = unescape(id);
+        for ((e, id), rec) in entries.iter().zip(&ids).zip(records) {
             // Index and record are written in one transaction, so a dangling entry means
             // corruption, not a race.
-            let rec = self.get::<T>(&id).await?.ok_or_else(|| Error::Corrupt {
+            let rec = rec.ok_or_else(|| Error::Corrupt {
                 key: e.key.clone(),
                 reason: format!("index entry points at missing {} `{id}`", T::TABLE),
             })?;

@@ -155,9 +155,19 @@ impl Scan {
 /// - A transaction that puts and deletes the same key applies ops in order.
 /// - Every successful commit takes a revision, even one with no ops (conditions only).
 /// - A scan's `after` cursor outside the prefix is clamped to the prefix range.
+/// - `get_many` answers for each key what `get` would, in the order asked.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
     async fn get(&self, key: &str) -> Result<Option<Entry>>;
+    /// Several keys at once, each answer in the order asked. Not one snapshot unless the
+    /// implementation says so (redb's is one read transaction); by default one `get` each.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?);
+        }
+        Ok(out)
+    }
     async fn scan(&self, scan: Scan) -> Result<Vec<Entry>>;
     async fn commit(&self, txn: Txn) -> Result<Revision>;
     /// The revision of the last committed transaction (0 for an empty store).

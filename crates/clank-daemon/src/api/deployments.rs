@@ -132,7 +132,7 @@ async fn get_deployment(
     ),
     security(("bearer" = [])),
 )]
-async fn cancel(
+pub(super) async fn cancel(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<DeploymentPath>,
@@ -201,7 +201,7 @@ pub(super) async fn rollback(
     ),
     security(("bearer" = [])),
 )]
-async fn deploy_log(
+pub(super) async fn deploy_log(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<DeploymentPath>,

@@ -31,7 +31,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     ),
     security(("bearer" = [])),
 )]
-async fn list_environments(
+pub(super) async fn list_environments(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<ProjectPath>,
@@ -88,7 +88,7 @@ async fn create_environment(
     ),
     security(("bearer" = [])),
 )]
-async fn clone_environment(
+pub(super) async fn clone_environment(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<EnvironmentPath>,

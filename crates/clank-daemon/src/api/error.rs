@@ -103,6 +103,7 @@ impl From<IdentityError> for ApiError {
             IdentityError::NotMember { .. } | IdentityError::TokenNotFound(_) => {
                 ApiError::not_found(message)
             }
+            IdentityError::BadCredentials => ApiError::unauthorized(message),
             IdentityError::Platform(e) => e.into(),
             // A refusal this mapping does not know yet.
             _ => ApiError::forbidden(message),

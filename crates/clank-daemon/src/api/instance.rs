@@ -1,11 +1,13 @@
 //! The instance above workspaces over HTTP: `init` (once, the first workspace and the instance
-//! operator), new workspaces (tenants, the operator's call), and the operator check. What these
-//! write is the platform's (`clank_platform::identity`); the token secrets are minted here.
+//! operator, with an optional dashboard password), new workspaces (tenants, the operator's
+//! call), the operator check, and a member's dashboard password set by an Owner (or by
+//! themselves). What these write is the platform's (`clank_platform::identity`); the token
+//! secrets are minted here. Passwords are never logged, audited or returned.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use clank_api::members::{NewWorkspace, TokenCreated};
+use clank_api::members::{NewWorkspace, SetPassword, TokenCreated};
 use clank_core::model::{AuditOutcome, Role};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -21,9 +23,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(init))
         .routes(routes!(create_workspace))
+        .routes(routes!(set_password))
 }
 
-/// Create the first workspace and its Owner. Only possible while no user exists.
+/// Create the first workspace and its Owner (with `password`, also their password for the
+/// dashboard's sign-in). Only possible while no user exists.
 #[utoipa::path(
     post,
     path = "/v1/init",
@@ -47,7 +51,7 @@ pub(super) async fn init(
         user_id: first.user.id,
     };
     let change = Change::new("workspace.init", &first.workspace.slug)
-        .details(json!({"owner": first.user.email}));
+        .details(json!({"owner": first.user.email, "password": req.password.is_some()}));
     audit::record(
         &st,
         first.workspace.id,
@@ -120,6 +124,41 @@ pub(super) async fn create_workspace(
                 role: Role::Owner,
             }),
         ))
+    })
+    .await
+}
+
+/// Set a member's password for the dashboard's sign-in: an Owner sets anyone's who is a member
+/// of this workspace only; every member may set their own. Sessions already open stay open
+/// (revoke their `dashboard sign-in` tokens to end them).
+#[utoipa::path(
+    put,
+    path = "/v1/workspaces/{ws}/members/{user}/password",
+    tag = "members",
+    params(
+        ("ws" = String, Path, description = "workspace slug"),
+        ("user" = String, Path, description = "the member's user id, or their email"),
+    ),
+    request_body = SetPassword,
+    responses(
+        (status = 204, description = "the password is set"),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(super) async fn set_password(
+    p: Principal,
+    State(st): State<AppState>,
+    Path((ws, user)): Path<(String, String)>,
+    Body(req): Body<SetPassword>,
+) -> ApiResult<StatusCode> {
+    p.in_workspace(&ws)?;
+    let change = Change::new("member.password", format!("{ws}/members/{user}"));
+    audited(&st, &p, change, async {
+        st.platform
+            .set_password(p.caller(), &user, &req.password)
+            .await?;
+        Ok(StatusCode::NO_CONTENT)
     })
     .await
 }

@@ -13,6 +13,7 @@ mod streams;
 mod audit;
 mod builds;
 mod config;
+mod declarations;
 mod deletion;
 mod deployments;
 mod environments;
@@ -85,6 +86,7 @@ fn endpoints() -> OpenApiRouter<AppState> {
         .merge(projects::routes())
         .merge(environments::routes())
         .merge(promotions::routes())
+        .merge(declarations::routes())
         .merge(previews::routes())
         .merge(services::routes())
         .merge(lifecycle::routes())

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use clank_api::plans::{AppliedPlan, NewPromotion, PlanView};
+use clank_api::plans::{AppliedPlan, NewPromotion, PlanKind, PlanView};
 use clank_core::model::Permission;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -29,9 +29,9 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Path)]
 pub(super) struct PlanPath {
     /// workspace slug
-    ws: String,
+    pub(super) ws: String,
     /// the plan's id
-    id: String,
+    pub(super) id: String,
 }
 
 /// `address` inside workspace `ws`: the body's addresses never name a workspace, so a plan
@@ -52,7 +52,7 @@ fn in_workspace(ws: &str, address: &str) -> String {
     ),
     security(("bearer" = [])),
 )]
-async fn plan_promotion(
+pub(super) async fn plan_promotion(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<WorkspacePath>,
@@ -85,7 +85,7 @@ async fn plan_promotion(
     ),
     security(("bearer" = [])),
 )]
-async fn get_plan(
+pub(super) async fn get_plan(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<PlanPath>,
@@ -101,23 +101,35 @@ async fn get_plan(
     tag = "promotions",
     params(PlanPath),
     responses(
-        (status = 202, description = "the deployments it started", body = AppliedPlan),
+        (status = 202, description = "the deployments it started (a declaration's: none; the services it created)", body = AppliedPlan),
         (status = "4XX", description = "refused (409: out of date, expired or applied; plan again)", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
-async fn apply_plan(
+pub(super) async fn apply_plan(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<PlanPath>,
 ) -> ApiResult<(StatusCode, Json<AppliedPlan>)> {
     p.in_workspace(&at.ws)?;
-    let change =
-        Change::new("promotion.apply", format!("{}/plans/{}", at.ws, at.id)).details(json!({
-            "plan": at.id,
-        }));
+    // A promotion needs Deploy; a declaration what its writes need. A plan not found is
+    // checked as a promotion's, so a caller without Deploy learns nothing about it.
+    let (kind, needs) = st
+        .platform
+        .plan_permissions(&at.ws, &at.id)
+        .await
+        .unwrap_or((PlanKind::Promotion, vec![Permission::Deploy]));
+    let action = match kind {
+        PlanKind::Promotion => "promotion.apply",
+        PlanKind::Apply => "declaration.apply",
+    };
+    let change = Change::new(action, format!("{}/plans/{}", at.ws, at.id)).details(json!({
+        "plan": at.id,
+    }));
     audited(&st, &p, change, async {
-        p.require(Permission::Deploy)?;
+        for need in needs {
+            p.require(need)?;
+        }
         let applied = st.platform.apply_plan(&at.ws, &at.id).await?;
         Ok((StatusCode::ACCEPTED, Json(applied)))
     })

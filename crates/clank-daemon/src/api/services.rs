@@ -209,7 +209,7 @@ fn patch_fields(patch: &ServicePatch) -> Vec<&'static str> {
     security(("bearer" = [])),
 )]
 /// The running service's output (its ACTIVE deployment's workloads) as Server-Sent Events.
-async fn service_logs(
+pub(super) async fn service_logs(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<ServicePath>,

@@ -75,7 +75,10 @@ impl fmt::Display for StackPath {
     ),
     security(("bearer" = [])),
 )]
-async fn list_templates(_p: Principal, State(st): State<AppState>) -> Json<Vec<TemplateSummary>> {
+pub(super) async fn list_templates(
+    _p: Principal,
+    State(st): State<AppState>,
+) -> Json<Vec<TemplateSummary>> {
     Json(st.platform.list_templates())
 }
 
@@ -135,7 +138,7 @@ async fn list_stacks(
     ),
     security(("bearer" = [])),
 )]
-async fn create_stack(
+pub(super) async fn create_stack(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<EnvironmentPath>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clank_api::DeploymentView;
 use clank_core::Timestamp;
 use clank_core::deploy::DeploymentStatus;
-use clank_core::model::{Artifact, Trigger};
+use clank_core::model::{Artifact, Permission, Trigger};
 use maud::{DOCTYPE, Markup, html};
 
 use super::assets;
@@ -65,6 +65,48 @@ pub(crate) fn page(title: &str, signed: Option<&Signed>, crumbs: &[Crumb], body:
 /// The hidden field every form of a session carries.
 pub(crate) fn csrf_field(s: &Signed) -> Markup {
     html! { input type="hidden" name="csrf" value=(s.csrf); }
+}
+
+/// The links between a workspace's pages: projects, servers, templates and, for a role that
+/// may read it, the audit log. `current` is the shown page's label.
+pub(crate) fn workspace_nav(s: &Signed, ws: &str, current: &str) -> Markup {
+    let mut links = vec![
+        ("Projects", format!("/ui/workspaces/{ws}")),
+        ("Servers", format!("/ui/workspaces/{ws}/servers")),
+        ("Templates", format!("/ui/workspaces/{ws}/templates")),
+    ];
+    if s.principal.role.allows(Permission::ReadAudit) {
+        links.push(("Audit log", format!("/ui/workspaces/{ws}/audit")));
+    }
+    section_nav("Workspace", &links, current)
+}
+
+/// The links between a project's pages: its canvas and its environments.
+pub(crate) fn project_nav(ws: &str, p: &str, current: &str) -> Markup {
+    let base = format!("/ui/workspaces/{ws}/projects/{p}");
+    let links = [
+        ("Services", base.clone()),
+        ("Environments", format!("{base}/environments")),
+    ];
+    section_nav("Project", &links, current)
+}
+
+fn section_nav(label: &str, links: &[(&str, String)], current: &str) -> Markup {
+    html! {
+        nav.sections aria-label=(label) {
+            ul {
+                @for (name, href) in links {
+                    li {
+                        @if *name == current {
+                            a href=(href) aria-current="page" { (name) }
+                        } @else {
+                            a href=(href) { (name) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A refusal or failure as its own page.

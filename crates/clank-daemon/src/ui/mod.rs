@@ -9,12 +9,17 @@
 //! and a same-origin request.
 
 mod assets;
+mod audit;
 mod canvas;
+mod compress;
+mod environments;
 mod layout;
 mod projects;
+mod servers;
 mod services;
 mod session;
 mod signin;
+mod templates;
 
 use std::sync::Arc;
 
@@ -35,6 +40,8 @@ pub(crate) use session::Sessions;
 pub(crate) struct UiState {
     app: AppState,
     sessions: Arc<Sessions>,
+    /// Failed sign-ins, per client and per email.
+    signins: Arc<signin::Limiter>,
 }
 
 /// The policy of every dashboard response: this origin's files only, no inline code, no
@@ -51,6 +58,7 @@ pub(crate) fn router(app: AppState) -> Router {
     let state = UiState {
         app,
         sessions: Arc::new(Sessions::default()),
+        signins: Arc::new(signin::Limiter::default()),
     };
     const SERVICE: &str = "/ui/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}";
     Router::new()
@@ -69,6 +77,34 @@ pub(crate) fn router(app: AppState) -> Router {
             "/ui/workspaces/{ws}/projects/{p}/environments/{e}/services",
             post(projects::create_service),
         )
+        .route("/ui/workspaces/{ws}/servers", get(servers::servers))
+        .route("/ui/workspaces/{ws}/audit", get(audit::audit))
+        .route("/ui/workspaces/{ws}/templates", get(templates::catalog))
+        .route(
+            "/ui/workspaces/{ws}/templates/{name}",
+            get(templates::template),
+        )
+        .route(
+            "/ui/workspaces/{ws}/templates/{name}/stacks",
+            post(templates::deploy),
+        )
+        .route("/ui/workspaces/{ws}/plans/{id}", get(environments::plan))
+        .route(
+            "/ui/workspaces/{ws}/plans/{id}/apply",
+            post(environments::apply),
+        )
+        .route(
+            "/ui/workspaces/{ws}/projects/{p}/environments",
+            get(environments::environments),
+        )
+        .route(
+            "/ui/workspaces/{ws}/projects/{p}/environments/{e}/clone",
+            post(environments::clone),
+        )
+        .route(
+            "/ui/workspaces/{ws}/projects/{p}/promotions",
+            post(environments::promote),
+        )
         .route(SERVICE, get(services::service))
         .route(&format!("{SERVICE}/deployments"), post(services::deploy))
         .route(&format!("{SERVICE}/config"), post(services::set_config))
@@ -84,9 +120,19 @@ pub(crate) fn router(app: AppState) -> Router {
             &format!("{SERVICE}/deployments/{{n}}/rollback"),
             post(services::rollback),
         )
+        .route(
+            &format!("{SERVICE}/deployments/{{n}}/cancel"),
+            post(services::cancel),
+        )
+        .route(
+            &format!("{SERVICE}/deployments/{{n}}/log"),
+            get(services::deploy_log),
+        )
+        .route(&format!("{SERVICE}/logs"), get(services::logs))
         // Under `/ui` even a wrong address gets a page with the headers above.
         .route("/ui/{*rest}", any(not_found))
         .layer(axum::middleware::map_response(secure_headers))
+        .layer(axum::middleware::from_fn(compress::gzip_html))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .with_state(state)
 }

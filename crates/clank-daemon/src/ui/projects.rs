@@ -3,24 +3,38 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use clank_api::{DeploymentView, ServiceSpec};
-use clank_core::address::{EnvironmentAddress, ProjectAddress, ServiceAddress};
+use clank_api::ServiceSpec;
+use clank_core::address::{EnvironmentAddress, ProjectAddress};
 use clank_core::image::ImageRef;
 use clank_core::model::{Permission, Service, ServiceSource};
+use clank_core::store::catalog::Page;
+use clank_platform::{DeploymentHead, ServiceCard};
 use maud::{Markup, html};
 
 use super::canvas;
-use super::layout::{Crumb, csrf_field, page, status_badge, time};
+use super::layout::{Crumb, csrf_field, page, project_nav, status_badge, time, workspace_nav};
 use super::services::service_url;
 use super::session::{Posted, Signed};
 use super::{UiResult, UiState, html as html_response, see_other};
 use crate::api::dashboard;
 
-/// How many of a service's newest deployments a card looks through for its ACTIVE one.
-const CARD_DEPLOYMENTS: usize = 10;
+/// An environment with more services than this is shown as a compact table, not a canvas
+/// of cards (a thousand cards are half a megabyte of page nobody can arrange).
+const CANVAS_CARDS: usize = 100;
+
+/// Rows per page of such a table: a page stays small and fast whatever the environment holds.
+const TABLE_ROWS: usize = 100;
+
+/// Which page of a large environment's table to show: `env`'s, after the cursor `after` (the
+/// previous page's, URL-safe base64).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct TablePage {
+    env: Option<String>,
+    after: Option<String>,
+}
 
 pub(crate) fn workspace_url(ws: &str) -> String {
     format!("/ui/workspaces/{ws}")
@@ -41,6 +55,7 @@ pub(crate) async fn workspace(
     p.require(Permission::Read)?;
     let projects = st.app.platform.list_projects(&ws, false).await?;
     let body = html! {
+        (workspace_nav(&s, &ws, "Projects"))
         h1 { "Workspace " (p.workspace.name) }
         section aria-labelledby="workspaces" {
             h2 id="workspaces" { "Workspaces" }
@@ -79,8 +94,9 @@ pub(crate) async fn project(
     s: Signed,
     State(st): State<UiState>,
     Path((ws, slug)): Path<(String, String)>,
+    Query(table): Query<TablePage>,
 ) -> UiResult<Response> {
-    project_page(&s, &st, &ws, &slug, StatusCode::OK, None).await
+    project_page(&s, &st, &ws, &slug, StatusCode::OK, None, &table).await
 }
 
 /// The new-service form of one environment as it was sent, and what the API refused in it.
@@ -102,7 +118,21 @@ async fn project_page(
     slug: &str,
     status: StatusCode,
     form: Option<NewServiceForm>,
+    table: &TablePage,
 ) -> UiResult<Response> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let after = match &table.after {
+        None => None,
+        Some(c) => Some(
+            b64.decode(c.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    clank_core::InvalidInput::new("after", "cursor", "not a page cursor")
+                })?,
+        ),
+    };
     let (ws, slug) = (ws.to_owned(), slug.to_owned());
     let p = &s.principal;
     p.in_workspace(&ws)?;
@@ -115,16 +145,48 @@ async fn project_page(
     let mut environments = Vec::new();
     for env in platform.list_environments(&addr).await? {
         let env_addr = EnvironmentAddress::new(&ws, &slug, &env.name)?;
-        let services = platform.list_services(&env_addr).await?;
-        let mut cards = Vec::new();
+        // Every service with its deployments and config in a few batched reads (not a
+        // deployments and a config query per service); a large environment a page at a time.
+        let paged = table.env.as_deref() == Some(env.name.as_str()) && after.is_some();
+        let first = match paged {
+            true => None,
+            false => Some(
+                platform
+                    .service_cards(&env_addr, Page::first(CANVAS_CARDS + 1), CANVAS_CARDS)
+                    .await?,
+            ),
+        };
+        let service_cards = match first {
+            Some(all) if all.next.is_none() && all.cards.len() <= CANVAS_CARDS => all.cards,
+            _ => {
+                let rows = Page {
+                    limit: Some(TABLE_ROWS),
+                    after: if paged { after.clone() } else { None },
+                    reverse: false,
+                };
+                let rows = platform.service_cards(&env_addr, rows, 0).await?;
+                let next = rows.next.map(|n| {
+                    format!(
+                        "{}?env={}&after={}#env-{}",
+                        project_url(&ws, &slug),
+                        env.name,
+                        b64.encode(n),
+                        env.name
+                    )
+                });
+                let first_page =
+                    paged.then(|| format!("{}#env-{}", project_url(&ws, &slug), env.name));
+                let table = service_table(&ws, &slug, &env.name, &rows.cards, next, first_page);
+                environments.push((env.name, Some(table)));
+                continue;
+            }
+        };
+        let mut cards = Vec::with_capacity(service_cards.len());
         let mut config = BTreeMap::new();
         let mut names = BTreeMap::new();
-        for (i, service) in services.iter().enumerate() {
-            let service_addr = ServiceAddress::new(&ws, &slug, &env.name, &service.slug)?;
-            let recent = platform
-                .deployments(&service_addr, CARD_DEPLOYMENTS, None)
-                .await?;
-            config.insert(service.id, platform.resolved_config(&service_addr).await?);
+        let mut services = Vec::with_capacity(service_cards.len());
+        for (i, c) in service_cards.into_iter().enumerate() {
+            let service = &c.service;
             names.insert(service.id, service.name.clone());
             let at = placed
                 .get(&service.id)
@@ -133,8 +195,17 @@ async fn project_page(
             cards.push((
                 service.id,
                 at,
-                card(&ws, &slug, &env.name, service, &recent),
+                card(
+                    &ws,
+                    &slug,
+                    &env.name,
+                    service,
+                    c.latest.as_ref(),
+                    c.active.as_ref(),
+                ),
             ));
+            config.insert(service.id, c.config);
+            services.push(c.service);
         }
         let stacks = platform.stacks(&env_addr).await?;
         let edges = canvas::edges(&services, &config, &stacks);
@@ -144,6 +215,8 @@ async fn project_page(
     }
     let can_create = p.role.allows(Permission::ManageServices);
     let body = html! {
+        (workspace_nav(s, &ws, ""))
+        (project_nav(&ws, &slug, "Services"))
         h1 { (project.name) }
         p.muted.canvas-hint {
             "Drag a card, or focus it and use the arrow keys, to arrange the canvas; "
@@ -239,7 +312,16 @@ pub(crate) async fn create_service(
         Err((field, message)) => {
             sent.error = Some((field, message));
             let status = StatusCode::UNPROCESSABLE_ENTITY;
-            return project_page(&signed, &st, &ws, &slug, status, Some(sent)).await;
+            return project_page(
+                &signed,
+                &st,
+                &ws,
+                &slug,
+                status,
+                Some(sent),
+                &TablePage::default(),
+            )
+            .await;
         }
     };
     let principal = signed.principal.clone();
@@ -261,7 +343,16 @@ pub(crate) async fn create_service(
                     "form"
                 });
             sent.error = Some((field, e.body().message.clone()));
-            project_page(&signed, &st, &ws, &slug, e.status(), Some(sent)).await
+            project_page(
+                &signed,
+                &st,
+                &ws,
+                &slug,
+                e.status(),
+                Some(sent),
+                &TablePage::default(),
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }
@@ -308,12 +399,72 @@ pub(crate) fn source_line(source: &ServiceSource) -> String {
     }
 }
 
+/// A page of a large environment's services, one row each: name, ACTIVE and latest
+/// deployment, image; links to the `next` page and back to the first.
+fn service_table(
+    ws: &str,
+    p: &str,
+    e: &str,
+    cards: &[ServiceCard],
+    next: Option<String>,
+    first_page: Option<String>,
+) -> Markup {
+    html! {
+        p.muted {
+            "More than " (CANVAS_CARDS) " services: listed here " (TABLE_ROWS)
+            " at a time rather than as cards on a canvas."
+        }
+        table.services {
+            thead { tr { th { "Service" } th { "Active" } th { "Latest" } th { "Image" } } }
+            tbody {
+                @for c in cards {
+                    @let s = &c.service;
+                    tr {
+                        td {
+                            a href=(service_url(ws, p, e, &s.slug)) { (s.name) }
+                            @if s.stopped_at.is_some() { " " span.muted { "(stopped)" } }
+                        }
+                        td {
+                            @match (&c.active, s.active_deployment) {
+                                (Some(d), _) => { (status_badge(d.number, d.status, None)) " #" (d.number) },
+                                (None, Some(_)) => span.muted { "older" },
+                                (None, None) => span.muted { "none" },
+                            }
+                        }
+                        td {
+                            @if let Some(d) = c.latest.as_ref().filter(|d| Some(d.id) != s.active_deployment) {
+                                (status_badge(d.number, d.status, None)) " #" (d.number)
+                            }
+                        }
+                        td {
+                            code {
+                                (c.latest.as_ref().and_then(|d| d.image.as_ref())
+                                    .map(ToString::to_string)
+                                    .unwrap_or_else(|| source_line(&s.source)))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if next.is_some() || first_page.is_some() {
+            nav.pages aria-label={ "Pages of " (e) } {
+                @if let Some(href) = &first_page { a href=(href) { "First page" } " " }
+                @if let Some(href) = &next { a href=(href) rel="next" { "Next " (TABLE_ROWS) } }
+            }
+        }
+    }
+}
+
 /// A service's card's content: name, status of the ACTIVE and the latest deployment, image, domains.
-fn card(ws: &str, p: &str, e: &str, service: &Service, recent: &[DeploymentView]) -> Markup {
-    let latest = recent.first();
-    let active = service
-        .active_deployment
-        .and_then(|id| recent.iter().find(|d| d.id == id));
+fn card(
+    ws: &str,
+    p: &str,
+    e: &str,
+    service: &Service,
+    latest: Option<&DeploymentHead>,
+    active: Option<&DeploymentHead>,
+) -> Markup {
     let domains = service
         .endpoint
         .as_ref()

@@ -1,16 +1,26 @@
 //! A service's page (settings, endpoint and domains, volumes, config at each scope with where
-//! each value comes from, secrets masked, the deployments timeline with Deploy and Roll back),
-//! one deployment with its deploy log, the live status stream, and the forms' actions.
+//! each value comes from, secrets masked, the deployments timeline with Deploy, Cancel and
+//! Roll back, the running service's logs), one deployment with its deploy log, the live
+//! streams (status, service logs, deploy log), and the forms' actions.
+//!
+//! Log lines are the service's own output (an attacker's, for all we know): maud escapes them
+//! on the page and the script adds followed ones as text. Every stream is the REST API's own
+//! (its checks and per-token limits), bounded here in time so a forgotten tab lets go.
 
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
-use clank_api::{ConfigEdit, ConfigRequest, DeploymentView};
+use axum::response::{IntoResponse, Response};
+use clank_api::{ConfigEdit, ConfigRequest, DeploymentView, LogEntry};
 use clank_core::Timestamp;
 use clank_core::address::{EnvironmentAddress, ProjectAddress, ServiceAddress};
 use clank_core::config::{ConfigVarView, ResolvedVarView};
 use clank_core::model::{Endpoint, Permission, Service};
-use clank_platform::ConfigTarget;
+use clank_core::runtime::LogStream;
+use clank_platform::{ConfigTarget, Platform, WorkloadLogLine, WorkloadSelector};
+use futures_util::StreamExt;
 use maud::{Markup, html};
 
 use super::layout::{
@@ -24,6 +34,16 @@ use crate::api::error::ApiError;
 
 /// Deployments the timeline shows, newest first.
 const TIMELINE: usize = 50;
+/// Lines of the running service's output the page shows (and its follow stream starts with).
+const TAIL: usize = 200;
+/// Lines the script keeps on the page while following; the oldest go first.
+const KEEP: usize = 1000;
+/// How long reading the page's tail may take before the page shows none.
+const TAIL_WAIT: Duration = Duration::from_secs(3);
+/// The longest a followed stream lasts; the page then says a reload follows again.
+const FOLLOW_FOR: Duration = Duration::from_secs(30 * 60);
+/// A followed service log that has had no new line for this long is ended.
+const FOLLOW_IDLE: Duration = Duration::from_secs(10 * 60);
 
 pub(crate) fn service_url(ws: &str, p: &str, e: &str, s: &str) -> String {
     format!("/ui/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}")
@@ -129,6 +149,7 @@ async fn service_page(
     for (name, target) in scopes {
         layers.push((name, platform.config(&target).await?));
     }
+    let output = recent_output(platform, &addr).await;
     let role = s.principal.role;
     let body = html! {
         h1 { (service.name) " " span.muted { code { (service.slug) } } }
@@ -137,6 +158,7 @@ async fn service_page(
         (volumes_section(&service))
         (config_section(s, at, &resolved, &layers, role.allows(Permission::ManageServices), &form))
         (timeline(s, at, &deployments, role.allows(Permission::Deploy)))
+        (logs_section(at, &output))
     };
     Ok(html_response(
         status,
@@ -328,6 +350,79 @@ fn config_section(
     }
 }
 
+/// The last [`TAIL`] lines of the running service's output, as the REST logs endpoint reads
+/// them (the caller's read access was checked with the page), or why there are none.
+async fn recent_output(
+    platform: &Platform,
+    addr: &ServiceAddress,
+) -> Result<Vec<WorkloadLogLine>, String> {
+    let read = async {
+        let selector = WorkloadSelector::default();
+        let lines = platform.logs(addr, &selector, false, Some(TAIL)).await?;
+        let lines: Vec<_> = lines.take(TAIL).collect().await;
+        lines.into_iter().collect::<clank_core::Result<Vec<_>>>()
+    };
+    match tokio::time::timeout(TAIL_WAIT, read).await {
+        Ok(Ok(lines)) => Ok(lines),
+        Ok(Err(e)) => Err(ApiError::from(e).body().message.clone()),
+        Err(_) => Err(format!(
+            "reading it took longer than {} s",
+            TAIL_WAIT.as_secs()
+        )),
+    }
+}
+
+/// The running service's recent output and, with the script, new lines as they come.
+fn logs_section(at: &ServiceAt, output: &Result<Vec<WorkloadLogLine>, String>) -> Markup {
+    html! {
+        section aria-labelledby="logs" {
+            h2 id="logs" { "Logs" }
+            @match output {
+                Err(why) => p.muted { "No output to show: " (why) },
+                Ok(lines) => {
+                    p.muted.log-status id="service-log-status" role="status" {
+                        @if lines.is_empty() { "No output yet." }
+                        @else { "The last " (lines.len()) " lines; reload the page for newer ones." }
+                    }
+                    pre.log.live id="service-log" data-follow={ (at_url(at)) "/logs" }
+                        data-kind="service" data-keep=(KEEP)
+                        aria-describedby="service-log-status" tabindex="0" {
+                        @for l in lines { (output_line(l)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One line of a workload's output: where it came from, then the line as text.
+fn output_line(l: &WorkloadLogLine) -> Markup {
+    let class = match l.line.stream {
+        LogStream::Stderr => "line stderr",
+        LogStream::Stdout => "line",
+    };
+    html! {
+        span class=(class) { span.src { (l.process) "." (l.replica) " " } (l.line.line) "\n" }
+    }
+}
+
+/// One line of a deploy log.
+fn deploy_log_line(l: &LogEntry) -> Markup {
+    html! { span.line { (l.at) "  " (l.message) "\n" } }
+}
+
+/// The form cancelling deployment `n` (only for an in-progress one, for those who may
+/// deploy); `from` is where to come back to.
+fn cancel_form(s: &Signed, deployment_url: &str, n: u64, from: &'static str) -> Markup {
+    html! {
+        form.inline method="post" action={ (deployment_url) "/cancel" } data-cancel=(n) {
+            (csrf_field(s))
+            input type="hidden" name="from" value=(from);
+            button.danger type="submit" aria-label={ "Cancel deployment #" (n) } { "Cancel" }
+        }
+    }
+}
+
 fn timeline(
     s: &Signed,
     at: &ServiceAt,
@@ -369,6 +464,9 @@ fn timeline(
                                     td.wide { @if let Some(c) = commit(d) { code { (c) } } }
                                     @if can_deploy {
                                         td {
+                                            @if d.status.is_in_progress() {
+                                                (cancel_form(s, &url, d.number, "service")) " "
+                                            }
                                             form.inline method="post" action={ (url) "/rollback" } {
                                                 (csrf_field(s))
                                                 button type="submit" aria-label={ "Roll back to deployment #" (d.number) } { "Roll back" }
@@ -399,8 +497,11 @@ pub(crate) async fn deployment(
     let log = platform.deploy_log(&addr, n).await?;
     let url = format!("{}/deployments/{n}", at_url(&at));
     let events = format!("{url}/events");
+    let live = !settled(d.status);
+    let can_cancel = d.status.is_in_progress() && s.principal.role.allows(Permission::Deploy);
     let body = html! {
         h1 { "Deployment #" (n) " of " (service.name) }
+        @if can_cancel { div.actions { (cancel_form(&s, &url, n, "deployment")) } }
         dl.facts {
             dt { "status" }
             dd { (status_badge(n, d.status, (!settled(d.status)).then_some(events.as_str()))) }
@@ -424,9 +525,18 @@ pub(crate) async fn deployment(
         }
         section aria-labelledby="log" {
             h2 id="log" { "Deploy log" }
-            @if log.is_empty() { p.muted { "Empty." } }
-            @else {
-                pre.log { @for line in &log { (line.at) "  " (line.message) "\n" } }
+            @if live {
+                p.muted.log-status id="deploy-log-status" role="status" {
+                    @if log.is_empty() { "Nothing logged yet." } @else { "As of loading the page." }
+                }
+                pre.log.live id="deploy-log" data-follow={ (url) "/log" } data-kind="deploy"
+                    data-keep=(KEEP * 10) aria-describedby="deploy-log-status" tabindex="0" {
+                    @for line in &log { (deploy_log_line(line)) }
+                }
+            } @else if log.is_empty() {
+                p.muted { "Empty." }
+            } @else {
+                pre.log { @for line in &log { (deploy_log_line(line)) } }
             }
         }
     };
@@ -451,6 +561,119 @@ pub(crate) async fn events(
 ) -> Response {
     let (at, n) = at.split();
     dashboard::follow(&st.app, s.principal, &at, n).await
+}
+
+/// `GET …/services/{s}/logs`: the REST API's followed output of the running service, for the
+/// signed-in session, starting with the same tail the page shows (the script replaces the
+/// page's lines with the stream's, so a line written in between is neither lost nor doubled).
+pub(crate) async fn logs(
+    s: Signed,
+    State(st): State<UiState>,
+    Path(at): Path<ServiceAt>,
+) -> Response {
+    let live = dashboard::follow_logs(&st.app, s.principal, &at, TAIL).await;
+    bounded(live, FOLLOW_FOR, Some(FOLLOW_IDLE))
+}
+
+/// `GET …/deployments/{n}/log`: deployment `n`'s deploy log so far as `log` events, a
+/// `history` event, then the REST API's event stream of the deployment (it ends once the
+/// deployment settles). The stream subscribes before the log is read, so no line falls
+/// between the two; a line written while both happen comes twice, and the script drops the
+/// live copy of any line published before `history`'s `since`.
+pub(crate) async fn deploy_log(
+    s: Signed,
+    State(st): State<UiState>,
+    Path(at): Path<DeploymentAt>,
+) -> Response {
+    let (at, n) = at.split();
+    let live = dashboard::follow(&st.app, s.principal.clone(), &at, n).await;
+    if !live.status().is_success() {
+        return live;
+    }
+    let since = Timestamp::now();
+    let log = match dashboard::deploy_log(&st.app, s.principal, &at, n).await {
+        Ok(log) => log,
+        Err(e) => return e.into_response(),
+    };
+    let mut head = String::new();
+    for entry in &log {
+        head.push_str(&sse_frame("log", &serde_json::json!(entry)));
+    }
+    head.push_str(&sse_frame(
+        "history",
+        &serde_json::json!({ "since": since }),
+    ));
+    let (parts, body) = live.into_parts();
+    let frames = futures_util::stream::once(std::future::ready(Ok(Bytes::from(head))))
+        .chain(body.into_data_stream());
+    bounded(
+        Response::from_parts(parts, Body::from_stream(frames)),
+        FOLLOW_FOR,
+        None,
+    )
+}
+
+/// One Server-Sent Event: its name and one line of JSON.
+fn sse_frame(event: &str, data: &serde_json::Value) -> String {
+    format!("event: {event}\ndata: {data}\n\n")
+}
+
+/// A successful event stream `live`, ended after `max`, or after `idle` without an event
+/// (the keep-alive comments do not count), with a last `end` event saying why, so the script
+/// stops rather than reconnects. A stream that ends by itself ends as it would.
+fn bounded(live: Response, max: Duration, idle: Option<Duration>) -> Response {
+    use tokio::time::Instant;
+    if !live.status().is_success() {
+        return live;
+    }
+    let (parts, body) = live.into_parts();
+    let deadline = Instant::now() + max;
+    let start = (body.into_data_stream(), Instant::now());
+    let frames = futures_util::stream::unfold(Some(start), move |state| async move {
+        let (mut frames, last) = state?;
+        let until = idle.map_or(deadline, |idle| deadline.min(last + idle));
+        match tokio::time::timeout_at(until, frames.next()).await {
+            Ok(Some(Ok(frame))) => {
+                let last = if frame.starts_with(b":") {
+                    last
+                } else {
+                    Instant::now()
+                };
+                Some((Ok(frame), Some((frames, last))))
+            }
+            Ok(Some(Err(e))) => Some((Err(e), None)),
+            Ok(None) => None,
+            Err(_) => {
+                let why = if Instant::now() >= deadline {
+                    format!("stopped following after {} minutes", max.as_secs() / 60)
+                } else {
+                    format!(
+                        "stopped following: nothing new for {} minutes",
+                        idle.unwrap_or_default().as_secs() / 60
+                    )
+                };
+                let end = sse_frame("end", &serde_json::json!({ "reason": why }));
+                Some((Ok(Bytes::from(end)), None))
+            }
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(frames))
+}
+
+/// `POST …/deployments/{n}/cancel`: the REST API's cancel (its role check and audit); back to
+/// the page the form was on.
+pub(crate) async fn cancel(
+    State(st): State<UiState>,
+    Path(at): Path<DeploymentAt>,
+    posted: Posted,
+) -> UiResult<Response> {
+    let (at, n) = at.split();
+    let back = match posted.form.get("from") {
+        Some("deployment") => format!("{}/deployments/{n}", at_url(&at)),
+        _ => format!("{}#deployments", at_url(&at)),
+    };
+    dashboard::cancel(&st.app, posted.signed.principal, &at, n).await?;
+    Ok(see_other(&back))
 }
 
 /// `POST …/deployments`: a manual deploy; back to the timeline, where it shows live.
@@ -522,4 +745,88 @@ fn is_bad_input(e: &ApiError) -> bool {
         e.status(),
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event stream's response whose body yields `frame` every `every`, forever.
+    fn endless(frame: &'static str, every: Duration) -> Response {
+        let frames = futures_util::stream::unfold((), move |()| async move {
+            tokio::time::sleep(every).await;
+            Some((Ok::<_, std::convert::Infallible>(Bytes::from(frame)), ()))
+        });
+        Response::new(Body::from_stream(frames))
+    }
+
+    async fn text(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_of_keep_alives_only_ends_when_idle_and_says_why() {
+        let started = tokio::time::Instant::now();
+        let live = endless(":\n\n", Duration::from_secs(15));
+        let body = text(bounded(
+            live,
+            Duration::from_secs(600),
+            Some(Duration::from_secs(120)),
+        ))
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(120));
+        assert!(
+            body.ends_with(
+                "event: end\ndata: {\"reason\":\"stopped following: nothing new for 2 minutes\"}\n\n"
+            ),
+            "{body}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_stream_ends_at_its_longest_and_keeps_every_frame_before() {
+        let started = tokio::time::Instant::now();
+        let live = endless("event: line\ndata: {}\n\n", Duration::from_secs(35));
+        let body = text(bounded(
+            live,
+            Duration::from_secs(600),
+            Some(Duration::from_secs(60)),
+        ))
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(600));
+        assert_eq!(body.matches("event: line").count(), 600 / 35, "{body}");
+        assert!(
+            body.contains("stopped following after 10 minutes"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_passed_on_as_it_is() {
+        let refused = ApiError::forbidden("no").into_response();
+        let r = bounded(refused, Duration::from_secs(1), None);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn an_output_line_is_text_with_where_it_came_from() {
+        use clank_core::runtime::LogLine;
+        let l = WorkloadLogLine {
+            process: "web".into(),
+            replica: 1,
+            line: LogLine {
+                stream: LogStream::Stderr,
+                line: "<script>alert(1)</script>".into(),
+                at: None,
+            },
+        };
+        assert_eq!(
+            output_line(&l).into_string(),
+            "<span class=\"line stderr\"><span class=\"src\">web.1 </span>\
+             &lt;script&gt;alert(1)&lt;/script&gt;\n</span>"
+        );
+    }
 }

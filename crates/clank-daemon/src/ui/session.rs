@@ -1,7 +1,9 @@
 //! Dashboard sessions: a random id in an HttpOnly, SameSite=Strict cookie, mapped in memory
 //! (bounded, expiring) to the *hash* of the API token it was opened with, so every page
 //! re-checks the token the way the REST API does (a revoked token or a lowered role takes
-//! effect on the next click). Each session has a CSRF token every form carries; a POST needs it
+//! effect on the next click). A password sign-in opens its session on a token made for it
+//! (`dashboard sign-in`, expiring with the session, revoked at sign-out): the same checks, and
+//! revocable like any token. Each session has a CSRF token every form carries; a POST needs it
 //! (compared in constant time) and must come from this origin.
 
 use std::collections::HashMap;
@@ -38,6 +40,8 @@ pub(crate) struct Session {
     /// Every form of this session carries it.
     pub(crate) csrf: String,
     expires: Timestamp,
+    /// Its token was made for it by a password sign-in, and is revoked when it ends.
+    minted: bool,
 }
 
 /// The open sessions, by id.
@@ -64,12 +68,20 @@ impl Sessions {
     }
 
     /// A new session for the token whose hash is `token_hash`: its id (for the cookie).
+    #[cfg(test)]
     pub(crate) fn open(&self, token_hash: String, now: Timestamp) -> String {
+        self.open_with(token_hash, false, now)
+    }
+
+    /// [`Sessions::open`]; `minted` when the token was made for this session (a password
+    /// sign-in), so signing out revokes it.
+    pub(crate) fn open_with(&self, token_hash: String, minted: bool, now: Timestamp) -> String {
         let id = random_token();
         let session = Session {
             token_hash,
             csrf: random_token(),
             expires: now.saturating_add(self.lifetime),
+            minted,
         };
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if open.len() >= self.max {
@@ -199,6 +211,8 @@ pub(crate) struct Signed {
     pub(crate) principal: Principal,
     pub(crate) session: String,
     pub(crate) csrf: String,
+    /// Signed in with a password: the session's token is its own.
+    pub(crate) minted: bool,
 }
 
 impl FromRequestParts<UiState> for Signed {
@@ -226,6 +240,7 @@ impl FromRequestParts<UiState> for Signed {
                 principal,
                 session: id,
                 csrf: session.csrf,
+                minted: session.minted,
             }),
             // The token was revoked, expired, or its user left: so does the session.
             Err(e) if e.status() == StatusCode::UNAUTHORIZED => {

@@ -10,6 +10,13 @@
     cell.textContent = status;
     cell.className = "status status-" + status.toLowerCase();
     cell.setAttribute("data-status", status);
+    if (SETTLED.indexOf(status) >= 0) {
+      // A settled deployment can no longer be cancelled: its Cancel buttons go.
+      var number = cell.getAttribute("data-deployment");
+      document.querySelectorAll('form[data-cancel="' + number + '"]').forEach(function (form) {
+        form.hidden = true;
+      });
+    }
   }
 
   function follow(cell) {
@@ -232,6 +239,170 @@
 
   function start() {
     document.querySelectorAll(".canvas[data-save]").forEach(setup);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
+
+// Live logs: each `pre.log[data-follow]` follows its stream. `data-kind="service"` is the
+// running service's output (`line` events; the stream starts with the same tail the page
+// shows, and replaces it); `data-kind="deploy"` is a deployment's deploy log (`log` events:
+// the log so far, a `history` event, then the deployment's events until it settles). Lines
+// are added as text, never as markup (they are the service's output: an attacker's, for all
+// we know), at most `data-keep` of them. A stream stops while the tab is hidden (and follows
+// again once it is shown), when the daemon ends it (`end`), and when the deployment settles.
+(function () {
+  var SETTLED = ["ACTIVE", "SUPERSEDED", "FAILED", "CANCELLED"];
+
+  function stamp(at) {
+    return new Date(at).toISOString();
+  }
+
+  function setup(box) {
+    var url = box.getAttribute("data-follow");
+    var keep = parseInt(box.getAttribute("data-keep"), 10) || 1000;
+    var note = document.getElementById(box.getAttribute("aria-describedby"));
+    var source = null;
+    // A new stream sends its start again: its first line replaces what is shown.
+    var fresh = false;
+    // Deploy log: live lines published before this (ms) are in the history sent already.
+    var since = null;
+    var done = false;
+
+    function say(text) {
+      if (note) {
+        note.textContent = text;
+      }
+    }
+
+    function clearIfFresh() {
+      if (!fresh) {
+        return;
+      }
+      fresh = false;
+      while (box.firstChild) {
+        box.removeChild(box.firstChild);
+      }
+    }
+
+    function add(text, className, from) {
+      clearIfFresh();
+      var atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
+      var line = document.createElement("span");
+      line.className = className;
+      if (from) {
+        var src = document.createElement("span");
+        src.className = "src";
+        src.textContent = from;
+        line.appendChild(src);
+      }
+      line.appendChild(document.createTextNode(text + "\n"));
+      box.appendChild(line);
+      while (box.childNodes.length > keep) {
+        box.removeChild(box.firstChild);
+      }
+      if (atEnd) {
+        box.scrollTop = box.scrollHeight;
+      }
+    }
+
+    function close() {
+      if (source) {
+        source.close();
+        source = null;
+      }
+    }
+
+    function stop(reason) {
+      done = true;
+      close();
+      say(reason);
+    }
+
+    function settledAs(status) {
+      if (SETTLED.indexOf(status) >= 0) {
+        stop("The deployment is " + status + ": its log is complete.");
+      }
+    }
+
+    function open() {
+      if (done || source || typeof EventSource === "undefined") {
+        return;
+      }
+      var s = new EventSource(url);
+      source = s;
+      fresh = true;
+      since = null;
+      s.addEventListener("open", function () {
+        say("Following live.");
+      });
+      s.addEventListener("line", function (e) {
+        var l = JSON.parse(e.data);
+        add(String(l.line), l.stream === "stderr" ? "line stderr" : "line", l.process + "." + l.replica + " ");
+      });
+      s.addEventListener("log", function (e) {
+        var l = JSON.parse(e.data);
+        if (since === null || l.at >= since) {
+          add(stamp(l.at) + "  " + l.message, "line");
+        }
+      });
+      s.addEventListener("history", function (e) {
+        clearIfFresh();
+        since = JSON.parse(e.data).since;
+      });
+      s.addEventListener("transition", function (e) {
+        var t = JSON.parse(e.data);
+        if (since === null || t.at >= since) {
+          add(stamp(t.at) + "  " + t.from + " \u2192 " + t.to + (t.reason ? ": " + t.reason : ""), "line");
+        }
+        settledAs(t.to);
+      });
+      s.addEventListener("status", function (e) {
+        settledAs(JSON.parse(e.data).status);
+      });
+      s.addEventListener("end", function (e) {
+        stop("The daemon " + JSON.parse(e.data).reason + "; reload the page to follow again.");
+      });
+      s.addEventListener("error", function (e) {
+        if (s !== source) {
+          return;
+        }
+        if (typeof e.data === "string") {
+          // The daemon could not read a line: said, and the stream goes on.
+          say(e.data);
+        } else if (s.readyState === 2) {
+          stop("Not following: the stream was refused or closed; reload the page to try again.");
+        } else {
+          say("Reconnecting\u2026");
+        }
+      });
+    }
+
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) {
+        if (source) {
+          close();
+          say("Paused while this tab is hidden.");
+        }
+      } else {
+        open();
+      }
+    });
+    window.addEventListener("pagehide", close);
+    window.addEventListener("pageshow", function (e) {
+      if (e.persisted) {
+        open();
+      }
+    });
+    open();
+  }
+
+  function start() {
+    document.querySelectorAll("pre.log[data-follow]").forEach(setup);
   }
 
   if (document.readyState === "loading") {

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::browser::Browser;
+use common::browser::{Browser, Page};
 use common::{Daemon, ENV, WS};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -935,5 +935,106 @@ async fn cancelling_an_in_progress_deployment_from_the_page_ends_it_and_a_viewer
         .post(&cancel, &[("csrf", &page.csrf()), ("from", "service")])
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    daemon.stop().await;
+}
+
+/// The service's settings form, posted with `fields`.
+async fn post_settings(b: &mut Browser, fields: Vec<(&'static str, String)>) -> Page {
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post(&format!("{SERVICE}/settings"), &fields).await
+}
+
+/// The settings form: what it sends goes through `PATCH …/services/{s}` (the whole settings
+/// and the processes' replicas, saved and audited); a value that is not a number, or that the
+/// API refuses, is shown next to its field and changes nothing; a Viewer gets no form and a
+/// forged one is refused.
+#[tokio::test]
+async fn settings_from_the_form_are_saved_through_the_api_and_a_bad_value_is_refused_by_its_field()
+{
+    let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
+    let service = format!("{ENV}/services/web");
+    let mut b = Browser::new(&daemon);
+    assert_eq!(b.sign_in(&owner).await.status, StatusCode::SEE_OTHER);
+    let page = b.get(SERVICE).await;
+    assert!(
+        page.body.contains(r#"id="settings-memory_limit_mb""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("default 512"),
+        "the documented default is shown"
+    );
+    assert!(page.body.contains(r#"name="replicas.web""#));
+    let csrf = page.csrf();
+    let form = |memory: &'static str, port: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("port", port.to_owned()),
+            ("health_check_path", "/ready".to_owned()),
+            ("health_check_interval_s", "2".to_owned()),
+            ("health_check_retries", "4".to_owned()),
+            ("deploy_timeout_s", "120".to_owned()),
+            ("build_timeout_s", "600".to_owned()),
+            ("cpu_limit", "0.25".to_owned()),
+            ("memory_limit_mb", memory.to_owned()),
+            ("is_public", "on".to_owned()),
+            ("replicas.web", "2".to_owned()),
+        ]
+    };
+    let saved = post_settings(&mut b, form("256", "9090")).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let v = daemon.ok(&owner, Method::GET, &service, None).await;
+    assert_eq!(v["settings"]["port"], 9090);
+    assert_eq!(v["settings"]["memory_limit_mb"], 256);
+    assert_eq!(v["settings"]["health_check_path"], "/ready");
+    assert_eq!(
+        v["settings"]["auto_deploy"], false,
+        "an unticked box is off"
+    );
+    assert_eq!(v["processes"]["web"]["replicas"], 2);
+    assert_eq!(
+        v["processes"]["web"]["command"],
+        json!(["/bin/true"]),
+        "kept"
+    );
+
+    let not_a_number = post_settings(&mut b, form("lots", "9090")).await;
+    assert_eq!(not_a_number.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        not_a_number
+            .body
+            .contains(r#"id="settings-memory_limit_mb-error""#)
+            && not_a_number.body.contains("is not a number"),
+        "{}",
+        not_a_number.body
+    );
+    let refused = post_settings(&mut b, form("256", "0")).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains(r#"id="settings-port-error""#),
+        "the API's refusal of `settings.port` is next to the port: {}",
+        refused.body
+    );
+    assert_eq!(
+        daemon.ok(&owner, Method::GET, &service, None).await,
+        v,
+        "refused forms changed nothing"
+    );
+
+    let (_, viewer) = daemon.member(&owner, "vera", "viewer").await;
+    let mut vb = Browser::new(&daemon);
+    assert_eq!(vb.sign_in(&viewer).await.status, StatusCode::SEE_OTHER);
+    let page = vb.get(SERVICE).await;
+    assert!(!page.body.contains("Edit settings"), "{}", page.body);
+    let csrf = page.csrf();
+    let forged = vb
+        .post(
+            &format!("{SERVICE}/settings"),
+            &[("csrf", &csrf), ("port", "1234"), ("memory_limit_mb", "64")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    assert_eq!(daemon.ok(&owner, Method::GET, &service, None).await, v);
     daemon.stop().await;
 }

@@ -391,33 +391,6 @@ impl Catalog {
             .collect()
     }
 
-    /// The records holding each of `values` under a unique constraint, in the order asked:
-    /// [`Catalog::lookup`] for many values in two store reads. A value released or moved
-    /// between the reads counts as not held.
-    pub async fn lookup_many<T: Record>(
-        &self,
-        constraint: &str,
-        values: &[String],
-    ) -> Result<Vec<Option<Versioned<T>>>> {
-        let ids = self.unique_ids::<T>(constraint, values).await?;
-        let wanted: Vec<String> = ids.iter().flatten().cloned().collect();
-        let mut records = self.get_many::<T>(&wanted).await?.into_iter();
-        let mut out = Vec::with_capacity(values.len());
-        for (value, id) in values.iter().zip(&ids) {
-            let rec = match id {
-                Some(_) => records.next().flatten(),
-                None => None,
-            };
-            out.push(rec.filter(|r| {
-                r.value
-                    .unique()
-                    .iter()
-                    .any(|(c, v)| *c == constraint && v == value)
-            }));
-        }
-        Ok(out)
-    }
-
     /// Like [`Catalog::get`], but a missing record is a `NotFound` error naming it.
     pub async fn require<T: Record>(&self, id: &str) -> Result<Versioned<T>> {
         self.get(id)

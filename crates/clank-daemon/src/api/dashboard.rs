@@ -152,6 +152,19 @@ pub(crate) async fn set_service_config(
     Ok(vars)
 }
 
+/// `PATCH …/services/{s}`, checked, validated, written and audited by the REST handler.
+pub(crate) async fn update_service(
+    st: &AppState,
+    p: &Principal,
+    at: &ServiceAt,
+    patch: clank_api::ServicePatch,
+) -> ApiResult<Service> {
+    let Json(s) =
+        super::services::update_service(p.clone(), State(st.clone()), Path(at.path()), Body(patch))
+            .await?;
+    Ok(s)
+}
+
 /// `GET /v1/workspaces/{ws}/servers`: the servers with live state and usage, as the REST list.
 pub(crate) async fn servers(
     st: &AppState,

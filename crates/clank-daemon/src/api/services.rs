@@ -157,7 +157,7 @@ async fn get_service(
     ),
     security(("bearer" = [])),
 )]
-async fn update_service(
+pub(super) async fn update_service(
     p: Principal,
     State(st): State<AppState>,
     Path(at): Path<ServicePath>,

@@ -18,6 +18,7 @@ mod projects;
 mod servers;
 mod services;
 mod session;
+mod settings;
 mod signin;
 mod templates;
 
@@ -108,6 +109,7 @@ pub(crate) fn router(app: AppState) -> Router {
         .route(SERVICE, get(services::service))
         .route(&format!("{SERVICE}/deployments"), post(services::deploy))
         .route(&format!("{SERVICE}/config"), post(services::set_config))
+        .route(&format!("{SERVICE}/settings"), post(settings::save))
         .route(
             &format!("{SERVICE}/deployments/{{n}}"),
             get(services::deployment),

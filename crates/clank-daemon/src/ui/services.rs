@@ -28,6 +28,7 @@ use super::layout::{
 };
 use super::projects::{project_url, source_line, workspace_url};
 use super::session::{Posted, Signed};
+use super::settings::{SettingsForm, settings_form};
 use super::{UiResult, UiState, html as html_response, see_other};
 use crate::api::dashboard::{self, ServiceAt};
 use crate::api::error::ApiError;
@@ -49,7 +50,7 @@ pub(crate) fn service_url(ws: &str, p: &str, e: &str, s: &str) -> String {
     format!("/ui/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}")
 }
 
-fn at_url(at: &ServiceAt) -> String {
+pub(super) fn at_url(at: &ServiceAt) -> String {
     service_url(&at.ws, &at.p, &at.e, &at.s)
 }
 
@@ -76,7 +77,7 @@ impl DeploymentAt {
 }
 
 /// The service, once the caller may read it (workspace first, then the role: as the API).
-fn readable(s: &Signed, at: &ServiceAt) -> UiResult<ServiceAddress> {
+pub(super) fn readable(s: &Signed, at: &ServiceAt) -> UiResult<ServiceAddress> {
     s.principal.in_workspace(&at.ws)?;
     s.principal.require(Permission::Read)?;
     Ok(ServiceAddress::new(&at.ws, &at.p, &at.e, &at.s)?)
@@ -104,9 +105,16 @@ fn crumbs(s: &Signed, at: &ServiceAt, service: &str, last: Option<String>) -> Ve
     crumbs
 }
 
+/// The page's forms as they were sent, with what the API refused in one of them.
+#[derive(Debug, Default)]
+pub(super) struct Forms {
+    pub(super) config: ConfigForm,
+    pub(super) settings: SettingsForm,
+}
+
 /// A config form's refusal, shown next to its field.
 #[derive(Debug, Default)]
-struct ConfigForm {
+pub(super) struct ConfigForm {
     key: String,
     /// `key` or `value`, and the API's message.
     error: Option<(&'static str, String)>,
@@ -118,15 +126,15 @@ pub(crate) async fn service(
     State(st): State<UiState>,
     Path(at): Path<ServiceAt>,
 ) -> UiResult<Response> {
-    service_page(&s, &st, &at, StatusCode::OK, ConfigForm::default()).await
+    service_page(&s, &st, &at, StatusCode::OK, Forms::default()).await
 }
 
-async fn service_page(
+pub(super) async fn service_page(
     s: &Signed,
     st: &UiState,
     at: &ServiceAt,
     status: StatusCode,
-    form: ConfigForm,
+    forms: Forms,
 ) -> UiResult<Response> {
     let addr = readable(s, at)?;
     let platform = &st.app.platform;
@@ -154,9 +162,15 @@ async fn service_page(
     let body = html! {
         h1 { (service.name) " " span.muted { code { (service.slug) } } }
         (settings_section(&service))
+        @if role.allows(Permission::ManageServices) {
+            details.edit-settings open[forms.settings.is_refused()] {
+                summary { "Edit settings" }
+                (settings_form(s, at, &service, &forms.settings))
+            }
+        }
         (endpoint_section(service.endpoint.as_ref()))
         (volumes_section(&service))
-        (config_section(s, at, &resolved, &layers, role.allows(Permission::ManageServices), &form))
+        (config_section(s, at, &resolved, &layers, role.allows(Permission::ManageServices), &forms.config))
         (timeline(s, at, &deployments, role.allows(Permission::Deploy)))
         (logs_section(at, &output))
     };
@@ -728,11 +742,15 @@ pub(crate) async fn set_config(
             } else {
                 "key"
             };
-            let form = ConfigForm {
+            let config = ConfigForm {
                 key,
                 error: Some((field, e.body().message.clone())),
             };
-            service_page(&signed, &st, &at, e.status(), form).await
+            let forms = Forms {
+                config,
+                ..Forms::default()
+            };
+            service_page(&signed, &st, &at, e.status(), forms).await
         }
         Err(e) => Err(e.into()),
     }
@@ -740,7 +758,7 @@ pub(crate) async fn set_config(
 
 /// A refusal of what the form said (shown on the form), rather than of the caller or the
 /// address (shown as a page of its own).
-fn is_bad_input(e: &ApiError) -> bool {
+pub(super) fn is_bad_input(e: &ApiError) -> bool {
     matches!(
         e.status(),
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY

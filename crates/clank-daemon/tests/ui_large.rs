@@ -7,61 +7,12 @@ mod common;
 
 use std::io::Read as _;
 
+use common::browser::Browser;
 use common::{Daemon, ENV, WS};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 const PROJECT: &str = "/ui/workspaces/acme/projects/shop";
-
-/// The session cookie of a token sign-in.
-async fn session(http: &reqwest::Client, base: &str, token: &str) -> String {
-    let form = http.get(format!("{base}/ui/signin")).send().await.unwrap();
-    let signin = form
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("clank_signin="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let page = form.text().await.unwrap();
-    let csrf = page
-        .split(r#"name="csrf" value=""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("csrf", csrf.as_str()),
-            ("method", "token"),
-            ("token", token),
-        ])
-        .finish();
-    let r = http
-        .post(format!("{base}/ui/signin"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("origin", base)
-        .header("cookie", signin)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("clank_session="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
 
 async fn create(daemon: &Daemon, owner: &str, i: usize) {
     daemon
@@ -94,7 +45,12 @@ async fn more_than_a_hundred_services_are_a_paged_gzipped_table_and_fewer_a_canv
         .build()
         .unwrap();
     let base = format!("http://{}", daemon.addr);
-    let cookie = session(&http, &base, &owner).await;
+    let mut signed_in = Browser::new(&daemon);
+    assert_eq!(
+        signed_in.sign_in(&owner).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let cookie = signed_in.cookie_header();
     let get = |gzip: bool| {
         let mut r = http
             .get(format!("{base}{PROJECT}"))

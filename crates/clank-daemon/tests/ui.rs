@@ -47,6 +47,14 @@ async fn with_service(name: &str, command: &[&str]) -> (Daemon, String) {
     (daemon, owner)
 }
 
+/// A manual deploy of `web` through the API, as `token`.
+async fn deploy_web(daemon: &Daemon, token: &str) {
+    let deployments = format!("{ENV}/services/web/deployments");
+    daemon
+        .ok(token, Method::POST, &deployments, Some(json!({})))
+        .await;
+}
+
 /// The service's deployments as the API lists them.
 async fn deployments(daemon: &Daemon, token: &str) -> Vec<serde_json::Value> {
     let v = daemon
@@ -140,14 +148,7 @@ async fn the_session_cookie_is_http_only_strict_under_ui_secure_behind_tls_and_e
 #[tokio::test]
 async fn every_page_renders_for_an_owner_with_the_security_headers() {
     let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
-    daemon
-        .ok(
-            &owner,
-            Method::POST,
-            &format!("{ENV}/services/web/deployments"),
-            Some(json!({})),
-        )
-        .await;
+    deploy_web(&daemon, &owner).await;
     let mut b = Browser::new(&daemon);
     let signin = b.get("/ui/signin").await;
     signin.assert_secure_headers("sign-in");
@@ -262,14 +263,7 @@ async fn a_post_needs_the_sessions_csrf_token_and_this_origin() {
 #[tokio::test]
 async fn a_viewer_sees_no_deploy_or_rollback_form_and_a_forged_deploy_is_refused() {
     let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
-    daemon
-        .ok(
-            &owner,
-            Method::POST,
-            &format!("{ENV}/services/web/deployments"),
-            Some(json!({})),
-        )
-        .await;
+    deploy_web(&daemon, &owner).await;
     let (_, viewer) = daemon.member(&owner, "vera", "viewer").await;
     let mut b = Browser::new(&daemon);
     assert_eq!(b.sign_in(&viewer).await.status, StatusCode::SEE_OTHER);
@@ -328,14 +322,7 @@ async fn attacker_controlled_text_is_escaped_on_every_page_and_secrets_stay_mask
             ]})),
         )
         .await;
-    daemon
-        .ok(
-            &owner,
-            Method::POST,
-            &format!("{ENV}/services/web/deployments"),
-            Some(json!({})),
-        )
-        .await;
+    deploy_web(&daemon, &owner).await;
     // Until it has failed: its log and reason then hold the command.
     for _ in 0..200 {
         let d = &deployments(&daemon, &owner).await[0];
@@ -721,14 +708,7 @@ async fn with_talking_service() -> Option<(Daemon, String, std::path::PathBuf)> 
             ],
         )
         .await;
-    daemon
-        .ok(
-            &owner,
-            Method::POST,
-            &format!("{ENV}/services/web/deployments"),
-            Some(json!({})),
-        )
-        .await;
+    deploy_web(&daemon, &owner).await;
     wait_for_status(&daemon, &owner, 1, &["ACTIVE"]).await;
     Some((daemon, owner, said))
 }
@@ -854,14 +834,7 @@ async fn cancelling_an_in_progress_deployment_from_the_page_ends_it_and_a_viewer
     // Nothing listens on the port: the health check never passes, so the deployment stays in
     // progress (until its deploy timeout, far beyond this test).
     let (daemon, owner) = with_service("Web", &["/bin/sleep", "600"]).await;
-    daemon
-        .ok(
-            &owner,
-            Method::POST,
-            &format!("{ENV}/services/web/deployments"),
-            Some(json!({})),
-        )
-        .await;
+    deploy_web(&daemon, &owner).await;
     wait_for_status(&daemon, &owner, 1, &["HEALTH_CHECKING"]).await;
     let cancel = format!("{SERVICE}/deployments/1/cancel");
     let cancel_action = format!(r#"action="{cancel}""#);

@@ -333,7 +333,8 @@ export type ErrorCode =
   | 'forbidden'
   | 'unavailable'
   | 'timeout'
-  | 'internal';
+  | 'internal'
+  | 'closed';
 
 /** Every rejection of this module. */
 export declare class ClankError extends Error {
@@ -350,6 +351,8 @@ export declare class Forbidden extends ClankError {}
 export declare class Unavailable extends ClankError {}
 export declare class Timeout extends ClankError {}
 export declare class Internal extends ClankError {}
+/** Every call on a closed platform (and iterating its events) rejects with this: code `closed`. */
+export declare class Closed extends ClankError {}
 
 /** Events from the moment `Platform.events()` was called. */
 export declare class Events implements AsyncIterableIterator<Event> {
@@ -363,8 +366,13 @@ export declare class Events implements AsyncIterableIterator<Event> {
 export declare class Platform {
   private constructor();
   static open(dataDir: string, options?: { runtime?: RuntimeName }): Promise<Platform>;
-  /** The runtime running workloads: 'docker' or 'process'. */
+  /** A running daemon, with an API token; the same methods, under the token's role. */
+  static connect(url: string, token: string, options?: ConnectOptions): Promise<Platform>;
+  /** The runtime running workloads: 'docker' or 'process'; 'remote' when connected. */
   readonly runtime: string;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
+  /** Stop the engine and release the data directory at once; later calls reject with `Closed`. */
   close(): Promise<void>;
 
   ensureWorkspace(slug: string): Promise<Workspace>;
@@ -440,11 +448,77 @@ export declare class Platform {
   /** One build with the tail of its log. */
   build(service: string, number: number): Promise<Record<string, unknown>>;
   deployLog(service: string, number: number): Promise<LogEntry[]>;
-  /** Until ACTIVE or finished; rejects with Conflict after `timeout` seconds (default 300). */
+  /** Until ACTIVE or finished; rejects with Timeout (code `timeout`) after `timeout` seconds (default 300). */
   wait(service: string, number: number, options?: { timeout?: number }): Promise<Deployment>;
   /** `host:port` where the deployment's web workloads listen now. */
   endpoints(service: string, number: number): Promise<string[]>;
+  /** The service, its ACTIVE deployment however old, its five newest deployments. */
+  status(service: string): Promise<ServiceStatus>;
+  logs(service: string, options?: WorkloadPick & { tail?: number | null }): Promise<LogLine[]>;
+  exec(service: string, command: string | string[], options?: ExecOptions): Promise<ExecResult>;
+  servers(options?: { workspace?: string | null }): Promise<Record<string, unknown>[]>;
+  createServer(name: string, options?: { workspace?: string | null }): Promise<Record<string, unknown>>;
+  server(name: string, options?: { workspace?: string | null }): Promise<Record<string, unknown>>;
+  serverJoinToken(name: string, options?: { workspace?: string | null }): Promise<Record<string, unknown>>;
+  revokeServer(name: string, options?: { workspace?: string | null }): Promise<Record<string, unknown>>;
+  members(): Promise<Record<string, unknown>[]>;
+  addMember(email: string, options: { name: string; role: Role }): Promise<Record<string, unknown>>;
+  setMemberRole(member: string, role: Role): Promise<Record<string, unknown>>;
+  removeMember(member: string): Promise<Record<string, unknown>>;
+  tokens(options?: { all?: boolean }): Promise<Record<string, unknown>[]>;
+  createToken(name: string, options?: { role?: Role | null }): Promise<Record<string, unknown>>;
+  revokeToken(tokenId: string): Promise<void>;
+  audit(options?: AuditOptions): Promise<Record<string, unknown>[]>;
   events(service?: string | null): Events;
+}
+
+export interface ConnectOptions {
+  /** Seconds one call may take (default 30). */
+  timeout?: number;
+  /** Further attempts of a call that failed on the way (default 2). */
+  retries?: number;
+  /** What short addresses mean (default: the token's workspace). */
+  workspace?: string | null;
+}
+
+export type Role = 'owner' | 'admin' | 'developer' | 'viewer';
+
+export interface WorkloadPick {
+  process?: string | null;
+  replica?: number | null;
+}
+
+export interface ExecOptions extends WorkloadPick {
+  /** Seconds the command may run (default 30, at most 600). */
+  timeout?: number | null;
+}
+
+export interface AuditOptions {
+  /** 1..1000, default 50. */
+  limit?: number | null;
+  /** An event id: the page after it. */
+  before?: string | null;
+  workspace?: string | null;
+}
+
+export interface ServiceStatus {
+  service: Service;
+  active: Deployment | null;
+  recent: Deployment[];
+}
+
+export interface LogLine {
+  process: string;
+  replica: number;
+  stream: string;
+  line: string;
+  at?: unknown;
+}
+
+export interface ExecResult {
+  exit_code: number | null;
+  stdout: string;
+  stderr: string;
 }
 
 export interface TemplateSummary {

@@ -15,7 +15,51 @@
 // Every rejection is a `ClankError` subclass with `code` and `field`. Secrets are always shown
 // as "********". The native module (`clank.node`, built by build.sh) is private.
 
-const native = require('./clank.node');
+// --- Loading the native addon (packaging: scripts/package, bindings/README.md) -------------
+// A development build (`clank.node` beside this file, from build.sh) wins; an installed
+// package finds the addon in its per-platform package (an optionalDependency: npm installs only
+// the one whose os/cpu/libc match).
+const PLATFORM_PACKAGES = {
+  'linux-x64-gnu': '@clank-platform/clank-linux-x64-gnu',
+  'linux-arm64-gnu': '@clank-platform/clank-linux-arm64-gnu',
+};
+
+function platformKey() {
+  const { platform, arch } = process;
+  if (platform !== 'linux') return `${platform}-${arch}`;
+  // glibc or musl: Node reports the glibc it runs on; musl builds report none.
+  const header = process.report && typeof process.report.getReport === 'function'
+    ? process.report.getReport().header
+    : {};
+  return `${platform}-${arch}-${header.glibcVersionRuntime ? 'gnu' : 'musl'}`;
+}
+
+function loadNative() {
+  const local = require('node:path').join(__dirname, 'clank.node');
+  if (require('node:fs').existsSync(local)) return require(local);
+  const key = platformKey();
+  const pkg = PLATFORM_PACKAGES[key];
+  if (pkg) {
+    try {
+      return require(pkg);
+    } catch (err) {
+      // Only "that package is not installed" means "not found"; a broken addon is reported as is.
+      if (err.code !== 'MODULE_NOT_FOUND' || !String(err.message).includes(pkg)) throw err;
+    }
+  }
+  const supported = Object.keys(PLATFORM_PACKAGES).join(', ');
+  throw new Error(
+    pkg
+      ? `clank: the native addon for ${key} is missing: install ${pkg} (npm installs it as an ` +
+          'optional dependency; --omit=optional leaves it out), or put a clank.node built from ' +
+          `the sources (bindings/node/build.sh) at ${local}`
+      : `clank: no native addon for this platform (${key}); prebuilt ones exist for ` +
+          `${supported}. Build clank.node from the sources (bindings/node/build.sh) into ${local}`,
+  );
+}
+
+const native = loadNative();
+// --- end of loading --------------------------------------------------------------------------
 
 const ERROR_MARKER = 'clank-error:';
 
@@ -35,6 +79,8 @@ class Forbidden extends ClankError {}
 class Unavailable extends ClankError {}
 class Timeout extends ClankError {}
 class Internal extends ClankError {}
+/** Every call on a closed platform (and iterating its events) rejects with this: code `closed`. */
+class Closed extends ClankError {}
 
 const ERROR_CLASSES = {
   not_found: NotFound,
@@ -45,6 +91,7 @@ const ERROR_CLASSES = {
   unavailable: Unavailable,
   timeout: Timeout,
   internal: Internal,
+  closed: Closed,
 };
 
 // The one place native errors become ClankErrors (the native side encodes kind and field).
@@ -117,12 +164,36 @@ class Platform {
     return new Platform(await guard(native.open(String(dataDir), runtime)));
   }
 
-  /** The runtime running workloads: 'docker' or 'process'. */
+  /**
+   * Connect to a running daemon (`'http://127.0.0.1:7070'`) with an API token: the same
+   * methods, answered by the daemon under the token's role. Short addresses mean the token's
+   * workspace (or `workspace`). `timeout` bounds each call (seconds; `Timeout` past it); a call
+   * that failed on the way is tried `retries` more times where that cannot do anything twice.
+   */
+  static async connect(url, token, options = {}) {
+    const { timeout = 30, retries = 2, workspace = null } = options;
+    const nativePlatform = await guard(
+      native.connect(String(url), String(token), Number(timeout), Number(retries), workspace),
+    );
+    return new Platform(nativePlatform);
+  }
+
+  /** The runtime running workloads: 'docker' or 'process'; 'remote' when connected. */
   get runtime() {
     return this._native.runtime;
   }
 
-  /** Stop the engine (idempotent); running workloads keep running. */
+  /** Whether `close()` was called. */
+  get closed() {
+    return this._native.closed;
+  }
+
+  /**
+   * Stop the engine and release the data directory (idempotent): once this resolves, another
+   * platform (in this process or another) can open the same directory. Running workloads keep
+   * running. Every later call, and iterating an `Events`, rejects with `Closed`; a call running
+   * meanwhile gets a short grace period to finish.
+   */
   async close() {
     await guard(this._native.close());
   }
@@ -139,14 +210,14 @@ class Platform {
     return this._call({ op: 'list_workspaces' });
   }
   createProject(name, options = {}) {
-    const { slug = null, workspace = 'default' } = options;
+    const { slug = null, workspace = null } = options;
     return this._call({ op: 'create_project', workspace, name, slug });
   }
   getProject(project) {
     return this._call({ op: 'get_project', project });
   }
   listProjects(options = {}) {
-    const { workspace = 'default', includeDeleted = false } = options;
+    const { workspace = null, includeDeleted = false } = options;
     return this._call({ op: 'list_projects', workspace, include_deleted: includeDeleted });
   }
   /** Soft delete with its environments and services (restorable); `purge` removes it for good. */
@@ -184,12 +255,12 @@ class Platform {
     return this._call({ op: 'plan_promotion', source, target });
   }
   getPlan(plan, options = {}) {
-    const { workspace = 'default' } = options;
+    const { workspace = null } = options;
     return this._call({ op: 'get_plan', workspace, plan });
   }
   /** Apply exactly that plan (Conflict if anything it read changed since). */
   applyPlan(plan, options = {}) {
-    const { workspace = 'default' } = options;
+    const { workspace = null } = options;
     return this._call({ op: 'apply_plan', workspace, plan });
   }
 
@@ -204,7 +275,7 @@ class Platform {
    * values of the secrets the target lacks, by `secret_env` name.
    */
   applyDeclaration(declaration, options = {}) {
-    const { secrets = {}, workspace = 'default', source = null } = options;
+    const { secrets = {}, workspace = null, source = null } = options;
     return this._call({ op: 'apply_declaration', workspace, declaration, secrets, source });
   }
 
@@ -224,11 +295,11 @@ class Platform {
 
   // ---- Teams (`[workspace/]team`, slug or id; a team grants no access) ----
   createTeam(name, options = {}) {
-    const { slug = null, workspace = 'default' } = options;
+    const { slug = null, workspace = null } = options;
     return this._call({ op: 'create_team', workspace, name, slug });
   }
   listTeams(options = {}) {
-    const { workspace = 'default' } = options;
+    const { workspace = null } = options;
     return this._call({ op: 'list_teams', workspace });
   }
   getTeam(team) {
@@ -377,7 +448,7 @@ class Platform {
   deployLog(service, number) {
     return this._call({ op: 'deploy_log', service, number });
   }
-  /** Wait until ACTIVE or finished; rejects with Conflict after `timeout` seconds. */
+  /** Wait until ACTIVE or finished; rejects with Timeout (code `timeout`) after `timeout` seconds. */
   wait(service, number, options = {}) {
     const { timeout = 300 } = options;
     return this._call({ op: 'wait', service, number, timeout_s: Number(timeout) });
@@ -385,9 +456,90 @@ class Platform {
   endpoints(service, number) {
     return this._call({ op: 'endpoints', service, number });
   }
+  // ---- What runs: status, logs, exec ----
+  /** The service, its ACTIVE deployment however old (`active`), its five newest (`recent`). */
+  status(service) {
+    return this._call({ op: 'status', service });
+  }
+  /** The running service's recent output, oldest first (`tail` lines per workload, default 100). */
+  logs(service, options = {}) {
+    const { tail = null, process = null, replica = null } = options;
+    return this._call({ op: 'logs', service, tail, process, replica });
+  }
+  /** Run `command` (an argument vector) in the running service, without a terminal. */
+  exec(service, command, options = {}) {
+    const { timeout = null, process = null, replica = null } = options;
+    const argv = typeof command === 'string' ? [command] : [...command];
+    return this._call({
+      op: 'exec',
+      service,
+      exec: { command: argv, timeout_s: timeout, process, replica },
+    });
+  }
+
+  // ---- Servers ----
+  servers(options = {}) {
+    const { workspace = null } = options;
+    return this._call({ op: 'list_servers', workspace });
+  }
+  /** Register a server: its `join_token` (shown once) enrolls its agent. */
+  createServer(name, options = {}) {
+    const { workspace = null } = options;
+    return this._call({ op: 'create_server', name, workspace });
+  }
+  server(name, options = {}) {
+    const { workspace = null } = options;
+    return this._call({ op: 'get_server', server: name, workspace });
+  }
+  serverJoinToken(name, options = {}) {
+    const { workspace = null } = options;
+    return this._call({ op: 'server_join_token', server: name, workspace });
+  }
+  revokeServer(name, options = {}) {
+    const { workspace = null } = options;
+    return this._call({ op: 'revoke_server', server: name, workspace });
+  }
+
+  // ---- Members, tokens, the audit log (a daemon's: `Platform.connect`) ----
+  members() {
+    return this._call({ op: 'list_members' });
+  }
+  /** Add a member; the answer's `token` is their first, shown once. */
+  addMember(email, options) {
+    const { name, role } = options;
+    return this._call({ op: 'add_member', member: { name, email, role } });
+  }
+  setMemberRole(member, role) {
+    return this._call({ op: 'update_member', member, role });
+  }
+  removeMember(member) {
+    return this._call({ op: 'remove_member', member });
+  }
+  tokens(options = {}) {
+    const { all = false } = options;
+    return this._call({ op: 'list_tokens', all });
+  }
+  /** A token for yourself, with at most your role; its `token` is shown once. */
+  createToken(name, options = {}) {
+    const { role = null } = options;
+    return this._call({ op: 'create_token', token: { name, role } });
+  }
+  async revokeToken(tokenId) {
+    await this._call({ op: 'revoke_token', token: tokenId });
+  }
+  /** The workspace's audit log, newest first. */
+  audit(options = {}) {
+    const { limit = null, before = null, workspace = null } = options;
+    return this._call({ op: 'list_audit', limit, before, workspace });
+  }
+
   /** Follow events from now on, of one service or of all (`for await (const e of ...)`). */
   events(service = null) {
-    return new Events(this._native.subscribe(service));
+    try {
+      return new Events(this._native.subscribe(service));
+    } catch (err) {
+      throw toClankError(err);
+    }
   }
 }
 
@@ -403,4 +555,5 @@ module.exports = {
   Unavailable,
   Timeout,
   Internal,
+  Closed,
 };

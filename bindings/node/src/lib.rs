@@ -8,14 +8,12 @@
 // `unsafe` block; this crate root is the only place it is allowed.
 #![allow(unsafe_code)]
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use clank_core::Error;
-use clank_platform::{EmbeddedOptions, EngineTask, Platform, Subscription};
+use clank_platform::{
+    ConnectOptions, EmbeddedOptions, HandleError, HandleSubscription, PlatformHandle,
+};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use tokio::sync::watch;
 
 /// Prefix of an encoded platform error's message; `index.js` decodes what follows (JSON
 /// `{code, field, message}`). Async functions can only reject with napi's fixed status codes,
@@ -24,22 +22,32 @@ const ERROR_MARKER: &str = "clank-error:";
 
 /// The one mapping of platform errors for Node: kind code, field and message, encoded.
 fn to_js_err(e: Error) -> napi::Error {
+    encoded(e.kind().code(), e.field(), &e.to_string())
+}
+
+/// An error of a call through the platform handle: code `closed` once the platform is closed
+/// (`Closed` in `index.js`, as in Python), else the platform error's.
+fn handle_err(e: HandleError) -> napi::Error {
+    match e {
+        HandleError::Closed => encoded("closed", None, HandleError::CLOSED_MESSAGE),
+        HandleError::Platform(e) => to_js_err(e),
+    }
+}
+
+fn encoded(code: &str, field: Option<&str>, message: &str) -> napi::Error {
     let payload = serde_json::json!({
-        "code": e.kind().code(),
-        "field": e.field(),
-        "message": e.to_string(),
+        "code": code,
+        "field": field,
+        "message": message,
     });
     napi::Error::new(Status::GenericFailure, format!("{ERROR_MARKER}{payload}"))
 }
 
-/// How long `close` waits for the engine loop to return.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// An open platform whose deploy engine runs until `close()`.
+/// An open platform whose deploy engine runs until `close()`; every call after it rejects
+/// with code `closed`.
 #[napi]
 pub struct NativePlatform {
-    platform: Platform,
-    engine: EngineTask,
+    handle: PlatformHandle,
 }
 
 impl std::fmt::Debug for NativePlatform {
@@ -53,14 +61,40 @@ impl std::fmt::Debug for NativePlatform {
 pub async fn open(data_dir: String, runtime: String) -> napi::Result<NativePlatform> {
     let mut options = EmbeddedOptions::new(data_dir);
     options.runtime = runtime.parse().map_err(to_js_err)?;
-    let platform = Platform::open(options).await.map_err(to_js_err)?;
-    // Short addresses (`project/service`) name the default workspace: make sure it exists.
-    platform
-        .ensure_default_workspace()
+    let handle = PlatformHandle::open(options).await.map_err(to_js_err)?;
+    Ok(NativePlatform { handle })
+}
+
+/// Connect to a running daemon with an API token; `timeout_s` bounds each call, `retries`
+/// the attempts of a call that failed on the way, `workspace` what short addresses mean
+/// (default: the token's).
+#[napi]
+pub async fn connect(
+    url: String,
+    token: String,
+    timeout_s: f64,
+    retries: u32,
+    workspace: Option<String>,
+) -> napi::Result<NativePlatform> {
+    let timeout = std::time::Duration::try_from_secs_f64(timeout_s)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| {
+            to_js_err(clank_core::Error::Invalid(clank_core::InvalidInput::new(
+                "timeout",
+                "range",
+                format!("a call's timeout is a positive number of seconds, not {timeout_s}"),
+            )))
+        })?;
+    let options = ConnectOptions {
+        timeout,
+        retries,
+        workspace,
+    };
+    let handle = PlatformHandle::connect(&url, &token, options)
         .await
         .map_err(to_js_err)?;
-    let engine = platform.spawn_engine();
-    Ok(NativePlatform { platform, engine })
+    Ok(NativePlatform { handle })
 }
 
 #[napi]
@@ -68,41 +102,43 @@ impl NativePlatform {
     /// The runtime running workloads: `docker` or `process`.
     #[napi(getter)]
     pub fn runtime(&self) -> String {
-        self.platform.engine().runtime().name()
+        self.handle.runtime().to_owned()
+    }
+
+    /// Whether `close()` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.handle.is_closed()
     }
 
     /// Answer a JSON request with the JSON answer.
     #[napi]
     pub async fn call(&self, request: String) -> napi::Result<String> {
-        self.platform
-            .execute_json(&request)
-            .await
-            .map_err(to_js_err)
+        self.handle.execute_json(&request).await.map_err(handle_err)
     }
 
     /// Follow events from now on, of one service (address) or of all.
     #[napi]
-    pub fn subscribe(&self, service: Option<String>) -> EventSubscription {
-        EventSubscription {
-            stream: Arc::new(tokio::sync::Mutex::new(
-                self.platform.subscribe(service.as_deref()),
-            )),
-            closed: Arc::new(watch::channel(false).0),
-        }
+    pub fn subscribe(&self, service: Option<String>) -> napi::Result<EventSubscription> {
+        let stream = self
+            .handle
+            .subscribe(service.as_deref())
+            .map_err(handle_err)?;
+        Ok(EventSubscription { stream })
     }
 
-    /// Stop the deploy engine (idempotent); running workloads keep running.
+    /// Stop the deploy engine and release the data directory before resolving (idempotent);
+    /// running workloads keep running, later calls reject with code `closed`.
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
-        self.engine.stop(STOP_TIMEOUT).await.map_err(to_js_err)
+        self.handle.close().await.map_err(to_js_err)
     }
 }
 
 /// A live event subscription; each event is a JSON object.
 #[napi]
 pub struct EventSubscription {
-    stream: Arc<tokio::sync::Mutex<Subscription>>,
-    closed: Arc<watch::Sender<bool>>,
+    stream: HandleSubscription,
 }
 
 impl std::fmt::Debug for EventSubscription {
@@ -113,26 +149,21 @@ impl std::fmt::Debug for EventSubscription {
 
 #[napi]
 impl EventSubscription {
-    /// The next event (JSON), or `null` once closed (also while waiting).
+    /// The next event (JSON), or `null` once closed (also while waiting); rejects with code
+    /// `closed` once the platform is.
     #[napi]
     pub async fn next(&self) -> napi::Result<Option<String>> {
-        let mut closed = self.closed.subscribe();
-        let stream = self.stream.clone();
-        let next = async move { stream.lock().await.next().await };
-        tokio::select! {
-            _ = closed.wait_for(|c| *c) => Ok(None),
-            event = next => match event.map_err(to_js_err)? {
-                Some(e) => serde_json::to_string(&e)
-                    .map(Some)
-                    .map_err(|e| napi::Error::from_reason(e.to_string())),
-                None => Ok(None),
-            },
+        match self.stream.next().await.map_err(handle_err)? {
+            Some(e) => serde_json::to_string(&e)
+                .map(Some)
+                .map_err(|e| napi::Error::from_reason(e.to_string())),
+            None => Ok(None),
         }
     }
 
     /// Stop following: pending and later `next()` calls resolve to `null`.
     #[napi]
     pub fn close(&self) {
-        self.closed.send_replace(true);
+        self.stream.close();
     }
 }

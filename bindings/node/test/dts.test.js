@@ -6,7 +6,9 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const clank = require('..');
+// CLANK_NODE_PACKAGE: an installed package directory to test instead of this tree (scripts/test).
+const PKG_DIR = process.env.CLANK_NODE_PACKAGE || path.join(__dirname, '..');
+const clank = require(PKG_DIR);
 
 /** `{ name: { methods: Set, statics: Set, props: Set } }` for each `export declare class`. */
 function declaredClasses(source) {
@@ -52,10 +54,10 @@ function runtimeShape(Class) {
   return { methods, statics, props };
 }
 
-const declared = declaredClasses(fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8'));
+const declared = declaredClasses(fs.readFileSync(path.join(PKG_DIR, 'index.d.ts'), 'utf8'));
 
 test('index.d.ts declares exactly the exported names', () => {
-  const dtsSource = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8');
+  const dtsSource = fs.readFileSync(path.join(PKG_DIR, 'index.d.ts'), 'utf8');
   const functions = [...dtsSource.matchAll(/^export declare function (\w+)/gm)].map((m) => m[1]);
   assert.deepEqual(
     [...Object.keys(declared), ...functions].sort(),
@@ -80,7 +82,7 @@ for (const [name, decl] of Object.entries(declared)) {
 }
 
 test('subclasses declared in index.d.ts extend ClankError at runtime', () => {
-  const source = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8');
+  const source = fs.readFileSync(path.join(PKG_DIR, 'index.d.ts'), 'utf8');
   for (const m of source.matchAll(/^export declare class (\w+) extends ClankError/gm)) {
     assert.ok(new clank[m[1]]('x') instanceof clank.ClankError, m[1]);
   }

@@ -3,16 +3,14 @@
 // Docker Engine (skipped loudly without one; a failure when CI is set).
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 
-const clank = require('..');
+// CLANK_NODE_PACKAGE: an installed package directory to test instead of this tree (scripts/test).
+const clank = require(process.env.CLANK_NODE_PACKAGE || path.join(__dirname, '..'));
 
-const REPO = path.resolve(__dirname, '..', '..', '..');
 const SECRET = 'hunter2-do-not-leak-9c1e';
 
 function tempDir() {
@@ -167,7 +165,9 @@ test('platform errors reject with the mapped class, code and field', async () =>
     );
     await p.createService('shop', 'never', { image: 'clank-testapp:latest', command: ['/nonexistent'] });
     const d = await p.deploy('shop/never');
-    await rejectsWith(p.wait('shop/never', d.number, { timeout: 0 }), clank.Conflict);
+    await rejectsWith(p.wait('shop/never', d.number, { timeout: 0 }), clank.Timeout, (e) =>
+      assert.equal(e.code, 'timeout'),
+    );
   });
   // No engine behind DOCKER_HOST: Unavailable, with the socket in the message.
   const saved = process.env.DOCKER_HOST;
@@ -279,44 +279,7 @@ test('concurrent calls', async () => {
 
 // ---- The real thing: Docker ---------------------------------------------------------------
 
-function ensureTestImage() {
-  const bin = process.env.CLANK_TESTAPP_IMAGE_BIN;
-  const [cmd, args] = bin
-    ? [bin, []]
-    : ['cargo', ['run', '-q', '--manifest-path', path.join(REPO, 'Cargo.toml'), '-p', 'clank-testkit',
-        '--features', 'docker', '--bin', 'clank-testapp-image']];
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status === 2) return null;
-  if (r.status !== 0) throw new Error(`building the test image failed:\n${r.stderr}`);
-  return 'clank-testapp:latest';
-}
-
-function dockerCleanup(workspaceId) {
-  const label = `label=clank.workspace=${workspaceId}`;
-  const ids = spawnSync('docker', ['ps', '-aq', '--filter', label], { encoding: 'utf8' });
-  if (ids.error) {
-    console.error('docker CLI missing: containers of this test are left running');
-    return;
-  }
-  const containers = ids.stdout.split(/\s+/).filter(Boolean);
-  if (containers.length) spawnSync('docker', ['rm', '-f', ...containers]);
-  const nets = spawnSync('docker', ['network', 'ls', '-q', '--filter', label], { encoding: 'utf8' });
-  const networks = nets.stdout.split(/\s+/).filter(Boolean);
-  if (networks.length) spawnSync('docker', ['network', 'rm', ...networks]);
-}
-
-function httpGet(endpoint, urlPath) {
-  return new Promise((resolve, reject) => {
-    http
-      .get(`http://${endpoint}${urlPath}`, { timeout: 5000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => (body += c));
-        res.on('end', () => resolve(body.trim()));
-      })
-      .on('error', reject);
-  });
-}
+const { ensureTestImage, dockerCleanup, httpGet } = require('./support.js');
 
 async function followToActive(events, number, seen) {
   for (;;) {

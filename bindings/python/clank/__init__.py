@@ -16,8 +16,11 @@
 
     asyncio.run(main())
 
+The same script drives a running daemon by changing one line:
+``await clank.Platform.connect("http://127.0.0.1:7070", token)`` instead of ``open``.
+
 Addresses are ``workspace/project/environment/service`` with short forms: ``shop/api`` is
-workspace ``default``, environment ``production``. Every method raises a :class:`ClankError`
+workspace ``default`` (connected: the token's workspace), environment ``production``. Every method raises a :class:`ClankError`
 subclass; secrets are shown as ``"********"`` in everything returned. Scripts without asyncio
 use :mod:`clank.sync`, which has the same methods, blocking.
 
@@ -36,6 +39,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 from . import _native, _requests
 from .errors import (
     ClankError,
+    Closed,
     Conflict,
     Forbidden,
     Internal,
@@ -62,6 +66,8 @@ from .types import (
 )
 
 __all__ = [
+    "open",
+    "connect",
     "Platform",
     "Events",
     "ClankError",
@@ -73,6 +79,7 @@ __all__ = [
     "Unavailable",
     "Timeout",
     "Internal",
+    "Closed",
 ]
 
 __version__ = "0.1.0"
@@ -130,13 +137,39 @@ class Platform:
         """
         return cls(await _native.open(os.fspath(data_dir), runtime))
 
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 2,
+        workspace: Optional[str] = None,
+    ) -> "Platform":
+        """Connect to a running daemon (``"http://127.0.0.1:7070"``) with an API token: the
+        same methods, answered by the daemon under the token's role. Short addresses mean the
+        token's workspace (or ``workspace``). ``timeout`` bounds each call (seconds; :class:`Timeout`
+        past it); a call that failed on the way is tried ``retries`` more times where that
+        cannot do anything twice. A wrong URL or token fails here."""
+        return cls(await _native.connect(url, token, float(timeout), int(retries), workspace))
+
     @property
     def runtime(self) -> str:
-        """The runtime running workloads: ``"docker"`` or ``"process"``."""
+        """The runtime running workloads: ``"docker"`` or ``"process"``; ``"remote"`` when
+        connected to a daemon."""
         return self._native.runtime
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._native.closed
+
     async def close(self) -> None:
-        """Stop the engine (idempotent). Running workloads keep running."""
+        """Stop the engine and release the data directory (idempotent): when this returns,
+        another platform (in this process or another) can open the same directory. Running
+        workloads keep running. Every later call, and iterating an :class:`Events`, raises
+        :class:`Closed`; a call running meanwhile gets a short grace period to finish."""
         # The native close blocks (GIL released) until the engine loop returns: off the loop.
         await asyncio.get_running_loop().run_in_executor(None, self._native.close)
 
@@ -159,7 +192,7 @@ class Platform:
         return await self._call({"op": "list_workspaces"})
 
     async def create_project(
-        self, name: str, *, slug: Optional[str] = None, workspace: str = "default"
+        self, name: str, *, slug: Optional[str] = None, workspace: Optional[str] = None
     ) -> Project:
         """A project (with its ``production`` environment); the slug defaults from the name."""
         return await self._call(
@@ -170,7 +203,7 @@ class Platform:
         return await self._call({"op": "get_project", "project": project})
 
     async def list_projects(
-        self, workspace: str = "default", *, include_deleted: bool = False
+        self, workspace: Optional[str] = None, *, include_deleted: bool = False
     ) -> List[Project]:
         return await self._call(
             {"op": "list_projects", "workspace": workspace, "include_deleted": include_deleted}
@@ -231,10 +264,10 @@ class Platform:
         the plan is stored: its ``id`` is what :meth:`apply_plan` takes."""
         return await self._call({"op": "plan_promotion", "source": source, "target": target})
 
-    async def get_plan(self, plan: str, *, workspace: str = "default") -> Dict[str, Any]:
+    async def get_plan(self, plan: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
         return await self._call({"op": "get_plan", "workspace": workspace, "plan": plan})
 
-    async def apply_plan(self, plan: str, *, workspace: str = "default") -> Dict[str, Any]:
+    async def apply_plan(self, plan: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
         """Apply exactly that plan (:class:`Conflict` if anything it read changed since)."""
         return await self._call({"op": "apply_plan", "workspace": workspace, "plan": plan})
 
@@ -251,7 +284,7 @@ class Platform:
         declaration: Mapping[str, Any],
         secrets: Optional[Mapping[str, str]] = None,
         *,
-        workspace: str = "default",
+        workspace: Optional[str] = None,
         source: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Plan applying ``declaration`` (as :meth:`export_project` returns it) to its project,
@@ -297,13 +330,13 @@ class Platform:
     # a config scope (between the workspace's and each project's); they grant no access.
 
     async def create_team(
-        self, name: str, *, slug: Optional[str] = None, workspace: str = "default"
+        self, name: str, *, slug: Optional[str] = None, workspace: Optional[str] = None
     ) -> Team:
         return await self._call(
             {"op": "create_team", "workspace": workspace, "name": name, "slug": slug}
         )
 
-    async def list_teams(self, workspace: str = "default") -> List[TeamView]:
+    async def list_teams(self, workspace: Optional[str] = None) -> List[TeamView]:
         return await self._call({"op": "list_teams", "workspace": workspace})
 
     async def get_team(self, team: str) -> TeamView:
@@ -509,7 +542,8 @@ class Platform:
         return await self._call({"op": "deploy_log", "service": service, "number": number})
 
     async def wait(self, service: str, number: int, *, timeout: float = 300.0) -> Deployment:
-        """Wait until the deployment is ACTIVE or finished; :class:`Conflict` after ``timeout``."""
+        """Wait until the deployment is ACTIVE or finished; :class:`Timeout` (code
+        ``timeout``) after ``timeout`` seconds."""
         return await self._call(
             {"op": "wait", "service": service, "number": number, "timeout_s": float(timeout)}
         )
@@ -518,6 +552,101 @@ class Platform:
         """``host:port`` where the deployment's web workloads listen now (empty once stopped)."""
         return await self._call({"op": "endpoints", "service": service, "number": number})
 
+    # ---- What runs: status, logs, exec -------------------------------------------------------
+
+    async def status(self, service: str) -> Dict[str, Any]:
+        """What ``clank status`` shows: ``service``, ``active`` (the ACTIVE deployment however
+        old, ``None`` when nothing runs) and ``recent`` (the five newest deployments)."""
+        return await self._call({"op": "status", "service": service})
+
+    async def logs(
+        self,
+        service: str,
+        *,
+        tail: Optional[int] = None,
+        process: Optional[str] = None,
+        replica: Optional[int] = None,
+    ) -> List[Dict[str, Any]]:
+        """The running service's recent output, oldest first: at most ``tail`` lines (default
+        100) per workload, each naming its ``process``, ``replica`` and ``stream``."""
+        return await self._call(_requests.logs(service, tail, process, replica))
+
+    async def exec(
+        self,
+        service: str,
+        command: Union[str, Iterable[str]],
+        *,
+        timeout: Optional[int] = None,
+        process: Optional[str] = None,
+        replica: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """Run ``command`` (an argument vector; a string is one program name) in the running
+        service, without a terminal; its ``exit_code``, ``stdout`` and ``stderr``. ``timeout``:
+        seconds (default 30, at most 600)."""
+        return await self._call(_requests.exec_(service, command, timeout, process, replica))
+
+    # ---- Servers ------------------------------------------------------------------------------
+
+    async def servers(self, *, workspace: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The workspace's remote servers with their live state."""
+        return await self._call({"op": "list_servers", "workspace": workspace})
+
+    async def create_server(self, name: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
+        """Register a server: its ``join_token`` (shown once) enrolls its agent."""
+        return await self._call(_requests.server("create_server", name, workspace))
+
+    async def server(self, name: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
+        return await self._call(_requests.server("get_server", name, workspace))
+
+    async def server_join_token(
+        self, name: str, *, workspace: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """A new join token for the server (the previous one stops working)."""
+        return await self._call(_requests.server("server_join_token", name, workspace))
+
+    async def revoke_server(self, name: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
+        """Disconnect the server's agent for good."""
+        return await self._call(_requests.server("revoke_server", name, workspace))
+
+    # ---- Members, tokens, the audit log (a daemon's: :meth:`connect`) ---------------------
+
+    async def members(self) -> List[Dict[str, Any]]:
+        return await self._call({"op": "list_members"})
+
+    async def add_member(self, email: str, *, name: str, role: str) -> Dict[str, Any]:
+        """Add a member (``owner``, ``admin``, ``developer`` or ``viewer``); the answer's
+        ``token`` is their first, shown once."""
+        return await self._call(_requests.add_member(email, name, role))
+
+    async def set_member_role(self, member: str, role: str) -> Dict[str, Any]:
+        return await self._call({"op": "update_member", "member": member, "role": role})
+
+    async def remove_member(self, member: str) -> Dict[str, Any]:
+        """Remove a member (email or user id) with their tokens."""
+        return await self._call({"op": "remove_member", "member": member})
+
+    async def tokens(self, *, all: bool = False) -> List[Dict[str, Any]]:
+        """Your tokens, or with ``all=True`` every member's (Admin and Owner)."""
+        return await self._call({"op": "list_tokens", "all": all})
+
+    async def create_token(self, name: str, *, role: Optional[str] = None) -> Dict[str, Any]:
+        """A token for yourself, with at most your role; its ``token`` is shown once."""
+        return await self._call(_requests.create_token(name, role))
+
+    async def revoke_token(self, token_id: str) -> None:
+        await self._call({"op": "revoke_token", "token": token_id})
+
+    async def audit(
+        self,
+        *,
+        limit: Optional[int] = None,
+        before: Optional[str] = None,
+        workspace: Optional[str] = None,
+    ) -> List[Dict[str, Any]]:
+        """The workspace's audit log, newest first (``limit`` 1..1000, default 50; ``before``
+        an event id, for the next page)."""
+        return await self._call(_requests.audit(limit, before, workspace))
+
     def events(self, service: Optional[str] = None) -> Events:
         """Follow events from now on, of one service or of all: ``async for e in p.events()``.
 
@@ -525,3 +654,21 @@ class Platform:
         :class:`NotFound` from the first iteration."""
         return Events(self._native.subscribe(service))
 
+
+async def open(data_dir: PathLike, runtime: str = "auto") -> Platform:
+    """:meth:`Platform.open`: the embedded platform in ``data_dir``."""
+    return await Platform.open(data_dir, runtime)
+
+
+async def connect(
+    url: str,
+    token: str,
+    *,
+    timeout: float = 30.0,
+    retries: int = 2,
+    workspace: Optional[str] = None,
+) -> Platform:
+    """:meth:`Platform.connect`: a running daemon, with an API token."""
+    return await Platform.connect(
+        url, token, timeout=timeout, retries=retries, workspace=workspace
+    )

@@ -152,3 +152,52 @@ def clone_environment(
     if domain_pattern is not None:
         clone["domain_pattern"] = domain_pattern
     return {"op": "clone_environment", "environment": environment, "clone": clone}
+
+
+def logs(
+    service: str, tail: Optional[int], process: Optional[str], replica: Optional[int]
+) -> Request:
+    return {
+        "op": "logs",
+        "service": service,
+        "tail": tail,
+        "process": process,
+        "replica": replica,
+    }
+
+
+def exec_(
+    service: str,
+    command: Iterable[str],
+    timeout: Optional[int],
+    process: Optional[str],
+    replica: Optional[int],
+) -> Request:
+    argv = [command] if isinstance(command, str) else list(command)
+    return {
+        "op": "exec",
+        "service": service,
+        "exec": {
+            "command": argv,
+            "timeout_s": timeout,
+            "process": process,
+            "replica": replica,
+        },
+    }
+
+
+def server(op: str, name: str, workspace: Optional[str]) -> Request:
+    key = "name" if op == "create_server" else "server"
+    return {"op": op, key: name, "workspace": workspace}
+
+
+def audit(limit: Optional[int], before: Optional[str], workspace: Optional[str]) -> Request:
+    return {"op": "list_audit", "limit": limit, "before": before, "workspace": workspace}
+
+
+def add_member(email: str, name: str, role: str) -> Request:
+    return {"op": "add_member", "member": {"name": name, "email": email, "role": role}}
+
+
+def create_token(name: str, role: Optional[str]) -> Request:
+    return {"op": "create_token", "token": {"name": name, "role": role}}

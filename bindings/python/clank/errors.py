@@ -2,7 +2,8 @@
 
 Each carries the message, ``code`` (a stable lowercase kind code shared with the REST API and
 the Node binding: ``not_found``, ``conflict``, ``invalid``, ...) and ``field`` (the offending
-input field for :class:`InvalidInput`, else ``None``).
+input field for :class:`InvalidInput`, else ``None``). A call on a closed platform raises
+:class:`Closed` (code ``closed``, the same in the Node binding).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "Unavailable",
     "Timeout",
     "Internal",
+    "Closed",
 ]
 
 
@@ -53,7 +55,10 @@ class Conflict(ClankError):
 
 
 class InvalidInput(ClankError, ValueError):
-    """An argument was rejected; ``field`` names it (e.g. ``slug``, ``spec.settings.port``)."""
+    """An argument was rejected; ``field`` is the path of the bad value, dotted, ``[i]`` for
+    list items (``slug``, ``settings.port``, ``volumes[1].mount_path``): inside the argument
+    that holds it for dicts a method passes on as they are (``settings=``, a declaration),
+    as in the REST API. ``op`` or ``request`` for a malformed request."""
 
     code = "invalid"
 
@@ -86,3 +91,10 @@ class Internal(ClankError):
     """A bug or a corrupt record: report it."""
 
     code = "internal"
+
+
+class Closed(ClankError):
+    """The platform was closed (:meth:`clank.Platform.close`): every later call raises this,
+    and event iterators raise it too. Not a platform error kind: code ``closed``."""
+
+    code = "closed"

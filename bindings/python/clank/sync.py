@@ -1,5 +1,7 @@
 """The same platform for scripts, without asyncio: every method blocks (with the GIL released,
 so other Python threads run meanwhile) and is safe to call from several threads at once.
+Ctrl-C interrupts any blocking call or event iteration with :class:`KeyboardInterrupt` (the
+call's work is cancelled).
 
     from clank.sync import Platform
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from . import _native, _requests
 from . import PathLike
@@ -32,7 +34,7 @@ from .types import (
     Workspace,
 )
 
-__all__ = ["Platform", "Events"]
+__all__ = ["open", "connect", "Platform", "Events"]
 
 
 class Events:
@@ -76,11 +78,32 @@ class Platform:
     def open(cls, data_dir: PathLike, runtime: str = "auto") -> "Platform":
         return cls(_native.open_blocking(os.fspath(data_dir), runtime))
 
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 2,
+        workspace: Optional[str] = None,
+    ) -> "Platform":
+        """See :meth:`clank.Platform.connect`."""
+        return cls(
+            _native.connect_blocking(url, token, float(timeout), int(retries), workspace)
+        )
+
     @property
     def runtime(self) -> str:
         return self._native.runtime
 
+    @property
+    def closed(self) -> bool:
+        return self._native.closed
+
     def close(self) -> None:
+        """Stop the engine and release the data directory at once (see
+        :meth:`clank.Platform.close`); later calls raise :class:`~clank.errors.Closed`."""
         self._native.close()
 
     def __enter__(self) -> "Platform":
@@ -99,14 +122,14 @@ class Platform:
         return self._call({"op": "list_workspaces"})
 
     def create_project(
-        self, name: str, *, slug: Optional[str] = None, workspace: str = "default"
+        self, name: str, *, slug: Optional[str] = None, workspace: Optional[str] = None
     ) -> Project:
         return self._call({"op": "create_project", "workspace": workspace, "name": name, "slug": slug})
 
     def get_project(self, project: str) -> Project:
         return self._call({"op": "get_project", "project": project})
 
-    def list_projects(self, workspace: str = "default", *, include_deleted: bool = False) -> List[Project]:
+    def list_projects(self, workspace: Optional[str] = None, *, include_deleted: bool = False) -> List[Project]:
         return self._call(
             {"op": "list_projects", "workspace": workspace, "include_deleted": include_deleted}
         )
@@ -154,10 +177,10 @@ class Platform:
     def plan_promotion(self, source: str, target: str) -> Dict[str, Any]:
         return self._call({"op": "plan_promotion", "source": source, "target": target})
 
-    def get_plan(self, plan: str, *, workspace: str = "default") -> Dict[str, Any]:
+    def get_plan(self, plan: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
         return self._call({"op": "get_plan", "workspace": workspace, "plan": plan})
 
-    def apply_plan(self, plan: str, *, workspace: str = "default") -> Dict[str, Any]:
+    def apply_plan(self, plan: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
         return self._call({"op": "apply_plan", "workspace": workspace, "plan": plan})
 
     # ---- Declarations -----------------------------------------------------------------------
@@ -170,7 +193,7 @@ class Platform:
         declaration: Mapping[str, Any],
         secrets: Optional[Mapping[str, str]] = None,
         *,
-        workspace: str = "default",
+        workspace: Optional[str] = None,
         source: Optional[str] = None,
     ) -> Dict[str, Any]:
         return self._call(
@@ -202,11 +225,11 @@ class Platform:
     # ---- Teams ------------------------------------------------------------------------------
 
     def create_team(
-        self, name: str, *, slug: Optional[str] = None, workspace: str = "default"
+        self, name: str, *, slug: Optional[str] = None, workspace: Optional[str] = None
     ) -> Team:
         return self._call({"op": "create_team", "workspace": workspace, "name": name, "slug": slug})
 
-    def list_teams(self, workspace: str = "default") -> List[TeamView]:
+    def list_teams(self, workspace: Optional[str] = None) -> List[TeamView]:
         return self._call({"op": "list_teams", "workspace": workspace})
 
     def get_team(self, team: str) -> TeamView:
@@ -369,7 +392,118 @@ class Platform:
     def endpoints(self, service: str, number: int) -> List[str]:
         return self._call({"op": "endpoints", "service": service, "number": number})
 
+    # ---- What runs: status, logs, exec -------------------------------------------------------
+
+    def status(self, service: str) -> Dict[str, Any]:
+        """What ``clank status`` shows: ``service``, ``active`` (the ACTIVE deployment however
+        old, ``None`` when nothing runs) and ``recent`` (the five newest deployments)."""
+        return self._call({"op": "status", "service": service})
+
+    def logs(
+        self,
+        service: str,
+        *,
+        tail: Optional[int] = None,
+        process: Optional[str] = None,
+        replica: Optional[int] = None,
+    ) -> List[Dict[str, Any]]:
+        """The running service's recent output, oldest first: at most ``tail`` lines (default
+        100) per workload, each naming its ``process``, ``replica`` and ``stream``."""
+        return self._call(_requests.logs(service, tail, process, replica))
+
+    def exec(
+        self,
+        service: str,
+        command: Union[str, Iterable[str]],
+        *,
+        timeout: Optional[int] = None,
+        process: Optional[str] = None,
+        replica: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """Run ``command`` (an argument vector; a string is one program name) in the running
+        service, without a terminal; its ``exit_code``, ``stdout`` and ``stderr``. ``timeout``:
+        seconds (default 30, at most 600)."""
+        return self._call(_requests.exec_(service, command, timeout, process, replica))
+
+    # ---- Servers ------------------------------------------------------------------------------
+
+    def servers(self, *, workspace: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The workspace's remote servers with their live state."""
+        return self._call({"op": "list_servers", "workspace": workspace})
+
+    def create_server(self, name: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
+        """Register a server: its ``join_token`` (shown once) enrolls its agent."""
+        return self._call(_requests.server("create_server", name, workspace))
+
+    def server(self, name: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
+        return self._call(_requests.server("get_server", name, workspace))
+
+    def server_join_token(
+        self, name: str, *, workspace: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """A new join token for the server (the previous one stops working)."""
+        return self._call(_requests.server("server_join_token", name, workspace))
+
+    def revoke_server(self, name: str, *, workspace: Optional[str] = None) -> Dict[str, Any]:
+        """Disconnect the server's agent for good."""
+        return self._call(_requests.server("revoke_server", name, workspace))
+
+    # ---- Members, tokens, the audit log (a daemon's: :meth:`connect`) ---------------------
+
+    def members(self) -> List[Dict[str, Any]]:
+        return self._call({"op": "list_members"})
+
+    def add_member(self, email: str, *, name: str, role: str) -> Dict[str, Any]:
+        """Add a member (``owner``, ``admin``, ``developer`` or ``viewer``); the answer's
+        ``token`` is their first, shown once."""
+        return self._call(_requests.add_member(email, name, role))
+
+    def set_member_role(self, member: str, role: str) -> Dict[str, Any]:
+        return self._call({"op": "update_member", "member": member, "role": role})
+
+    def remove_member(self, member: str) -> Dict[str, Any]:
+        """Remove a member (email or user id) with their tokens."""
+        return self._call({"op": "remove_member", "member": member})
+
+    def tokens(self, *, all: bool = False) -> List[Dict[str, Any]]:
+        """Your tokens, or with ``all=True`` every member's (Admin and Owner)."""
+        return self._call({"op": "list_tokens", "all": all})
+
+    def create_token(self, name: str, *, role: Optional[str] = None) -> Dict[str, Any]:
+        """A token for yourself, with at most your role; its ``token`` is shown once."""
+        return self._call(_requests.create_token(name, role))
+
+    def revoke_token(self, token_id: str) -> None:
+        self._call({"op": "revoke_token", "token": token_id})
+
+    def audit(
+        self,
+        *,
+        limit: Optional[int] = None,
+        before: Optional[str] = None,
+        workspace: Optional[str] = None,
+    ) -> List[Dict[str, Any]]:
+        """The workspace's audit log, newest first (``limit`` 1..1000, default 50; ``before``
+        an event id, for the next page)."""
+        return self._call(_requests.audit(limit, before, workspace))
+
     def events(self, service: Optional[str] = None) -> Events:
         """Follow events from now on (a blocking iterator); create it before the action."""
         return Events(self._native.subscribe(service))
 
+
+def open(data_dir: PathLike, runtime: str = "auto") -> Platform:
+    """:meth:`Platform.open`: the embedded platform in ``data_dir``."""
+    return Platform.open(data_dir, runtime)
+
+
+def connect(
+    url: str,
+    token: str,
+    *,
+    timeout: float = 30.0,
+    retries: int = 2,
+    workspace: Optional[str] = None,
+) -> Platform:
+    """:meth:`Platform.connect`: a running daemon, with an API token."""
+    return Platform.connect(url, token, timeout=timeout, retries=retries, workspace=workspace)

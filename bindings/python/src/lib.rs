@@ -5,7 +5,8 @@
 //! `clank`.
 //!
 //! Every platform error leaves through [`error::to_py_err`], the one mapping from
-//! `ErrorKind` to the exception classes defined in `clank/errors.py`.
+//! `ErrorKind` to the exception classes defined in `clank/errors.py` (and a closed platform
+//! through [`error::handle_err`]: `Closed`, code `closed`).
 
 // PyO3's `#[pymodule]`/`#[pyclass]`/`#[pymethods]` expand to `unsafe` FFI glue (CPython's C
 // API). Our own code has no `unsafe` block; this crate root is the only place it is allowed.
@@ -13,29 +14,60 @@
 
 mod error;
 
-use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::Duration;
 
-use clank_platform::{EmbeddedOptions, EngineTask, Platform, Subscription};
+use clank_platform::{ConnectOptions, EmbeddedOptions, HandleSubscription, PlatformHandle};
 use pyo3::prelude::*;
-use tokio::sync::watch;
 
-use crate::error::to_py_err;
+use crate::error::{handle_err, to_py_err};
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     pyo3_async_runtimes::tokio::get_runtime()
 }
 
-/// Run `fut` on the shared runtime, blocking this thread with the GIL released.
-fn block_on<T: Send>(py: Python<'_>, fut: impl Future<Output = T> + Send) -> T {
-    py.detach(|| runtime().block_on(fut))
+/// How often a blocking call looks for a signal (Ctrl-C) while it waits.
+const SIGNAL_SLICE: Duration = Duration::from_millis(50);
+
+/// Run `fut` on the shared runtime and block this thread (GIL released) until it is done, in
+/// slices: between them the interpreter's signal handlers run, so Ctrl-C raises
+/// `KeyboardInterrupt` here (on the main thread) and cancels `fut` (dropped at its next await).
+fn block_on<T: Send + 'static>(
+    py: Python<'_>,
+    fut: impl Future<Output = PyResult<T>> + Send + 'static,
+) -> PyResult<T> {
+    let (tx, rx) = mpsc::sync_channel::<PyResult<T>>(1);
+    let task = runtime().spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let mut rx = rx;
+    loop {
+        // (`Receiver` is not `Sync`: it moves into the GIL-free closure and back.)
+        let (received, back) = py.detach(move || (rx.recv_timeout(SIGNAL_SLICE), rx));
+        rx = back;
+        match received {
+            Ok(result) => return result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(interrupted) = py.check_signals() {
+                    task.abort();
+                    return Err(interrupted);
+                }
+            }
+            // The task ended without an answer: it panicked.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "clank: a native call panicked (a bug: please report it)",
+                ));
+            }
+        }
+    }
 }
 
-/// An open platform whose deploy engine runs until [`NativePlatform::close`].
+/// An open platform whose deploy engine runs until [`NativePlatform::close`]; every call after
+/// it raises `clank.errors.Closed`.
 #[pyclass(frozen, module = "clank._native")]
 struct NativePlatform {
-    platform: Platform,
-    engine: EngineTask,
+    handle: PlatformHandle,
 }
 
 impl std::fmt::Debug for NativePlatform {
@@ -44,21 +76,12 @@ impl std::fmt::Debug for NativePlatform {
     }
 }
 
-/// How long `close` waits for the engine loop to return.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Open the embedded platform and start its engine (inside the shared runtime).
 async fn open_platform(data_dir: String, runtime_name: String) -> PyResult<NativePlatform> {
     let mut options = EmbeddedOptions::new(data_dir);
     options.runtime = runtime_name.parse().map_err(to_py_err)?;
-    let platform = Platform::open(options).await.map_err(to_py_err)?;
-    // Short addresses (`project/service`) name the default workspace: make sure it exists.
-    platform
-        .ensure_default_workspace()
-        .await
-        .map_err(to_py_err)?;
-    let engine = platform.spawn_engine();
-    Ok(NativePlatform { platform, engine })
+    let handle = PlatformHandle::open(options).await.map_err(to_py_err)?;
+    Ok(NativePlatform { handle })
 }
 
 /// Open a platform on the embedded defaults (awaitable).
@@ -67,10 +90,73 @@ fn open(py: Python<'_>, data_dir: String, runtime: String) -> PyResult<Bound<'_,
     pyo3_async_runtimes::tokio::future_into_py(py, open_platform(data_dir, runtime))
 }
 
-/// Open a platform on the embedded defaults, blocking (GIL released).
+/// Open a platform on the embedded defaults, blocking (GIL released; Ctrl-C interrupts).
 #[pyfunction]
 fn open_blocking(py: Python<'_>, data_dir: String, runtime: String) -> PyResult<NativePlatform> {
     block_on(py, open_platform(data_dir, runtime))
+}
+
+/// Connect to a running daemon (inside the shared runtime).
+async fn connect_platform(
+    url: String,
+    token: String,
+    timeout_s: f64,
+    retries: u32,
+    workspace: Option<String>,
+) -> PyResult<NativePlatform> {
+    let timeout = Duration::try_from_secs_f64(timeout_s)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or_else(|| {
+            to_py_err(clank_core::Error::Invalid(clank_core::InvalidInput::new(
+                "timeout",
+                "range",
+                format!("a call's timeout is a positive number of seconds, not {timeout_s}"),
+            )))
+        })?;
+    let options = ConnectOptions {
+        timeout,
+        retries,
+        workspace,
+    };
+    let handle = PlatformHandle::connect(&url, &token, options)
+        .await
+        .map_err(to_py_err)?;
+    Ok(NativePlatform { handle })
+}
+
+/// Connect to a running daemon with an API token (awaitable).
+#[pyfunction]
+#[pyo3(signature = (url, token, timeout_s, retries, workspace=None))]
+fn connect(
+    py: Python<'_>,
+    url: String,
+    token: String,
+    timeout_s: f64,
+    retries: u32,
+    workspace: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
+    pyo3_async_runtimes::tokio::future_into_py(
+        py,
+        connect_platform(url, token, timeout_s, retries, workspace),
+    )
+}
+
+/// Connect to a running daemon, blocking (GIL released; Ctrl-C interrupts).
+#[pyfunction]
+#[pyo3(signature = (url, token, timeout_s, retries, workspace=None))]
+fn connect_blocking(
+    py: Python<'_>,
+    url: String,
+    token: String,
+    timeout_s: f64,
+    retries: u32,
+    workspace: Option<String>,
+) -> PyResult<NativePlatform> {
+    block_on(
+        py,
+        connect_platform(url, token, timeout_s, retries, workspace),
+    )
 }
 
 #[pymethods]
@@ -78,43 +164,52 @@ impl NativePlatform {
     /// The runtime running workloads: `docker` or `process` (what `auto` chose).
     #[getter]
     fn runtime(&self) -> String {
-        self.platform.engine().runtime().name()
+        self.handle.runtime().to_owned()
+    }
+
+    /// Whether `close` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.handle.is_closed()
     }
 
     /// Answer a JSON request (awaitable of the JSON answer).
     fn call<'py>(&self, py: Python<'py>, request: String) -> PyResult<Bound<'py, PyAny>> {
-        let platform = self.platform.clone();
+        let handle = self.handle.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            platform.execute_json(&request).await.map_err(to_py_err)
+            handle.execute_json(&request).await.map_err(handle_err)
         })
     }
 
-    /// Answer a JSON request, blocking with the GIL released.
+    /// Answer a JSON request, blocking with the GIL released (Ctrl-C interrupts).
     fn call_blocking(&self, py: Python<'_>, request: String) -> PyResult<String> {
-        let platform = &self.platform;
-        block_on(py, platform.execute_json(&request)).map_err(to_py_err)
+        let handle = self.handle.clone();
+        block_on(py, async move {
+            handle.execute_json(&request).await.map_err(handle_err)
+        })
     }
 
     /// Follow events from now on, of one service (address) or of all.
     #[pyo3(signature = (service=None))]
-    fn subscribe(&self, service: Option<&str>) -> EventSubscription {
-        EventSubscription::new(self.platform.subscribe(service))
+    fn subscribe(&self, service: Option<&str>) -> PyResult<EventSubscription> {
+        let stream = self.handle.subscribe(service).map_err(handle_err)?;
+        Ok(EventSubscription { stream })
     }
 
-    /// Stop the deploy engine (workloads keep running; a later `open` adopts them).
-    /// Idempotent. Blocks (GIL released) until the engine loop has returned.
+    /// Stop the deploy engine and release the data directory before returning (workloads keep
+    /// running; a later `open` adopts them); later calls raise `Closed`. Idempotent. Blocks
+    /// (GIL released) until done: a few seconds at most.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        block_on(py, self.engine.stop(STOP_TIMEOUT)).map_err(to_py_err)
+        let handle = self.handle.clone();
+        py.detach(|| runtime().block_on(handle.close()))
+            .map_err(to_py_err)
     }
 }
-
-type Shared = Arc<tokio::sync::Mutex<Subscription>>;
 
 /// A live event subscription; each event is a JSON object.
 #[pyclass(frozen, module = "clank._native")]
 struct EventSubscription {
-    stream: Shared,
-    closed: Arc<watch::Sender<bool>>,
+    stream: HandleSubscription,
 }
 
 impl std::fmt::Debug for EventSubscription {
@@ -123,44 +218,25 @@ impl std::fmt::Debug for EventSubscription {
     }
 }
 
-impl EventSubscription {
-    fn new(stream: Subscription) -> Self {
-        EventSubscription {
-            stream: Arc::new(tokio::sync::Mutex::new(stream)),
-            closed: Arc::new(watch::channel(false).0),
-        }
-    }
-}
-
 /// The next event as JSON; `None` when the subscription is closed (also while waiting).
 async fn next_event(
-    stream: Shared,
-    closed: Arc<watch::Sender<bool>>,
+    stream: HandleSubscription,
     timeout: Option<Duration>,
 ) -> PyResult<Option<String>> {
-    let mut closed = closed.subscribe();
-    let next = async { stream.lock().await.next().await.map_err(to_py_err) };
-    let bounded = async {
-        match timeout {
-            Some(t) => tokio::time::timeout(t, next).await.map_err(|_| {
-                pyo3::exceptions::PyTimeoutError::new_err(format!(
-                    "no event within {:.1} s",
-                    t.as_secs_f64()
-                ))
-            }),
-            None => Ok(next.await),
-        }
-        .and_then(|r| r)
+    let next = async { stream.next().await.map_err(handle_err) };
+    let event = match timeout {
+        Some(t) => tokio::time::timeout(t, next).await.map_err(|_| {
+            pyo3::exceptions::PyTimeoutError::new_err(format!(
+                "no event within {:.1} s",
+                t.as_secs_f64()
+            ))
+        })??,
+        None => next.await?,
     };
-    tokio::select! {
-        _ = closed.wait_for(|c| *c) => Ok(None),
-        event = bounded => match event? {
-            Some(e) => serde_json::to_string(&e)
-                .map(Some)
-                .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string())),
-            None => Ok(None),
-        },
-    }
+    event
+        .map(|e| serde_json::to_string(&e))
+        .transpose()
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
 }
 
 fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
@@ -186,21 +262,21 @@ impl EventSubscription {
     #[pyo3(signature = (timeout=None))]
     fn next<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let timeout = timeout_arg(timeout)?;
-        let fut = next_event(self.stream.clone(), self.closed.clone(), timeout);
+        let fut = next_event(self.stream.clone(), timeout);
         pyo3_async_runtimes::tokio::future_into_py(py, fut)
     }
 
-    /// The next event (JSON), blocking with the GIL released; `None` once closed.
+    /// The next event (JSON), blocking with the GIL released (Ctrl-C interrupts); `None` once
+    /// closed.
     #[pyo3(signature = (timeout=None))]
     fn next_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<String>> {
         let timeout = timeout_arg(timeout)?;
-        let fut = next_event(self.stream.clone(), self.closed.clone(), timeout);
-        block_on(py, fut)
+        block_on(py, next_event(self.stream.clone(), timeout))
     }
 
     /// Stop following: pending and later `next` calls return `None`.
     fn close(&self) {
-        self.closed.send_replace(true);
+        self.stream.close();
     }
 }
 
@@ -209,6 +285,8 @@ impl EventSubscription {
 fn clank_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(open_blocking, m)?)?;
+    m.add_function(wrap_pyfunction!(connect, m)?)?;
+    m.add_function(wrap_pyfunction!(connect_blocking, m)?)?;
     m.add_class::<NativePlatform>()?;
     m.add_class::<EventSubscription>()?;
     Ok(())

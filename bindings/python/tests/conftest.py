@@ -21,10 +21,17 @@ sys.path.insert(0, str(REPO / "tests" / "support"))
 
 from clank_testapp import image_or_skip  # noqa: E402
 
-sys.path.insert(0, str(PACKAGE_ROOT))
+if os.environ.get("CLANK_TEST_INSTALLED"):
+    # The installed wheel, never this tree (scripts/test runs the suite so after packaging).
+    import clank  # noqa: E402
 
-if not (PACKAGE_ROOT / "clank" / "_native.abi3.so").exists():  # pragma: no cover
-    raise SystemExit(f"build the native module first: {PACKAGE_ROOT / 'build.sh'}")
+    if Path(clank.__file__).resolve().is_relative_to(PACKAGE_ROOT):  # pragma: no cover
+        raise SystemExit(f"CLANK_TEST_INSTALLED, but clank comes from this tree: {clank.__file__}")
+else:
+    sys.path.insert(0, str(PACKAGE_ROOT))
+
+    if not (PACKAGE_ROOT / "clank" / "_native.abi3.so").exists():  # pragma: no cover
+        raise SystemExit(f"build the native module first: {PACKAGE_ROOT / 'build.sh'}")
 
 
 @pytest.fixture(scope="session")

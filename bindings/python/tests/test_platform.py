@@ -72,11 +72,12 @@ def test_platform_errors_raise_the_mapped_exception_with_code_and_field(data_dir
                 await p.config(service="shop/x", project="shop")
             assert target.value.field == "target"
 
-            # A deploy that waits too long is a Conflict naming the state it is stuck in.
+            # A deploy that waits too long is a Timeout naming the state it is stuck in.
             await p.create_service("shop", "never", image="clank-testapp:latest", command=["/nonexistent"])
             d = await p.deploy("shop/never")
-            with pytest.raises(clank.Conflict):
+            with pytest.raises(clank.Timeout) as timeout:
                 await p.wait("shop/never", d["number"], timeout=0)
+            assert timeout.value.code == "timeout"
 
     run(main())
 

@@ -234,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn the_bindings_request_defaults_its_workspace_and_never_prints_a_secret() {
+    fn the_bindings_request_leaves_its_workspace_to_the_platform_and_never_prints_a_secret() {
         let r: crate::ops::Request = serde_json::from_value(serde_json::json!({
             "op": "apply_declaration",
             "declaration": {"project": "shop", "name": "Shop"},
@@ -247,7 +247,7 @@ mod tests {
         else {
             panic!("an apply_declaration request: {r:?}");
         };
-        assert_eq!(workspace, "default");
+        assert_eq!(workspace, &None, "absent: the platform's default workspace");
         assert_eq!(secrets.get("SHOP_TOKEN"), Some("hunter2-visible-nowhere"));
         assert!(!format!("{r:?}").contains("hunter2"));
     }

@@ -123,3 +123,14 @@ impl NewestFirst {
         self.limit.unwrap_or(20)
     }
 }
+
+/// What `clank status` shows: the service, what runs now (its ACTIVE deployment, however old)
+/// and what happened lately (the newest deployments, newest first).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServiceStatus {
+    pub service: clank_core::model::Service,
+    /// `None` when nothing runs (never deployed, stopped, or every deployment failed).
+    pub active: Option<DeploymentView>,
+    pub recent: Vec<DeploymentView>,
+}

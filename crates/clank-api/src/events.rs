@@ -52,6 +52,18 @@ impl EventKind {
     }
 }
 
+/// `GET /v1/workspaces/{ws}/events`: which services' events to follow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only this service of the workspace: `project/environment/service`, or
+    /// `project/service` for environment `production`. Every service's when absent.
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

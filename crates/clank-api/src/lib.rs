@@ -22,11 +22,13 @@ pub mod ops;
 pub mod plans;
 pub mod previews;
 pub mod projects;
+mod request_json;
 pub mod servers;
 pub mod services;
 pub mod system;
 pub mod teams;
 pub mod templates;
+pub mod terminal;
 pub mod webhooks;
 
 pub use builds::{BuildLogView, BuildRef, BuildView, ServiceWebhook};
@@ -35,6 +37,7 @@ pub use deployments::{DeploymentView, LogEntry};
 pub use error::ErrorBody;
 pub use events::{Event, EventKind};
 pub use ops::{Request, TargetRef};
+pub use request_json::request_from_json;
 pub use services::{ServicePatch, ServiceSpec};
 pub use templates::{
     NewStack, StackUpgrade, StackUpgradeView, StackView, TemplateSummary, TemplateView,

@@ -37,8 +37,9 @@ pub enum Request {
     },
     ListWorkspaces,
     CreateProject {
-        #[serde(default = "default_workspace")]
-        workspace: String,
+        /// Absent: the default workspace (`default` embedded, the token's over a daemon).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
         name: String,
         #[serde(default)]
         slug: Option<String>,
@@ -47,8 +48,9 @@ pub enum Request {
         project: String,
     },
     ListProjects {
-        #[serde(default = "default_workspace")]
-        workspace: String,
+        /// Absent: the default workspace (`default` embedded, the token's over a daemon).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
         #[serde(default)]
         include_deleted: bool,
     },
@@ -109,14 +111,16 @@ pub enum Request {
     },
     /// A stored plan by id.
     GetPlan {
-        #[serde(default = "default_workspace")]
-        workspace: String,
+        /// Absent: the default workspace (`default` embedded, the token's over a daemon).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
         plan: String,
     },
     /// Apply a stored plan by id (409 when anything it read changed, or it expired).
     ApplyPlan {
-        #[serde(default = "default_workspace")]
-        workspace: String,
+        /// Absent: the default workspace (`default` embedded, the token's over a daemon).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
         plan: String,
     },
     /// A project as a declaration (what `clank export` writes); secrets by name only.
@@ -126,8 +130,9 @@ pub enum Request {
     /// Plan applying a declaration to its project (created if missing) in `workspace`:
     /// stores the plan (apply it with `apply_plan`); nothing else is written.
     ApplyDeclaration {
-        #[serde(default = "default_workspace")]
-        workspace: String,
+        /// Absent: the default workspace (`default` embedded, the token's over a daemon).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
         declaration: crate::declarations::Declaration,
         /// Values of the secrets the target lacks, by `secret_env` name.
         #[serde(default)]
@@ -238,15 +243,17 @@ pub enum Request {
     },
     /// A team in `workspace`; its slug is made from the name when absent.
     CreateTeam {
-        #[serde(default = "default_workspace")]
-        workspace: String,
+        /// Absent: the default workspace (`default` embedded, the token's over a daemon).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
         name: String,
         #[serde(default)]
         slug: Option<String>,
     },
     ListTeams {
-        #[serde(default = "default_workspace")]
-        workspace: String,
+        /// Absent: the default workspace (`default` embedded, the token's over a daemon).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
     },
     /// `team` is `[workspace/]team` (a slug or an id), here and below.
     GetTeam {
@@ -299,10 +306,95 @@ pub enum Request {
         #[serde(default)]
         apply: Option<String>,
     },
-}
-
-fn default_workspace() -> String {
-    "default".to_owned()
+    /// What runs now and what happened lately (`clank status`): the service, its ACTIVE
+    /// deployment however old, its five newest deployments.
+    Status {
+        service: String,
+    },
+    /// The running service's recent output (its ACTIVE deployment's workloads), oldest
+    /// first: at most `tail` lines per workload (default 100, at most 10 000).
+    Logs {
+        service: String,
+        #[serde(default)]
+        tail: Option<usize>,
+        /// Only this process type's workloads (`web`, `worker`, ...).
+        #[serde(default)]
+        process: Option<String>,
+        /// Only this replica (from 0).
+        #[serde(default)]
+        replica: Option<u32>,
+    },
+    /// Run a command in the running service (non-interactive); its exit code and output.
+    Exec {
+        service: String,
+        exec: crate::services::ExecBody,
+    },
+    /// The workspace's remote servers with their live state.
+    ListServers {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
+    },
+    /// Register a server: its join token is shown once, for `clank-agent join`.
+    CreateServer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
+        name: String,
+    },
+    GetServer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
+        server: String,
+    },
+    /// A new join token for a server (its agent re-enrolls with it); the old one stops working.
+    ServerJoinToken {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
+        server: String,
+    },
+    /// Revoke a server: its agent is disconnected and can no longer join.
+    RevokeServer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
+        server: String,
+    },
+    /// The workspace's audit log, newest first: `limit` events (1..=1000, default 50) older
+    /// than event `before`.
+    ListAudit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
+        #[serde(default)]
+        limit: Option<usize>,
+        #[serde(default)]
+        before: Option<String>,
+    },
+    /// The workspace's members (over a daemon: members and tokens are its API's).
+    ListMembers,
+    /// Add a member with a role; answers their first token (shown once).
+    AddMember {
+        member: crate::members::AddMember,
+    },
+    /// Change a member's role (`member`: user id or email).
+    UpdateMember {
+        member: String,
+        role: clank_core::model::Role,
+    },
+    /// Remove a member with their tokens.
+    RemoveMember {
+        member: String,
+    },
+    /// The calling member's tokens, or with `all` every member's (Admin and Owner).
+    ListTokens {
+        #[serde(default)]
+        all: bool,
+    },
+    /// A token for the caller, with at most their role; shown once.
+    CreateToken {
+        token: crate::members::NewToken,
+    },
+    /// Revoke a token by id.
+    RevokeToken {
+        token: String,
+    },
 }
 
 fn default_limit() -> usize {
@@ -329,7 +421,7 @@ mod tests {
         assert_eq!(
             r,
             Request::ListProjects {
-                workspace: "default".into(),
+                workspace: None,
                 include_deleted: false
             }
         );

@@ -17,6 +17,8 @@ pub(crate) struct App {
     pub(crate) client: Client,
     pub(crate) json: bool,
     pub(crate) defaults: AddressDefaults,
+    /// Colour or not (a terminal, no `--json`, no `NO_COLOR`).
+    pub(crate) style: crate::style::Style,
 }
 
 pub(crate) fn input(e: clank_core::InvalidInput) -> CliError {
@@ -136,7 +138,7 @@ impl App {
             }
         };
         if !json {
-            println!("#{number} is {status}");
+            println!("#{number} is {}", self.style.status(status));
         }
         Ok(status == DeploymentStatus::Active)
     }

@@ -13,6 +13,16 @@ pub(crate) struct CliError {
     pub(crate) message: String,
     /// Exit code: 2 usage/input, 3 auth, 4 not found, 1 otherwise.
     pub(crate) code: u8,
+    /// A refused input as the daemon named it: its `field`, message and status, so a command
+    /// can say which of its flags it was ([`CliError::flags`]).
+    refused: Option<Refused>,
+}
+
+#[derive(Debug, Clone)]
+struct Refused {
+    field: String,
+    message: String,
+    status: u16,
 }
 
 impl CliError {
@@ -20,10 +30,27 @@ impl CliError {
         CliError {
             message: message.into(),
             code,
+            refused: None,
         }
     }
-}
 
+    /// The daemon's field of a refused input (`source.image`, `volumes[0].mount_path`).
+    #[cfg(test)]
+    pub(crate) fn field(&self) -> Option<&str> {
+        self.refused.as_ref().map(|r| r.field.as_str())
+    }
+
+    /// Name the command's flag for the field the daemon refused, when `flag_of` knows one:
+    /// `--image: ... (field `source.image`) [422]`.
+    pub(crate) fn flags(mut self, flag_of: impl Fn(&str) -> Option<&'static str>) -> Self {
+        if let Some(r) = &self.refused
+            && let Some(flag) = flag_of(&r.field)
+        {
+            self.message = format!("{flag}: {} (field `{}`) [{}]", r.message, r.field, r.status);
+        }
+        self
+    }
+}
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -143,8 +170,29 @@ impl Client {
         serde_json::from_slice(body).map_err(|e| self.not_understood(method, path, &e))
     }
 
+    /// The daemon does not answer: what went wrong underneath (connection refused, no such
+    /// host), and the two ways out — start it, or point the CLI at where it runs.
     fn unreachable(&self, e: &reqwest::Error) -> CliError {
-        CliError::new(format!("cannot reach the daemon at {}: {e}", self.url), 1)
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        let why = if std::ptr::addr_eq(cause, e) {
+            e.to_string()
+        } else {
+            format!("{e}: {cause}")
+        };
+        CliError::new(
+            format!(
+                "cannot reach the daemon at {} ({why}).\n\
+                 Is it running? Start it with `clank-daemon` (or `sudo systemctl start \
+                 clank-daemon` where it is installed as a service).\n\
+                 Running elsewhere? Give its URL with `--url http://HOST:PORT` or \
+                 `CLANK_URL=http://HOST:PORT`; `clank init`/`clank login` save it.",
+                self.url
+            ),
+            1,
+        )
     }
 
     /// A body that does not parse into the type this CLI expects: most likely a daemon of
@@ -166,6 +214,21 @@ impl Client {
         )
     }
 
+    /// The token calls carry, for a connection made without this client (the terminal
+    /// WebSocket).
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// A refusal answered outside this client (the terminal WebSocket's handshake), read like
+    /// every other.
+    pub(crate) fn refused(&self, method: &str, path: &str, status: u16, body: &[u8]) -> CliError {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let status =
+            reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
+        self.refusal(&method, path, status, body)
+    }
+
     /// The daemon's error answer as a CLI error: its message and field, the exit code by class
     /// (2 bad input, 3 auth, 4 not found, 1 anything else).
     fn refusal(
@@ -181,10 +244,21 @@ impl Client {
             404 => 4,
             _ => 1,
         };
+        let mut refused = None;
         let message = match serde_json::from_slice::<ErrorBody>(body) {
             Ok(ErrorBody { message, field, .. }) => {
-                let field = field.map(|f| format!(" (field `{f}`)")).unwrap_or_default();
-                format!("{message}{field}")
+                let shown = match &field {
+                    Some(f) => format!("{message} (field `{f}`)"),
+                    None => message.clone(),
+                };
+                if let Some(field) = field {
+                    refused = Some(Refused {
+                        field,
+                        message,
+                        status: status.as_u16(),
+                    });
+                }
+                format!("{shown}{}", self.what_to_do(status))
             }
             // Not the daemon's error shape: a proxy in between, or another program.
             Err(_) => {
@@ -202,7 +276,28 @@ impl Client {
                 )
             }
         };
-        CliError::new(format!("{message} [{}]", status.as_u16()), code)
+        let mut e = CliError::new(format!("{message} [{}]", status.as_u16()), code);
+        e.refused = refused;
+        e
+    }
+
+    /// What to do about a refusal of the caller (401, 403): how to get a token, or a role.
+    fn what_to_do(&self, status: reqwest::StatusCode) -> String {
+        match status.as_u16() {
+            401 if self.token.is_none() => "\nNo API token: on a fresh daemon `clank init` \
+                creates the first workspace and saves its Owner's token; otherwise `clank login \
+                --token <token>` (a token an Owner or Admin made with `clank token create` or \
+                `clank member add`), or set CLANK_TOKEN."
+                .to_owned(),
+            401 => "\nThe token was refused: `clank login --token <token>` saves a valid one \
+                (an Owner or Admin makes one with `clank token create` or `clank member add`); \
+                CLANK_TOKEN or --token override the saved one."
+                .to_owned(),
+            403 => "\nAn Owner or Admin can give you the role it needs: `clank member set-role \
+                <email> <role>`."
+                .to_owned(),
+            _ => String::new(),
+        }
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
@@ -408,6 +503,100 @@ mod tests {
             err.message
         );
         assert_eq!(err.code, 1);
+    }
+
+    #[test]
+    fn a_refused_field_names_the_flag_when_the_command_knows_it() {
+        let body = br#"{"code": "invalid", "message": "`Bad!` is not a valid image reference: it has upper-case letters", "field": "source.image"}"#;
+        let err = client()
+            .answer::<()>(
+                &Method::POST,
+                "/v1/x",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                body,
+            )
+            .unwrap_err();
+        assert_eq!(err.field(), Some("source.image"));
+        let err = err.flags(|f| (f == "source.image").then_some("--image"));
+        assert_eq!(
+            err.message,
+            "--image: `Bad!` is not a valid image reference: it has upper-case letters \
+             (field `source.image`) [422]"
+        );
+        assert_eq!(err.code, 2);
+        let unknown = client()
+            .answer::<()>(
+                &Method::POST,
+                "/v1/x",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                body,
+            )
+            .unwrap_err()
+            .flags(|_| None);
+        assert!(unknown.message.starts_with("`Bad!`"), "{}", unknown.message);
+    }
+
+    #[test]
+    fn auth_refusals_say_how_to_get_a_token_or_a_role() {
+        let missing =
+            br#"{"code": "unauthorized", "message": "missing `Authorization: Bearer <token>`"}"#;
+        let err = client()
+            .answer::<()>(
+                &Method::GET,
+                "/v1/whoami",
+                StatusCode::UNAUTHORIZED,
+                missing,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 3);
+        for part in ["clank init", "clank login --token", "CLANK_TOKEN", "[401]"] {
+            assert!(err.message.contains(part), "{part}: {}", err.message);
+        }
+        let with_token = Client::new("http://127.0.0.1:7070".into(), Some("t".into()));
+        let err = with_token
+            .answer::<()>(
+                &Method::GET,
+                "/v1/whoami",
+                StatusCode::UNAUTHORIZED,
+                missing,
+            )
+            .unwrap_err();
+        assert!(
+            err.message.contains("token was refused") && err.message.contains("clank login"),
+            "{}",
+            err.message
+        );
+        let forbidden = br#"{"code": "forbidden", "message": "your role (Viewer) does not allow Deploy; it needs the Developer role or above"}"#;
+        let err = client()
+            .answer::<()>(&Method::POST, "/v1/x", StatusCode::FORBIDDEN, forbidden)
+            .unwrap_err();
+        assert_eq!(err.code, 3);
+        for part in ["Developer role", "clank member set-role"] {
+            assert!(err.message.contains(part), "{part}: {}", err.message);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_daemon_says_how_to_start_it_and_how_to_point_at_it() {
+        // Nothing listens on the discard port of loopback.
+        let err = Client::new("http://127.0.0.1:9".into(), None)
+            .get::<()>("/v1/whoami")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, 1);
+        for part in [
+            "cannot reach the daemon at http://127.0.0.1:9",
+            "`clank-daemon`",
+            "--url",
+            "CLANK_URL",
+        ] {
+            assert!(err.message.contains(part), "{part}: {}", err.message);
+        }
+        assert!(
+            err.message.to_lowercase().contains("refused"),
+            "the underlying cause: {}",
+            err.message
+        );
     }
 
     #[test]

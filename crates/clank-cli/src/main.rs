@@ -6,6 +6,8 @@ mod app;
 mod client;
 mod commands;
 mod plan;
+mod style;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -149,9 +151,17 @@ enum Command {
         #[arg(long, short)]
         replica: Option<u32>,
     },
-    /// Run a command in the running service: `clank exec shop/web -- ls /data`.
+    /// Run a command in the running service: `clank exec shop/web -- ls /data`, or
+    /// interactively on a terminal: `clank exec -it shop/web -- sh`.
     Exec {
         address: String,
+        /// Keep stdin open to the command (with `-t`, keys go to its terminal as typed).
+        #[arg(long, short = 'i')]
+        interactive: bool,
+        /// Run the command on a terminal (TTY) sized like this one; Ctrl-C, colours and
+        /// full-screen programs work as they do locally.
+        #[arg(long, short = 't')]
+        tty: bool,
         /// The process type to run it in (default `web`).
         #[arg(long, short)]
         process: Option<String>,
@@ -222,6 +232,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         client: Client::new(url.clone(), token),
         json: cli.json,
         defaults,
+        style: style::Style::detect(cli.json),
     };
     match cli.command {
         Command::Init {
@@ -268,10 +279,18 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => workloads::logs(&app, address, follow, tail, process, replica).await?,
         Command::Exec {
             address,
+            interactive,
+            tty,
             process,
             replica,
             command,
-        } => return workloads::exec(&app, address, process, replica, command).await,
+        } => {
+            return if interactive || tty {
+                terminal::exec_tty(&app, address, process, replica, command).await
+            } else {
+                workloads::exec(&app, address, process, replica, command).await
+            };
+        }
         Command::Webhook(cmd) => webhook::webhook(&app, &url, cmd).await?,
         Command::Preview(cmd) => commands::previews::previews(&app, cmd).await?,
         Command::Token(cmd) => tokens::tokens(&app, cmd).await?,
@@ -301,5 +320,14 @@ async fn main() -> ExitCode {
             }
             ExitCode::from(e.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // Every `conflicts_with`/`requires` names a flag that exists, no two flags clash.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

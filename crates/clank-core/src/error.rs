@@ -32,6 +32,22 @@ impl ErrorKind {
         }
     }
 
+    /// The kind a [`code`](Self::code) names, for clients reading a JSON error.
+    pub fn from_code(code: &str) -> Option<ErrorKind> {
+        [
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::Invalid,
+            ErrorKind::Unauthorized,
+            ErrorKind::Forbidden,
+            ErrorKind::Unavailable,
+            ErrorKind::Timeout,
+            ErrorKind::Internal,
+        ]
+        .into_iter()
+        .find(|k| k.code() == code)
+    }
+
     /// A stable lowercase code (`not_found`, `conflict`, ...) used in JSON errors and bindings.
     pub fn code(self) -> &'static str {
         match self {
@@ -115,8 +131,19 @@ pub enum Error {
         failure: RuntimeFailure,
         message: String,
     },
+    /// Something did not finish in the time it was given (a wait on a deployment).
+    #[error("{0}")]
+    Timeout(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error another Clank process reported (a daemon's REST answer), as it was said: its
+    /// kind, message and offending field.
+    #[error("{message}")]
+    Reported {
+        kind: ErrorKind,
+        message: String,
+        field: Option<String>,
+    },
 }
 
 /// The distinct ways a runtime operation fails, so callers (and users) can act on each.
@@ -170,7 +197,9 @@ impl Error {
             }
             Error::Secret(_) => ErrorKind::Internal,
             Error::StoreUnavailable(_) => ErrorKind::Unavailable,
+            Error::Timeout(_) => ErrorKind::Timeout,
             Error::Corrupt { .. } | Error::Internal(_) => ErrorKind::Internal,
+            Error::Reported { kind, .. } => *kind,
             Error::Runtime { failure, .. } => match failure {
                 RuntimeFailure::EngineUnavailable => ErrorKind::Unavailable,
                 RuntimeFailure::ImageMissing | RuntimeFailure::NotFound => ErrorKind::NotFound,
@@ -193,6 +222,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::Invalid(e) => Some(&e.field),
+            Error::Reported { field, .. } => field.as_deref(),
             _ => None,
         }
     }
@@ -227,6 +257,18 @@ mod tests {
                 .filter(|k| **k != ErrorKind::Internal)
                 .all(|k| k.http_status() < 500
                     || matches!(k, ErrorKind::Unavailable | ErrorKind::Timeout))
+        );
+    }
+
+    #[test]
+    fn a_passed_deadline_is_a_timeout_not_a_conflict() {
+        let e = Error::Timeout("deployment #1 of `shop/api` is still PENDING after 5 s".into());
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert_eq!((e.kind().code(), e.kind().http_status()), ("timeout", 504));
+        assert_eq!(e.field(), None);
+        assert_eq!(
+            e.to_string(),
+            "deployment #1 of `shop/api` is still PENDING after 5 s"
         );
     }
 

@@ -390,6 +390,67 @@ pub struct LogOptions {
 /// Log lines as they come; ends when the workload stops (follow) or history is exhausted.
 pub type LogStreamBox = Pin<Box<dyn Stream<Item = Result<LogLine>> + Send>>;
 
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+impl TerminalSize {
+    /// A size a terminal can have: 1..=1000 rows and columns.
+    pub fn check(self) -> std::result::Result<TerminalSize, crate::InvalidInput> {
+        if (1..=1000).contains(&self.rows) && (1..=1000).contains(&self.cols) {
+            Ok(self)
+        } else {
+            Err(crate::InvalidInput::new(
+                "size",
+                "range",
+                format!(
+                    "a terminal of {} rows and {} columns: both are between 1 and 1000",
+                    self.rows, self.cols
+                ),
+            ))
+        }
+    }
+}
+
+impl Default for TerminalSize {
+    fn default() -> Self {
+        TerminalSize { rows: 24, cols: 80 }
+    }
+}
+
+/// What an interactive session's user sends: keystrokes (bytes as typed) or a new size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalInput {
+    Data(Vec<u8>),
+    Resize(TerminalSize),
+}
+
+/// Where an interactive session's input goes (see [`Runtime::exec_interactive`]).
+#[async_trait::async_trait]
+pub trait TerminalSink: Send {
+    /// Deliver input to the terminal. Fails once the session's process is gone.
+    async fn send(&mut self, input: TerminalInput) -> Result<()>;
+}
+
+/// A command running on a terminal in a workload: what it prints (stdout and stderr merged,
+/// as a terminal shows them), where keystrokes and resizes go, and its exit code once the
+/// output ends (`None` when the runtime cannot tell). Dropping the session ends the command.
+pub struct TerminalSession {
+    pub output: Pin<Box<dyn Stream<Item = Result<Vec<u8>>> + Send>>,
+    pub input: Box<dyn TerminalSink>,
+    pub exit_code: Pin<Box<dyn std::future::Future<Output = Result<Option<i64>>> + Send>>,
+}
+
+impl fmt::Debug for TerminalSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TerminalSession").finish_non_exhaustive()
+    }
+}
+
 /// A command to run inside a workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecRequest {
@@ -520,6 +581,8 @@ pub struct RuntimeCapabilities {
     pub resource_limits: bool,
     /// Workloads run from images.
     pub images: bool,
+    /// `exec_interactive` runs commands on a terminal.
+    pub terminals: bool,
 }
 
 /// Runs workloads. Implementations: `clank-docker` (Docker Engine), `clank-process` (native
@@ -611,6 +674,24 @@ pub trait Runtime: Send + Sync + fmt::Debug {
     async fn list(&self, filter: &OwnerFilter) -> Result<Vec<WorkloadStatus>>;
     async fn logs(&self, id: &WorkloadId, options: LogOptions) -> Result<LogStreamBox>;
     async fn exec(&self, id: &WorkloadId, request: &ExecRequest) -> Result<ExecOutput>;
+    /// Run `command` in the running workload on a terminal of `size` (`TERM=xterm-256color`),
+    /// for a person at a keyboard. The default: `Unsupported`.
+    async fn exec_interactive(
+        &self,
+        id: &WorkloadId,
+        command: &[String],
+        size: TerminalSize,
+    ) -> Result<TerminalSession> {
+        let _ = (id, command, size);
+        Err(crate::Error::runtime(
+            crate::RuntimeFailure::Unsupported,
+            format!(
+                "the {} runtime cannot run an interactive (terminal) command; run a \
+                 non-interactive one (without -t)",
+                self.name()
+            ),
+        ))
+    }
     async fn stats(&self, id: &WorkloadId) -> Result<WorkloadStats>;
 
     /// Run a platform health probe from the workload's own host. `None` (the default): the

@@ -157,7 +157,9 @@ impl Connection {
                 }))
             }
         });
-        let conn = self.http.serve_connection(io, service);
+        // Upgrades (the terminal WebSocket) leave this loop: the upgraded socket is the
+        // session's, bounded by its stream slot and ended at shutdown.
+        let conn = self.http.serve_connection(io, service).with_upgrades();
         tokio::pin!(conn);
         let expired = activity.expired(self.deadlines);
         tokio::pin!(expired);

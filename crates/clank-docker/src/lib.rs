@@ -30,6 +30,7 @@ pub mod naming;
 mod pull;
 mod resources;
 mod runtime;
+mod terminal;
 mod volume_copy;
 
 pub use build::{BuildSettings, DockerImageBuilder, FRAMEWORK_BASE_IMAGES};

@@ -18,8 +18,8 @@ use bollard::query_parameters::{
 use clank_core::image::ImageRef;
 use clank_core::runtime::{
     ExecOutput, ExecRequest, LogOptions, LogStreamBox, OwnerFilter, PullProgress, RegistryAuth,
-    Runtime, RuntimeCapabilities, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats,
-    WorkloadStatus, append_capped,
+    Runtime, RuntimeCapabilities, TerminalSession, TerminalSize, WorkloadId, WorkloadSpec,
+    WorkloadState, WorkloadStats, WorkloadStatus, append_capped,
 };
 use clank_core::{Error, InvalidInput, Result, RuntimeFailure, Timestamp};
 use futures_util::StreamExt;
@@ -46,7 +46,7 @@ const STOP_MARGIN: Duration = Duration::from_secs(30);
 /// Runs workloads as Docker containers.
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
-    docker: Docker,
+    pub(crate) docker: Docker,
     socket: String,
     pull_timeout: Duration,
     /// Serialises `ensure_network` per name inside this process; see [`crate::resources`]
@@ -511,15 +511,9 @@ impl DockerRuntime {
         })
     }
 
-    async fn exec_in(&self, id: &WorkloadId, request: &ExecRequest) -> Result<ExecOutput> {
-        if request.tty {
-            return Err(Error::runtime(
-                RuntimeFailure::Unsupported,
-                "interactive (TTY) exec is not supported yet; run a non-interactive command",
-            ));
-        }
-        if request.command.first().is_none_or(String::is_empty)
-            || request.command.iter().any(|a| a.contains('\0'))
+    /// A command exec can run (a program, no NUL byte) in a workload that is running.
+    pub(crate) async fn ready_for_exec(&self, id: &WorkloadId, command: &[String]) -> Result<()> {
+        if command.first().is_none_or(String::is_empty) || command.iter().any(|a| a.contains('\0'))
         {
             return Err(InvalidInput::new(
                 "command",
@@ -538,6 +532,17 @@ impl DockerRuntime {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    async fn exec_in(&self, id: &WorkloadId, request: &ExecRequest) -> Result<ExecOutput> {
+        if request.tty {
+            return Err(Error::runtime(
+                RuntimeFailure::Unsupported,
+                "interactive (TTY) exec is not supported yet; run a non-interactive command",
+            ));
+        }
+        self.ready_for_exec(id, &request.command).await?;
         let config = ExecConfig {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -685,6 +690,7 @@ impl Runtime for DockerRuntime {
             isolated_networks: true,
             resource_limits: true,
             images: true,
+            terminals: true,
         }
     }
 
@@ -764,6 +770,15 @@ impl Runtime for DockerRuntime {
 
     async fn exec(&self, id: &WorkloadId, request: &ExecRequest) -> Result<ExecOutput> {
         self.exec_in(id, request).await
+    }
+
+    async fn exec_interactive(
+        &self,
+        id: &WorkloadId,
+        command: &[String],
+        size: TerminalSize,
+    ) -> Result<TerminalSession> {
+        self.exec_terminal(id, command, size).await
     }
 
     async fn stats(&self, id: &WorkloadId) -> Result<WorkloadStats> {

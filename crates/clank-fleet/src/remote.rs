@@ -90,6 +90,8 @@ impl Runtime for AgentRuntime {
             isolated_networks: true,
             resource_limits: true,
             images: true,
+            // Interactive exec does not cross the agent protocol yet.
+            terminals: false,
         }
     }
 

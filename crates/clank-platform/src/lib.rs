@@ -14,6 +14,7 @@ mod declarations;
 mod deletion;
 mod embedded;
 mod environments;
+mod handle;
 pub mod identity;
 mod lifecycle;
 mod ops;
@@ -46,6 +47,8 @@ pub use clank_api::{
     BuildLogView, BuildRef, BuildView, DeploymentView, Request, ServicePatch, ServiceSpec,
     TargetRef,
 };
+/// How a handle made by [`PlatformHandle::connect`] calls its daemon.
+pub use clank_client::ConnectOptions;
 pub use clank_docker::{BuildSettings, FRAMEWORK_BASE_IMAGES};
 pub use declarations::PlannedDeclaration;
 pub use deletion::DEFAULT_DELETE_RETENTION;
@@ -53,6 +56,7 @@ pub use embedded::{
     EmbeddedOptions, PlatformBuilder, RuntimeChoice, StoreChoice, load_or_create_keyring,
     owner_only,
 };
+pub use handle::{HandleError, HandleSubscription, PlatformHandle};
 pub use ops::Subscription;
 pub use overview::{DeploymentHead, ServiceCard, ServiceCards};
 pub use previews::{
@@ -591,6 +595,30 @@ impl Platform {
         self.deployment_view(&d).await
     }
 
+    /// The service, its ACTIVE deployment (however old) and its five newest deployments.
+    pub async fn status(
+        &self,
+        addr: &ServiceAddress,
+    ) -> Result<clank_api::deployments::ServiceStatus> {
+        let service = self.service(addr).await?.value;
+        let recent = self.deployments(addr, 5, None).await?;
+        let active = match service.active_deployment {
+            None => None,
+            Some(id) => match recent.iter().find(|d| d.id == id) {
+                Some(d) => Some(d.clone()),
+                None => match self.catalog.get::<Deployment>(&id.to_string()).await? {
+                    Some(d) => Some(self.deployment_view(&d.value).await?),
+                    None => None,
+                },
+            },
+        };
+        Ok(clank_api::deployments::ServiceStatus {
+            service,
+            active,
+            recent,
+        })
+    }
+
     /// Newest first; `before` continues from a deployment number (exclusive).
     pub async fn deployments(
         &self,
@@ -618,7 +646,8 @@ impl Platform {
         self.engine.deploy_log(d.id).await
     }
 
-    /// Wait until deployment `number` is ACTIVE or finished, up to `timeout`.
+    /// Wait until deployment `number` is ACTIVE or finished, up to `timeout` (then
+    /// [`Error::Timeout`], naming the state it is still in).
     pub async fn wait(
         &self,
         addr: &ServiceAddress,
@@ -634,7 +663,7 @@ impl Platform {
                 return Ok(d);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Conflict(format!(
+                return Err(Error::Timeout(format!(
                     "deployment #{number} of `{addr}` is still {} after {:.0} s",
                     d.status,
                     timeout.as_secs_f64()

@@ -19,17 +19,20 @@ use clank_api::{Request, TargetRef};
 
 use crate::{ConfigTarget, Platform};
 
+/// Lines per workload a `logs` request answers by default, and at most.
+const DEFAULT_LOG_TAIL: usize = 100;
+const MAX_LOG_TAIL: usize = 10_000;
+
 fn json<T: Serialize>(v: T) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(format!("serialize response: {e}")))
 }
 
-/// Parse a JSON request; anything malformed is [`InvalidInput`] on field `request`.
-fn request_from_json(s: &str) -> Result<Request> {
-    serde_json::from_str(s)
-        .map_err(|e| InvalidInput::new("request", "json", format!("bad request: {e}")).into())
-}
-
 impl Platform {
+    /// A request's workspace, or the platform's default one when it names none.
+    fn workspace_or_default<'a>(&'a self, workspace: &'a Option<String>) -> &'a str {
+        workspace.as_deref().unwrap_or(&self.defaults().workspace)
+    }
+
     fn target(&self, t: &TargetRef) -> Result<ConfigTarget> {
         Ok(match t {
             TargetRef::Workspace(slug) => ConfigTarget::Workspace(slug.clone()),
@@ -53,8 +56,12 @@ impl Platform {
                 name,
                 slug,
             } => json(
-                self.create_project(&workspace, &name, slug.as_deref())
-                    .await?,
+                self.create_project(
+                    self.workspace_or_default(&workspace),
+                    &name,
+                    slug.as_deref(),
+                )
+                .await?,
             ),
             Request::GetProject { project } => {
                 json(self.project(&self.parse_project(&project)?).await?.value)
@@ -62,7 +69,10 @@ impl Platform {
             Request::ListProjects {
                 workspace,
                 include_deleted,
-            } => json(self.list_projects(&workspace, include_deleted).await?),
+            } => json(
+                self.list_projects(self.workspace_or_default(&workspace), include_deleted)
+                    .await?,
+            ),
             Request::DeleteProject {
                 project,
                 purge,
@@ -121,10 +131,14 @@ impl Platform {
             Request::PlanPromotion { source, target } => {
                 json(self.plan_promotion(&source, &target).await?)
             }
-            Request::GetPlan { workspace, plan } => json(self.plan(&workspace, &plan).await?),
-            Request::ApplyPlan { workspace, plan } => {
-                json(self.apply_plan(&workspace, &plan).await?)
-            }
+            Request::GetPlan { workspace, plan } => json(
+                self.plan(self.workspace_or_default(&workspace), &plan)
+                    .await?,
+            ),
+            Request::ApplyPlan { workspace, plan } => json(
+                self.apply_plan(self.workspace_or_default(&workspace), &plan)
+                    .await?,
+            ),
             Request::ExportProject { project } => {
                 json(self.export_project(&self.parse_project(&project)?).await?)
             }
@@ -135,7 +149,12 @@ impl Platform {
                 source,
             } => {
                 let planned = self
-                    .plan_declaration(&workspace, declaration, &secrets, source)
+                    .plan_declaration(
+                        self.workspace_or_default(&workspace),
+                        declaration,
+                        &secrets,
+                        source,
+                    )
                     .await?;
                 json(self.store_declaration_plan(planned).await?)
             }
@@ -253,8 +272,17 @@ impl Platform {
                 workspace,
                 name,
                 slug,
-            } => json(self.create_team(&workspace, &name, slug.as_deref()).await?),
-            Request::ListTeams { workspace } => json(self.teams(&workspace).await?),
+            } => json(
+                self.create_team(
+                    self.workspace_or_default(&workspace),
+                    &name,
+                    slug.as_deref(),
+                )
+                .await?,
+            ),
+            Request::ListTeams { workspace } => {
+                json(self.teams(self.workspace_or_default(&workspace)).await?)
+            }
             Request::GetTeam { team } => {
                 let (ws, team) = self.parse_team(&team)?;
                 json(self.team_view(&ws, &team).await?)
@@ -299,12 +327,110 @@ impl Platform {
                         .await?,
                 )
             }
+            Request::Status { service } => json(self.status(&self.parse_service(&service)?).await?),
+            Request::Logs {
+                service,
+                tail,
+                process,
+                replica,
+            } => {
+                let selector = crate::WorkloadSelector { process, replica };
+                let tail = tail.unwrap_or(DEFAULT_LOG_TAIL).min(MAX_LOG_TAIL);
+                let lines: Vec<_> = self
+                    .logs(&self.parse_service(&service)?, &selector, false, Some(tail))
+                    .await?
+                    .collect()
+                    .await;
+                json(lines.into_iter().collect::<Result<Vec<_>>>()?)
+            }
+            Request::Exec { service, exec } => {
+                let selector = crate::WorkloadSelector {
+                    process: exec.process,
+                    replica: exec.replica,
+                };
+                let timeout = Duration::from_secs(exec.timeout_s.unwrap_or(30).clamp(1, 600));
+                let out = self
+                    .exec(
+                        &self.parse_service(&service)?,
+                        &selector,
+                        exec.command,
+                        timeout,
+                    )
+                    .await?;
+                json(clank_api::services::ExecResult {
+                    exit_code: out.exit_code,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                })
+            }
+            Request::ListServers { workspace } => {
+                json(self.servers(self.workspace_or_default(&workspace)).await?)
+            }
+            Request::CreateServer { workspace, name } => json(
+                self.create_server(self.workspace_or_default(&workspace), &name)
+                    .await?,
+            ),
+            Request::GetServer { workspace, server } => json(
+                self.server_view(self.workspace_or_default(&workspace), &server)
+                    .await?,
+            ),
+            Request::ServerJoinToken { workspace, server } => json(
+                self.server_join_token(self.workspace_or_default(&workspace), &server)
+                    .await?,
+            ),
+            Request::RevokeServer { workspace, server } => json(
+                self.revoke_server(self.workspace_or_default(&workspace), &server)
+                    .await?,
+            ),
+            Request::ListMembers
+            | Request::AddMember { .. }
+            | Request::UpdateMember { .. }
+            | Request::RemoveMember { .. }
+            | Request::ListTokens { .. }
+            | Request::CreateToken { .. }
+            | Request::RevokeToken { .. } => Err(InvalidInput::new(
+                "op",
+                "embedded",
+                "members and API tokens belong to a daemon's REST API: connect to the daemon \
+                 (`clank.connect(url, token)` in Python, `Platform.connect(url, token)` in Node) \
+                 or use `clank member` / `clank token`",
+            )
+            .into()),
+            Request::ListAudit {
+                workspace,
+                limit,
+                before,
+            } => {
+                let ws = self
+                    .workspace(self.workspace_or_default(&workspace))
+                    .await?;
+                let limit = limit.unwrap_or(50);
+                if !(1..=1000).contains(&limit) {
+                    return Err(InvalidInput::new(
+                        "limit",
+                        "range",
+                        "`limit` is between 1 and 1000",
+                    )
+                    .into());
+                }
+                let before = match before {
+                    None => None,
+                    Some(b) => Some(b.parse().map_err(|_| {
+                        InvalidInput::new(
+                            "before",
+                            "uuid",
+                            format!("`{}` is not an audit event id", b.escape_debug()),
+                        )
+                    })?),
+                };
+                json(self.catalog().audit_events(ws.id, limit, before).await?)
+            }
         }
     }
 
     /// [`Platform::execute`] from and to JSON text: what the bindings call.
     pub async fn execute_json(&self, request: &str) -> Result<String> {
-        let value = self.execute(request_from_json(request)?).await?;
+        let value = self.execute(clank_api::request_from_json(request)?).await?;
         Ok(value.to_string())
     }
 

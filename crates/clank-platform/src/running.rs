@@ -10,7 +10,8 @@ use std::time::Duration;
 use clank_core::address::ServiceAddress;
 use clank_core::model::{Deployment, ProcessSpec};
 use clank_core::runtime::{
-    ExecOutput, ExecRequest, LogOptions, OwnerFilter, Runtime, WorkloadStatus,
+    ExecOutput, ExecRequest, LogOptions, OwnerFilter, Runtime, TerminalSession, TerminalSize,
+    WorkloadStatus,
 };
 use clank_core::{Error, InvalidInput, Result};
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -128,13 +129,14 @@ impl Platform {
 
     /// Run a command (argument vector, no shell) in one workload of the running service:
     /// the selected one (`web` replica 0 when nothing is selected).
-    pub async fn exec(
+    /// The workload an exec of `command` runs in (the first `selector` picks), once the
+    /// command is one: a program name, no NUL byte.
+    async fn exec_target(
         &self,
         addr: &ServiceAddress,
         selector: &WorkloadSelector,
-        command: Vec<String>,
-        timeout: Duration,
-    ) -> Result<ExecOutput> {
+        command: &[String],
+    ) -> Result<(WorkloadStatus, Arc<dyn Runtime>)> {
         if command.first().is_none_or(|c| c.is_empty()) {
             return Err(InvalidInput::new(
                 "command",
@@ -151,10 +153,35 @@ impl Platform {
             )
             .into());
         }
-        let (workloads, runtime) = self.active_workloads(addr, selector).await?;
-        let Some(w) = workloads.first() else {
+        let (mut workloads, runtime) = self.active_workloads(addr, selector).await?;
+        if workloads.is_empty() {
             return Err(Error::not_found("workload", addr));
-        };
+        }
+        Ok((workloads.swap_remove(0), runtime))
+    }
+
+    /// Run `command` on a terminal of `size` in the service's running workload (the first
+    /// `selector` picks), for `clank exec -it`.
+    pub async fn exec_interactive(
+        &self,
+        addr: &ServiceAddress,
+        selector: &WorkloadSelector,
+        command: &[String],
+        size: TerminalSize,
+    ) -> Result<TerminalSession> {
+        let size = size.check()?;
+        let (w, runtime) = self.exec_target(addr, selector, command).await?;
+        runtime.exec_interactive(&w.id, command, size).await
+    }
+
+    pub async fn exec(
+        &self,
+        addr: &ServiceAddress,
+        selector: &WorkloadSelector,
+        command: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecOutput> {
+        let (w, runtime) = self.exec_target(addr, selector, &command).await?;
         let request = ExecRequest {
             command,
             tty: false,

@@ -118,11 +118,7 @@ async fn requests_answer_with_views_and_errors_keep_kind_and_field() {
             ErrorKind::Invalid,
             Some("address"),
         ),
-        (
-            json!({"op": "no_such_op"}),
-            ErrorKind::Invalid,
-            Some("request"),
-        ),
+        (json!({"op": "no_such_op"}), ErrorKind::Invalid, Some("op")),
         (
             json!({"op": "wait", "service": "shop/api", "number": 1, "timeout_s": -1.0}),
             ErrorKind::Invalid,

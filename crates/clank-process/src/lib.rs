@@ -53,6 +53,7 @@ mod meta;
 mod ports;
 mod procfs;
 mod supervisor;
+mod terminal;
 mod tree_copy;
 mod watch;
 
@@ -67,7 +68,8 @@ use std::time::Duration;
 use clank_core::id::WorkspaceId;
 use clank_core::runtime::{
     ExecOutput, ExecRequest, LogOptions, LogStreamBox, Owner, OwnerFilter, Runtime,
-    RuntimeCapabilities, WorkloadId, WorkloadSpec, WorkloadState, WorkloadStats, WorkloadStatus,
+    RuntimeCapabilities, TerminalSession, TerminalSize, WorkloadId, WorkloadSpec, WorkloadState,
+    WorkloadStats, WorkloadStatus,
 };
 use clank_core::validate::validate_volume_name;
 use clank_core::{Error, InvalidInput, Result, RuntimeFailure, Timestamp};
@@ -657,6 +659,58 @@ fn cpu_ticks(leader: Leader) -> HashMap<i32, u64> {
     ticks
 }
 
+/// Where an exec runs: as the workload's user, in its working directory, with its environment.
+pub(crate) struct ExecContext {
+    pub(crate) run_as: Option<RunAs>,
+    pub(crate) cwd: PathBuf,
+    pub(crate) env: Vec<(OsString, OsString)>,
+}
+
+impl ProcessRuntime {
+    /// Where an exec in running workload `id` runs.
+    fn exec_context(&self, id: &WorkloadId) -> Result<ExecContext> {
+        let found = self.shared.observe_existing(id)?;
+        let leader = match (&found.state, found.meta.leader) {
+            (WorkloadState::Running { .. }, Some(leader)) => leader,
+            _ => {
+                return Err(Error::Conflict(format!(
+                    "workload `{id}` is not running; exec needs a running workload"
+                )));
+            }
+        };
+        // As the workload's own user. A workload an earlier version started as the runtime's
+        // user still gets its workspace's user (and its own directory) for exec.
+        let (run_as, cwd) = match found.meta.run_as {
+            Some(user) => (Some(user), found.meta.cwd.clone()),
+            None => match self.shared.users.admit(found.meta.owner.workspace, false)? {
+                Some(user) => {
+                    let home =
+                        self.shared
+                            .work_dir(&found.meta.owner, &found.meta.name, Some(user))?;
+                    (Some(user), home)
+                }
+                None => (None, found.meta.cwd.clone()),
+            },
+        };
+        // The workload's own environment: rebuilt from the spec if this instance has it, else
+        // read back from the kernel for an adopted process.
+        let env: Vec<(OsString, OsString)> = match &found.supervised {
+            Some(w) => w
+                .env()
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            None => procfs::environ(leader.pid).map_err(|e| {
+                Error::runtime(
+                    RuntimeFailure::Other,
+                    format!("exec in workload `{id}`: cannot read its environment: {e}"),
+                )
+            })?,
+        };
+        Ok(ExecContext { run_as, cwd, env })
+    }
+}
+
 #[async_trait::async_trait]
 impl Runtime for ProcessRuntime {
     fn name(&self) -> String {
@@ -668,6 +722,7 @@ impl Runtime for ProcessRuntime {
             isolated_networks: false,
             resource_limits: false,
             images: false,
+            terminals: true,
         }
     }
 
@@ -990,6 +1045,16 @@ impl Runtime for ProcessRuntime {
         .await
     }
 
+    async fn exec_interactive(
+        &self,
+        id: &WorkloadId,
+        command: &[String],
+        size: TerminalSize,
+    ) -> Result<TerminalSession> {
+        let size = size.check()?;
+        terminal::spawn(id, command, size, self.exec_context(id)?)
+    }
+
     async fn exec(&self, id: &WorkloadId, request: &ExecRequest) -> Result<ExecOutput> {
         if request.tty {
             return Err(Error::runtime(
@@ -1002,44 +1067,7 @@ impl Runtime for ProcessRuntime {
                 InvalidInput::new("request.command", "empty", "name a program to run").into(),
             );
         };
-        let found = self.shared.observe_existing(id)?;
-        let leader = match (&found.state, found.meta.leader) {
-            (WorkloadState::Running { .. }, Some(leader)) => leader,
-            _ => {
-                return Err(Error::Conflict(format!(
-                    "workload `{id}` is not running; exec needs a running workload"
-                )));
-            }
-        };
-        // As the workload's own user. A workload an earlier version started as the runtime's
-        // user still gets its workspace's user (and its own directory) for exec.
-        let (run_as, cwd) = match found.meta.run_as {
-            Some(user) => (Some(user), found.meta.cwd.clone()),
-            None => match self.shared.users.admit(found.meta.owner.workspace, false)? {
-                Some(user) => {
-                    let home =
-                        self.shared
-                            .work_dir(&found.meta.owner, &found.meta.name, Some(user))?;
-                    (Some(user), home)
-                }
-                None => (None, found.meta.cwd.clone()),
-            },
-        };
-        // The workload's own environment: rebuilt from the spec if this instance has it, else
-        // read back from the kernel for an adopted process.
-        let env: Vec<(OsString, OsString)> = match &found.supervised {
-            Some(w) => w
-                .env()
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-            None => procfs::environ(leader.pid).map_err(|e| {
-                Error::runtime(
-                    RuntimeFailure::Other,
-                    format!("exec in workload `{id}`: cannot read its environment: {e}"),
-                )
-            })?,
-        };
+        let ExecContext { run_as, cwd, env } = self.exec_context(id)?;
         let mut command = tokio::process::Command::new(program);
         if let Some(user) = run_as {
             // No explicit groups: std drops all supplementary groups before `setuid`.

@@ -310,6 +310,7 @@ impl Runtime for FakeRuntime {
             isolated_networks: true,
             resource_limits: true,
             images: true,
+            terminals: false,
         }
     }
 

@@ -38,12 +38,25 @@ pub struct Pebble {
     pub management: SocketAddr,
 }
 
-/// A free loopback TCP port (bound and released).
+/// A free loopback TCP port (bound and released), never one this process was handed before:
+/// the kernel may offer a released port again at once, and a test that asks for its proxy's
+/// ports before starting pebble would otherwise see challtestsrv take one of them.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        if HANDED_OUT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port)
+        {
+            return port;
+        }
+    }
 }
 
 fn free_udp_port() -> u16 {

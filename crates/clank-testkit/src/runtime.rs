@@ -390,6 +390,7 @@ macro_rules! runtime_contract_tests {
             a_command_that_exits_at_once_shows_exited_with_its_code,
             stop_kills_a_workload_that_ignores_sigterm_after_the_grace_period,
             exec_reports_exit_code_and_both_streams_and_honours_its_timeout,
+            an_interactive_exec_runs_on_a_resizable_terminal_and_reports_its_exit_code,
             env_values_and_secrets_reach_the_workload,
             health_follows_the_health_env_and_the_state_file,
             stats_report_memory_in_use,

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clank_api::{BuildView, DeploymentView, LogEntry};
-use clank_core::model::{Service, ServiceSource, Trigger};
+use clank_core::deploy::DeploymentStatus;
+use clank_core::id::DeploymentId;
+use clank_core::model::{Artifact, Service, ServiceSource, Trigger};
 
 use crate::app::{App, lines, wire_name};
 use crate::client::CliError;
@@ -64,40 +66,176 @@ pub(crate) async fn cancel(app: &App, address: String, number: u64) -> Result<()
     Ok(())
 }
 
-/// `clank status`: the service and its newest deployments (`--json`: both, as the daemon
-/// answered them).
+/// `clank status`: the service, what runs now (its ACTIVE deployment, however old) and its
+/// newest deployments (`--json`: all three, as the daemon answered them).
 #[derive(serde::Serialize)]
 struct Status {
     service: Service,
+    /// The ACTIVE deployment: what serves now.
+    active: Option<DeploymentView>,
     deployments: Vec<DeploymentView>,
+}
+
+/// How many of the newest deployments `clank status` lists.
+const RECENT: usize = 5;
+
+/// The deployment with `id`: among `first` (a page already read), else paging back through
+/// the service's deployments, newest first.
+pub(crate) async fn find_deployment(
+    app: &App,
+    service_path: &str,
+    id: DeploymentId,
+    first: &[DeploymentView],
+) -> Result<Option<DeploymentView>, CliError> {
+    if let Some(d) = first.iter().find(|d| d.id == id) {
+        return Ok(Some(d.clone()));
+    }
+    let mut before = first.last().map(|d| d.number);
+    loop {
+        let mut q = format!("{service_path}/deployments?limit=100");
+        if let Some(b) = before {
+            if b <= 1 {
+                return Ok(None);
+            }
+            q.push_str(&format!("&before={b}"));
+        }
+        let page: Vec<DeploymentView> = app.client.get(&q).await?;
+        if let Some(d) = page.iter().find(|d| d.id == id) {
+            return Ok(Some(d.clone()));
+        }
+        match page.last() {
+            // Numbers only go down page by page; anything else would never end.
+            Some(last) if before.is_none_or(|b| last.number < b) => before = Some(last.number),
+            _ => return Ok(None),
+        }
+    }
 }
 
 pub(crate) async fn status(app: &App, address: String) -> Result<(), CliError> {
     let path = app.service_path(&address)?;
-    let status = Status {
-        service: app.client.get(&path).await?,
-        deployments: app
-            .client
-            .get(&format!("{path}/deployments?limit=5"))
-            .await?,
+    let service: Service = app.client.get(&path).await?;
+    let deployments: Vec<DeploymentView> = app
+        .client
+        .get(&format!("{path}/deployments?limit={RECENT}"))
+        .await?;
+    let active = match service.active_deployment {
+        Some(id) => find_deployment(app, &path, id, &deployments).await?,
+        None => None,
     };
-    app.show(&status, |s| {
-        let source = match &s.service.source {
-            ServiceSource::DockerImage { image, .. } | ServiceSource::Template { image, .. } => {
-                image.to_string()
-            }
-            ServiceSource::Git { .. } => "git".to_owned(),
-        };
-        let mut out = format!(
-            "{} ({source})\n",
-            app.service(&address)
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-        );
-        out.push_str(&lines(&s.deployments, deployment_line));
-        out
-    });
+    let status = Status {
+        service,
+        active,
+        deployments,
+    };
+    let shown = app
+        .service(&address)
+        .map(|a| a.to_string())
+        .unwrap_or(address);
+    app.show(&status, |s| status_text(&shown, s, &app.style));
     Ok(())
+}
+
+/// The human `clank status`: what runs now first (always), then the recent deployments, and
+/// the desired source when the next deploy would change it.
+fn status_text(address: &str, s: &Status, style: &crate::style::Style) -> String {
+    let mut out = style.bold(address);
+    // A stopped or deleted service keeps its ACTIVE deployment but runs nothing.
+    let (label, parked) = if s.service.is_deleted() {
+        ("deleted", " (`clank service restore` runs it again)")
+    } else if s.service.stopped_at.is_some() {
+        ("stopped", " (`clank service start` runs it again)")
+    } else {
+        ("running", "")
+    };
+    match &s.active {
+        Some(d) => {
+            let since = d
+                .history
+                .iter()
+                .rev()
+                .find(|c| c.to == DeploymentStatus::Active)
+                .map_or(d.created_at, |c| c.at);
+            out.push_str(&format!(
+                "\n{label}: #{} {} since {since}{parked}",
+                d.number,
+                style.status(d.status)
+            ));
+            let image = d
+                .image
+                .as_ref()
+                .map_or_else(|| artifact_text(d), ToString::to_string);
+            out.push_str(&format!("\n  image:  {image}"));
+            if let Some(digest) = &d.image_digest {
+                out.push_str(&format!("\n  digest: {digest}"));
+            }
+            if let Some(b) = &d.build {
+                out.push_str(&format!(
+                    "\n  build:  v{} {}",
+                    b.number,
+                    short_sha(b.commit_sha.as_deref().unwrap_or(""))
+                ));
+            }
+        }
+        None => out.push_str(&format!(
+            "\n{label}: nothing (no ACTIVE deployment){parked}"
+        )),
+    }
+    let desired = desired_source(&s.service.source);
+    // The image the ACTIVE deployment was asked to run (as the source named it, before any
+    // digest pinning): a different one in the source is what the next deploy changes.
+    let deployed = s.active.as_ref().and_then(|d| match &d.artifact {
+        Artifact::Image { image } => Some(image),
+        Artifact::Build { .. } => None,
+    });
+    if let ServiceSource::DockerImage { image, .. } | ServiceSource::Template { image, .. } =
+        &s.service.source
+        && deployed != Some(image)
+    {
+        out.push_str(&format!("\nnext deploy runs: {desired}"));
+    } else if s.active.is_none() {
+        out.push_str(&format!("\nsource: {desired}"));
+    }
+    out.push_str("\nrecent deployments:");
+    if s.deployments.is_empty() {
+        out.push_str("\n  none yet (`clank deploy ...`)");
+    }
+    for d in &s.deployments {
+        out.push_str("\n  ");
+        out.push_str(&deployment_line(d, style));
+    }
+    out
+}
+
+/// A service's source in a few words.
+fn desired_source(source: &ServiceSource) -> String {
+    match source {
+        ServiceSource::DockerImage { image, .. } => format!("image {image}"),
+        ServiceSource::Template {
+            template, image, ..
+        } => format!("image {image} (template {template})"),
+        ServiceSource::Git {
+            repo_url, branch, ..
+        } => format!("git {repo_url} at `{branch}`"),
+    }
+}
+
+/// What a deployment runs before its image is known: the artifact as snapshotted.
+fn artifact_text(d: &DeploymentView) -> String {
+    match &d.artifact {
+        Artifact::Image { image } => image.to_string(),
+        Artifact::Build {
+            repo_url,
+            git_ref,
+            commit,
+            ..
+        } => format!(
+            "built from {repo_url} at `{git_ref}`{}",
+            commit
+                .as_deref()
+                .map(|c| format!(" ({})", short_sha(c)))
+                .unwrap_or_default()
+        ),
+    }
 }
 
 pub(crate) async fn log(app: &App, address: String, number: u64) -> Result<(), CliError> {
@@ -156,7 +294,7 @@ pub(crate) async fn builds(
     Ok(())
 }
 
-fn deployment_line(d: &DeploymentView) -> String {
+fn deployment_line(d: &DeploymentView, style: &crate::style::Style) -> String {
     let build = match &d.build {
         Some(b) => format!(
             "build v{} {}",
@@ -165,13 +303,17 @@ fn deployment_line(d: &DeploymentView) -> String {
         ),
         None => String::new(),
     };
+    // Pad before colouring: escape codes have no width.
+    let pad = " ".repeat(16usize.saturating_sub(d.status.as_str().len()));
     format!(
-        "#{:<4} {:<16} {:<20} {}",
+        "#{:<4} {}{pad} {:<20} {}",
         d.number,
-        d.status.as_str(),
+        style.status(d.status),
         build,
         d.reason.as_deref().unwrap_or("")
     )
+    .trim_end()
+    .to_owned()
 }
 
 fn short_sha(sha: &str) -> &str {

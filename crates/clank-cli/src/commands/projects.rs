@@ -93,7 +93,8 @@ pub(crate) async fn project(app: &App, cmd: ProjectCmd) -> Result<(), CliError> 
                     &format!("{}/projects", app.ws_path()),
                     &NewProject { name, slug },
                 )
-                .await?;
+                .await
+                .map_err(|e| e.flags(|f| (f == "slug").then_some("--slug")))?;
             app.show(&project, |p| {
                 format!(
                     "project `{}` created (network {})",

@@ -68,7 +68,9 @@ fn joined(n: &NewServer) -> String {
     };
     format!(
         "server {} registered.\njoin token (shown once): {token}\non the server run:\n  \
-         clank-agent --control-plane {scheme}://<this-host>:<agent port>{pin} --join-token {token}",
+         clank-agent --control-plane {scheme}://<this-host>:<agent port>{pin} --join-token {token}\n\
+         or, as a service: sudo sh install-agent.sh --deb clank-agent_<version>.deb \
+         <the same arguments>",
         n.server.server.name,
     )
 }

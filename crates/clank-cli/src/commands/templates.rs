@@ -266,7 +266,11 @@ pub(crate) async fn create(
         lan: options.lan,
     };
     let env_path = app.env_path(environment)?;
-    let s: StackView = app.client.post(&format!("{env_path}/stacks"), &new).await?;
+    let s: StackView = app
+        .client
+        .post(&format!("{env_path}/stacks"), &new)
+        .await
+        .map_err(|e| e.flags(stack_flag))?;
     show(app, &s, || {
         format!(
             "stack `{}` created from {} {} in {environment}; deploying (dependencies first):\n{}\n\n\
@@ -279,6 +283,18 @@ pub(crate) async fn create(
         )
     });
     Ok(())
+}
+
+/// The `stack create` flag of a field the daemon refused.
+fn stack_flag(field: &str) -> Option<&'static str> {
+    match field.split(['.', '[']).next().unwrap_or_default() {
+        "template" => Some("--template"),
+        "name" => Some("--name"),
+        "inputs" => Some("--input"),
+        "images" => Some("--image"),
+        "domain" => Some("--domain"),
+        _ => None,
+    }
 }
 
 fn stack_path(app: &App, address: &str) -> Result<String, CliError> {

@@ -32,8 +32,13 @@ impl Principal {
         if self.role.allows(p) {
             Ok(())
         } else {
+            // The lowest role that would do: what the caller asks an Owner or Admin for.
+            let needed = Role::ALL.into_iter().rev().find(|r| r.allows(p));
+            let needed = needed
+                .map(|r| format!("; it needs the {r:?} role or above"))
+                .unwrap_or_default();
             Err(ApiError::forbidden(format!(
-                "your role ({:?}) does not allow {p:?}",
+                "your role ({:?}) does not allow {p:?}{needed}",
                 self.role
             )))
         }

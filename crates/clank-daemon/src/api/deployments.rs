@@ -29,6 +29,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_deployments, deploy))
         .routes(routes!(get_deployment))
+        .routes(routes!(deployment_endpoints))
         .routes(routes!(cancel))
         .routes(routes!(rollback))
         .routes(routes!(deploy_log))
@@ -119,6 +120,29 @@ async fn get_deployment(
 ) -> ApiResult<Json<DeploymentView>> {
     let (addr, n) = at.authorize(&p, Permission::Read)?;
     Ok(Json(st.platform.deployment(&addr, n).await?))
+}
+
+/// Where the deployment's published (`web`) workloads listen on the daemon's host
+/// (`127.0.0.1:port`), as the runtime reports them now; empty once they are stopped.
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/deployments/{n}/endpoints",
+    tag = "deployments",
+    params(DeploymentPath),
+    responses(
+        (status = 200, description = "success", body = [String]),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn deployment_endpoints(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(at): Path<DeploymentPath>,
+) -> ApiResult<Json<Vec<String>>> {
+    let (addr, n) = at.authorize(&p, Permission::Read)?;
+    let found = st.platform.endpoints(&addr, n).await?;
+    Ok(Json(found.iter().map(ToString::to_string).collect()))
 }
 
 #[utoipa::path(

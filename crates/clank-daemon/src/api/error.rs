@@ -2,7 +2,7 @@
 //! to, so clients handle one shape. Internal errors never leak details a user can't act on.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clank_core::{Error, ErrorKind};
@@ -139,6 +139,20 @@ impl From<JsonRejection> for ApiError {
         let mut e = ApiError::new(status, "invalid", text);
         e.body.field = field;
         e
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    /// A body that could not be read: too large (413), or broken off.
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than the 1 MiB limit",
+            );
+        }
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid", r.body_text())
     }
 }
 

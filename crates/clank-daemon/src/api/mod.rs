@@ -17,6 +17,7 @@ mod declarations;
 mod deletion;
 mod deployments;
 mod environments;
+mod events;
 mod instance;
 mod lifecycle;
 mod members;
@@ -28,6 +29,7 @@ mod services;
 mod system;
 mod teams;
 mod templates;
+mod terminal;
 mod webhooks;
 
 pub mod openapi;
@@ -89,9 +91,11 @@ fn endpoints() -> OpenApiRouter<AppState> {
         .merge(declarations::routes())
         .merge(previews::routes())
         .merge(services::routes())
+        .merge(terminal::routes())
         .merge(lifecycle::routes())
         .merge(deletion::routes())
         .merge(deployments::routes())
+        .merge(events::routes())
         .merge(builds::routes())
         .merge(templates::routes())
 }

@@ -83,6 +83,11 @@ impl OpenStreams {
         self.acquire(p)
     }
 
+    /// Cancelled when shutdown begins (for sessions that are not streams: terminals).
+    pub(super) fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// `stream`, ended when shutdown begins (for streams that take no slot).
     pub(super) fn until_shutdown<S: Stream + Send + 'static>(
         &self,

@@ -429,12 +429,9 @@ impl Drop for ProxyReaper {
     }
 }
 
-/// A loopback address on a free port (bound and released).
+/// A loopback address on a free port (bound and released; never one handed out before).
 pub(crate) fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], clank_testkit::pebble::free_port()))
 }
 
 /// The released `clank-daemon` binary serving `data` on `api`, configured by `env` (besides

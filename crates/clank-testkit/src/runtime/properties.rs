@@ -858,3 +858,89 @@ pub async fn memory_limit_is_enforced_by_an_oom_kill<F: Fixture>(h: Arc<Harness<
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
+
+/// `exec_interactive` runs a shell on a terminal of the asked size that follows a resize,
+/// echoes what is typed, and reports the shell's exit code once its output ends; a runtime
+/// without terminals refuses with `Unsupported`, and a bad size is refused before anything
+/// runs.
+pub async fn an_interactive_exec_runs_on_a_resizable_terminal_and_reports_its_exit_code<
+    F: Fixture,
+>(
+    h: Arc<Harness<F>>,
+) {
+    use clank_core::runtime::{TerminalInput, TerminalSize};
+    use futures_util::StreamExt;
+    let rt = h.runtime();
+    let w = start(&*rt, &h.spec(&h.app("tty"))).await;
+    wait_running(&*rt, &w.id).await;
+    let shell = argv(&[BUSYBOX, "sh"]);
+    let size = TerminalSize {
+        rows: 40,
+        cols: 100,
+    };
+    if !rt.capabilities().terminals {
+        assert_failure(
+            rt.exec_interactive(&w.id, &shell, size).await,
+            RuntimeFailure::Unsupported,
+            "an interactive exec on a runtime without terminals",
+        );
+        return;
+    }
+    let bad = rt
+        .exec_interactive(&w.id, &shell, TerminalSize { rows: 0, cols: 80 })
+        .await
+        .expect_err("a terminal of 0 rows");
+    assert_eq!(bad.field(), Some("size"), "{bad}");
+
+    let mut session = rt
+        .exec_interactive(&w.id, &shell, size)
+        .await
+        .unwrap_or_else(|e| panic!("an interactive shell in {}: {e}", rt.name()));
+    let mut seen = String::new();
+    let type_in = |text: &str| TerminalInput::Data(text.as_bytes().to_vec());
+    session
+        .input
+        .send(type_in(&format!(
+            "{BUSYBOX} stty size; echo tty-$((6*7))\n"
+        )))
+        .await
+        .unwrap();
+    read_until(&mut session, &mut seen, "tty-42").await;
+    assert!(seen.contains("40 100"), "the asked size: {seen:?}");
+    session
+        .input
+        .send(TerminalInput::Resize(TerminalSize { rows: 30, cols: 90 }))
+        .await
+        .unwrap();
+    session
+        .input
+        .send(type_in(&format!("{BUSYBOX} stty size; exit 7\n")))
+        .await
+        .unwrap();
+    read_until(&mut session, &mut seen, "30 90").await;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(15), session.output.next())
+        .await
+        .expect("the output ends when the shell exits")
+    {
+        chunk.unwrap();
+    }
+    assert_eq!(session.exit_code.await.unwrap(), Some(7));
+}
+
+/// Read the terminal's output into `seen` until it shows `want` (15 s at most).
+async fn read_until(
+    session: &mut clank_core::runtime::TerminalSession,
+    seen: &mut String,
+    want: &str,
+) {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !seen.contains(want) {
+        let chunk = tokio::time::timeout_at(deadline, session.output.next())
+            .await
+            .unwrap_or_else(|_| panic!("`{want}` within 15 s; the terminal showed {seen:?}"))
+            .unwrap_or_else(|| panic!("the output ended before `{want}`: {seen:?}"))
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}

@@ -1,0 +1,122 @@
+//! `clank exec -i`/`-t`: the released binary opens a terminal in the running service through
+//! the daemon's WebSocket, feeds it stdin (here piped: no raw mode), prints what the terminal
+//! shows and exits with the command's code; a viewer is refused before anything runs.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use clank_testkit::testapp;
+use common::{Daemon, INIT, clank, text};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_a_terminal_runs_typed_input_and_exits_with_the_commands_code() {
+    if !testapp::busybox_available() {
+        clank_testkit::runtime::skip_or_fail::<()>(
+            "Debian's busybox-static",
+            "/bin/busybox is missing",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The test app runs as its workspace's own user (tests run as root): open the way in.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let app = dir.path().join("app");
+    testapp::write_testapp(&app).unwrap();
+    let start_sh = app.join("start.sh").to_string_lossy().into_owned();
+    let command = json!([testapp::BUSYBOX, "sh", start_sh]).to_string();
+    let ctx = dir.path().join("context.json");
+    let daemon = Daemon::start(dir.path(), "process", |_| {}).await;
+    let url = daemon.url.clone();
+    for args in [
+        &INIT[..],
+        &["project", "create", "Shop", "--slug", "shop"],
+        &[
+            "service",
+            "create",
+            "shop/web",
+            "--image",
+            testapp::IMAGE,
+            "--health-interval",
+            "1",
+            "--command",
+            &format!("web={command}"),
+        ],
+    ] {
+        let o = clank(&url, &ctx, args).await;
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    let o = tokio::time::timeout(
+        Duration::from_secs(120),
+        clank(&url, &ctx, &["deploy", "shop/web", "--follow"]),
+    )
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clank"))
+        .args(["exec", "-it", "shop/web", "--", testapp::BUSYBOX, "sh"])
+        .env("CLANK_URL", &url)
+        .env("CLANK_CONFIG", &ctx)
+        .env_remove("CLANK_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"echo typed-$((6*7)); exit 3\n")
+        .await
+        .unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the session ends with the shell")
+        .unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains("typed-42"),
+        "{shown}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(3), "{shown}");
+    drop(stdin);
+
+    // A viewer may not run commands: refused before anything runs, exit code 3 (auth).
+    let viewer = clank(
+        &url,
+        &ctx,
+        &[
+            "--json",
+            "member",
+            "add",
+            "vera@example.com",
+            "--name",
+            "Vera",
+            "--role",
+            "viewer",
+        ],
+    )
+    .await;
+    assert!(viewer.status.success(), "{}", text(&viewer));
+    let token = serde_json::from_slice::<serde_json::Value>(&viewer.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_clank"))
+        .args(["exec", "-it", "shop/web", "--", testapp::BUSYBOX, "sh"])
+        .env("CLANK_URL", &url)
+        .env("CLANK_CONFIG", &ctx)
+        .env("CLANK_TOKEN", &token)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("Deploy"), "{}", text(&o));
+    daemon.stop().await.unwrap().unwrap();
+}

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,9 +22,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
+from clank_daemon import TARGET, running_daemon  # noqa: E402
 from clank_testapp import image_or_skip  # noqa: E402
 
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
 SCREENSHOTS = TARGET / "screenshots"
 CHROMIUM = os.environ.get("CLANK_CHROMIUM", "/usr/bin/chromium")
 WS = "acme"
@@ -37,12 +33,6 @@ WS = "acme"
 @pytest.fixture(scope="session")
 def docker_image() -> str:
     return image_or_skip("browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -80,52 +70,10 @@ class Daemon:
 
 @pytest.fixture
 def daemon(docker_image: str, tmp_path: Path) -> Iterator[Daemon]:
-    binary = TARGET / "debug" / "clank-daemon"
-    if not binary.exists():
-        raise SystemExit(f"build the daemon first: cargo build -p clank-daemon ({binary})")
-    data = tmp_path / "clank-data"
-    port = _free_port()
-    env = dict(os.environ)
-    env.update(
-        CLANK_DATA=str(data),
-        CLANK_LISTEN=f"127.0.0.1:{port}",
-        CLANK_RUNTIME="docker",
-        CLANK_PROXY_LISTEN="off",
-        CLANK_LOG="warn",
-    )
-    log = open(tmp_path / "daemon.log", "wb")
-    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(400):
-            if proc.poll() is not None:
-                raise RuntimeError(f"clank-daemon exited: {(tmp_path / 'daemon.log').read_text()}")
-            try:
-                urllib.request.urlopen(base + "/v1/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.025)
-        else:
-            raise RuntimeError(f"clank-daemon did not come up on {base}")
-        req = urllib.request.Request(
-            base + "/v1/init",
-            data=json.dumps({"workspace": WS, "name": "Ada", "email": "ada@example.com"}).encode(),
-            method="POST",
-            headers={"content-type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            owner = json.loads(r.read())["token"]
+    with running_daemon(tmp_path, WS) as (base, owner, data):
         d = Daemon(base=base, owner=owner, data=data)
         yield d
         _purge_projects(d)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _purge_projects(d: Daemon) -> None:

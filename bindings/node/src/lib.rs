@@ -76,21 +76,7 @@ pub async fn connect(
     retries: u32,
     workspace: Option<String>,
 ) -> napi::Result<NativePlatform> {
-    let timeout = std::time::Duration::try_from_secs_f64(timeout_s)
-        .ok()
-        .filter(|t| !t.is_zero())
-        .ok_or_else(|| {
-            to_js_err(clank_core::Error::Invalid(clank_core::InvalidInput::new(
-                "timeout",
-                "range",
-                format!("a call's timeout is a positive number of seconds, not {timeout_s}"),
-            )))
-        })?;
-    let options = ConnectOptions {
-        timeout,
-        retries,
-        workspace,
-    };
+    let options = ConnectOptions::from_secs(timeout_s, retries, workspace).map_err(to_js_err)?;
     let handle = PlatformHandle::connect(&url, &token, options)
         .await
         .map_err(to_js_err)?;

@@ -104,21 +104,7 @@ async fn connect_platform(
     retries: u32,
     workspace: Option<String>,
 ) -> PyResult<NativePlatform> {
-    let timeout = Duration::try_from_secs_f64(timeout_s)
-        .ok()
-        .filter(|t| !t.is_zero())
-        .ok_or_else(|| {
-            to_py_err(clank_core::Error::Invalid(clank_core::InvalidInput::new(
-                "timeout",
-                "range",
-                format!("a call's timeout is a positive number of seconds, not {timeout_s}"),
-            )))
-        })?;
-    let options = ConnectOptions {
-        timeout,
-        retries,
-        workspace,
-    };
+    let options = ConnectOptions::from_secs(timeout_s, retries, workspace).map_err(to_py_err)?;
     let handle = PlatformHandle::connect(&url, &token, options)
         .await
         .map_err(to_py_err)?;

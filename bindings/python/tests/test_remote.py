@@ -8,29 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from clank_daemon import free_port, running_daemon
 
 import clank
 import clank.sync
 
 SECRET = "hunter2-remote-never-shown"
-REPO = Path(__file__).resolve().parents[3]
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Daemon:
@@ -41,50 +29,10 @@ class Daemon:
 
 @pytest.fixture
 def daemon(docker_image: str, tmp_path: Path) -> Iterator[Daemon]:
-    """The released daemon (``cargo build -p clank-daemon``) on Docker, configured as the README
-    documents, with workspace ``acme`` and its Owner's token."""
-    binary = TARGET / "debug" / "clank-daemon"
-    if not binary.exists():
-        raise SystemExit(f"build the daemon first: cargo build -p clank-daemon ({binary})")
-    port = _free_port()
-    env = dict(os.environ)
-    env.update(
-        CLANK_DATA=str(tmp_path / "daemon-data"),
-        CLANK_LISTEN=f"127.0.0.1:{port}",
-        CLANK_RUNTIME="docker",
-        CLANK_PROXY_LISTEN="off",
-        CLANK_LOG="warn",
-    )
-    log = open(tmp_path / "daemon.log", "wb")
-    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(400):
-            if proc.poll() is not None:
-                raise RuntimeError(f"clank-daemon exited: {(tmp_path / 'daemon.log').read_text()}")
-            try:
-                urllib.request.urlopen(url + "/v1/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.025)
-        body = json.dumps({"workspace": "acme", "name": "Ada", "email": "ada@example.com"})
-        req = urllib.request.Request(
-            url + "/v1/init",
-            data=body.encode(),
-            method="POST",
-            headers={"content-type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            token = json.loads(r.read())["token"]
+    """The released daemon on Docker (``cargo build -p clank-daemon``), with workspace ``acme``
+    and its Owner's token."""
+    with running_daemon(tmp_path, "acme") as (url, token, _):
         yield Daemon(url, token)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def http_get(endpoint: str, path: str) -> str:
@@ -202,7 +150,7 @@ def test_connect_fails_at_once_on_a_wrong_token_or_an_absent_daemon_and_closed_i
         clank.sync.connect(daemon.url, "clank_wrong")
     assert e.value.field == "token" and "clank token create" in str(e.value)
     with pytest.raises(clank.Unavailable) as e:
-        clank.sync.connect(f"http://127.0.0.1:{_free_port()}", daemon.token, retries=0)
+        clank.sync.connect(f"http://127.0.0.1:{free_port()}", daemon.token, retries=0)
     assert "clank-daemon" in str(e.value)
     with pytest.raises(clank.InvalidInput) as e:
         clank.sync.connect("ftp://example.invalid", daemon.token)

@@ -401,6 +401,17 @@ fn default_limit() -> usize {
     20
 }
 
+/// A `wait` request's `timeout_s` as a duration: a non-negative number of seconds.
+pub fn wait_timeout(timeout_s: f64) -> Result<std::time::Duration, clank_core::InvalidInput> {
+    std::time::Duration::try_from_secs_f64(timeout_s).map_err(|_| {
+        clank_core::InvalidInput::new(
+            "timeout_s",
+            "range",
+            format!("timeout must be a non-negative number of seconds, not {timeout_s}"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,6 @@
 //! Colour in the human output: only on a terminal, never with `--json`, and never when
 //! `NO_COLOR` is set to anything (https://no-color.org).
 
-use std::ffi::OsString;
-
 use clank_core::deploy::DeploymentStatus;
 
 /// Whether to colour, decided once per run.
@@ -14,13 +12,8 @@ pub(crate) struct Style {
 impl Style {
     /// Colour when stdout is a terminal, the output is not JSON, and `NO_COLOR` is unset.
     pub(crate) fn detect(json: bool) -> Self {
-        use std::io::IsTerminal;
         Style {
-            colour: decide(
-                std::io::stdout().is_terminal(),
-                json,
-                std::env::var_os("NO_COLOR"),
-            ),
+            colour: !json && clank_core::colour::on(&std::io::stdout()),
         }
     }
 
@@ -49,27 +42,9 @@ impl Style {
     }
 }
 
-/// The decision, apart from where its inputs come from: a terminal, human output, and no
-/// `NO_COLOR` (an empty one counts as unset, as the convention says).
-fn decide(terminal: bool, json: bool, no_color: Option<OsString>) -> bool {
-    terminal && !json && no_color.is_none_or(|v| v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn colour_only_on_a_terminal_without_json_or_no_color() {
-        assert!(decide(true, false, None));
-        assert!(decide(true, false, Some("".into())));
-        assert!(!decide(true, false, Some("1".into())));
-        assert!(
-            !decide(false, false, None),
-            "a pipe or file: no escape codes"
-        );
-        assert!(!decide(true, true, None), "JSON is never coloured");
-    }
 
     #[test]
     fn without_colour_a_status_is_its_plain_name() {

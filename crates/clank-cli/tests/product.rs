@@ -8,10 +8,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use clank_testkit::testapp;
-use common::{Daemon, INIT, clank, text};
+use common::{Daemon, INIT, clank, native_testapp, text};
 use serde_json::{Value, json};
 
 async fn ok(url: &str, ctx: &Path, args: &[&str]) -> String {
@@ -372,48 +371,10 @@ async fn every_service_setting_is_a_flag_and_refusals_name_the_flag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_heads_with_what_runs_now_however_old_and_list_numbers_it() {
-    if !testapp::busybox_available() {
-        clank_testkit::runtime::skip_or_fail::<()>(
-            "Debian's busybox-static",
-            "/bin/busybox is missing",
-        );
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    // The test app runs as its workspace's own user (tests run as root): open the way in.
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
-    let app = dir.path().join("app");
-    testapp::write_testapp(&app).unwrap();
-    let start_sh = app.join("start.sh").to_string_lossy().into_owned();
-    let command = json!([testapp::BUSYBOX, "sh", start_sh]).to_string();
-    let ctx = dir.path().join("context.json");
-    let daemon = Daemon::start(dir.path(), "process", |_| {}).await;
-    let url = daemon.url.clone();
-    ok(&url, &ctx, &INIT).await;
-    ok(&url, &ctx, &["project", "create", "Shop", "--slug", "shop"]).await;
-    ok(
-        &url,
-        &ctx,
-        &[
-            "service",
-            "create",
-            "shop/web",
-            "--image",
-            testapp::IMAGE,
-            "--health-interval",
-            "1",
-            "--command",
-            &format!("web={command}"),
-        ],
-    )
-    .await;
-    let o = tokio::time::timeout(
-        Duration::from_secs(120),
-        clank(&url, &ctx, &["deploy", "shop/web", "--follow"]),
-    )
-    .await
-    .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    let Some((daemon, url, ctx)) = native_testapp(dir.path()).await else {
+        return;
+    };
 
     // Five newer deployments that never become ACTIVE: each waits for a dependency that is
     // never deployed, and is cancelled.

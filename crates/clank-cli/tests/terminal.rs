@@ -8,54 +8,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use clank_testkit::testapp;
-use common::{Daemon, INIT, clank, text};
-use serde_json::json;
+use common::{clank, native_testapp, text};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_with_a_terminal_runs_typed_input_and_exits_with_the_commands_code() {
-    if !testapp::busybox_available() {
-        clank_testkit::runtime::skip_or_fail::<()>(
-            "Debian's busybox-static",
-            "/bin/busybox is missing",
-        );
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    // The test app runs as its workspace's own user (tests run as root): open the way in.
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
-    let app = dir.path().join("app");
-    testapp::write_testapp(&app).unwrap();
-    let start_sh = app.join("start.sh").to_string_lossy().into_owned();
-    let command = json!([testapp::BUSYBOX, "sh", start_sh]).to_string();
-    let ctx = dir.path().join("context.json");
-    let daemon = Daemon::start(dir.path(), "process", |_| {}).await;
-    let url = daemon.url.clone();
-    for args in [
-        &INIT[..],
-        &["project", "create", "Shop", "--slug", "shop"],
-        &[
-            "service",
-            "create",
-            "shop/web",
-            "--image",
-            testapp::IMAGE,
-            "--health-interval",
-            "1",
-            "--command",
-            &format!("web={command}"),
-        ],
-    ] {
-        let o = clank(&url, &ctx, args).await;
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    }
-    let o = tokio::time::timeout(
-        Duration::from_secs(120),
-        clank(&url, &ctx, &["deploy", "shop/web", "--follow"]),
-    )
-    .await
-    .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    let Some((daemon, url, ctx)) = native_testapp(dir.path()).await else {
+        return;
+    };
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clank"))
         .args(["exec", "-it", "shop/web", "--", testapp::BUSYBOX, "sh"])

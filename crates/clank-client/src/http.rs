@@ -24,6 +24,27 @@ pub struct ConnectOptions {
     pub workspace: Option<String>,
 }
 
+impl ConnectOptions {
+    /// Options from a binding's arguments: `timeout_s` a positive number of seconds.
+    pub fn from_secs(timeout_s: f64, retries: u32, workspace: Option<String>) -> Result<Self> {
+        let timeout = Duration::try_from_secs_f64(timeout_s)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| {
+                Error::Invalid(clank_core::InvalidInput::new(
+                    "timeout",
+                    "range",
+                    format!("a call's timeout is a positive number of seconds, not {timeout_s}"),
+                ))
+            })?;
+        Ok(ConnectOptions {
+            timeout,
+            retries,
+            workspace,
+        })
+    }
+}
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         ConnectOptions {

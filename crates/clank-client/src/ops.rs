@@ -625,13 +625,7 @@ impl Client {
     /// Follow the deployment's events until it is ACTIVE or finished, at most `timeout_s`;
     /// then its view, as the platform's `wait` answers.
     async fn wait(&self, service: &str, number: u64, timeout_s: f64) -> Result<Value> {
-        let timeout = Duration::try_from_secs_f64(timeout_s).map_err(|_| {
-            InvalidInput::new(
-                "timeout_s",
-                "range",
-                format!("timeout must be a non-negative number of seconds, not {timeout_s}"),
-            )
-        })?;
+        let timeout = clank_api::ops::wait_timeout(timeout_s)?;
         let path = self.service_path(service)?;
         let n = number.to_string();
         let events = self.at(&path, &["deployments", &n, "events"]);

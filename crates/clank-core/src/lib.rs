@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod builder;
+pub mod colour;
 pub mod config;
 pub mod deploy;
 pub mod endpoint;

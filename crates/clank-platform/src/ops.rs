@@ -248,15 +248,7 @@ impl Platform {
                 number,
                 timeout_s,
             } => {
-                let timeout = Duration::try_from_secs_f64(timeout_s).map_err(|_| {
-                    InvalidInput::new(
-                        "timeout_s",
-                        "range",
-                        format!(
-                            "timeout must be a non-negative number of seconds, not {timeout_s}"
-                        ),
-                    )
-                })?;
+                let timeout = clank_api::ops::wait_timeout(timeout_s)?;
                 json(
                     self.wait(&self.parse_service(&service)?, number, timeout)
                         .await?,

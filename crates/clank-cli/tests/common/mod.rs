@@ -115,3 +115,49 @@ pub(crate) async fn cleanup(project: &str) {
     clank_testkit::testapp::docker::remove_networks_of_project(docker.client(), project).await;
     clank_testkit::testapp::docker::remove_build_images_of_project(docker.client(), project).await;
 }
+
+/// A daemon on the native runtime with the test app as `shop/web`, deployed through the CLI and
+/// ACTIVE: the daemon, its URL and the CLI context file (under `dir`). `None` (the test skips;
+/// CI fails) without Debian's busybox-static.
+pub(crate) async fn native_testapp(dir: &Path) -> Option<(Daemon, String, std::path::PathBuf)> {
+    use clank_testkit::testapp;
+    if !testapp::busybox_available() {
+        return skip_or_fail("Debian's busybox-static", "/bin/busybox is missing");
+    }
+    // The test app runs as its workspace's own user (tests run as root): open the way in.
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let app = dir.join("app");
+    testapp::write_testapp(&app).unwrap();
+    let start_sh = app.join("start.sh").to_string_lossy().into_owned();
+    let command = serde_json::json!([testapp::BUSYBOX, "sh", start_sh]).to_string();
+    let ctx = dir.join("context.json");
+    let daemon = Daemon::start(dir, "process", |_| {}).await;
+    let url = daemon.url.clone();
+    let web = format!("web={command}");
+    for args in [
+        &INIT[..],
+        &["project", "create", "Shop", "--slug", "shop"],
+        &[
+            "service",
+            "create",
+            "shop/web",
+            "--image",
+            testapp::IMAGE,
+            "--health-interval",
+            "1",
+            "--command",
+            &web,
+        ],
+    ] {
+        let o = clank(&url, &ctx, args).await;
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    let o = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        clank(&url, &ctx, &["deploy", "shop/web", "--follow"]),
+    )
+    .await
+    .expect("the test app deploys within 120 s");
+    assert!(o.status.success(), "{}", text(&o));
+    Some((daemon, url, ctx))
+}

@@ -22,10 +22,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(log_colour(
-            std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            std::env::var_os("NO_COLOR"),
-        ))
+        .with_ansi(clank_core::colour::on(&std::io::stderr()))
         .init();
     let mut config_path = None;
     let mut threads: usize = 0;
@@ -91,30 +88,5 @@ fn main() -> ExitCode {
             eprintln!("clank-proxy: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Colour in the log only on a terminal, and never with `NO_COLOR` set (https://no-color.org):
-/// a log file or the journal gets plain text.
-fn log_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
-    terminal && no_color.is_none_or(|v| v.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::log_colour;
-
-    #[test]
-    fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
-        assert!(log_colour(true, None));
-        assert!(
-            log_colour(true, Some("".into())),
-            "an empty NO_COLOR is unset"
-        );
-        assert!(!log_colour(true, Some("1".into())));
-        assert!(
-            !log_colour(false, None),
-            "a file or pipe gets no escape codes"
-        );
     }
 }

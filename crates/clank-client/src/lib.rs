@@ -139,10 +139,11 @@ impl Client {
             url.query_pairs_mut().append_pair("service", service);
         }
         let (opened, opening) = oneshot::channel();
-        self.opening
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(opening);
+        let mut pending = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        // Those that opened (or gave up) since the last call: never a list without end.
+        pending.retain_mut(|r| matches!(r.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        pending.push(opening);
+        drop(pending);
         Subscription::start(self.http.clone(), url, &self.runtime, opened)
     }
 

@@ -57,21 +57,4 @@ for turn in $(seq "${REPEAT:-3}"); do
   node benches/bindings/remote.js >>"$out"
 done
 
-python3 - "$out" <<'PY'
-import json, statistics, sys
-pooled = {}
-for line in open(sys.argv[1]):
-    if line.strip():
-        r = json.loads(line)
-        pooled.setdefault(r["side"], {"side": r["side"], "calls": r["calls"], "rounds_us": []})
-        pooled[r["side"]]["rounds_us"] += r["rounds_us"]
-rows = list(pooled.values())
-base = pooled["curl (one process, keep-alive)"]
-base_med = statistics.median(base["rounds_us"])
-print(f"{rows[0]['calls']:,} sequential get-service calls per round against one daemon, {len(base['rounds_us'])} rounds per side\n")
-print("| side | median µs/call | min µs/call | calls/s | × curl |")
-print("|---|---|---|---|---|")
-for r in rows:
-    med = statistics.median(r["rounds_us"])
-    print(f"| {r['side']} | {med:.1f} | {min(r['rounds_us']):.1f} | {1e6 / med:,.0f} | {med / base_med:.2f}× |")
-PY
+python3 benches/bindings/table.py "$out" 'curl (one process, keep-alive)' '× curl'

@@ -409,7 +409,9 @@ impl Client {
                     Some(to_value(&clank_api::StackUpgrade { to, apply })?),
                 )
             }
-            Request::Status { service } => return self.status(&service).await,
+            Request::Status { service } => {
+                Call::get(self.at(&self.service_path(&service)?, &["status"]))
+            }
             Request::Logs {
                 service,
                 tail,
@@ -510,48 +512,6 @@ impl Client {
             }
         };
         self.send(call).await
-    }
-
-    /// The service, its ACTIVE deployment (paged back to, however old) and its five newest
-    /// deployments, as the platform's `status` answers.
-    async fn status(&self, service: &str) -> Result<Value> {
-        let path = self.service_path(service)?;
-        let found = self.send(Call::get(self.at(&path, &[]))).await?;
-        let page = |limit: usize, before: Option<u64>| {
-            Call::get(self.at(&path, &["deployments"])).query([
-                ("limit", Some(limit.to_string())),
-                ("before", before.map(|b| b.to_string())),
-            ])
-        };
-        let recent = self.send(page(5, None)).await?;
-        let wanted = found
-            .get("active_deployment")
-            .filter(|v| !v.is_null())
-            .cloned();
-        let by_id = |items: &Value| {
-            items
-                .as_array()
-                .and_then(|all| all.iter().find(|d| Some(&d["id"]) == wanted.as_ref()))
-                .cloned()
-        };
-        let mut active = wanted.as_ref().and_then(|_| by_id(&recent));
-        let mut before = recent
-            .as_array()
-            .and_then(|all| all.last())
-            .and_then(|d| d["number"].as_u64());
-        // Older than the five newest: page back (deployment numbers only go down).
-        while active.is_none() && wanted.is_some() && before.is_some_and(|b| b > 1) {
-            let older = self.send(page(100, before)).await?;
-            active = by_id(&older);
-            before = older
-                .as_array()
-                .and_then(|all| all.last())
-                .and_then(|d| d["number"].as_u64());
-            if older.as_array().is_none_or(Vec::is_empty) {
-                break;
-            }
-        }
-        Ok(json!({"service": found, "active": active, "recent": recent}))
     }
 
     /// A service's log history: its stream's `line` events to the end.

@@ -252,17 +252,7 @@ async fn a_subscription_follows_one_service_and_refuses_an_unknown_one() {
         let r = json!({"op": "deploy", "service": service});
         client.execute_json(&r.to_string()).await.unwrap();
     }
-    let web = client
-        .execute_json(&json!({"op": "get_service", "service": "shop/web"}).to_string())
-        .await
-        .unwrap();
-    let web_id = serde_json::from_str::<Value>(&web).unwrap()["id"].clone();
-    let first = tokio::time::timeout(Duration::from_secs(10), events.next())
-        .await
-        .expect("an event within 10 s")
-        .unwrap()
-        .expect("the stream is open");
-    assert_eq!(serde_json::to_value(first.service).unwrap(), web_id);
+    let first = first_event_is_webs(&client, &mut events).await;
     assert_eq!(first.number, 1);
     daemon.stop().await;
 }
@@ -396,7 +386,16 @@ async fn a_workspace_subscription_never_sees_another_workspaces_events() {
     other.execute_json(&deploy).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     acme.execute_json(&deploy).await.unwrap();
-    let web = acme
+    first_event_is_webs(&acme, &mut events).await;
+    daemon.stop().await;
+}
+
+/// The subscription's next event (within 10 s), asserted to be service `shop/web`'s.
+async fn first_event_is_webs(
+    client: &Client,
+    events: &mut clank_client::Subscription,
+) -> clank_api::Event {
+    let web = client
         .execute_json(&json!({"op": "get_service", "service": "shop/web"}).to_string())
         .await
         .unwrap();
@@ -407,5 +406,5 @@ async fn a_workspace_subscription_never_sees_another_workspaces_events() {
         .unwrap()
         .expect("the stream is open");
     assert_eq!(serde_json::to_value(first.service).unwrap(), web_id);
-    daemon.stop().await;
+    first
 }

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
+use clank_api::deployments::ServiceStatus;
 use clank_api::{BuildView, DeploymentView, LogEntry};
 use clank_core::deploy::DeploymentStatus;
-use clank_core::id::DeploymentId;
 use clank_core::model::{Artifact, Service, ServiceSource, Trigger};
 
 use crate::app::{App, lines, wire_name};
@@ -76,56 +76,13 @@ struct Status {
     deployments: Vec<DeploymentView>,
 }
 
-/// How many of the newest deployments `clank status` lists.
-const RECENT: usize = 5;
-
-/// The deployment with `id`: among `first` (a page already read), else paging back through
-/// the service's deployments, newest first.
-pub(crate) async fn find_deployment(
-    app: &App,
-    service_path: &str,
-    id: DeploymentId,
-    first: &[DeploymentView],
-) -> Result<Option<DeploymentView>, CliError> {
-    if let Some(d) = first.iter().find(|d| d.id == id) {
-        return Ok(Some(d.clone()));
-    }
-    let mut before = first.last().map(|d| d.number);
-    loop {
-        let mut q = format!("{service_path}/deployments?limit=100");
-        if let Some(b) = before {
-            if b <= 1 {
-                return Ok(None);
-            }
-            q.push_str(&format!("&before={b}"));
-        }
-        let page: Vec<DeploymentView> = app.client.get(&q).await?;
-        if let Some(d) = page.iter().find(|d| d.id == id) {
-            return Ok(Some(d.clone()));
-        }
-        match page.last() {
-            // Numbers only go down page by page; anything else would never end.
-            Some(last) if before.is_none_or(|b| last.number < b) => before = Some(last.number),
-            _ => return Ok(None),
-        }
-    }
-}
-
 pub(crate) async fn status(app: &App, address: String) -> Result<(), CliError> {
     let path = app.service_path(&address)?;
-    let service: Service = app.client.get(&path).await?;
-    let deployments: Vec<DeploymentView> = app
-        .client
-        .get(&format!("{path}/deployments?limit={RECENT}"))
-        .await?;
-    let active = match service.active_deployment {
-        Some(id) => find_deployment(app, &path, id, &deployments).await?,
-        None => None,
-    };
+    let now: ServiceStatus = app.client.get(&format!("{path}/status")).await?;
     let status = Status {
-        service,
-        active,
-        deployments,
+        service: now.service,
+        active: now.active,
+        deployments: now.recent,
     };
     let shown = app
         .service(&address)

@@ -4,8 +4,9 @@
 use clap::Subcommand;
 use std::collections::BTreeMap;
 
+use clank_api::deployments::ServiceStatus;
 use clank_api::servers::ServerView;
-use clank_api::{DeploymentView, ServicePatch, ServiceSpec};
+use clank_api::{ServicePatch, ServiceSpec};
 use clank_core::ImageRef;
 use clank_core::deploy::DeploymentStatus;
 use clank_core::id::ServerId;
@@ -902,17 +903,10 @@ struct ServiceRow {
 
 impl ServiceRow {
     async fn read(app: &App, path: &str, s: &Service) -> Result<Self, CliError> {
-        let newest: Vec<DeploymentView> = app
-            .client
-            .get(&format!("{path}/deployments?limit=1"))
-            .await?;
-        let active = match s.active_deployment {
-            Some(id) => super::deploy::find_deployment(app, path, id, &newest)
-                .await?
-                .map(|d| d.number),
-            None => None,
-        };
-        let latest = newest
+        let now: ServiceStatus = app.client.get(&format!("{path}/status")).await?;
+        let active = now.active.map(|d| d.number);
+        let latest = now
+            .recent
             .first()
             .filter(|d| Some(d.number) != active)
             .map(|d| (d.number, d.status));

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use clank_api::deployments::ServiceStatus;
 use clank_api::services::{ExecBody, ExecResult, ListServices, LogsQuery};
 use clank_api::{ServicePatch, ServiceSpec};
 use clank_core::InvalidInput;
@@ -28,6 +29,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_services, create_service))
         .routes(routes!(get_service, update_service))
+        .routes(routes!(service_status))
         .routes(routes!(service_logs))
         .routes(routes!(service_exec))
 }
@@ -143,6 +145,28 @@ async fn get_service(
 ) -> ApiResult<Json<Service>> {
     let addr = at.authorize(&p, Permission::Read)?;
     Ok(Json(st.platform.service(&addr).await?.value))
+}
+
+/// What runs now and what happened lately: the service, its ACTIVE deployment (read by id,
+/// however old) and its five newest deployments.
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{ws}/projects/{p}/environments/{e}/services/{s}/status",
+    tag = "services",
+    params(ServicePath),
+    responses(
+        (status = 200, description = "success", body = ServiceStatus),
+        (status = "4XX", description = "refused; `field` names the offending input", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+async fn service_status(
+    p: Principal,
+    State(st): State<AppState>,
+    Path(at): Path<ServicePath>,
+) -> ApiResult<Json<ServiceStatus>> {
+    let addr = at.authorize(&p, Permission::Read)?;
+    Ok(Json(st.platform.status(&addr).await?))
 }
 
 #[utoipa::path(

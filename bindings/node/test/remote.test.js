@@ -99,7 +99,13 @@ async function script(p, project, image, workspaces) {
   const status = await p.status(svc);
   seen.status = [status.active.number, status.recent.map((d) => d.number)];
   seen.exec = await p.exec(svc, ['/bin/busybox', 'sh', '-c', 'echo $GREETING; echo err >&2; exit 3']);
-  seen.logsAreLines = (await p.logs(svc)).every((l) => 'process' in l && 'line' in l);
+  await httpGet(endpoint, '/log?remote-line');
+  seen.logged = false;
+  for (let i = 0; i < 50 && !seen.logged; i++) {
+    const lines = (await p.logs(svc)).filter((l) => l.process === 'web').map((l) => l.line);
+    seen.logged = lines.includes('testapp log remote-line');
+    if (!seen.logged) await new Promise((r) => setTimeout(r, 100));
+  }
 
   const second = await p.deploy(svc);
   try {
@@ -177,6 +183,7 @@ test('the same script runs embedded and against a daemon with the same answers',
     assert.deepEqual(remote, embedded);
     assert.deepEqual(embedded.exec, { exit_code: 3, stdout: 'hello\n', stderr: 'err\n' });
     assert.equal(embedded.served, 'hello');
+    assert.ok(embedded.logged, "the app's line is in logs()");
     assert.ok(!JSON.stringify(embedded).includes(SECRET));
     assert.deepEqual(embedded.badField, ['InvalidInput', 'invalid', 'settings.port']);
   } finally {

@@ -73,7 +73,13 @@ async def script(
     seen["status"] = (status["active"]["number"], [d["number"] for d in status["recent"]])
     out = await p.exec(svc, ["/bin/busybox", "sh", "-c", "echo $GREETING; echo err >&2; exit 3"])
     seen["exec"] = out
-    seen["logs_are_lines"] = all({"process", "replica", "line"} <= set(l) for l in await p.logs(svc))
+    http_get(endpoint, "/log?remote-line")
+    for _ in range(50):
+        lines = [l["line"] for l in await p.logs(svc) if l["process"] == "web"]
+        if "testapp log remote-line" in lines:
+            break
+        await asyncio.sleep(0.1)
+    seen["logged"] = "testapp log remote-line" in lines
 
     # A wait that runs out is a Timeout, the same either way.
     second = await p.deploy(svc)
@@ -138,6 +144,7 @@ def test_the_same_script_runs_embedded_and_against_a_daemon_with_the_same_answer
         assert embedded == remote
         assert embedded["exec"] == {"exit_code": 3, "stdout": "hello\n", "stderr": "err\n"}
         assert embedded["served"] == "hello" and SECRET not in json.dumps(embedded)
+        assert embedded["logged"], "the app's line is in logs()"
         assert embedded["bad_field"] == ("invalid", "settings.port")
 
     asyncio.run(main())

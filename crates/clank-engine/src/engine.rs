@@ -54,6 +54,7 @@ mod lifecycle;
 mod observe;
 mod pull;
 mod removal;
+mod retire;
 mod routing;
 mod stop_first;
 
@@ -120,6 +121,8 @@ struct Inner {
     builds: Mutex<HashMap<DeploymentId, BuildRun>>,
     /// Remote servers' runtimes and proxies; `None` = everything runs on this host.
     placement: Mutex<Option<Arc<dyn Placement>>>,
+    /// Versions whose workloads are being stopped and removed in the background.
+    retiring: Mutex<HashMap<DeploymentId, retire::Retiring>>,
 }
 
 /// Where one deployment runs: the runtime holding its workloads and the proxy routing it.
@@ -176,6 +179,7 @@ impl Engine {
                 builder: Mutex::new(None),
                 builds: Mutex::new(HashMap::new()),
                 placement: Mutex::new(None),
+                retiring: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -570,6 +574,7 @@ impl Engine {
         // Every step is idempotent and every write is conditional, so stopping mid-pass is
         // safe: the next run resumes from what the store says.
         tasks.shutdown().await;
+        self.abort_retirements();
         lock(&self.inner.wake_rx).replace(wake_rx);
         Ok(())
     }
@@ -799,15 +804,25 @@ impl Engine {
             Command::SwitchRoute => self.switch_route(service, d).await,
             Command::RestoreRoute { to } => self.restore_route(service, *to).await,
             Command::RetirePrevious { previous } => {
-                self.note(d, format!("retiring the previous deployment {previous}"))
-                    .await;
                 let prev = self
                     .inner
                     .catalog
                     .require::<Deployment>(&previous.to_string())
                     .await?;
-                self.remove_workloads(&prev).await?;
-                self.forget(*previous);
+                self.note(
+                    d,
+                    format!(
+                        "retiring #{} in the background (stopped with a {} s grace period)",
+                        prev.number,
+                        self.inner.config.stop_grace.as_secs()
+                    ),
+                )
+                .await;
+                self.retire(prev.value);
+                Ok(())
+            }
+            Command::RetireWorkload => {
+                self.retire(d.clone());
                 Ok(())
             }
             Command::StartPrevious { previous } => {
@@ -890,6 +905,8 @@ impl Engine {
             lock(&self.inner.start_failures).insert(d.id, why);
             return Ok(());
         }
+        // Pulled meanwhile; a retiring version that holds what these need goes first.
+        self.await_conflicting_retirements(d).await?;
         let labels = clank_core::runtime::Owner::labels_for_project(d.workspace_id, d.project_id);
         let attempt = async {
             runtime.ensure_network(&network, &labels).await?;

@@ -111,6 +111,51 @@ async fn redeploy_supersedes_the_previous_and_retires_its_workloads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_deploy_starts_while_a_version_that_ignores_sigterm_is_still_stopping() {
+    let Some(p) = Platform::image_service(|_| {}).await else {
+        return;
+    };
+    p.set_env("IGNORE_TERM", "1").await;
+    let v1 = p.deploy().await;
+    p.wait_for(v1.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    let v2 = p.deploy().await;
+    let v2 = p
+        .wait_for(v2.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    let v3 = p.deploy().await;
+    let v3 = p
+        .wait_for(v3.id, DeploymentStatus::Active, Duration::from_secs(30))
+        .await;
+    p.wait_until_retired(v1.id, Duration::from_secs(20)).await;
+    p.wait_until_retired(v2.id, Duration::from_secs(20)).await;
+    let at = |d: &clank_core::model::Deployment, to: DeploymentStatus| {
+        d.state.history.iter().find(|h| h.to == to).unwrap().at
+    };
+    let removed = p
+        .engine
+        .deploy_log(v1.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.message.contains("stopped and removed"))
+        .expect("v1's retirement is in its deploy log")
+        .at;
+    // The app really ignored SIGTERM: its stop waited out the grace period (2 s here)...
+    let stopping = removed.since(at(&v2, DeploymentStatus::Active));
+    assert!(
+        stopping >= Duration::from_millis(1900),
+        "v1 stopped in {stopping:?}"
+    );
+    // ...and v3 did not wait for it.
+    assert!(
+        at(&v3, DeploymentStatus::Deploying) < removed,
+        "v3 started deploying only after v1 was removed"
+    );
+    assert_eq!(p.active().await, Some(v3.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_redeploy_leaves_the_previous_version_serving() {
     let Some(p) = Platform::image_service(|s| s.settings.deploy_timeout_s = 5).await else {
         return;
@@ -148,11 +193,8 @@ async fn failing_redeploy_leaves_the_previous_version_serving() {
             .deployment,
         v1.id
     );
-    assert_eq!(
-        p.containers_of(v2.id).await,
-        0,
-        "the failed version leaves nothing running"
-    );
+    // The failed version leaves nothing running (retired in the background).
+    p.wait_until_retired(v2.id, Duration::from_secs(15)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +271,7 @@ async fn cancel_during_health_checks_cleans_up_and_keeps_the_previous() {
         cancelled.state.reason.as_deref(),
         Some("cancelled on request")
     );
-    assert_eq!(p.containers_of(v2.id).await, 0);
+    p.wait_until_retired(v2.id, Duration::from_secs(15)).await;
     assert_eq!(p.service().await.active_deployment, Some(v1.id));
     // Cancelling a finished deployment is refused with a reason.
     let err = p.engine.cancel(v1.id).await.unwrap_err();
@@ -272,7 +314,7 @@ async fn crash_looping_workload_fails_with_its_exit_code() {
         reason.contains("exit") || reason.contains("exited"),
         "{reason}"
     );
-    assert_eq!(p.containers_of(d.id).await, 0);
+    p.wait_until_retired(d.id, Duration::from_secs(15)).await;
 }
 
 /// Kill the control plane when the deployment enters `phase`, restart, and check the outcome:

@@ -393,6 +393,112 @@ async fn redeploy_supersedes_the_old_version_and_retires_it_after_the_cutover() 
     assert_eq!(w.started_image(v2.id).as_deref(), Some(V2));
 }
 
+/// The stop grace period of `EngineConfig::default()`, which `World`'s engine keeps.
+const GRACE: Duration = Duration::from_secs(10);
+
+#[tokio::test(start_paused = true)]
+async fn back_to_back_deploys_go_active_while_the_versions_they_replaced_are_still_stopping() {
+    let w = World::image(|_| {}).await;
+    w.runtime.script(V1, Behaviour::ignores_sigterm(GRACE));
+    let v1 = w.deploy().await;
+    w.wait_for(v1.id, DeploymentStatus::Active).await;
+    let began = tokio::time::Instant::now();
+    let v2 = w.deploy().await;
+    w.wait_for(v2.id, DeploymentStatus::Active).await;
+    let v3 = w.deploy().await;
+    w.wait_for(v3.id, DeploymentStatus::Active).await;
+    let took = began.elapsed();
+    assert!(
+        took < GRACE,
+        "two deploys took {took:?}: one waited for a version that ignores SIGTERM to stop"
+    );
+    assert_eq!(
+        w.runtime.workloads_of(v1.id).len(),
+        1,
+        "v1 is still stopping"
+    );
+    assert!(w.engine.retiring().contains(&v1.id));
+    let runtime = w.runtime.clone();
+    w.until("v1 and v2 are gone", || {
+        runtime.workloads_of(v1.id).is_empty() && runtime.workloads_of(v2.id).is_empty()
+    })
+    .await;
+    assert!(w.engine.retiring().is_empty());
+    assert_eq!(w.proxy.routed(w.service), Some(v3.id));
+    assert_eq!(w.runtime.running_of(v3.id), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_and_rollback_reach_their_status_without_waiting_for_a_stop() {
+    let w = World::image(|_| {}).await;
+    w.runtime.script(V1, Behaviour::ignores_sigterm(GRACE));
+    let mut silent = Behaviour::silent();
+    silent.stop_takes = GRACE;
+    w.runtime.script(V2, silent);
+    let v1 = w.deploy().await;
+    w.wait_for(v1.id, DeploymentStatus::Active).await;
+    w.use_image(V2).await;
+    let v2 = w.deploy().await;
+    w.wait_for(v2.id, DeploymentStatus::HealthChecking).await;
+    let began = tokio::time::Instant::now();
+    w.engine.cancel(v2.id).await.unwrap();
+    w.wait_for(v2.id, DeploymentStatus::Cancelled).await;
+    assert!(began.elapsed() < GRACE, "cancel took {:?}", began.elapsed());
+    assert_eq!(
+        w.runtime.workloads_of(v2.id).len(),
+        1,
+        "v2 is still stopping"
+    );
+    assert_eq!(w.proxy.routed(w.service), Some(v1.id));
+
+    w.use_image(V1).await;
+    let v3 = w.deploy().await;
+    w.wait_for(v3.id, DeploymentStatus::Active).await;
+    let began = tokio::time::Instant::now();
+    let back = w.engine.rollback(w.service, v1.id).await.unwrap();
+    w.wait_for(back.id, DeploymentStatus::Active).await;
+    assert!(
+        began.elapsed() < GRACE,
+        "rollback took {:?}",
+        began.elapsed()
+    );
+    assert_eq!(w.proxy.routed(w.service), Some(back.id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_version_that_needs_a_retiring_versions_volume_starts_only_once_it_has_stopped() {
+    let w = World::image(single_writer_volume).await;
+    w.runtime.script(V1, Behaviour::ignores_sigterm(GRACE));
+    let v1 = w.deploy().await;
+    w.wait_for(v1.id, DeploymentStatus::Active).await;
+    // v2 drops the volume, so it starts beside v1, and v1 retires in the background...
+    w.update_service(|s| s.volumes.clear()).await;
+    let v2 = w.deploy().await;
+    w.wait_for(v2.id, DeploymentStatus::Active).await;
+    assert!(w.engine.retiring().contains(&v1.id));
+    // ...but v3 takes the volume back: it must not start while v1 may still write to it.
+    w.journal.clear();
+    w.update_service(single_writer_volume).await;
+    let v3 = w.deploy().await;
+    w.wait_for(v3.id, DeploymentStatus::Active).await;
+    let removed = w.position(
+        "v1 remove",
+        |c| matches!(c, Call::Remove { deployment, .. } if *deployment == v1.id),
+    );
+    let started = w.position(
+        "v3 start",
+        |c| matches!(c, Call::Start { deployment, .. } if *deployment == v3.id),
+    );
+    assert!(removed < started, "{:#?}", w.journal.calls());
+    assert!(
+        w.log_of(v3.id)
+            .await
+            .contains("waiting for #1 to finish stopping"),
+        "{}",
+        w.log_of(v3.id).await
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn failing_health_fails_the_new_version_and_leaves_the_running_one_untouched() {
     let w = World::image(|_| {}).await;
@@ -416,10 +522,11 @@ async fn failing_health_fails_the_new_version_and_leaves_the_running_one_untouch
         0,
         "an unhealthy version never gets traffic"
     );
-    assert!(
-        w.runtime.workloads_of(v2.id).is_empty(),
-        "the failed version is removed"
-    );
+    let runtime = w.runtime.clone();
+    w.until("the failed version is removed", || {
+        runtime.workloads_of(v2.id).is_empty()
+    })
+    .await;
     let v1_stops = w
         .journal
         .filtered(|c| matches!(c, Call::Stop { deployment, .. } if *deployment == v1.id));
@@ -473,7 +580,11 @@ async fn cancel_during_health_checking_removes_the_new_version_and_keeps_the_old
     w.wait_for(v2.id, DeploymentStatus::HealthChecking).await;
     w.engine.cancel(v2.id).await.unwrap();
     w.wait_for(v2.id, DeploymentStatus::Cancelled).await;
-    assert!(w.runtime.workloads_of(v2.id).is_empty());
+    let runtime = w.runtime.clone();
+    w.until("the cancelled version is removed", || {
+        runtime.workloads_of(v2.id).is_empty()
+    })
+    .await;
     assert_eq!(w.active().await, Some(v1.id));
     assert_eq!(w.proxy.routed(w.service), Some(v1.id));
     assert_eq!(w.runtime.running_of(v1.id), 1);
@@ -674,7 +785,11 @@ async fn a_version_that_never_answers_fails_at_the_deploy_deadline() {
         reason.contains("did not finish in time") && reason.contains("never answered"),
         "the reason names the deadline and what the probes saw: {reason}"
     );
-    assert!(w.runtime.workloads_of(d.id).is_empty());
+    let runtime = w.runtime.clone();
+    w.until("the failed version is removed", || {
+        runtime.workloads_of(d.id).is_empty()
+    })
+    .await;
     assert_eq!(w.proxy.routed(w.service), None);
 }
 

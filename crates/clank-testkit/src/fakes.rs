@@ -143,6 +143,9 @@ pub struct Behaviour {
     pub refuse_start: Option<(RuntimeFailure, String)>,
     pub health: Health,
     pub pull: Pull,
+    /// How long a `stop` of a running workload takes: an app that ignores SIGTERM keeps the
+    /// runtime waiting its whole grace period.
+    pub stop_takes: Duration,
 }
 
 impl Default for Behaviour {
@@ -151,6 +154,7 @@ impl Default for Behaviour {
             refuse_start: None,
             health: Health::Healthy,
             pull: Pull::Nothing,
+            stop_takes: Duration::ZERO,
         }
     }
 }
@@ -171,6 +175,14 @@ impl Behaviour {
     pub fn unhealthy(detail: &str) -> Self {
         Behaviour {
             health: Health::Answers(detail.into()),
+            ..Behaviour::default()
+        }
+    }
+
+    /// Starts and answers, and ignores SIGTERM: a stop takes the whole `grace`.
+    pub fn ignores_sigterm(grace: Duration) -> Self {
+        Behaviour {
+            stop_takes: grace,
             ..Behaviour::default()
         }
     }
@@ -434,6 +446,15 @@ impl Runtime for FakeRuntime {
                 process,
             });
         }
+        let takes = {
+            let all = lock(&self.workloads);
+            all.values()
+                .find(|w| &w.status.id == id)
+                .filter(|w| matches!(w.status.state, WorkloadState::Running { .. }))
+                .map(|w| self.behaviour_of(w.spec_image.as_ref()).stop_takes)
+                .unwrap_or_default()
+        };
+        tokio::time::sleep(takes).await;
         let mut all = lock(&self.workloads);
         if let Some(w) = all.values_mut().find(|w| &w.status.id == id) {
             if matches!(w.status.state, WorkloadState::Running { .. }) {

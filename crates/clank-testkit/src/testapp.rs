@@ -18,7 +18,8 @@
 //! - `GET /log?TOKEN` / `GET /err?TOKEN` print `testapp log TOKEN` to stdout / `testapp err
 //!   TOKEN` to stderr, `GET /env?NAME` echoes a variable, `GET /exit?CODE` makes the app exit
 //!   with `CODE`;
-//! - exits 0 on SIGTERM, even as PID 1 in a container.
+//! - exits 0 on SIGTERM, even as PID 1 in a container; with `IGNORE_TERM` set it ignores
+//!   SIGTERM instead (a stop waits out its grace period, as for many shell entrypoints).
 //!
 //! Every command in the scripts goes through `/bin/busybox` explicitly, so the app needs
 //! nothing on `PATH` and the host's other tools never leak into a test.

@@ -155,16 +155,22 @@ pub enum Command {
     RestoreRoute {
         to: Option<DeploymentId>,
     },
-    /// Stop and remove the workloads of the deployment this one replaced.
+    /// Stop and remove the workloads of the deployment this one replaced, in the background:
+    /// the engine never holds the service's next step for it. A later start that cannot run
+    /// beside them (`cutover_strategy`) waits until they are gone.
     RetirePrevious {
         previous: DeploymentId,
     },
+    /// Stop and remove this (ending) deployment's workloads in the background, as
+    /// `RetirePrevious` does for a replaced one.
+    RetireWorkload,
     /// Start the previous ACTIVE's workloads again (idempotent): a failed stop-first cutover
     /// gives the service back to the version it stopped.
     StartPrevious {
         previous: DeploymentId,
     },
-    /// Stop and remove this deployment's workloads. Volumes are never touched.
+    /// Stop and remove this deployment's workloads before anything else happens. Volumes are
+    /// never touched.
     RemoveWorkload,
     /// Replace a crashed or unhealthy workload of an ACTIVE deployment.
     RestartWorkload {
@@ -477,9 +483,13 @@ fn cleanup(status: DeploymentStatus, obs: &Observed) -> Vec<Command> {
     match status {
         DeploymentStatus::Building if !build_finished => commands.push(Command::CancelBuild),
         DeploymentStatus::Deploying | DeploymentStatus::HealthChecking => {
-            commands.push(Command::RemoveWorkload);
-            if let (true, Some(previous)) = (obs.previous_stopped, obs.previous_active) {
-                commands.push(Command::StartPrevious { previous });
+            match (obs.previous_stopped, obs.previous_active) {
+                // The stopped version starts again only once this one's workloads are gone.
+                (true, Some(previous)) => {
+                    commands.push(Command::RemoveWorkload);
+                    commands.push(Command::StartPrevious { previous });
+                }
+                _ => commands.push(Command::RetireWorkload),
             }
         }
         _ => {}

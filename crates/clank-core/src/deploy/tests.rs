@@ -351,7 +351,7 @@ fn planner_table() {
                 ..Observed::default()
             },
             to: Some(Failed),
-            commands: vec![Command::RemoveWorkload],
+            commands: vec![Command::RetireWorkload],
             reason_has: "image `x:1` not found",
             ..Case::default()
         },
@@ -366,7 +366,7 @@ fn planner_table() {
                 ..Observed::default()
             },
             to: Some(Failed),
-            commands: vec![Command::RemoveWorkload],
+            commands: vec![Command::RetireWorkload],
             reason_has: "OOM",
             ..Case::default()
         },
@@ -379,7 +379,7 @@ fn planner_table() {
             },
             at_ms: 300_000,
             to: Some(Failed),
-            commands: vec![Command::RemoveWorkload],
+            commands: vec![Command::RetireWorkload],
             ..Case::default()
         },
         Case {
@@ -407,7 +407,7 @@ fn planner_table() {
                 ..running()
             },
             to: Some(Failed),
-            commands: vec![Command::RemoveWorkload],
+            commands: vec![Command::RetireWorkload],
             reason_has: "failed 3 time(s) in a row (health_check_retries = 3); last answer: HTTP 404",
             ..Case::default()
         },
@@ -437,7 +437,7 @@ fn planner_table() {
             },
             at_ms: 300_000,
             to: Some(Failed),
-            commands: vec![Command::RemoveWorkload],
+            commands: vec![Command::RetireWorkload],
             reason_has: "never answered its health check (40 probe(s), last: connection refused); if it needs longer to start, raise deploy_timeout_s",
             ..Case::default()
         },
@@ -486,7 +486,7 @@ fn planner_table() {
                 ..running()
             },
             to: Some(Failed),
-            commands: vec![Command::RemoveWorkload],
+            commands: vec![Command::RetireWorkload],
             reason_has: "exit code 3",
             ..Case::default()
         },
@@ -509,7 +509,7 @@ fn planner_table() {
             },
             at_ms: 300_000,
             to: Some(Failed),
-            commands: vec![Command::RemoveWorkload],
+            commands: vec![Command::RetireWorkload],
             reason_has: "failed 9 times, last: HTTP 503",
             ..Case::default()
         },
@@ -525,7 +525,7 @@ fn planner_table() {
             to: Some(Failed),
             commands: vec![
                 Command::RestoreRoute { to: Some(prev) },
-                Command::RemoveWorkload,
+                Command::RetireWorkload,
             ],
             ..Case::default()
         },
@@ -541,7 +541,7 @@ fn planner_table() {
             to: Some(Cancelled),
             commands: vec![
                 Command::RestoreRoute { to: Some(prev) },
-                Command::RemoveWorkload,
+                Command::RetireWorkload,
             ],
             ..Case::default()
         },

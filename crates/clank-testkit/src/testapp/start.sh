@@ -9,6 +9,8 @@
 #   HEALTH_DELAY  seconds a slow /health takes (default 3)
 #   DATA_DIR  a directory (a mounted volume) the app records its starts in and /data reads
 #   START_DELAY  seconds to wait before listening (a slow-booting app; default 0)
+#   IGNORE_TERM  set: ignore SIGTERM, as shell entrypoints and many runtimes as PID 1 do (a
+#             stop then waits out its whole grace period)
 BB=/bin/busybox
 cd "$($BB dirname "$0")" || exit 70
 TESTAPP_DIR="$($BB pwd)"
@@ -49,7 +51,12 @@ stop() {
   wait "$server" 2>/dev/null
   exit "$1"
 }
-trap 'echo "testapp stopping"; stop 0' TERM INT
+if [ -n "$IGNORE_TERM" ]; then
+  trap '' TERM
+  echo "testapp ignores SIGTERM" >&2
+else
+  trap 'echo "testapp stopping"; stop 0' TERM INT
+fi
 trap 'stop "$($BB cat "$TESTAPP_DIR/exit.code" 2>/dev/null || echo 1)"' USR1
 
 echo "testapp listening on $PORT"

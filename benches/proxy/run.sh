@@ -111,6 +111,7 @@ http {
         listen 127.0.0.1:$NGINX_TLS ssl backlog=4096;
         ssl_certificate $W/tls.crt;
         ssl_certificate_key $W/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;  # nginx 1.22 offers only up to 1.2 by default
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;

@@ -36,7 +36,7 @@ use clank_core::model::{
     CancelRequest, Deployment, Environment, Project, RestoredState, Service, Trigger, Workspace,
 };
 use clank_core::proxy::Proxy;
-use clank_core::runtime::{OwnerFilter, Placement, PortBinding, Runtime, WorkloadSpec};
+use clank_core::runtime::{OwnerFilter, Placement, PortBinding, Runtime, WorkloadId, WorkloadSpec};
 use clank_core::secret::Keyring;
 use clank_core::store::catalog::{Catalog, Page, Versioned};
 use clank_core::{Error, ImageRef, Result, RuntimeFailure, Timestamp};
@@ -973,13 +973,23 @@ impl Engine {
         };
         let workloads = self.workloads_of(d).await?;
         for w in &workloads {
-            placed
-                .runtime
-                .stop(&w.id, self.inner.config.stop_grace)
-                .await?;
-            placed.runtime.remove(&w.id).await?;
+            stop_and_remove(placed.runtime.as_ref(), &w.id, self.inner.config.stop_grace).await?;
         }
         Ok(workloads.len())
+    }
+}
+
+/// Stop, then remove, workload `id`. One already gone (a retirement and a purge may both reach
+/// it) is not an error: gone is what both wanted.
+async fn stop_and_remove(runtime: &dyn Runtime, id: &WorkloadId, grace: Duration) -> Result<()> {
+    let gone = |e: &Error| e.runtime_failure() == Some(RuntimeFailure::NotFound);
+    match runtime.stop(id, grace).await {
+        Err(e) if gone(&e) => return Ok(()),
+        stopped => stopped?,
+    }
+    match runtime.remove(id).await {
+        Err(e) if gone(&e) => Ok(()),
+        removed => removed,
     }
 }
 

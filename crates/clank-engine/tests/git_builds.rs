@@ -101,6 +101,57 @@ async fn repository_dockerfile_builds_and_deploys_and_a_no_change_rebuild_hits_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_that_changes_nothing_the_image_is_built_from_reuses_the_image_without_building() {
+    let repo = TestRepo::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "v1\n")]);
+    let Some(p) = Platform::git(&repo.url(), Some(&[]), |_| {}).await else {
+        return;
+    };
+    let image_id = |n: u64| {
+        let docker = p.runtime.client().clone();
+        let tag = p.image(n).to_string();
+        async move { docker.inspect_image(&tag).await.unwrap().id.unwrap() }
+    };
+    let v1 = p.deploy().await;
+    p.wait_for(v1.id, DeploymentStatus::Active, Duration::from_secs(120))
+        .await;
+    // A new commit with the same tree: nothing the image is built from changed.
+    let empty = repo.commit(&[], "an empty commit");
+    let v2 = p.deploy().await;
+    p.wait_for(v2.id, DeploymentStatus::Active, Duration::from_secs(120))
+        .await;
+    let log2 = p.log_of(v2.id).await;
+    assert!(
+        log2.iter().any(|l| l.contains("reusing")),
+        "the image is reused: {log2:#?}"
+    );
+    assert!(
+        log2.iter().all(|l| !l.contains("Step 1/")),
+        "nothing is built: {log2:#?}"
+    );
+    assert_eq!(image_id(2).await, image_id(1).await);
+    let builds = p.builds().await;
+    assert_eq!(builds[1].status, BuildStatus::Succeeded);
+    assert_eq!(builds[1].commit_sha.as_deref(), Some(empty.as_str()));
+    let addr = p.web_endpoint(v2.id).await;
+    assert_eq!(
+        http::get(addr, "/health", Duration::from_secs(2))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // A change to the context builds again.
+    repo.commit(&[("hello.txt", "v3\n")], "a real change");
+    let v3 = p.deploy().await;
+    p.wait_for(v3.id, DeploymentStatus::Active, Duration::from_secs(120))
+        .await;
+    let log3 = p.log_of(v3.id).await;
+    assert!(log3.iter().any(|l| l.contains("Step 1/")), "{log3:#?}");
+    assert!(log3.iter().all(|l| !l.contains("reusing")), "{log3:#?}");
+    assert_ne!(image_id(3).await, image_id(1).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_build_fails_the_deployment_and_the_previous_keeps_serving() {
     let repo = TestRepo::new(&[("Dockerfile", DOCKERFILE), ("hello.txt", "v1\n")]);
     let Some(p) = Platform::git(&repo.url(), Some(&[]), |_| {}).await else {

@@ -19,6 +19,7 @@ pub mod context;
 pub mod detect;
 pub mod dockerfile;
 mod git;
+mod inputs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
@@ -384,6 +385,27 @@ impl ImageBuilder for DockerImageBuilder {
         build_args.extend(self.build_args.clone());
         build_args.extend(request.build_args.clone());
         let arg_values = arg_values(&prepared.dockerfile, &build_args);
+        let service = request.service.to_string();
+        let base_images = inputs::base_images(&prepared.dockerfile, &arg_values);
+        let inputs = inputs::key(&self.docker, &prepared.tar, &build_args, &base_images).await;
+        if let Some(key) = &inputs
+            && let Some(id) = inputs::find(&self.docker, &service, key).await?
+        {
+            inputs::tag(&self.docker, &id, &request.tag).await?;
+            log(BuildProgress::Line(format!(
+                "nothing the image is built from changed (context, Dockerfile, build args, base \
+                 images): reusing {} as {tag} without building, in {:.1} s",
+                id.trim_start_matches("sha256:").get(..12).unwrap_or(&id),
+                started.elapsed().as_secs_f64()
+            )));
+            return Ok(BuildOutput {
+                image: request.tag.clone(),
+                commit_sha,
+                dockerfile: prepared.dockerfile,
+                procfile: prepared.procfile,
+                framework: prepared.app.map(|a| a.framework().to_owned()),
+            });
+        }
         let memory = i64::from(request.memory_limit_mb) * 1024 * 1024;
         let memory = i32::try_from(memory).unwrap_or(i32::MAX);
         let cpu_quota = (request.cpu_limit * CPU_PERIOD as f64).round() as i64;
@@ -399,10 +421,16 @@ impl ImageBuilder for DockerImageBuilder {
             buildargs: (!build_args.is_empty()).then_some(build_args),
             // Only labels that are the same for a rebuild of the same commit, so it stays a
             // cache hit (the classic builder adds each label as a step).
-            labels: Some(HashMap::from([
-                ("clank.service".to_owned(), request.service.to_string()),
-                ("clank.commit".to_owned(), commit_sha.clone()),
-            ])),
+            labels: Some(
+                [
+                    (inputs::SERVICE_LABEL, Some(service.clone())),
+                    ("clank.commit", Some(commit_sha.clone())),
+                    (inputs::INPUTS_LABEL, inputs.clone()),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+                .collect(),
+            ),
             ..BuildImageOptions::default()
         };
         let body = bollard::body_full(bytes::Bytes::from(prepared.tar));
@@ -496,7 +524,12 @@ fn expand_args(step: &str, values: &BTreeMap<String, String>) -> String {
     if !is_from {
         return step.to_owned();
     }
-    let mut out = step.to_owned();
+    substitute_args(step, values)
+}
+
+/// `text` with `${NAME}` and `$NAME` replaced by the args' values.
+fn substitute_args(text: &str, values: &BTreeMap<String, String>) -> String {
+    let mut out = text.to_owned();
     // Longest names first, so `$NODE_IMAGE_X` is not read as `$NODE_IMAGE` + `_X`.
     let mut names: Vec<&String> = values.keys().collect();
     names.sort_by_key(|n| std::cmp::Reverse(n.len()));

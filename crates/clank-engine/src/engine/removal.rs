@@ -53,7 +53,15 @@ impl Engine {
         loop {
             let live = self.inner.catalog.live_deployments_of(service.id).await?;
             let Some(d) = live.iter().find(|d| d.state.status.is_in_progress()) else {
-                return Ok(());
+                // Nor any version still being retired in the background.
+                if self.await_retirements_of(service.id, deadline).await {
+                    return Ok(());
+                }
+                return Err(Error::Conflict(format!(
+                    "service `{}`: an earlier version is still stopping; purge again once it \
+                     has stopped",
+                    service.slug
+                )));
             };
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::Conflict(format!(
@@ -92,11 +100,12 @@ impl Engine {
             };
             placed.proxy.remove_route(service.id).await?;
             for w in placed.runtime.list(&filter).await? {
-                placed
-                    .runtime
-                    .stop(&w.id, self.inner.config.stop_grace)
-                    .await?;
-                placed.runtime.remove(&w.id).await?;
+                super::stop_and_remove(
+                    placed.runtime.as_ref(),
+                    &w.id,
+                    self.inner.config.stop_grace,
+                )
+                .await?;
                 info!(service = %service.id, workload = %w.name, "Purged a workload.");
                 removed.push(w.name);
             }

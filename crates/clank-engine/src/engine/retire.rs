@@ -123,6 +123,27 @@ impl Engine {
         Ok(())
     }
 
+    /// Wait (until `deadline`) for every retirement of `service` to finish; `false` if one
+    /// is still running then.
+    pub(super) async fn await_retirements_of(
+        &self,
+        service: ServiceId,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        let running: Vec<watch::Receiver<bool>> = lock(&self.inner.retiring)
+            .values()
+            .filter(|r| r.service == service)
+            .map(|r| r.done.clone())
+            .collect();
+        for mut done in running {
+            let finished = tokio::time::timeout_at(deadline, done.wait_for(|gone| *gone)).await;
+            if finished.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// End every retirement in progress (the engine stops); their workloads are orphans the
     /// next `recover` removes.
     pub(super) fn abort_retirements(&self) {

@@ -98,6 +98,9 @@ pub enum Request {
     },
     ListEnvironments {
         project: String,
+        /// Also the soft-deleted ones (restorable), `deleted_at` set.
+        #[serde(default)]
+        include_deleted: bool,
     },
     /// Clone an environment (`[workspace/]project/environment`) into a new one.
     CloneEnvironment {
@@ -180,6 +183,9 @@ pub enum Request {
     },
     ListServices {
         environment: String,
+        /// Also the soft-deleted ones (restorable), `deleted_at` set.
+        #[serde(default)]
+        include_deleted: bool,
     },
     /// Config edits at one scope, in one write.
     SetConfig {

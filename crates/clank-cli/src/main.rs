@@ -48,6 +48,12 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum PlanCmd {
+    /// A plan by id: what it changes, until when it can be applied, whether it was.
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Create the first workspace and its Owner on a fresh daemon; saves the token.
     Init {
@@ -116,6 +122,9 @@ enum Command {
         #[arg(long, conflicts_with_all = ["source", "to"])]
         plan: Option<String>,
     },
+    /// Stored plans (of `clank promote` and `clank apply`).
+    #[command(subcommand)]
+    Plan(PlanCmd),
     /// Cancel a deployment in progress.
     Cancel { address: String, number: u64 },
     /// A service's current state and recent deployments.
@@ -261,6 +270,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             yes,
             plan,
         } => commands::promote::promote(&app, source, to, yes, plan).await?,
+        Command::Plan(PlanCmd::Show { id }) => commands::promote::show(&app, id).await?,
         Command::Cancel { address, number } => deploy::cancel(&app, address, number).await?,
         Command::Status { address } => deploy::status(&app, address).await?,
         Command::Log { address, number } => deploy::log(&app, address, number).await?,

@@ -1,7 +1,8 @@
 //! `clank export` and `clank apply -f` against a real daemon (in-process, loopback, native
 //! processes): the export names secrets and never holds their values; applying it unchanged
 //! changes nothing; an edited file shows its plan, changes nothing without `--yes`, applies
-//! with it, and then is unchanged; a new service's secret comes from the named variable.
+//! with it, and then is unchanged; a new service's secret comes from the named variable;
+//! `clank plan show <id>` shows a stored plan with how to apply it.
 
 mod common;
 
@@ -90,6 +91,22 @@ async fn an_exported_project_applies_as_nothing_and_an_edit_applies_once() {
         "{shown}"
     );
     assert!(!shown.contains("worker-secret-value"), "{shown}");
+    let id = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("Plan "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the plan's id: {shown}"))
+        .to_owned();
+    let stored = ok(&url, &ctx, &["plan", "show", &id]).await;
+    assert!(
+        stored.contains(&format!("Plan {id} (apply)"))
+            && stored.contains("acme/shop/production/worker  (create)")
+            && stored.contains(&format!("clank promote --plan {id}")),
+        "{stored}"
+    );
+    assert!(!stored.contains("worker-secret-value"), "{stored}");
+    let missing = clank(&url, &ctx, &["plan", "show", "no-such-plan"]).await;
+    assert!(!missing.status.success(), "{}", text(&missing));
     let vars = ok(&url, &ctx, &["config", "list", "shop/web"]).await;
     assert!(
         vars.contains("GREETING=hi"),

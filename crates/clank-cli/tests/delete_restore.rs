@@ -1,6 +1,7 @@
 //! `clank service|env|project delete` and `restore` against a real daemon (in-process,
 //! loopback, native processes; nothing deployed): a soft delete prints until when it can be
-//! restored and the command that does it, a purge what it removed, and `--volumes` without `--purge` is a usage error.
+//! restored and the command that does it, a purge what it removed, and `--volumes` without `--purge` is a usage error;
+//! `list --deleted` shows the deleted projects, environments and services that plain lists hide.
 
 mod common;
 
@@ -87,5 +88,101 @@ async fn delete_says_how_to_restore_and_purge_says_what_it_removed() {
     )
     .await;
     assert!(purged.contains("networks removed:"), "{purged}");
+    daemon.stop().await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_show_deleted_items_only_with_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "process", |_| {}).await;
+    let url = daemon.url.clone();
+    let ctx = dir.path().join("context.json");
+    ok(&url, &ctx, &INIT).await;
+    for args in [
+        vec!["project", "create", "Shop"],
+        vec!["project", "create", "Gone"],
+        vec!["env", "create", "shop", "staging"],
+        vec!["env", "create", "shop", "qa"],
+        vec![
+            "service",
+            "create",
+            "shop/staging/web",
+            "--image",
+            "clank-testapp:latest",
+        ],
+        vec![
+            "service",
+            "create",
+            "shop/staging/api",
+            "--image",
+            "clank-testapp:latest",
+        ],
+        vec!["service", "delete", "shop/staging/api"],
+        vec!["env", "delete", "shop/qa"],
+        vec!["project", "delete", "gone"],
+    ] {
+        ok(&url, &ctx, &args).await;
+    }
+
+    let projects = ok(&url, &ctx, &["project", "list"]).await;
+    assert!(
+        projects.contains("shop") && !projects.contains("gone"),
+        "{projects}"
+    );
+    let projects = ok(&url, &ctx, &["project", "list", "--deleted"]).await;
+    let gone = projects
+        .lines()
+        .find(|l| l.starts_with("gone"))
+        .unwrap_or_else(|| panic!("the deleted project is listed: {projects}"));
+    assert!(gone.contains("  deleted "), "{projects}");
+    let shop = projects.lines().find(|l| l.starts_with("shop")).unwrap();
+    assert!(!shop.contains("deleted"), "{projects}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&url, &ctx, &["--json", "project", "list", "--deleted"]).await)
+            .unwrap();
+    let gone = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["slug"] == "gone")
+        .unwrap();
+    assert!(gone["deleted_at"].is_number(), "{json}");
+
+    let envs = ok(&url, &ctx, &["env", "list", "shop"]).await;
+    assert!(!envs.contains("qa"), "{envs}");
+    let envs = ok(&url, &ctx, &["env", "list", "shop", "--deleted"]).await;
+    let qa = envs
+        .lines()
+        .find(|l| l.starts_with("qa"))
+        .unwrap_or_else(|| panic!("the deleted environment is listed: {envs}"));
+    assert!(qa.contains("  deleted "), "{envs}");
+    assert!(envs.lines().any(|l| l == "staging"), "{envs}");
+
+    let services = ok(&url, &ctx, &["service", "list", "shop/staging"]).await;
+    assert!(
+        services.contains("web") && !services.contains("api"),
+        "{services}"
+    );
+    let services = ok(
+        &url,
+        &ctx,
+        &["service", "list", "shop/staging", "--deleted"],
+    )
+    .await;
+    let api = services
+        .lines()
+        .find(|l| l.starts_with("api"))
+        .unwrap_or_else(|| panic!("the deleted service is listed: {services}"));
+    assert!(api.contains("deleted"), "{services}");
+    let json: serde_json::Value = serde_json::from_str(
+        &ok(
+            &url,
+            &ctx,
+            &["--json", "service", "list", "shop/staging", "--deleted"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(json.as_array().map(Vec::len), Some(2), "{json}");
     daemon.stop().await.unwrap().unwrap();
 }

@@ -225,9 +225,11 @@ impl Client {
                 self.at(&self.project_path(&project)?.1, &["environments"]),
                 Some(json!({"name": name})),
             ),
-            Request::ListEnvironments { project } => {
-                Call::get(self.at(&self.project_path(&project)?.1, &["environments"]))
-            }
+            Request::ListEnvironments {
+                project,
+                include_deleted,
+            } => Call::get(self.at(&self.project_path(&project)?.1, &["environments"]))
+                .query([("include_deleted", flag(include_deleted))]),
             Request::CloneEnvironment { environment, clone } => Call::post(
                 self.at(&self.environment_path(&environment)?, &["clone"]),
                 Some(to_value(&clone)?),
@@ -296,9 +298,11 @@ impl Client {
             Request::StartService { service } => {
                 Call::post(self.at(&self.service_path(&service)?, &["start"]), None)
             }
-            Request::ListServices { environment } => {
-                Call::get(self.at(&self.environment_path(&environment)?, &["services"]))
-            }
+            Request::ListServices {
+                environment,
+                include_deleted,
+            } => Call::get(self.at(&self.environment_path(&environment)?, &["services"]))
+                .query([("include_deleted", flag(include_deleted))]),
             Request::SetConfig { target, changes } => Call::with(
                 Method::PATCH,
                 self.at(&self.config_path(&target)?, &[]),

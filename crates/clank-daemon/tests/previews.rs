@@ -7,7 +7,8 @@
 //!   `web-pr-<n>.<base domain>` serves the branch's content through the proxy; a redelivery
 //!   is ignored; a push to the branch deploys nothing (the preview follows its pull request);
 //!   a new commit + `synchronize` serves the new content and pushes the deadline forward;
-//!   closing (merging, for GitLab) leaves no container, network, route or volume;
+//!   closing leaves no container, network, route or volume (checked there before the close,
+//!   so that cannot pass on nothing): GitHub closes without merging, GitLab and Forgejo merge;
 //! - a pull request from a fork is refused (200, "allow_forks");
 //! - time-to-live: a preview whose deadline passes while the daemon is down is torn down by
 //!   the sweep after it restarts.
@@ -289,8 +290,8 @@ fn sign(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// The forge's pull-request payload for `action` (`opened`, `synchronize`, `closed`,
-/// `merged`), as each forge shapes it.
+/// The forge's pull-request payload for `action` (`opened`, `synchronize`, `closed`: closed
+/// without merging, `merged`), as each forge shapes it.
 fn payload(
     forge: Forge,
     action: &str,
@@ -307,6 +308,7 @@ fn payload(
     };
     match forge {
         Forge::GitHub | Forge::Forgejo => {
+            let merged = action == "merged";
             let action = match (forge, action) {
                 (Forge::Forgejo, "synchronize") => "synchronized",
                 (_, "merged") => "closed",
@@ -317,7 +319,7 @@ fn payload(
                 "number": n,
                 "pull_request": {
                     "number": n,
-                    "merged": action == "closed",
+                    "merged": merged,
                     "head": {"ref": branch, "sha": sha, "repo": {"id": if fork { 99 } else { 1 }, "clone_url": head_repo}},
                     "base": {"ref": "main", "sha": sha, "repo": {"id": 1, "clone_url": repo}},
                 },
@@ -546,12 +548,19 @@ async fn each_forge_opens_updates_and_closes_a_preview_and_the_ttl_survives_a_re
             "one environment per pull request"
         );
 
-        // Close (GitLab: merge): nothing is left.
+        // Close (GitHub: closed unmerged; GitLab and Forgejo: merged): nothing is left of
+        // what is there now, the container, `pr-<n>`'s network and its volume.
+        let [containers, networks, volumes] = w.remains_of(&service_id, n);
+        assert!(
+            !containers.is_empty() && !networks.is_empty() && !volumes.is_empty(),
+            "pr-{n} before the close: containers {containers:?}, networks {networks:?}, \
+             volumes {volumes:?}"
+        );
         let unknown = w.via_proxy("nobody.clank.test", "/").await.0;
-        let action = if forge == Forge::GitLab {
-            "merged"
-        } else {
+        let action = if forge == Forge::GitHub {
             "closed"
+        } else {
+            "merged"
         };
         let close = payload(forge, action, n, &branch, &v2, &url, false);
         let (s, v) = w.deliver(forge, &format!("close-{n}"), &close).await;

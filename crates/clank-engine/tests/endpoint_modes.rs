@@ -217,7 +217,8 @@ async fn byo_proxy_redeploy_whose_image_is_missing_fails_before_the_old_version_
     assert!(!old_log.contains("stopped for"), "{old_log}");
     assert_eq!(p.active().await, Some(first.id));
     assert_eq!(version_on(port).await, "one");
-    p.wait_until_retired(second.id, Duration::from_secs(15)).await;
+    p.wait_until_retired(second.id, Duration::from_secs(15))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,7 +460,8 @@ async fn cloudflare_tunnel_without_its_token_secret_fails_naming_the_key_and_the
         .await;
     let reason = failed.state.reason.clone().unwrap_or_default();
     assert!(reason.contains(&format!("`{TOKEN_SECRET}`")), "{reason}");
-    p.wait_until_retired(second.id, Duration::from_secs(15)).await;
+    p.wait_until_retired(second.id, Duration::from_secs(15))
+        .await;
     assert_eq!(p.active().await, Some(first.id));
     assert_connector_runs(&p, first.id).await;
     assert_token_never_shown(&p, &events, &[first.id, second.id]).await;

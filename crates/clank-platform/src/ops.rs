@@ -120,8 +120,11 @@ impl Platform {
                 self.create_environment(&self.parse_project(&project)?, &name)
                     .await?,
             ),
-            Request::ListEnvironments { project } => json(
-                self.list_environments(&self.parse_project(&project)?)
+            Request::ListEnvironments {
+                project,
+                include_deleted,
+            } => json(
+                self.list_environments_with(&self.parse_project(&project)?, include_deleted)
                     .await?,
             ),
             Request::CloneEnvironment { environment, clone } => json(
@@ -169,13 +172,20 @@ impl Platform {
             Request::ListPreviews { project } => {
                 json(self.list_previews(&self.parse_project(&project)?).await?)
             }
+            // None as REST answers it: 404 (a preview that does not exist is not closed).
             Request::ClosePreview {
                 project,
                 pull_request,
-            } => json(
-                self.close_preview(&self.parse_project(&project)?, pull_request)
-                    .await?,
-            ),
+            } => {
+                let addr = self.parse_project(&project)?;
+                match self.close_preview(&addr, pull_request).await? {
+                    Some(outcome) => json(outcome),
+                    None => Err(Error::not_found(
+                        "preview",
+                        format!("{addr}/pr-{pull_request}"),
+                    )),
+                }
+            }
             Request::CreateService { environment, spec } => json(
                 self.create_service(&self.parse_environment(&environment)?, spec)
                     .await?,
@@ -193,8 +203,11 @@ impl Platform {
                 self.update_service(&self.parse_service(&service)?, patch)
                     .await?,
             ),
-            Request::ListServices { environment } => json(
-                self.list_services(&self.parse_environment(&environment)?)
+            Request::ListServices {
+                environment,
+                include_deleted,
+            } => json(
+                self.list_services_with(&self.parse_environment(&environment)?, include_deleted)
                     .await?,
             ),
             Request::SetConfig { target, changes } => {

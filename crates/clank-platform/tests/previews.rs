@@ -4,7 +4,8 @@
 //! is needed and the deployments fail; what is checked is what was asked of them): settings checked by field; an opened pull request
 //! makes one `pr-<n>` however often it is delivered, its git service on the head branch and
 //! its deployment pinned to the head commit; a push to that branch deploys nothing in it;
-//! a fork is refused unless allowed; closing removes it; the time-to-live sweep purges a
+//! a fork is refused unless allowed, and once allowed gets a preview built from the fork's
+//! repository; closing removes it; the time-to-live sweep purges a
 //! preview whose stored deadline passed, also on a platform opened again on the same data.
 
 mod common;
@@ -257,6 +258,78 @@ async fn a_pull_request_opens_one_preview_on_its_head_and_closing_removes_it() {
     for want in ["preview.create", "preview.redeploy", "preview.delete"] {
         assert!(actions.contains(&want), "{want}: {actions:?}");
     }
+}
+
+#[tokio::test]
+async fn a_fork_pull_request_opens_a_preview_once_forks_are_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _engine) = running(dir.path()).await;
+    shop(&p).await;
+    let ws = p.workspace("default").await.unwrap().id;
+    let settings = |allow_forks: bool| {
+        json!({"op": "set_preview_settings", "project": "shop",
+               "settings": {"base_environment": "staging", "domain": "preview.shop.test",
+                            "allow_forks": allow_forks}})
+    };
+
+    // Refused by default: nothing created.
+    ok(&p, settings(false)).await;
+    let fork = event(7, PullRequestAction::Opened, SHA1, true);
+    let refused = p.pull_request(ws, &fork, &github()).await.unwrap();
+    assert_eq!(refused.refused_forks, ["shop"]);
+    assert!(refused.previews.is_empty());
+    assert!(previews(&p).await.is_empty());
+
+    // Allowed: the same delivery makes `pr-7`, its git service on the fork's head.
+    let stored = ok(&p, settings(true)).await;
+    assert_eq!(stored["allow_forks"], true, "{stored}");
+    let opened = p.pull_request(ws, &fork, &github()).await.unwrap();
+    assert!(opened.refused_forks.is_empty(), "{opened:?}");
+    assert_eq!(opened.previews.len(), 1, "{opened:?}");
+    assert_eq!(opened.previews[0].action, "created");
+    assert_eq!(opened.previews[0].environment, "pr-7");
+    assert_eq!(
+        opened.previews[0].urls,
+        ["http://web-pr-7.preview.shop.test"]
+    );
+    let web = ok(&p, json!({"op": "get_service", "service": "shop/pr-7/web"})).await;
+    assert_eq!(web["source"]["branch"], "feature-7", "{web}");
+    assert_eq!(
+        web["source"]["repo_url"], "https://git.example.com/mallory/shop.git",
+        "built from the fork: {web}"
+    );
+    let deployment = ok(
+        &p,
+        json!({"op": "get_deployment", "service": "shop/pr-7/web", "number": 1}),
+    )
+    .await;
+    assert_eq!(deployment["artifact"]["commit"], SHA1, "{deployment}");
+    let listed = previews(&p).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["pull_request"], 7);
+    let staged = ok(
+        &p,
+        json!({"op": "get_service", "service": "shop/staging/web"}),
+    )
+    .await;
+    assert_eq!(staged["source"]["repo_url"], REPO, "the base is untouched");
+
+    // Closed by hand: gone; closing again is NotFound naming it.
+    let closed = ok(
+        &p,
+        json!({"op": "close_preview", "project": "shop", "pull_request": 7}),
+    )
+    .await;
+    assert_eq!(closed["action"], "removed", "{closed}");
+    assert!(previews(&p).await.is_empty());
+    let e = call(
+        &p,
+        json!({"op": "close_preview", "project": "shop", "pull_request": 7}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("pr-7"), "{e}");
 }
 
 #[tokio::test]

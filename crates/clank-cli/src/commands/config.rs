@@ -1,4 +1,6 @@
-//! A service's config variables and secrets, or a team's (`--team`).
+//! Config variables and secrets at any scope of the cascade: a service (the default), or
+//! with `--env`, `--project`, `--workspace` or `--team` the environment, project, workspace
+//! or team.
 
 use clank_api::{ConfigEdit, ConfigRequest};
 use clank_core::config::{ConfigVarView, ResolvedVarView};
@@ -7,59 +9,104 @@ use clap::Subcommand;
 use crate::app::{App, lines, url_escape};
 use crate::client::CliError;
 
+/// A scope other than a service's: at most one of them.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[group(multiple = false)]
+pub(crate) struct Scope {
+    /// A team of the workspace instead of a service.
+    #[arg(long)]
+    team: Option<String>,
+    /// An environment (`shop/staging`) instead of a service.
+    #[arg(long = "env", value_name = "PROJECT/ENV")]
+    env: Option<String>,
+    /// A project (`shop`) instead of a service.
+    #[arg(long, value_name = "PROJECT")]
+    project: Option<String>,
+    /// The workspace (the context's) instead of a service.
+    #[arg(long)]
+    workspace: bool,
+}
+
+impl Scope {
+    /// The config path of the scope named by a flag; None when none is (a service then).
+    fn path(&self, app: &App) -> Result<Option<String>, CliError> {
+        Ok(Some(match self {
+            Scope {
+                team: Some(team), ..
+            } => format!("{}/teams/{}/config", app.ws_path(), url_escape(team)),
+            Scope { env: Some(env), .. } => format!("{}/config", app.env_path(env)?),
+            Scope {
+                project: Some(project),
+                ..
+            } => format!("{}/config", app.project_path(project)?),
+            Scope {
+                workspace: true, ..
+            } => format!("{}/config", app.ws_path()),
+            _ => return Ok(None),
+        }))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCmd {
-    /// Variables set on the service (or on a team with `--team`), or the resolved cascade
-    /// with `--resolved`.
+    /// Variables set on the service (or at another scope: `--env shop/staging`, `--project
+    /// shop`, `--workspace`, `--team ops`), or the service's resolved cascade with
+    /// `--resolved`.
     List {
-        #[arg(required_unless_present = "team")]
+        #[arg(
+            required_unless_present_any = ["team", "env", "project", "workspace"],
+            conflicts_with_all = ["team", "env", "project", "workspace"]
+        )]
         address: Option<String>,
-        #[arg(long)]
+        /// The values the service's next deploy gets, and the scope each comes from.
+        #[arg(long, conflicts_with_all = ["team", "env", "project", "workspace"])]
         resolved: bool,
-        /// A team of the workspace instead of a service.
-        #[arg(long, conflicts_with_all = ["address", "resolved"])]
-        team: Option<String>,
+        #[command(flatten)]
+        scope: Scope,
     },
-    /// Set `KEY=VALUE` pairs on the service, or on a team: `clank config set --team ops K=V`.
+    /// Set `KEY=VALUE` pairs on the service, or at another scope: `clank config set --env
+    /// shop/staging K=V` (also `--project`, `--workspace`, `--team`).
     Set {
-        /// The service (absent with `--team`).
+        /// The service (absent with a scope flag).
         address: Option<String>,
         pairs: Vec<String>,
         /// Store the values as encrypted secrets (never shown again).
         #[arg(long)]
         secret: bool,
-        /// A team of the workspace instead of a service.
-        #[arg(long)]
-        team: Option<String>,
+        #[command(flatten)]
+        scope: Scope,
     },
-    /// Unset keys on the service, or on a team with `--team`.
+    /// Unset keys on the service, or at another scope (`--env`, `--project`, `--workspace`,
+    /// `--team`).
     Unset {
-        /// The service (absent with `--team`).
+        /// The service (absent with a scope flag).
         address: Option<String>,
         keys: Vec<String>,
-        /// A team of the workspace instead of a service.
-        #[arg(long)]
-        team: Option<String>,
+        #[command(flatten)]
+        scope: Scope,
     },
 }
 
-/// The config path of `--team` or of the service `first` names, and the remaining arguments
-/// (with `--team`, `first` is one of them); at least one is required.
+/// The config path of the scope flag or of the service `first` names, and the remaining
+/// arguments (with a scope flag, `first` is one of them); at least one is required.
 fn target(
     app: &App,
-    team: Option<String>,
+    scope: &Scope,
     first: Option<String>,
     mut rest: Vec<String>,
     what: &str,
 ) -> Result<(String, Vec<String>), CliError> {
-    let path = match team {
-        Some(team) => {
+    let path = match scope.path(app)? {
+        Some(path) => {
             rest.splice(0..0, first);
-            format!("{}/teams/{}/config", app.ws_path(), url_escape(&team))
+            path
         }
         None => {
             let address = first.ok_or_else(|| {
-                CliError::new("name a service, or a team with `--team <team>`", 2)
+                CliError::new(
+                    "name a service, or a scope: `--env`, `--project`, `--workspace` or `--team`",
+                    2,
+                )
             })?;
             format!("{}/config", app.service_path(&address)?)
         }
@@ -75,12 +122,12 @@ pub(crate) async fn config(app: &App, cmd: ConfigCmd) -> Result<(), CliError> {
         ConfigCmd::List {
             address,
             resolved,
-            team,
+            scope,
         } => {
-            let path = match (team, address) {
-                (Some(team), _) => format!("{}/teams/{}/config", app.ws_path(), url_escape(&team)),
+            let path = match (scope.path(app)?, address) {
+                (Some(path), _) => path,
                 (None, Some(address)) => format!("{}/config", app.service_path(&address)?),
-                (None, None) => return Err(CliError::new("name a service or a team", 2)),
+                (None, None) => return Err(CliError::new("name a service or a scope", 2)),
             };
             if resolved {
                 let vars: Vec<ResolvedVarView> =
@@ -101,9 +148,9 @@ pub(crate) async fn config(app: &App, cmd: ConfigCmd) -> Result<(), CliError> {
             address,
             pairs,
             secret,
-            team,
+            scope,
         } => {
-            let (path, pairs) = target(app, team, address, pairs, "KEY=VALUE")?;
+            let (path, pairs) = target(app, &scope, address, pairs, "KEY=VALUE")?;
             let mut changes = Vec::new();
             for pair in &pairs {
                 let (k, v) = pair
@@ -127,9 +174,9 @@ pub(crate) async fn config(app: &App, cmd: ConfigCmd) -> Result<(), CliError> {
         ConfigCmd::Unset {
             address,
             keys,
-            team,
+            scope,
         } => {
-            let (path, keys) = target(app, team, address, keys, "key")?;
+            let (path, keys) = target(app, &scope, address, keys, "key")?;
             let changes = keys.iter().map(ConfigEdit::unset).collect();
             let vars: Vec<ConfigVarView> =
                 app.client.patch(&path, &ConfigRequest { changes }).await?;

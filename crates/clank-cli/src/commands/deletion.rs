@@ -48,6 +48,18 @@ impl Kind {
     }
 }
 
+/// The query a list takes to include soft-deleted items (`--deleted`), or nothing.
+pub(crate) fn include_deleted(deleted: bool) -> &'static str {
+    if deleted { "?include_deleted=true" } else { "" }
+}
+
+/// What a list line says after a soft-deleted item: `  deleted <when>`; nothing otherwise.
+pub(crate) fn deleted_mark(deleted_at: Option<clank_core::Timestamp>) -> String {
+    deleted_at
+        .map(|at| format!("  deleted {at}"))
+        .unwrap_or_default()
+}
+
 /// `DELETE path` with the flags, printing the report.
 pub(crate) async fn delete(
     app: &App,

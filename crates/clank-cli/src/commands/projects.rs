@@ -11,7 +11,12 @@ use crate::client::CliError;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProjectCmd {
-    List,
+    /// The workspace's projects; `--deleted` lists soft-deleted (restorable) ones too.
+    List {
+        /// Also the deleted projects that can still be restored, marked `deleted`.
+        #[arg(long)]
+        deleted: bool,
+    },
     Create {
         name: String,
         #[arg(long)]
@@ -26,15 +31,17 @@ pub(crate) enum ProjectCmd {
         how: super::deletion::DeleteFlags,
     },
     /// Restore a deleted project with its environments and services.
-    Restore {
-        project: String,
-    },
+    Restore { project: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EnvCmd {
+    /// A project's environments; `--deleted` lists soft-deleted (restorable) ones too.
     List {
         project: String,
+        /// Also the deleted environments that can still be restored, marked `deleted`.
+        #[arg(long)]
+        deleted: bool,
     },
     Create {
         project: String,
@@ -77,13 +84,19 @@ pub(crate) enum EnvCmd {
 
 pub(crate) async fn project(app: &App, cmd: ProjectCmd) -> Result<(), CliError> {
     match cmd {
-        ProjectCmd::List => {
+        ProjectCmd::List { deleted } => {
             let projects: Vec<Project> = app
                 .client
-                .get(&format!("{}/projects", app.ws_path()))
+                .get(&format!(
+                    "{}/projects{}",
+                    app.ws_path(),
+                    deletion::include_deleted(deleted)
+                ))
                 .await?;
             app.show(&projects, |projects| {
-                lines(projects, |p| format!("{:<24} {}", p.slug, p.name))
+                lines(projects, |p| {
+                    format!("{:<24} {}", p.slug, p.name) + &deletion::deleted_mark(p.deleted_at)
+                })
             });
         }
         ProjectCmd::Create { name, slug } => {
@@ -117,12 +130,24 @@ pub(crate) async fn project(app: &App, cmd: ProjectCmd) -> Result<(), CliError> 
 
 pub(crate) async fn env(app: &App, cmd: EnvCmd) -> Result<(), CliError> {
     match cmd {
-        EnvCmd::List { project } => {
+        EnvCmd::List { project, deleted } => {
             let envs: Vec<Environment> = app
                 .client
-                .get(&format!("{}/environments", app.project_path(&project)?))
+                .get(&format!(
+                    "{}/environments{}",
+                    app.project_path(&project)?,
+                    deletion::include_deleted(deleted)
+                ))
                 .await?;
-            app.show(&envs, |envs| lines(envs, |e| e.name.clone()));
+            app.show(&envs, |envs| {
+                lines(envs, |e| {
+                    if e.is_deleted() {
+                        format!("{:<24}", e.name) + &deletion::deleted_mark(e.deleted_at)
+                    } else {
+                        e.name.clone()
+                    }
+                })
+            });
         }
         EnvCmd::Create { project, name } => {
             let env: Environment = app

@@ -88,6 +88,30 @@ pub(crate) async fn promote(
     Ok(())
 }
 
+/// `clank plan show <id>`: a stored plan (a promotion's or an apply's) as `promote` shows it,
+/// with how to apply it while it can be.
+pub(crate) async fn show(app: &App, id: String) -> Result<(), CliError> {
+    let plan: PlanView = app
+        .client
+        .get(&format!(
+            "{}/plans/{}",
+            app.ws_path(),
+            crate::app::url_escape(&id)
+        ))
+        .await?;
+    app.show(&plan, |p| {
+        let mut out = crate::plan::render(p);
+        if p.applied_at.is_none() && !p.unchanged {
+            out.push_str(&format!(
+                "\n\nApply exactly this plan: clank promote --plan {}",
+                p.id
+            ));
+        }
+        out
+    });
+    Ok(())
+}
+
 /// Asks on a terminal; never applies without one (use `--yes`).
 #[allow(clippy::print_stdout)]
 fn confirm() -> Result<bool, CliError> {

@@ -19,9 +19,13 @@ use crate::client::CliError;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServiceCmd {
-    /// Services of `project` or `project/environment`.
+    /// Services of `project` or `project/environment`; `--deleted` lists soft-deleted
+    /// (restorable) ones too.
     List {
         environment: String,
+        /// Also the deleted services that can still be restored, in state `deleted`.
+        #[arg(long)]
+        deleted: bool,
     },
     /// Create a service from a container image (`--image`), a git repository (`--repo`,
     /// built on each deploy) or a template (`--template postgres`: a stack named after the
@@ -487,9 +491,18 @@ fn optional(v: Option<String>) -> Option<Option<String>> {
 
 pub(crate) async fn service(app: &App, cmd: ServiceCmd) -> Result<(), CliError> {
     match cmd {
-        ServiceCmd::List { environment } => {
+        ServiceCmd::List {
+            environment,
+            deleted,
+        } => {
             let env_path = app.env_path(&environment)?;
-            let services: Vec<Service> = app.client.get(&format!("{env_path}/services")).await?;
+            let services: Vec<Service> = app
+                .client
+                .get(&format!(
+                    "{env_path}/services{}",
+                    super::deletion::include_deleted(deleted)
+                ))
+                .await?;
             // Each service's ACTIVE deployment (its number) and newest one, side by side.
             let rows = futures_util::future::try_join_all(services.iter().map(|s| {
                 let path = format!("{env_path}/services/{}", s.slug);

@@ -20,6 +20,8 @@ pub(crate) enum TeamCmd {
     },
     /// Teams with their member count and projects.
     List,
+    /// One team: its name, member count and projects.
+    Show { team: String },
     /// Delete a team; refused while projects are assigned to it.
     Delete { team: String },
     /// Add a workspace member (by email or user id) to a team.
@@ -64,6 +66,20 @@ pub(crate) async fn team(app: &App, cmd: TeamCmd) -> Result<(), CliError> {
         TeamCmd::List => {
             let teams: Vec<TeamView> = app.client.get(&base).await?;
             app.show(&teams, |teams| lines(teams, team_line));
+        }
+        TeamCmd::Show { team } => {
+            let view: TeamView = app.client.get(&at(&team)).await?;
+            app.show(&view, |t| {
+                let projects = if t.projects.is_empty() {
+                    "none".to_owned()
+                } else {
+                    t.projects.join(", ")
+                };
+                format!(
+                    "team `{}` ({})\n  members:  {}\n  projects: {projects}\n  created:  {}",
+                    t.team.slug, t.team.name, t.members, t.team.created_at
+                )
+            });
         }
         TeamCmd::Delete { team } => {
             let deleted: Team = app.client.delete(&at(&team)).await?;

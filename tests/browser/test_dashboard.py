@@ -3,8 +3,10 @@ daemon binary on Docker: sign in with a token, deploy and watch the status cell 
 without a reload, roll back, secrets masked, a Viewer without deploy buttons (and refused by
 the server anyway), attacker-controlled text shown as text with no script running, and a
 service's logs followed live (a new line without a reload, markup in it shown as text), and a
-deployment's deploy log followed until it is ACTIVE (its Cancel button gone then).
-Screenshots of each main page go to ``target/screenshots``.
+deployment's deploy log followed until it is ACTIVE (its Cancel button gone then), and the
+pages at a phone's width, walked with the keyboard, with every control labelled. Screenshots
+of each main page (workspace, project and canvas, service, deployment, environments,
+promotion plan, servers, audit log, templates) go to ``target/screenshots``.
 
 The first test creates its service with the dashboard's form; the others create theirs
 through the REST API (`POST …/services`)."""
@@ -24,6 +26,8 @@ SECRET = "hunter2-never-shown"
 XSS_NAME = "<script>alert('name')</script>"
 XSS_VALUE = "<img src=x onerror=alert('value')><script>alert('value')</script>"
 DEPLOY_WAIT_MS = 120_000
+# The Owner `running_daemon` makes with `POST /v1/init`.
+OWNER_EMAIL = "ada@example.com"
 
 
 def project(d: Daemon, slug: str, name: str = "Browser test") -> None:
@@ -177,7 +181,11 @@ def test_sign_in_create_deploy_live_roll_back_and_secret_masked(
 
     back = page.get_by_role("button", name="Roll back to deployment #1")
     deploy_and_watch_active(page, back.click, 3)
-    assert "rollback to #1" in page.locator("tr", has=cell(page, 3)).inner_text()
+    row = page.locator("tr", has=cell(page, 3)).inner_text()
+    assert "rollback to #1" in row
+    # Settled while the page watched: its duration is how long it took, not "… so far".
+    assert "so far" not in row, row
+    assert f"manual by {OWNER_EMAIL}" in page.locator("tr", has=cell(page, 1)).inner_text()
     page.reload()
     assert cell(page, 3).get_attribute("data-status") == "ACTIVE"
     assert cell(page, 2).get_attribute("data-status") == "SUPERSEDED"
@@ -189,7 +197,36 @@ def test_sign_in_create_deploy_live_roll_back_and_secret_masked(
 
     page.goto(f"/ui/workspaces/{WS}/projects/{p}")
     page.screenshot(path=str(shots / "project.png"), full_page=True)
+
+    screenshot_the_other_pages(page, p, shots)
     assert dialogs == []
+
+
+def screenshot_the_other_pages(page: Any, p: str, shots: Path) -> None:
+    """The environments page, a promotion plan made with its forms (production's `web`, just
+    deployed, to a clone of production), the servers, audit log and templates pages."""
+    page.goto(f"/ui/workspaces/{WS}/projects/{p}/environments")
+    page.locator("details:has(#clone-production-name) > summary").click()
+    page.locator("#clone-production-name").fill("staging")
+    page.get_by_role("button", name="Clone", exact=True).click()
+    page.wait_for_url(re.compile(r"/environments(#.*)?$"))
+    assert page.locator("#clone-staging-name").count() == 1, "staging is listed"
+    page.screenshot(path=str(shots / "environments.png"), full_page=True)
+    page.locator("#promote-source").select_option("production/web")
+    page.locator("#promote-target").select_option("staging")
+    page.get_by_role("button", name="Plan the promotion").click()
+    page.wait_for_url(re.compile(rf"/ui/workspaces/{WS}/plans/[^/]+$"))
+    assert SECRET not in page.content()
+    page.screenshot(path=str(shots / "plan.png"), full_page=True)
+    for name, path in (
+        ("servers", "servers"),
+        ("audit", "audit"),
+        ("templates", "templates"),
+    ):
+        answer = page.goto(f"/ui/workspaces/{WS}/{path}")
+        assert answer is not None and answer.status == 200, path
+        assert SECRET not in page.content()
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
 def test_a_viewer_sees_no_deploy_button_and_is_refused_anyway(
@@ -465,3 +502,89 @@ def test_a_deploy_log_follows_live_until_active_and_its_cancel_button_goes(
     assert "ACTIVE" in page.locator("#deploy-log-status").inner_text()
     page.screenshot(path=str(shots / "deployment-live-log.png"), full_page=True)
     assert dialogs == []
+
+
+def fits_the_width(page: Any) -> bool:
+    """No horizontal scrolling: the page is no wider than the window."""
+    return page.evaluate(
+        "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        " <= window.innerWidth"
+    )
+
+
+UNLABELLED = """() => Array.from(document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea'
+)).filter(e => {
+    const label = Array.from(e.labels || []).map(l => l.textContent.trim()).join(' ');
+    const named = (e.getAttribute('aria-label') || '').trim();
+    const by = (e.getAttribute('aria-labelledby') || '').split(/\\s+/).filter(Boolean)
+        .map(id => (document.getElementById(id) || {}).textContent || '').join(' ').trim();
+    return !(label || named || by);
+}).map(e => e.outerHTML)"""
+
+
+def test_a_phone_width_page_needs_no_sideways_scroll_the_keyboard_reaches_deploy_and_controls_are_labelled(
+    chromium: Any, daemon: Daemon, docker_image: str, unique: str, shots: Path
+) -> None:
+    p = f"br-{unique}"
+    project(daemon, p, name="Phone test")
+    service(daemon, p, docker_image)
+    svc = f"/v1/workspaces/{WS}/projects/{p}/environments/production/services/web"
+    # Long unbroken text is what pushes a narrow page sideways.
+    daemon.ok(
+        "PATCH",
+        f"{svc}/config",
+        {"changes": [
+            {"key": "LONG_VALUE", "value": "x" * 300},
+            {"key": "API_KEY", "value": SECRET, "secret": True},
+        ]},
+    )
+    daemon.ok("POST", f"{svc}/deployments", {})
+    wait_status(daemon, p, 1, "ACTIVE")
+
+    # 390 px: a phone held upright.
+    context = chromium.new_context(base_url=daemon.base, viewport={"width": 390, "height": 844})
+    phone = context.new_page()
+    phone.goto("/ui/signin")
+    assert fits_the_width(phone), "the sign-in page scrolls sideways"
+    token_form(phone, daemon.owner)
+    phone.wait_for_url(re.compile(rf"/ui/workspaces/{WS}$"))
+    for name, path in (
+        ("workspace", f"/ui/workspaces/{WS}"),
+        ("project", f"/ui/workspaces/{WS}/projects/{p}"),
+        ("service", service_path(p)),
+        ("deployment", service_path(p) + "/deployments/1"),
+    ):
+        phone.goto(path)
+        phone.wait_for_load_state("load")
+        assert fits_the_width(phone), f"the {name} page scrolls sideways at 390 px"
+        if name in ("project", "service"):
+            phone.screenshot(path=str(shots / f"{name}-phone.png"), full_page=True)
+    context.close()
+
+    page = sign_in(chromium, daemon, daemon.owner)
+    page.goto(service_path(p))
+    page.wait_for_load_state("load")
+
+    # Every control of the service page (settings, config, deploy) has an accessible name.
+    assert page.locator("input:not([type=hidden]), select, textarea").count() >= 3
+    assert page.evaluate(UNLABELLED) == []
+
+    # The keyboard alone: the first Tab offers the skip link, then Tab walks to Deploy.
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent.trim()") == "Skip to content"
+    walked: List[str] = []
+    for _ in range(150):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "() => { const e = document.activeElement;"
+            " return e.tagName + ':' + (e.getAttribute('aria-label') || e.textContent.trim()).slice(0, 40); }"
+        )
+        walked.append(focused)
+        if focused == "BUTTON:Deploy":
+            break
+    assert walked[-1] == "BUTTON:Deploy", walked
+    # Enter on it deploys, as a click would.
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/services/web(#deployments)?$"))
+    cell(page, 2).wait_for()

@@ -1,6 +1,7 @@
 // Runs the dashboard's script (argv[2]) against a stand-in DOM and EventSource, and checks it
 // moves a status cell through a deployment's events: the first `status` event, `transition`s,
-// the previous ACTIVE deployment shown SUPERSEDED, the stream closed once settled. Exits
+// the previous ACTIVE deployment shown SUPERSEDED, the stream closed once settled, its "… so
+// far" duration turned into how long it took (from the settling event's time). Exits
 // non-zero on the first difference. Run by `tests/ui.rs`.
 "use strict";
 
@@ -30,6 +31,17 @@ const active = cell(1, "ACTIVE", null);
 const pending = cell(2, "PENDING", "/ui/x/deployments/2/events");
 const cells = [active, pending];
 const cancelForm = { hidden: false };
+// Deployment #2's running duration: created at 1 000 000 ms, 4 s so far when the page loaded.
+const runningFor = {
+  attrs: { "data-duration-of": "2", "data-created": "1000000" },
+  textContent: "4s so far",
+  getAttribute(name) {
+    return Object.prototype.hasOwnProperty.call(this.attrs, name) ? this.attrs[name] : null;
+  },
+  removeAttribute(name) {
+    delete this.attrs[name];
+  },
+};
 
 const sources = [];
 class FakeEventSource {
@@ -59,6 +71,8 @@ const document = {
       found = [];
     } else if (/^form\[data-cancel="\d+"\]$/.test(selector)) {
       found = selector === 'form[data-cancel="2"]' ? [cancelForm] : [];
+    } else if (/^\[data-duration-of="\d+"\]$/.test(selector)) {
+      found = [runningFor].filter((d) => selector === '[data-duration-of="' + d.attrs["data-duration-of"] + '"]');
     } else if (selector === "pre.log[data-follow]") {
       // No followed log on this page (see dashboard_logs_script.js).
       found = [];
@@ -76,7 +90,7 @@ const document = {
   },
 };
 
-const context = vm.createContext({ document, EventSource: FakeEventSource, JSON });
+const context = vm.createContext({ document, EventSource: FakeEventSource, JSON, Date, Math, Number, isFinite });
 vm.runInContext(fs.readFileSync(process.argv[2], "utf8"), context);
 
 assert.strictEqual(sources.length, 1, "one stream, for the unsettled deployment only");
@@ -95,13 +109,16 @@ assert.strictEqual(pending.textContent, "HEALTH_CHECKING");
 assert.strictEqual(pending.getAttribute("data-status"), "HEALTH_CHECKING");
 assert.strictEqual(source.closed, false);
 assert.strictEqual(cancelForm.hidden, false, "in progress, it can still be cancelled");
+assert.strictEqual(runningFor.textContent, "4s so far", "in progress, it is still running");
 
-source.emit("transition", { type: "transition", from: "HEALTH_CHECKING", to: "ACTIVE" });
+source.emit("transition", { type: "transition", at: 1000000 + 187000, from: "HEALTH_CHECKING", to: "ACTIVE" });
 assert.strictEqual(pending.textContent, "ACTIVE");
 assert.strictEqual(pending.className, "status status-active");
 assert.strictEqual(active.textContent, "SUPERSEDED", "the previous ACTIVE is superseded");
 assert.strictEqual(active.className, "status status-superseded");
 assert.strictEqual(source.closed, true, "a settled deployment's stream is closed");
 assert.strictEqual(cancelForm.hidden, true, "a settled deployment's Cancel button goes");
+assert.strictEqual(runningFor.textContent, "3m 07s", "a settled deployment's duration is how long it took");
+assert.strictEqual(runningFor.getAttribute("data-duration-of"), null, "and is not running any more");
 
 console.log("dashboard script: ok");

@@ -1,7 +1,8 @@
 //! The dashboard (`/ui`) against the real daemon in-process (native-process runtime): sign-in
 //! with an API token and the session cookie's flags, the security headers of every page, CSRF
 //! and origin checks on every form, roles as the API enforces them, and attacker-controlled
-//! text (service names, config keys and values, deploy log lines) escaped wherever it shows.
+//! text (service names, config keys and values, deploy log lines, a pushed branch name and
+//! commit message) escaped wherever it shows.
 //! A browser is not driven here: these read the HTML the daemon serves.
 
 mod common;
@@ -391,13 +392,225 @@ async fn attacker_controlled_text_is_escaped_on_every_page_and_secrets_stay_mask
     assert!(service.body.contains("********"), "the secret is masked");
     assert!(service.body.contains("API_KEY"));
     let deployment = b.get(&format!("{SERVICE}/deployments/1")).await;
-    if log.contains("nonexistent") {
+    assert!(
+        log.contains("nonexistent"),
+        "the deploy log names the command: {log}"
+    );
+    assert!(
+        deployment.body.contains(&format!("/nonexistent/{ESCAPED}")),
+        "the log line, escaped: {}",
+        deployment.body
+    );
+    daemon.stop().await;
+}
+
+/// A branch name git accepts (no spaces) that is markup, and a commit message that is too.
+const XSS_BRANCH: &str = "<img/src=x/onerror=alert(2)><script>alert(1)</script>";
+const XSS_MESSAGE: &str = "fix: <script>alert('commit')</script>\n\n<img src=x onerror=alert(3)>";
+const PUSHED: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// GitHub's push of `PUSHED` to `XSS_BRANCH` of `acme/shop`, its commit's message
+/// `XSS_MESSAGE`, signed with the workspace's webhook `secret`.
+async fn push_with_markup(daemon: &Daemon, secret: &str) -> serde_json::Value {
+    use hmac::{Hmac, Mac};
+    let commit = json!({
+        "id": PUSHED,
+        "message": XSS_MESSAGE,
+        "timestamp": "2026-01-02T03:04:05Z",
+        "author": {"name": XSS, "email": "a@example.com"},
+    });
+    let body = serde_json::to_vec(&json!({
+        "ref": format!("refs/heads/{XSS_BRANCH}"),
+        "before": "0000000000000000000000000000000000000000",
+        "after": PUSHED,
+        "deleted": false,
+        "head_commit": commit,
+        "commits": [commit],
+        "repository": {
+            "full_name": "acme/shop",
+            "clone_url": "https://github.com/acme/shop.git",
+            "ssh_url": "git@github.com:acme/shop.git",
+            "html_url": "https://github.com/acme/shop",
+        },
+    }))
+    .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&body);
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let headers = [
+        ("x-github-event", "push".to_owned()),
+        ("x-hub-signature-256", format!("sha256={sig}")),
+    ];
+    let (status, v) = daemon
+        .post_raw("/v1/webhooks/github", &headers, &body)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    v
+}
+
+#[tokio::test]
+async fn a_pushed_branch_and_commit_message_with_markup_show_only_escaped_and_a_deploy_names_its_deployer()
+ {
+    // A git service on a branch whose name is markup, deployed by a push whose commit message
+    // is markup too. No builder is reachable on the process runtime: the deployments fail,
+    // which is beside the point — they exist, with the branch in their trigger.
+    let daemon = Daemon::start_on("process", |_| {}).await;
+    let owner = daemon.init().await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{WS}/projects"),
+            Some(json!({"name": "Shop"})),
+        )
+        .await;
+    let secret = daemon
+        .ok(&owner, Method::POST, &format!("{WS}/webhook-secret"), None)
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{ENV}/services"),
+            Some(json!({
+                "slug": "web",
+                "name": "Web",
+                "source": {"type": "git", "repo_url": "https://github.com/acme/shop.git",
+                           "branch": XSS_BRANCH, "dockerfile_path": null, "build_context": null},
+                "settings": {"auto_deploy": true},
+            })),
+        )
+        .await;
+    let pushed = push_with_markup(&daemon, &secret).await;
+    assert_eq!(
+        pushed["deployments"].as_array().unwrap().len(),
+        1,
+        "{pushed}"
+    );
+    let first = &deployments(&daemon, &owner).await[0];
+    assert_eq!(first["trigger"]["branch"], XSS_BRANCH, "{first}");
+
+    // A Developer deploys it again from the dashboard: the timeline says who.
+    let (_, developer) = daemon.member(&owner, "dev", "developer").await;
+    let mut b = Browser::new(&daemon);
+    b.sign_in(&developer).await;
+    let csrf = b.get(SERVICE).await.csrf();
+    let deployed = b
+        .post(&format!("{SERVICE}/deployments"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(deployed.status, StatusCode::SEE_OTHER, "{}", deployed.body);
+    assert_eq!(deployments(&daemon, &owner).await.len(), 2);
+
+    let escaped_branch = "&lt;img/src=x/onerror=alert(2)&gt;&lt;script&gt;alert(1)&lt;/script&gt;";
+    let pages = [
+        SERVICE.to_owned(),
+        format!("{SERVICE}/deployments/1"),
+        format!("{SERVICE}/deployments/2"),
+        "/ui/workspaces/acme/projects/shop".to_owned(),
+    ];
+    for path in &pages {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        for raw in [XSS, "<img/src=x", "<img src=x", "alert('commit')</script>"] {
+            assert!(
+                !page.body.contains(raw),
+                "{path} has {raw} raw: {}",
+                page.body
+            );
+        }
         assert!(
-            deployment.body.contains(&format!("/nonexistent/{ESCAPED}")),
-            "the log line, escaped: {}",
-            deployment.body
+            page.body.contains(escaped_branch),
+            "{path} lost the branch: {}",
+            page.body
         );
     }
+    // The push's trigger shows the branch; the manual deploy shows who asked for it.
+    let service = b.get(SERVICE).await;
+    assert!(
+        service.body.contains(&format!("push to {escaped_branch}")),
+        "{}",
+        service.body
+    );
+    assert!(
+        service.body.contains("manual by dev@example.com"),
+        "{}",
+        service.body
+    );
+    let second = b.get(&format!("{SERVICE}/deployments/2")).await;
+    assert!(
+        second.body.contains("manual by dev@example.com"),
+        "{}",
+        second.body
+    );
+    // The pushed commit is the first deployment's commit (shortened).
+    let first = b.get(&format!("{SERVICE}/deployments/1")).await;
+    assert!(first.body.contains(&PUSHED[..12]), "{}", first.body);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_service_page_shows_the_config_its_projects_team_sets_as_a_scope_of_its_own() {
+    let (daemon, owner) = with_service("Web", &["/bin/true"]).await;
+    let mut b = Browser::new(&daemon);
+    b.sign_in(&owner).await;
+    // Not in a team: no team scope.
+    let page = b.get(SERVICE).await;
+    assert!(!page.body.contains("Set at the team"), "{}", page.body);
+
+    let team = format!("{WS}/teams/platform-crew");
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{WS}/teams"),
+            Some(json!({"name": "Platform Crew"})),
+        )
+        .await;
+    daemon
+        .ok(
+            &owner,
+            Method::POST,
+            &format!("{team}/projects"),
+            Some(json!({"project": "shop"})),
+        )
+        .await;
+    daemon
+        .ok(
+            &owner,
+            Method::PATCH,
+            &format!("{team}/config"),
+            Some(json!({"changes": [
+                {"key": "REGION", "value": "eu-from-the-team"},
+                {"key": "TEAM_TOKEN", "value": "team-secret-never-shown", "secret": true},
+            ]})),
+        )
+        .await;
+    let page = b.get(SERVICE).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let order: Vec<usize> = [
+        "Set at the workspace scope",
+        "Set at the team platform-crew scope (2)",
+        "Set at the project scope",
+        "Set at the environment scope",
+        "Set at the service scope",
+    ]
+    .iter()
+    .map(|s| {
+        page.body
+            .find(s)
+            .unwrap_or_else(|| panic!("{s}: {}", page.body))
+    })
+    .collect();
+    assert!(order.is_sorted(), "the cascade's order: {order:?}");
+    assert!(page.body.contains("eu-from-the-team"), "{}", page.body);
+    assert!(
+        !page.body.contains("team-secret-never-shown"),
+        "{}",
+        page.body
+    );
     daemon.stop().await;
 }
 

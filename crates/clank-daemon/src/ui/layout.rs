@@ -162,19 +162,29 @@ pub(crate) fn duration(d: Duration) -> String {
     }
 }
 
-/// How long a deployment took to settle, or has run so far.
-pub(crate) fn deployment_duration(d: &DeploymentView, now: Timestamp) -> String {
+/// How long a deployment took to settle, or has run so far. One still running says when it
+/// started (`data-created`, milliseconds since the epoch): the script turns it into how long
+/// it took once the status cell of deployment `data-duration-of` settles.
+pub(crate) fn deployment_duration(d: &DeploymentView, now: Timestamp) -> Markup {
     let end = d.history.iter().find(|h| settled(h.to)).map(|h| h.at);
     match end {
-        Some(end) => duration(end.since(d.created_at)),
-        None => format!("{} so far", duration(now.since(d.created_at))),
+        Some(end) => html! { (duration(end.since(d.created_at))) },
+        None => html! {
+            span data-duration-of=(d.number) data-created=(d.created_at.as_millis()) {
+                (duration(now.since(d.created_at))) " so far"
+            }
+        },
     }
 }
 
-/// What started a deployment, in words.
-pub(crate) fn trigger(t: &Trigger) -> String {
+/// What started a deployment, in words, with who asked for a manual one: `deployer` is the
+/// member's email (or name) when the trigger records them and they are known.
+pub(crate) fn trigger(t: &Trigger, deployer: Option<&str>) -> String {
     match t {
-        Trigger::Manual { .. } => "manual".to_owned(),
+        Trigger::Manual { .. } => match deployer {
+            Some(who) => format!("manual by {who}"),
+            None => "manual".to_owned(),
+        },
         Trigger::AutoDeploy { branch, .. } => format!("push to {branch}"),
         Trigger::RollbackOf { number, .. } => format!("rollback to #{number}"),
         Trigger::PromotionFrom { .. } => "promotion".to_owned(),
@@ -221,6 +231,21 @@ mod tests {
         assert!(live.contains("status-deploying"), "{live}");
         let done = status_badge(3, DeploymentStatus::Active, None).into_string();
         assert!(!done.contains("data-follow"), "{done}");
+    }
+
+    #[test]
+    fn a_manual_trigger_names_its_deployer_and_the_others_say_what_started_them() {
+        let manual = Trigger::Manual { by: None };
+        assert_eq!(trigger(&manual, None), "manual");
+        assert_eq!(
+            trigger(&manual, Some("dev@example.com")),
+            "manual by dev@example.com"
+        );
+        let push = Trigger::AutoDeploy {
+            commit: "0123456".into(),
+            branch: "main".into(),
+        };
+        assert_eq!(trigger(&push, Some("ignored")), "push to main");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! on the page and the script adds followed ones as text. Every stream is the REST API's own
 //! (its checks and per-token limits), bounded here in time so a forgotten tab lets go.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -17,7 +18,8 @@ use clank_api::{ConfigEdit, ConfigRequest, DeploymentView, LogEntry};
 use clank_core::Timestamp;
 use clank_core::address::{EnvironmentAddress, ProjectAddress, ServiceAddress};
 use clank_core::config::{ConfigVarView, ResolvedVarView};
-use clank_core::model::{Endpoint, Permission, Service};
+use clank_core::id::UserId;
+use clank_core::model::{Artifact, Endpoint, Permission, Service, Trigger};
 use clank_core::runtime::LogStream;
 use clank_platform::{ConfigTarget, Platform, WorkloadLogLine, WorkloadSelector};
 use futures_util::StreamExt;
@@ -141,22 +143,37 @@ pub(super) async fn service_page(
     let service = platform.service(&addr).await?.value;
     let deployments = platform.deployments(&addr, TIMELINE, None).await?;
     let resolved = platform.resolved_config(&addr).await?;
-    let scopes = [
-        ("workspace", ConfigTarget::Workspace(at.ws.clone())),
+    let project_addr = ProjectAddress::new(&at.ws, &at.p)?;
+    // The cascade, as the platform resolves it: workspace, the project's team (if it has
+    // one), project, environment, service.
+    let mut scopes = vec![(
+        "workspace".to_owned(),
+        ConfigTarget::Workspace(at.ws.clone()),
+    )];
+    if let Some(team) = platform.project(&project_addr).await?.team_id {
+        let team = platform.team(&at.ws, &team.to_string()).await?;
+        scopes.push((
+            format!("team {}", team.slug),
+            ConfigTarget::Team {
+                workspace: at.ws.clone(),
+                team: team.id.to_string(),
+            },
+        ));
+    }
+    scopes.extend([
+        ("project".to_owned(), ConfigTarget::Project(project_addr)),
         (
-            "project",
-            ConfigTarget::Project(ProjectAddress::new(&at.ws, &at.p)?),
-        ),
-        (
-            "environment",
+            "environment".to_owned(),
             ConfigTarget::Environment(EnvironmentAddress::new(&at.ws, &at.p, &at.e)?),
         ),
-        ("service", ConfigTarget::Service(addr.clone())),
-    ];
+        ("service".to_owned(), ConfigTarget::Service(addr.clone())),
+    ]);
     let mut layers = Vec::new();
     for (name, target) in scopes {
-        layers.push((name, platform.config(&target).await?));
+        let vars = platform.config(&target).await?;
+        layers.push((name, vars));
     }
+    let deployers = deployers(platform, s, &deployments).await;
     let output = recent_output(platform, &addr).await;
     let role = s.principal.role;
     let body = html! {
@@ -171,7 +188,7 @@ pub(super) async fn service_page(
         (endpoint_section(service.endpoint.as_ref()))
         (volumes_section(&service))
         (config_section(s, at, &resolved, &layers, role.allows(Permission::ManageServices), &forms.config))
-        (timeline(s, at, &deployments, role.allows(Permission::Deploy)))
+        (timeline(s, at, &deployments, &deployers, role.allows(Permission::Deploy)))
         (logs_section(at, &output))
     };
     Ok(html_response(
@@ -284,7 +301,7 @@ fn config_section(
     s: &Signed,
     at: &ServiceAt,
     resolved: &[ResolvedVarView],
-    layers: &[(&str, Vec<ConfigVarView>)],
+    layers: &[(String, Vec<ConfigVarView>)],
     can_change: bool,
     form: &ConfigForm,
 ) -> Markup {
@@ -437,10 +454,45 @@ fn cancel_form(s: &Signed, deployment_url: &str, n: u64, from: &'static str) -> 
     }
 }
 
+/// The emails (else names) of the workspace's members by user, when a deployment shown was
+/// asked for by one (a manual deploy records who). A failure to read them leaves the
+/// deployments unattributed rather than failing the page.
+async fn deployers(
+    platform: &Platform,
+    s: &Signed,
+    deployments: &[DeploymentView],
+) -> HashMap<UserId, String> {
+    let wanted = deployments
+        .iter()
+        .any(|d| matches!(d.trigger, Trigger::Manual { by: Some(_) }));
+    if !wanted {
+        return HashMap::new();
+    }
+    match platform.members(s.principal.caller()).await {
+        Ok(members) => members
+            .into_iter()
+            .filter_map(|m| Some((m.member.user_id, m.email.or(m.name)?)))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "the deployers' names could not be read");
+            HashMap::new()
+        }
+    }
+}
+
+/// Who asked for deployment `d`, when its trigger records them and they are known.
+fn deployer<'a>(deployers: &'a HashMap<UserId, String>, d: &DeploymentView) -> Option<&'a str> {
+    match &d.trigger {
+        Trigger::Manual { by: Some(user) } => deployers.get(user).map(String::as_str),
+        _ => None,
+    }
+}
+
 fn timeline(
     s: &Signed,
     at: &ServiceAt,
     deployments: &[DeploymentView],
+    deployers: &HashMap<UserId, String>,
     can_deploy: bool,
 ) -> Markup {
     let now = Timestamp::now();
@@ -472,7 +524,7 @@ fn timeline(
                                 tr {
                                     td { a href=(url) { "#" (d.number) } }
                                     td { (status_badge(d.number, d.status, (!settled(d.status)).then_some(events.as_str()))) }
-                                    td { (trigger(&d.trigger)) }
+                                    td { (trigger(&d.trigger, deployer(deployers, d))) }
                                     td.wide { (time(d.created_at)) }
                                     td { (deployment_duration(d, now)) }
                                     td.wide { @if let Some(c) = commit(d) { code { (c) } } }
@@ -509,6 +561,7 @@ pub(crate) async fn deployment(
     let service = platform.service(&addr).await?.value;
     let d = platform.deployment(&addr, n).await?;
     let log = platform.deploy_log(&addr, n).await?;
+    let deployers = deployers(platform, &s, std::slice::from_ref(&d)).await;
     let url = format!("{}/deployments/{n}", at_url(&at));
     let events = format!("{url}/events");
     let live = !settled(d.status);
@@ -520,9 +573,12 @@ pub(crate) async fn deployment(
             dt { "status" }
             dd { (status_badge(n, d.status, (!settled(d.status)).then_some(events.as_str()))) }
             @if let Some(reason) = &d.reason { dt { "reason" } dd { (reason) } }
-            dt { "trigger" } dd { (trigger(&d.trigger)) }
+            dt { "trigger" } dd { (trigger(&d.trigger, deployer(&deployers, &d))) }
             dt { "created" } dd { (time(d.created_at)) }
             dt { "duration" } dd { (deployment_duration(&d, Timestamp::now())) }
+            @if let Artifact::Build { repo_url, git_ref, .. } = &d.artifact {
+                dt { "source" } dd { code { (repo_url) " @ " (git_ref) } }
+            }
             @if let Some(c) = commit(&d) { dt { "commit" } dd { code { (c) } } }
             @if let Some(image) = &d.image { dt { "image" } dd { code { (image) } } }
         }

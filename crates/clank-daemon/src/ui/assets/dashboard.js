@@ -1,10 +1,40 @@
 // The Clank dashboard's only script: live status of deployments in progress. Each status
 // cell of a deployment that has not settled names its event stream (`data-follow`); the
-// daemon's Server-Sent Events update the cell in place. Pages work without it.
+// daemon's Server-Sent Events update the cell in place, and once it settles its "… so far"
+// duration (`data-duration-of`, started at `data-created`) becomes how long it took. Pages
+// work without it.
 "use strict";
 
 (function () {
   var SETTLED = ["ACTIVE", "SUPERSEDED", "FAILED", "CANCELLED"];
+
+  // `12s`, `3m 07s`, `1h 02m`: as the pages print a duration.
+  function duration(ms) {
+    var s = Math.max(0, Math.floor(ms / 1000));
+    var two = function (n) {
+      return (n < 10 ? "0" : "") + n;
+    };
+    if (s < 60) {
+      return s + "s";
+    }
+    if (s < 3600) {
+      return Math.floor(s / 60) + "m " + two(s % 60) + "s";
+    }
+    return Math.floor(s / 3600) + "h " + two(Math.floor((s % 3600) / 60)) + "m";
+  }
+
+  // Deployment `number` settled at `at` (milliseconds since the epoch): its running
+  // durations say how long it took.
+  function settleDuration(number, at) {
+    document.querySelectorAll('[data-duration-of="' + number + '"]').forEach(function (el) {
+      var created = Number(el.getAttribute("data-created"));
+      if (!isFinite(created)) {
+        return;
+      }
+      el.textContent = duration(at - created);
+      el.removeAttribute("data-duration-of");
+    });
+  }
 
   function show(cell, status) {
     cell.textContent = status;
@@ -25,7 +55,7 @@
       return;
     }
     var source = new EventSource(url);
-    var update = function (status) {
+    var update = function (status, at) {
       if (!status) {
         return;
       }
@@ -39,14 +69,24 @@
       }
       show(cell, status);
       if (SETTLED.indexOf(status) >= 0) {
+        settleDuration(cell.getAttribute("data-deployment"), typeof at === "number" ? at : Date.now());
         source.close();
       }
     };
     source.addEventListener("status", function (e) {
-      update(JSON.parse(e.data).status);
+      // The deployment as it is: when it settled is in its history.
+      var d = JSON.parse(e.data);
+      var at;
+      (d.history || []).forEach(function (h) {
+        if (at === undefined && SETTLED.indexOf(h.to) >= 0) {
+          at = h.at;
+        }
+      });
+      update(d.status, at);
     });
     source.addEventListener("transition", function (e) {
-      update(JSON.parse(e.data).to);
+      var t = JSON.parse(e.data);
+      update(t.to, t.at);
     });
     source.addEventListener("error", function () {
       // The stream ends once the deployment settles; a dropped one is retried by the browser

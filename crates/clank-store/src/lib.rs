@@ -7,6 +7,6 @@ pub mod redb_store;
 #[cfg(feature = "sled")]
 pub mod sled_store;
 
-pub use redb_store::RedbStore;
+pub use redb_store::{RedbStore, Space};
 #[cfg(feature = "sled")]
 pub use sled_store::SledStore;

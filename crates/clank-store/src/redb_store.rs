@@ -18,7 +18,8 @@ use clank_core::{Error, InvalidInput, Result};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::encoding::{
-    as_slice_bound, decode_entry, decode_value, encode_value, first_key, next_revision, scan_bounds,
+    as_slice_bound, decode_entry, decode_value, decode_version, encode_value, first_key,
+    next_revision, scan_bounds,
 };
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("clank_kv_v1");
@@ -40,18 +41,67 @@ impl fmt::Debug for RedbStore {
     }
 }
 
+/// The most memory redb's page cache may hold (its default is 1 GiB, which a daemon paging
+/// through 100,000 deployments fills with every page it reads: ~90 MiB RSS at 10,000
+/// services, more with history). 16 MiB holds every branch page of a store of a million
+/// entries (~1% of its pages), so a lookup reads at most its leaf from outside the cache,
+/// and those leaves are in the kernel's page cache, not in the daemon's RSS.
+pub const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Compact at open when the file has at least this much space in free pages…
+const COMPACT_MIN_FREE: u64 = 16 * 1024 * 1024;
+/// …and that is at least this fraction (1/n) of the file.
+const COMPACT_MIN_FREE_SHARE: u64 = 4;
+
+/// How much of a database file holds data, what is free, and what is overhead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// The file's length.
+    pub file_bytes: u64,
+    /// Keys and values as stored (after this crate's encoding), without redb's overhead.
+    pub stored_bytes: u64,
+    /// B-tree branch keys, redb's own tables and other metadata.
+    pub metadata_bytes: u64,
+    /// Free pages and the unused ends of pages.
+    pub fragmented_bytes: u64,
+    pub leaf_pages: u64,
+    pub branch_pages: u64,
+    /// The bytes of the pages the data's B-trees hold (leaf and branch pages, whatever their
+    /// fill): what compaction cannot give back.
+    pub tree_bytes: u64,
+}
+
+impl Space {
+    /// Roughly the free pages: the file less the pages the B-trees hold (redb's own small
+    /// tables are counted as free). Unlike [`Space::fragmented_bytes`] it leaves out the unused
+    /// ends of pages, which compaction does not reclaim.
+    pub fn free_bytes(&self) -> u64 {
+        self.file_bytes.saturating_sub(self.tree_bytes)
+    }
+}
+
 impl RedbStore {
-    /// Open the database at `path`, creating the file (not its directory) if it is missing.
+    /// Open the database at `path`, creating the file (not its directory) if it is missing,
+    /// with a page cache of [`DEFAULT_CACHE_BYTES`].
     ///
-    /// Blocks: after a crash redb repairs the file here, which reads all of it. Fails with
-    /// [`Error::StoreUnavailable`] if another process (or another `RedbStore` in this one) has
-    /// the file open.
+    /// Blocks: after a crash redb repairs the file here, which reads all of it, and a file
+    /// with much free space (many pages freed by small durable commits, see
+    /// [`RedbStore::compact`]) is compacted first. Fails with [`Error::StoreUnavailable`] if
+    /// another process (or another `RedbStore` in this one) has the file open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`RedbStore::open`] with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self> {
         let path: Arc<Path> = Arc::from(path.as_ref());
         if !path.exists() {
             create_atomically(&path)?;
         }
-        let db = Database::create(&path).map_err(|e| backend_error(&path, "open", None, e))?;
+        let mut db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|e| backend_error(&path, "open", None, e))?;
         // Create both tables up front so readers never meet a missing table.
         let wtx = db
             .begin_write()
@@ -64,10 +114,31 @@ impl RedbStore {
         }
         wtx.commit()
             .map_err(|e| backend_error(&path, "open: commit", None, e))?;
+        if worth_compacting(&db, &path)? {
+            compact(&mut db, &path)?;
+        }
         Ok(RedbStore {
             db: Arc::new(db),
             path,
         })
+    }
+
+    /// Where the file's bytes go. Blocks and reads every page of the B-trees: for
+    /// benchmarks and diagnostics, not for a hot path.
+    pub fn space(&self) -> Result<Space> {
+        space(&self.db, &self.path)
+    }
+
+    /// Open the file at `path`, compact it (move live pages to the front and truncate the free
+    /// ones), and close it; `Ok(true)` if the file shrank. What [`RedbStore::open`] does by
+    /// itself when the free space is large; this does it whatever the amount.
+    pub fn compact(path: impl AsRef<Path>) -> Result<bool> {
+        let path = path.as_ref();
+        let mut db = Database::builder()
+            .set_cache_size(DEFAULT_CACHE_BYTES)
+            .open(path)
+            .map_err(|e| backend_error(path, "open for compaction", None, e))?;
+        compact(&mut db, path)
     }
 
     /// The database file this store was opened at.
@@ -93,6 +164,47 @@ impl RedbStore {
             ))),
         }
     }
+}
+
+fn space(db: &Database, path: &Path) -> Result<Space> {
+    let ctx = |e: redb::Error| backend_error(path, "space", None, e);
+    let wtx = db.begin_write().map_err(|e| ctx(e.into()))?;
+    let stats = wtx.stats().map_err(|e| ctx(e.into()))?;
+    wtx.abort().map_err(|e| ctx(e.into()))?;
+    let file_bytes = std::fs::metadata(path)
+        .map_err(|e| Error::StoreUnavailable(format!("redb {}: size: {e}", path.display())))?
+        .len();
+    Ok(Space {
+        file_bytes,
+        stored_bytes: stats.stored_bytes(),
+        metadata_bytes: stats.metadata_bytes(),
+        fragmented_bytes: stats.fragmented_bytes(),
+        leaf_pages: stats.leaf_pages(),
+        branch_pages: stats.branch_pages(),
+        tree_bytes: (stats.leaf_pages() + stats.branch_pages()) * stats.page_size() as u64,
+    })
+}
+
+/// Whether the file at open has enough free space for [`compact`] to be worth its time.
+fn worth_compacting(db: &Database, path: &Path) -> Result<bool> {
+    let file_bytes = std::fs::metadata(path)
+        .map_err(|e| Error::StoreUnavailable(format!("redb {}: size: {e}", path.display())))?
+        .len();
+    // Small files are not worth reading through.
+    if file_bytes < COMPACT_MIN_FREE {
+        return Ok(false);
+    }
+    // Free pages only: a compacted file still has the unused ends of its pages (about half of
+    // each leaf that keys were appended to), and compacting again would not give them back.
+    let free = space(db, path)?.free_bytes();
+    Ok(free >= COMPACT_MIN_FREE && free >= file_bytes / COMPACT_MIN_FREE_SHARE)
+}
+
+fn compact(db: &mut Database, path: &Path) -> Result<bool> {
+    db.compact().map_err(|e| match e {
+        redb::CompactionError::Storage(e) => backend_error(path, "compact", None, e),
+        other => Error::StoreUnavailable(format!("redb {}: compact: {other}", path.display())),
+    })
 }
 
 /// Map any redb error to the core error, naming the file, the action and the key if any.
@@ -157,7 +269,7 @@ fn apply(wtx: &redb::WriteTransaction, path: &Path, txn: Txn) -> Result<Applied>
             .get(key.as_bytes())
             .map_err(|e| backend_error(path, "commit: check condition", Some(key), e))?
         {
-            Some(stored) => Some(decode_value(key, stored.value())?.0),
+            Some(stored) => Some(decode_version(key, stored.value())?),
             None => None,
         };
         if !cond.holds(current) {
@@ -228,7 +340,7 @@ impl Store for RedbStore {
             };
             let (version, value) = decode_value(&key, stored.value())?;
             Ok(Some(Entry {
-                value: value.to_vec(),
+                value: value.into_owned(),
                 key: key.clone(),
                 version,
             }))
@@ -254,7 +366,7 @@ impl Store for RedbStore {
                 out.push(match stored {
                     Some(stored) => {
                         let (version, value) = decode_value(&key, stored.value())?;
-                        let value = value.to_vec();
+                        let value = value.into_owned();
                         Some(Entry {
                             value,
                             key,
@@ -329,4 +441,157 @@ fn create_atomically(path: &Path) -> Result<()> {
             .map_err(|e| io("sync directory", e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clank_core::store::Condition;
+
+    use super::*;
+    use crate::encoding::encode_legacy;
+
+    /// A file as clank-store wrote it before the value format tag: every value `version ++
+    /// payload`, the revision counter in the meta table.
+    fn write_legacy_file(path: &Path, entries: &[(&str, u64, &[u8])], revision: u64) {
+        let db = Database::create(path).unwrap();
+        let wtx = db.begin_write().unwrap();
+        {
+            let mut data = wtx.open_table(DATA).unwrap();
+            for (key, version, value) in entries {
+                data.insert(key.as_bytes(), encode_legacy(*version, value).as_slice())
+                    .unwrap();
+            }
+            let mut meta = wtx.open_table(META).unwrap();
+            meta.insert(REVISION_KEY, revision).unwrap();
+        }
+        wtx.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_written_before_the_format_tag_reads_and_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clank.redb");
+        let record = br#"{"id":"01JSERVICE","slug":"api","name":"API","next_deployment_number":3}"#;
+        let long: Vec<u8> = record.iter().copied().cycle().take(2000).collect();
+        write_legacy_file(
+            &path,
+            &[
+                ("rec/service/01JSERVICE", 5, record),
+                ("rec/big/1", 6, &long),
+                ("idx/service/env/e1/api/01JSERVICE", 5, b""),
+                ("uniq/service/slug/e1:api", 5, b"01JSERVICE"),
+            ],
+            6,
+        );
+
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.revision().await.unwrap(), 6);
+        let rec = store.get("rec/service/01JSERVICE").await.unwrap().unwrap();
+        assert_eq!((rec.version, rec.value.as_slice()), (5, &record[..]));
+        let keys: Vec<String> = ["rec/big/1", "uniq/service/slug/e1:api", "rec/missing"]
+            .map(str::to_owned)
+            .to_vec();
+        let many = store.get_many(&keys).await.unwrap();
+        assert_eq!(many[0].as_ref().unwrap().value, long);
+        assert_eq!(many[1].as_ref().unwrap().value, b"01JSERVICE");
+        assert!(many[2].is_none());
+        let idx = store.scan(Scan::prefix("idx/")).await.unwrap();
+        assert_eq!((idx.len(), idx[0].version), (1, 5));
+
+        // A condition on a legacy version holds, and the rewrite is in the new format.
+        let rev = store
+            .commit(
+                Txn::new()
+                    .when(Condition::Version("rec/big/1".into(), 6))
+                    .put("rec/big/1", long.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rev, 7);
+        let stale = store
+            .commit(
+                Txn::new()
+                    .when(Condition::Version("rec/service/01JSERVICE".into(), 4))
+                    .put("rec/service/01JSERVICE", Vec::new()),
+            )
+            .await;
+        assert!(
+            matches!(stale, Err(Error::WriteConflict { .. })),
+            "{stale:?}"
+        );
+        let big = store.get("rec/big/1").await.unwrap().unwrap();
+        assert_eq!((big.version, &big.value), (7, &long));
+        drop(store);
+
+        // The raw bytes: the old entries untouched, the rewritten one tagged and compressed.
+        let db = Database::create(&path).unwrap();
+        let rtx = db.begin_read().unwrap();
+        let data = rtx.open_table(DATA).unwrap();
+        let old = data.get(&b"rec/service/01JSERVICE"[..]).unwrap().unwrap();
+        assert_eq!(old.value(), encode_legacy(5, record).as_slice());
+        let new = data.get(&b"rec/big/1"[..]).unwrap().unwrap();
+        assert_eq!(new.value()[0], 0x02, "deflate tag");
+        assert!(new.value().len() < 200, "{} bytes", new.value().len());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_format_tag_is_a_corruption_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clank.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let wtx = db.begin_write().unwrap();
+            {
+                let mut data = wtx.open_table(DATA).unwrap();
+                data.insert(&b"rec/x/1"[..], &[0x09, 1, b'{', b'}'][..])
+                    .unwrap();
+            }
+            wtx.commit().unwrap();
+        }
+        let store = RedbStore::open(&path).unwrap();
+        let err = store.get("rec/x/1").await.unwrap_err();
+        let Error::Corrupt { key, reason } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(key, "rec/x/1");
+        assert!(reason.contains("unknown format tag 0x09"), "{reason}");
+        assert!(store.scan(Scan::prefix("rec/")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn many_small_durable_commits_leave_free_pages_that_open_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clank.redb");
+        let store = RedbStore::open(&path).unwrap();
+        // Rewrite the same few records many times: every commit copies the pages it touches
+        // and frees the old ones.
+        let value = vec![b'x'; 3000];
+        for i in 0..200u32 {
+            let mut txn = Txn::new();
+            for k in 0..50 {
+                let mut v = value.clone();
+                v.extend_from_slice(&i.to_be_bytes());
+                v.extend_from_slice(&(k as u32).to_be_bytes());
+                txn = txn.put(format!("rec/t/{k}"), v);
+            }
+            store.commit(txn).await.unwrap();
+        }
+        let before = store.space().unwrap();
+        assert!(before.stored_bytes > 0);
+        drop(store);
+        RedbStore::compact(&path).unwrap();
+        let store = RedbStore::open(&path).unwrap();
+        let after = store.space().unwrap();
+        assert!(
+            after.file_bytes <= before.file_bytes,
+            "{before:?} → {after:?}"
+        );
+        assert!(
+            after.free_bytes() <= before.free_bytes(),
+            "{before:?} → {after:?}"
+        );
+        assert_eq!(after.stored_bytes, before.stored_bytes);
+        let e = store.get("rec/t/49").await.unwrap().unwrap();
+        assert_eq!(&e.value[3000..], &[0, 0, 0, 199, 0, 0, 0, 49]);
+    }
 }

@@ -23,7 +23,7 @@ use sled::transaction::{
 };
 
 use crate::encoding::{
-    decode_entry, decode_value, encode_value, first_key, next_revision, scan_bounds,
+    decode_entry, decode_value, decode_version, encode_value, first_key, next_revision, scan_bounds,
 };
 
 const DATA_TREE: &str = "clank_kv_v1";
@@ -104,9 +104,8 @@ impl SledStore {
                 let key = cond.key();
                 let current = match data.get(key.as_bytes())? {
                     Some(stored) => Some(
-                        decode_value(key, &stored)
-                            .map_err(ConflictableTransactionError::Abort)?
-                            .0,
+                        decode_version(key, &stored)
+                            .map_err(ConflictableTransactionError::Abort)?,
                     ),
                     None => None,
                 };
@@ -219,7 +218,7 @@ impl Store for SledStore {
             };
             let (version, value) = decode_value(&key, &stored)?;
             Ok(Some(Entry {
-                value: value.to_vec(),
+                value: value.into_owned(),
                 key: key.clone(),
                 version,
             }))

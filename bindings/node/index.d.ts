@@ -384,7 +384,8 @@ export declare class Platform {
   deleteProject(project: string, options?: DeleteOptions): Promise<DeleteReport>;
   restoreProject(project: string): Promise<Project>;
   createEnvironment(project: string, name: string): Promise<Environment>;
-  listEnvironments(project: string): Promise<Environment[]>;
+  /** `includeDeleted`: soft-deleted ones too (`deleted_at` set). */
+  listEnvironments(project: string, options?: { includeDeleted?: boolean }): Promise<Environment[]>;
   deleteEnvironment(environment: string, options?: DeleteOptions): Promise<DeleteReport>;
   restoreEnvironment(environment: string): Promise<Environment>;
   cloneEnvironment(environment: string, name: string, options?: CloneEnvironmentOptions): Promise<Record<string, unknown>>;
@@ -418,7 +419,8 @@ export declare class Platform {
   createService(environment: string, slug: string, options: CreateServiceOptions): Promise<Service>;
   getService(service: string): Promise<Service>;
   updateService(service: string, changes: ServiceChanges): Promise<Service>;
-  listServices(environment: string): Promise<Service[]>;
+  /** `includeDeleted`: soft-deleted ones too (`deleted_at` set). */
+  listServices(environment: string, options?: { includeDeleted?: boolean }): Promise<Service[]>;
   deleteService(service: string, options?: DeleteOptions): Promise<DeleteReport>;
   /** Bring a soft-deleted service back (its ACTIVE deployment starts again). */
   restoreService(service: string): Promise<Service>;

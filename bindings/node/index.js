@@ -106,6 +106,10 @@ function toClankError(err) {
   return new Internal(text, 'internal', null);
 }
 
+function yieldToLoop() {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 async function guard(promise) {
   try {
     return await promise;
@@ -199,7 +203,21 @@ class Platform {
   }
 
   async _call(request) {
-    return JSON.parse(await guard(this._native.call(JSON.stringify(request))));
+    let answer;
+    try {
+      answer = this._native.call(JSON.stringify(request));
+    } catch (err) {
+      throw toClankError(err);
+    }
+    if (typeof answer === 'string') {
+      // Answered in place (a store read of an embedded platform, no hop through a thread-safe
+      // function): still yield to the event loop once, as awaiting I/O would, so a loop of
+      // such calls does not starve timers and I/O.
+      await yieldToLoop();
+    } else {
+      answer = await guard(answer);
+    }
+    return JSON.parse(answer);
   }
 
   // ---- Workspaces, projects, environments ----
@@ -231,8 +249,10 @@ class Platform {
   createEnvironment(project, name) {
     return this._call({ op: 'create_environment', project, name });
   }
-  listEnvironments(project) {
-    return this._call({ op: 'list_environments', project });
+  /** `includeDeleted`: soft-deleted ones too (`deleted_at` set). */
+  listEnvironments(project, options = {}) {
+    const { includeDeleted = false } = options;
+    return this._call({ op: 'list_environments', project, include_deleted: includeDeleted });
   }
   deleteEnvironment(environment, options = {}) {
     const { purge = false, volumes = false } = options;
@@ -356,8 +376,10 @@ class Platform {
     }
     return this._call({ op: 'update_service', service, patch });
   }
-  listServices(environment) {
-    return this._call({ op: 'list_services', environment });
+  /** `includeDeleted`: soft-deleted ones too (`deleted_at` set). */
+  listServices(environment, options = {}) {
+    const { includeDeleted = false } = options;
+    return this._call({ op: 'list_services', environment, include_deleted: includeDeleted });
   }
   deleteService(service, options = {}) {
     const { purge = false, volumes = false } = options;

@@ -12,6 +12,9 @@ use clank_core::Error;
 use clank_platform::{
     ConnectOptions, EmbeddedOptions, HandleError, HandleSubscription, PlatformHandle,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -41,6 +44,43 @@ fn encoded(code: &str, field: Option<&str>, message: &str) -> napi::Error {
         "message": message,
     });
     napi::Error::new(Status::GenericFailure, format!("{ERROR_MARKER}{payload}"))
+}
+
+/// How long (µs) a store read of an embedded platform may hold the calling thread (Node's main
+/// thread) before its answer is handed to a Promise instead: such a read (address parse, a few
+/// indexed lookups) takes tens of µs, and answering it in place spares the thread-safe
+/// function's hop back to Node's loop, which costs about as much as the read.
+/// Default 1 ms; [`set_read_budget`] changes it (0: every read is answered through a Promise, as
+/// every other call; the tests and `benches/bindings.sh` compare both ways).
+static READ_BUDGET_US: AtomicU64 = AtomicU64::new(1_000);
+
+/// Set how long (µs) a store read may be waited for in place before a Promise answers it
+/// instead (default 1000; 0: always a Promise). For tests and benchmarks.
+#[napi]
+pub fn set_read_budget(micros: u32) {
+    READ_BUDGET_US.store(u64::from(micros), Ordering::Relaxed);
+}
+
+/// Answer a store read in place when it finishes within the read budget, else as a Promise.
+/// In place, the read is polled on this thread, as a Rust caller's `block_on` would: no hop to
+/// a runtime worker and back; past the budget, the same read, partly done, moves to napi's
+/// runtime and resolves a Promise.
+fn call_store_read<'env>(
+    env: &'env Env,
+    handle: PlatformHandle,
+    request: String,
+) -> napi::Result<Either<String, PromiseRaw<'env, String>>> {
+    let mut read = Box::pin(async move { handle.execute_json(&request).await.map_err(handle_err) });
+    let budget = Duration::from_micros(READ_BUDGET_US.load(Ordering::Relaxed));
+    if !budget.is_zero() {
+        // (tokio's timer ticks in ms: the budget is over after 1–2 ms.)
+        if let Ok(answer) = napi::bindgen_prelude::block_on(async {
+            napi::tokio::time::timeout(budget, &mut read).await
+        }) {
+            return answer.map(Either::A);
+        }
+    }
+    env.spawn_future(read).map(Either::B)
 }
 
 /// An open platform whose deploy engine runs until `close()`; every call after it rejects
@@ -97,10 +137,20 @@ impl NativePlatform {
         self.handle.is_closed()
     }
 
-    /// Answer a JSON request with the JSON answer.
-    #[napi]
-    pub async fn call(&self, request: String) -> napi::Result<String> {
-        self.handle.execute_json(&request).await.map_err(handle_err)
+    /// Answer a JSON request: the JSON answer itself when it is ready at once (a store read of
+    /// an embedded platform, see [`call_store_read`]; its error thrown), else a Promise of it.
+    #[napi(ts_return_type = "string | Promise<string>")]
+    pub fn call<'env>(
+        &self,
+        env: &'env Env,
+        request: String,
+    ) -> napi::Result<Either<String, PromiseRaw<'env, String>>> {
+        let handle = self.handle.clone();
+        if handle.answers_in_place(&request) {
+            return call_store_read(env, handle, request);
+        }
+        env.spawn_future(async move { handle.execute_json(&request).await.map_err(handle_err) })
+            .map(Either::B)
     }
 
     /// Follow events from now on, of one service (address) or of all.

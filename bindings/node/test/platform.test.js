@@ -277,6 +277,44 @@ test('concurrent calls', async () => {
   });
 });
 
+test('store reads answer alike in place or through a Promise, and yield to the loop', async () => {
+  // The in-tree addon (the same module index.js loaded): its read budget is a test knob.
+  const addon = path.join(__dirname, '..', 'clank.node');
+  const native = !process.env.CLANK_NODE_PACKAGE && fs.existsSync(addon) ? require(addon) : null;
+  await withPlatform('process', async (p) => {
+    await p.createProject('Reads', { slug: 'reads' });
+    await p.createService('reads', 'api', { image: 'clank-testapp:latest' });
+    const request = JSON.stringify({ op: 'get_service', service: 'reads/api' });
+    // 1 s: answered in place (a string); 0: always through a Promise.
+    for (const budget of native ? [1_000_000, 0] : [null]) {
+      if (native) native.setReadBudget(budget);
+      try {
+        const raw = p._native.call(request);
+        if (native) assert.equal(typeof raw === 'string', budget > 0);
+        await raw;
+        assert.equal((await p.getService('reads/api')).slug, 'api');
+        await rejectsWith(p.getService('reads/nope'), clank.NotFound, (e) => assert.equal(e.code, 'not_found'));
+        assert.equal((await p.listServices('reads')).length, 1);
+        // A write never answers in place.
+        const write = p._native.call(JSON.stringify({ op: 'ensure_workspace', slug: 'w' }));
+        assert.equal(typeof write, 'object');
+        await write;
+      } finally {
+        if (native) native.setReadBudget(1000);
+      }
+    }
+    // A loop of reads answered in place still lets timers and I/O run between them.
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const before = ticks;
+    const until = Date.now() + 60;
+    while (Date.now() < until) await p.getService('reads/api');
+    clearInterval(timer);
+    assert.ok(ticks - before >= 3, `only ${ticks - before} timer ticks during 60 ms of reads`);
+  });
+});
+
 // ---- The real thing: Docker ---------------------------------------------------------------
 
 const { ensureTestImage, dockerCleanup, httpGet } = require('./support.js');

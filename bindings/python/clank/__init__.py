@@ -180,7 +180,15 @@ class Platform:
         await self.close()
 
     async def _call(self, request: _requests.Request) -> Any:
-        return json.loads(await self._native.call(json.dumps(request)))
+        answer = self._native.call(json.dumps(request))
+        if isinstance(answer, str):
+            # Answered in place (a store read of an embedded platform, no cross-thread
+            # wake-up): still yield to the event loop once, as awaiting I/O would, so a loop
+            # of such calls does not starve the other tasks.
+            await asyncio.sleep(0)
+        else:
+            answer = await answer
+        return json.loads(answer)
 
     # ---- Workspaces, projects, environments ------------------------------------------------
 
@@ -224,8 +232,14 @@ class Platform:
     async def create_environment(self, project: str, name: str) -> Environment:
         return await self._call({"op": "create_environment", "project": project, "name": name})
 
-    async def list_environments(self, project: str) -> List[Environment]:
-        return await self._call({"op": "list_environments", "project": project})
+    async def list_environments(
+        self, project: str, *, include_deleted: bool = False
+    ) -> List[Environment]:
+        """The project's environments; soft-deleted ones too (``deleted_at`` set) with
+        ``include_deleted=True``."""
+        return await self._call(
+            {"op": "list_environments", "project": project, "include_deleted": include_deleted}
+        )
 
     async def delete_environment(
         self, environment: str, *, purge: bool = False, volumes: bool = False
@@ -399,8 +413,14 @@ class Platform:
         or ``server_id``; applies from the next deploy."""
         return await self._call(_requests.update_service(service, changes))
 
-    async def list_services(self, environment: str) -> List[Service]:
-        return await self._call({"op": "list_services", "environment": environment})
+    async def list_services(
+        self, environment: str, *, include_deleted: bool = False
+    ) -> List[Service]:
+        """The environment's services; soft-deleted ones too (``deleted_at`` set) with
+        ``include_deleted=True``."""
+        return await self._call(
+            {"op": "list_services", "environment": environment, "include_deleted": include_deleted}
+        )
 
     async def delete_service(
         self, service: str, *, purge: bool = False, volumes: bool = False

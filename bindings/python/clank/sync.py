@@ -145,8 +145,12 @@ class Platform:
     def create_environment(self, project: str, name: str) -> Environment:
         return self._call({"op": "create_environment", "project": project, "name": name})
 
-    def list_environments(self, project: str) -> List[Environment]:
-        return self._call({"op": "list_environments", "project": project})
+    def list_environments(
+        self, project: str, *, include_deleted: bool = False
+    ) -> List[Environment]:
+        return self._call(
+            {"op": "list_environments", "project": project, "include_deleted": include_deleted}
+        )
 
     def delete_environment(
         self, environment: str, *, purge: bool = False, volumes: bool = False
@@ -279,8 +283,12 @@ class Platform:
     def update_service(self, service: str, **changes: Any) -> Service:
         return self._call(_requests.update_service(service, changes))
 
-    def list_services(self, environment: str) -> List[Service]:
-        return self._call({"op": "list_services", "environment": environment})
+    def list_services(
+        self, environment: str, *, include_deleted: bool = False
+    ) -> List[Service]:
+        return self._call(
+            {"op": "list_services", "environment": environment, "include_deleted": include_deleted}
+        )
 
     def delete_service(
         self, service: str, *, purge: bool = False, volumes: bool = False

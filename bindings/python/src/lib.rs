@@ -12,12 +12,17 @@
 // API). Our own code has no `unsafe` block; this crate root is the only place it is allowed.
 #![allow(unsafe_code)]
 
+mod complete;
 mod error;
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use clank_platform::{ConnectOptions, EmbeddedOptions, HandleSubscription, PlatformHandle};
+use clank_platform::{
+    ConnectOptions, EmbeddedOptions, HandleError, HandleSubscription, PlatformHandle,
+};
 use pyo3::prelude::*;
 
 use crate::error::{handle_err, to_py_err};
@@ -60,6 +65,59 @@ fn block_on<T: Send + 'static>(
                 ));
             }
         }
+    }
+}
+
+/// How long (µs) a store read of an embedded platform may hold the calling thread (the event
+/// loop's, GIL released) before its answer is handed to an awaitable instead: such a read
+/// (address parse, a few indexed lookups) takes tens of µs, and answering it in place spares
+/// the cross-thread wake-up of the event loop (`call_soon_threadsafe` through its self-pipe),
+/// which costs more than the read.
+/// Default 1 ms; [`set_read_budget`] changes it (0: every read is answered through an awaitable, as
+/// every other call; the tests and `benches/bindings.sh` compare both ways).
+static READ_BUDGET_US: AtomicU64 = AtomicU64::new(1_000);
+
+/// Set how long (seconds) a store read may be waited for in place before an awaitable answers
+/// it instead (default 0.001; 0: always an awaitable). For tests and benchmarks.
+#[pyfunction]
+fn set_read_budget(seconds: f64) -> PyResult<()> {
+    let budget = Duration::try_from_secs_f64(seconds)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    READ_BUDGET_US.store(
+        u64::try_from(budget.as_micros()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    Ok(())
+}
+
+/// Answer a store read in place when it finishes within the read budget (the answer as `str`,
+/// or its exception raised), else as an awaitable (cancelling it aborts the read). In place,
+/// the read is polled on this thread (GIL released), as a Rust caller's `block_on` would: no
+/// hop to a runtime worker and back; past the budget, the same read, partly done, moves to the
+/// shared runtime and completes an awaitable.
+fn call_store_read<'py>(
+    py: Python<'py>,
+    handle: PlatformHandle,
+    request: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut read: Pin<Box<dyn Future<Output = Result<String, HandleError>> + Send>> =
+        Box::pin(async move { handle.execute_json(&request).await });
+    let budget = Duration::from_micros(READ_BUDGET_US.load(Ordering::Relaxed));
+    let (read, ready) = py.detach(move || {
+        // (tokio's timer ticks in ms: the budget is over after 1–2 ms.)
+        let ready = (!budget.is_zero())
+            .then(|| {
+                runtime()
+                    .block_on(async { tokio::time::timeout(budget, &mut read).await })
+                    .ok()
+            })
+            .flatten();
+        (read, ready)
+    });
+    match ready {
+        Some(Ok(answer)) => Ok(pyo3::types::PyString::new(py, &answer).into_any()),
+        Some(Err(e)) => Err(handle_err(e)),
+        None => complete::future_into_py(py, read),
     }
 }
 
@@ -159,12 +217,14 @@ impl NativePlatform {
         self.handle.is_closed()
     }
 
-    /// Answer a JSON request (awaitable of the JSON answer).
+    /// Answer a JSON request: the JSON answer itself when it is ready at once (a store read of
+    /// an embedded platform, see [`call_store_read`]), else an awaitable of it.
     fn call<'py>(&self, py: Python<'py>, request: String) -> PyResult<Bound<'py, PyAny>> {
         let handle = self.handle.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            handle.execute_json(&request).await.map_err(handle_err)
-        })
+        if handle.answers_in_place(&request) {
+            return call_store_read(py, handle, request);
+        }
+        complete::future_into_py(py, async move { handle.execute_json(&request).await })
     }
 
     /// Answer a JSON request, blocking with the GIL released (Ctrl-C interrupts).
@@ -273,6 +333,7 @@ fn clank_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open_blocking, m)?)?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(connect_blocking, m)?)?;
+    m.add_function(wrap_pyfunction!(set_read_budget, m)?)?;
     m.add_class::<NativePlatform>()?;
     m.add_class::<EventSubscription>()?;
     Ok(())

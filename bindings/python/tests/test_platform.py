@@ -362,6 +362,66 @@ def test_concurrent_calls_from_many_tasks(data_dir: Path) -> None:
     run(main())
 
 
+def test_store_reads_answer_alike_in_place_or_awaited_and_yield_to_the_loop(
+    data_dir: Path,
+) -> None:
+    from clank import _native
+
+    async def main() -> None:
+        async with await clank.Platform.open(data_dir, runtime="process") as p:
+            await p.create_project("Reads", slug="reads")
+            await p.create_service("reads", "api", image="clank-testapp:latest")
+            request = json.dumps({"op": "get_service", "service": "reads/api"})
+            # 1 s: answered in place (a str); 0: always through an awaitable.
+            for budget in (1.0, 0.0):
+                _native.set_read_budget(budget)
+                try:
+                    raw = p._native.call(request)
+                    assert isinstance(raw, str) == (budget > 0), raw
+                    assert (await p.get_service("reads/api"))["slug"] == "api"
+                    with pytest.raises(clank.NotFound) as nf:
+                        await p.get_service("reads/nope")
+                    assert nf.value.code == "not_found"
+                    assert len(await p.list_services("reads")) == 1
+                    # A write never answers in place.
+                    assert not isinstance(
+                        p._native.call(json.dumps({"op": "ensure_workspace", "slug": "w"})), str
+                    )
+                finally:
+                    _native.set_read_budget(0.001)
+
+            # A loop of reads answered in place still lets other tasks run between them.
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0)
+
+            t = asyncio.ensure_future(ticker())
+            await asyncio.sleep(0)
+            before = ticks
+            for _ in range(50):
+                await p.get_service("reads/api")
+            assert ticks - before >= 40, ticks - before
+            t.cancel()
+
+            # Cancelling a task awaiting a (handed-off) read cancels it cleanly.
+            _native.set_read_budget(0.0)
+            try:
+                task = asyncio.ensure_future(p.get_service("reads/api"))
+                await asyncio.sleep(0)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert (await p.get_service("reads/api"))["slug"] == "api"
+            finally:
+                _native.set_read_budget(0.001)
+
+    run(main())
+
+
 def test_concurrent_calls_from_many_threads_release_the_gil(data_dir: Path) -> None:
     with clank.sync.Platform.open(data_dir, runtime="process") as p:
         p.create_project("Threads", slug="threads")

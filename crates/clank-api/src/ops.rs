@@ -418,9 +418,71 @@ pub fn wait_timeout(timeout_s: f64) -> Result<std::time::Duration, clank_core::I
     })
 }
 
+/// The operations (`op`) that only read the store: embedded, they finish in microseconds,
+/// without the runtime (`status`, `endpoints`, `logs` and `wait` ask it, so they are not here).
+/// The bindings answer these in place instead of through an awaitable; an operation missing
+/// here is merely answered through one.
+pub const STORE_READS: &[&str] = &[
+    "list_workspaces",
+    "get_project",
+    "list_projects",
+    "list_environments",
+    "get_plan",
+    "export_project",
+    "get_preview_settings",
+    "list_previews",
+    "get_service",
+    "list_services",
+    "get_config",
+    "resolved_config",
+    "get_deployment",
+    "list_deployments",
+    "deploy_log",
+    "list_builds",
+    "get_build",
+    "list_teams",
+    "get_team",
+    "list_team_members",
+    "list_templates",
+    "get_template",
+    "list_stacks",
+    "get_stack",
+    "list_servers",
+    "get_server",
+    "list_audit",
+    "list_members",
+    "list_tokens",
+];
+
+/// Whether JSON `request` is one of [`STORE_READS`] (a malformed one is not: executing it
+/// answers the error).
+pub fn is_store_read(request: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(request).is_ok_and(|r| {
+        r.get("op")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|op| STORE_READS.contains(&op))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_store_read_names_an_operation() {
+        for op in STORE_READS {
+            let err = serde_json::from_str::<Request>(&format!(r#"{{"op":"{op}"}}"#))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(!err.contains("unknown variant"), "{op}: {err}");
+        }
+        assert!(is_store_read(
+            r#"{"op":"get_service","service":"shop/web"}"#
+        ));
+        assert!(!is_store_read(r#"{"op":"deploy","service":"shop/web"}"#));
+        assert!(!is_store_read("not json"));
+    }
 
     #[test]
     fn set_config_debug_never_prints_a_value() {

@@ -165,6 +165,13 @@ impl PlatformHandle {
         &self.inner.runtime
     }
 
+    /// Whether JSON `request` is answered by this process's own store, in microseconds: an
+    /// embedded platform's store read (`clank_api::ops::STORE_READS`). A binding may then wait
+    /// for it in place instead of through an awaitable.
+    pub fn answers_in_place(&self, request: &str) -> bool {
+        self.inner.runtime != "remote" && clank_api::ops::is_store_read(request)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.inner
             .live

@@ -11,7 +11,8 @@
 //! - the time for one desired-state change to every server (a network added through each
 //!   server's `AgentRuntime`, the path the engine uses) to be applied and reported by all N.
 //!
-//! `cargo bench -p clank-benches --bench agents` (`CLANK_SIM_AGENTS=N`, `CLANK_SIM_IDLE_S=S`).
+//! `cargo bench -p clank-benches --bench agents` (`CLANK_SIM_AGENTS=N`, `CLANK_SIM_IDLE_S=S`,
+//! `CLANK_SIM_SERVE=generated` for the endpoint as served before its session codec).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -110,10 +111,29 @@ async fn control_plane() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let service = fleet.service();
+    // `CLANK_SIM_SERVE=generated`: the endpoint as it was served before the session stream got
+    // its own small-buffer codec (the generated server, tonic's default 8 KiB codec buffers),
+    // to compare both in one build.
+    let generated = std::env::var("CLANK_SIM_SERVE").is_ok_and(|v| v == "generated");
     tokio::spawn(async move {
-        service
-            .serve(listener, Some(&tls), std::future::pending())
-            .await
+        if generated {
+            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+            tonic::transport::Server::builder()
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?
+                .http2_keepalive_interval(Some(Duration::from_secs(20)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .tcp_nodelay(true)
+                .add_service(service.into_server())
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    std::future::pending(),
+                )
+                .await
+        } else {
+            service
+                .serve(listener, Some(&tls), std::future::pending())
+                .await
+        }
     });
     let rss_before = rss_kib();
 

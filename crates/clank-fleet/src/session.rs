@@ -56,7 +56,10 @@ impl FleetService {
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
             .tcp_nodelay(true)
-            .add_service(self.into_server())
+            // An agent opens a handful of streams (session, update and image downloads): a
+            // bound on what one connection may hold open at once.
+            .max_concurrent_streams(MAX_STREAMS_PER_AGENT)
+            .add_service(AgentEndpoint::new(self))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     }
@@ -90,6 +93,151 @@ impl FleetService {
             ));
         }
         Ok(ident)
+    }
+}
+
+/// Streams one agent connection may have open at once.
+const MAX_STREAMS_PER_AGENT: u32 = 32;
+
+/// Initial (and growth step of) the session stream's encode and decode buffers. Tonic's default
+/// is 8 KiB each, allocated up front for every RPC and held for its life: 16 KiB of each
+/// ~70 KiB agent session. Session messages (heartbeats, leases, acknowledgements) are well
+/// under 1 KiB; larger ones (a desired state, a call's reply) grow the buffer to fit, as before.
+const SESSION_BUFFER_BYTES: usize = 1024;
+
+/// The session stream's prost codec, with [`SESSION_BUFFER_BYTES`] buffers.
+#[derive(Debug, Clone, Copy, Default)]
+struct SessionCodec;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct SessionEncoder;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct SessionDecoder;
+
+fn session_buffers() -> tonic::codec::BufferSettings {
+    // The yield threshold (how much of ready messages is batched into one write) as tonic's
+    // default: it only matters when many messages are queued.
+    tonic::codec::BufferSettings::new(SESSION_BUFFER_BYTES, 32 * 1024)
+}
+
+impl tonic::codec::Codec for SessionCodec {
+    type Encode = v1::ControlMessage;
+    type Decode = v1::AgentMessage;
+    type Encoder = SessionEncoder;
+    type Decoder = SessionDecoder;
+
+    fn encoder(&mut self) -> SessionEncoder {
+        SessionEncoder
+    }
+
+    fn decoder(&mut self) -> SessionDecoder {
+        SessionDecoder
+    }
+}
+
+impl tonic::codec::Encoder for SessionEncoder {
+    type Item = v1::ControlMessage;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: v1::ControlMessage,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        // The buffer grows as needed (`EncodeBuf` reserves), so this cannot run out of space.
+        prost::Message::encode(&item, buf).map_err(|e| Status::internal(e.to_string()))
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        session_buffers()
+    }
+}
+
+impl tonic::codec::Decoder for SessionDecoder {
+    type Item = v1::AgentMessage;
+    type Error = Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<v1::AgentMessage>, Status> {
+        <v1::AgentMessage as prost::Message>::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+
+    fn buffer_settings(&self) -> tonic::codec::BufferSettings {
+        session_buffers()
+    }
+}
+
+/// The `AgentControl` service as served: the session stream through [`SessionCodec`], every
+/// other method through the generated server (tonic's default buffers: enrollment and
+/// downloads are short-lived).
+#[derive(Debug, Clone)]
+struct AgentEndpoint {
+    service: FleetService,
+    rest: clank_proto::AgentControlServer<FleetService>,
+}
+
+impl AgentEndpoint {
+    const SESSION_PATH: &'static str = "/clank.agent.v1.AgentControl/Session";
+
+    fn new(service: FleetService) -> Self {
+        AgentEndpoint {
+            rest: service.clone().into_server(),
+            service,
+        }
+    }
+}
+
+impl tonic::server::NamedService for AgentEndpoint {
+    const NAME: &'static str =
+        <clank_proto::AgentControlServer<FleetService> as tonic::server::NamedService>::NAME;
+}
+
+/// The session method as a tonic streaming service.
+struct SessionMethod(FleetService);
+
+impl tonic::server::StreamingService<v1::AgentMessage> for SessionMethod {
+    type Response = v1::ControlMessage;
+    type ResponseStream = DownStream;
+    type Future = tonic::codegen::BoxFuture<Response<DownStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<v1::AgentMessage>>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move {
+            <FleetService as clank_proto::AgentControl>::session(&service, request).await
+        })
+    }
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for AgentEndpoint {
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        if request.uri().path() != Self::SESSION_PATH {
+            return tonic::codegen::Service::call(&mut self.rest, request);
+        }
+        let method = SessionMethod(self.service.clone());
+        Box::pin(async move {
+            // The limits `into_server` sets; no compression, as the generated server's default.
+            let mut grpc = tonic::server::Grpc::new(SessionCodec).apply_max_message_size_config(
+                Some(clank_proto::MAX_MESSAGE_BYTES),
+                Some(clank_proto::MAX_MESSAGE_BYTES),
+            );
+            Ok(grpc.streaming(method, request).await)
+        })
     }
 }
 

@@ -36,8 +36,9 @@ pub struct BuildRequest {
     /// Credentials for a private repository (a token), never logged.
     pub credentials: Option<SecretString>,
     pub timeout: Duration,
-    /// CPU and memory caps for the build, so a build cannot starve running services.
-    pub cpu_limit: f64,
+    /// The build's memory cap (a build that needs more fails saying so). Its CPU is not
+    /// capped: builders run it at a low CPU weight, so it uses idle cores and yields them to
+    /// running services under contention.
     pub memory_limit_mb: u32,
 }
 

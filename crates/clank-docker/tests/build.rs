@@ -40,7 +40,6 @@ fn request(url: &str, tag: &str) -> BuildRequest {
         spa_fallback: None,
         credentials: None,
         timeout: Duration::from_secs(120),
-        cpu_limit: 1.0,
         memory_limit_mb: 512,
     }
 }

@@ -4,7 +4,9 @@
 //! `max_concurrent` builds at a time), clone into a temporary directory ([`git`]), prepare the
 //! context ([`context`]: the repository's Dockerfile, or one generated for the detected
 //! framework by [`detect`] and [`dockerfile`]), then build through the engine's `/build` with
-//! CPU and memory caps, streaming every output line to the build log, and tag the image.
+//! a memory cap and a low CPU weight, streaming every output line to the build log, and tag
+//! the image. A build whose inputs match an image built earlier for the service reuses it
+//! ([`inputs`]).
 //!
 //! The operator's [`BuildSettings`] (base images per framework, a registry prefix, build args
 //! for every build) shape generated Dockerfiles, and the [`RepositoryPolicy`] is checked again
@@ -42,8 +44,11 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 2;
 pub const DEFAULT_PORT: u16 = 8080;
 /// The engine client's per-request timeout for builds: the engine enforces the real limit.
 const BUILD_REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-/// CPU quota period (µs) for the build's cap.
-const CPU_PERIOD: i64 = 100_000;
+/// A build's CPU weight (Docker's default, a running service's, is 1024): a build uses every
+/// idle core, and under contention gets an eighth of a service's share. A hard cap (the
+/// service's own `cpu_limit`, 0.5 by default) made builds several times slower than the same
+/// `docker build` by hand, on an idle machine too.
+const BUILD_CPU_SHARES: i32 = 128;
 
 /// The base images of generated Dockerfiles an operator can choose, by framework key (as the
 /// daemon's `builder.base_images` names them) and the build arg that carries each: `static`
@@ -408,7 +413,6 @@ impl ImageBuilder for DockerImageBuilder {
         }
         let memory = i64::from(request.memory_limit_mb) * 1024 * 1024;
         let memory = i32::try_from(memory).unwrap_or(i32::MAX);
-        let cpu_quota = (request.cpu_limit * CPU_PERIOD as f64).round() as i64;
         let options = BuildImageOptions {
             dockerfile: context::DOCKERFILE_IN_CONTEXT.to_owned(),
             t: Some(tag.clone()),
@@ -416,8 +420,7 @@ impl ImageBuilder for DockerImageBuilder {
             forcerm: true,
             memory: (memory > 0).then_some(memory),
             memswap: (memory > 0).then_some(memory),
-            cpuperiod: (cpu_quota > 0).then_some(CPU_PERIOD as i32),
-            cpuquota: i32::try_from(cpu_quota).ok().filter(|q| *q > 0),
+            cpushares: Some(BUILD_CPU_SHARES),
             buildargs: (!build_args.is_empty()).then_some(build_args),
             // Only labels that are the same for a rebuild of the same commit, so it stays a
             // cache hit (the classic builder adds each label as a step).

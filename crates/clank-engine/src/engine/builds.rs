@@ -180,7 +180,6 @@ impl Engine {
             spa_fallback: settings.spa_fallback,
             credentials,
             timeout,
-            cpu_limit: settings.cpu_limit,
             memory_limit_mb: settings.memory_limit_mb,
         };
         self.note(
@@ -319,7 +318,23 @@ impl Engine {
     ) {
         let number = build.number;
         let mut batch = Vec::new();
-        while rx.recv_many(&mut batch, 512).await > 0 {
+        let mut open = true;
+        while open && rx.recv_many(&mut batch, 512).await > 0 {
+            // Lines arriving within the batch interval go in one write; the build's end (the
+            // channel closed) ends the wait at once, so it never waits for the log.
+            let until = tokio::time::Instant::now() + BUILD_LOG_BATCH;
+            while batch.len() < 512 {
+                let room = 512 - batch.len();
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, room) => {
+                        if n == 0 {
+                            open = false;
+                            break;
+                        }
+                    }
+                    () = tokio::time::sleep_until(until) => break,
+                }
+            }
             let at = self.now();
             let mut entries = Vec::with_capacity(batch.len());
             for progress in batch.drain(..) {
@@ -340,7 +355,6 @@ impl Engine {
             for e in entries {
                 self.publish(d, EventKind::Log { message: e.message });
             }
-            tokio::time::sleep(BUILD_LOG_BATCH).await;
         }
     }
 

@@ -689,7 +689,15 @@ impl Engine {
             for c in &commands {
                 self.run_command(service, d, c).await?;
             }
-            return Ok(requeue);
+            // A version being checked that has just passed goes on to its cutover now, not
+            // after the probe's backoff (the plan's requeue was chosen before the probe ran).
+            let passed = d.state.status == DeploymentStatus::HealthChecking
+                && commands.contains(&Command::ProbeHealth)
+                && matches!(
+                    lock(&self.inner.health).get(&d.id),
+                    Some(HealthObservation::Passing)
+                );
+            return Ok(if passed { Some(Duration::ZERO) } else { requeue });
         };
         // Forward moves are recorded first, so phase times in the history are real and a
         // refused write (a racing cutover) never starts or retires anything. Moves to a

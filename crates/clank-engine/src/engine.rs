@@ -697,7 +697,11 @@ impl Engine {
                     lock(&self.inner.health).get(&d.id),
                     Some(HealthObservation::Passing)
                 );
-            return Ok(if passed { Some(Duration::ZERO) } else { requeue });
+            return Ok(if passed {
+                Some(Duration::ZERO)
+            } else {
+                requeue
+            });
         };
         // Forward moves are recorded first, so phase times in the history are real and a
         // refused write (a racing cutover) never starts or retires anything. Moves to a

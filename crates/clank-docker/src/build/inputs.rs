@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::Docker;
-use bollard::query_parameters::{ListImagesOptions, TagImageOptions};
-use clank_core::{ImageRef, Result};
+use bollard::query_parameters::ListImagesOptions;
+use clank_core::Result;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Subject, engine_error};
@@ -94,24 +94,6 @@ pub(super) async fn find(docker: &Docker, service: &str, key: &str) -> Result<Op
         .await
         .map_err(|e| engine_error(e, Subject::Image, key))?;
     Ok(images.into_iter().next().map(|image| image.id))
-}
-
-/// Give image `id` the build's tag as well.
-pub(super) async fn tag(docker: &Docker, id: &str, tag: &ImageRef) -> Result<()> {
-    let repo = match tag.registry() {
-        Some(registry) => format!("{registry}/{}", tag.repository()),
-        None => tag.repository().to_owned(),
-    };
-    docker
-        .tag_image(
-            id,
-            Some(TagImageOptions {
-                repo: Some(repo),
-                tag: tag.tag().map(str::to_owned),
-            }),
-        )
-        .await
-        .map_err(|e| engine_error(e, Subject::Image, id))
 }
 
 #[cfg(test)]

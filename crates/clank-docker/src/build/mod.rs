@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptions;
 use clank_core::builder::{BuildLog, BuildOutput, BuildProgress, BuildRequest, ImageBuilder};
+use clank_core::runtime::ImageStore;
 use clank_core::validate::RepositoryPolicy;
 use clank_core::{Error, Result, RuntimeFailure};
 use futures_util::StreamExt;
@@ -393,10 +394,14 @@ impl ImageBuilder for DockerImageBuilder {
         let service = request.service.to_string();
         let base_images = inputs::base_images(&prepared.dockerfile, &arg_values);
         let inputs = inputs::key(&self.docker, &prepared.tar, &build_args, &base_images).await;
+        // Tagged through the image store's own `tag`: an image pruned since it was found
+        // (`false`) is simply built.
         if let Some(key) = &inputs
             && let Some(id) = inputs::find(&self.docker, &service, key).await?
+            && crate::DockerImages::new(self.docker.clone())
+                .tag(&id, &request.tag)
+                .await?
         {
-            inputs::tag(&self.docker, &id, &request.tag).await?;
             log(BuildProgress::Line(format!(
                 "nothing the image is built from changed (context, Dockerfile, build args, base \
                  images): reusing {} as {tag} without building, in {:.1} s",

@@ -6,25 +6,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
 
-// CLANK_NODE_PACKAGE: an installed package directory to test instead of this tree (scripts/test).
-const PKG_DIR = process.env.CLANK_NODE_PACKAGE || path.join(__dirname, '..');
-const clank = require(PKG_DIR);
-
-function tempDir() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'clank-node-lifecycle-'));
-}
-
-async function rejectsWith(promise, Class, check = () => {}) {
-  await assert.rejects(promise, (err) => {
-    assert.ok(err instanceof Class, `expected ${Class.name}, got ${err && err.name}: ${err && err.message}`);
-    assert.ok(err instanceof clank.ClankError);
-    check(err);
-    return true;
-  });
-}
+const { PKG_DIR, clank, tempDir, rejectsWith } = require('./support.js');
 
 /** A deployment of `shop/api` that stays PENDING: it depends on `db`, never deployed. */
 async function pendingDeployment(p) {

@@ -5,37 +5,19 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 
-// CLANK_NODE_PACKAGE: an installed package directory to test instead of this tree (scripts/test).
-const clank = require(process.env.CLANK_NODE_PACKAGE || path.join(__dirname, '..'));
+const {
+  clank,
+  tempDir,
+  withPlatform,
+  rejectsWith,
+  ensureTestImage,
+  dockerCleanup,
+  httpGet,
+} = require('./support.js');
 
 const SECRET = 'hunter2-do-not-leak-9c1e';
-
-function tempDir() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'clank-node-test-'));
-}
-
-async function withPlatform(runtime, fn) {
-  const dir = tempDir();
-  const p = await clank.Platform.open(dir, { runtime });
-  try {
-    return await fn(p);
-  } finally {
-    await p.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function rejectsWith(promise, Class, check = () => {}) {
-  await assert.rejects(promise, (err) => {
-    assert.ok(err instanceof Class, `expected ${Class.name}, got ${err && err.name}: ${err && err.message}`);
-    assert.ok(err instanceof clank.ClankError);
-    check(err);
-    return true;
-  });
-}
 
 test('a team gives its projects config below the services own', async () => {
   await withPlatform('process', async (p) => {
@@ -316,8 +298,6 @@ test('store reads answer alike in place or through a Promise, and yield to the l
 });
 
 // ---- The real thing: Docker ---------------------------------------------------------------
-
-const { ensureTestImage, dockerCleanup, httpGet } = require('./support.js');
 
 async function followToActive(events, number, seen) {
   for (;;) {

@@ -5,70 +5,21 @@
 // daemon's (refused embedded, clearly); a wrong token or URL fails at connect.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const net = require('node:net');
-const os = require('node:os');
 const path = require('node:path');
 
-const clank = require(process.env.CLANK_NODE_PACKAGE || path.join(__dirname, '..'));
-const { REPO, ensureTestImage, dockerCleanup, httpGet } = require('./support.js');
+const {
+  clank,
+  tempDir,
+  freePort,
+  startDaemon,
+  ensureTestImage,
+  dockerCleanup,
+  httpGet,
+} = require('./support.js');
 
 const SECRET = 'hunter2-remote-never-shown-node';
-const TARGET = process.env.CARGO_TARGET_DIR || path.join(REPO, 'target');
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** The released daemon on Docker, configured as the README documents; workspace `acme`. */
-async function startDaemon(dir) {
-  const binary = path.join(TARGET, 'debug', 'clank-daemon');
-  assert.ok(fs.existsSync(binary), `build the daemon first: cargo build -p clank-daemon (${binary})`);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const log = fs.openSync(path.join(dir, 'daemon.log'), 'w');
-  const proc = spawn(binary, [], {
-    env: {
-      ...process.env,
-      CLANK_DATA: path.join(dir, 'daemon-data'),
-      CLANK_LISTEN: `127.0.0.1:${port}`,
-      CLANK_RUNTIME: 'docker',
-      CLANK_PROXY_LISTEN: 'off',
-      CLANK_LOG: 'warn',
-    },
-    stdio: ['ignore', log, log],
-  });
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/v1/health`)).ok) break;
-    } catch {
-      // not up yet
-    }
-    if (i > 400) throw new Error(`clank-daemon did not come up: ${fs.readFileSync(path.join(dir, 'daemon.log'))}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  const init = await fetch(`${url}/v1/init`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ workspace: 'acme', name: 'Ada', email: 'ada@example.com' }),
-  });
-  const { token } = await init.json();
-  const stop = () =>
-    new Promise((resolve) => {
-      proc.once('exit', resolve);
-      proc.kill('SIGTERM');
-      setTimeout(() => proc.kill('SIGKILL'), 15_000).unref();
-    });
-  return { url, token, stop };
-}
 
 /** What a team's script does; what it saw, for comparing the two modes. */
 async function script(p, project, image, workspaces) {
@@ -150,8 +101,8 @@ test('the same script runs embedded and against a daemon with the same answers',
     t.skip('no Docker Engine reachable');
     return;
   }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clank-node-remote-'));
-  const daemon = await startDaemon(dir);
+  const dir = tempDir('clank-node-remote-');
+  const daemon = await startDaemon(dir, 'docker');
   const workspaces = [];
   const unique = crypto.randomBytes(4).toString('hex');
   try {
@@ -199,8 +150,8 @@ test('connect fails at once on a wrong token, an absent daemon or a bad URL; clo
     t.skip('no Docker Engine reachable');
     return;
   }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clank-node-remote-'));
-  const daemon = await startDaemon(dir);
+  const dir = tempDir('clank-node-remote-');
+  const daemon = await startDaemon(dir, 'docker');
   try {
     await assert.rejects(clank.Platform.connect(daemon.url, 'clank_wrong'), (err) => {
       assert.ok(err instanceof clank.Unauthorized, err.message);

@@ -6,42 +6,20 @@
 // removed against a daemon (members exist only there).
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const net = require('node:net');
-const os = require('node:os');
-const path = require('node:path');
 
-const clank = require(process.env.CLANK_NODE_PACKAGE || path.join(__dirname, '..'));
-const { REPO, ensureTestImage, dockerCleanup } = require('./support.js');
+const {
+  clank,
+  tempDir,
+  withPlatform,
+  rejectsWith,
+  startDaemon,
+  ensureTestImage,
+  dockerCleanup,
+} = require('./support.js');
 
 const SECRET = 'hunter2-workflow-never-shown-node';
-const TARGET = process.env.CARGO_TARGET_DIR || path.join(REPO, 'target');
-
-function tempDir() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'clank-node-workflow-'));
-}
-
-async function withPlatform(runtime, fn) {
-  const dir = tempDir();
-  const p = await clank.Platform.open(dir, { runtime });
-  try {
-    return await fn(p);
-  } finally {
-    await p.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function rejectsWith(promise, Class, check = () => {}) {
-  await assert.rejects(promise, (err) => {
-    assert.ok(err instanceof Class, `expected ${Class.name}, got ${err && err.name}: ${err && err.message}`);
-    assert.ok(err instanceof clank.ClankError);
-    check(err);
-    return true;
-  });
-}
 
 test('clone, deleted lists and previews, embedded', async () => {
   await withPlatform('process', async (p) => {
@@ -154,67 +132,9 @@ test('a promotion plan reads back by id with getPlan on Docker', { timeout: 300_
   }
 });
 
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** The daemon (`cargo build -p clank-daemon`) on native processes; workspace `acme`. */
-async function startDaemon(dir) {
-  const binary = path.join(TARGET, 'debug', 'clank-daemon');
-  assert.ok(fs.existsSync(binary), `build the daemon first: cargo build -p clank-daemon (${binary})`);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const log = fs.openSync(path.join(dir, 'daemon.log'), 'w');
-  const proc = spawn(binary, [], {
-    env: {
-      ...process.env,
-      CLANK_DATA: path.join(dir, 'daemon-data'),
-      CLANK_LISTEN: `127.0.0.1:${port}`,
-      CLANK_RUNTIME: 'process',
-      CLANK_PROXY_LISTEN: 'off',
-      CLANK_LOG: 'warn',
-    },
-    stdio: ['ignore', log, log],
-  });
-  const stop = () =>
-    new Promise((resolve) => {
-      if (proc.exitCode !== null) return resolve();
-      proc.once('exit', resolve);
-      proc.kill('SIGTERM');
-      setTimeout(() => proc.kill('SIGKILL'), 15_000).unref();
-    });
-  try {
-    for (let i = 0; ; i++) {
-      try {
-        if ((await fetch(`${url}/v1/health`)).ok) break;
-      } catch {
-        // not up yet
-      }
-      if (i > 400) throw new Error(`clank-daemon did not come up: ${fs.readFileSync(path.join(dir, 'daemon.log'))}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    const init = await fetch(`${url}/v1/init`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ workspace: 'acme', name: 'Ada', email: 'ada@example.com' }),
-    });
-    const { token } = await init.json();
-    return { url, token, stop };
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-}
-
 test('team members added and removed against a daemon', { timeout: 120_000 }, async () => {
   const dir = tempDir();
-  const daemon = await startDaemon(dir);
+  const daemon = await startDaemon(dir, 'process');
   try {
     const p = await clank.Platform.connect(daemon.url, daemon.token);
     try {

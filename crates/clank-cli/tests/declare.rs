@@ -9,13 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{Daemon, INIT, clank, text};
-
-async fn ok(url: &str, config: &Path, args: &[&str]) -> String {
-    let o = clank(url, config, args).await;
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{Daemon, INIT, clank, ok, text};
 
 /// `clank` with one more environment variable.
 async fn clank_with(url: &str, config: &Path, args: &[&str], var: (&str, &str)) -> Output {

@@ -5,15 +5,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Daemon, INIT, clank, text};
-
-async fn ok(url: &str, config: &Path, args: &[&str]) -> String {
-    let o = clank(url, config, args).await;
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{Daemon, INIT, clank, ok, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_says_how_to_restore_and_purge_says_what_it_removed() {

@@ -5,16 +5,8 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Daemon, INIT, clank, text};
+use common::{Daemon, INIT, clank, ok, text};
 use serde_json::Value;
-
-async fn ok(url: &str, config: &Path, args: &[&str]) -> String {
-    let o = clank(url, config, args).await;
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_settings_list_and_close() {

@@ -10,14 +10,8 @@ mod common;
 use std::path::Path;
 
 use clank_testkit::testapp;
-use common::{Daemon, INIT, clank, native_testapp, text};
+use common::{Daemon, INIT, clank, native_testapp, ok, text};
 use serde_json::{Value, json};
-
-async fn ok(url: &str, ctx: &Path, args: &[&str]) -> String {
-    let o = clank(url, ctx, args).await;
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 async fn json_of(url: &str, ctx: &Path, args: &[&str]) -> Value {
     let mut all = vec!["--json"];

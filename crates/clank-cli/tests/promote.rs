@@ -6,17 +6,9 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Daemon, INIT, clank, cleanup, docker_with_testapp, text};
+use common::{Daemon, INIT, clank, cleanup, docker_with_testapp, ok, text};
 
 const PROJECT: &str = "cli-promo";
-
-async fn ok(url: &str, config: &Path, args: &[&str]) -> String {
-    let o = clank(url, config, args).await;
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_prints_the_plan_applies_it_by_id_once_and_env_clone_reports_the_copies() {

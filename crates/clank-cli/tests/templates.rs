@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use clank_api::{StackUpgradeView, StackView, TemplateSummary};
-use common::{Daemon, INIT, clank, text};
+use common::{Daemon, INIT, clank, ok, text};
 
 fn builtin(file: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,12 +28,6 @@ async fn daemon_with_template(file: &str, text: String) -> (tempfile::TempDir, D
     })
     .await;
     (dir, daemon)
-}
-
-async fn ok(url: &str, ctx: &Path, args: &[&str]) -> String {
-    let o = clank(url, ctx, args).await;
-    assert!(o.status.success(), "{args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[tokio::test]

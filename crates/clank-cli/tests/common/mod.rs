@@ -34,6 +34,13 @@ pub(crate) async fn clank(url: &str, config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `clank args…` that must succeed: its stdout.
+pub(crate) async fn ok(url: &str, config: &Path, args: &[&str]) -> String {
+    let o = clank(url, config, args).await;
+    assert!(o.status.success(), "{args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Stdout then stderr, for assertion messages and matching.
 pub(crate) fn text(o: &Output) -> String {
     format!(

@@ -32,7 +32,6 @@ const WAIT_SLACK: Duration = Duration::from_secs(30);
 /// One retirement in progress.
 #[derive(Debug)]
 pub(super) struct Retiring {
-    service: ServiceId,
     deployment: Arc<Deployment>,
     /// `true` once every workload is gone; the sender drops if the task is aborted.
     done: watch::Receiver<bool>,
@@ -60,7 +59,6 @@ impl Engine {
         retiring.insert(
             d.id,
             Retiring {
-                service: d.service_id,
                 deployment: d,
                 done,
                 task: task.abort_handle(),
@@ -93,7 +91,7 @@ impl Engine {
     pub(super) async fn await_conflicting_retirements(&self, d: &Deployment) -> Result<()> {
         let conflicts: Vec<(u64, String, watch::Receiver<bool>)> = lock(&self.inner.retiring)
             .values()
-            .filter(|r| r.service == d.service_id && r.deployment.id != d.id)
+            .filter(|r| r.deployment.service_id == d.service_id && r.deployment.id != d.id)
             .filter_map(|r| match deploy::cutover_strategy(d, Some(&r.deployment)) {
                 CutoverStrategy::StopFirst(why) => {
                     Some((r.deployment.number, why.describe(), r.done.clone()))
@@ -132,7 +130,7 @@ impl Engine {
     ) -> bool {
         let running: Vec<watch::Receiver<bool>> = lock(&self.inner.retiring)
             .values()
-            .filter(|r| r.service == service)
+            .filter(|r| r.deployment.service_id == service)
             .map(|r| r.done.clone())
             .collect();
         for mut done in running {

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clank_benches::{BoxError, docker_cli};
 use clank_core::Timestamp;
 use clank_core::config::{ConfigChange, ConfigLayer, Scope, apply_bulk};
 use clank_core::deploy::DeploymentStatus;
@@ -24,23 +25,10 @@ use clank_engine::{Engine, EngineConfig, RouteTable};
 use clank_store::RedbStore;
 use clank_testkit::{http, testapp};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     v.sort();
     let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
     (p(0.5), p(0.9), v[0])
-}
-
-async fn docker_cli(args: &[&str]) -> Result<String, BoxError> {
-    let out = tokio::process::Command::new("docker")
-        .args(args)
-        .output()
-        .await?;
-    if !out.status.success() {
-        return Err(format!("docker {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 /// `docker run` + `docker port` + poll `/health` until 200.

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use clank_benches::{BoxError, docker_cli};
 use clank_core::config::EnvValue;
 use clank_core::id::{DeploymentId, EnvironmentId, ProjectId, ServiceId, WorkspaceId};
 use clank_core::runtime::{
@@ -17,8 +18,6 @@ use clank_core::runtime::{
 };
 use clank_docker::DockerRuntime;
 use clank_testkit::{http, testapp};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -86,22 +85,6 @@ async fn clank_once(rt: &DockerRuntime, owner: &Owner, name: String) -> Result<D
     }
     rt.remove(&status.id).await?;
     Ok(took)
-}
-
-async fn docker_cli(args: &[&str]) -> Result<String, BoxError> {
-    let out = tokio::process::Command::new("docker")
-        .args(args)
-        .output()
-        .await?;
-    if !out.status.success() {
-        return Err(format!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 async fn cli_once(name: &str) -> Result<Duration, BoxError> {

@@ -14,10 +14,10 @@
 //! Run: `cargo bench -p clank-benches --bench git_deploy` (`RUNS`, default 3).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clank_benches::{BoxError, run};
 use clank_core::Timestamp;
 use clank_core::deploy::DeploymentStatus;
 use clank_core::model::{Deployment, Project, Service, ServiceSource, Trigger, Workspace};
@@ -29,8 +29,6 @@ use clank_engine::{Engine, EngineConfig, RouteTable};
 use clank_store::RedbStore;
 use clank_testkit::gitrepo::TestRepo;
 use clank_testkit::{http, interpreters};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const NODE_SERVER: &str = "const http = require('http');\n\
     http.createServer((req, res) => { res.end('node NONCE\\n'); })\n\
@@ -71,19 +69,6 @@ fn app_files(framework: &str, nonce: &str) -> Vec<(String, String)> {
         ],
     };
     files.into_iter().map(|(p, c)| (p.to_owned(), c)).collect()
-}
-
-async fn run(cmd: &str, args: &[&str], dir: Option<&Path>) -> Result<String, BoxError> {
-    let mut c = tokio::process::Command::new(cmd);
-    c.args(args);
-    if let Some(dir) = dir {
-        c.current_dir(dir);
-    }
-    let out = c.output().await?;
-    if !out.status.success() {
-        return Err(format!("{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 async fn first_2xx(addr: SocketAddr) {

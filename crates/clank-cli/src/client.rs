@@ -1,6 +1,7 @@
 //! The HTTP client of the daemon's REST API, and where the CLI keeps its context.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use clank_api::ErrorBody;
 use futures_util::StreamExt;
@@ -58,11 +59,76 @@ impl std::fmt::Display for CliError {
 }
 
 /// Saved by `clank init` / `clank login`; flags and `CLANK_URL`/`CLANK_TOKEN` override it.
+/// The file also keeps the CA certificate this invocation trusts (`ca_cert`, see [`trust`]).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Context {
     pub(crate) url: Option<String>,
     pub(crate) token: Option<String>,
     pub(crate) workspace: Option<String>,
+}
+
+/// The context file: the [`Context`] and the CA certificate file trusted with its URL.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ContextFile {
+    #[serde(flatten)]
+    context: Context,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_cert: Option<PathBuf>,
+}
+
+/// What this invocation's HTTPS trusts: one reqwest client (the system's roots plus the CA
+/// certificate file of `--ca-cert`/`CLANK_CA_CERT` or of the context), and that file.
+#[derive(Debug)]
+struct Trust {
+    http: reqwest::Client,
+    ca_cert: Option<PathBuf>,
+}
+
+static TRUST: OnceLock<Trust> = OnceLock::new();
+
+/// Trust `ca_cert` (a PEM file of CA certificates) on top of the system's roots for every call
+/// of this invocation, and save it with the context (`clank init`/`clank login`). Once, before
+/// the first [`Client`]; a file that cannot be read or is not PEM is a usage error, naming
+/// where it came from (`saved`: the context, else `--ca-cert`/`CLANK_CA_CERT`).
+pub(crate) fn trust(ca_cert: Option<PathBuf>, saved: bool) -> Result<(), CliError> {
+    // Saved absolute: later commands run from other directories.
+    let ca_cert = ca_cert.map(|p| std::path::absolute(&p).unwrap_or(p));
+    let http = http_client(ca_cert.as_deref()).map_err(|e| {
+        let message = if saved {
+            format!(
+                "the CA certificate saved in {}: {e}; give another with --ca-cert FILE (or \
+                 CLANK_CA_CERT), `clank login` saves it",
+                Context::path().display()
+            )
+        } else {
+            format!("--ca-cert: {e}")
+        };
+        CliError::new(message, 2)
+    })?;
+    let _ = TRUST.set(Trust { http, ca_cert });
+    Ok(())
+}
+
+/// The HTTP(S) client of every call: clank-client's TLS configuration (ring, system roots,
+/// `ca_cert`) with this CLI's timeouts.
+fn http_client(ca_cert: Option<&Path>) -> clank_core::Result<reqwest::Client> {
+    clank_client::tls::client_builder(ca_cert)?
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| clank_core::Error::Reported {
+            kind: clank_core::ErrorKind::Internal,
+            message: format!("HTTP client: {e}"),
+            field: None,
+        })
+}
+
+/// This invocation's trust ([`trust`], else the system's roots alone).
+fn trusted() -> &'static Trust {
+    TRUST.get_or_init(|| Trust {
+        // Without a CA file nothing is read: only a broken TLS library fails here.
+        http: http_client(None).unwrap_or_else(|e| panic!("the HTTP client: {e}")),
+        ca_cert: None,
+    })
 }
 
 impl Context {
@@ -74,11 +140,20 @@ impl Context {
         PathBuf::from(home).join(".config/clank/context.json")
     }
 
-    pub(crate) fn load() -> Context {
+    fn read() -> ContextFile {
         std::fs::read_to_string(Self::path())
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default()
+    }
+
+    pub(crate) fn load() -> Context {
+        Self::read().context
+    }
+
+    /// The CA certificate file saved with the context's URL.
+    pub(crate) fn saved_ca_cert() -> Option<PathBuf> {
+        Self::read().ca_cert
     }
 
     /// Saved owner-only: it holds a token.
@@ -90,8 +165,12 @@ impl Context {
             std::fs::create_dir_all(dir)
                 .map_err(|e| CliError::new(format!("create {}: {e}", dir.display()), 1))?;
         }
+        let file = ContextFile {
+            context: self.clone(),
+            ca_cert: trusted().ca_cert.clone(),
+        };
         let text =
-            serde_json::to_string_pretty(self).map_err(|e| CliError::new(e.to_string(), 1))?;
+            serde_json::to_string_pretty(&file).map_err(|e| CliError::new(e.to_string(), 1))?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -112,9 +191,10 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// A client of `url` trusting what [`trust`] said.
     pub(crate) fn new(url: String, token: Option<String>) -> Self {
         Client {
-            http: reqwest::Client::new(),
+            http: trusted().http.clone(),
             url: url.trim_end_matches('/').to_owned(),
             token,
         }
@@ -173,6 +253,15 @@ impl Client {
     /// The daemon does not answer: what went wrong underneath (connection refused, no such
     /// host), and the two ways out — start it, or point the CLI at where it runs.
     fn unreachable(&self, e: &reqwest::Error) -> CliError {
+        if let Some(tls) = clank_client::tls::TlsFailure::of(e) {
+            return CliError::new(
+                tls.advice(
+                    &self.url,
+                    "`--ca-cert FILE` (or CLANK_CA_CERT=FILE; `clank login` saves it with the URL)",
+                ),
+                1,
+            );
+        }
         let mut cause: &dyn std::error::Error = e;
         while let Some(next) = cause.source() {
             cause = next;
@@ -187,8 +276,8 @@ impl Client {
                 "cannot reach the daemon at {} ({why}).\n\
                  Is it running? Start it with `clank-daemon` (or `sudo systemctl start \
                  clank-daemon` where it is installed as a service).\n\
-                 Running elsewhere? Give its URL with `--url http://HOST:PORT` or \
-                 `CLANK_URL=http://HOST:PORT`; `clank init`/`clank login` save it.",
+                 Running elsewhere? Give its URL with `--url http://HOST:PORT` (or \
+                 https://HOST behind TLS) or `CLANK_URL=…`; `clank init`/`clank login` save it.",
                 self.url
             ),
             1,

@@ -34,9 +34,15 @@ use commands::{
     about = "Deploy and run services on a Clank platform."
 )]
 struct Cli {
-    /// The daemon's URL (default: the saved context, else http://127.0.0.1:7070).
+    /// The daemon's URL, http:// or https:// (default: the saved context, else
+    /// http://127.0.0.1:7070).
     #[arg(long, env = "CLANK_URL", global = true)]
     url: Option<String>,
+    /// A CA certificate file (PEM) to trust, besides the system's, for an https:// daemon
+    /// whose certificate a private CA signed (default: the one saved with the context's URL;
+    /// `clank init`/`clank login` save it).
+    #[arg(long, env = "CLANK_CA_CERT", global = true, value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
     /// An API token (default: the saved context).
     #[arg(long, env = "CLANK_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
@@ -233,6 +239,14 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         .or(ctx.url.clone())
         .unwrap_or_else(|| "http://127.0.0.1:7070".into());
     let token = cli.token.clone().or(ctx.token.clone());
+    // The saved CA certificate goes with the saved URL, not with another daemon's.
+    let saved_ca_cert = (cli.url.is_none() || cli.url == ctx.url)
+        .then(Context::saved_ca_cert)
+        .flatten();
+    match cli.ca_cert.clone() {
+        Some(file) => client::trust(Some(file), false)?,
+        None => client::trust(saved_ca_cert, true)?,
+    }
     let defaults = AddressDefaults {
         workspace: ctx.workspace.clone().unwrap_or_else(|| "default".into()),
         ..AddressDefaults::default()

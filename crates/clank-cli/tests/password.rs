@@ -38,7 +38,7 @@ async fn clank_with_stdin(url: &str, config: &Path, args: &[&str], stdin: &str) 
 
 /// The dashboard's email-and-password sign-in: its status (303 when signed in).
 async fn sign_in(url: &str, email: &str, password: &str) -> reqwest::StatusCode {
-    let http = reqwest::Client::builder()
+    let http = clank_testkit::web::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -341,7 +341,7 @@ async fn every_service_setting_is_a_flag_and_refusals_name_the_flag() {
             .as_str()
             .unwrap()
             .to_owned();
-    let r = reqwest::Client::new()
+    let r = clank_testkit::web::client()
         .post(format!(
             "{url}/v1/workspaces/acme/projects/shop/environments/production/services"
         ))

@@ -3,6 +3,7 @@
 //! cannot do anything twice, and the daemon's error body turned back into the platform's
 //! error kinds.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clank_api::ErrorBody;
@@ -22,6 +23,9 @@ pub struct ConnectOptions {
     pub retries: u32,
     /// The workspace short addresses mean (default: the token's).
     pub workspace: Option<String>,
+    /// A CA certificate file (PEM) to trust for an `https://` daemon, on top of the system's
+    /// roots: for a daemon whose certificate a private CA signed (default: none).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl ConnectOptions {
@@ -41,6 +45,7 @@ impl ConnectOptions {
             timeout,
             retries,
             workspace,
+            ca_cert: None,
         })
     }
 }
@@ -51,6 +56,7 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(30),
             retries: 2,
             workspace: None,
+            ca_cert: None,
         }
     }
 }
@@ -113,10 +119,10 @@ impl Http {
                 "`{url}` is not a URL ({e}); e.g. http://127.0.0.1:7070"
             ))
         })?;
-        if base.scheme() != "http" {
+        if !matches!(base.scheme(), "http" | "https") {
             return Err(invalid(format!(
-                "`{url}`: only http:// is supported by this client; put the daemon on a \
-                 loopback or private address, or reach it through an SSH tunnel"
+                "`{url}`: a daemon is reached with http:// or https://, not {}://",
+                base.scheme()
             )));
         }
         if base.cannot_be_a_base() || base.query().is_some() || base.fragment().is_some() {
@@ -134,7 +140,7 @@ impl Http {
                  makes more",
             )));
         }
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder(options.ca_cert.as_deref())?
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| error(ErrorKind::Internal, format!("HTTP client: {e}")))?;
@@ -278,6 +284,21 @@ impl Http {
                 ),
             ));
         }
+        if let Some(tls) = crate::tls::TlsFailure::of(e) {
+            // Trying again cannot help: the client's trust (or the URL) has to change.
+            return Failure::Final(Error::Reported {
+                kind: ErrorKind::Unavailable,
+                message: format!(
+                    "{} ({what})",
+                    tls.advice(
+                        self.base(),
+                        "the `ca_cert` connect option (the CLI's `--ca-cert FILE`)"
+                    )
+                ),
+                field: matches!(tls, crate::tls::TlsFailure::Untrusted(_))
+                    .then(|| "ca_cert".to_owned()),
+            });
+        }
         let error = error(
             ErrorKind::Unavailable,
             format!(
@@ -342,7 +363,8 @@ mod tests {
     fn a_bad_url_or_missing_token_names_its_field() {
         for (url, token, field) in [
             ("not a url", "t", "url"),
-            ("https://example.invalid", "t", "url"),
+            ("ftp://example.invalid", "t", "url"),
+            ("ws://127.0.0.1:7070", "t", "url"),
             ("http://127.0.0.1:7070", " ", "token"),
         ] {
             let e = Http::new(url, token, ConnectOptions::default()).unwrap_err();
@@ -352,6 +374,15 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn https_is_accepted_like_http() {
+        let h = http("https://clank.example.com/");
+        assert_eq!(
+            h.url(&["whoami"]).as_str(),
+            "https://clank.example.com/v1/whoami"
+        );
     }
 
     #[test]

@@ -22,10 +22,15 @@
 //! [`ConnectOptions::workspace`]) and environment `production`. Calls have a deadline
 //! ([`ConnectOptions::timeout`], a [`Timeout`](clank_core::ErrorKind::Timeout) error past it);
 //! a call that failed on the way is tried again only where that cannot do anything twice.
+//!
+//! `https://` URLs are verified against the system's CA roots, plus the CA certificate file
+//! of [`ConnectOptions::ca_cert`] for a daemon with a private CA ([`tls`]); a certificate that
+//! is not trusted fails the connect with the verifier's reason and that advice.
 
 mod events;
 mod http;
 mod ops;
+pub mod tls;
 
 use clank_api::system::WhoAmI;
 use clank_core::address::AddressDefaults;
@@ -58,7 +63,7 @@ pub struct Client {
 const OPENING_WAIT: Duration = Duration::from_secs(10);
 
 impl Client {
-    /// Connect to the daemon at `url` (`http://host:port`) with an API token: asks the daemon
+    /// Connect to the daemon at `url` (`http://host:port` or `https://host`) with an API token: asks the daemon
     /// who the token is, so a wrong URL or token fails here, with what to do about it.
     /// Must be called on a tokio runtime, which later subscriptions use.
     pub async fn connect(url: &str, token: &str, options: ConnectOptions) -> Result<Client> {

@@ -34,7 +34,10 @@ impl Daemon {
         let task = tokio::spawn(clank_daemon::serve(config, listener, async move {
             let _ = stopped.await;
         }));
-        let http = reqwest::Client::new();
+        let http = clank_client::tls::client_builder(None)
+            .unwrap()
+            .build()
+            .unwrap();
         let mut answer = None;
         for _ in 0..100 {
             if let Ok(r) = http
@@ -352,7 +355,10 @@ async fn a_workspace_subscription_never_sees_another_workspaces_events() {
     let acme = Client::connect(&daemon.url, &daemon.token, ConnectOptions::default())
         .await
         .unwrap();
-    let other_token = reqwest::Client::new()
+    let other_token = clank_client::tls::client_builder(None)
+        .unwrap()
+        .build()
+        .unwrap()
         .post(format!("{}/v1/workspaces", daemon.url))
         .bearer_auth(&daemon.token)
         .json(&json!({"workspace": "other", "name": "Mallory", "email": "m@example.com"}))

@@ -682,7 +682,7 @@ async fn remove_project_leftovers(docker: &clank_docker::DockerRuntime, slug: &s
 
 /// One request through the embedded proxy with `host` as the Host header.
 async fn via_proxy(proxy: SocketAddr, host: &str, path: &str) -> (StatusCode, String) {
-    let resp = reqwest::Client::new()
+    let resp = clank_testkit::web::client()
         .get(format!("http://{proxy}{path}"))
         .header(reqwest::header::HOST, host)
         .send()

@@ -36,7 +36,7 @@ impl Running {
                 let _ = stopped.await;
             },
         ));
-        let http = reqwest::Client::new();
+        let http = clank_testkit::web::client();
         for _ in 0..200 {
             if http.get(format!("{base}/v1/health")).send().await.is_ok() {
                 return Running {

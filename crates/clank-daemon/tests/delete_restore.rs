@@ -89,7 +89,7 @@ impl World {
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         call_at(
-            &reqwest::Client::new(),
+            &clank_testkit::web::client(),
             self.api,
             Some(&self.owner),
             method,
@@ -131,7 +131,7 @@ impl World {
 
     /// `GET /health` through the proxy with Host `host`: the status.
     async fn via_proxy(&self, host: &str) -> StatusCode {
-        reqwest::Client::new()
+        clank_testkit::web::client()
             .get(format!("http://{}/health", self.proxy))
             .header(reqwest::header::HOST, host)
             .timeout(Duration::from_secs(30))
@@ -263,7 +263,7 @@ async fn a_deleted_service_is_parked_restored_and_purged_keeping_its_volume_unle
     let runtime_name = runtime_volume(&volume);
 
     // Refusals: a Viewer may not delete; a Developer may delete a service but not its data.
-    let http = reqwest::Client::new();
+    let http = clank_testkit::web::client();
     for (role, path) in [
         ("viewer", svc.clone()),
         ("developer", format!("{svc}?purge=true&volumes=true")),

@@ -153,7 +153,7 @@ async fn a_fresh_daemon_deploys_from_git_serves_tls_from_acme_and_deploys_a_push
         .unwrap();
     let mut api = Api {
         addr: api_addr,
-        http: reqwest::Client::new(),
+        http: clank_testkit::web::client(),
         token: String::new(),
     };
     let mut up = false;
@@ -236,7 +236,7 @@ async fn a_fresh_daemon_deploys_from_git_serves_tls_from_acme_and_deploys_a_push
     let routed_to_certificate = routed.elapsed();
     assert!(body.contains("v1"), "{body}");
     // Plain HTTP on a TLS domain redirects to HTTPS.
-    let plain = reqwest::Client::builder()
+    let plain = clank_testkit::web::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()

@@ -90,7 +90,7 @@ impl World {
 
     /// `GET path` through the proxy with Host `host`: status and body.
     async fn via_proxy(&self, host: &str, path: &str) -> (StatusCode, String) {
-        let resp = reqwest::Client::new()
+        let resp = clank_testkit::web::client()
             .get(format!("http://{}{path}", self.proxy))
             .header(reqwest::header::HOST, host)
             .timeout(Duration::from_secs(30))
@@ -164,7 +164,7 @@ impl World {
                 ],
             ),
         };
-        let mut r = reqwest::Client::new()
+        let mut r = clank_testkit::web::client()
             .post(format!("http://{}{path}", self.api))
             .header("content-type", "application/json")
             .body(body);
@@ -189,7 +189,7 @@ impl World {
             "repository": {"clone_url": self.repo.url()},
         }))
         .unwrap();
-        let resp = reqwest::Client::new()
+        let resp = clank_testkit::web::client()
             .post(format!("http://{}/v1/webhooks/github", self.api))
             .header("content-type", "application/json")
             .header("x-github-event", "push")
@@ -419,7 +419,7 @@ async fn each_forge_opens_updates_and_closes_a_preview_and_the_ttl_survives_a_re
     // Settings are checked field by field, then stored.
     let settings_path = format!("{}/previews", w.project_path());
     let (s, v) = call_at(
-        &reqwest::Client::new(),
+        &clank_testkit::web::client(),
         w.api,
         Some(&w.owner),
         Method::PUT,
@@ -576,7 +576,7 @@ async fn each_forge_opens_updates_and_closes_a_preview_and_the_ttl_survives_a_re
         w.until_gone(&service_id, n, 30).await;
         assert!(w.previews().await.is_empty());
         let (s, _) = call_at(
-            &reqwest::Client::new(),
+            &clank_testkit::web::client(),
             w.api,
             Some(&w.owner),
             Method::GET,

@@ -45,7 +45,7 @@ fn svc(env_name: &str) -> String {
 /// `GET /env?KEY` through the embedded proxy with `host`: the variable's value in the
 /// container that serves `host`.
 async fn env_via_proxy(proxy: SocketAddr, host: &str, key: &str) -> (StatusCode, String) {
-    let resp = reqwest::Client::new()
+    let resp = clank_testkit::web::client()
         .get(format!("http://{proxy}/env?{key}"))
         .header(reqwest::header::HOST, host)
         .timeout(Duration::from_secs(30))

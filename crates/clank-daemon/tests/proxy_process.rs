@@ -124,7 +124,7 @@ async fn traffic_through_the_proxy_survives_ten_daemon_sigkills_and_a_graceful_s
             first_failure.clone(),
         );
         clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = clank_testkit::web::client();
             while !stop.load(Ordering::Relaxed) {
                 let outcome = http
                     .get(format!("http://{proxy}/health"))

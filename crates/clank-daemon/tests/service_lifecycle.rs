@@ -64,7 +64,7 @@ impl World {
 
     /// `GET /health` through the proxy with Host `host`: the status.
     async fn via_proxy(&self, host: &str) -> StatusCode {
-        reqwest::Client::new()
+        clank_testkit::web::client()
             .get(format!("http://{}/health", self.proxy))
             .header(reqwest::header::HOST, host)
             .timeout(Duration::from_secs(30))
@@ -193,7 +193,7 @@ async fn a_stopped_service_serves_nothing_stays_stopped_across_a_restart_and_sta
     )
     .await;
     let viewer = viewer["token"].as_str().unwrap();
-    let http = reqwest::Client::new();
+    let http = clank_testkit::web::client();
     for action in ["stop", "start"] {
         let (s, v) = call_at(
             &http,

@@ -40,7 +40,7 @@ async fn more_than_a_hundred_services_are_a_paged_gzipped_table_and_fewer_a_canv
             Some(json!({"name": "Shop"})),
         )
         .await;
-    let http = reqwest::Client::builder()
+    let http = clank_testkit::web::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -61,7 +61,7 @@ impl Drop for Stack {
 /// `GET path` through the proxy at `proxy` with Host `host`: status and body. No redirect is
 /// followed: what the proxy answers is what is checked.
 async fn via_proxy(proxy: std::net::SocketAddr, host: &str, path: &str) -> (StatusCode, String) {
-    let client = reqwest::Client::builder()
+    let client = clank_testkit::web::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
         .build()
@@ -135,7 +135,7 @@ async fn wordpress_stack_serves_its_installer_through_the_daemons_proxy_by_its_d
 
     let began = Instant::now();
     let (s, v) = call_at(
-        &reqwest::Client::new(),
+        &clank_testkit::web::client(),
         api,
         Some(owner),
         Method::POST,
@@ -188,7 +188,7 @@ async fn wordpress_stack_serves_its_installer_through_the_daemons_proxy_by_its_d
             let Some(d) = &x.deployment else { continue };
             if d.status.is_terminal() {
                 let (_, log) = call_at(
-                    &reqwest::Client::new(),
+                    &clank_testkit::web::client(),
                     api,
                     Some(owner),
                     Method::GET,

@@ -84,7 +84,7 @@ impl ControlPlane {
             api,
             agents,
             data: data.to_owned(),
-            http: reqwest::Client::new(),
+            http: clank_testkit::web::client(),
             stop: Some(stop),
             task: Some(task),
         };

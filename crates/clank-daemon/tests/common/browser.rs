@@ -78,7 +78,7 @@ impl Page {
 impl Browser {
     pub(crate) fn new(daemon: &Daemon) -> Browser {
         Browser {
-            http: reqwest::Client::builder()
+            http: clank_testkit::web::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),

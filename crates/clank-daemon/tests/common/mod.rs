@@ -79,7 +79,7 @@ impl Daemon {
         ));
         let d = Daemon {
             addr,
-            http: reqwest::Client::new(),
+            http: clank_testkit::web::client(),
             stop: Some(stop),
             task: Some(task),
             dir,
@@ -87,7 +87,7 @@ impl Daemon {
             bodies: Default::default(),
         };
         // A client of its own, dropped after: its pooled connection holds no slot of the cap.
-        let probe = reqwest::Client::new();
+        let probe = clank_testkit::web::client();
         for _ in 0..200 {
             if probe.get(d.url("/v1/health")).send().await.is_ok() {
                 return d;
@@ -349,7 +349,7 @@ pub(crate) async fn ok_at(
     body: Option<Value>,
 ) -> Value {
     let (status, v) = call_at(
-        &reqwest::Client::new(),
+        &clank_testkit::web::client(),
         addr,
         token,
         method.clone(),
@@ -452,7 +452,7 @@ pub(crate) async fn spawn_daemon(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = clank_testkit::web::client();
     for _ in 0..400 {
         if http
             .get(format!("http://{api}/v1/health"))

@@ -1,0 +1,217 @@
+//! The client over HTTPS, on real sockets: a daemon behind a TLS terminator whose certificate
+//! a private CA (made here with rcgen) signed. Trusting that CA's file (`ca_cert`) connects and
+//! runs operations; without it the connect fails naming the certificate problem and the
+//! option that fixes it; a port that does not speak TLS says so.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clank_client::{Client, ConnectOptions};
+use clank_core::ErrorKind;
+use clank_daemon::DaemonConfig;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use serde_json::{Value, json};
+use tokio_rustls::rustls;
+
+/// A private CA's certificate file (PEM, under `dir`) and a server configuration for
+/// `127.0.0.1`/`localhost` whose certificate it signed.
+fn private_ca(dir: &std::path::Path) -> (PathBuf, Arc<rustls::ServerConfig>) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Clank test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key.into())
+    .unwrap();
+    (ca_file, Arc::new(config))
+}
+
+/// Serve TLS on a loopback port, each connection forwarded to `backend` in the clear.
+async fn tls_terminator(backend: SocketAddr, config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A daemon in-process on loopback with workspace `acme`: its address and the Owner's token.
+async fn daemon(dir: &std::path::Path) -> (SocketAddr, String) {
+    let config = DaemonConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join("data"),
+        runtime: "process".into(),
+        proxy: None,
+        agent_listen: None,
+        ..DaemonConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(clank_daemon::serve(
+        config,
+        listener,
+        std::future::pending::<()>(),
+    ));
+    let http = clank_client::tls::client_builder(None)
+        .unwrap()
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        if let Ok(r) = http
+            .post(format!("http://{addr}/v1/init"))
+            .json(&json!({"workspace": "acme", "name": "Ada", "email": "ada@example.com"}))
+            .send()
+            .await
+        {
+            let token = r.json::<Value>().await.unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            return (addr, token);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the daemon does not answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_the_private_ca_file_connects_and_runs_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_file, server) = private_ca(dir.path());
+    let (plain, token) = daemon(dir.path()).await;
+    let tls = tls_terminator(plain, server).await;
+    for url in [
+        format!("https://127.0.0.1:{}", tls.port()),
+        format!("https://localhost:{}/", tls.port()),
+    ] {
+        let options = ConnectOptions {
+            ca_cert: Some(ca_file.clone()),
+            ..ConnectOptions::default()
+        };
+        let client = Client::connect(&url, &token, options).await.unwrap();
+        assert_eq!(client.whoami().workspace, "acme");
+        let projects: Value = serde_json::from_str(
+            &client
+                .execute_json(r#"{"op": "list_projects"}"#)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(projects.is_array(), "{projects}");
+    }
+    let client = Client::connect(
+        &format!("https://127.0.0.1:{}", tls.port()),
+        &token,
+        ConnectOptions {
+            ca_cert: Some(ca_file),
+            ..ConnectOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    client
+        .execute_json(r#"{"op": "create_project", "name": "Shop"}"#)
+        .await
+        .unwrap();
+    let got = client
+        .execute_json(r#"{"op": "get_project", "project": "shop"}"#)
+        .await
+        .unwrap();
+    assert!(got.contains("Shop"), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_without_the_private_ca_fails_naming_the_certificate_problem_and_ca_cert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca_file, server) = private_ca(dir.path());
+    let (plain, token) = daemon(dir.path()).await;
+    let tls = tls_terminator(plain, server).await;
+    let url = format!("https://127.0.0.1:{}", tls.port());
+    let started = std::time::Instant::now();
+    let e = Client::connect(&url, &token, ConnectOptions::default())
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert_eq!(
+        (e.kind(), e.field()),
+        (ErrorKind::Unavailable, Some("ca_cert")),
+        "{text}"
+    );
+    for needle in [
+        url.as_str(),
+        "does not trust",
+        "UnknownIssuer",
+        "ca_cert",
+        "--ca-cert",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing: {text}");
+    }
+    // Not tried again: only the client's trust can change the answer.
+    assert!(started.elapsed() < Duration::from_secs(2), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_plain_http_port_says_the_port_does_not_speak_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, token) = daemon(dir.path()).await;
+    let url = format!("https://{plain}");
+    let options = ConnectOptions {
+        retries: 0,
+        ..ConnectOptions::default()
+    };
+    let e = Client::connect(&url, &token, options).await.unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{text}");
+    assert!(
+        text.contains("TLS handshake") && text.contains("http://"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_still_connects_with_a_ca_file_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_file, _server) = private_ca(dir.path());
+    let (plain, token) = daemon(dir.path()).await;
+    let options = ConnectOptions {
+        ca_cert: Some(ca_file),
+        ..ConnectOptions::default()
+    };
+    let client = Client::connect(&format!("http://{plain}"), &token, options)
+        .await
+        .unwrap();
+    assert_eq!(client.whoami().workspace, "acme");
+}

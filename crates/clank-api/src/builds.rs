@@ -14,6 +14,10 @@ pub struct BuildRef {
     pub status: BuildStatus,
     /// The commit checked out, once the checkout resolved the ref.
     pub commit_sha: Option<String>,
+    /// The first line of that commit's message (control characters blanked, at most 200
+    /// characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_subject: Option<String>,
 }
 
 impl From<&Build> for BuildRef {
@@ -23,6 +27,7 @@ impl From<&Build> for BuildRef {
             number: b.number,
             status: b.status,
             commit_sha: b.commit_sha.clone(),
+            commit_subject: b.commit_subject.clone(),
         }
     }
 }
@@ -41,6 +46,10 @@ pub struct BuildView {
     pub branch: String,
     /// The commit checked out, once the checkout resolved the ref.
     pub commit_sha: Option<String>,
+    /// The first line of that commit's message (control characters blanked, at most 200
+    /// characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_subject: Option<String>,
     /// What started it: the deployment's trigger (`manual`, `auto_deploy`, ...).
     pub trigger: Option<Trigger>,
     /// The deployment it was built for.
@@ -69,6 +78,7 @@ impl BuildView {
             repo_url: b.repo_url.clone(),
             branch: b.git_ref.clone(),
             commit_sha: b.commit_sha.clone(),
+            commit_subject: b.commit_subject.clone(),
             trigger: deployment.map(|d| d.trigger.clone()),
             deployment: deployment.map(|d| d.number),
             image: b.image.clone(),

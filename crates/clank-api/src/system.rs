@@ -23,3 +23,17 @@ pub struct WhoAmI {
     /// The token's role.
     pub role: Role,
 }
+
+/// One workspace the caller's user is a member of (`GET /v1/memberships`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Membership {
+    /// The workspace's slug.
+    pub workspace: String,
+    /// Its display name.
+    pub name: String,
+    /// The user's role there (a token of theirs may carry less).
+    pub role: Role,
+    /// The workspace of the token making the call.
+    pub current: bool,
+}

@@ -34,6 +34,15 @@ async fn member_and_token_commands_offboard_a_member() {
     )
     .unwrap();
     let dev_token = added["token"].as_str().unwrap().to_owned();
+    // `whoami` names the token's workspace and every membership of its user.
+    let who: Value =
+        serde_json::from_str(&ok(&url, &ctx, &["--json", "--token", &dev_token, "whoami"]).await)
+            .unwrap();
+    assert_eq!(who["role"], "developer", "{who}");
+    let memberships = who["memberships"].as_array().unwrap();
+    assert_eq!(memberships.len(), 1, "{who}");
+    assert_eq!(memberships[0]["workspace"], who["workspace"], "{who}");
+    assert_eq!(memberships[0]["current"], true, "{who}");
     let out = ok(
         &url,
         &ctx,

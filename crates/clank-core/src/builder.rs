@@ -76,9 +76,14 @@ pub struct BuildOutput {
 pub enum BuildProgress {
     /// A line of build output, for the deploy log.
     Line(String),
-    /// The checkout resolved the ref to `commit` (the full id). Reported before the image is
-    /// built, so the `Build` says what it built even if the build then fails.
-    CheckedOut { commit: String },
+    /// The checkout resolved the ref to `commit` (the full id) whose message's subject is
+    /// `subject` (cleaned with [`commit_subject`](crate::model::commit_subject)). Reported
+    /// before the image is built, so the `Build` says what it built even if the build then
+    /// fails.
+    CheckedOut {
+        commit: String,
+        subject: Option<String>,
+    },
 }
 
 /// Receives a build's progress as it happens.

@@ -15,18 +15,26 @@ use std::time::Duration;
 
 use clank_core::runtime::{OwnerFilter, Runtime};
 use clank_testkit::gitrepo::TestRepo;
+use common::browser::Browser;
 use common::{Daemon, docker_with_testapp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const PROJECT: &str = "builds-shop";
 const SVC: &str = "/v1/workspaces/acme/projects/builds-shop/environments/production/services/app";
+const UI_SVC: &str =
+    "/ui/workspaces/acme/projects/builds-shop/environments/production/services/app";
 
 /// The test app with a new file per version; `RUN exit 3` breaks it.
 const DOCKERFILE: &str = "FROM clank-testapp:latest\nCOPY hello.txt /app/hello.txt\n";
 const BROKEN: &str = "FROM clank-testapp:latest\nRUN echo about-to-fail && exit 3\n";
 const PROCFILE: &str = "web: echo web-up; exec /bin/busybox sh /app/start.sh\n\
                         worker: trap 'exit 0' TERM; while true; do echo worker-tick; sleep 1; done\n";
+
+/// A commit message whose subject is markup, and that subject as recorded.
+const FIX_MESSAGE: &str =
+    "fix: <script>alert('commit')</script> the build\n\n<img src=x onerror=alert(3)>";
+const FIX_SUBJECT: &str = "fix: <script>alert('commit')</script> the build";
 
 /// The daemon (local repositories allowed) with workspace `acme`, its Owner's token and the
 /// project this suite deploys into.
@@ -203,8 +211,9 @@ async fn builds_are_listed_with_their_commit_and_logs_and_exec_reach_every_proce
     assert_eq!(first["build"]["status"], "FAILED", "{first}");
     assert_eq!(first["artifact"]["commit"], broken_sha.as_str(), "{first}");
 
-    // Deployment #2 of the fixed branch head: a manual deploy records the SHA it built.
-    let fixed_sha = repo.commit(&[("Dockerfile", DOCKERFILE)], "fix the build");
+    // Deployment #2 of the fixed branch head: a manual deploy records the SHA it built and
+    // its message's subject (markup in it is the committer's, shown only escaped).
+    let fixed_sha = repo.commit(&[("Dockerfile", DOCKERFILE)], FIX_MESSAGE);
     let second = d.deploy_and_wait().await;
     assert_eq!(second["status"], "ACTIVE", "{second}");
     assert_eq!(second["number"], 2);
@@ -212,6 +221,8 @@ async fn builds_are_listed_with_their_commit_and_logs_and_exec_reach_every_proce
     assert_eq!(second["artifact"]["commit"], fixed_sha.as_str(), "{second}");
     assert_eq!(second["build"]["number"], 2, "{second}");
     assert_eq!(second["build"]["commit_sha"], fixed_sha.as_str());
+    assert_eq!(second["build"]["commit_subject"], FIX_SUBJECT, "{second}");
+    assert_eq!(first["build"]["commit_subject"], "initial", "{first}");
     let listed = d.ok(Method::GET, &format!("{SVC}/deployments"), None).await;
     assert_eq!(listed[0]["build"]["number"], 2, "{listed}");
     assert_eq!(listed[1]["build"]["number"], 1, "{listed}");
@@ -229,6 +240,7 @@ async fn builds_are_listed_with_their_commit_and_logs_and_exec_reach_every_proce
         (&v1["number"], &v1["status"], &v1["commit_sha"]),
         (&json!(1), &json!("FAILED"), &json!(broken_sha))
     );
+    assert_eq!(v2["commit_subject"], FIX_SUBJECT, "{v2}");
     for b in builds {
         assert_eq!(b["branch"], "main", "{b}");
         assert_eq!(b["trigger"]["kind"], "manual", "{b}");
@@ -294,6 +306,20 @@ async fn builds_are_listed_with_their_commit_and_logs_and_exec_reach_every_proce
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{missing}");
+
+    // The dashboard's timeline and deployment page show the subject, escaped.
+    let mut browser = Browser::new(&d);
+    browser.sign_in(&d.owner).await;
+    let escaped = "fix: &lt;script&gt;alert('commit')&lt;/script&gt; the build";
+    for page in [UI_SVC.to_owned(), format!("{UI_SVC}/deployments/2")] {
+        let body = browser.get(&page).await.body;
+        assert!(body.contains(escaped), "{page} lacks the subject: {body}");
+        assert!(!body.contains("<script>alert"), "{page} has it raw: {body}");
+        assert!(
+            !body.contains("onerror"),
+            "{page} shows the message body: {body}"
+        );
+    }
 
     // Logs of the Procfile worker alone, then of every workload with where each line is from.
     let worker = eventually("a worker log line", || async {

@@ -127,6 +127,10 @@ async fn a_rollback_becomes_the_services_config_so_the_next_deploy_keeps_it() {
         )
         .await;
     assert_eq!(rb["number"], 3);
+    // The rollback records who asked for it, as a deploy does.
+    let me = d.ok(&owner, Method::GET, "/v1/whoami", None).await;
+    assert_eq!(rb["trigger"]["kind"], "rollback_of", "{rb}");
+    assert_eq!(rb["trigger"]["by"], me["user"], "{rb}");
     wait_status(&d, &owner, 3, "ACTIVE").await;
     assert!(workload_has(&d, &owner, "FOO", "1").await);
     let log = d

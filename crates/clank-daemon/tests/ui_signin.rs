@@ -366,3 +366,104 @@ async fn init_without_a_password_is_as_before_and_a_short_password_is_refused_by
     );
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_of_two_workspaces_sees_both_and_signs_in_to_either_with_one_password() {
+    let daemon = Daemon::start_on("process", |_| {}).await;
+    let owner = init_with_password(&daemon, PASSWORD).await;
+    // The operator makes a second tenant with Ada as its Owner, and a third that is not hers.
+    for (ws, name, email) in [
+        ("globex", "Ada", "ada@example.com"),
+        ("initech", "Bob", "bob@example.com"),
+    ] {
+        let (s, v) = daemon
+            .call(
+                Some(&owner),
+                Method::POST,
+                "/v1/workspaces",
+                Some(json!({"workspace": ws, "name": name, "email": email})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    // REST: her memberships, oldest first, the token's own marked; never another tenant's.
+    let listed = daemon
+        .ok(&owner, Method::GET, "/v1/memberships", None)
+        .await;
+    let listed: Vec<(&str, &str, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["workspace"].as_str().unwrap(),
+                m["role"].as_str().unwrap(),
+                m["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("acme", "owner", true), ("globex", "owner", false)]
+    );
+    let (s, _) = daemon
+        .call(None, Method::GET, "/v1/memberships", None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // The workspace page lists both, with a way into the other.
+    let mut b = Browser::new(&daemon);
+    b.sign_in_with_password("ada@example.com", PASSWORD).await;
+    let home = b.get("/ui/workspaces/acme").await;
+    assert!(
+        home.body.contains(r#"href="/ui/signin?workspace=globex""#),
+        "{}",
+        home.body
+    );
+    assert!(!home.body.contains("initech"), "{}", home.body);
+
+    // That link's form signs her in to globex with the same password.
+    let form = b.get("/ui/signin?workspace=globex").await;
+    assert!(
+        form.body.contains(r#"name="workspace" value="globex""#),
+        "{}",
+        form.body
+    );
+    let csrf = form.csrf();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("method", "password"),
+        ("email", "ada@example.com"),
+        ("password", PASSWORD),
+        ("workspace", "globex"),
+    ];
+    let page = b.post("/ui/signin", &fields).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert_eq!(page.location(), Some("/ui/workspaces/globex"));
+    assert_eq!(b.get("/ui/workspaces/globex").await.status, StatusCode::OK);
+
+    // A workspace she is not a member of gets the wrong-password answer: nothing told.
+    let mut c = Browser::new(&daemon);
+    let csrf = c.get("/ui/signin?workspace=initech").await.csrf();
+    let page = c
+        .post(
+            "/ui/signin",
+            &[
+                ("csrf", csrf.as_str()),
+                ("method", "password"),
+                ("email", "ada@example.com"),
+                ("password", PASSWORD),
+                ("workspace", "initech"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    assert!(
+        page.body.contains("wrong email or password"),
+        "{}",
+        page.body
+    );
+    assert!(!c.has_session());
+    daemon.stop().await;
+}

@@ -65,7 +65,7 @@ async fn build(
     for p in progress.lock().unwrap().drain(..) {
         match p {
             BuildProgress::Line(line) => lines.push(line),
-            BuildProgress::CheckedOut { commit } => checked_out.push(commit),
+            BuildProgress::CheckedOut { commit, .. } => checked_out.push(commit),
         }
     }
     if let Ok(o) = &out {

@@ -31,7 +31,7 @@ use std::time::Duration;
 use clank_core::builder::ImageBuilder;
 use clank_core::config::{self, ConfigLayer, EnvValue, ResolvedConfig, Scope};
 use clank_core::deploy::{self, Command, DeploymentStatus, HealthObservation, Observed, Plan};
-use clank_core::id::{BuildId, DeploymentId, ServerId, ServiceId};
+use clank_core::id::{BuildId, DeploymentId, ServerId, ServiceId, UserId};
 use clank_core::model::{
     CancelRequest, Deployment, Environment, Project, RestoredState, Service, Trigger, Workspace,
 };
@@ -305,25 +305,27 @@ impl Engine {
 
     /// Roll back to an earlier deployment: a new deployment with its image *and* config.
     pub async fn rollback(&self, service: ServiceId, to: DeploymentId) -> Result<Deployment> {
-        Ok(self.rollback_restoring(service, to).await?.0)
+        Ok(self.rollback_restoring(service, to, None).await?.0)
     }
 
     /// [`Engine::rollback`], which also sets the service's desired state (image, settings,
     /// processes, volumes, endpoint and its own config layer) back to what the earlier
     /// deployment ran, in the same write, so the next deploy does not bring back what was
     /// rolled back. Config inherited from higher scopes is not rewritten: keys whose value
-    /// changed there since are listed in the deploy log as not restored. Returns what changed.
+    /// changed there since are listed in the deploy log as not restored. `by` is recorded on
+    /// the trigger. Returns what changed.
     pub async fn rollback_restoring(
         &self,
         service: ServiceId,
         to: DeploymentId,
+        by: Option<UserId>,
     ) -> Result<(Deployment, RestoredState)> {
         let cat = &self.inner.catalog;
         let earlier = cat.require::<Deployment>(&to.to_string()).await?;
         loop {
             let svc = cat.require::<Service>(&service.to_string()).await?;
             self.ensure_deployable(&svc).await?;
-            let d = Deployment::rollback_of(&svc, &earlier, self.now())?;
+            let d = Deployment::rollback_of(&svc, &earlier, by, self.now())?;
             let (restored, fields) = earlier.snapshot.restore_onto(&svc);
             let scope = Scope::Service(svc.id);
             let layer = earlier.snapshot.config.layer_of(scope);

@@ -225,7 +225,8 @@ async fn rollback_restores_the_image_and_the_config_of_the_earlier_deployment() 
         v3.trigger,
         Trigger::RollbackOf {
             deployment: v1.id,
-            number: v1.number
+            number: v1.number,
+            by: None,
         }
     );
     p.wait_for(v3.id, DeploymentStatus::Active, Duration::from_secs(30))

@@ -655,7 +655,11 @@ async fn a_rollback_becomes_the_services_desired_state_so_the_next_deploy_keeps_
     let v2 = w.deploy().await;
     w.wait_for(v2.id, DeploymentStatus::Active).await;
 
-    let (back, restored) = w.engine.rollback_restoring(w.service, v1.id).await.unwrap();
+    let (back, restored) = w
+        .engine
+        .rollback_restoring(w.service, v1.id, None)
+        .await
+        .unwrap();
     assert_eq!(restored.fields, vec!["image", "settings"]);
     assert_eq!(restored.config_keys, vec!["ADDED", "FOO", "TOKEN"]);
     assert_eq!(restored.not_restored, vec![("LEVEL".to_owned(), env)]);

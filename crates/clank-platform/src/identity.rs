@@ -20,6 +20,7 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use clank_api::system::Membership;
 use clank_core::id::{TokenId, UserId};
 use clank_core::model::{ApiToken, Instance, Member, Permission, Role, User, Workspace};
 use clank_core::store::catalog::{Batch, Catalog, Page, Record, Versioned};
@@ -381,6 +382,37 @@ impl Platform {
         Ok(out)
     }
 
+    /// The workspaces `user` is a member of, oldest membership first (at most
+    /// [`MAX_MEMBERSHIPS`]), with their role in each; `current` marks `workspace`.
+    pub async fn memberships(
+        &self,
+        user: UserId,
+        current: &Workspace,
+    ) -> clank_core::Result<Vec<Membership>> {
+        let cat = self.catalog();
+        let members = cat
+            .find::<Member>("user", &user.to_string(), Page::first(MAX_MEMBERSHIPS))
+            .await?
+            .items;
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            // A workspace deleted under a membership is skipped, not an error.
+            let Some(ws) = cat
+                .get::<Workspace>(&m.value.workspace_id.to_string())
+                .await?
+            else {
+                continue;
+            };
+            out.push(Membership {
+                current: ws.value.id == current.id,
+                workspace: ws.value.slug,
+                name: ws.value.name,
+                role: m.value.role,
+            });
+        }
+        Ok(out)
+    }
+
     /// Change the role of the member `who` names (a user id or an email). Making, or changing
     /// the role of, an Owner is for Owners; the last Owner cannot be demoted.
     pub async fn change_role(
@@ -588,13 +620,15 @@ impl Platform {
     }
 
     /// The dashboard's sign-in with an email and a password: on a match, a new token of the
-    /// user's role in their first workspace, expiring after `lifetime` (the session's), named
-    /// [`SIGN_IN_TOKEN_NAME`]. An unknown email, a user without a password and a wrong password
-    /// all take an Argon2 verification and answer [`IdentityError::BadCredentials`].
+    /// user's role in `workspace` (a slug; by default their first workspace), expiring after
+    /// `lifetime` (the session's), named [`SIGN_IN_TOKEN_NAME`]. An unknown email, a user
+    /// without a password, a wrong password and a workspace they are not a member of all take
+    /// an Argon2 verification and answer [`IdentityError::BadCredentials`].
     pub async fn password_sign_in(
         &self,
         email: &str,
         password: &str,
+        workspace: Option<&str>,
         digest: TokenDigest,
         lifetime: Duration,
     ) -> Result<SignedIn, IdentityError> {
@@ -618,14 +652,20 @@ impl Platform {
         let Some(user) = user.filter(|_| matches) else {
             return Err(IdentityError::BadCredentials);
         };
-        // Workspace ids are time-ordered: the first is the one they joined (or made) first.
-        let Some(member) = cat
-            .find::<Member>("user", &user.id.to_string(), Page::first(1))
-            .await?
-            .items
-            .into_iter()
-            .next()
-        else {
+        let member = match workspace {
+            Some(slug) => match cat.lookup::<Workspace>("slug", slug).await? {
+                Some(ws) => cat.get::<Member>(&format!("{}:{}", ws.id, user.id)).await?,
+                None => None,
+            },
+            // Workspace ids are time-ordered: the first is the one they joined (or made) first.
+            None => cat
+                .find::<Member>("user", &user.id.to_string(), Page::first(1))
+                .await?
+                .items
+                .into_iter()
+                .next(),
+        };
+        let Some(member) = member else {
             return Err(IdentityError::BadCredentials);
         };
         let workspace = cat
@@ -643,6 +683,9 @@ impl Platform {
         })
     }
 }
+
+/// Most memberships [`Platform::memberships`] lists.
+pub const MAX_MEMBERSHIPS: usize = 1000;
 
 /// The name of the token a password sign-in makes.
 pub const SIGN_IN_TOKEN_NAME: &str = "dashboard sign-in";

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use clank_core::address::{AddressDefaults, EnvironmentAddress, ProjectAddress, ServiceAddress};
 use clank_core::config::{self, ConfigChange, ConfigLayer, ConfigVarView, ResolvedVarView, Scope};
+use clank_core::id::UserId;
 use clank_core::model::{
     Deployment, Environment, Project, RestoredState, Service, ServiceSource, Trigger, Workspace,
 };
@@ -567,19 +568,21 @@ impl Platform {
     /// Roll back to deployment `number`: a new deployment with its image and config, which
     /// also become the service's desired state (see [`Engine::rollback_restoring`]).
     pub async fn rollback(&self, addr: &ServiceAddress, number: u64) -> Result<DeploymentView> {
-        Ok(self.rollback_restoring(addr, number).await?.0)
+        Ok(self.rollback_restoring(addr, number, None).await?.0)
     }
 
-    /// [`Platform::rollback`], with what it set back on the service (names, never values).
+    /// [`Platform::rollback`] asked for by `by` (recorded on the trigger), with what it set
+    /// back on the service (names, never values).
     pub async fn rollback_restoring(
         &self,
         addr: &ServiceAddress,
         number: u64,
+        by: Option<UserId>,
     ) -> Result<(DeploymentView, RestoredState)> {
         let (service, target) = self.deployment_record(addr, number).await?;
         let (d, restored) = self
             .engine
-            .rollback_restoring(service.id, target.id)
+            .rollback_restoring(service.id, target.id, by)
             .await?;
         Ok((self.deployment_view(&d).await?, restored))
     }

@@ -139,7 +139,7 @@ impl Platform {
                     .await?,
             ),
             Request::ApplyPlan { workspace, plan } => json(
-                self.apply_plan(self.workspace_or_default(&workspace), &plan)
+                self.apply_plan(self.workspace_or_default(&workspace), &plan, None)
                     .await?,
             ),
             Request::ExportProject { project } => {

@@ -19,7 +19,7 @@ use clank_api::plans::{
 };
 use clank_core::address::{EnvironmentAddress, ServiceAddress};
 use clank_core::config::{self, ConfigLayer, ConfigValue, ResolvedConfig, ResolvedVar, Scope};
-use clank_core::id::{PlanId, ServiceId};
+use clank_core::id::{PlanId, ServiceId, UserId};
 use clank_core::model::{
     Artifact, Build, Deployment, DeploymentSnapshot, Environment, PLAN_TTL_MS, Project,
     PromotionPlan, PromotionStep, ReadRevision, Service, VolumeMount,
@@ -179,7 +179,7 @@ impl Platform {
                         .await?;
                     let resolved = config::resolve(&layers)?;
                     // Refuses a source that never produced an image, before anything is stored.
-                    Deployment::promotion_of(t, &deployment, resolved.clone(), now)?;
+                    Deployment::promotion_of(t, &deployment, resolved.clone(), None, now)?;
                     let current = match t.active_deployment {
                         Some(id) => {
                             Some(self.catalog.require::<Deployment>(&id.to_string()).await?)
@@ -291,8 +291,14 @@ impl Platform {
 
     /// Apply a stored plan of `workspace` by id: refused (409) when it expired, was applied
     /// already, or anything it read changed since. Creates each changed service's deployment
-    /// (trigger `promotion_from`) and writes its desired state in the same transaction.
-    pub async fn apply_plan(&self, workspace: &str, id: &str) -> Result<AppliedPlan> {
+    /// (trigger `promotion_from`, with `by` as who applied it) and writes its desired state in
+    /// the same transaction.
+    pub async fn apply_plan(
+        &self,
+        workspace: &str,
+        id: &str,
+        by: Option<UserId>,
+    ) -> Result<AppliedPlan> {
         if let Some(applied) = self.apply_declaration_plan(workspace, id).await? {
             return Ok(applied);
         }
@@ -336,7 +342,8 @@ impl Platform {
                     let layers = self
                         .cascade(&project, target_env.id, Some(t.id), &mut ignored)
                         .await?;
-                    let d = Deployment::promotion_of(&t, &source, config::resolve(&layers)?, now)?;
+                    let d =
+                        Deployment::promotion_of(&t, &source, config::resolve(&layers)?, by, now)?;
                     // The desired state names the digest the plan showed, not a movable tag.
                     let (mut next, _) = source.promotion_snapshot()?.promote_onto(&t);
                     next.next_deployment_number = t.next_deployment_number + 1;
@@ -367,8 +374,13 @@ impl Platform {
                         }
                         layers.push(layer);
                     }
-                    let d =
-                        Deployment::promotion_of(&copy, &source, config::resolve(&layers)?, now)?;
+                    let d = Deployment::promotion_of(
+                        &copy,
+                        &source,
+                        config::resolve(&layers)?,
+                        by,
+                        now,
+                    )?;
                     let mut stored = copy.clone();
                     stored.next_deployment_number = copy.next_deployment_number + 1;
                     batch.create(&stored)?.create(&d)?;

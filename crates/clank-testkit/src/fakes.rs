@@ -635,6 +635,8 @@ pub enum BuildOutcome {
 
 /// The commit every `FakeBuilder` build checks out.
 pub const FAKE_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+/// The subject of [`FAKE_COMMIT`]'s message.
+pub const FAKE_COMMIT_SUBJECT: &str = "Add the fake feature";
 
 /// An `ImageBuilder` whose builds end as scripted, in order (once the script is used up,
 /// builds succeed at once). A build's image is the tag the engine asked for.
@@ -707,6 +709,7 @@ impl ImageBuilder for FakeBuilder {
         // Like a real builder, the checkout comes first: even a build that then fails has it.
         log(BuildProgress::CheckedOut {
             commit: FAKE_COMMIT.into(),
+            subject: Some(FAKE_COMMIT_SUBJECT.into()),
         });
         let result = match outcome {
             BuildOutcome::Succeeds { took } => {

@@ -127,10 +127,12 @@ fn status_text(address: &str, s: &Status, style: &crate::style::Style) -> String
             }
             if let Some(b) = &d.build {
                 out.push_str(&format!(
-                    "\n  build:  v{} {}",
+                    "\n  build:  v{} {} {}",
                     b.number,
-                    short_sha(b.commit_sha.as_deref().unwrap_or(""))
+                    short_sha(b.commit_sha.as_deref().unwrap_or("")),
+                    b.commit_subject.as_deref().unwrap_or("")
                 ));
+                out.truncate(out.trim_end().len());
             }
         }
         None => out.push_str(&format!(
@@ -288,10 +290,11 @@ fn trigger_text(t: Option<&Trigger>) -> String {
     }
 }
 
-/// One build as a line: number, status, commit, branch, trigger, deployment, duration.
+/// One build as a line: number, status, commit, branch, trigger, deployment, duration and
+/// the commit's subject.
 fn build_line(b: &BuildView) -> String {
     format!(
-        "v{:<4} {:<10} {:<12} {:<16} {:<14} {:<6} {}",
+        "v{:<4} {:<10} {:<12} {:<16} {:<14} {:<6} {:<9} {}",
         b.number,
         wire_name(&b.status),
         short_sha(b.commit_sha.as_deref().unwrap_or("-")),
@@ -303,5 +306,8 @@ fn build_line(b: &BuildView) -> String {
         b.duration_s
             .map(|s| format!("{s:.1} s"))
             .unwrap_or_else(|| "running".into()),
+        b.commit_subject.as_deref().unwrap_or(""),
     )
+    .trim_end()
+    .to_owned()
 }

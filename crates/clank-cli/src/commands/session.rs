@@ -1,7 +1,7 @@
 //! Getting a token: `init` on a fresh daemon, `login` with a token, `whoami`.
 
 use clank_api::members::{NewWorkspace, TokenCreated};
-use clank_api::system::WhoAmI;
+use clank_api::system::{Membership, WhoAmI};
 
 use crate::app::{App, wire_name};
 use crate::client::{CliError, Client, Context};
@@ -66,10 +66,32 @@ pub(crate) async fn login(app: &App, url: String, token: String) -> Result<(), C
     Ok(())
 }
 
+/// Who the token is, and every workspace its user is a member of (`--json`: `/v1/whoami`'s
+/// answer with `memberships` added).
 pub(crate) async fn whoami(app: &App) -> Result<(), CliError> {
     let who: WhoAmI = app.client.get("/v1/whoami").await?;
-    app.show(&who, |w| {
-        format!("{} in `{}` ({})", w.user, w.workspace, wire_name(&w.role))
+    let memberships: Vec<Membership> = app.client.get("/v1/memberships").await?;
+    let mut shown = serde_json::json!(who);
+    shown["memberships"] = serde_json::json!(memberships);
+    app.show(&shown, |_| {
+        let mut out = format!(
+            "{} in `{}` ({})",
+            who.user,
+            who.workspace,
+            wire_name(&who.role)
+        );
+        let others: Vec<String> = memberships
+            .iter()
+            .filter(|m| !m.current)
+            .map(|m| format!("`{}` ({})", m.workspace, wire_name(&m.role)))
+            .collect();
+        if !others.is_empty() {
+            out.push_str(&format!(
+                "\nalso a member of {} (`clank login` with a token of one to use it)",
+                others.join(", ")
+            ));
+        }
+        out
     });
     Ok(())
 }

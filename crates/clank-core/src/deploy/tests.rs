@@ -1066,7 +1066,8 @@ fn rollback_is_a_new_deployment_with_the_old_image_and_config() {
     let mut v1 = deployment_in(&mut service, DeploymentStatus::Building);
     v1.state.set_image("clank/web:v1".parse().unwrap()).unwrap();
     v1.snapshot.config = ResolvedConfig::default();
-    let rb = Deployment::rollback_of(&service, &v1, T0).unwrap();
+    let ada = crate::id::UserId::new();
+    let rb = Deployment::rollback_of(&service, &v1, Some(ada), T0).unwrap();
     assert_ne!(rb.id, v1.id);
     assert_eq!(rb.number, service.next_deployment_number);
     assert_eq!(
@@ -1080,8 +1081,14 @@ fn rollback_is_a_new_deployment_with_the_old_image_and_config() {
         rb.trigger,
         Trigger::RollbackOf {
             deployment: v1.id,
-            number: v1.number
+            number: v1.number,
+            by: Some(ada),
         }
+    );
+    assert_eq!(
+        rb.trigger.by(),
+        Some(ada),
+        "the rollback records who asked for it"
     );
     assert!(!rb.needs_build(), "a rollback never rebuilds");
     assert_eq!(rb.state.status, DeploymentStatus::Pending);
@@ -1091,7 +1098,7 @@ fn rollback_is_a_new_deployment_with_the_old_image_and_config() {
 fn rollback_to_a_deployment_that_never_built_is_refused() {
     let mut service = git_service();
     let failed = deployment_in(&mut service, DeploymentStatus::Failed);
-    let err = Deployment::rollback_of(&service, &failed, T0).unwrap_err();
+    let err = Deployment::rollback_of(&service, &failed, None, T0).unwrap_err();
     assert_eq!(err.field(), Some("deployment"));
 }
 
@@ -1101,7 +1108,9 @@ fn rollback_to_another_services_deployment_is_refused() {
     let b = image_service();
     let d = deployment_in(&mut a, DeploymentStatus::Active);
     assert_eq!(
-        Deployment::rollback_of(&b, &d, T0).unwrap_err().kind(),
+        Deployment::rollback_of(&b, &d, None, T0)
+            .unwrap_err()
+            .kind(),
         crate::ErrorKind::Invalid
     );
 }

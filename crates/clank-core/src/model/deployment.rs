@@ -50,12 +50,30 @@ pub enum Trigger {
     RollbackOf {
         deployment: DeploymentId,
         number: u64,
+        /// Who asked for it; `None` for the embedded platform and records older than the field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
     },
     /// The exact image and config of a deployment in another environment.
     PromotionFrom {
         deployment: DeploymentId,
         environment: EnvironmentId,
+        /// Who applied the promotion; `None` as for `rollback_of`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
     },
+}
+
+impl Trigger {
+    /// The user who started the deployment, where one did (a push has no user of ours).
+    pub fn by(&self) -> Option<UserId> {
+        match self {
+            Trigger::Manual { by }
+            | Trigger::RollbackOf { by, .. }
+            | Trigger::PromotionFrom { by, .. } => *by,
+            Trigger::AutoDeploy { .. } => None,
+        }
+    }
 }
 
 /// What the deployment runs: a known image, or a commit to build first.
@@ -299,7 +317,12 @@ impl Deployment {
     }
 
     /// A rollback: a **new** deployment whose snapshot copies `earlier`'s image and config.
-    pub fn rollback_of(service: &Service, earlier: &Deployment, now: Timestamp) -> Result<Self> {
+    pub fn rollback_of(
+        service: &Service,
+        earlier: &Deployment,
+        by: Option<UserId>,
+        now: Timestamp,
+    ) -> Result<Self> {
         if earlier.service_id != service.id {
             return Err(InvalidInput::new(
                 "deployment",
@@ -312,6 +335,7 @@ impl Deployment {
         let trigger = Trigger::RollbackOf {
             deployment: earlier.id,
             number: earlier.number,
+            by,
         };
         Ok(Self::from_snapshot(service, snapshot, trigger, now))
     }
@@ -326,6 +350,7 @@ impl Deployment {
         service: &Service,
         source: &Deployment,
         config: ResolvedConfig,
+        by: Option<UserId>,
         now: Timestamp,
     ) -> Result<Self> {
         let mut snapshot = source.promotion_snapshot()?;
@@ -336,6 +361,7 @@ impl Deployment {
         let trigger = Trigger::PromotionFrom {
             deployment: source.id,
             environment: source.environment_id,
+            by,
         };
         Ok(Self::from_snapshot(service, snapshot, trigger, now))
     }

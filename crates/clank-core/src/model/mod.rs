@@ -30,7 +30,7 @@ mod token;
 mod workspace;
 
 pub use audit::{Actor, AuditEvent, AuditOutcome};
-pub use build::{Build, BuildStatus};
+pub use build::{Build, BuildStatus, COMMIT_SUBJECT_MAX, commit_subject};
 pub use canvas::{CanvasLayout, CardPosition, MAX_CANVAS_CARDS, MAX_CANVAS_COORDINATE};
 pub use deployment::{
     Artifact, CancelRequest, Deployment, DeploymentSnapshot, DeploymentState, RestoredState,

@@ -203,9 +203,15 @@ mod tests {
             Timestamp(0),
         );
         let target_config = ResolvedConfig::default();
-        let promoted =
-            Deployment::promotion_of(&production, &source, target_config.clone(), Timestamp(5))
-                .unwrap();
+        let ada = crate::id::UserId::new();
+        let promoted = Deployment::promotion_of(
+            &production,
+            &source,
+            target_config.clone(),
+            Some(ada),
+            Timestamp(5),
+        )
+        .unwrap();
         assert_eq!(promoted.service_id, production.id);
         assert_eq!(promoted.number, production.next_deployment_number);
         assert_eq!(promoted.snapshot.artifact, source.snapshot.artifact);
@@ -216,6 +222,11 @@ mod tests {
         assert!(
             matches!(promoted.trigger, Trigger::PromotionFrom { deployment, .. } if deployment == source.id)
         );
+        assert_eq!(
+            promoted.trigger.by(),
+            Some(ada),
+            "who applied it is recorded"
+        );
         let mut pulled = source.clone();
         let digest = format!("sha256:{}", "ab".repeat(32));
         pulled.state.image_digest = Some(digest.clone());
@@ -223,6 +234,7 @@ mod tests {
             &production,
             &pulled,
             ResolvedConfig::default(),
+            None,
             Timestamp(5),
         )
         .unwrap();

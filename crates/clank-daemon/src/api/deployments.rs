@@ -189,7 +189,10 @@ pub(super) async fn rollback(
     p.in_workspace(&at.ws)?;
     let started = async {
         p.require(Permission::Deploy)?;
-        Ok(st.platform.rollback_restoring(&at.addr()?, at.n).await?)
+        Ok(st
+            .platform
+            .rollback_restoring(&at.addr()?, at.n, Some(p.user))
+            .await?)
     };
     let result: ApiResult<_> = started.await;
     // What the rollback set back on the service, by name: keys, never values.

@@ -130,7 +130,7 @@ pub(super) async fn apply_plan(
         for need in needs {
             p.require(need)?;
         }
-        let applied = st.platform.apply_plan(&at.ws, &at.id).await?;
+        let applied = st.platform.apply_plan(&at.ws, &at.id, Some(p.user)).await?;
         Ok((StatusCode::ACCEPTED, Json(applied)))
     })
     .await

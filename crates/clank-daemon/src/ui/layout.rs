@@ -177,17 +177,18 @@ pub(crate) fn deployment_duration(d: &DeploymentView, now: Timestamp) -> Markup 
     }
 }
 
-/// What started a deployment, in words, with who asked for a manual one: `deployer` is the
-/// member's email (or name) when the trigger records them and they are known.
+/// What started a deployment, in words, with who asked for it: `deployer` is the member's
+/// email (or name) when the trigger records them and they are known.
 pub(crate) fn trigger(t: &Trigger, deployer: Option<&str>) -> String {
-    match t {
-        Trigger::Manual { .. } => match deployer {
-            Some(who) => format!("manual by {who}"),
-            None => "manual".to_owned(),
-        },
-        Trigger::AutoDeploy { branch, .. } => format!("push to {branch}"),
+    let what = match t {
+        Trigger::Manual { .. } => "manual".to_owned(),
+        Trigger::AutoDeploy { branch, .. } => return format!("push to {branch}"),
         Trigger::RollbackOf { number, .. } => format!("rollback to #{number}"),
         Trigger::PromotionFrom { .. } => "promotion".to_owned(),
+    };
+    match deployer {
+        Some(who) => format!("{what} by {who}"),
+        None => what,
     }
 }
 
@@ -204,6 +205,11 @@ pub(crate) fn commit(d: &DeploymentView) -> Option<String> {
         _ => return None,
     };
     Some(full.chars().take(12).collect())
+}
+
+/// The subject of the commit a deployment built, when its build recorded one.
+pub(crate) fn commit_subject(d: &DeploymentView) -> Option<&str> {
+    d.build.as_ref()?.commit_subject.as_deref()
 }
 
 #[cfg(test)]
@@ -234,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn a_manual_trigger_names_its_deployer_and_the_others_say_what_started_them() {
+    fn a_trigger_names_who_asked_for_it_and_a_push_names_its_branch() {
         let manual = Trigger::Manual { by: None };
         assert_eq!(trigger(&manual, None), "manual");
         assert_eq!(
@@ -246,6 +252,15 @@ mod tests {
             branch: "main".into(),
         };
         assert_eq!(trigger(&push, Some("ignored")), "push to main");
+        let rollback = Trigger::RollbackOf {
+            deployment: clank_core::id::DeploymentId::new(),
+            number: 3,
+            by: None,
+        };
+        assert_eq!(
+            trigger(&rollback, Some("ops@example.com")),
+            "rollback to #3 by ops@example.com"
+        );
     }
 
     #[test]

@@ -54,13 +54,31 @@ pub(crate) async fn workspace(
     p.in_workspace(&ws)?;
     p.require(Permission::Read)?;
     let projects = st.app.platform.list_projects(&ws, false).await?;
+    let memberships = st.app.platform.memberships(p.user, &p.workspace).await?;
     let body = html! {
         (workspace_nav(&s, &ws, "Projects"))
         h1 { "Workspace " (p.workspace.name) }
         section aria-labelledby="workspaces" {
-            h2 id="workspaces" { "Workspaces" }
-            p.muted { "A token belongs to one workspace: sign in with another's token to see it." }
-            ul { li { a href=(workspace_url(&ws)) { (p.workspace.name) } " " code { (ws) } } }
+            h2 id="workspaces" { "Your workspaces" }
+            p.muted {
+                "A session is one workspace's. To open another, sign in to it with your password "
+                "or with a token of that workspace."
+            }
+            ul {
+                @for m in &memberships {
+                    li {
+                        @if m.current {
+                            a href=(workspace_url(&m.workspace)) aria-current="page" { (m.name) }
+                        } @else {
+                            (m.name)
+                        }
+                        " " code { (m.workspace) } " " span.muted { (format!("{:?}", m.role)) }
+                        @if !m.current {
+                            " — " a href={ "/ui/signin?workspace=" (m.workspace) } { "sign in to it" }
+                        }
+                    }
+                }
+            }
         }
         section aria-labelledby="projects" {
             h2 id="projects" { "Projects" }

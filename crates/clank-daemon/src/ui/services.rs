@@ -19,14 +19,15 @@ use clank_core::Timestamp;
 use clank_core::address::{EnvironmentAddress, ProjectAddress, ServiceAddress};
 use clank_core::config::{ConfigVarView, ResolvedVarView};
 use clank_core::id::UserId;
-use clank_core::model::{Artifact, Endpoint, Permission, Service, Trigger};
+use clank_core::model::{Artifact, Endpoint, Permission, Service};
 use clank_core::runtime::LogStream;
 use clank_platform::{ConfigTarget, Platform, WorkloadLogLine, WorkloadSelector};
 use futures_util::StreamExt;
 use maud::{Markup, html};
 
 use super::layout::{
-    Crumb, commit, csrf_field, deployment_duration, page, settled, status_badge, time, trigger,
+    Crumb, commit, commit_subject, csrf_field, deployment_duration, page, settled, status_badge,
+    time, trigger,
 };
 use super::projects::{project_url, source_line, workspace_url};
 use super::session::{Posted, Signed};
@@ -455,16 +456,14 @@ fn cancel_form(s: &Signed, deployment_url: &str, n: u64, from: &'static str) -> 
 }
 
 /// The emails (else names) of the workspace's members by user, when a deployment shown was
-/// asked for by one (a manual deploy records who). A failure to read them leaves the
+/// asked for by one (a manual deploy, a rollback and a promotion record who). A failure to read them leaves the
 /// deployments unattributed rather than failing the page.
 async fn deployers(
     platform: &Platform,
     s: &Signed,
     deployments: &[DeploymentView],
 ) -> HashMap<UserId, String> {
-    let wanted = deployments
-        .iter()
-        .any(|d| matches!(d.trigger, Trigger::Manual { by: Some(_) }));
+    let wanted = deployments.iter().any(|d| d.trigger.by().is_some());
     if !wanted {
         return HashMap::new();
     }
@@ -482,10 +481,7 @@ async fn deployers(
 
 /// Who asked for deployment `d`, when its trigger records them and they are known.
 fn deployer<'a>(deployers: &'a HashMap<UserId, String>, d: &DeploymentView) -> Option<&'a str> {
-    match &d.trigger {
-        Trigger::Manual { by: Some(user) } => deployers.get(user).map(String::as_str),
-        _ => None,
-    }
+    deployers.get(&d.trigger.by()?).map(String::as_str)
 }
 
 fn timeline(
@@ -527,7 +523,10 @@ fn timeline(
                                     td { (trigger(&d.trigger, deployer(deployers, d))) }
                                     td.wide { (time(d.created_at)) }
                                     td { (deployment_duration(d, now)) }
-                                    td.wide { @if let Some(c) = commit(d) { code { (c) } } }
+                                    td.wide {
+                                        @if let Some(c) = commit(d) { code { (c) } }
+                                        @if let Some(subject) = commit_subject(d) { " " span.subject title=(subject) { (subject) } }
+                                    }
                                     @if can_deploy {
                                         td {
                                             @if d.status.is_in_progress() {
@@ -579,7 +578,10 @@ pub(crate) async fn deployment(
             @if let Artifact::Build { repo_url, git_ref, .. } = &d.artifact {
                 dt { "source" } dd { code { (repo_url) " @ " (git_ref) } }
             }
-            @if let Some(c) = commit(&d) { dt { "commit" } dd { code { (c) } } }
+            @if let Some(c) = commit(&d) {
+                dt { "commit" }
+                dd { code { (c) } @if let Some(subject) = commit_subject(&d) { " " (subject) } }
+            }
             @if let Some(image) = &d.image { dt { "image" } dd { code { (image) } } }
         }
         section aria-labelledby="history" {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use clank_core::Timestamp;
@@ -161,6 +161,9 @@ pub(crate) async fn home(signed: Result<Signed, Response>) -> Response {
 #[derive(Debug, Default)]
 struct Sent {
     email: String,
+    /// The workspace a password sign-in asks for (`?workspace=` on the workspaces page's
+    /// links), kept across a refusal.
+    workspace: Option<String>,
     error: Option<(&'static str, String)>,
 }
 
@@ -168,9 +171,20 @@ impl Sent {
     fn refused(email: &str, field: &'static str, message: impl Into<String>) -> Sent {
         Sent {
             email: email.to_owned(),
+            workspace: None,
             error: Some((field, message.into())),
         }
     }
+
+    fn in_workspace(mut self, workspace: Option<&str>) -> Sent {
+        self.workspace = workspace.map(str::to_owned);
+        self
+    }
+}
+
+/// The workspace a sign-in form names, when it is a workspace slug at all.
+fn asked_workspace(value: Option<&str>) -> Option<&str> {
+    value.filter(|ws| clank_core::validate::validate_workspace_slug("workspace", ws).is_ok())
 }
 
 /// One labelled input with its error (if the refusal names it) next to it.
@@ -216,10 +230,15 @@ fn form_page(headers: &HeaderMap, status: StatusCode, sent: &Sent) -> Response {
         }
         section aria-labelledby="with-password" {
             h2 id="with-password" { "With your email and password" }
-            p.muted { "If the instance gave you one (" code { "clank init --password-stdin" } ")." }
+            @if let Some(ws) = &sent.workspace {
+                p { "Into workspace " code { (ws) } " (you must be a member of it)." }
+            } @else {
+                p.muted { "If the instance gave you one (" code { "clank init --password-stdin" } ")." }
+            }
             form method="post" action="/ui/signin" {
                 input type="hidden" name="csrf" value=(token);
                 input type="hidden" name="method" value="password";
+                @if let Some(ws) = &sent.workspace { input type="hidden" name="workspace" value=(ws); }
                 (field(sent, "email", "Email", "email", &sent.email, "username"))
                 (field(sent, "password", "Password", "password", "", "current-password"))
                 div.actions { button.primary type="submit" { "Sign in" } }
@@ -252,9 +271,15 @@ fn form_page(headers: &HeaderMap, status: StatusCode, sent: &Sent) -> Response {
     response
 }
 
-/// `GET /ui/signin`.
-pub(crate) async fn form(headers: HeaderMap) -> Response {
-    form_page(&headers, StatusCode::OK, &Sent::default())
+/// `GET /ui/signin[?workspace=<slug>]`: a password sign-in into that workspace.
+pub(crate) async fn form(headers: HeaderMap, Query(query): Query<FormQuery>) -> Response {
+    let sent = Sent::default().in_workspace(asked_workspace(query.workspace.as_deref()));
+    form_page(&headers, StatusCode::OK, &sent)
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct FormQuery {
+    workspace: Option<String>,
 }
 
 /// Too many failures: when to try again, in words.
@@ -344,6 +369,19 @@ async fn token_sign_in(st: &UiState, form: &Form, client: &str, now: Instant) ->
 }
 
 async fn password_sign_in(st: &UiState, form: &Form, client: &str, now: Instant) -> Opened {
+    let workspace = asked_workspace(form.get("workspace"));
+    password_sign_in_to(st, form, workspace, client, now)
+        .await
+        .map_err(|(status, sent)| (status, sent.in_workspace(workspace)))
+}
+
+async fn password_sign_in_to(
+    st: &UiState,
+    form: &Form,
+    workspace: Option<&str>,
+    client: &str,
+    now: Instant,
+) -> Opened {
     let email = form.get("email").map(str::trim).unwrap_or("");
     let password = form.get("password").unwrap_or("");
     let missing = if email.is_empty() {
@@ -377,7 +415,7 @@ async fn password_sign_in(st: &UiState, form: &Form, client: &str, now: Instant)
     match st
         .app
         .platform
-        .password_sign_in(email, password, digest, LIFETIME)
+        .password_sign_in(email, password, workspace, digest, LIFETIME)
         .await
     {
         Ok(signed_in) => {

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use base64::Engine as _;
+use clank_core::model::COMMIT_SUBJECT_MAX;
 use clank_core::secret::SecretString;
 use clank_core::validate;
 use clank_core::{Error, Result, RuntimeFailure};
@@ -61,7 +62,8 @@ pub(crate) fn check_source(src: &GitSource<'_>) -> Result<Option<String>> {
         .map_err(Into::into)
 }
 
-/// Clone `src` into `dest` (which must not exist) and return the full commit id checked out.
+/// Clone `src` into `dest` (which must not exist) and return the full commit id checked out
+/// ([`subject`] reads its message's subject).
 pub(crate) async fn checkout(
     src: &GitSource<'_>,
     dest: &Path,
@@ -150,6 +152,20 @@ pub(crate) async fn checkout(
         }
     }
     rev_parse(dest, &env, "HEAD").await
+}
+
+/// The subject of the commit checked out in `dir`, cleaned
+/// ([`commit_subject`](clank_core::model::commit_subject)); `None` when git cannot say (the
+/// build goes on without it). Git truncates it, so a huge message is never read whole.
+pub(crate) async fn subject(dir: &Path) -> Option<String> {
+    let format = format!("--format=%<({},trunc)%s", COMMIT_SUBJECT_MAX + 2);
+    let args = git_args(&["log", "-1", "--no-show-signature", &format, "HEAD", "--"]);
+    let env = [
+        ("GIT_CONFIG_NOSYSTEM".to_owned(), "1".to_owned()),
+        ("GIT_CONFIG_GLOBAL".to_owned(), "/dev/null".to_owned()),
+    ];
+    let out = run(&args, Some(dir), &env).await.ok()?;
+    clank_core::model::commit_subject(&out)
 }
 
 /// `git -c protocol.ext.allow=never <args>`, as OS strings. Redirects are not followed: the

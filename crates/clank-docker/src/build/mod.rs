@@ -350,6 +350,7 @@ impl ImageBuilder for DockerImageBuilder {
         .await?;
         log(BuildProgress::CheckedOut {
             commit: commit_sha.clone(),
+            subject: git::subject(&checkout).await,
         });
         log(BuildProgress::Line(format!(
             "checked out {commit_sha} in {:.1} s",

@@ -109,6 +109,7 @@ impl Engine {
                 repo_url: repo_url.clone(),
                 git_ref: git_ref.clone(),
                 commit_sha: None,
+                commit_subject: None,
                 dockerfile: None,
                 procfile: None,
                 framework: None,
@@ -343,8 +344,8 @@ impl Engine {
                         at,
                         message: format!("build v{number}: {line}"),
                     }),
-                    BuildProgress::CheckedOut { commit } => {
-                        self.record_build_commit(d, build, commit).await;
+                    BuildProgress::CheckedOut { commit, subject } => {
+                        self.record_build_commit(d, build, commit, subject).await;
                     }
                 }
             }
@@ -358,12 +359,23 @@ impl Engine {
         }
     }
 
-    /// Put the commit the checkout resolved to on the `Build` (unless it already has one).
-    async fn record_build_commit(&self, d: &Deployment, build: &Build, commit: String) {
+    /// Put the commit the checkout resolved to, and its subject, on the `Build` (unless it
+    /// already has one).
+    async fn record_build_commit(
+        &self,
+        d: &Deployment,
+        build: &Build,
+        commit: String,
+        subject: Option<String>,
+    ) {
+        let subject = subject
+            .as_deref()
+            .and_then(clank_core::model::commit_subject);
         let written = self
             .update_build(build.id, |b| {
                 if b.commit_sha.is_none() {
                     b.commit_sha = Some(commit.clone());
+                    b.commit_subject = subject.clone();
                 }
             })
             .await;

@@ -279,6 +279,7 @@ async fn builds_are_numbered_per_service_with_the_counter_bumped_in_the_same_wri
         repo_url: "https://example.com/acme/shop.git".into(),
         git_ref: "main".into(),
         commit_sha: None,
+        commit_subject: None,
         dockerfile: None,
         procfile: None,
         framework: None,

@@ -45,6 +45,7 @@
 //! the instance is dropped): two supervisors would both restart the same workload.
 
 mod env;
+mod exec;
 mod group;
 mod isolation;
 mod layout;
@@ -55,13 +56,12 @@ mod procfs;
 mod supervisor;
 mod terminal;
 mod tree_copy;
+mod volumes;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -78,7 +78,6 @@ use rustix::process::Signal;
 pub use env::volume_env_key;
 pub use isolation::{DEFAULT_FIRST_UID, Isolation};
 
-use crate::env::VolumeDir;
 use crate::isolation::{Mode, RunAs, Users};
 use crate::layout::{Layout, io_error, validate_workload_name};
 use crate::meta::{Leader, Meta, Phase};
@@ -507,88 +506,6 @@ impl Shared {
         isolation::ensure_dir(&dir, run_as.map(|u| (u.uid, u.gid)), 0o700)?;
         Ok(dir)
     }
-
-    /// A workspace's volume directory, created if missing (as Docker creates named volumes
-    /// on first use), with the data an earlier version kept in the state directory moved in.
-    fn volume(&self, workspace: WorkspaceId, name: &str, run_as: Option<RunAs>) -> Result<PathBuf> {
-        use std::os::unix::fs::MetadataExt;
-        self.workspace_kind_dir(workspace, "volumes", run_as)?;
-        let dir = self.layout.volume_dir(workspace, name);
-        let legacy = self.layout.legacy_volume_dir(name);
-        if !dir.exists() && legacy.is_dir() && self.legacy_volume_is_of(workspace, name) {
-            std::fs::rename(&legacy, &dir).map_err(|e| {
-                Error::runtime(
-                    RuntimeFailure::Other,
-                    format!(
-                        "process runtime: cannot move volume `{name}` from `{}` to `{}` ({e}); \
-                         move it there by hand (the runtime no longer uses the old place)",
-                        legacy.display(),
-                        dir.display()
-                    ),
-                )
-            })?;
-            tracing::info!(
-                volume = name,
-                from = %legacy.display(),
-                to = %dir.display(),
-                "Volume data moved out of the state directory."
-            );
-        }
-        if let Some(user) = run_as
-            && std::fs::symlink_metadata(&dir).is_ok_and(|m| m.uid() != user.uid)
-        {
-            // Written by an earlier version (or mode) as the runtime's own user.
-            isolation::chown_tree(&dir, user.uid, user.gid)?;
-        }
-        isolation::ensure_dir(&dir, run_as.map(|u| (u.uid, u.gid)), 0o700)?;
-        Ok(dir)
-    }
-
-    /// Whether the data an earlier version kept for volume `name` may be `workspace`'s: not
-    /// when its name or its labels say it is another workspace's.
-    fn legacy_volume_is_of(&self, workspace: WorkspaceId, name: &str) -> bool {
-        let scope = workspace.scope();
-        let named_other = name
-            .strip_prefix("clank-")
-            .and_then(|rest| rest.split_once("--"))
-            .is_some_and(|(s, _)| {
-                s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit()) && s != scope
-            });
-        let labelled_other = std::fs::read(self.layout.volume_labels_path(name))
-            .ok()
-            .and_then(|json| serde_json::from_slice::<BTreeMap<String, String>>(&json).ok())
-            .and_then(|labels| {
-                labels
-                    .get(&format!("{}workspace", clank_core::runtime::LABEL_PREFIX))
-                    .cloned()
-            })
-            .is_some_and(|w| w != workspace.to_string());
-        if named_other || labelled_other {
-            tracing::warn!(
-                volume = name,
-                workspace = %workspace,
-                "Volume data of an earlier version belongs to another workspace: left in place."
-            );
-        }
-        !(named_other || labelled_other)
-    }
-
-    /// Volume directories for a spec, created if missing.
-    fn prepare_volumes(
-        &self,
-        spec: &WorkloadSpec,
-        run_as: Option<RunAs>,
-    ) -> Result<Vec<VolumeDir>> {
-        spec.volumes
-            .iter()
-            .map(|v| {
-                Ok(VolumeDir {
-                    name: v.name.clone(),
-                    dir: self.volume(spec.owner.workspace, &v.name, run_as)?,
-                })
-            })
-            .collect()
-    }
 }
 
 /// Everything about a spec that can be refused before touching anything.
@@ -659,58 +576,6 @@ fn cpu_ticks(leader: Leader) -> HashMap<i32, u64> {
     ticks
 }
 
-/// Where an exec runs: as the workload's user, in its working directory, with its environment.
-pub(crate) struct ExecContext {
-    pub(crate) run_as: Option<RunAs>,
-    pub(crate) cwd: PathBuf,
-    pub(crate) env: Vec<(OsString, OsString)>,
-}
-
-impl ProcessRuntime {
-    /// Where an exec in running workload `id` runs.
-    fn exec_context(&self, id: &WorkloadId) -> Result<ExecContext> {
-        let found = self.shared.observe_existing(id)?;
-        let leader = match (&found.state, found.meta.leader) {
-            (WorkloadState::Running { .. }, Some(leader)) => leader,
-            _ => {
-                return Err(Error::Conflict(format!(
-                    "workload `{id}` is not running; exec needs a running workload"
-                )));
-            }
-        };
-        // As the workload's own user. A workload an earlier version started as the runtime's
-        // user still gets its workspace's user (and its own directory) for exec.
-        let (run_as, cwd) = match found.meta.run_as {
-            Some(user) => (Some(user), found.meta.cwd.clone()),
-            None => match self.shared.users.admit(found.meta.owner.workspace, false)? {
-                Some(user) => {
-                    let home =
-                        self.shared
-                            .work_dir(&found.meta.owner, &found.meta.name, Some(user))?;
-                    (Some(user), home)
-                }
-                None => (None, found.meta.cwd.clone()),
-            },
-        };
-        // The workload's own environment: rebuilt from the spec if this instance has it, else
-        // read back from the kernel for an adopted process.
-        let env: Vec<(OsString, OsString)> = match &found.supervised {
-            Some(w) => w
-                .env()
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-            None => procfs::environ(leader.pid).map_err(|e| {
-                Error::runtime(
-                    RuntimeFailure::Other,
-                    format!("exec in workload `{id}`: cannot read its environment: {e}"),
-                )
-            })?,
-        };
-        Ok(ExecContext { run_as, cwd, env })
-    }
-}
-
 #[async_trait::async_trait]
 impl Runtime for ProcessRuntime {
     fn name(&self) -> String {
@@ -740,58 +605,11 @@ impl Runtime for ProcessRuntime {
     /// a workspace the runtime does not serve is refused. Without one, the directory is made
     /// by the first `start` that mounts the volume, in that workload's workspace.
     async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
-        validate_volume_name("name", name)?;
-        let shared = &self.shared;
-        let workspace = labels
-            .get(&format!("{}workspace", clank_core::runtime::LABEL_PREFIX))
-            .and_then(|w| w.parse::<WorkspaceId>().ok());
-        if let Some(workspace) = workspace {
-            let run_as = shared.users.admit(workspace, true)?;
-            shared.volume(workspace, name, run_as)?;
-        }
-        let path = shared.layout.volume_labels_path(name);
-        let json = serde_json::to_vec_pretty(labels)
-            .map_err(|e| Error::Internal(format!("cannot encode volume labels: {e}")))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| io_error("write", &path, &e))
+        self.shared.ensure_volume(name, labels)
     }
 
     async fn remove_volume(&self, name: &str) -> Result<()> {
-        validate_volume_name("name", name)?;
-        // As Docker refuses to remove a volume any container (even a stopped one) refers to.
-        let users: Vec<String> = self
-            .shared
-            .observe_all()?
-            .into_iter()
-            .filter(|o| o.meta.volumes.iter().any(|v| v == name))
-            .map(|o| o.meta.name)
-            .collect();
-        if !users.is_empty() {
-            return Err(Error::Conflict(format!(
-                "volume `{name}` is used by workload(s) {}; remove them first",
-                users.join(", ")
-            )));
-        }
-        let layout = &self.shared.layout;
-        // Every workspace's directory of that name, and data an earlier version kept.
-        let mut dirs = vec![layout.legacy_volume_dir(name)];
-        let root = layout.work_root();
-        let scopes = std::fs::read_dir(root).map_err(|e| io_error("list", root, &e))?;
-        for scope in scopes {
-            let scope = scope.map_err(|e| io_error("list", root, &e))?;
-            dirs.push(scope.path().join("volumes").join(name));
-        }
-        for dir in dirs {
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("remove", &dir, &e)),
-            }
-        }
-        let _ = std::fs::remove_file(layout.volume_labels_path(name));
-        Ok(())
+        self.shared.remove_volume(name)
     }
 
     /// The workspace's directory `from` copied into a new directory `to` (created as
@@ -802,57 +620,7 @@ impl Runtime for ProcessRuntime {
         to: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<u64> {
-        validate_volume_name("from", from)?;
-        validate_volume_name("to", to)?;
-        let Some(workspace) = labels
-            .get(&format!("{}workspace", clank_core::runtime::LABEL_PREFIX))
-            .and_then(|w| w.parse::<WorkspaceId>().ok())
-        else {
-            return Err(Error::Internal(
-                "a volume copy needs the owner's workspace label".to_owned(),
-            ));
-        };
-        let shared = &self.shared;
-        let layout = &shared.layout;
-        let exists = layout.volume_dir(workspace, from).is_dir()
-            || (layout.legacy_volume_dir(from).is_dir()
-                && shared.legacy_volume_is_of(workspace, from));
-        if !exists {
-            return Err(Error::runtime(
-                RuntimeFailure::NotFound,
-                format!("volume `{from}` does not exist on this host (nothing to copy)"),
-            ));
-        }
-        let target = layout.volume_dir(workspace, to);
-        if std::fs::symlink_metadata(&target).is_ok() {
-            return Err(Error::runtime(
-                RuntimeFailure::NameConflict,
-                format!(
-                    "volume `{to}` already exists on this host; a copy never writes into data \
-                     already there (remove it first, or copy under another name)"
-                ),
-            ));
-        }
-        let run_as = shared.users.admit(workspace, true)?;
-        let source = shared.volume(workspace, from, run_as)?;
-        self.ensure_volume(to, labels).await?;
-        let (src, dst) = (source.clone(), target.clone());
-        let copied = tokio::task::spawn_blocking(move || {
-            let bytes = tree_copy::copy_tree(&src, &dst)?;
-            if let Some(user) = run_as {
-                isolation::chown_tree(&dst, user.uid, user.gid)?;
-            }
-            Ok::<_, Error>(bytes)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("volume copy task: {e}")))
-        .and_then(|r| r);
-        if copied.is_err()
-            && let Err(e) = self.remove_volume(to).await
-        {
-            tracing::warn!(volume = %to, error = %e, "Could not remove the volume of a failed copy.");
-        }
-        copied
+        self.shared.copy_volume(from, to, labels).await
     }
 
     /// Nothing to fetch: a native workload runs a command already on this host. The spec is
@@ -1055,99 +823,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn exec(&self, id: &WorkloadId, request: &ExecRequest) -> Result<ExecOutput> {
-        if request.tty {
-            return Err(Error::runtime(
-                RuntimeFailure::Unsupported,
-                "the process runtime runs exec commands without a terminal (tty: false)",
-            ));
-        }
-        let Some((program, args)) = request.command.split_first() else {
-            return Err(
-                InvalidInput::new("request.command", "empty", "name a program to run").into(),
-            );
-        };
-        let ExecContext { run_as, cwd, env } = self.exec_context(id)?;
-        let mut command = tokio::process::Command::new(program);
-        if let Some(user) = run_as {
-            // No explicit groups: std drops all supplementary groups before `setuid`.
-            command.uid(user.uid).gid(user.gid);
-        }
-        let spawned = command
-            .args(args)
-            .env_clear()
-            .envs(env)
-            .current_dir(&cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            // As a shell reports it: 127 not found, 126 not executable.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                ) =>
-            {
-                let code = if e.kind() == std::io::ErrorKind::NotFound {
-                    127
-                } else {
-                    126
-                };
-                return Ok(ExecOutput {
-                    exit_code: Some(code),
-                    stdout: String::new(),
-                    stderr: format!("exec: `{program}`: {e}\n"),
-                });
-            }
-            Err(e) => {
-                return Err(Error::runtime(
-                    RuntimeFailure::Other,
-                    format!("exec in workload `{id}`: cannot run `{program}`: {e}"),
-                ));
-            }
-        };
-        let pgid = child
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .and_then(rustix::process::Pid::from_raw);
-        let mut child = child;
-        let (out, err) = (child.stdout.take(), child.stderr.take());
-        // Both streams are drained to the end (a child blocked on a full pipe never exits), but
-        // at most `EXEC_OUTPUT_MAX` of each is kept, as on every runtime.
-        let run = async {
-            let (stdout, stderr, status) =
-                tokio::join!(read_capped(out), read_capped(err), child.wait());
-            status.map(|status| (status, stdout, stderr))
-        };
-        match tokio::time::timeout(request.timeout, run).await {
-            Ok(Ok((status, stdout, stderr))) => Ok(ExecOutput {
-                exit_code: Some(supervisor::exit_code(status)),
-                stdout: String::from_utf8_lossy(&stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            }),
-            Ok(Err(e)) => Err(Error::runtime(
-                RuntimeFailure::Other,
-                format!("exec in workload `{id}`: waiting for `{program}` failed: {e}"),
-            )),
-            Err(_) => {
-                // The leader is killed as its handle drops; this takes whatever it forked.
-                if let Some(pgid) = pgid {
-                    let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
-                }
-                Err(Error::runtime(
-                    RuntimeFailure::Timeout,
-                    format!(
-                        "exec `{program}` in workload `{id}` did not finish within {:?}; it was \
-                         killed",
-                        request.timeout
-                    ),
-                ))
-            }
-        }
+        exec::run(id, request, || self.exec_context(id)).await
     }
 
     async fn stats(&self, id: &WorkloadId) -> Result<WorkloadStats> {
@@ -1177,21 +853,5 @@ impl Runtime for ProcessRuntime {
             memory_bytes,
             memory_limit_bytes: None,
         })
-    }
-}
-
-/// Read `stream` to its end, keeping at most [`clank_core::runtime::EXEC_OUTPUT_MAX`] bytes.
-async fn read_capped(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut kept = Vec::new();
-    let Some(mut stream) = stream else {
-        return kept;
-    };
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return kept,
-            Ok(n) => clank_core::runtime::append_capped(&mut kept, &chunk[..n]),
-        }
     }
 }

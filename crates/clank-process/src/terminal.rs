@@ -18,7 +18,7 @@ use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
 use rustix::termios::{Winsize, tcsetwinsize};
 use tokio::sync::mpsc;
 
-use crate::ExecContext;
+use crate::exec::ExecContext;
 
 /// Chunks of output buffered between the terminal and a reader that is slow; the terminal
 /// blocks (as a real one would) beyond it.

@@ -36,11 +36,25 @@ pub fn inherits_deadline(from: DeploymentStatus, to: DeploymentStatus) -> bool {
     from == DeploymentStatus::Deploying && to == DeploymentStatus::HealthChecking
 }
 
-/// Backoff between health probes while HEALTH_CHECKING: start fast so a healthy app goes
-/// ACTIVE in milliseconds, double per consecutive failure, never slower than the interval.
+/// Probes of a starting app [`probe_backoff`] keeps at most [`FAST_PROBE_STEP`] apart: about
+/// five seconds of a boot.
+pub(crate) const FAST_PROBES: u32 = 50;
+/// The longest wait between a starting app's probes in its first [`FAST_PROBES`].
+pub(crate) const FAST_PROBE_STEP: Duration = Duration::from_millis(100);
+
+/// Backoff between health probes of an app that has not answered yet (HEALTH_CHECKING):
+/// 25 ms, 50 ms, then every 100 ms for about five seconds — an app is seen within 100 ms of
+/// listening, which is most of a no-change deploy's time — then doubling per probe, never
+/// slower than the interval.
 pub fn probe_backoff(consecutive_failures: u32, interval: Duration) -> Duration {
-    let fast = Duration::from_millis(25).saturating_mul(1 << consecutive_failures.min(16));
-    fast.min(interval)
+    let step = if consecutive_failures < FAST_PROBES {
+        Duration::from_millis(25)
+            .saturating_mul(1 << consecutive_failures.min(2))
+            .min(FAST_PROBE_STEP)
+    } else {
+        FAST_PROBE_STEP.saturating_mul(1 << (consecutive_failures - FAST_PROBES + 1).min(16))
+    };
+    step.min(interval)
 }
 
 #[cfg(test)]
@@ -64,10 +78,22 @@ mod tests {
     }
 
     #[test]
-    fn probe_backoff_starts_fast_and_caps_at_interval() {
+    fn probe_backoff_stays_fast_through_a_boot_then_backs_off_to_the_interval() {
         let i = Duration::from_secs(10);
-        assert_eq!(probe_backoff(0, i), Duration::from_millis(25));
-        assert_eq!(probe_backoff(3, i), Duration::from_millis(200));
-        assert_eq!(probe_backoff(30, i), i);
+        let ms = Duration::from_millis;
+        assert_eq!(probe_backoff(0, i), ms(25));
+        assert_eq!(probe_backoff(1, i), ms(50));
+        assert_eq!(probe_backoff(2, i), ms(100));
+        assert_eq!(probe_backoff(FAST_PROBES - 1, i), ms(100));
+        let boot: Duration = (0..FAST_PROBES).map(|n| probe_backoff(n, i)).sum();
+        assert!(boot >= Duration::from_secs(4), "{boot:?} of fast probes");
+        assert_eq!(probe_backoff(FAST_PROBES, i), ms(200));
+        assert_eq!(probe_backoff(FAST_PROBES + 1, i), ms(400));
+        assert_eq!(probe_backoff(FAST_PROBES + 30, i), i);
+        assert_eq!(
+            probe_backoff(5, ms(40)),
+            ms(40),
+            "never slower than the interval"
+        );
     }
 }

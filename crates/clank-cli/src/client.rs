@@ -250,17 +250,31 @@ impl Client {
         serde_json::from_slice(body).map_err(|e| self.not_understood(method, path, &e))
     }
 
+    /// A call that failed in the TLS handshake, as what to do about it (`--ca-cert`, or
+    /// `http://` for a daemon without TLS); `None` for any other failure.
+    pub(crate) fn tls_refused(&self, e: &(dyn std::error::Error + 'static)) -> Option<CliError> {
+        let tls = clank_client::tls::TlsFailure::of(e)?;
+        Some(CliError::new(
+            tls.advice(
+                &self.url,
+                "`--ca-cert FILE` (or CLANK_CA_CERT=FILE; `clank login` saves it with the URL)",
+            ),
+            1,
+        ))
+    }
+
+    /// The rustls configuration of this invocation's HTTPS ([`trust`]): for connections
+    /// reqwest does not make (`exec -it`'s WebSocket).
+    pub(crate) fn tls_config(&self) -> Result<rustls::ClientConfig, CliError> {
+        clank_client::tls::client_config(trusted().ca_cert.as_deref())
+            .map_err(|e| CliError::new(format!("--ca-cert: {e}"), 2))
+    }
+
     /// The daemon does not answer: what went wrong underneath (connection refused, no such
     /// host), and the two ways out — start it, or point the CLI at where it runs.
     fn unreachable(&self, e: &reqwest::Error) -> CliError {
-        if let Some(tls) = clank_client::tls::TlsFailure::of(e) {
-            return CliError::new(
-                tls.advice(
-                    &self.url,
-                    "`--ca-cert FILE` (or CLANK_CA_CERT=FILE; `clank login` saves it with the URL)",
-                ),
-                1,
-            );
+        if let Some(refused) = self.tls_refused(e) {
+            return refused;
         }
         let mut cause: &dyn std::error::Error = e;
         while let Some(next) = cause.source() {

@@ -5,12 +5,14 @@
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clank_api::ErrorBody;
 use clank_api::terminal::{TerminalControl, TerminalNotice, TerminalStart};
 use clank_core::runtime::TerminalSize;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -68,7 +70,15 @@ pub(crate) async fn exec_tty(
     command: Vec<String>,
 ) -> Result<ExitCode, CliError> {
     let path = format!("{}/terminal", app.service_path(&address)?);
-    let url = app.client.url.replacen("http://", "ws://", 1) + &path;
+    // The daemon's URL as a WebSocket one: https:// is wss:// (the same TLS as every call).
+    let base = &app.client.url;
+    let (url, connector) = match base.strip_prefix("https://") {
+        Some(rest) => (
+            format!("wss://{rest}{path}"),
+            Some(Connector::Rustls(Arc::new(app.client.tls_config()?))),
+        ),
+        None => (base.replacen("http://", "ws://", 1) + &path, None),
+    };
     let mut request = url
         .as_str()
         .into_client_request()
@@ -79,7 +89,9 @@ pub(crate) async fn exec_tty(
             .map_err(|_| CliError::new("the token is not a valid header value", 2))?;
         request.headers_mut().insert("authorization", value);
     }
-    let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
+    let connected =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await;
+    let (mut socket, _) = match connected {
         Ok(s) => s,
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let status = response.status();
@@ -87,6 +99,9 @@ pub(crate) async fn exec_tty(
             return Err(app.client.refused("GET", &path, status.as_u16(), &body));
         }
         Err(e) => {
+            if let Some(refused) = app.client.tls_refused(&e) {
+                return Err(refused);
+            }
             return Err(CliError::new(
                 format!(
                     "cannot open a terminal through the daemon at {}: {e}",

@@ -81,3 +81,57 @@ async fn exec_with_a_terminal_runs_typed_input_and_exits_with_the_commands_code(
     assert!(text(&o).contains("Deploy"), "{}", text(&o));
     daemon.stop().await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_a_terminal_reaches_an_https_daemon_over_wss_with_its_ca_cert() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((daemon, url, ctx)) = native_testapp(dir.path()).await else {
+        return;
+    };
+    let (ca, config) = common::tls::private_ca(dir.path());
+    let backend = url.trim_start_matches("http://").parse().unwrap();
+    let https = format!(
+        "https://{}",
+        common::tls::tls_terminator(backend, config).await
+    );
+    let exec = |ca: Option<&std::path::Path>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_clank"));
+        if let Some(ca) = ca {
+            command.arg("--ca-cert").arg(ca);
+        }
+        command
+            .args(["exec", "-it", "shop/web", "--", testapp::BUSYBOX, "sh"])
+            .env("CLANK_URL", &https)
+            .env("CLANK_CONFIG", &ctx)
+            .env_remove("CLANK_TOKEN")
+            .env_remove("CLANK_CA_CERT")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+
+    let mut child = exec(Some(&ca));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"echo over-wss-$((6*7)); exit 4\n")
+        .await
+        .unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the session ends with the shell")
+        .unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("over-wss-42"), "{shown}\n{}", text(&o));
+    assert_eq!(o.status.code(), Some(4), "{shown}");
+
+    // Without the CA the terminal is refused naming the certificate and --ca-cert.
+    let o = exec(None).wait_with_output().await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let said = text(&o);
+    assert!(said.contains("does not trust"), "{said}");
+    assert!(said.contains("--ca-cert"), "{said}");
+    daemon.stop().await.unwrap().unwrap();
+}

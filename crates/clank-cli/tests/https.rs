@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
 
-use common::tls::{private_ca, tls_terminator};
+use clank_testkit::https::{private_ca, tls_terminator};
 use common::{Daemon, INIT, clank, text};
 use serde_json::Value;
 

@@ -88,11 +88,11 @@ async fn exec_with_a_terminal_reaches_an_https_daemon_over_wss_with_its_ca_cert(
     let Some((daemon, url, ctx)) = native_testapp(dir.path()).await else {
         return;
     };
-    let (ca, config) = common::tls::private_ca(dir.path());
+    let (ca, config) = clank_testkit::https::private_ca(dir.path());
     let backend = url.trim_start_matches("http://").parse().unwrap();
     let https = format!(
         "https://{}",
-        common::tls::tls_terminator(backend, config).await
+        clank_testkit::https::tls_terminator(backend, config).await
     );
     let exec = |ca: Option<&std::path::Path>| {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_clank"));

@@ -33,6 +33,7 @@ pub mod fakes;
 pub mod githttp;
 pub mod gitrepo;
 pub mod http;
+pub mod https;
 #[cfg(feature = "docker")]
 pub mod interpreters;
 pub mod pebble;

@@ -3,8 +3,6 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
-pub(crate) mod tls;
-
 use std::path::Path;
 use std::process::Output;
 

@@ -1,5 +1,5 @@
 //! The `clank` binary over HTTPS, on real sockets: a daemon (in-process, loopback) behind a TLS
-//! terminator whose certificate a private CA (made here with rcgen) signed. `--ca-cert` (or
+//! terminator whose certificate a private CA (`clank_testkit::https`) signed. `--ca-cert` (or
 //! `CLANK_CA_CERT`) trusts that CA; `clank init`/`clank login` save it with the URL; without it
 //! the CLI names the certificate problem and `--ca-cert`; a file that is not a certificate (or
 //! a saved one that has gone) is a usage error.

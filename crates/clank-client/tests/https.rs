@@ -1,5 +1,5 @@
 //! The client over HTTPS, on real sockets: a daemon behind a TLS terminator whose certificate
-//! a private CA (made here with rcgen) signed. Trusting that CA's file (`ca_cert`) connects and
+//! a private CA (`clank_testkit::https`) signed. Trusting that CA's file (`ca_cert`) connects and
 //! runs operations; without it the connect fails naming the certificate problem and the
 //! option that fixes it; a port that does not speak TLS says so.
 

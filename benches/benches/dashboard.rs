@@ -144,6 +144,95 @@ async fn reads(p: &Platform, env: &EnvironmentAddress) -> Result<(), BoxError> {
         median(&mut without_config),
         median(&mut services_only),
     );
+    service_page_reads(p, env).await
+}
+
+/// What the service page (`/ui/…/services/svc-0000`) reads, call by call as its handler makes
+/// them, on the embedded platform: `READS` times each (default 200, after 10 untimed);
+/// p50 / p99 / max in ms.
+#[allow(clippy::print_stdout)]
+async fn service_page_reads(p: &Platform, env: &EnvironmentAddress) -> Result<(), BoxError> {
+    use clank_platform::{ConfigTarget, WorkloadSelector};
+    use tokio_stream::StreamExt as _;
+
+    let n = env_var("READS", 200).max(1);
+    let addr = ServiceAddress::new(
+        env.workspace(),
+        env.project(),
+        env.environment(),
+        "svc-0000",
+    )?;
+    let project = clank_core::address::ProjectAddress::new(env.workspace(), env.project())?;
+    let targets = [
+        ConfigTarget::Workspace(env.workspace().to_owned()),
+        ConfigTarget::Project(project.clone()),
+        ConfigTarget::Environment(env.clone()),
+        ConfigTarget::Service(addr.clone()),
+    ];
+    let mut times: Vec<(&str, Vec<f64>)> = [
+        "service",
+        "deployments (50 newest)",
+        "resolved_config",
+        "project",
+        "config, 4 scopes",
+        "logs (tail 200, no workload)",
+        "all of them",
+    ]
+    .into_iter()
+    .map(|name| (name, Vec::with_capacity(n)))
+    .collect();
+    for i in 0..n + 10 {
+        let mut at = [0.0; 7];
+        let all = Instant::now();
+        let t = Instant::now();
+        std::hint::black_box(p.service(&addr).await?);
+        at[0] = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        std::hint::black_box(p.deployments(&addr, 50, None).await?);
+        at[1] = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        std::hint::black_box(p.resolved_config(&addr).await?);
+        at[2] = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        std::hint::black_box(p.project(&project).await?);
+        at[3] = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        for target in &targets {
+            std::hint::black_box(p.config(target).await?);
+        }
+        at[4] = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let read = async {
+            let lines = p
+                .logs(&addr, &WorkloadSelector::default(), false, Some(200))
+                .await?;
+            let lines: Vec<_> = lines.take(200).collect().await;
+            Ok::<_, clank_core::Error>(lines.len())
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), read).await;
+        at[5] = t.elapsed().as_secs_f64() * 1e3;
+        at[6] = all.elapsed().as_secs_f64() * 1e3;
+        if i >= 10 {
+            for (slot, ms) in times.iter_mut().zip(at) {
+                slot.1.push(ms);
+            }
+        }
+    }
+    println!();
+    println!("the service page's reads, {n} times each (embedded platform):");
+    println!();
+    println!("| read | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|");
+    for (name, mut t) in times {
+        t.sort_by(f64::total_cmp);
+        let at = |q: f64| t[((t.len() as f64 * q).ceil() as usize).clamp(1, t.len()) - 1];
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} |",
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    }
     Ok(())
 }
 
@@ -168,7 +257,7 @@ async fn start(data: std::path::PathBuf) -> Result<Daemon, BoxError> {
     let task = tokio::spawn(clank_daemon::serve(settings, listener, async move {
         let _ = stopped.await;
     }));
-    let probe = reqwest::Client::new();
+    let probe = clank_testkit::web::client();
     for _ in 0..400 {
         if probe
             .get(format!("http://{addr}/v1/health"))
@@ -304,7 +393,7 @@ async fn main() -> Result<(), BoxError> {
     );
     let daemon = start(data).await?;
     let base = format!("http://{}", daemon.addr);
-    let http = reqwest::Client::builder()
+    let http = clank_testkit::web::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let session = sign_in(&http, &base).await?;
@@ -314,6 +403,9 @@ async fn main() -> Result<(), BoxError> {
     let project = format!("{base}/ui/workspaces/acme/projects/shop");
     let list = format!("{base}/v1/workspaces/acme/projects/shop/environments/production/services");
     let page = format!("{list}?limit=100");
+    let service_page = format!(
+        "{base}/ui/workspaces/acme/projects/shop/environments/production/services/svc-0000"
+    );
     let cases: Vec<Case<'_>> = vec![
         (
             "project page (`/ui/…/projects/shop`)",
@@ -324,6 +416,11 @@ async fn main() -> Result<(), BoxError> {
             "project page, `Accept-Encoding: gzip`",
             &project,
             vec![cookie.clone(), gzip.clone()],
+        ),
+        (
+            "service page (`/ui/…/services/svc-0000`, 2 deployments)",
+            &service_page,
+            vec![cookie.clone()],
         ),
         (
             "REST service list (`GET …/services`)",

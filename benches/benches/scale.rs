@@ -17,7 +17,10 @@
 //! value bytes per key family, read back through the store).
 //!
 //! Run: `cargo bench -p clank-benches --bench scale` (`SERVICES`, default 10000;
-//! `PER_SERVICE`, default 10; `GETS`, default 5000). Prints a Markdown table.
+//! `PER_SERVICE`, default 10; `GETS`, default 5000; `SAMPLES=dir` writes one value of each
+//! key family there). Prints a Markdown table. The daemon sets up malloc as `clank-daemon`
+//! does (`clank_daemon::memory`); `MALLOC_ARENA_MAX` and `CLANK_STORE_CACHE_MB` in the
+//! environment reach it.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -149,7 +152,10 @@ async fn reopen(path: &std::path::Path) -> Result<(RedbStore, Duration), BoxErro
 
 /// Logical bytes per key family (`rec/deployment`, `idx/deployment/service`, …): count, key
 /// bytes and value bytes as the store returns them (the record's JSON, before any encoding).
+/// With `SAMPLES` set to a directory, writes the last value of each family there (the
+/// material of clank-store's compression dictionary).
 async fn breakdown(store: &RedbStore) -> Result<BTreeMap<String, (usize, usize, usize)>, BoxError> {
+    let samples = std::env::var_os("SAMPLES").map(std::path::PathBuf::from);
     let mut families: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     let mut after: Option<String> = None;
     loop {
@@ -166,6 +172,10 @@ async fn breakdown(store: &RedbStore) -> Result<BTreeMap<String, (usize, usize, 
                 "idx" => parts[..3.min(parts.len())].join("/"),
                 _ => parts[..2.min(parts.len())].join("/"),
             };
+            if let Some(dir) = &samples {
+                std::fs::create_dir_all(dir)?;
+                std::fs::write(dir.join(family.replace('/', "_")), &e.value)?;
+            }
             let f = families.entry(family).or_default();
             f.0 += 1;
             f.1 += e.key.len();
@@ -195,10 +205,15 @@ fn space_of(store: &RedbStore) -> String {
 /// The daemon half: serve the data directory in `CLANK_SCALE_DAEMON` on a loopback port and
 /// print the address, until stdin closes.
 fn daemon_main(data: std::path::PathBuf) -> Result<(), BoxError> {
+    // What `clank-daemon`'s main does before and beside `serve`.
+    clank_daemon::memory::tune_allocator();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        tokio::spawn(clank_daemon::memory::trim_periodically(
+            clank_daemon::memory::TRIM_INTERVAL,
+        ));
         let settings = clank_daemon::Settings::from(clank_daemon::DaemonConfig {
             listen: "127.0.0.1:0".parse()?,
             data_dir: data,
@@ -294,8 +309,19 @@ impl DaemonProcess {
     }
 }
 
+/// Start the daemon half. `DAEMON_WRAPPER` (e.g. `heaptrack`) runs it under that command, for
+/// a heap profile; the RSS figures are then the wrapper's, not the daemon's.
 fn spawn_daemon(data: &std::path::Path) -> Result<DaemonProcess, BoxError> {
-    let mut child = Command::new(std::env::current_exe()?)
+    let exe = std::env::current_exe()?;
+    let mut command = match std::env::var_os("DAEMON_WRAPPER") {
+        Some(wrapper) => {
+            let mut c = Command::new(wrapper);
+            c.arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let mut child = command
         .env(DAEMON_ENV, data)
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
@@ -303,9 +329,19 @@ fn spawn_daemon(data: &std::path::Path) -> Result<DaemonProcess, BoxError> {
         .stderr(Stdio::inherit())
         .spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stdout = std::io::BufReader::new(stdout);
+    // The first line that is an address (a wrapper may print before the daemon does).
+    let mut addr = String::new();
     let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line.trim().to_owned();
+    while stdout.read_line(&mut line)? > 0 {
+        if line.trim().parse::<std::net::SocketAddr>().is_ok() {
+            addr = line.trim().to_owned();
+            break;
+        }
+        line.clear();
+    }
+    // Keep draining what the wrapper prints, so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     if addr.is_empty() {
         let _ = child.kill();
         let _ = child.wait();
@@ -402,7 +438,7 @@ async fn bench() -> Result<(), BoxError> {
 
     let daemon = spawn_daemon(&data)?;
     let base = format!("http://{}", daemon.addr);
-    let http = reqwest::Client::new();
+    let http = clank_testkit::web::client();
     let mut up = false;
     for _ in 0..400 {
         if http.get(format!("{base}/v1/health")).send().await.is_ok() {

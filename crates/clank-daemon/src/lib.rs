@@ -7,6 +7,7 @@
 pub mod api;
 mod builder;
 mod connections;
+pub mod memory;
 mod proxy;
 mod ui;
 

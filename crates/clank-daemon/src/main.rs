@@ -8,8 +8,25 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime starts its threads (see `clank_daemon::memory`).
+    clank_daemon::memory::tune_allocator();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(daemon_main()),
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("clank-daemon: cannot start the async runtime: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn daemon_main() -> ExitCode {
     let user_filter = std::env::var("CLANK_LOG").unwrap_or_default();
     tracing_subscriber::fmt()
         .with_env_filter(clank_daemon::log_filter(&user_filter))
@@ -48,6 +65,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Freed heap (a sweep's pages, a burst of requests) goes back to the kernel.
+    tokio::spawn(clank_daemon::memory::trim_periodically(
+        clank_daemon::memory::TRIM_INTERVAL,
+    ));
     match clank_daemon::run(settings, terminated()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -36,6 +36,22 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Records written per transaction when marking or removing many.
 const BATCH_RECORDS: usize = 200;
 
+/// Records the sweeps read per store read: what one holds in memory at a time, whatever the
+/// number of services (a sweep at start and every minute once read all 10,000 of a large
+/// instance at once, and the allocator kept that memory).
+pub(crate) const SWEEP_PAGE: usize = 256;
+
+/// Move `page` on to `next`; `false` when there is no next page.
+pub(crate) fn next_page(page: &mut Page, next: Option<String>) -> bool {
+    match next {
+        Some(after) => {
+            page.after = Some(after);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Record a purge the sweep made, or log why it could not (it is tried again next time).
 fn keep(done: &mut Vec<(String, PurgeReport)>, target: String, purged: Result<PurgeReport>) {
     match purged {
@@ -611,51 +627,102 @@ impl Platform {
     /// environments, then services deleted on their own. Returns what each purge removed; one
     /// that fails (a deployment still stopping, the engine unreachable) is logged and tried
     /// again at the next sweep, and does not hold up the others.
+    ///
+    /// Reads the catalog [`SWEEP_PAGE`] records at a time (workspaces, projects, environments,
+    /// services), so what one sweep holds in memory does not grow with the number of services.
     pub async fn purge_expired(&self) -> Result<Vec<(String, PurgeReport)>> {
         let now = Timestamp::now();
-        let expired = |at: Option<Timestamp>| at.is_some_and(|at| self.restorable_until(at) <= now);
         let mut done = Vec::new();
-        for ws in self.catalog.list::<Workspace>(Page::all()).await?.items {
-            for project in self.catalog.projects_in(ws.id, Page::all()).await?.items {
-                let name = format!("{}/{}", ws.slug, project.slug);
-                // What was deleted with a parent goes with it (a restore brings it back).
-                if project.is_deleted() {
-                    if expired(project.deleted_at) {
-                        let purged = self.purge_project(&project.id.to_string(), false).await;
-                        keep(&mut done, name, purged);
+        let mut page = Page::first(SWEEP_PAGE);
+        loop {
+            let workspaces = self.catalog.list::<Workspace>(page.clone()).await?;
+            for ws in &workspaces.items {
+                let mut page = Page::first(SWEEP_PAGE);
+                loop {
+                    let projects = self.catalog.projects_in(ws.id, page.clone()).await?;
+                    for project in &projects.items {
+                        self.purge_expired_in_project(&ws.slug, project, now, &mut done)
+                            .await?;
                     }
-                    continue;
-                }
-                for env in self.environment_records(&project.value).await? {
-                    let env_name = format!("{name}/{}", env.name);
-                    if env.is_deleted() {
-                        if expired(env.deleted_at) {
-                            let purged = self
-                                .purge_environment(&project.value, &env.id.to_string(), false)
-                                .await;
-                            keep(&mut done, env_name, purged);
-                        }
-                        continue;
-                    }
-                    let services: Vec<Service> = crate::values(
-                        self.catalog
-                            .services_in_environment(env.id, Page::all())
-                            .await?
-                            .items,
-                    )
-                    .into_iter()
-                    .filter(|s| expired(s.deleted_at))
-                    .collect();
-                    for svc in services {
-                        let purged = self
-                            .purge_services(std::slice::from_ref(&svc), false, &BTreeSet::new())
-                            .await;
-                        keep(&mut done, format!("{env_name}/{}", svc.slug), purged);
+                    if !next_page(&mut page, projects.next) {
+                        break;
                     }
                 }
             }
+            if !next_page(&mut page, workspaces.next) {
+                break;
+            }
         }
         Ok(done)
+    }
+
+    /// Whether something deleted at `at` is past its retention at `now`.
+    fn expired(&self, at: Option<Timestamp>, now: Timestamp) -> bool {
+        at.is_some_and(|at| self.restorable_until(at) <= now)
+    }
+
+    /// [`Platform::purge_expired`] for one project: the project itself if it is deleted and
+    /// expired (what was deleted with a parent goes with it: a restore brings it back),
+    /// otherwise its expired environments and services, a page at a time.
+    async fn purge_expired_in_project(
+        &self,
+        workspace: &str,
+        project: &Versioned<Project>,
+        now: Timestamp,
+        done: &mut Vec<(String, PurgeReport)>,
+    ) -> Result<()> {
+        let name = format!("{workspace}/{}", project.slug);
+        if project.is_deleted() {
+            if self.expired(project.deleted_at, now) {
+                let purged = self.purge_project(&project.id.to_string(), false).await;
+                keep(done, name, purged);
+            }
+            return Ok(());
+        }
+        let mut page = Page::first(SWEEP_PAGE);
+        loop {
+            let envs = self
+                .catalog
+                .find::<Environment>("project", &project.id.to_string(), page.clone())
+                .await?;
+            for env in &envs.items {
+                let env_name = format!("{name}/{}", env.name);
+                if env.is_deleted() {
+                    if self.expired(env.deleted_at, now) {
+                        let purged = self
+                            .purge_environment(&project.value, &env.id.to_string(), false)
+                            .await;
+                        keep(done, env_name, purged);
+                    }
+                    continue;
+                }
+                let mut page = Page::first(SWEEP_PAGE);
+                loop {
+                    let listing = self
+                        .catalog
+                        .services_in_environment(env.id, page.clone())
+                        .await?;
+                    let more = listing.next;
+                    let expired: Vec<Service> = crate::values(listing.items)
+                        .into_iter()
+                        .filter(|s| self.expired(s.deleted_at, now))
+                        .collect();
+                    for svc in expired {
+                        let purged = self
+                            .purge_services(std::slice::from_ref(&svc), false, &BTreeSet::new())
+                            .await;
+                        keep(done, format!("{env_name}/{}", svc.slug), purged);
+                    }
+                    if !next_page(&mut page, more) {
+                        break;
+                    }
+                }
+            }
+            if !next_page(&mut page, envs.next) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Run [`Platform::purge_expired`] every minute, for ever (part of [`Platform::run`]).

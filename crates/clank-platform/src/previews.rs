@@ -310,24 +310,29 @@ impl Platform {
     }
 
     /// Purge every preview whose stored deadline has passed; what was removed.
+    ///
+    /// Reads the environments a page at a time ([`crate::deletion::SWEEP_PAGE`]), keeping only
+    /// the ids of the expired previews, so the sweep's memory does not grow with the number
+    /// of environments.
     pub async fn sweep_expired_previews(&self, now: Timestamp) -> Result<Vec<PreviewOutcome>> {
-        let mut out = Vec::new();
-        for env in self.catalog.list::<Environment>(Page::all()).await?.items {
-            let EnvironmentKind::Preview {
-                expires_at: Some(deadline),
-                ..
-            } = env.kind
-            else {
-                continue;
-            };
-            if deadline > now {
-                continue;
+        let mut due = Vec::new();
+        let mut page = Page::first(crate::deletion::SWEEP_PAGE);
+        loop {
+            let listing = self.catalog.list::<Environment>(page.clone()).await?;
+            due.extend(listing.items.iter().filter_map(|env| match env.kind {
+                EnvironmentKind::Preview {
+                    expires_at: Some(deadline),
+                    ..
+                } if deadline <= now => Some((env.id, env.project_id)),
+                _ => None,
+            }));
+            if !crate::deletion::next_page(&mut page, listing.next) {
+                break;
             }
-            let Some(project) = self
-                .catalog
-                .get::<Project>(&env.project_id.to_string())
-                .await?
-            else {
+        }
+        let mut out = Vec::new();
+        for (env_id, project_id) in due {
+            let Some(project) = self.catalog.get::<Project>(&project_id.to_string()).await? else {
                 continue;
             };
             let actor = Actor::System {
@@ -337,7 +342,7 @@ impl Platform {
             // Read again under the lock: a push may have moved the deadline, a close purged it.
             let Some(env) = self
                 .catalog
-                .get::<Environment>(&env.id.to_string())
+                .get::<Environment>(&env_id.to_string())
                 .await?
                 .map(|e| e.value)
                 .filter(|e| {

@@ -13,12 +13,18 @@
 //! | `0x01`     | plain: the tag, the version as a LEB128 varint, the payload                   |
 //! | `0x02`     | deflate: the tag, the version (varint), the payload's length (varint), then   |
 //! |            | the payload compressed as raw deflate                                         |
+//! | `0x03`     | deflate with a dictionary: the tag, the version (varint), the dictionary's id |
+//! |            | (varint), the payload's length (varint), then raw deflate primed with that    |
+//! |            | dictionary (see the `dictionary` module)                                      |
 //!
 //! Everything written before the tag existed is the legacy form (the revision counter never
-//! came near 2^56), so data directories of older versions read as they are; new writes use
-//! the plain form, or deflate for payloads of [`COMPRESS_FROM`] bytes or more when that is
-//! smaller. Records are JSON and repeat their field names and ids, so deflate roughly halves
-//! them; the index entries (empty payloads) shrink from 8 value bytes to 3–5.
+//! came near 2^56), so data directories of older versions read as they are, and so do values
+//! written in any of the forms since. New writes use the plain form, or deflate with the
+//! current dictionary for payloads of [`COMPRESS_FROM`] bytes or more when that is smaller.
+//! Records are JSON and repeat their field names and ids: deflate alone roughly halved them
+//! (`0x02`, written until 2026-12-07); primed with a dictionary of typical records, it also
+//! drops what one record shares with every other of its kind. The index entries (empty
+//! payloads) shrink from 8 value bytes to 3–5.
 
 use std::borrow::Cow;
 use std::ops::Bound;
@@ -26,19 +32,23 @@ use std::ops::Bound;
 use clank_core::store::{Entry, Op, Revision, Scan, Txn, prefix_end};
 use clank_core::{Error, Result};
 
+use crate::dictionary;
+
 const VERSION_LEN: usize = std::mem::size_of::<Revision>();
 
 /// Format tags: the first byte of a stored value.
 const LEGACY: u8 = 0x00;
 const PLAIN: u8 = 0x01;
 const DEFLATE: u8 = 0x02;
+const DEFLATE_DICT: u8 = 0x03;
 
-/// Payloads shorter than this are stored plain: deflate's block header and Huffman tables
-/// cost more than it saves on a few dozen bytes.
-pub(crate) const COMPRESS_FROM: usize = 128;
+/// Payloads shorter than this are stored plain: the ids in unique keys' values and other
+/// short strings do not shrink (a dictionary match needs a few bytes in common).
+pub(crate) const COMPRESS_FROM: usize = 64;
 
-/// miniz's fastest level that still searches for matches: a 1–2 KiB record compresses in a few
-/// microseconds, next to the ~300 µs of the fsync every commit waits for.
+/// miniz's fastest level that still searches for matches (the `0x02` form's level; tests
+/// write that form to prove it still reads).
+#[cfg(test)]
 const DEFLATE_LEVEL: u8 = 1;
 
 /// The largest payload a deflate value may claim: redb refuses values over 3 GiB anyway, so a
@@ -47,16 +57,18 @@ const MAX_PAYLOAD: u64 = 3 << 30;
 
 /// The stored form of one entry: `version` and `value` in the densest format that fits.
 pub(crate) fn encode_value(version: Revision, value: &[u8]) -> Vec<u8> {
-    if value.len() >= COMPRESS_FROM {
-        let packed = miniz_oxide::deflate::compress_to_vec(value, DEFLATE_LEVEL);
-        let mut len = Vec::with_capacity(10);
-        put_varint(&mut len, value.len() as u64);
-        // Both forms share the tag and the version; the deflate form adds the length.
-        if len.len() + packed.len() < value.len() {
-            let mut out = Vec::with_capacity(11 + len.len() + packed.len());
-            out.push(DEFLATE);
+    if value.len() >= COMPRESS_FROM
+        && let Some(packed) = dictionary::compress(value)
+    {
+        let mut header = Vec::with_capacity(20);
+        put_varint(&mut header, dictionary::CURRENT);
+        put_varint(&mut header, value.len() as u64);
+        // Both forms share the tag and the version; this one adds the dictionary and length.
+        if header.len() + packed.len() < value.len() {
+            let mut out = Vec::with_capacity(11 + header.len() + packed.len());
+            out.push(DEFLATE_DICT);
             put_varint(&mut out, version);
-            out.extend_from_slice(&len);
+            out.extend_from_slice(&header);
             out.extend_from_slice(&packed);
             return out;
         }
@@ -78,6 +90,27 @@ pub(crate) fn encode_legacy(version: Revision, value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The `0x02` form (deflate without a dictionary) exactly as `encode_value` wrote values of
+/// 128 bytes or more until the dictionary form replaced it; kept to prove that such data
+/// still reads. `None` where that encoder stored the value plain.
+#[cfg(test)]
+pub(crate) fn encode_deflate_v2(version: Revision, value: &[u8]) -> Option<Vec<u8>> {
+    if value.len() < 128 {
+        return None;
+    }
+    let packed = miniz_oxide::deflate::compress_to_vec(value, DEFLATE_LEVEL);
+    let mut len = Vec::with_capacity(10);
+    put_varint(&mut len, value.len() as u64);
+    if len.len() + packed.len() >= value.len() {
+        return None;
+    }
+    let mut out = vec![DEFLATE];
+    put_varint(&mut out, version);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&packed);
+    Some(out)
+}
+
 /// The version of a stored value, without decompressing its payload (condition checks).
 pub(crate) fn decode_version(key: &str, stored: &[u8]) -> Result<Revision> {
     Ok(split(key, stored)?.0)
@@ -86,19 +119,22 @@ pub(crate) fn decode_version(key: &str, stored: &[u8]) -> Result<Revision> {
 /// Split a stored value into its version and payload.
 pub(crate) fn decode_value<'a>(key: &str, stored: &'a [u8]) -> Result<(Revision, Cow<'a, [u8]>)> {
     let (version, body) = split(key, stored)?;
-    match body {
-        Body::Raw(value) => Ok((version, Cow::Borrowed(value))),
-        Body::Deflate { len, packed } => {
-            let corrupt = |reason: String| Error::Corrupt {
-                key: key.to_owned(),
-                reason,
-            };
-            if len > MAX_PAYLOAD {
-                return Err(corrupt(format!(
-                    "compressed value claims {len} bytes, more than any value can hold"
-                )));
-            }
-            let len = len as usize;
+    let (dict, len, packed) = match body {
+        Body::Raw(value) => return Ok((version, Cow::Borrowed(value))),
+        Body::Deflate { dict, len, packed } => (dict, len, packed),
+    };
+    let corrupt = |reason: String| Error::Corrupt {
+        key: key.to_owned(),
+        reason,
+    };
+    if len > MAX_PAYLOAD {
+        return Err(corrupt(format!(
+            "compressed value claims {len} bytes, more than any value can hold"
+        )));
+    }
+    let len = len as usize;
+    let value = match dict {
+        None => {
             let value = miniz_oxide::inflate::decompress_to_vec_with_limit(packed, len)
                 .map_err(|e| corrupt(format!("compressed value does not inflate: {e}")))?;
             if value.len() != len {
@@ -107,15 +143,31 @@ pub(crate) fn decode_value<'a>(key: &str, stored: &'a [u8]) -> Result<(Revision,
                     value.len()
                 )));
             }
-            Ok((version, Cow::Owned(value)))
+            value
         }
-    }
+        Some(id) => {
+            let dict = dictionary::get(id).ok_or_else(|| {
+                corrupt(format!(
+                    "compressed value names dictionary {id}, which this clank does not have \
+                     (written by a newer clank?)"
+                ))
+            })?;
+            dictionary::decompress_with(dict, packed, len)
+                .map_err(|e| corrupt(format!("compressed value {e}")))?
+        }
+    };
+    Ok((version, Cow::Owned(value)))
 }
 
 /// A stored value's payload, before decompression.
 enum Body<'a> {
     Raw(&'a [u8]),
-    Deflate { len: u64, packed: &'a [u8] },
+    /// Raw deflate, primed with the dictionary of that id if there is one.
+    Deflate {
+        dict: Option<u64>,
+        len: u64,
+        packed: &'a [u8],
+    },
 }
 
 fn split<'a>(key: &str, stored: &'a [u8]) -> Result<(Revision, Body<'a>)> {
@@ -149,7 +201,33 @@ fn split<'a>(key: &str, stored: &'a [u8]) -> Result<(Revision, Body<'a>)> {
             let (len, packed) = take_varint(rest).ok_or_else(|| {
                 corrupt("compressed value's length is cut short or overlong".to_owned())
             })?;
-            Ok((version, Body::Deflate { len, packed }))
+            Ok((
+                version,
+                Body::Deflate {
+                    dict: None,
+                    len,
+                    packed,
+                },
+            ))
+        }
+        DEFLATE_DICT => {
+            let (version, rest) = take_varint(rest).ok_or_else(|| {
+                corrupt("stored value's version is cut short or overlong".to_owned())
+            })?;
+            let (dict, rest) = take_varint(rest).ok_or_else(|| {
+                corrupt("compressed value's dictionary is cut short or overlong".to_owned())
+            })?;
+            let (len, packed) = take_varint(rest).ok_or_else(|| {
+                corrupt("compressed value's length is cut short or overlong".to_owned())
+            })?;
+            Ok((
+                version,
+                Body::Deflate {
+                    dict: Some(dict),
+                    len,
+                    packed,
+                },
+            ))
         }
         other => Err(corrupt(format!(
             "stored value has unknown format tag {other:#04x} (written by a newer clank?)"
@@ -292,13 +370,17 @@ mod tests {
         // An index entry: tag and a 3-byte version, where the legacy form took 8 bytes.
         assert_eq!(encode_value(100_000, b""), [PLAIN, 0xa0, 0x8d, 0x06]);
         let stored = encode_value(7, &record());
-        assert_eq!(stored[0], DEFLATE);
+        assert_eq!(stored[0], DEFLATE_DICT);
+        assert_eq!(stored[2], dictionary::CURRENT as u8);
         assert!(
             stored.len() * 2 < record().len(),
             "{} of {}",
             stored.len(),
             record().len()
         );
+        // Smaller than deflate without the dictionary.
+        let v2 = encode_deflate_v2(7, &record()).unwrap();
+        assert!(stored.len() < v2.len(), "{} vs {}", stored.len(), v2.len());
         // Incompressible bytes over the threshold stay plain rather than grow.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let noise: Vec<u8> = (0..600)
@@ -324,6 +406,25 @@ mod tests {
         }
     }
 
+    /// Values in the `0x02` form (deflate, no dictionary), as written from the format tag's
+    /// introduction until the dictionary form, read as they are.
+    #[test]
+    fn deflate_values_without_a_dictionary_still_read() {
+        // Bytes as that encoder wrote them: tag, version 300 (varint), length, raw deflate.
+        let value = record();
+        let stored = encode_deflate_v2(300, &value).unwrap();
+        assert_eq!(&stored[..3], &[DEFLATE, 0xac, 0x02]);
+        assert_eq!(decoded(&stored), (300, value.clone()));
+        assert_eq!(decode_version("k", &stored).unwrap(), 300);
+        // A hand-built one: a stored (uncompressed) deflate block of "hello".
+        let stored = [
+            DEFLATE, 5, 5, 0x01, 5, 0, 0xfa, 0xff, b'h', b'e', b'l', b'l', b'o',
+        ];
+        assert_eq!(decoded(&stored), (5, b"hello".to_vec()));
+        // And the plain form's bytes.
+        assert_eq!(decoded(&[PLAIN, 0x05, b'{', b'}']), (5, b"{}".to_vec()));
+    }
+
     #[test]
     fn short_value_is_corrupt_naming_the_key() {
         let err = decode_value("projects/p1", b"\0bc").unwrap_err();
@@ -347,18 +448,45 @@ mod tests {
 
     #[test]
     fn damaged_compressed_values_are_corrupt_not_garbage() {
-        let stored = encode_value(9, &record());
-        // Cut short, a bad length, a version varint that never ends.
-        let cut = &stored[..stored.len() / 2];
-        let mut wrong_len = vec![DEFLATE, 9];
-        put_varint(&mut wrong_len, record().len() as u64 + 1);
-        wrong_len.extend_from_slice(&stored[4..]);
-        let huge = [DEFLATE, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0];
+        let len = record().len() as u64;
+        let mut header_len = Vec::new();
+        put_varint(&mut header_len, len);
+        for (stored, header) in [
+            // tag, version 9, dictionary 1, length
+            (encode_value(9, &record()), 3 + header_len.len()),
+            // tag, version 9, length
+            (
+                encode_deflate_v2(9, &record()).unwrap(),
+                2 + header_len.len(),
+            ),
+        ] {
+            let packed = &stored[header..];
+            // Cut short, a length one more or one less than the payload's.
+            let cut = stored[..stored.len() / 2].to_vec();
+            let with_len = |n: u64| {
+                let mut bad = stored[..header - header_len.len()].to_vec();
+                put_varint(&mut bad, n);
+                bad.extend_from_slice(packed);
+                bad
+            };
+            assert_eq!(decoded(&with_len(len)).1, record(), "rebuilt as is");
+            for bad in [cut, with_len(len + 1), with_len(len - 1)] {
+                let err = decode_value("k", &bad).unwrap_err();
+                assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+            }
+        }
+        // A version varint that never ends, a huge length, a dictionary this build lacks.
         let endless = [PLAIN, 0xff, 0xff];
-        for bad in [cut, &wrong_len, &huge[..], &endless[..]] {
+        let huge = [DEFLATE, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0];
+        let huge_dict = [DEFLATE_DICT, 9, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0];
+        let unknown_dict = [DEFLATE_DICT, 9, 0x7f, 2, 0x03, 0x00];
+        let no_dict = [DEFLATE_DICT, 9];
+        for bad in [&endless[..], &huge, &huge_dict, &unknown_dict, &no_dict] {
             let err = decode_value("k", bad).unwrap_err();
             assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         }
+        let err = decode_value("k", &unknown_dict).unwrap_err().to_string();
+        assert!(err.contains("dictionary 127"), "{err}");
         assert!(decode_version("k", &endless).is_err());
     }
 

@@ -2,6 +2,7 @@
 //! feature, [`SledStore`]. Both implement [`clank_core::store::Store`] and pass the shared
 //! contract suite in `clank-testkit`.
 
+mod dictionary;
 mod encoding;
 pub mod redb_store;
 #[cfg(feature = "sled")]

@@ -43,10 +43,13 @@ impl fmt::Debug for RedbStore {
 
 /// The most memory redb's page cache may hold (its default is 1 GiB, which a daemon paging
 /// through 100,000 deployments fills with every page it reads: ~90 MiB RSS at 10,000
-/// services, more with history). 16 MiB holds every branch page of a store of a million
-/// entries (~1% of its pages), so a lookup reads at most its leaf from outside the cache,
-/// and those leaves are in the kernel's page cache, not in the daemon's RSS.
-pub const DEFAULT_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// services, more with history). 8 MiB holds every branch page of that store (~1,200 pages,
+/// 4.7 MiB) plus hot leaves, so a lookup reads at most its leaf from outside the cache, and
+/// those leaves are in the kernel's page cache, not in the daemon's RSS. Measured with the
+/// `scale` bench (benches/README.md): 16 MiB left the daemon at 44.8 MiB RSS, 8 MiB at
+/// 31–34 MiB and 4 MiB at 29 MiB, the gets' p50 0.1–0.2 ms slower than with 16 MiB (within
+/// the run-to-run noise of that loaded machine). `CLANK_STORE_CACHE_MB` overrides it.
+pub const DEFAULT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Compact at open when the file has at least this much space in free pages…
 const COMPACT_MIN_FREE: u64 = 16 * 1024 * 1024;
@@ -82,14 +85,16 @@ impl Space {
 
 impl RedbStore {
     /// Open the database at `path`, creating the file (not its directory) if it is missing,
-    /// with a page cache of [`DEFAULT_CACHE_BYTES`].
+    /// with a page cache of [`DEFAULT_CACHE_BYTES`], or of `CLANK_STORE_CACHE_MB` MiB when
+    /// that is set in the environment (a larger cache for a store much larger than 100,000
+    /// deployments, a smaller one where memory is tight).
     ///
     /// Blocks: after a crash redb repairs the file here, which reads all of it, and a file
     /// with much free space (many pages freed by small durable commits, see
     /// [`RedbStore::compact`]) is compacted first. Fails with [`Error::StoreUnavailable`] if
     /// another process (or another `RedbStore` in this one) has the file open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+        Self::open_with_cache(path, cache_bytes())
     }
 
     /// [`RedbStore::open`] with a page cache of at most `cache_bytes`.
@@ -165,6 +170,17 @@ impl RedbStore {
         }
     }
 }
+
+/// The page cache [`RedbStore::open`] sets: `CLANK_STORE_CACHE_MB` if it is a number.
+fn cache_bytes() -> usize {
+    std::env::var(CACHE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(DEFAULT_CACHE_BYTES, |mb| mb.saturating_mul(1024 * 1024))
+}
+
+/// The environment variable overriding [`DEFAULT_CACHE_BYTES`], in MiB.
+pub const CACHE_ENV: &str = "CLANK_STORE_CACHE_MB";
 
 fn space(db: &Database, path: &Path) -> Result<Space> {
     let ctx = |e: redb::Error| backend_error(path, "space", None, e);
@@ -448,17 +464,27 @@ mod tests {
     use clank_core::store::Condition;
 
     use super::*;
-    use crate::encoding::encode_legacy;
+    use crate::encoding::{encode_deflate_v2, encode_legacy};
 
     /// A file as clank-store wrote it before the value format tag: every value `version ++
     /// payload`, the revision counter in the meta table.
     fn write_legacy_file(path: &Path, entries: &[(&str, u64, &[u8])], revision: u64) {
+        write_file_with(path, entries, revision, encode_legacy);
+    }
+
+    /// A file whose values `encode` wrote, the revision counter in the meta table.
+    fn write_file_with(
+        path: &Path,
+        entries: &[(&str, u64, &[u8])],
+        revision: u64,
+        encode: impl Fn(u64, &[u8]) -> Vec<u8>,
+    ) {
         let db = Database::create(path).unwrap();
         let wtx = db.begin_write().unwrap();
         {
             let mut data = wtx.open_table(DATA).unwrap();
             for (key, version, value) in entries {
-                data.insert(key.as_bytes(), encode_legacy(*version, value).as_slice())
+                data.insert(key.as_bytes(), encode(*version, value).as_slice())
                     .unwrap();
             }
             let mut meta = wtx.open_table(META).unwrap();
@@ -530,8 +556,108 @@ mod tests {
         let old = data.get(&b"rec/service/01JSERVICE"[..]).unwrap().unwrap();
         assert_eq!(old.value(), encode_legacy(5, record).as_slice());
         let new = data.get(&b"rec/big/1"[..]).unwrap().unwrap();
-        assert_eq!(new.value()[0], 0x02, "deflate tag");
+        assert_eq!(new.value()[0], 0x03, "deflate with a dictionary");
         assert!(new.value().len() < 200, "{} bytes", new.value().len());
+    }
+
+    /// A file as clank-store wrote it from the format tag until the dictionary form: values of
+    /// 128 bytes or more as plain deflate (`0x02`), the rest plain (`0x01`). It reads, its
+    /// versions condition writes, and a rewrite takes the dictionary form beside the old ones.
+    #[tokio::test]
+    async fn a_store_written_with_plain_deflate_values_reads_and_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clank.redb");
+        let record = br#"{"id":"01JSERVICE","slug":"api","name":"API","next_deployment_number":3,"settings":{"replicas":1,"health_check":{"path":"/health","interval_ms":2000}}}"#;
+        let other: Vec<u8> = record.iter().rev().copied().collect();
+        // The encoder of that version: `0x02` where deflate made it smaller, else `0x01`.
+        let v2 = |version: u64, value: &[u8]| {
+            encode_deflate_v2(version, value).unwrap_or_else(|| {
+                let mut out = vec![0x01];
+                let mut n = version;
+                while n >= 0x80 {
+                    out.push((n as u8) | 0x80);
+                    n >>= 7;
+                }
+                out.push(n as u8);
+                out.extend_from_slice(value);
+                out
+            })
+        };
+        assert_eq!(v2(5, record)[0], 0x02);
+        assert_eq!(v2(300, b""), [0x01, 0xac, 0x02]);
+        write_file_with(
+            &path,
+            &[
+                ("rec/service/01JSERVICE", 300, record),
+                ("rec/service/01JOTHER", 301, &other),
+                ("idx/service/env/e1/api/01JSERVICE", 300, b""),
+                ("uniq/service/slug/e1:api", 300, b"01JSERVICE"),
+            ],
+            301,
+            v2,
+        );
+
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.revision().await.unwrap(), 301);
+        let recs = store.scan(Scan::prefix("rec/service/")).await.unwrap();
+        let got: Vec<(&str, u64, &[u8])> = recs
+            .iter()
+            .map(|e| (e.key.as_str(), e.version, e.value.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("rec/service/01JOTHER", 301, &other[..]),
+                ("rec/service/01JSERVICE", 300, &record[..]),
+            ]
+        );
+        let idx = store.scan(Scan::prefix("idx/")).await.unwrap();
+        assert_eq!((idx.len(), idx[0].version, idx[0].value.len()), (1, 300, 0));
+        let uniq = store
+            .get("uniq/service/slug/e1:api")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (uniq.version, uniq.value.as_slice()),
+            (300, &b"01JSERVICE"[..])
+        );
+
+        let stale = store
+            .commit(
+                Txn::new()
+                    .when(Condition::Version("rec/service/01JSERVICE".into(), 299))
+                    .put("rec/service/01JSERVICE", Vec::new()),
+            )
+            .await;
+        assert!(
+            matches!(stale, Err(Error::WriteConflict { .. })),
+            "{stale:?}"
+        );
+        let rev = store
+            .commit(
+                Txn::new()
+                    .when(Condition::Version("rec/service/01JSERVICE".into(), 300))
+                    .put("rec/service/01JSERVICE", record.to_vec()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rev, 302);
+        drop(store);
+
+        {
+            let db = Database::create(&path).unwrap();
+            let rtx = db.begin_read().unwrap();
+            let data = rtx.open_table(DATA).unwrap();
+            let old = data.get(&b"rec/service/01JOTHER"[..]).unwrap().unwrap();
+            assert_eq!(old.value()[0], 0x02, "untouched");
+            let new = data.get(&b"rec/service/01JSERVICE"[..]).unwrap().unwrap();
+            assert_eq!(new.value()[0], 0x03, "rewritten with the dictionary");
+            assert!(new.value().len() < v2(300, record).len());
+        }
+        let store = RedbStore::open(&path).unwrap();
+        let rec = store.get("rec/service/01JSERVICE").await.unwrap().unwrap();
+        assert_eq!((rec.version, rec.value.as_slice()), (302, &record[..]));
     }
 
     #[tokio::test]

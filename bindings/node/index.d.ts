@@ -362,6 +362,17 @@ export declare class Events implements AsyncIterableIterator<Event> {
   [Symbol.asyncIterator](): Events;
 }
 
+/**
+ * A service's log lines, from the last `tail` of its history on (`Platform.followLogs()`);
+ * `return()` (what `break` in `for await` calls) or `close()` ends the stream.
+ */
+export declare class Logs implements AsyncIterableIterator<LogLine> {
+  next(): Promise<IteratorResult<LogLine, undefined>>;
+  return(): Promise<IteratorResult<LogLine, undefined>>;
+  close(): void;
+  [Symbol.asyncIterator](): Logs;
+}
+
 /** A Clank platform on the embedded defaults (redb store + Docker or native processes). */
 export declare class Platform {
   private constructor();
@@ -472,6 +483,8 @@ export declare class Platform {
   revokeToken(tokenId: string): Promise<void>;
   audit(options?: AuditOptions): Promise<Record<string, unknown>[]>;
   events(service?: string | null): Events;
+  /** Follow the running service's output: the last `tail` lines (default 100), then new ones. */
+  followLogs(service: string, options?: WorkloadPick & { tail?: number | null }): Logs;
 }
 
 export interface ConnectOptions {
@@ -481,6 +494,8 @@ export interface ConnectOptions {
   retries?: number;
   /** What short addresses mean (default: the token's workspace). */
   workspace?: string | null;
+  /** A CA certificate file (PEM) to trust for an `https://` daemon, beside the system's roots. */
+  caCert?: string | null;
 }
 
 export type Role = 'owner' | 'admin' | 'developer' | 'viewer';

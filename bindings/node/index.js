@@ -79,7 +79,7 @@ class Forbidden extends ClankError {}
 class Unavailable extends ClankError {}
 class Timeout extends ClankError {}
 class Internal extends ClankError {}
-/** Every call on a closed platform (and iterating its events) rejects with this: code `closed`. */
+/** Every call on a closed platform (and iterating its events or logs) rejects with this: code `closed`. */
 class Closed extends ClankError {}
 
 const ERROR_CLASSES = {
@@ -157,6 +157,40 @@ class Events {
   }
 }
 
+/**
+ * A service's log lines (each the same object as a `logs()` line: `process`, `replica`,
+ * `stream`, `line`, `at`): the last `tail` lines of history, then new lines as they are printed
+ * (`clank logs -f`); an async iterator. Ends when closed (`return()`, which `break` in
+ * `for await` calls, or `close()`), which also ends the stream (and, connected, its HTTP
+ * request), or when the workloads' output ends. A reader that falls behind slows the reading
+ * (a bounded buffer): no line is dropped.
+ */
+class Logs {
+  constructor(subscription) {
+    this._native = subscription;
+  }
+
+  /** The next line, or `done` once closed or ended. */
+  async next() {
+    const raw = await guard(this._native.next());
+    return raw === null ? { done: true, value: undefined } : { done: false, value: JSON.parse(raw) };
+  }
+
+  /** Stop following (also what `break` in `for await` does). */
+  async return() {
+    this._native.close();
+    return { done: true, value: undefined };
+  }
+
+  close() {
+    this._native.close();
+  }
+
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
+
 class Platform {
   constructor(nativePlatform) {
     this._native = nativePlatform;
@@ -173,11 +207,20 @@ class Platform {
    * methods, answered by the daemon under the token's role. Short addresses mean the token's
    * workspace (or `workspace`). `timeout` bounds each call (seconds; `Timeout` past it); a call
    * that failed on the way is tried `retries` more times where that cannot do anything twice.
+   * `caCert`: a CA certificate file (PEM) to trust for an `https://` daemon beside the system's
+   * roots (a private CA); one that cannot be read rejects with `InvalidInput`, field `ca_cert`.
    */
   static async connect(url, token, options = {}) {
-    const { timeout = 30, retries = 2, workspace = null } = options;
+    const { timeout = 30, retries = 2, workspace = null, caCert = null } = options;
     const nativePlatform = await guard(
-      native.connect(String(url), String(token), Number(timeout), Number(retries), workspace),
+      native.connect(
+        String(url),
+        String(token),
+        Number(timeout),
+        Number(retries),
+        workspace,
+        caCert == null ? null : String(caCert),
+      ),
     );
     return new Platform(nativePlatform);
   }
@@ -195,8 +238,8 @@ class Platform {
   /**
    * Stop the engine and release the data directory (idempotent): once this resolves, another
    * platform (in this process or another) can open the same directory. Running workloads keep
-   * running. Every later call, and iterating an `Events`, rejects with `Closed`; a call running
-   * meanwhile gets a short grace period to finish.
+   * running. Every later call, and iterating an `Events` or a `Logs`, rejects with `Closed`; a
+   * call running meanwhile gets a short grace period to finish.
    */
   async close() {
     await guard(this._native.close());
@@ -563,11 +606,31 @@ class Platform {
       throw toClankError(err);
     }
   }
+
+  /**
+   * Follow the running service's output (`clank logs -f`):
+   * `for await (const line of p.followLogs('shop/web', { tail: 10 }))`. First the last `tail`
+   * lines (default 100, at most 10 000) of each workload (`process`/`replica` pick some), then
+   * new lines as they come. A refusal (no such service, no ACTIVE deployment, an unknown process
+   * type) rejects the first `next()`; closing the platform ends it with `Closed`.
+   */
+  followLogs(service, options = {}) {
+    const { tail = null, process = null, replica = null } = options;
+    if (tail != null && !(Number.isInteger(tail) && tail >= 0 && tail <= 0xffffffff)) {
+      throw new InvalidInput(`tail is a number of lines (0 or more), not ${tail}`, 'invalid', 'tail');
+    }
+    try {
+      return new Logs(this._native.followLogs(String(service), tail, process, replica));
+    } catch (err) {
+      throw toClankError(err);
+    }
+  }
 }
 
 module.exports = {
   Platform,
   Events,
+  Logs,
   ClankError,
   NotFound,
   Conflict,

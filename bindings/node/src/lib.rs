@@ -11,6 +11,7 @@
 use clank_core::Error;
 use clank_platform::{
     ConnectOptions, EmbeddedOptions, HandleError, HandleSubscription, PlatformHandle,
+    WorkloadLogLine, WorkloadSelector,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -107,7 +108,8 @@ pub async fn open(data_dir: String, runtime: String) -> napi::Result<NativePlatf
 
 /// Connect to a running daemon with an API token; `timeout_s` bounds each call, `retries`
 /// the attempts of a call that failed on the way, `workspace` what short addresses mean
-/// (default: the token's).
+/// (default: the token's), `ca_cert` a PEM CA file to trust for an `https://` daemon beside
+/// the system's roots.
 #[napi]
 pub async fn connect(
     url: String,
@@ -115,8 +117,11 @@ pub async fn connect(
     timeout_s: f64,
     retries: u32,
     workspace: Option<String>,
+    ca_cert: Option<String>,
 ) -> napi::Result<NativePlatform> {
-    let options = ConnectOptions::from_secs(timeout_s, retries, workspace).map_err(to_js_err)?;
+    let mut options =
+        ConnectOptions::from_secs(timeout_s, retries, workspace).map_err(to_js_err)?;
+    options.ca_cert = ca_cert.map(Into::into);
     let handle = PlatformHandle::connect(&url, &token, options)
         .await
         .map_err(to_js_err)?;
@@ -163,6 +168,28 @@ impl NativePlatform {
         Ok(EventSubscription { stream })
     }
 
+    /// Follow a service's output: the last `tail` lines (default 100) of each workload
+    /// `process`/`replica` pick, then new lines as they come. A refusal is the first
+    /// `next()`'s rejection.
+    #[napi]
+    pub fn follow_logs(
+        &self,
+        service: String,
+        tail: Option<u32>,
+        process: Option<String>,
+        replica: Option<u32>,
+    ) -> napi::Result<LogSubscription> {
+        let stream = self
+            .handle
+            .follow_logs(
+                &service,
+                WorkloadSelector { process, replica },
+                tail.map(|t| t as usize),
+            )
+            .map_err(handle_err)?;
+        Ok(LogSubscription { stream })
+    }
+
     /// Stop the deploy engine and release the data directory before resolving (idempotent);
     /// running workloads keep running, later calls reject with code `closed`.
     #[napi]
@@ -189,15 +216,52 @@ impl EventSubscription {
     /// `closed` once the platform is.
     #[napi]
     pub async fn next(&self) -> napi::Result<Option<String>> {
-        match self.stream.next().await.map_err(handle_err)? {
-            Some(e) => serde_json::to_string(&e)
-                .map(Some)
-                .map_err(|e| napi::Error::from_reason(e.to_string())),
-            None => Ok(None),
-        }
+        next_json(&self.stream).await
     }
 
     /// Stop following: pending and later `next()` calls resolve to `null`.
+    #[napi]
+    pub fn close(&self) {
+        self.stream.close();
+    }
+}
+
+/// The next item of `stream` as JSON, `None` once closed or ended.
+async fn next_json<T: serde::Serialize + Send + 'static>(
+    stream: &HandleSubscription<T>,
+) -> napi::Result<Option<String>> {
+    match stream.next().await.map_err(handle_err)? {
+        Some(e) => serde_json::to_string(&e)
+            .map(Some)
+            .map_err(|e| napi::Error::from_reason(e.to_string())),
+        None => Ok(None),
+    }
+}
+
+/// A followed service's output; each line is a JSON object (`process`, `replica`, `stream`,
+/// `line`, `at`), as `logs` answers them.
+#[napi]
+pub struct LogSubscription {
+    stream: HandleSubscription<WorkloadLogLine>,
+}
+
+impl std::fmt::Debug for LogSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSubscription").finish_non_exhaustive()
+    }
+}
+
+#[napi]
+impl LogSubscription {
+    /// The next line (JSON), or `null` once closed (also while waiting) or ended; rejects with
+    /// code `closed` once the platform is.
+    #[napi]
+    pub async fn next(&self) -> napi::Result<Option<String>> {
+        next_json(&self.stream).await
+    }
+
+    /// Stop following (the stream, and a daemon's HTTP request, end): pending and later
+    /// `next()` calls resolve to `null`.
     #[napi]
     pub fn close(&self) {
         self.stream.close();

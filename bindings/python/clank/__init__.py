@@ -70,6 +70,7 @@ __all__ = [
     "connect",
     "Platform",
     "Events",
+    "Logs",
     "ClankError",
     "NotFound",
     "Conflict",
@@ -121,6 +122,45 @@ class Events:
         await self.aclose()
 
 
+class Logs:
+    """An async iterator of a service's log lines (each the same dict as a :meth:`Platform.logs`
+    line: ``process``, ``replica``, ``stream``, ``line``, ``at``): the last ``tail`` lines of
+    history, then new lines as they are printed (``clank logs -f``).
+
+    Ends when closed (:meth:`aclose`, leaving ``async with``, or ``break`` out of an ``async
+    for`` over it and closing it), which also ends the stream (and, connected, its HTTP
+    request); or when the followed workloads' output ends. Iterating with a timeout: ``await
+    logs.next(timeout=5)`` raises the builtin :class:`TimeoutError`. A reader that falls behind
+    slows the reading (a bounded buffer): no line is dropped.
+    """
+
+    def __init__(self, native: _native.LogSubscription) -> None:
+        self._native = native
+
+    def __aiter__(self) -> "Logs":
+        return self
+
+    async def __anext__(self) -> Dict[str, Any]:
+        line = await self.next()
+        if line is None:
+            raise StopAsyncIteration
+        return line
+
+    async def next(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """The next line, or ``None`` once closed or ended."""
+        raw = await self._native.next(timeout)
+        return None if raw is None else json.loads(raw)
+
+    async def aclose(self) -> None:
+        self._native.close()
+
+    async def __aenter__(self) -> "Logs":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 class Platform:
     """A Clank platform on the embedded defaults (redb store + Docker or native processes)."""
 
@@ -146,13 +186,21 @@ class Platform:
         timeout: float = 30.0,
         retries: int = 2,
         workspace: Optional[str] = None,
+        ca_cert: Optional[PathLike] = None,
     ) -> "Platform":
         """Connect to a running daemon (``"http://127.0.0.1:7070"``) with an API token: the
         same methods, answered by the daemon under the token's role. Short addresses mean the
         token's workspace (or ``workspace``). ``timeout`` bounds each call (seconds; :class:`Timeout`
         past it); a call that failed on the way is tried ``retries`` more times where that
-        cannot do anything twice. A wrong URL or token fails here."""
-        return cls(await _native.connect(url, token, float(timeout), int(retries), workspace))
+        cannot do anything twice. ``ca_cert``: a CA certificate file (PEM) to trust for an
+        ``https://`` daemon beside the system's roots (a private CA); one that cannot be read
+        raises :class:`InvalidInput` with ``field == "ca_cert"``. A wrong URL or token fails
+        here."""
+        return cls(
+            await _native.connect(
+                url, token, float(timeout), int(retries), workspace, _path(ca_cert)
+            )
+        )
 
     @property
     def runtime(self) -> str:
@@ -168,8 +216,8 @@ class Platform:
     async def close(self) -> None:
         """Stop the engine and release the data directory (idempotent): when this returns,
         another platform (in this process or another) can open the same directory. Running
-        workloads keep running. Every later call, and iterating an :class:`Events`, raises
-        :class:`Closed`; a call running meanwhile gets a short grace period to finish."""
+        workloads keep running. Every later call, and iterating an :class:`Events` or a
+        :class:`Logs`, raises :class:`Closed`; a call running meanwhile gets a short grace period to finish."""
         # The native close blocks (GIL released) until the engine loop returns: off the loop.
         await asyncio.get_running_loop().run_in_executor(None, self._native.close)
 
@@ -674,6 +722,32 @@ class Platform:
         :class:`NotFound` from the first iteration."""
         return Events(self._native.subscribe(service))
 
+    def follow_logs(
+        self,
+        service: str,
+        *,
+        tail: Optional[int] = None,
+        process: Optional[str] = None,
+        replica: Optional[int] = None,
+    ) -> Logs:
+        """Follow the running service's output (``clank logs -f``): ``async for line in
+        p.follow_logs("shop/web", tail=10)``. First the last ``tail`` lines (default 100, at
+        most 10 000) of each workload (``process``/``replica`` pick some), then new lines as
+        they come, each the same dict as a :meth:`logs` line. A refusal (no such service, no
+        ACTIVE deployment, an unknown process type) raises from the first iteration; closing
+        the platform ends it with :class:`Closed`."""
+        return Logs(self._native.follow_logs(service, _tail(tail), process, replica))
+
+
+def _path(path: Optional[PathLike]) -> Optional[str]:
+    return None if path is None else os.fspath(path)
+
+
+def _tail(tail: Optional[int]) -> Optional[int]:
+    if tail is not None and (isinstance(tail, bool) or not isinstance(tail, int) or tail < 0):
+        raise InvalidInput(f"tail is a number of lines (0 or more), not {tail!r}", field="tail")
+    return tail
+
 
 async def open(data_dir: PathLike, runtime: str = "auto") -> Platform:
     """:meth:`Platform.open`: the embedded platform in ``data_dir``."""
@@ -687,8 +761,9 @@ async def connect(
     timeout: float = 30.0,
     retries: int = 2,
     workspace: Optional[str] = None,
+    ca_cert: Optional[PathLike] = None,
 ) -> Platform:
     """:meth:`Platform.connect`: a running daemon, with an API token."""
     return await Platform.connect(
-        url, token, timeout=timeout, retries=retries, workspace=workspace
+        url, token, timeout=timeout, retries=retries, workspace=workspace, ca_cert=ca_cert
     )

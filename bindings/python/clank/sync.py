@@ -17,7 +17,7 @@ import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from . import _native, _requests
-from . import PathLike
+from . import PathLike, _path, _tail
 from .types import (
     ConfigVar,
     DeleteReport,
@@ -34,7 +34,7 @@ from .types import (
     Workspace,
 )
 
-__all__ = ["open", "connect", "Platform", "Events"]
+__all__ = ["open", "connect", "Platform", "Events", "Logs"]
 
 
 class Events:
@@ -68,6 +68,40 @@ class Events:
         self.close()
 
 
+class Logs:
+    """An iterator of a service's log lines (see :class:`clank.Logs`): the last ``tail`` lines,
+    then new ones as they are printed; ends when closed (``close()`` or ``with``, which also end
+    the stream) or when the workloads' output ends. Ctrl-C interrupts a wait for the next line
+    with :class:`KeyboardInterrupt`."""
+
+    def __init__(self, native: _native.LogSubscription) -> None:
+        self._native = native
+
+    def __iter__(self) -> "Logs":
+        return self
+
+    def __next__(self) -> Dict[str, Any]:
+        line = self.next()
+        if line is None:
+            raise StopIteration
+        return line
+
+    def next(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """The next line, or ``None`` once closed or ended; builtin :class:`TimeoutError`
+        after ``timeout`` seconds."""
+        raw = self._native.next_blocking(timeout)
+        return None if raw is None else json.loads(raw)
+
+    def close(self) -> None:
+        self._native.close()
+
+    def __enter__(self) -> "Logs":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Platform:
     """Blocking twin of :class:`clank.Platform`; see there for each method."""
 
@@ -87,10 +121,13 @@ class Platform:
         timeout: float = 30.0,
         retries: int = 2,
         workspace: Optional[str] = None,
+        ca_cert: Optional[PathLike] = None,
     ) -> "Platform":
         """See :meth:`clank.Platform.connect`."""
         return cls(
-            _native.connect_blocking(url, token, float(timeout), int(retries), workspace)
+            _native.connect_blocking(
+                url, token, float(timeout), int(retries), workspace, _path(ca_cert)
+            )
         )
 
     @property
@@ -499,6 +536,18 @@ class Platform:
         """Follow events from now on (a blocking iterator); create it before the action."""
         return Events(self._native.subscribe(service))
 
+    def follow_logs(
+        self,
+        service: str,
+        *,
+        tail: Optional[int] = None,
+        process: Optional[str] = None,
+        replica: Optional[int] = None,
+    ) -> Logs:
+        """Follow the running service's output (a blocking iterator): see
+        :meth:`clank.Platform.follow_logs`."""
+        return Logs(self._native.follow_logs(service, _tail(tail), process, replica))
+
 
 def open(data_dir: PathLike, runtime: str = "auto") -> Platform:
     """:meth:`Platform.open`: the embedded platform in ``data_dir``."""
@@ -512,6 +561,9 @@ def connect(
     timeout: float = 30.0,
     retries: int = 2,
     workspace: Optional[str] = None,
+    ca_cert: Optional[PathLike] = None,
 ) -> Platform:
     """:meth:`Platform.connect`: a running daemon, with an API token."""
-    return Platform.connect(url, token, timeout=timeout, retries=retries, workspace=workspace)
+    return Platform.connect(
+        url, token, timeout=timeout, retries=retries, workspace=workspace, ca_cert=ca_cert
+    )

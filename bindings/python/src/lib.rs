@@ -15,6 +15,7 @@
 mod complete;
 mod error;
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use clank_platform::{
     ConnectOptions, EmbeddedOptions, HandleError, HandleSubscription, PlatformHandle,
+    WorkloadLogLine, WorkloadSelector,
 };
 use pyo3::prelude::*;
 
@@ -161,17 +163,21 @@ async fn connect_platform(
     timeout_s: f64,
     retries: u32,
     workspace: Option<String>,
+    ca_cert: Option<PathBuf>,
 ) -> PyResult<NativePlatform> {
-    let options = ConnectOptions::from_secs(timeout_s, retries, workspace).map_err(to_py_err)?;
+    let mut options =
+        ConnectOptions::from_secs(timeout_s, retries, workspace).map_err(to_py_err)?;
+    options.ca_cert = ca_cert;
     let handle = PlatformHandle::connect(&url, &token, options)
         .await
         .map_err(to_py_err)?;
     Ok(NativePlatform { handle })
 }
 
-/// Connect to a running daemon with an API token (awaitable).
+/// Connect to a running daemon with an API token (awaitable); `ca_cert`: a PEM CA file to
+/// trust for an `https://` daemon, beside the system's roots.
 #[pyfunction]
-#[pyo3(signature = (url, token, timeout_s, retries, workspace=None))]
+#[pyo3(signature = (url, token, timeout_s, retries, workspace=None, ca_cert=None))]
 fn connect(
     py: Python<'_>,
     url: String,
@@ -179,16 +185,17 @@ fn connect(
     timeout_s: f64,
     retries: u32,
     workspace: Option<String>,
+    ca_cert: Option<PathBuf>,
 ) -> PyResult<Bound<'_, PyAny>> {
     pyo3_async_runtimes::tokio::future_into_py(
         py,
-        connect_platform(url, token, timeout_s, retries, workspace),
+        connect_platform(url, token, timeout_s, retries, workspace, ca_cert),
     )
 }
 
 /// Connect to a running daemon, blocking (GIL released; Ctrl-C interrupts).
 #[pyfunction]
-#[pyo3(signature = (url, token, timeout_s, retries, workspace=None))]
+#[pyo3(signature = (url, token, timeout_s, retries, workspace=None, ca_cert=None))]
 fn connect_blocking(
     py: Python<'_>,
     url: String,
@@ -196,10 +203,11 @@ fn connect_blocking(
     timeout_s: f64,
     retries: u32,
     workspace: Option<String>,
+    ca_cert: Option<PathBuf>,
 ) -> PyResult<NativePlatform> {
     block_on(
         py,
-        connect_platform(url, token, timeout_s, retries, workspace),
+        connect_platform(url, token, timeout_s, retries, workspace, ca_cert),
     )
 }
 
@@ -242,6 +250,24 @@ impl NativePlatform {
         Ok(EventSubscription { stream })
     }
 
+    /// Follow a service's output: the last `tail` lines (default 100) of each workload
+    /// `process`/`replica` pick, then new lines as they come. A refusal is the first `next`'s
+    /// error.
+    #[pyo3(signature = (service, tail=None, process=None, replica=None))]
+    fn follow_logs(
+        &self,
+        service: &str,
+        tail: Option<usize>,
+        process: Option<String>,
+        replica: Option<u32>,
+    ) -> PyResult<LogSubscription> {
+        let stream = self
+            .handle
+            .follow_logs(service, WorkloadSelector { process, replica }, tail)
+            .map_err(handle_err)?;
+        Ok(LogSubscription { stream })
+    }
+
     /// Stop the deploy engine and release the data directory before returning (workloads keep
     /// running; a later `open` adopts them); later calls raise `Closed`. Idempotent. Blocks
     /// (GIL released) until done: a few seconds at most.
@@ -264,23 +290,24 @@ impl std::fmt::Debug for EventSubscription {
     }
 }
 
-/// The next event as JSON; `None` when the subscription is closed (also while waiting).
-async fn next_event(
-    stream: HandleSubscription,
+/// The next item (an event, a log line: `what`) as JSON; `None` when the subscription is
+/// closed (also while waiting) or its stream ended.
+async fn next_item<T: serde::Serialize + Send + 'static>(
+    stream: HandleSubscription<T>,
     timeout: Option<Duration>,
+    what: &'static str,
 ) -> PyResult<Option<String>> {
     let next = async { stream.next().await.map_err(handle_err) };
-    let event = match timeout {
+    let item = match timeout {
         Some(t) => tokio::time::timeout(t, next).await.map_err(|_| {
             pyo3::exceptions::PyTimeoutError::new_err(format!(
-                "no event within {:.1} s",
+                "no {what} within {:.1} s",
                 t.as_secs_f64()
             ))
         })??,
         None => next.await?,
     };
-    event
-        .map(|e| serde_json::to_string(&e))
+    item.map(|e| serde_json::to_string(&e))
         .transpose()
         .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
 }
@@ -308,7 +335,7 @@ impl EventSubscription {
     #[pyo3(signature = (timeout=None))]
     fn next<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
         let timeout = timeout_arg(timeout)?;
-        let fut = next_event(self.stream.clone(), timeout);
+        let fut = next_item(self.stream.clone(), timeout, "event");
         pyo3_async_runtimes::tokio::future_into_py(py, fut)
     }
 
@@ -317,10 +344,48 @@ impl EventSubscription {
     #[pyo3(signature = (timeout=None))]
     fn next_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<String>> {
         let timeout = timeout_arg(timeout)?;
-        block_on(py, next_event(self.stream.clone(), timeout))
+        block_on(py, next_item(self.stream.clone(), timeout, "event"))
     }
 
     /// Stop following: pending and later `next` calls return `None`.
+    fn close(&self) {
+        self.stream.close();
+    }
+}
+
+/// A followed service's output; each line is a JSON object (`process`, `replica`, `stream`,
+/// `line`, `at`), as `logs` answers them.
+#[pyclass(frozen, module = "clank._native")]
+struct LogSubscription {
+    stream: HandleSubscription<WorkloadLogLine>,
+}
+
+impl std::fmt::Debug for LogSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSubscription").finish_non_exhaustive()
+    }
+}
+
+#[pymethods]
+impl LogSubscription {
+    /// Awaitable of the next line (JSON), or `None` once closed or ended.
+    #[pyo3(signature = (timeout=None))]
+    fn next<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = timeout_arg(timeout)?;
+        let fut = next_item(self.stream.clone(), timeout, "log line");
+        pyo3_async_runtimes::tokio::future_into_py(py, fut)
+    }
+
+    /// The next line (JSON), blocking with the GIL released (Ctrl-C interrupts); `None` once
+    /// closed or ended.
+    #[pyo3(signature = (timeout=None))]
+    fn next_blocking(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<String>> {
+        let timeout = timeout_arg(timeout)?;
+        block_on(py, next_item(self.stream.clone(), timeout, "log line"))
+    }
+
+    /// Stop following (the stream, and a daemon's HTTP request, end): pending and later
+    /// `next` calls return `None`.
     fn close(&self) {
         self.stream.close();
     }
@@ -336,5 +401,6 @@ fn clank_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_read_budget, m)?)?;
     m.add_class::<NativePlatform>()?;
     m.add_class::<EventSubscription>()?;
+    m.add_class::<LogSubscription>()?;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Deployment events from the daemon's Server-Sent Event streams: a reader of the wire format
-//! (bounded lines), and the [`Subscription`] the bindings' `events()` iterate.
+//! (bounded lines), the [`Subscription`] the bindings' `events()` iterate, and the
+//! [`LogFollow`] their `follow_logs()` iterate.
 
 use clank_api::Event;
+use clank_api::services::WorkloadLogLine;
 use clank_core::{ErrorKind, Result};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -17,6 +19,10 @@ const MAX_LINE: usize = 1 << 20;
 /// Events buffered between the daemon and a subscriber that is not reading; beyond it events
 /// are dropped (like the embedded platform's follower that falls behind).
 const BUFFER: usize = 1024;
+
+/// Log lines read ahead of a follower that is not reading; beyond it the reading waits (and
+/// so does the daemon's stream, through the connection): nothing is dropped.
+const LOG_BUFFER: usize = 256;
 
 /// One Server-Sent Events stream, read event by event.
 pub(crate) struct EventReader {
@@ -170,5 +176,79 @@ impl Subscription {
     /// Cancel-safe.
     pub async fn next(&mut self) -> Result<Option<Event>> {
         self.events.recv().await.transpose()
+    }
+}
+
+/// A service's log lines as the daemon streams them (`GET …/logs?follow=true`), from the tail
+/// of its history on: read by a task into a bounded buffer, which waits for a slow reader
+/// (backpressure, nothing is dropped). Dropping it aborts the task, which ends the HTTP request
+/// (the daemon's stream goes with the connection).
+#[derive(Debug)]
+pub struct LogFollow {
+    lines: mpsc::Receiver<Result<WorkloadLogLine>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LogFollow {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl LogFollow {
+    /// Follow `url` on `runtime`, or report `refused` (a request that could not be made) as
+    /// the first line's error.
+    pub(crate) fn start(
+        http: Http,
+        url: Result<Url>,
+        runtime: &tokio::runtime::Handle,
+    ) -> LogFollow {
+        let (tx, lines) = mpsc::channel(LOG_BUFFER);
+        let task = runtime.spawn(async move {
+            let opening = match url {
+                Ok(url) => EventReader::open(&http, url).await,
+                Err(e) => Err(e),
+            };
+            let mut reader = match opening {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            loop {
+                let item = match reader.next_raw().await {
+                    Ok(None) => return,
+                    Ok(Some(raw)) => match raw.name.as_str() {
+                        "line" => serde_json::from_str::<WorkloadLogLine>(&raw.data).map_err(|e| {
+                            error(
+                                ErrorKind::Internal,
+                                format!(
+                                    "a log line this client does not understand ({e}); are the \
+                                     client and daemon the same version?"
+                                ),
+                            )
+                        }),
+                        // The daemon's log stream failed; it ends the stream after it.
+                        "error" => Err(error(ErrorKind::Unavailable, raw.data)),
+                        _ => continue,
+                    },
+                    Err(e) => Err(e),
+                };
+                let last = item.is_err();
+                // Waits while the buffer is full: a slow reader slows the stream, never loses
+                // lines.
+                if tx.send(item).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        LogFollow { lines, task }
+    }
+
+    /// The next line; `None` once the daemon ended the stream (the workloads are gone, or it
+    /// is shutting down). Cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<WorkloadLogLine>> {
+        self.lines.recv().await.transpose()
     }
 }

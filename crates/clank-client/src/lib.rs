@@ -33,7 +33,7 @@ mod ops;
 pub mod tls;
 
 use clank_api::system::WhoAmI;
-use clank_core::address::AddressDefaults;
+use clank_core::address::{AddressDefaults, ServiceAddress};
 use clank_core::{Error, Result};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -41,7 +41,7 @@ use std::time::Duration;
 use reqwest::Method;
 use tokio::sync::oneshot;
 
-pub use events::Subscription;
+pub use events::{LogFollow, Subscription};
 pub use http::ConnectOptions;
 
 /// A connection to one daemon with one token. Cheap to clone; safe from many tasks.
@@ -150,6 +150,48 @@ impl Client {
         pending.push(opening);
         drop(pending);
         Subscription::start(self.http.clone(), url, &self.runtime, opened)
+    }
+
+    /// Follow a service's output (`clank logs -f`): the last `tail` lines of each selected
+    /// workload (default 100, at most 10 000), then new lines as they come, until the daemon
+    /// ends the stream. A refusal (bad address, no such service or process type) is the first
+    /// [`LogFollow::next`]'s error.
+    pub fn follow_logs(
+        &self,
+        service: &str,
+        tail: Option<usize>,
+        process: Option<&str>,
+        replica: Option<u32>,
+    ) -> LogFollow {
+        let url = ServiceAddress::parse(service, &self.defaults)
+            .map_err(Error::from)
+            .map(|addr| {
+                let [ws, p, e, s] = addr.segments();
+                let mut url = self.http.url(&[
+                    "workspaces",
+                    ws,
+                    "projects",
+                    p,
+                    "environments",
+                    e,
+                    "services",
+                    s,
+                    "logs",
+                ]);
+                let mut query = url.query_pairs_mut();
+                query
+                    .append_pair("follow", "true")
+                    .append_pair("tail", &tail.unwrap_or(100).min(10_000).to_string());
+                if let Some(process) = process {
+                    query.append_pair("process", process);
+                }
+                if let Some(replica) = replica {
+                    query.append_pair("replica", &replica.to_string());
+                }
+                drop(query);
+                url
+            });
+        LogFollow::start(self.http.clone(), url, &self.runtime)
     }
 
     /// Wait (bounded) until every subscription made so far has opened.

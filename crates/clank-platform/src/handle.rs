@@ -5,15 +5,32 @@
 //! [`HandleError::Closed`], and an embedded platform's data directory (the store's database and
 //! its lock) is released when `close` returns, not when the host language's garbage collector
 //! gets to it.
+//!
+//! What a binding iterates, [`HandleSubscription`]s, are events ([`PlatformHandle::subscribe`])
+//! or a service's output as it comes ([`PlatformHandle::follow_logs`]); closing the handle ends
+//! them all.
 
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use clank_core::{Error, Result};
 use clank_engine::Event;
-use tokio::sync::watch;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
 
-use crate::{EmbeddedOptions, EngineTask, Platform, Subscription};
+use crate::{
+    EmbeddedOptions, EngineTask, Platform, Subscription, WorkloadLogLine, WorkloadSelector,
+};
+
+/// Log lines of an embedded platform read ahead of a follower that is not reading; beyond it
+/// the reading waits (backpressure: the workloads' logs keep what was not read yet), nothing
+/// is dropped. (A daemon's are buffered alike: `clank_client::LogFollow`.)
+const LOG_BUFFER: usize = 256;
+/// Lines of history a log follow starts with, unless told (the CLI's `--tail` default), and
+/// the most it may ask for (the daemon's limit).
+const DEFAULT_LOG_TAIL: usize = 100;
+const MAX_LOG_TAIL: usize = 10_000;
 
 /// How long `close` waits for the engine loop to return.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,7 +92,8 @@ struct Inner {
 
 struct Live {
     backend: Backend,
-    subscriptions: Mutex<Vec<Weak<SubState>>>,
+    /// What `close` ends: every subscription still held.
+    subscriptions: Mutex<Vec<Weak<dyn Ends>>>,
 }
 
 /// Where requests go.
@@ -83,23 +101,96 @@ enum Backend {
     Embedded {
         platform: Platform,
         engine: EngineTask,
+        /// Where log follows read their streams (the runtime the platform was opened on).
+        runtime: tokio::runtime::Handle,
     },
     /// A running daemon.
     Remote(clank_client::Client),
 }
 
-/// A subscription of either backend.
+/// What a subscription reads, item by item; `next` is cancel-safe.
+trait Feed<T>: Send {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<T>>>;
+}
+
+/// Events of either backend.
 enum Events {
     Embedded(Box<Subscription>),
     Remote(clank_client::Subscription),
 }
 
-impl Events {
-    async fn next(&mut self) -> Result<Option<Event>> {
-        match self {
-            Events::Embedded(s) => s.next().await,
-            Events::Remote(s) => s.next().await,
+impl Feed<Event> for Events {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<Event>>> {
+        Box::pin(async move {
+            match self {
+                Events::Embedded(s) => s.next().await,
+                Events::Remote(s) => s.next().await,
+            }
+        })
+    }
+}
+
+/// A service's log lines, of either backend: read by a task into a bounded buffer that waits
+/// for a slow reader; dropping this ends the task (and a daemon's HTTP stream with it).
+enum LogLines {
+    Embedded {
+        lines: mpsc::Receiver<Result<WorkloadLogLine>>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    Remote(clank_client::LogFollow),
+}
+
+impl Drop for LogLines {
+    fn drop(&mut self) {
+        if let LogLines::Embedded { task, .. } = self {
+            task.abort();
         }
+    }
+}
+
+impl LogLines {
+    /// Follow `service`'s output on the embedded `platform`: its stream is opened and read by
+    /// a task on `runtime`; a refusal is the first line's error.
+    fn embedded(
+        platform: Platform,
+        service: String,
+        selector: WorkloadSelector,
+        tail: usize,
+        runtime: &tokio::runtime::Handle,
+    ) -> LogLines {
+        let (tx, lines) = mpsc::channel(LOG_BUFFER);
+        let task = runtime.spawn(async move {
+            let opened = async {
+                let addr = platform.parse_service(&service)?;
+                platform.logs(&addr, &selector, true, Some(tail)).await
+            };
+            let mut stream = match opened.await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            while let Some(item) = stream.next().await {
+                let last = item.is_err();
+                // Waits while the buffer is full: a slow reader slows the reading.
+                if tx.send(item).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        LogLines::Embedded { lines, task }
+    }
+}
+
+impl Feed<WorkloadLogLine> for LogLines {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<WorkloadLogLine>>> {
+        Box::pin(async move {
+            match self {
+                LogLines::Embedded { lines, .. } => lines.recv().await.transpose(),
+                LogLines::Remote(f) => f.next().await,
+            }
+        })
     }
 }
 
@@ -123,7 +214,11 @@ impl PlatformHandle {
         let engine = platform.spawn_engine();
         let runtime = platform.engine().runtime().name();
         Ok(Self::holding(
-            Backend::Embedded { platform, engine },
+            Backend::Embedded {
+                platform,
+                engine,
+                runtime: tokio::runtime::Handle::current(),
+            },
             runtime,
             redb_file,
         ))
@@ -213,19 +308,61 @@ impl PlatformHandle {
         service: Option<&str>,
     ) -> std::result::Result<HandleSubscription, HandleError> {
         let live = self.live()?;
+        let events = match &live.backend {
+            Backend::Embedded { platform, .. } => {
+                Events::Embedded(Box::new(platform.subscribe(service)))
+            }
+            Backend::Remote(client) => Events::Remote(client.subscribe(service)),
+        };
+        Ok(Self::register(&live, Box::new(events)))
+    }
+
+    /// Follow a service's output (`clank logs -f`): the last `tail` lines of each workload
+    /// `selector` picks (default 100, at most 10 000), then new lines as they come; see
+    /// [`Platform::logs`]. The stream opens at once; a refusal (bad address, no such service,
+    /// nothing running) is the first `next`'s error. A reader that falls behind slows the
+    /// reading (a bounded buffer, nothing dropped). `next` answers `None` once the workloads'
+    /// streams end (or the daemon's, when remote), and fails with `Closed` once the handle is
+    /// closed; the subscription's `close` (or dropping it) ends the stream, a daemon's HTTP
+    /// request with it.
+    pub fn follow_logs(
+        &self,
+        service: &str,
+        selector: WorkloadSelector,
+        tail: Option<usize>,
+    ) -> std::result::Result<HandleSubscription<WorkloadLogLine>, HandleError> {
+        let live = self.live()?;
+        let tail = tail.unwrap_or(DEFAULT_LOG_TAIL).min(MAX_LOG_TAIL);
+        let lines = match &live.backend {
+            Backend::Embedded {
+                platform, runtime, ..
+            } => LogLines::embedded(
+                platform.clone(),
+                service.to_owned(),
+                selector,
+                tail,
+                runtime,
+            ),
+            Backend::Remote(client) => LogLines::Remote(client.follow_logs(
+                service,
+                Some(tail),
+                selector.process.as_deref(),
+                selector.replica,
+            )),
+        };
+        Ok(Self::register(&live, Box::new(lines)))
+    }
+
+    /// A subscription reading `feed`, ended by `close`.
+    fn register<T: Send + 'static>(live: &Live, feed: Box<dyn Feed<T>>) -> HandleSubscription<T> {
         let state = Arc::new(SubState {
-            stream: tokio::sync::Mutex::new(Some(match &live.backend {
-                Backend::Embedded { platform, .. } => {
-                    Events::Embedded(Box::new(platform.subscribe(service)))
-                }
-                Backend::Remote(client) => Events::Remote(client.subscribe(service)),
-            })),
+            stream: tokio::sync::Mutex::new(Some(feed)),
             ending: watch::channel(Ending::Open).0,
         });
         let mut subs = live.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
         subs.retain(|w| w.strong_count() > 0);
-        subs.push(Arc::downgrade(&state));
-        Ok(HandleSubscription { state })
+        subs.push(Arc::downgrade(&state) as Weak<dyn Ends>);
+        HandleSubscription { state }
     }
 
     /// Close: later calls fail with [`HandleError::Closed`], subscriptions end (their `next`
@@ -242,7 +379,7 @@ impl PlatformHandle {
         let Some(live) = taken else {
             return Ok(());
         };
-        let subs: Vec<Arc<SubState>> = live
+        let subs: Vec<Arc<dyn Ends>> = live
             .subscriptions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -253,7 +390,9 @@ impl PlatformHandle {
             sub.end(Ending::PlatformClosed).await;
         }
         let (stopped, store) = match &live.backend {
-            Backend::Embedded { platform, engine } => (
+            Backend::Embedded {
+                platform, engine, ..
+            } => (
                 engine.stop(STOP_TIMEOUT).await,
                 Some(Arc::downgrade(platform.catalog().store())),
             ),
@@ -327,13 +466,24 @@ enum Ending {
     PlatformClosed,
 }
 
-struct SubState {
+struct SubState<T> {
     /// `None` once ended (the subscription holds a platform clone: dropped then).
-    stream: tokio::sync::Mutex<Option<Events>>,
+    stream: tokio::sync::Mutex<Option<Box<dyn Feed<T>>>>,
     ending: watch::Sender<Ending>,
 }
 
-impl SubState {
+/// A subscription as `close` ends it, whatever it yields.
+trait Ends: Send + Sync {
+    fn end(&self, how: Ending) -> BoxFuture<'_, ()>;
+}
+
+impl<T: Send + 'static> Ends for SubState<T> {
+    fn end(&self, how: Ending) -> BoxFuture<'_, ()> {
+        Box::pin(SubState::end(self, how))
+    }
+}
+
+impl<T> SubState<T> {
     async fn end(&self, how: Ending) {
         self.ending.send_if_modified(|e| {
             let change = *e == Ending::Open;
@@ -346,7 +496,7 @@ impl SubState {
         self.stream.lock().await.take();
     }
 
-    fn ended(&self, e: Ending) -> std::result::Result<Option<Event>, HandleError> {
+    fn ended(&self, e: Ending) -> std::result::Result<Option<T>, HandleError> {
         match e {
             Ending::PlatformClosed => Err(HandleError::Closed),
             _ => Ok(None),
@@ -354,13 +504,22 @@ impl SubState {
     }
 }
 
-/// Events of a [`PlatformHandle`], from the moment of [`PlatformHandle::subscribe`].
-#[derive(Clone)]
-pub struct HandleSubscription {
-    state: Arc<SubState>,
+/// What a [`PlatformHandle`] streams: its events from the moment of
+/// [`PlatformHandle::subscribe`], or a service's log lines ([`PlatformHandle::follow_logs`]).
+/// Clones share one stream.
+pub struct HandleSubscription<T = Event> {
+    state: Arc<SubState<T>>,
 }
 
-impl std::fmt::Debug for HandleSubscription {
+impl<T> Clone for HandleSubscription<T> {
+    fn clone(&self) -> Self {
+        HandleSubscription {
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for HandleSubscription<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HandleSubscription")
             .field("ending", &*self.state.ending.borrow())
@@ -368,10 +527,11 @@ impl std::fmt::Debug for HandleSubscription {
     }
 }
 
-impl HandleSubscription {
-    /// The next event; `None` once this subscription is closed (also while waiting) or the
-    /// engine is gone; [`HandleError::Closed`] once the handle is closed. Cancel-safe.
-    pub async fn next(&self) -> std::result::Result<Option<Event>, HandleError> {
+impl<T: Send + 'static> HandleSubscription<T> {
+    /// The next item; `None` once this subscription is closed (also while waiting) or its
+    /// stream ended (the engine is gone; the followed workloads are); [`HandleError::Closed`]
+    /// once the handle is closed. Cancel-safe.
+    pub async fn next(&self) -> std::result::Result<Option<T>, HandleError> {
         let state = &self.state;
         let mut ending = state.ending.subscribe();
         let current = *ending.borrow_and_update();
@@ -459,6 +619,37 @@ mod tests {
         let again = PlatformHandle::open(options(dir.path())).await.unwrap();
         again.close().await.unwrap();
         drop(handle);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_follow_reports_a_refusal_first_and_ends_with_the_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = PlatformHandle::open(options(dir.path())).await.unwrap();
+        let refused = handle
+            .follow_logs("shop/web", WorkloadSelector::default(), Some(5))
+            .unwrap();
+        match refused.next().await {
+            Err(HandleError::Platform(e)) => {
+                assert_eq!(e.kind(), clank_core::ErrorKind::NotFound, "{e}");
+            }
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        // Closed by itself: `None` from then on.
+        let closed = handle
+            .follow_logs("shop/web", WorkloadSelector::default(), None)
+            .unwrap();
+        closed.close();
+        assert!(matches!(closed.next().await, Ok(None)));
+
+        let open = handle
+            .follow_logs("shop/web", WorkloadSelector::default(), None)
+            .unwrap();
+        handle.close().await.unwrap();
+        assert!(matches!(open.next().await, Err(HandleError::Closed)));
+        assert!(matches!(
+            handle.follow_logs("shop/web", WorkloadSelector::default(), None),
+            Err(HandleError::Closed)
+        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,6 +104,11 @@ pub async fn gate_probe(
     addrs: &[SocketAddr],
     timeout: Duration,
 ) -> ProbeResult {
+    // The engine already required the workload to be running and stable: nothing to ask the
+    // addresses, and a web process without a port has none.
+    if let HealthCheck::Running { .. } = check {
+        return ProbeResult::pass("the engine saw it running");
+    }
     if addrs.is_empty() {
         return ProbeResult::unanswered("the target has no address");
     }
@@ -111,7 +116,6 @@ pub async fn gate_probe(
         let out = match check {
             HealthCheck::Http { path, .. } => http_probe(*addr, path, timeout).await,
             HealthCheck::Tcp { .. } => tcp_probe(*addr, timeout).await,
-            // The engine already required the workload to be running and stable.
             HealthCheck::Running { .. } => continue,
         };
         if !out.healthy {
@@ -187,6 +191,20 @@ mod tests {
             assert_eq!((out.healthy, out.detail.as_str()), (ok, detail));
             assert!(out.answered, "a status line is an answer, passing or not");
         }
+    }
+
+    #[tokio::test]
+    async fn a_running_check_passes_the_gate_of_a_target_without_addresses() {
+        // A web process without a port: its check is that it keeps running (the engine's),
+        // and it has no address to probe.
+        let running = HealthCheck::Running {
+            stable_for: Duration::from_secs(10),
+        };
+        let out = gate_probe(&running, &[], Duration::from_secs(1)).await;
+        assert!(out.healthy, "{}", out.detail);
+        let tcp = HealthCheck::Tcp { port: 80 };
+        let out = gate_probe(&tcp, &[], Duration::from_secs(1)).await;
+        assert!(!out.healthy, "a port without an address is not healthy");
     }
 
     #[tokio::test]

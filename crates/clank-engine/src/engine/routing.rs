@@ -94,9 +94,17 @@ impl Engine {
             .cloned()
             .unwrap_or_default();
         let next = previous.after_probe(outcome.healthy, outcome.answered, outcome.detail.clone());
-        // In progress every probe is logged; once ACTIVE only changes are.
+        // Changes are logged, and in progress also the verdict and a thinning sample of a run
+        // of misses (probes of a starting app are 100 ms apart: not one line each).
         let changed = std::mem::discriminant(&previous) != std::mem::discriminant(&next);
-        if d.state.status.is_in_progress() || changed {
+        let sampled = match &next {
+            HealthObservation::NotAnswering { attempts: n, .. }
+            | HealthObservation::Failing { consecutive: n, .. } => {
+                n.is_power_of_two() || n % 10 == 0
+            }
+            _ => true,
+        };
+        if changed || (d.state.status.is_in_progress() && sampled) {
             self.note(
                 d,
                 format!(

@@ -246,7 +246,10 @@ async fn a_promotion_is_planned_masked_applied_once_and_a_clone_runs_on_its_own_
     let active = d.wait_active(&owner, &svc("production"), n).await;
     assert_eq!(active["trigger"]["kind"], "promotion_from", "{active}");
     let me = d.ok(&owner, Method::GET, "/v1/whoami", None).await;
-    assert_eq!(active["trigger"]["by"], me["user"], "who applied it: {active}");
+    assert_eq!(
+        active["trigger"]["by"], me["user"],
+        "who applied it: {active}"
+    );
     until_env(
         proxy,
         "api-production.promo.test",

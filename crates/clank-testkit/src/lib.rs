@@ -45,5 +45,5 @@ pub mod second_engine;
 pub mod service_images;
 pub mod store;
 pub mod testapp;
-pub mod web;
 mod tls;
+pub mod web;

@@ -1,6 +1,6 @@
 //! Calls from the control plane, answered from this server: workload listings, logs (with
 //! follow and cancel), exec, health probes of locally published ports, stats, and the
-//! server's proxy routes.
+//! server's proxy routes. Terminals (`ExecTerminal`) are [`crate::terminal`]'s.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -31,6 +31,11 @@ pub(crate) fn dispatch(shared: Arc<Shared>, call: v1::Call) {
         if let Some(h) = lock(&shared.calls.follows).remove(&target) {
             h.abort();
         }
+        shared.terminals.cancel(target);
+        return;
+    }
+    if let Method::Terminal(req) = method {
+        crate::terminal::start(shared, id, req);
         return;
     }
     let task_shared = shared.clone();
@@ -133,7 +138,7 @@ async fn answer(shared: &Shared, method: Method) -> Result<R, Error> {
             }))
         }
         Method::ProxyJson(json) => proxy(shared, &json).await,
-        Method::Logs(_) | Method::Image(_) | Method::Cancel(_) => {
+        Method::Logs(_) | Method::Image(_) | Method::Cancel(_) | Method::Terminal(_) => {
             Err(Error::Internal("dispatched elsewhere".into()))
         }
     }

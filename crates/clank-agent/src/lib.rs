@@ -10,7 +10,8 @@
 //!   and only for the newest epoch seen (fencing). Workloads keep running when the control
 //!   plane is unreachable.
 //! - Calls ([`calls`]): list, logs, exec, probes from this host, the local proxy's routes,
-//!   and images ([`images`]): present, pulled here, or received from the control plane.
+//!   images ([`images`]): present, pulled here, or received from the control plane, and
+//!   terminals ([`terminal`]): interactive exec, windowed both ways, ended with the session.
 //! - Self-update ([`update`]): verify the offer's signature with the release key learned at
 //!   enrollment, download, verify the checksum, check-connect, swap atomically, re-exec, roll
 //!   back.
@@ -30,6 +31,7 @@ mod images;
 pub mod pinned;
 mod reconcile;
 pub mod state;
+pub mod terminal;
 pub mod update;
 mod usage;
 
@@ -38,7 +40,10 @@ pub use state::StateDir;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What this agent tells the control plane it can do (`Hello.features`).
-pub const FEATURES: &[&str] = &[clank_proto::FEATURE_IMAGE_TRANSFER];
+pub const FEATURES: &[&str] = &[
+    clank_proto::FEATURE_IMAGE_TRANSFER,
+    clank_proto::FEATURE_TERMINALS,
+];
 
 /// Exit codes of the `clank-agent` binary.
 pub mod exit {
@@ -112,6 +117,8 @@ pub(crate) struct Shared {
     pub(crate) server_id: String,
     pub(crate) credential: String,
     pub(crate) runtime: Arc<dyn Runtime>,
+    /// The engine `runtime` runs on: terminals' exec records (see [`terminal`]).
+    pub(crate) docker: Option<bollard::Docker>,
     /// The server's proxy: `clank-proxy` serving routed services, or (no listen address) the
     /// engine's in-memory route table, which still health-gates cutovers from this host.
     pub(crate) proxy: Arc<dyn clank_core::proxy::Proxy>,
@@ -122,6 +129,8 @@ pub(crate) struct Shared {
     pub(crate) applied_generation: std::sync::atomic::AtomicU64,
     pub(crate) binary_sha256: String,
     pub(crate) calls: calls::Calls,
+    /// The current session's terminals.
+    pub(crate) terminals: terminal::Terminals,
     pub(crate) stop: CancellationToken,
     pub(crate) restart: StdMutex<Option<PathBuf>>,
     /// The control plane's release signing key learned at enrollment (`None`: enrolled before
@@ -439,6 +448,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Stop {
         state: state.clone(),
         server_id: identity.server_id.clone(),
         credential: identity.credential.clone(),
+        docker: Some(runtime.client().clone()),
         runtime: Arc::new(runtime),
         proxy,
         lease: StdMutex::new(None),
@@ -447,6 +457,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Stop {
         applied_generation: std::sync::atomic::AtomicU64::new(0),
         binary_sha256,
         calls: calls::Calls::default(),
+        terminals: terminal::Terminals::default(),
         stop: shutdown.clone(),
         restart: StdMutex::new(None),
         refused_updates: StdMutex::new(std::collections::HashSet::new()),
@@ -463,6 +474,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Stop {
             r = session(&shared) => r,
             () = shutdown.cancelled() => Ok(()),
         };
+        // A terminal belongs to its session (the control plane's side is gone with it): its
+        // command ends now, not whenever its output next blocks.
+        shared.terminals.end_all();
         if let Some(path) = lock(&shared.restart).take() {
             return Stop::Restart(path);
         }
@@ -582,6 +596,7 @@ async fn handle(shared: &Arc<Shared>, msg: v1::ControlMessage) -> Result<(), Str
         }
         Some(Down::Call(c)) => calls::dispatch(shared.clone(), c),
         Some(Down::Update(offer)) => update::start(shared.clone(), offer),
+        Some(Down::TerminalInput(t)) => shared.terminals.input(t),
         None => {}
     }
     Ok(())

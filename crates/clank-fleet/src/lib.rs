@@ -31,11 +31,13 @@ use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+mod commit;
 pub mod identity;
 mod images;
 mod release;
 mod remote;
 mod session;
+mod terminal;
 pub mod tls;
 
 use identity::{AgentIdentity, CREDENTIAL_PREFIX, JOIN_PREFIX};
@@ -165,6 +167,8 @@ pub(crate) struct Session {
 pub(crate) struct Calls {
     next: AtomicU64,
     pub(crate) pending: StdMutex<HashMap<u64, mpsc::UnboundedSender<v1::reply::Result>>>,
+    /// The bounded routes of terminal calls (see [`terminal`]).
+    pub(crate) terminals: terminal::Routes,
 }
 
 #[derive(Debug, Default)]
@@ -224,6 +228,11 @@ pub(crate) struct Inner {
     pub(crate) images: StdMutex<Option<Arc<dyn clank_core::runtime::ImageStore>>>,
     /// Image transfers offered to agents and not fetched yet or in progress.
     pub(crate) transfers: images::Transfers,
+    /// Writes of identity records (desired states, lease epochs), grouped into shared
+    /// transactions when they arrive together (a fleet-wide change).
+    pub(crate) identities: commit::GroupCommit<AgentIdentity>,
+    /// Writes of server records (status, heartbeats), grouped likewise.
+    pub(crate) servers: commit::GroupCommit<Server>,
 }
 
 fn unavailable(server: ServerId, what: &str) -> Error {
@@ -251,8 +260,12 @@ impl Fleet {
             }
         }
         let release_key = release::ReleaseSigner::load_or_create(&catalog, &keyring).await?;
+        let identities = commit::GroupCommit::start(&catalog);
+        let servers = commit::GroupCommit::start(&catalog);
         let fleet = Fleet {
             inner: Arc::new(Inner {
+                identities,
+                servers,
                 catalog,
                 keyring,
                 config,
@@ -266,8 +279,13 @@ impl Fleet {
             }),
         };
         // Nothing is connected right after a start, whatever the records said at the crash.
-        for id in placeable {
-            fleet.persist_status(id, ServerStatus::Disconnected).await?;
+        // All queued at once: written in a few shared transactions, not one per server.
+        let writes: Vec<_> = placeable
+            .into_iter()
+            .map(|id| fleet.persist_status(id, ServerStatus::Disconnected))
+            .collect();
+        for w in writes {
+            w.await?;
         }
         Ok(fleet)
     }
@@ -547,12 +565,17 @@ impl Fleet {
         Ok(Desired::from_proto(proto))
     }
 
+    /// Seal `d` and write it to the server's identity record, in the transaction of whatever
+    /// other servers' changes are queued with it (see [`commit`]).
     async fn persist_desired(&self, server: ServerId, d: &Desired) -> Result<()> {
         let bytes = d.to_proto(0).encode_to_vec();
         let text = base64::engine::general_purpose::STANDARD.encode(bytes);
         let sealed = self.inner.keyring.seal(&text, &desired_aad(server))?;
         let generation = d.generation;
-        self.update_identity(server, |i| {
+        // What the record grows by: the sealed text, base64'd again in the JSON (~4/3 of
+        // it), counted generously so a group stays well under `commit::MAX_BYTES`.
+        let weight = 512 + 4 * text.len();
+        self.modify_identity(server, weight, move |i| {
             i.generation = generation;
             i.desired = Some(sealed.clone());
             Ok(())
@@ -705,6 +728,8 @@ impl Fleet {
 
     // ---- Records --------------------------------------------------------------------------
 
+    /// Edit the identity record in a transaction of its own: for edits that change a token
+    /// or credential hash (unique values, whose clash must fail this edit alone).
     pub(crate) async fn update_identity(
         &self,
         server: ServerId,
@@ -713,33 +738,48 @@ impl Fleet {
         self.inner.catalog.modify(&server.to_string(), edit).await
     }
 
-    pub(crate) async fn update_server(
+    /// Edit the identity record in the transaction of the edits queued with it; `weight` is
+    /// about how many bytes it adds. The edit is queued on the call (see
+    /// [`commit::GroupCommit::modify`]); it must not change a unique value.
+    pub(crate) fn modify_identity(
         &self,
         server: ServerId,
-        mut edit: impl FnMut(&mut Server),
-    ) -> Result<()> {
+        weight: usize,
+        edit: impl FnMut(&mut AgentIdentity) -> Result<()> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<AgentIdentity>> + Send + 'static {
         self.inner
-            .catalog
-            .modify::<Server>(&server.to_string(), |s| {
-                edit(s);
-                Ok(())
-            })
-            .await
-            .map(drop)
+            .identities
+            .modify(server.to_string(), weight, edit)
     }
 
-    pub(crate) async fn persist_status(
+    /// Edit the server record, in the transaction of the server edits queued with it. Queued
+    /// on the call.
+    pub(crate) fn update_server(
+        &self,
+        server: ServerId,
+        mut edit: impl FnMut(&mut Server) + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let write = self
+            .inner
+            .servers
+            .modify(server.to_string(), 512, move |s| {
+                edit(s);
+                Ok(())
+            });
+        async move { write.await.map(drop) }
+    }
+
+    pub(crate) fn persist_status(
         &self,
         server: ServerId,
         status: ServerStatus,
-    ) -> Result<()> {
-        self.update_server(server, |s| {
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        self.update_server(server, move |s| {
             // Revoked is final; a session ending after a revoke does not undo it.
             if s.status != ServerStatus::Revoked {
                 s.status = status;
             }
         })
-        .await
     }
 
     /// The credential's identity, or why it is refused.
@@ -810,5 +850,159 @@ impl Placement for Fleet {
             .filter(|s| s.session().is_some())
             .map(|s| s.id)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clank_core::secret::KeyId;
+
+    use super::commit::testing::TestStore;
+    use super::*;
+
+    async fn fleet_over(store: Arc<TestStore>, keyring: &Keyring) -> Fleet {
+        Fleet::open(Catalog::new(store), keyring.clone(), FleetConfig::default())
+            .await
+            .unwrap()
+    }
+
+    fn keyring() -> Keyring {
+        Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap())
+    }
+
+    /// A fleet-wide change, made concurrently through each server's runtime as the engine
+    /// does, is written for every server (in shared transactions), with generations in order,
+    /// and read back by a control plane opened afresh on the same store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_desired_changes_are_persisted_in_shared_commits() {
+        let store = Arc::new(TestStore::new());
+        let ring = keyring();
+        let fleet = fleet_over(store.clone(), &ring).await;
+        let ws = WorkspaceId::new();
+        let mut ids = Vec::new();
+        for i in 0..300 {
+            ids.push(
+                fleet
+                    .create_server(ws, &format!("s-{i}"))
+                    .await
+                    .unwrap()
+                    .0
+                    .id,
+            );
+        }
+        let commits_before = store.sizes().len();
+        let placement = fleet.placement();
+        for round in 0..3 {
+            let mut set = tokio::task::JoinSet::new();
+            for id in &ids {
+                let (runtime, _) = placement.remote(*id).unwrap();
+                set.spawn(async move {
+                    let labels = BTreeMap::from([("round".to_owned(), round.to_string())]);
+                    runtime
+                        .ensure_network(&format!("net-{round}"), &labels)
+                        .await
+                });
+            }
+            while let Some(done) = set.join_next().await {
+                done.unwrap().unwrap();
+            }
+        }
+        let commits = store.sizes().len() - commits_before;
+        assert!(
+            commits < 3 * ids.len(),
+            "{commits} commits for {} changes",
+            3 * ids.len()
+        );
+
+        let reopened = fleet_over(store.clone(), &ring).await;
+        for id in &ids {
+            assert_eq!(reopened.server(*id).await.unwrap().desired_generation, 3);
+            let desired = reopened.load_desired(*id).await.unwrap();
+            assert_eq!(desired.generation, 3);
+            let names: Vec<&String> = desired.networks.keys().collect();
+            assert_eq!(names, ["net-0", "net-1", "net-2"]);
+        }
+    }
+
+    /// A lone change is written at once (no batching window: the paused clock would jump
+    /// over any sleep), in a transaction of its own.
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_desired_change_is_not_delayed() {
+        let store = Arc::new(TestStore::new());
+        let fleet = fleet_over(store.clone(), &keyring()).await;
+        let (server, _) = fleet.create_server(WorkspaceId::new(), "s").await.unwrap();
+        let before = store.sizes().len();
+        let t0 = tokio::time::Instant::now();
+        let generation = fleet
+            .edit_desired(server.id, |d| {
+                d.networks.insert("n".into(), HashMap::new());
+            })
+            .await
+            .unwrap();
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        assert_eq!(generation, 1);
+        assert_eq!(store.sizes()[before..], [1]);
+    }
+
+    /// When the shared transaction fails, each change in it fails (the in-memory state keeps
+    /// the previous generation), and the next change of the same server is written.
+    #[tokio::test]
+    async fn a_failed_shared_commit_fails_each_change_and_the_next_ones_are_written() {
+        let store = Arc::new(TestStore::new());
+        let ring = keyring();
+        let fleet = fleet_over(store.clone(), &ring).await;
+        let ws = WorkspaceId::new();
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            ids.push(
+                fleet
+                    .create_server(ws, &format!("s-{i}"))
+                    .await
+                    .unwrap()
+                    .0
+                    .id,
+            );
+        }
+        let base = *store.entered.borrow();
+        store.close_gate();
+        store.fail.lock().unwrap().insert(base + 2);
+        let edit = |fleet: &Fleet, id: ServerId, name: &'static str| {
+            let fleet = fleet.clone();
+            tokio::spawn(async move {
+                fleet
+                    .edit_desired(id, |d| {
+                        d.networks.insert(name.into(), HashMap::new());
+                    })
+                    .await
+            })
+        };
+        let first = edit(&fleet, ids[0], "a");
+        store.wait_entered(base + 1).await;
+        let group: Vec<_> = ids[1..].iter().map(|id| edit(&fleet, *id, "a")).collect();
+        // Each change queues its write (one thread: the spawned changes run while this
+        // yields) before the held commit is let through.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        store.open(100);
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        for g in group {
+            let err = g.await.unwrap().unwrap_err();
+            assert!(err.to_string().contains("injected"), "{err}");
+        }
+        assert_eq!(store.sizes()[base..], [1, 3]);
+        for id in &ids[1..] {
+            assert_eq!(edit(&fleet, *id, "b").await.unwrap().unwrap(), 1);
+        }
+        let reopened = fleet_over(store.clone(), &ring).await;
+        for (i, id) in ids.iter().enumerate() {
+            let d = reopened.load_desired(*id).await.unwrap();
+            let expected = if i == 0 { ["a"] } else { ["b"] };
+            assert_eq!(
+                d.networks.keys().collect::<Vec<_>>(),
+                expected,
+                "server {i}"
+            );
+        }
     }
 }

@@ -12,8 +12,8 @@ use clank_core::model::HealthCheck;
 use clank_core::proxy::{ProxyCall, ProxyReply, ProxyTransport};
 use clank_core::runtime::{
     ExecOutput, ExecRequest, LogLine, LogOptions, LogStream, LogStreamBox, OwnerFilter,
-    ProbeResult, PullProgress, RegistryAuth, Runtime, RuntimeCapabilities, WorkloadId,
-    WorkloadSpec, WorkloadStats, WorkloadStatus,
+    ProbeResult, PullProgress, RegistryAuth, Runtime, RuntimeCapabilities, TerminalSession,
+    TerminalSize, WorkloadId, WorkloadSpec, WorkloadStats, WorkloadStatus,
 };
 use clank_core::time::Timestamp;
 use clank_proto::v1::{self, call::Method, reply::Result as R};
@@ -67,7 +67,7 @@ impl AgentRuntime {
     }
 }
 
-fn unexpected(r: &R) -> Error {
+pub(crate) fn unexpected(r: &R) -> Error {
     Error::runtime(
         RuntimeFailure::Other,
         format!("the agent answered with an unexpected reply: {r:?}"),
@@ -90,8 +90,8 @@ impl Runtime for AgentRuntime {
             isolated_networks: true,
             resource_limits: true,
             images: true,
-            // Interactive exec does not cross the agent protocol yet.
-            terminals: false,
+            // `ExecTerminal` calls (agents with the `terminals` feature).
+            terminals: true,
         }
     }
 
@@ -306,7 +306,7 @@ impl Runtime for AgentRuntime {
         if request.tty {
             return Err(Error::runtime(
                 RuntimeFailure::Unsupported,
-                "interactive exec sessions are not supported",
+                "a command on a terminal runs through `exec_interactive`, not `exec`",
             ));
         }
         let call = v1::ExecRequest {
@@ -327,6 +327,17 @@ impl Runtime for AgentRuntime {
             }),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// An `ExecTerminal` call: the agent runs the command on a terminal of its engine; output,
+    /// keystrokes and resizes cross the session, windowed both ways (see [`crate::terminal`]).
+    async fn exec_interactive(
+        &self,
+        id: &WorkloadId,
+        command: &[String],
+        size: TerminalSize,
+    ) -> Result<TerminalSession> {
+        crate::terminal::open(&self.fleet, self.server, id, command, size).await
     }
 
     async fn stats(&self, id: &WorkloadId) -> Result<WorkloadStats> {

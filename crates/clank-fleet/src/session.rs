@@ -297,7 +297,7 @@ impl clank_proto::AgentControl for FleetService {
         }
         let version = req.agent_version.clone();
         self.fleet
-            .update_server(server, |s| {
+            .update_server(server, move |s| {
                 s.kind = ServerKind::Agent {
                     identity: Some(identity::fingerprint(&cred_hash)),
                     agent_version: Some(version.clone()),
@@ -349,7 +349,7 @@ impl clank_proto::AgentControl for FleetService {
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
         }
         let ident = fleet
-            .update_identity(server, |i| {
+            .modify_identity(server, 512, |i| {
                 i.epoch += 1;
                 Ok(())
             })
@@ -401,7 +401,7 @@ impl clank_proto::AgentControl for FleetService {
         }
         let version = hello.agent_version.clone();
         fleet
-            .update_server(server, |s| {
+            .update_server(server, move |s| {
                 if s.status != ServerStatus::Revoked {
                     s.status = ServerStatus::Connected;
                 }
@@ -455,6 +455,8 @@ impl clank_proto::AgentControl for FleetService {
                     }
                 }
             }
+            // The agent ends this session's terminals with it; so does this side.
+            crate::terminal::end_all(&session.calls);
             detach(&fleet, &slot, epoch).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -532,7 +534,7 @@ async fn handle(fleet: &Fleet, slot: &Arc<Slot>, session: &Session, msg: v1::Age
             };
             if persist {
                 let _ = fleet
-                    .update_server(slot.id, |s| {
+                    .update_server(slot.id, move |s| {
                         s.usage = Some(usage);
                         s.last_heartbeat = Some(now);
                     })
@@ -549,6 +551,9 @@ async fn handle(fleet: &Fleet, slot: &Arc<Slot>, session: &Session, msg: v1::Age
         }
         Some(Up::Reply(r)) => {
             let Some(result) = r.result else { return };
+            let Some(result) = crate::terminal::deliver(&session.calls, r.call_id, result) else {
+                return;
+            };
             let mut pending = lock(&session.calls.pending);
             let more = matches!(
                 result,

@@ -43,6 +43,33 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// control plane holds, pull with credentials it sends).
 pub const FEATURE_IMAGE_TRANSFER: &str = "image_transfer";
 
+/// The `Hello.features` entry of agents that answer `ExecTerminal` calls (interactive exec on
+/// a terminal, `clank exec -it`).
+pub const FEATURE_TERMINALS: &str = "terminals";
+
+/// The most bytes in one `terminal_output` reply or `TerminalInput.data`: a keystroke's
+/// latency is not held behind a large frame on the shared session stream.
+pub const TERMINAL_CHUNK_BYTES: usize = 16 * 1024;
+
+impl From<clank_core::runtime::TerminalSize> for v1::TerminalSize {
+    fn from(s: clank_core::runtime::TerminalSize) -> Self {
+        v1::TerminalSize {
+            rows: s.rows.into(),
+            cols: s.cols.into(),
+        }
+    }
+}
+
+impl From<v1::TerminalSize> for clank_core::runtime::TerminalSize {
+    /// Out-of-range values saturate; `TerminalSize::check` then refuses them.
+    fn from(s: v1::TerminalSize) -> Self {
+        clank_core::runtime::TerminalSize {
+            rows: u16::try_from(s.rows).unwrap_or(u16::MAX),
+            cols: u16::try_from(s.cols).unwrap_or(u16::MAX),
+        }
+    }
+}
+
 /// Bytes per `ImageChunk`: large enough that framing costs nothing, small enough that a
 /// transfer holds a few of them in memory at a time.
 pub const IMAGE_CHUNK_BYTES: usize = 1024 * 1024;

@@ -12,17 +12,12 @@ use std::time::Duration;
 use clank_core::id::{ServerId, WorkspaceId};
 use clank_core::proxy::{CalledProxy, Proxy};
 use clank_core::runtime::{Runtime, WorkloadSpec};
-use clank_core::secret::{KeyId, Keyring};
-use clank_core::store::catalog::Catalog;
-use clank_core::store::memory::MemoryStore;
+use clank_fleet::Fleet;
 use clank_fleet::{AgentProxy, AgentRuntime};
-use clank_fleet::{Fleet, FleetConfig};
 use clank_testkit::proxy::ProxyFixture;
 use clank_testkit::runtime::{Fixture, TestApp};
-use common::{docker_with_testapp, free_addr};
+use common::{FleetEndpoint, docker_with_testapp, free_addr};
 use tokio_util::sync::CancellationToken;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_clank-agent");
 
 /// A fleet with one enrolled, connected agent.
 struct Remote {
@@ -38,65 +33,22 @@ impl Remote {
     async fn start() -> Option<Remote> {
         docker_with_testapp().await?;
         let dir = tempfile::tempdir().unwrap();
-        let tls =
-            clank_fleet::tls::EndpointTls::load_or_create(dir.path(), &["localhost".to_owned()])
-                .unwrap();
-        let keyring = Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap());
-        let catalog = Catalog::new(Arc::new(MemoryStore::new()));
-        let fleet = Fleet::open(
-            catalog,
-            keyring,
-            FleetConfig {
-                endpoint_fingerprint: Some(tls.fingerprint.clone()),
-                ..FleetConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let (service, stopped, serving) = (fleet.service(), stop.clone(), fleet.clone());
-        tokio::spawn(async move {
-            let shutdown = async move {
-                stopped.cancelled().await;
-                serving.close().await;
-            };
-            if let Err(e) = service.serve(listener, Some(&tls), shutdown).await {
-                eprintln!("the agent endpoint stopped: {e}");
-            }
-        });
-        let (server, join_token) = fleet
+        let endpoint = FleetEndpoint::start(dir.path()).await;
+        let (server, join_token) = endpoint
+            .fleet
             .create_server(WorkspaceId::new(), "contract")
             .await
             .unwrap();
-        let fingerprint = std::fs::read_to_string(dir.path().join("agent-endpoint.crt")).unwrap();
-        let fingerprint = clank_fleet::tls::fingerprint_of_pem(&fingerprint).unwrap();
         let proxy_listen = free_addr();
-        let child = tokio::process::Command::new(AGENT)
-            .arg("--control-plane")
-            .arg(format!("https://{endpoint}"))
-            .arg("--state-dir")
-            .arg(dir.path().join("agent-state"))
-            .arg("--fingerprint")
-            .arg(&fingerprint)
-            .arg("--proxy-listen")
-            .arg(proxy_listen.to_string())
-            .arg("--join-token")
-            .arg(&join_token)
-            .env("CLANK_AGENT_HEARTBEAT_S", "1")
-            .env("CLANK_AGENT_BACKOFF_MAX_S", "1")
-            .env("CLANK_LOG", "info,h2=warn,tower=warn,bollard=warn")
-            .env_remove("CLANK_JOIN_TOKEN")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let child = endpoint.spawn_agent(
+            dir.path(),
+            &join_token,
+            &["--proxy-listen".to_owned(), proxy_listen.to_string()],
+        );
         let remote = Remote {
-            fleet,
+            fleet: endpoint.fleet,
             server: server.id,
-            stop,
+            stop: endpoint.stop,
             agent: Mutex::new(Some(child)),
             dir,
         };

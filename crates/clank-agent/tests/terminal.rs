@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clank_core::id::{DeploymentId, EnvironmentId, ProjectId, ServerId, ServiceId, WorkspaceId};
@@ -13,17 +12,12 @@ use clank_core::runtime::{
     ExecRequest, Owner, Runtime, TerminalInput, TerminalSession, TerminalSize, WorkloadId,
     WorkloadState,
 };
-use clank_core::secret::{KeyId, Keyring};
-use clank_core::store::catalog::Catalog;
-use clank_core::store::memory::MemoryStore;
-use clank_fleet::{AgentRuntime, Fleet, FleetConfig};
+use clank_fleet::{AgentRuntime, Fleet};
 use clank_testkit::runtime::TestApp;
 use clank_testkit::testapp::BUSYBOX;
-use common::docker_with_testapp;
+use common::{FleetEndpoint, docker_with_testapp};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_clank-agent");
 
 /// A fleet with one enrolled, connected agent, and a running test-app workload on it.
 struct Remote {
@@ -39,54 +33,12 @@ impl Remote {
     async fn start(suffix: &str) -> Option<Remote> {
         docker_with_testapp().await?;
         let dir = tempfile::tempdir().unwrap();
-        let tls =
-            clank_fleet::tls::EndpointTls::load_or_create(dir.path(), &["localhost".to_owned()])
-                .unwrap();
-        let keyring = Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap());
-        let catalog = Catalog::new(Arc::new(MemoryStore::new()));
-        let fleet = Fleet::open(
-            catalog,
-            keyring,
-            FleetConfig {
-                endpoint_fingerprint: Some(tls.fingerprint.clone()),
-                ..FleetConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let (service, stopped, serving) = (fleet.service(), stop.clone(), fleet.clone());
-        tokio::spawn(async move {
-            let shutdown = async move {
-                stopped.cancelled().await;
-                serving.close().await;
-            };
-            if let Err(e) = service.serve(listener, Some(&tls), shutdown).await {
-                eprintln!("the agent endpoint stopped: {e}");
-            }
-        });
+        let endpoint = FleetEndpoint::start(dir.path()).await;
+        let fleet = endpoint.fleet.clone();
+        let stop = endpoint.stop.clone();
         let workspace = WorkspaceId::new();
         let (server, join_token) = fleet.create_server(workspace, "tty").await.unwrap();
-        let child = tokio::process::Command::new(AGENT)
-            .arg("--control-plane")
-            .arg(format!("https://{endpoint}"))
-            .arg("--state-dir")
-            .arg(dir.path().join("agent-state"))
-            .arg("--fingerprint")
-            .arg(tls_fingerprint(&dir))
-            .arg("--join-token")
-            .arg(&join_token)
-            .env("CLANK_AGENT_HEARTBEAT_S", "1")
-            .env("CLANK_AGENT_BACKOFF_MAX_S", "1")
-            .env("CLANK_LOG", "info,h2=warn,tower=warn,bollard=warn")
-            .env_remove("CLANK_JOIN_TOKEN")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let child = endpoint.spawn_agent(dir.path(), &join_token, &[]);
         let mut remote = Remote {
             runtime: AgentRuntime::new(fleet.clone(), server.id),
             workload: WorkloadId(String::new()),
@@ -221,11 +173,6 @@ fn rand_suffix() -> u32 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(u64::from(std::process::id()));
     h.finish() as u32
-}
-
-fn tls_fingerprint(dir: &tempfile::TempDir) -> String {
-    let pem = std::fs::read_to_string(dir.path().join("agent-endpoint.crt")).unwrap();
-    clank_fleet::tls::fingerprint_of_pem(&pem).unwrap()
 }
 
 fn typed(text: &str) -> TerminalInput {

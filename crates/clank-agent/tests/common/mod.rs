@@ -191,3 +191,84 @@ impl Drop for ControlPlane {
         }
     }
 }
+
+/// A control-plane fleet on an in-memory store, serving its TLS agent endpoint on loopback
+/// (certificate under `dir`) until `stop` is cancelled: no daemon around it.
+pub(crate) struct FleetEndpoint {
+    pub(crate) fleet: clank_fleet::Fleet,
+    pub(crate) endpoint: SocketAddr,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// The endpoint certificate's fingerprint, as `clank server add` prints it.
+    pub(crate) fingerprint: String,
+}
+
+impl FleetEndpoint {
+    pub(crate) async fn start(dir: &Path) -> FleetEndpoint {
+        use clank_core::secret::{KeyId, Keyring};
+        let tls =
+            clank_fleet::tls::EndpointTls::load_or_create(dir, &["localhost".to_owned()]).unwrap();
+        let keyring = Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap());
+        let catalog = clank_core::store::catalog::Catalog::new(std::sync::Arc::new(
+            clank_core::store::memory::MemoryStore::new(),
+        ));
+        let fleet = clank_fleet::Fleet::open(
+            catalog,
+            keyring,
+            clank_fleet::FleetConfig {
+                endpoint_fingerprint: Some(tls.fingerprint.clone()),
+                ..clank_fleet::FleetConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (service, stopped, serving) = (fleet.service(), stop.clone(), fleet.clone());
+        let fingerprint = tls.fingerprint.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                stopped.cancelled().await;
+                serving.close().await;
+            };
+            if let Err(e) = service.serve(listener, Some(&tls), shutdown).await {
+                eprintln!("the agent endpoint stopped: {e}");
+            }
+        });
+        FleetEndpoint {
+            fleet,
+            endpoint,
+            stop,
+            fingerprint,
+        }
+    }
+
+    /// A real `clank-agent` enrolling with `join_token` (state and `agent.log` under `dir`,
+    /// heartbeat and reconnect backoff 1 s), with `args` added.
+    pub(crate) fn spawn_agent(
+        &self,
+        dir: &Path,
+        join_token: &str,
+        args: &[String],
+    ) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_clank-agent"))
+            .arg("--control-plane")
+            .arg(format!("https://{}", self.endpoint))
+            .arg("--state-dir")
+            .arg(dir.join("agent-state"))
+            .arg("--fingerprint")
+            .arg(&self.fingerprint)
+            .args(args)
+            .arg("--join-token")
+            .arg(join_token)
+            .env("CLANK_AGENT_HEARTBEAT_S", "1")
+            .env("CLANK_AGENT_BACKOFF_MAX_S", "1")
+            .env("CLANK_LOG", "info,h2=warn,tower=warn,bollard=warn")
+            .env_remove("CLANK_JOIN_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+}

@@ -130,13 +130,16 @@ function target(t = {}) {
   return { [given[0]]: t[given[0]] };
 }
 
-/** Events from the moment `Platform.events()` was called; an async iterator. */
-class Events {
+/**
+ * A native subscription as an async iterator of parsed JSON items: `next()` gives `done` once
+ * it is closed or ended; `return()` (what `break` in `for await` calls) and `close()` end it.
+ */
+class Subscription {
   constructor(subscription) {
     this._native = subscription;
   }
 
-  /** The next event, or `null` once closed. */
+  /** The next item, or `done` once closed or ended. */
   async next() {
     const raw = await guard(this._native.next());
     return raw === null ? { done: true, value: undefined } : { done: false, value: JSON.parse(raw) };
@@ -156,6 +159,9 @@ class Events {
     return this;
   }
 }
+
+/** Events from the moment `Platform.events()` was called; an async iterator. */
+class Events extends Subscription {}
 
 /**
  * A service's log lines (each the same object as a `logs()` line: `process`, `replica`,
@@ -165,31 +171,7 @@ class Events {
  * request), or when the workloads' output ends. A reader that falls behind slows the reading
  * (a bounded buffer): no line is dropped.
  */
-class Logs {
-  constructor(subscription) {
-    this._native = subscription;
-  }
-
-  /** The next line, or `done` once closed or ended. */
-  async next() {
-    const raw = await guard(this._native.next());
-    return raw === null ? { done: true, value: undefined } : { done: false, value: JSON.parse(raw) };
-  }
-
-  /** Stop following (also what `break` in `for await` does). */
-  async return() {
-    this._native.close();
-    return { done: true, value: undefined };
-  }
-
-  close() {
-    this._native.close();
-  }
-
-  [Symbol.asyncIterator]() {
-    return this;
-  }
-}
+class Logs extends Subscription {}
 
 class Platform {
   constructor(nativePlatform) {

@@ -35,16 +35,36 @@ function declaredClasses(source) {
   return classes;
 }
 
+/**
+ * The prototypes whose members a class shows: its own, and those of unexported base classes
+ * it inherits from (e.g. `Events` and `Logs` from one subscription class), never an exported
+ * class's (declared with it) nor `Error`'s or `Object`'s.
+ */
+function ownPrototypes(Class) {
+  const exported = new Set(Object.values(clank));
+  const protos = [Class.prototype];
+  for (
+    let p = Object.getPrototypeOf(Class.prototype);
+    p && p !== Object.prototype && p !== Error.prototype && !exported.has(p.constructor);
+    p = Object.getPrototypeOf(p)
+  ) {
+    protos.push(p);
+  }
+  return protos;
+}
+
 function runtimeShape(Class) {
   const methods = new Set();
   const props = new Set();
-  for (const key of Reflect.ownKeys(Class.prototype)) {
-    if (key === 'constructor') continue;
-    const d = Object.getOwnPropertyDescriptor(Class.prototype, key);
-    const name = typeof key === 'symbol' ? `@@${key.description.replace('Symbol.', '')}` : key;
-    if (name.startsWith('_')) continue; // private helpers
-    if (d.get) props.add(name);
-    else if (typeof d.value === 'function') methods.add(name);
+  for (const proto of ownPrototypes(Class)) {
+    for (const key of Reflect.ownKeys(proto)) {
+      if (key === 'constructor') continue;
+      const d = Object.getOwnPropertyDescriptor(proto, key);
+      const name = typeof key === 'symbol' ? `@@${key.description.replace('Symbol.', '')}` : key;
+      if (name.startsWith('_')) continue; // private helpers
+      if (d.get) props.add(name);
+      else if (typeof d.value === 'function') methods.add(name);
+    }
   }
   const statics = new Set(
     Object.getOwnPropertyNames(Class).filter(

@@ -870,17 +870,10 @@ mod tests {
         Keyring::new(KeyId::new("k1").unwrap(), Keyring::generate_key().unwrap())
     }
 
-    /// A fleet-wide change, made concurrently through each server's runtime as the engine
-    /// does, is written for every server (in shared transactions), with generations in order,
-    /// and read back by a control plane opened afresh on the same store.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_desired_changes_are_persisted_in_shared_commits() {
-        let store = Arc::new(TestStore::new());
-        let ring = keyring();
-        let fleet = fleet_over(store.clone(), &ring).await;
-        let ws = WorkspaceId::new();
-        let mut ids = Vec::new();
-        for i in 0..300 {
+    /// `n` servers of `ws` registered (`s-0`, `s-1`, …): their ids.
+    async fn servers(fleet: &Fleet, ws: WorkspaceId, n: usize) -> Vec<ServerId> {
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
             ids.push(
                 fleet
                     .create_server(ws, &format!("s-{i}"))
@@ -890,6 +883,19 @@ mod tests {
                     .id,
             );
         }
+        ids
+    }
+
+    /// A fleet-wide change, made concurrently through each server's runtime as the engine
+    /// does, is written for every server (in shared transactions), with generations in order,
+    /// and read back by a control plane opened afresh on the same store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_desired_changes_are_persisted_in_shared_commits() {
+        let store = Arc::new(TestStore::new());
+        let ring = keyring();
+        let fleet = fleet_over(store.clone(), &ring).await;
+        let ws = WorkspaceId::new();
+        let ids = servers(&fleet, ws, 300).await;
         let commits_before = store.sizes().len();
         let placement = fleet.placement();
         for round in 0..3 {
@@ -952,17 +958,7 @@ mod tests {
         let ring = keyring();
         let fleet = fleet_over(store.clone(), &ring).await;
         let ws = WorkspaceId::new();
-        let mut ids = Vec::new();
-        for i in 0..4 {
-            ids.push(
-                fleet
-                    .create_server(ws, &format!("s-{i}"))
-                    .await
-                    .unwrap()
-                    .0
-                    .id,
-            );
-        }
+        let ids = servers(&fleet, ws, 4).await;
         let base = *store.entered.borrow();
         store.close_gate();
         store.fail.lock().unwrap().insert(base + 2);

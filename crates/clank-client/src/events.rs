@@ -109,19 +109,36 @@ impl EventReader {
     }
 }
 
-/// Deployment events from the moment of [`Client::subscribe`](crate::Client::subscribe), read
-/// by a task into a bounded buffer.
+/// What a task reads from one of the daemon's streams into a bounded buffer; dropping it
+/// aborts the task, which ends the HTTP request (the daemon's stream goes with the connection).
 #[derive(Debug)]
-pub struct Subscription {
-    events: mpsc::Receiver<Result<Event>>,
+pub struct Streamed<T> {
+    items: mpsc::Receiver<Result<T>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Subscription {
+impl<T> Drop for Streamed<T> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
+
+impl<T> Streamed<T> {
+    /// The next item; `None` once the daemon ended the stream (for logs: the workloads are
+    /// gone; either: it is shutting down). Cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<T>> {
+        self.items.recv().await.transpose()
+    }
+}
+
+/// Deployment events from the moment of [`Client::subscribe`](crate::Client::subscribe), read
+/// by a task into a bounded buffer that drops what a reader does not take in time.
+pub type Subscription = Streamed<Event>;
+
+/// A service's log lines as the daemon streams them (`GET …/logs?follow=true`), from the tail
+/// of its history on, into a bounded buffer that waits for a slow reader (backpressure,
+/// nothing is dropped).
+pub type LogFollow = Streamed<WorkloadLogLine>;
 
 impl Subscription {
     /// Open `url` on `runtime`; `opened` fires once the daemon has answered (the stream is
@@ -169,29 +186,10 @@ impl Subscription {
                 }
             }
         });
-        Subscription { events, task }
-    }
-
-    /// The next event; `None` once the daemon ended the stream (it is shutting down).
-    /// Cancel-safe.
-    pub async fn next(&mut self) -> Result<Option<Event>> {
-        self.events.recv().await.transpose()
-    }
-}
-
-/// A service's log lines as the daemon streams them (`GET …/logs?follow=true`), from the tail
-/// of its history on: read by a task into a bounded buffer, which waits for a slow reader
-/// (backpressure, nothing is dropped). Dropping it aborts the task, which ends the HTTP request
-/// (the daemon's stream goes with the connection).
-#[derive(Debug)]
-pub struct LogFollow {
-    lines: mpsc::Receiver<Result<WorkloadLogLine>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for LogFollow {
-    fn drop(&mut self) {
-        self.task.abort();
+        Streamed {
+            items: events,
+            task,
+        }
     }
 }
 
@@ -243,12 +241,6 @@ impl LogFollow {
                 }
             }
         });
-        LogFollow { lines, task }
-    }
-
-    /// The next line; `None` once the daemon ended the stream (the workloads are gone, or it
-    /// is shutting down). Cancel-safe.
-    pub async fn next(&mut self) -> Result<Option<WorkloadLogLine>> {
-        self.lines.recv().await.transpose()
+        Streamed { items: lines, task }
     }
 }

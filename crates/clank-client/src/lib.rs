@@ -41,7 +41,7 @@ use std::time::Duration;
 use reqwest::Method;
 use tokio::sync::oneshot;
 
-pub use events::{LogFollow, Subscription};
+pub use events::{LogFollow, Streamed, Subscription};
 pub use http::ConnectOptions;
 
 /// A connection to one daemon with one token. Cheap to clone; safe from many tasks.
@@ -135,7 +135,7 @@ impl Client {
 
     /// Follow deployment events from now on, of one service (by address) or of every service
     /// of the workspace. The stream opens at once; a refusal (no such service) is the first
-    /// [`Subscription::next`]'s error.
+    /// [`Streamed::next`]'s error.
     pub fn subscribe(&self, service: Option<&str>) -> Subscription {
         let mut url = self
             .http
@@ -155,7 +155,7 @@ impl Client {
     /// Follow a service's output (`clank logs -f`): the last `tail` lines of each selected
     /// workload (default 100, at most 10 000), then new lines as they come, until the daemon
     /// ends the stream. A refusal (bad address, no such service or process type) is the first
-    /// [`LogFollow::next`]'s error.
+    /// [`Streamed::next`]'s error.
     pub fn follow_logs(
         &self,
         service: &str,

@@ -394,23 +394,25 @@ impl Platform {
             .find::<Member>("user", &user.to_string(), Page::first(MAX_MEMBERSHIPS))
             .await?
             .items;
-        let mut out = Vec::with_capacity(members.len());
-        for m in members {
+        let ids: Vec<String> = members
+            .iter()
+            .map(|m| m.value.workspace_id.to_string())
+            .collect();
+        let workspaces = cat.get_many::<Workspace>(&ids).await?;
+        Ok(members
+            .into_iter()
+            .zip(workspaces)
             // A workspace deleted under a membership is skipped, not an error.
-            let Some(ws) = cat
-                .get::<Workspace>(&m.value.workspace_id.to_string())
-                .await?
-            else {
-                continue;
-            };
-            out.push(Membership {
-                current: ws.value.id == current.id,
-                workspace: ws.value.slug,
-                name: ws.value.name,
-                role: m.value.role,
-            });
-        }
-        Ok(out)
+            .filter_map(|(m, ws)| {
+                let ws = ws?.value;
+                Some(Membership {
+                    current: ws.id == current.id,
+                    workspace: ws.slug,
+                    name: ws.name,
+                    role: m.value.role,
+                })
+            })
+            .collect())
     }
 
     /// Change the role of the member `who` names (a user id or an email). Making, or changing
